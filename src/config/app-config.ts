@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+
+const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * airlock's settings, read from the environment once at boot. Each field documents the variable
+ * that sets it. GitHub App credentials are optional: without them airlock serves the manifest
+ * registration flow so the app can be created from a browser.
+ */
+export const AppConfig = z.object({
+  /** HOST / PORT: where the web server (webhooks, UI, API) listens. */
+  host: z.string().default('0.0.0.0'),
+  port: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** AIRLOCK_PUBLIC_URL: the URL people reach airlock at; audit links on GitHub point here. */
+  publicUrl: z.url({ message: 'AIRLOCK_PUBLIC_URL must be an absolute URL such as https://airlock.example.com' }),
+  /** AIRLOCK_DATA_DIR: the SQLite database and per-task scratch space. */
+  dataDir: z.string().min(1).default('./data'),
+  /** AIRLOCK_CACHE_DIR: built VM images and the accelerator probe result. */
+  cacheDir: z.string().min(1).default('/var/cache/airlock'),
+  /** LOG_LEVEL */
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  github: z
+    .object({
+      /** APP_ID */
+      appId: positiveInt,
+      /** PRIVATE_KEY (PEM text) or PRIVATE_KEY_PATH (a file holding it). */
+      privateKey: z.string().includes('PRIVATE KEY', {
+        message: 'PRIVATE_KEY must be the PEM private key downloaded from the GitHub App settings page',
+      }),
+      /** WEBHOOK_SECRET */
+      webhookSecret: z.string().min(8, { message: 'WEBHOOK_SECRET must be at least 8 characters' }),
+      /** GITHUB_API_URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. */
+      apiUrl: z.url().default('https://api.github.com'),
+      /** GITHUB_CLIENT_ID / GITHUB_CLIENT_SECRET: the app's OAuth credentials, for sign-in to the web UI. */
+      clientId: z.string().optional(),
+      clientSecret: z.string().optional(),
+      /** GITHUB_WEB_URL: where people sign in (https://github.com, or the GHES host). */
+      webUrl: z.url().default('https://github.com'),
+    })
+    .optional(),
+  models: z.object({
+    /** ANTHROPIC_API_KEY: held by the credential proxy only. */
+    anthropicApiKey: z.string().optional(),
+    /** OPENAI_API_KEY: held by the credential proxy only. */
+    openaiApiKey: z.string().optional(),
+    /** ANTHROPIC_UPSTREAM_URL / OPENAI_UPSTREAM_URL: where the proxy forwards model calls. */
+    anthropicUpstreamUrl: z.url().default('https://api.anthropic.com'),
+    openaiUpstreamUrl: z.url().default('https://api.openai.com'),
+  }),
+  scheduler: z.object({
+    /** AIRLOCK_MAX_CONCURRENT_TASKS: VMs running at once on this host. */
+    maxConcurrent: positiveInt.default(2),
+    /** AIRLOCK_MAX_TASKS_PER_REPO: VMs running at once for one repository. */
+    maxPerRepo: positiveInt.default(1),
+  }),
+  /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
+  accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  /** AIRLOCK_ADMIN_TOKEN: bearer token for the JSON API (automation). */
+  adminToken: z.string().min(16, { message: 'AIRLOCK_ADMIN_TOKEN must be at least 16 characters' }).optional(),
+});
+export type AppConfig = z.infer<typeof AppConfig>;
+
+/** Reads and validates settings from an environment; throws a ConfigError naming each bad variable. */
+export function loadAppConfig(env: Record<string, string | undefined>): AppConfig {
+  const privateKey = env.PRIVATE_KEY ?? readKeyFile(env.PRIVATE_KEY_PATH);
+  const hasApp = Boolean(env.APP_ID || privateKey || env.WEBHOOK_SECRET);
+  const port = env.PORT ?? '3000';
+  const raw = {
+    host: env.HOST,
+    port,
+    publicUrl: env.AIRLOCK_PUBLIC_URL ?? `http://localhost:${port}`,
+    dataDir: env.AIRLOCK_DATA_DIR,
+    cacheDir: env.AIRLOCK_CACHE_DIR,
+    logLevel: env.LOG_LEVEL,
+    github: hasApp
+      ? {
+          appId: env.APP_ID,
+          privateKey: privateKey?.replace(/\\n/g, '\n'),
+          webhookSecret: env.WEBHOOK_SECRET,
+          apiUrl: env.GITHUB_API_URL,
+          clientId: env.GITHUB_CLIENT_ID,
+          clientSecret: env.GITHUB_CLIENT_SECRET,
+          webUrl: env.GITHUB_WEB_URL,
+        }
+      : undefined,
+    models: {
+      anthropicApiKey: env.ANTHROPIC_API_KEY,
+      openaiApiKey: env.OPENAI_API_KEY,
+      anthropicUpstreamUrl: env.ANTHROPIC_UPSTREAM_URL,
+      openaiUpstreamUrl: env.OPENAI_UPSTREAM_URL,
+    },
+    scheduler: { maxConcurrent: env.AIRLOCK_MAX_CONCURRENT_TASKS, maxPerRepo: env.AIRLOCK_MAX_TASKS_PER_REPO },
+    accel: env.AIRLOCK_ACCEL,
+    adminToken: env.AIRLOCK_ADMIN_TOKEN,
+  };
+  const parsed = AppConfig.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => {
+      const variable = ENV_NAMES[issue.path.join('.')] ?? issue.path.join('.');
+      const missing = issue.code === 'invalid_type' && issue.message.includes('undefined');
+      return missing
+        ? `${variable} is required when any GitHub App setting is given (set it, or unset APP_ID, PRIVATE_KEY and WEBHOOK_SECRET to register a new app)`
+        : `${variable}: ${issue.message}`;
+    });
+    throw new ConfigError('airlock settings are invalid', issues);
+  }
+  const config = parsed.data;
+  return { ...config, dataDir: path.resolve(config.dataDir), cacheDir: path.resolve(config.cacheDir) };
+}
+
+function readKeyFile(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`PRIVATE_KEY_PATH ${file} cannot be read`, [], {
+      cause,
+      hint: 'point it at the .pem file downloaded from the GitHub App settings page',
+    });
+  }
+}
+
+const ENV_NAMES: Record<string, string> = {
+  host: 'HOST',
+  port: 'PORT',
+  publicUrl: 'AIRLOCK_PUBLIC_URL',
+  dataDir: 'AIRLOCK_DATA_DIR',
+  cacheDir: 'AIRLOCK_CACHE_DIR',
+  logLevel: 'LOG_LEVEL',
+  'github.appId': 'APP_ID',
+  'github.privateKey': 'PRIVATE_KEY',
+  'github.webhookSecret': 'WEBHOOK_SECRET',
+  'github.apiUrl': 'GITHUB_API_URL',
+  'github.webUrl': 'GITHUB_WEB_URL',
+  'models.anthropicUpstreamUrl': 'ANTHROPIC_UPSTREAM_URL',
+  'models.openaiUpstreamUrl': 'OPENAI_UPSTREAM_URL',
+  'scheduler.maxConcurrent': 'AIRLOCK_MAX_CONCURRENT_TASKS',
+  'scheduler.maxPerRepo': 'AIRLOCK_MAX_TASKS_PER_REPO',
+  accel: 'AIRLOCK_ACCEL',
+  adminToken: 'AIRLOCK_ADMIN_TOKEN',
+};
