@@ -19,7 +19,11 @@ export class AirlockError extends Error {
 /** App settings or a repository's .github/airlock.yml are invalid. */
 export class ConfigError extends AirlockError {
   readonly issues: readonly string[];
-  constructor(message: string, issues: readonly string[] = [], options: { cause?: unknown; hint?: string } = {}) {
+  constructor(
+    message: string,
+    issues: readonly string[] = [],
+    options: { cause?: unknown; hint?: string } = {},
+  ) {
     super('config_invalid', issues.length ? `${message}:\n  - ${issues.join('\n  - ')}` : message, options);
     this.issues = issues;
   }

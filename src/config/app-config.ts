@@ -15,7 +15,9 @@ export const AppConfig = z.object({
   host: z.string().default('0.0.0.0'),
   port: z.coerce.number().int().min(0).max(65535).default(3000),
   /** AIRLOCK_PUBLIC_URL: the URL people reach airlock at; audit links on GitHub point here. */
-  publicUrl: z.url({ message: 'AIRLOCK_PUBLIC_URL must be an absolute URL such as https://airlock.example.com' }),
+  publicUrl: z.url({
+    message: 'AIRLOCK_PUBLIC_URL must be an absolute URL such as https://airlock.example.com',
+  }),
   /** AIRLOCK_DATA_DIR: the SQLite database and per-task scratch space. */
   dataDir: z.string().min(1).default('./data'),
   /** AIRLOCK_CACHE_DIR: built VM images and the accelerator probe result. */
@@ -59,7 +61,10 @@ export const AppConfig = z.object({
   /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** AIRLOCK_ADMIN_TOKEN: bearer token for the JSON API (automation). */
-  adminToken: z.string().min(16, { message: 'AIRLOCK_ADMIN_TOKEN must be at least 16 characters' }).optional(),
+  adminToken: z
+    .string()
+    .min(16, { message: 'AIRLOCK_ADMIN_TOKEN must be at least 16 characters' })
+    .optional(),
 });
 export type AppConfig = z.infer<typeof AppConfig>;
 
@@ -92,7 +97,10 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       anthropicUpstreamUrl: env.ANTHROPIC_UPSTREAM_URL,
       openaiUpstreamUrl: env.OPENAI_UPSTREAM_URL,
     },
-    scheduler: { maxConcurrent: env.AIRLOCK_MAX_CONCURRENT_TASKS, maxPerRepo: env.AIRLOCK_MAX_TASKS_PER_REPO },
+    scheduler: {
+      maxConcurrent: env.AIRLOCK_MAX_CONCURRENT_TASKS,
+      maxPerRepo: env.AIRLOCK_MAX_TASKS_PER_REPO,
+    },
     accel: env.AIRLOCK_ACCEL,
     adminToken: env.AIRLOCK_ADMIN_TOKEN,
   };

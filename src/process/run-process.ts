@@ -56,7 +56,10 @@ export async function runProcess(
   const stderr = String(result.stderr ?? '');
   const ok = options.okExitCodes ?? [0];
   if (result.timedOut) {
-    throw new ProcessError(`${file} timed out after ${options.timeoutMs} ms`, { stderr, exitCode: result.exitCode });
+    throw new ProcessError(`${file} timed out after ${options.timeoutMs} ms`, {
+      stderr,
+      exitCode: result.exitCode,
+    });
   }
   if (result.isCanceled) {
     throw new ProcessError(`${file} was cancelled`, { stderr, exitCode: result.exitCode });

@@ -39,7 +39,10 @@ export function migrate(db: Db): string[] {
     const sql = readFileSync(path.join(MIGRATIONS_DIR, name), 'utf8');
     db.transaction(() => {
       db.exec(sql);
-      db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(name, new Date().toISOString());
+      db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(
+        name,
+        new Date().toISOString(),
+      );
     })();
   }
   return pending;

@@ -1,0 +1,154 @@
+import type { Hono } from 'hono';
+import { Probot } from 'probot';
+import type { AuditSink } from './audit-sink.ts';
+import type { Clock } from './clock.ts';
+import { DeliveryLog } from './github/delivery-log.ts';
+import { GitHubClient } from './github/github-client.ts';
+import { GitHubJobQueue } from './github/github-jobs.ts';
+import { GitHubReporter } from './github/github-reporter.ts';
+import type { OctokitTuning } from './github/octokit-factory.ts';
+import { airlockProbotApp } from './github/probot-app.ts';
+import { webhookRoute } from './github/webhook-route.ts';
+import type { Logger } from './logger.ts';
+import type { Db } from './store/database.ts';
+import { type IntakeDeps, processPendingDeliveries } from './tasks/intake.ts';
+import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from './tasks/recovery.ts';
+import { Scheduler } from './tasks/scheduler.ts';
+import type { Task } from './tasks/task.ts';
+import type { TaskRunner } from './tasks/task-runner.ts';
+import { TaskStore } from './tasks/task-store.ts';
+import { startWorkLoop, type WorkLoop } from './tasks/work-loop.ts';
+
+/** Everything the control plane is built from; the composition root passes production parts. */
+export interface ControlPlaneDeps {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  audit: AuditSink & { headHash?(taskId: string): string | undefined };
+  github: { appId: number; privateKey: string; webhookSecret: string; apiUrl: string; appSlug: string };
+  publicUrl: string;
+  runner: TaskRunner;
+  reaper: OrphanReaper;
+  limits: { maxConcurrent: number; maxPerRepo: number };
+  octokitTuning?: OctokitTuning;
+  /** How often the background loops poll when not woken, in ms. */
+  pollMs?: number;
+  onCiResult?: IntakeDeps['onCiResult'];
+  onTaskFinished?(task: Task): void;
+}
+
+/** The running control plane: webhook routes, queue, scheduler and GitHub reporting. */
+export interface ControlPlane {
+  /** Hono routes to mount at /api/github/webhooks. */
+  webhooks: Hono;
+  tasks: TaskStore;
+  deliveries: DeliveryLog;
+  jobs: GitHubJobQueue;
+  scheduler: Scheduler;
+  githubClient: GitHubClient;
+  recovery: RecoveryReport;
+  /** Waits until deliveries, the scheduler and GitHub jobs have nothing left to do right now. */
+  quiesce(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds and starts the control plane: recovers tasks a previous process left in flight, then
+ * starts the intake loop (deliveries → tasks), the scheduler, and the GitHub job loop.
+ */
+export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
+  const { db, clock, log } = deps;
+  const tasks = new TaskStore(db, clock);
+  const deliveries = new DeliveryLog(db, clock);
+  const jobs = new GitHubJobQueue(db, clock);
+  const githubClient = new GitHubClient(
+    { appId: deps.github.appId, privateKey: deps.github.privateKey, apiUrl: deps.github.apiUrl },
+    log,
+    deps.octokitTuning,
+  );
+  const reporter = new GitHubReporter({
+    github: githubClient,
+    tasks,
+    publicUrl: deps.publicUrl,
+    log,
+    ...(deps.audit.headHash ? { auditHeadHash: (id: string) => deps.audit.headHash?.(id) } : {}),
+  });
+
+  const recovery = await recoverInFlightTasks({ tasks, reaper: deps.reaper, jobs, audit: deps.audit, log });
+
+  let jobLoop: WorkLoop | undefined;
+  const scheduler = new Scheduler({
+    tasks,
+    runner: deps.runner,
+    jobs: {
+      enqueue: (job, refs) => {
+        jobs.enqueue(job, refs);
+        jobLoop?.wake();
+      },
+    },
+    audit: deps.audit,
+    log,
+    limits: deps.limits,
+    publish: reporter.publish,
+    onFinished: (task) => deps.onTaskFinished?.(task),
+  });
+  const pollMs = deps.pollMs ?? 1000;
+  jobLoop = startWorkLoop('github-jobs', () => jobs.drain(reporter.execute, log), log, pollMs);
+  const intakeLoop = startWorkLoop(
+    'intake',
+    async () => {
+      const n = await processPendingDeliveries({
+        deliveries,
+        tasks,
+        jobs,
+        github: githubClient,
+        audit: deps.audit,
+        log,
+        cancelTask: (id, by) => scheduler.cancel(id, by),
+        ...(deps.onCiResult ? { onCiResult: deps.onCiResult } : {}),
+      });
+      if (n > 0) jobLoop?.wake();
+      scheduler.tick();
+      return n;
+    },
+    log,
+    pollMs,
+  );
+
+  const probot = new Probot({
+    appId: deps.github.appId,
+    privateKey: deps.github.privateKey,
+    secret: deps.github.webhookSecret,
+    baseUrl: deps.github.apiUrl,
+    log: log.child({ name: 'probot' }),
+  });
+  await probot.load(
+    airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop.wake(), log }),
+  );
+  const webhooks = webhookRoute({ probot, secret: deps.github.webhookSecret, log });
+
+  return {
+    webhooks,
+    tasks,
+    deliveries,
+    jobs,
+    scheduler,
+    githubClient,
+    recovery,
+    quiesce: async () => {
+      for (let i = 0; i < 50; i++) {
+        await intakeLoop.settled();
+        await scheduler.idle();
+        await jobLoop?.settled();
+        const busy =
+          deliveries.pending(1).length > 0 || tasks.queued(1).length > 0 || scheduler.runningIds().length > 0;
+        if (!busy && jobs.dueCount() === 0) return;
+      }
+    },
+    stop: async () => {
+      await intakeLoop.stop();
+      await scheduler.stop();
+      await jobLoop?.stop();
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import { z } from 'zod';
+import type { Clock } from '../clock.ts';
+import type { Db } from '../store/database.ts';
+import { Intent } from './webhook-intent.ts';
+
+export const DeliveryStatus = z.enum(['pending', 'done', 'ignored', 'refused', 'failed']);
+export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
+
+/** A stored delivery waiting for (or done with) intake. */
+export const StoredDelivery = z.object({
+  deliveryId: z.string(),
+  intent: Intent,
+  status: DeliveryStatus,
+  attempts: z.number(),
+});
+export type StoredDelivery = z.infer<typeof StoredDelivery>;
+
+/**
+ * Webhook deliveries, deduplicated by GitHub's delivery id. Recording is one indexed INSERT, so
+ * it fits in the webhook handler; everything slow happens in the intake worker afterwards.
+ */
+export class DeliveryLog {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #insert;
+
+  constructor(db: Db, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#insert = db.prepare(
+      `INSERT INTO deliveries (delivery_id, event, action, installation_id, repo_full_name, intent_json, status, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (delivery_id) DO NOTHING`,
+    );
+  }
+
+  /** Stores an intent; returns 'duplicate' when this delivery id was seen before. */
+  record(intent: Intent): 'recorded' | 'duplicate' {
+    const o = intent.origin;
+    const result = this.#insert.run(
+      o.deliveryId,
+      o.event,
+      o.action,
+      o.installationId,
+      o.repo.fullName,
+      JSON.stringify(intent),
+      this.#clock.now().toISOString(),
+    );
+    return result.changes === 1 ? 'recorded' : 'duplicate';
+  }
+
+  /** Deliveries still to be processed, oldest first. */
+  pending(limit = 50): StoredDelivery[] {
+    return this.#db
+      .prepare(
+        `SELECT delivery_id, intent_json, status, attempts FROM deliveries WHERE status = 'pending'
+         ORDER BY received_at, rowid LIMIT ?`,
+      )
+      .all(limit)
+      .map((row) => {
+        const r = row as { delivery_id: string; intent_json: string; status: string; attempts: number };
+        return StoredDelivery.parse({
+          deliveryId: r.delivery_id,
+          intent: JSON.parse(r.intent_json),
+          status: r.status,
+          attempts: r.attempts,
+        });
+      });
+  }
+
+  /** Marks a delivery processed with its outcome (and the task it created, if any). */
+  finish(
+    deliveryId: string,
+    status: Exclude<DeliveryStatus, 'pending'>,
+    outcome: string,
+    taskId?: string,
+  ): void {
+    this.#db
+      .prepare(
+        `UPDATE deliveries SET status = ?, outcome = ?, task_id = ?, processed_at = ?, attempts = attempts + 1
+         WHERE delivery_id = ?`,
+      )
+      .run(status, outcome, taskId ?? null, this.#clock.now().toISOString(), deliveryId);
+  }
+
+  /** Counts a failed attempt, leaving the delivery pending for a retry. */
+  retryLater(deliveryId: string, error: string): number {
+    this.#db
+      .prepare('UPDATE deliveries SET attempts = attempts + 1, outcome = ? WHERE delivery_id = ?')
+      .run(error, deliveryId);
+    const row = this.#db.prepare('SELECT attempts FROM deliveries WHERE delivery_id = ?').get(deliveryId) as {
+      attempts: number;
+    };
+    return row.attempts;
+  }
+
+  /** The stored outcome of one delivery, for tests and the API. */
+  get(
+    deliveryId: string,
+  ): { status: DeliveryStatus; outcome: string | null; taskId: string | null } | undefined {
+    const row = this.#db
+      .prepare('SELECT status, outcome, task_id FROM deliveries WHERE delivery_id = ?')
+      .get(deliveryId) as
+      | { status: DeliveryStatus; outcome: string | null; task_id: string | null }
+      | undefined;
+    return row ? { status: row.status, outcome: row.outcome, taskId: row.task_id } : undefined;
+  }
+}

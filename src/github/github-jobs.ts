@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import type { Clock } from '../clock.ts';
+import { errorMessage } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Db } from '../store/database.ts';
+
+/** Durable GitHub side effects. Each is retried with back-off until it succeeds or runs out of attempts. */
+export const GitHubJob = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('react'),
+    installationId: z.number(),
+    repo: z.string(),
+    target: z.union([
+      z.object({ issueNumber: z.number() }),
+      z.object({ commentId: z.number(), kind: z.enum(['issue_comment', 'review_comment']) }),
+    ]),
+    content: z.enum(['+1', 'eyes', 'rocket', 'confused']),
+  }),
+  z.object({
+    kind: z.literal('comment'),
+    installationId: z.number(),
+    repo: z.string(),
+    issueNumber: z.number(),
+    body: z.string(),
+  }),
+  /** Create or edit the task's tracking comment from the task's state at the time the job runs. */
+  z.object({ kind: z.literal('tracking'), taskId: z.string() }),
+  /** Create or update the task's `airlock` check run from its state at the time the job runs. */
+  z.object({ kind: z.literal('check_run'), taskId: z.string() }),
+]);
+export type GitHubJob = z.infer<typeof GitHubJob>;
+
+/** Runs one job against GitHub. */
+export type GitHubJobExecutor = (job: GitHubJob) => Promise<void>;
+
+const MAX_ATTEMPTS = 8;
+
+/** The outbox of GitHub side effects, stored in SQLite so none is lost across restarts. */
+export class GitHubJobQueue {
+  readonly #db: Db;
+  readonly #clock: Clock;
+
+  constructor(db: Db, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+  }
+
+  /** Queues a job; tracking and check-run jobs are coalesced while one for the same task is pending. */
+  enqueue(job: GitHubJob, refs: { taskId?: string | null; deliveryId?: string | null } = {}): void {
+    const taskId = 'taskId' in job ? job.taskId : (refs.taskId ?? null);
+    if (job.kind === 'tracking' || job.kind === 'check_run') {
+      const pending = this.#db
+        .prepare(
+          `SELECT 1 FROM github_jobs WHERE status = 'pending' AND kind = ? AND task_id = ? AND attempts = 0`,
+        )
+        .get(job.kind, taskId);
+      if (pending) return;
+    }
+    const now = this.#clock.now().toISOString();
+    this.#db
+      .prepare(
+        `INSERT INTO github_jobs (task_id, delivery_id, kind, payload_json, status, not_before, created_at)
+         VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+      )
+      .run(taskId, refs.deliveryId ?? null, job.kind, JSON.stringify(job), now, now);
+  }
+
+  /** Runs every job that is due, in order; returns how many ran (succeeded or not). */
+  async drain(execute: GitHubJobExecutor, log: Logger, limit = 100): Promise<number> {
+    const due = this.#db
+      .prepare(
+        `SELECT id, payload_json, attempts FROM github_jobs WHERE status = 'pending' AND not_before <= ?
+         ORDER BY id LIMIT ?`,
+      )
+      .all(this.#clock.now().toISOString(), limit) as Array<{
+      id: number;
+      payload_json: string;
+      attempts: number;
+    }>;
+    for (const row of due) {
+      const job = GitHubJob.parse(JSON.parse(row.payload_json));
+      try {
+        await execute(job);
+        this.#db
+          .prepare(
+            `UPDATE github_jobs SET status = 'done', attempts = attempts + 1, done_at = ? WHERE id = ?`,
+          )
+          .run(this.#clock.now().toISOString(), row.id);
+      } catch (error) {
+        const attempts = row.attempts + 1;
+        const giveUp = attempts >= MAX_ATTEMPTS;
+        const delayMs = Math.min(300_000, 1000 * 2 ** attempts);
+        log.warn(
+          { job: job.kind, jobId: row.id, attempts, err: errorMessage(error), giveUp },
+          'GitHub job failed',
+        );
+        this.#db
+          .prepare(
+            `UPDATE github_jobs SET status = ?, attempts = ?, last_error = ?, not_before = ? WHERE id = ?`,
+          )
+          .run(
+            giveUp ? 'failed' : 'pending',
+            attempts,
+            errorMessage(error),
+            new Date(this.#clock.now().getTime() + delayMs).toISOString(),
+            row.id,
+          );
+      }
+    }
+    return due.length;
+  }
+
+  /** Pending jobs whose back-off has passed. */
+  dueCount(): number {
+    const row = this.#db
+      .prepare(`SELECT count(*) AS n FROM github_jobs WHERE status = 'pending' AND not_before <= ?`)
+      .get(this.#clock.now().toISOString()) as { n: number };
+    return row.n;
+  }
+
+  /** Pending job count (for metrics and tests). */
+  pendingCount(): number {
+    return (
+      this.#db.prepare(`SELECT count(*) AS n FROM github_jobs WHERE status = 'pending'`).get() as {
+        n: number;
+      }
+    ).n;
+  }
+}

@@ -1,0 +1,58 @@
+import type { Task } from '../tasks/task.ts';
+
+const STATE_LINE: Record<Task['state'], string> = {
+  queued: '⏳ Queued',
+  starting: '🚀 Starting a microVM',
+  running: '🛠️ The agent is working',
+  pushing: '📤 Pushing the branch',
+  succeeded: '✅ Done',
+  failed: '❌ Failed',
+  cancelled: '🚫 Cancelled',
+  timed_out: '⌛ Timed out',
+};
+
+/** The link to a task's audit record. */
+export function auditUrl(publicUrl: string, taskId: string): string {
+  return `${publicUrl.replace(/\/$/, '')}/tasks/${taskId}`;
+}
+
+/** The body of a task's tracking comment, rendered from its current state. */
+export function trackingCommentBody(
+  task: Task,
+  options: { publicUrl: string; queuedBehind?: string },
+): string {
+  const lines = [`**airlock** · task \`${task.id}\` · ${STATE_LINE[task.state]}`, ''];
+  const who = `Requested by @${task.actorLogin}`;
+  const what =
+    task.kind === 'follow_up' || task.kind === 'ci_fix'
+      ? `follow-up on \`${task.branch}\``
+      : `branch \`${task.branch}\``;
+  lines.push(`${who} · ${what}${task.attempt > 1 ? ` · attempt ${task.attempt}` : ''}`);
+  if (task.state === 'queued' && options.queuedBehind) {
+    lines.push('', `Waiting for task \`${options.queuedBehind}\` on the same branch to finish.`);
+  }
+  if (task.state === 'succeeded' && task.result) {
+    if (task.result.outcome === 'no_changes') {
+      lines.push('', 'The agent made no change.');
+      if (task.result.summary) lines.push('', quote(task.result.summary));
+    } else {
+      if (task.result.prUrl) lines.push('', `Pull request: ${task.result.prUrl}`);
+      if (task.result.summary) lines.push('', quote(task.result.summary));
+      if (task.result.diffStat) lines.push('', '```', task.result.diffStat.trim(), '```');
+    }
+  }
+  if ((task.state === 'failed' || task.state === 'timed_out' || task.state === 'cancelled') && task.reason) {
+    lines.push('', `Reason: ${task.reason}`);
+    if (task.state !== 'cancelled') lines.push('', 'Comment `/airlock retry` to run it again.');
+  }
+  lines.push('', `[Audit record](${auditUrl(options.publicUrl, task.id)})`);
+  return lines.join('\n');
+}
+
+function quote(text: string): string {
+  const trimmed = text.length > 3000 ? `${text.slice(0, 3000)}…` : text;
+  return trimmed
+    .split('\n')
+    .map((l) => `> ${l}`)
+    .join('\n');
+}
