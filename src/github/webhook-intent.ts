@@ -240,7 +240,7 @@ export function webhookIntent(
           head_branch: z.string().nullable().optional(),
           conclusion: z.string().nullable(),
           name: z.string().nullable().optional(),
-          app: z.object({ slug: z.string() }).nullable().optional(),
+          app: z.object({ slug: z.string().optional() }).nullable().optional(),
           check_suite: z.object({ head_branch: z.string().nullable().optional() }).optional(),
         })
         .safeParse((payload as Record<string, unknown>)[key]);
