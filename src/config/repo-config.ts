@@ -18,55 +18,105 @@ const hostName = z
  */
 export const RepoConfig = z
   .object({
-    /** The issue label that starts a task. */
-    label: z.string().min(1).max(50).default('airlock'),
-    /** Which agent CLI runs in the VM. */
-    agent: z.enum(['claude', 'codex', 'opencode', 'script']).default('claude'),
-    /** Model name passed to the agent CLI; the agent's default when unset. */
-    model: z.string().min(1).max(100).optional(),
-    /** For agent: script, the path of the script inside the repository, run with the prompt on stdin. */
-    script: z.string().min(1).max(300).optional(),
-    /** Shell commands run in the workspace before the agent (egress only through the allowlist). */
-    setup: z.array(z.string().min(1).max(2000)).max(20).default([]),
-    /** Wall-clock limit for one task, in minutes. */
-    timeout_minutes: z.number().int().min(1).max(360).default(30),
-    /** VM resources for one task. */
+    label: z.string().min(1).max(50).default('airlock').describe('The issue label that starts a task.'),
+    agent: z
+      .enum(['claude', 'codex', 'opencode', 'script'])
+      .default('claude')
+      .describe('Which agent CLI runs in the VM.'),
+    model: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe("Model name passed to the agent CLI; the agent's default when unset."),
+    script: z
+      .string()
+      .min(1)
+      .max(300)
+      .optional()
+      .describe(
+        'For agent: script, the path of the script inside the repository, run with the prompt on stdin.',
+      ),
+    setup: z
+      .array(z.string().min(1).max(2000))
+      .max(20)
+      .default([])
+      .describe('Shell commands run in the workspace before the agent (egress only through the allowlist).'),
+    timeout_minutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(360)
+      .default(30)
+      .describe('Wall-clock limit for one task, in minutes.'),
     limits: z
       .object({
-        cpus: z.number().int().min(1).max(16).default(2),
-        memory_mib: z.number().int().min(256).max(32768).default(2048),
-        disk_mib: z.number().int().min(512).max(200_000).default(8192),
-        /** Cap on agent output streamed to the host, in KiB. */
-        output_kib: z.number().int().min(64).max(1_048_576).default(16_384),
+        cpus: z.number().int().min(1).max(16).default(2).describe('vCPUs of the task VM.'),
+        memory_mib: z.number().int().min(256).max(32768).default(2048).describe('Guest memory, in MiB.'),
+        disk_mib: z
+          .number()
+          .int()
+          .min(512)
+          .max(200_000)
+          .default(8192)
+          .describe('Writable disk (overlay), in MiB.'),
+        output_kib: z
+          .number()
+          .int()
+          .min(64)
+          .max(1_048_576)
+          .default(16_384)
+          .describe('Cap on agent output streamed to the host, in KiB.'),
       })
       .strict()
-      .prefault({}),
-    /** Model token budget per task (input + output); the task stops when exceeded. */
+      .prefault({})
+      .describe('VM resources for one task.'),
     budget: z
-      .object({ max_tokens: z.number().int().positive().default(2_000_000) })
+      .object({
+        max_tokens: z.number().int().positive().default(2_000_000).describe('Input plus output tokens.'),
+      })
       .strict()
-      .prefault({}),
-    /** Extra host names the VM may reach through the egress proxy (for example a package registry). */
+      .prefault({})
+      .describe('Model token budget per task; the task stops when it is exceeded.'),
     egress: z
-      .object({ allow: z.array(hostName).max(100).default([]) })
+      .object({
+        allow: z
+          .array(hostName)
+          .max(100)
+          .default([])
+          .describe(
+            'Host names (or *.domain wildcards) the VM may reach, e.g. a package registry for setup.',
+          ),
+      })
       .strict()
-      .prefault({}),
-    /** What happens when CI reports on an agent branch. */
+      .prefault({})
+      .describe('Egress beyond git and the model API; everything else is refused.'),
     ci: z
       .object({
-        /** Start a follow-up task when a check fails. */
-        autofix: z.boolean().default(false),
-        /** Follow-up attempts per PR for CI failures. */
-        max_attempts: z.number().int().min(0).max(10).default(2),
-        /** Mark the draft PR ready for review when every check passes. */
-        ready_for_review: z.boolean().default(true),
-        /** Request a review from the person who asked, once CI passes. */
-        request_reviewer: z.boolean().default(true),
+        autofix: z.boolean().default(false).describe('Start a follow-up task when a check fails.'),
+        max_attempts: z
+          .number()
+          .int()
+          .min(0)
+          .max(10)
+          .default(2)
+          .describe('Follow-up attempts per PR for CI failures.'),
+        ready_for_review: z
+          .boolean()
+          .default(true)
+          .describe('Mark the draft PR ready for review when every check passes.'),
+        request_reviewer: z
+          .boolean()
+          .default(true)
+          .describe('Request a review from the person who asked, once CI passes.'),
       })
       .strict()
-      .prefault({}),
-    /** Allow triggers from pull requests whose head is a fork. */
-    allow_forks: z.boolean().default(false),
+      .prefault({})
+      .describe('What happens when CI reports on an agent branch.'),
+    allow_forks: z
+      .boolean()
+      .default(false)
+      .describe('Allow triggers from pull requests whose head is a fork.'),
   })
   .strict();
 export type RepoConfig = z.infer<typeof RepoConfig>;

@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadAppConfig } from '../../src/config/app-config.ts';
 import { DEFAULT_REPO_CONFIG, parseRepoConfig, repoConfigJsonSchema } from '../../src/config/repo-config.ts';
