@@ -95,10 +95,13 @@ describe('parseRepoConfig', () => {
     expect(() => parseRepoConfig('agent: [unclosed\n')).toThrow(/not valid YAML/);
   });
 
-  it('generates a JSON Schema for editors', () => {
-    const schema = repoConfigJsonSchema() as { properties: Record<string, unknown> };
+  it('generates a JSON Schema for editors, and the copy in docs/ is current', () => {
+    const schema = repoConfigJsonSchema() as { properties: Record<string, { description?: string }> };
     expect(Object.keys(schema.properties)).toEqual(
       expect.arrayContaining(['label', 'agent', 'setup', 'egress', 'ci']),
     );
+    for (const [name, field] of Object.entries(schema.properties)) expect(field.description, name).toBeTruthy();
+    const shipped = JSON.parse(readFileSync(new URL('../../docs/airlock.schema.json', import.meta.url), 'utf8'));
+    expect(shipped, 'regenerate with: npm run airlock -- config schema > docs/airlock.schema.json').toEqual(schema);
   });
 });
