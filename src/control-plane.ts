@@ -1,6 +1,7 @@
 import type { Hono } from 'hono';
 import { Probot } from 'probot';
 import type { AuditSink } from './audit-sink.ts';
+import { handleCiResult } from './ci/ci-follow-up.ts';
 import type { Clock } from './clock.ts';
 import { DeliveryLog } from './github/delivery-log.ts';
 import { GitHubClient } from './github/github-client.ts';
@@ -11,7 +12,7 @@ import { airlockProbotApp } from './github/probot-app.ts';
 import { webhookRoute } from './github/webhook-route.ts';
 import type { Logger } from './logger.ts';
 import type { Db } from './store/database.ts';
-import { type IntakeDeps, processPendingDeliveries } from './tasks/intake.ts';
+import { processPendingDeliveries } from './tasks/intake.ts';
 import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from './tasks/recovery.ts';
 import { Scheduler } from './tasks/scheduler.ts';
 import type { Task } from './tasks/task.ts';
@@ -33,7 +34,6 @@ export interface ControlPlaneDeps {
   octokitTuning?: OctokitTuning;
   /** How often the background loops poll when not woken, in ms. */
   pollMs?: number;
-  onCiResult?: IntakeDeps['onCiResult'];
   onTaskFinished?(task: Task): void;
 }
 
@@ -105,7 +105,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         audit: deps.audit,
         log,
         cancelTask: (id, by) => scheduler.cancel(id, by),
-        ...(deps.onCiResult ? { onCiResult: deps.onCiResult } : {}),
+        onCiResult: (intent) =>
+          handleCiResult(
+            {
+              db,
+              clock,
+              tasks,
+              jobs,
+              github: githubClient,
+              audit: deps.audit,
+              log,
+              appSlug: deps.github.appSlug,
+            },
+            intent,
+          ),
       });
       if (n > 0) jobLoop?.wake();
       scheduler.tick();

@@ -290,7 +290,7 @@ function createTask(
 
 /** Records a new task and queues its first GitHub side effects (eyes reaction, tracking comment). */
 export function announce(
-  deps: Pick<IntakeDeps, 'jobs' | 'audit'>,
+  deps: { jobs: Pick<GitHubJobQueue, 'enqueue'>; audit: AuditSink },
   task: Task,
   trigger?: { issueNumber: number } | { commentId: number; kind: 'issue_comment' | 'review_comment' },
 ): void {

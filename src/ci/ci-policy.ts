@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+
+/** One failing check, as CI reported it. */
+export interface CiFailure {
+  name: string;
+  conclusion: string;
+  annotations: Array<{ path: string; line: number | null; message: string }>;
+  logTail: string;
+}
+
+/** Whether a failure should become a follow-up, and why not when it should not. */
+export type AutofixDecision = { fix: true; attempt: number } | { fix: false; why: string };
+
+/**
+ * Decides whether a CI failure on an agent branch becomes a follow-up task. Pure, so every rule
+ * is unit-tested: the repository must enable it, forks never, a changed workflow file never (the
+ * agent must not grade its own homework), attempts are bounded, and a failure whose fingerprint
+ * repeats is not retried.
+ */
+export function decideAutofix(input: {
+  autofix: boolean;
+  maxAttempts: number;
+  fork: boolean;
+  workflowFilesChanged: readonly string[];
+  previousAttempts: number;
+  previousFingerprints: readonly string[];
+  fingerprint: string;
+}): AutofixDecision {
+  if (!input.autofix)
+    return { fix: false, why: 'CI follow-ups are off for this repository (`ci.autofix: false`).' };
+  if (input.fork) return { fix: false, why: 'the pull request comes from a fork.' };
+  if (input.workflowFilesChanged.length > 0) {
+    return {
+      fix: false,
+      why: `the branch changes CI workflow files (${input.workflowFilesChanged.join(', ')}), so a person must review the failure.`,
+    };
+  }
+  if (input.previousFingerprints.includes(input.fingerprint)) {
+    return { fix: false, why: 'the same failure came back after a follow-up already tried to fix it.' };
+  }
+  if (input.previousAttempts >= input.maxAttempts) {
+    return {
+      fix: false,
+      why: `the limit of ${input.maxAttempts} CI follow-up attempts is reached (\`ci.max_attempts\`).`,
+    };
+  }
+  return { fix: true, attempt: input.previousAttempts + 1 };
+}
+
+/**
+ * A failure's fingerprint: the failing check names plus each one's first error, normalised so that
+ * timestamps, hex ids, numbers and paths under temp dirs do not make the same failure look new.
+ */
+export function failureFingerprint(failures: readonly CiFailure[]): string {
+  const parts = [...failures]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((f) => `${f.name}\u0000${normaliseError(firstError(f))}`);
+  return createHash('sha256').update(parts.join('\u0001')).digest('hex').slice(0, 16);
+}
+
+/** The first error a failure shows: its first annotation, else the first error-looking log line. */
+export function firstError(failure: CiFailure): string {
+  const annotation = failure.annotations[0];
+  if (annotation) return `${annotation.path}: ${annotation.message}`;
+  const lines = failure.logTail.split('\n');
+  return (
+    lines.find((l) => /\b(error|failed|failure|exception|assert)/i.test(l)) ??
+    lines.find((l) => l.trim()) ??
+    ''
+  );
+}
+
+function normaliseError(text: string): string {
+  return text
+    .replace(/^\S*\d{4}-\d\d-\d\dT[\d:.]+Z?\s*/gm, '')
+    .replace(/\/tmp\/\S+/g, '<tmp>')
+    .replace(/\b[0-9a-f]{7,40}\b/gi, '<hex>')
+    .replace(/\d+(\.\d+)?/g, '<n>')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .toLowerCase();
+}
+
+/** Workflow files among a change's paths. */
+export function workflowFiles(paths: readonly string[]): string[] {
+  return paths.filter((p) => /^\.github\/workflows\/[^/]+\.ya?ml$/.test(p));
+}
+
+/** Keeps the end of a log, within `maxBytes`, starting at a line boundary. */
+export function logTail(log: string, maxBytes = 8 * 1024): string {
+  const withoutStamps = log.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '');
+  if (Buffer.byteLength(withoutStamps) <= maxBytes) return withoutStamps;
+  const tail = withoutStamps.slice(-maxBytes);
+  const cut = tail.indexOf('\n');
+  return cut >= 0 ? tail.slice(cut + 1) : tail;
+}
