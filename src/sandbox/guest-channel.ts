@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { SandboxError } from '../errors.ts';
+import type { ExecAuditRecord } from './exec-audit.ts';
+import { GuestLineParser, type GuestMessage, type HostMessage } from './guest-protocol.ts';
+import type { GuestExec, GuestExecResult } from './sandbox.ts';
+
+type Pending = {
+  onOutput?: ((stream: 'stdout' | 'stderr', data: string) => void) | undefined;
+  resolve(message: GuestMessage): void;
+  reject(error: Error): void;
+};
+
+/**
+ * The host end of a VM's control channel: sends requests, routes the guest's answers to whoever
+ * asked, forwards exec-audit records, and counts output against the VM's limit.
+ */
+export class GuestChannel {
+  readonly #socket: Socket;
+  readonly #parser = new GuestLineParser();
+  readonly #pending = new Map<string, Pending>();
+  readonly #auditListeners: Array<(r: ExecAuditRecord) => void> = [];
+  readonly #malformedListeners: Array<(line: string, error: string) => void> = [];
+  readonly #outputLimit: number;
+  #outputBytes = 0;
+  #closed: Error | undefined;
+  #ready: ((m: GuestMessage) => void) | undefined;
+  readonly ready: Promise<GuestMessage>;
+  /** Called when the guest exceeds the output limit. */
+  onOutputLimit: (() => void) | undefined;
+
+  constructor(socket: Socket, outputLimitBytes: number) {
+    this.#socket = socket;
+    this.#outputLimit = outputLimitBytes;
+    this.ready = new Promise((resolve) => {
+      this.#ready = resolve;
+    });
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      for (const message of this.#parser.push(chunk)) this.#dispatch(message);
+    });
+    socket.on('close', () => this.close(new SandboxError('vm_gone', 'the VM closed its control channel')));
+    socket.on('error', (error) =>
+      this.close(new SandboxError('vm_gone', `control channel failed: ${error.message}`)),
+    );
+  }
+
+  onExecAudit(listener: (r: ExecAuditRecord) => void): void {
+    this.#auditListeners.push(listener);
+  }
+
+  onMalformed(listener: (line: string, error: string) => void): void {
+    this.#malformedListeners.push(listener);
+  }
+
+  /** Runs a command in the guest. */
+  async exec(
+    request: GuestExec,
+    onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
+    signal?: AbortSignal,
+  ): Promise<GuestExecResult> {
+    const id = randomUUID();
+    const abort = () => this.#send({ type: 'signal', id, signal: 'SIGKILL' });
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const message = await this.#request(
+        {
+          type: 'exec',
+          id,
+          argv: request.argv,
+          env: request.env ?? {},
+          ...(request.cwd ? { cwd: request.cwd } : {}),
+          ...(request.stdin !== undefined ? { stdin: request.stdin } : {}),
+          ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
+        },
+        onOutput,
+      );
+      if (message.type !== 'exit')
+        throw new SandboxError('guest_error', `guest answered ${message.type} to exec`);
+      return { code: message.code, signal: message.signal ?? null, durationMs: message.durationMs ?? 0 };
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  async writeFile(path: string, content: string | Buffer, mode?: number): Promise<void> {
+    const contentBase64 = Buffer.from(content).toString('base64');
+    await this.#request({
+      type: 'write_file',
+      id: randomUUID(),
+      path,
+      contentBase64,
+      ...(mode ? { mode } : {}),
+    });
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const message = await this.#request({ type: 'read_file', id: randomUUID(), path });
+    if (message.type !== 'file')
+      throw new SandboxError('guest_error', `guest answered ${message.type} to read_file`);
+    return Buffer.from(message.contentBase64, 'base64');
+  }
+
+  /** Asks the guest to power off (best effort). */
+  shutdown(): void {
+    this.#send({ type: 'shutdown' });
+  }
+
+  /** Fails every pending request; later requests fail at once. */
+  close(reason: Error): void {
+    if (this.#closed) return;
+    this.#closed = reason;
+    for (const pending of this.#pending.values()) pending.reject(reason);
+    this.#pending.clear();
+    this.#socket.destroy();
+  }
+
+  #request(message: HostMessage & { id: string }, onOutput?: Pending['onOutput']): Promise<GuestMessage> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(message.id, { resolve, reject, onOutput });
+      this.#send(message);
+    });
+  }
+
+  #send(message: HostMessage): void {
+    if (!this.#closed) this.#socket.write(`${JSON.stringify(message)}\n`);
+  }
+
+  #dispatch(message: GuestMessage | { type: 'malformed'; line: string; error: string }): void {
+    switch (message.type) {
+      case 'malformed':
+        for (const l of this.#malformedListeners) l(message.line, message.error);
+        return;
+      case 'ready':
+        this.#ready?.(message);
+        return;
+      case 'exec_audit':
+        for (const l of this.#auditListeners) {
+          l({
+            ts: message.ts ?? new Date().toISOString(),
+            pid: message.pid ?? null,
+            ppid: message.ppid ?? null,
+            argv: message.argv,
+            cwd: message.cwd ?? null,
+            uid: message.uid ?? null,
+          });
+        }
+        return;
+      case 'log':
+        return;
+      case 'stdout':
+      case 'stderr': {
+        this.#outputBytes += Buffer.byteLength(message.data);
+        if (this.#outputBytes > this.#outputLimit) {
+          this.onOutputLimit?.();
+          return;
+        }
+        this.#pending.get(message.id)?.onOutput?.(message.type, message.data);
+        return;
+      }
+      default: {
+        const id = 'id' in message ? message.id : undefined;
+        const pending = id ? this.#pending.get(id) : undefined;
+        if (!pending) return;
+        this.#pending.delete(id as string);
+        if (message.type === 'error')
+          pending.reject(new SandboxError('guest_error', `guest: ${message.message}`));
+        else pending.resolve(message);
+      }
+    }
+  }
+}

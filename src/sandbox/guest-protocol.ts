@@ -1,0 +1,126 @@
+import { z } from 'zod';
+
+/**
+ * The control channel between host and guest: JSON lines over a virtio-console port. The host
+ * sends requests; the guest answers with output chunks, exit codes, files and, for every process
+ * executed in the VM, an exec-audit record. Anything the guest sends that does not parse is kept
+ * as a `malformed` event and never crashes the host.
+ */
+export const HostMessage = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('exec'),
+    id: z.string(),
+    argv: z.array(z.string()).min(1),
+    cwd: z.string().optional(),
+    env: z.record(z.string(), z.string()),
+    stdin: z.string().optional(),
+    timeoutMs: z.number().int().positive().optional(),
+    uid: z.number().int().optional(),
+  }),
+  z.object({
+    type: z.literal('write_file'),
+    id: z.string(),
+    path: z.string(),
+    contentBase64: z.string(),
+    mode: z.number().int().optional(),
+  }),
+  z.object({ type: z.literal('read_file'), id: z.string(), path: z.string() }),
+  z.object({ type: z.literal('signal'), id: z.string(), signal: z.string() }),
+  z.object({ type: z.literal('shutdown') }),
+]);
+export type HostMessage = z.infer<typeof HostMessage>;
+
+export const GuestMessage = z.discriminatedUnion('type', [
+  z
+    .object({ type: z.literal('ready'), bootMs: z.number().optional(), kernel: z.string().optional() })
+    .passthrough(),
+  z.object({ type: z.enum(['stdout', 'stderr']), id: z.string(), data: z.string() }),
+  z.object({
+    type: z.literal('exit'),
+    id: z.string(),
+    code: z.number().nullable(),
+    signal: z.string().nullable().optional(),
+    durationMs: z.number().optional(),
+  }),
+  z.object({ type: z.literal('file'), id: z.string(), contentBase64: z.string() }),
+  z.object({ type: z.literal('ok'), id: z.string() }),
+  z.object({ type: z.literal('error'), id: z.string().optional(), message: z.string() }),
+  z
+    .object({
+      type: z.literal('exec_audit'),
+      ts: z.string().optional(),
+      pid: z.number().optional(),
+      ppid: z.number().optional(),
+      argv: z.array(z.string()),
+      cwd: z.string().optional(),
+      uid: z.number().optional(),
+    })
+    .passthrough(),
+  z.object({ type: z.literal('log'), message: z.string() }).passthrough(),
+]);
+export type GuestMessage = z.infer<typeof GuestMessage>;
+
+/** A guest line that did not parse, kept for the audit record. */
+export interface MalformedGuestLine {
+  type: 'malformed';
+  line: string;
+  error: string;
+}
+
+/** Longest line the host accepts from a guest before it cuts the line and records it as malformed. */
+export const MAX_GUEST_LINE_BYTES = 1024 * 1024;
+
+/**
+ * Splits a byte stream into lines and parses each, never throwing: oversized or invalid lines
+ * become `malformed` events.
+ */
+export class GuestLineParser {
+  #buffer = '';
+  #dropping = false;
+
+  /** Feeds a chunk; returns the messages it completed. */
+  push(chunk: string): Array<GuestMessage | MalformedGuestLine> {
+    const out: Array<GuestMessage | MalformedGuestLine> = [];
+    this.#buffer += chunk;
+    for (;;) {
+      const newline = this.#buffer.indexOf('\n');
+      if (newline < 0) break;
+      const line = this.#buffer.slice(0, newline);
+      this.#buffer = this.#buffer.slice(newline + 1);
+      if (this.#dropping) {
+        this.#dropping = false;
+        continue;
+      }
+      if (line.trim()) out.push(parseGuestLine(line));
+    }
+    if (this.#buffer.length > MAX_GUEST_LINE_BYTES) {
+      out.push({
+        type: 'malformed',
+        line: `${this.#buffer.slice(0, 200)}…`,
+        error: 'line longer than 1 MiB',
+      });
+      this.#buffer = '';
+      this.#dropping = true;
+    }
+    return out;
+  }
+}
+
+/** Parses one guest line. */
+export function parseGuestLine(line: string): GuestMessage | MalformedGuestLine {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return { type: 'malformed', line: line.slice(0, 2000), error: 'not JSON' };
+  }
+  const parsed = GuestMessage.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      type: 'malformed',
+      line: line.slice(0, 2000),
+      error: parsed.error.issues[0]?.message ?? 'invalid',
+    };
+  }
+  return parsed.data;
+}

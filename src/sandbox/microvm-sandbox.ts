@@ -1,0 +1,261 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { SandboxError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { runProcess } from '../process/run-process.ts';
+import { GuestChannel } from './guest-channel.ts';
+import { qemuArgs } from './qemu-args.ts';
+import type { Sandbox, Vm, VmSpec } from './sandbox.ts';
+import type { VmImage } from './vm-image.ts';
+import { killProcessGroup, processMatches, VmRegistry } from './vm-registry.ts';
+
+/** Settings for {@link MicroVmSandbox}. */
+export interface MicroVmOptions {
+  image: VmImage;
+  accel: 'kvm' | 'tcg';
+  dataDir: string;
+  log: Logger;
+  qemuBinary?: string;
+  tscKhz?: number;
+  /** How long a boot may take before it counts as failed. */
+  bootTimeoutMs?: number;
+}
+
+/** The microvm backend: one QEMU process (in its own process group) per VM. */
+export class MicroVmSandbox implements Sandbox {
+  readonly accel: 'kvm' | 'tcg';
+  readonly imageDigest: string;
+  readonly #options: MicroVmOptions;
+  readonly #registry: VmRegistry;
+
+  constructor(options: MicroVmOptions) {
+    this.#options = options;
+    this.accel = options.accel;
+    this.imageDigest = options.image.digest;
+    this.#registry = new VmRegistry(options.dataDir);
+  }
+
+  async create(spec: VmSpec, signal?: AbortSignal): Promise<Vm> {
+    const started = performance.now();
+    const vmId = `vm-${spec.taskId.toLowerCase().replace(/[^a-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
+    const record = { vmId, taskId: spec.taskId, startedAt: new Date().toISOString() };
+    const dir = await this.#registry.open(record);
+    const files = {
+      overlay: path.join(dir, 'root.qcow2'),
+      scratch: path.join(dir, 'scratch.qcow2'),
+      controlSocket: path.join(dir, 'ctl.sock'),
+      consoleLog: path.join(dir, 'console.log'),
+    };
+    let child: ResultPromise | undefined;
+    try {
+      await createOverlays(this.#options.image.rootfs, files.overlay, files.scratch, spec.diskMib);
+      const args = qemuArgs({
+        image: this.#options.image,
+        accel: this.accel,
+        cpus: spec.cpus,
+        memoryMib: spec.memoryMib,
+        ...files,
+        proxySocket: spec.proxySocket,
+        tscKhz: this.#options.tscKhz,
+      });
+      child = execa(this.#options.qemuBinary ?? 'qemu-system-x86_64', args, {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        extendEnv: false,
+        detached: true,
+        stdin: 'ignore',
+        stdout: 'ignore',
+        stderr: 'pipe',
+        reject: false,
+        cleanup: true,
+      });
+      const pid = child.pid;
+      if (!pid)
+        throw new SandboxError('vm_spawn_failed', 'QEMU did not start', {
+          hint: 'is qemu-system-x86 installed?',
+        });
+      await this.#registry.setPid(record, pid);
+      const exited = child.then(
+        (r) =>
+          `QEMU exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '')
+            .trim()
+            .slice(-500)}`,
+      );
+      const socket = await connectControl(
+        files.controlSocket,
+        exited,
+        this.#options.bootTimeoutMs ?? 120_000,
+        signal,
+      );
+      const channel = new GuestChannel(socket, spec.outputLimitBytes);
+      const ready = await Promise.race([
+        channel.ready,
+        exited.then((why) => {
+          throw new SandboxError('vm_boot_failed', `the VM died while booting: ${why}`);
+        }),
+        timeout(this.#options.bootTimeoutMs ?? 120_000, 'the VM did not become ready'),
+        aborted(signal),
+      ]);
+      const bootMs = performance.now() - started;
+      this.#options.log.info(
+        { vmId, taskId: spec.taskId, bootMs: Math.round(bootMs), guest: ready },
+        'VM ready',
+      );
+      return new MicroVm({
+        id: vmId,
+        taskId: spec.taskId,
+        accel: this.accel,
+        bootMs,
+        channel,
+        child,
+        pid,
+        exited,
+        registry: this.#registry,
+      });
+    } catch (error) {
+      if (child?.pid) killProcessGroup(child.pid);
+      await child?.catch(() => {});
+      await this.#registry.remove(vmId);
+      throw error instanceof SandboxError
+        ? error
+        : new SandboxError('vm_boot_failed', `could not boot the VM: ${(error as Error).message}`, {
+            cause: error,
+          });
+    }
+  }
+
+  async reapOrphans(): Promise<string[]> {
+    const reaped: string[] = [];
+    for (const vm of this.#registry.list()) {
+      if (vm.pid && processMatches(vm.pid, vm.dir)) killProcessGroup(vm.pid);
+      await this.#registry.remove(vm.vmId);
+      reaped.push(vm.taskId);
+      this.#options.log.warn(
+        { vmId: vm.vmId, taskId: vm.taskId, pid: vm.pid },
+        'reaped a VM left by a previous process',
+      );
+    }
+    return reaped;
+  }
+}
+
+class MicroVm implements Vm {
+  readonly id: string;
+  readonly taskId: string;
+  readonly accel: 'kvm' | 'tcg';
+  readonly bootMs: number;
+  readonly exited: Promise<string>;
+  readonly #channel: GuestChannel;
+  readonly #child: ResultPromise;
+  readonly #pid: number;
+  readonly #registry: VmRegistry;
+  #destroyed: Promise<void> | undefined;
+  #limitHit = false;
+
+  constructor(parts: {
+    id: string;
+    taskId: string;
+    accel: 'kvm' | 'tcg';
+    bootMs: number;
+    channel: GuestChannel;
+    child: ResultPromise;
+    pid: number;
+    exited: Promise<string>;
+    registry: VmRegistry;
+  }) {
+    this.id = parts.id;
+    this.taskId = parts.taskId;
+    this.accel = parts.accel;
+    this.bootMs = parts.bootMs;
+    this.#channel = parts.channel;
+    this.#child = parts.child;
+    this.#pid = parts.pid;
+    this.#registry = parts.registry;
+    this.exited = new Promise((resolve) => {
+      parts.exited.then((why) => resolve(this.#limitHit ? 'output limit exceeded' : why));
+      this.#channel.onOutputLimit = () => {
+        this.#limitHit = true;
+        killProcessGroup(this.#pid);
+        this.#channel.close(
+          new SandboxError('limit_exceeded', 'the task exceeded its output limit (limits.output_kib)'),
+        );
+      };
+    });
+  }
+
+  exec: Vm['exec'] = (request, onOutput, signal) => this.#channel.exec(request, onOutput, signal);
+  writeFile: Vm['writeFile'] = (file, content, mode) => this.#channel.writeFile(file, content, mode);
+  readFile: Vm['readFile'] = (file) => this.#channel.readFile(file);
+  onExecAudit: Vm['onExecAudit'] = (listener) => this.#channel.onExecAudit(listener);
+  onMalformed: Vm['onMalformed'] = (listener) => this.#channel.onMalformed(listener);
+
+  destroy(): Promise<void> {
+    this.#destroyed ??= (async () => {
+      this.#channel.close(new SandboxError('vm_destroyed', 'the VM was destroyed'));
+      killProcessGroup(this.#pid);
+      await this.#child.catch(() => {});
+      await this.#registry.remove(this.id);
+    })();
+    return this.#destroyed;
+  }
+}
+
+/** Creates the copy-on-write overlay over the golden root image and the empty scratch disk. */
+export async function createOverlays(
+  rootfs: string,
+  overlay: string,
+  scratch: string,
+  diskMib: number,
+): Promise<void> {
+  await Promise.all([
+    runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', rootfs, overlay], {
+      timeoutMs: 10_000,
+    }),
+    runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', scratch, `${diskMib}M`], { timeoutMs: 10_000 }),
+  ]);
+}
+
+async function connectControl(
+  file: string,
+  exited: Promise<string>,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
+  let gone: string | undefined;
+  exited.then((why) => {
+    gone = why;
+  });
+  for (;;) {
+    if (gone)
+      throw new SandboxError('vm_boot_failed', `the VM died before its control channel opened: ${gone}`);
+    if (signal?.aborted) throw signal.reason;
+    if (Date.now() > deadline)
+      throw new SandboxError('vm_boot_failed', 'the VM control channel did not open');
+    if (existsSync(file)) {
+      const socket = await new Promise<Socket | undefined>((resolve) => {
+        const s = connect(file);
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      });
+      if (socket) return socket;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function timeout(ms: number, message: string): Promise<never> {
+  return new Promise((_, reject) =>
+    setTimeout(() => reject(new SandboxError('vm_boot_failed', message)), ms).unref(),
+  );
+}
+
+function aborted(signal?: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (!signal) return;
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}

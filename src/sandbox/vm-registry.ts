@@ -1,0 +1,92 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** What is written next to each VM's overlay so that a later process can find and reap it. */
+export const VmRecord = z.object({
+  vmId: z.string(),
+  taskId: z.string(),
+  pid: z.number().int().positive().optional(),
+  startedAt: z.string(),
+});
+export type VmRecord = z.infer<typeof VmRecord>;
+
+/**
+ * The on-disk registry of VMs: one directory per VM under `<dataDir>/vms`, holding its overlay,
+ * control socket and `vm.json` (task id and VMM pid). A VM is only ever started after its record
+ * is written, and its directory is deleted only after its VMM is dead.
+ */
+export class VmRegistry {
+  readonly root: string;
+
+  constructor(dataDir: string) {
+    this.root = path.join(dataDir, 'vms');
+  }
+
+  /** Creates the directory of a new VM and writes its record; returns the directory. */
+  async open(record: VmRecord): Promise<string> {
+    const dir = this.dir(record.vmId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(path.join(dir, 'vm.json'), JSON.stringify(record), { mode: 0o600 });
+    return dir;
+  }
+
+  /** Records the VMM's pid once it is spawned. */
+  async setPid(record: VmRecord, pid: number): Promise<void> {
+    await writeFile(path.join(this.dir(record.vmId), 'vm.json'), JSON.stringify({ ...record, pid }), {
+      mode: 0o600,
+    });
+  }
+
+  /** Every VM record on disk (unreadable ones are returned with what could be read). */
+  list(): Array<VmRecord & { dir: string }> {
+    let names: string[];
+    try {
+      names = readdirSync(this.root);
+    } catch {
+      return [];
+    }
+    return names.map((vmId) => {
+      const dir = this.dir(vmId);
+      try {
+        return { ...VmRecord.parse(JSON.parse(readFileSync(path.join(dir, 'vm.json'), 'utf8'))), dir };
+      } catch {
+        return { vmId, taskId: 'unknown', startedAt: '', dir };
+      }
+    });
+  }
+
+  /** Deletes a VM's directory (overlay, sockets, record). */
+  async remove(vmId: string): Promise<void> {
+    await rm(this.dir(vmId), { recursive: true, force: true });
+  }
+
+  dir(vmId: string): string {
+    if (!/^[a-z0-9-]+$/.test(vmId)) throw new Error(`invalid VM id ${vmId}`);
+    return path.join(this.root, vmId);
+  }
+}
+
+/** Whether a pid is alive and its command line mentions `marker` (guards against pid reuse). */
+export function processMatches(pid: number, marker: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(marker);
+  } catch {
+    return false;
+  }
+}
+
+/** Kills a whole process group (the VMM and its guestfwd helpers), ignoring ones already gone. */
+export function killProcessGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
