@@ -10,10 +10,13 @@ export async function startRegistrationServer(options: {
   host: string;
   port: number;
   log: Logger;
+  /** Where GitHub should send webhooks once the app exists. */
+  webhookUrl: string;
   githubHost?: string;
 }): Promise<{ stop(): Promise<void> }> {
   // Probot's setup flow would otherwise try to create a smee.io channel (no egress assumed here).
   process.env.NO_SMEE_SETUP = 'true';
+  process.env.WEBHOOK_PROXY_URL = options.webhookUrl;
   const env: Record<string, string> = { HOST: options.host, PORT: String(options.port) };
   if (options.githubHost) env.GHE_HOST = options.githubHost;
   const server = await run(() => {}, { env, log: options.log.child({ name: 'setup' }) });

@@ -125,6 +125,7 @@ export class Scheduler {
     try {
       let result = await this.#deps.runner.run(task, { signal, enterPhase, log });
       if (signal.aborted) throw signal.reason;
+      if (this.#deps.tasks.get(task.id).state === 'starting') enterPhase('running');
       if (result.outcome === 'changes_pushed' && this.#deps.publish) {
         if (this.#deps.tasks.get(task.id).state !== 'pushing') enterPhase('pushing');
         result = await this.#deps.publish(this.#deps.tasks.get(task.id), result);
