@@ -29,12 +29,13 @@ export const GUEST_PROXY_ADDRESS = '10.0.2.100';
  */
 export function qemuArgs(launch: QemuLaunch): string[] {
   const kernelArgs = [
-    'console=hvc0',
+    'console=ttyS0',
     'quiet',
     'panic=-1',
     'audit=1',
     'audit_backlog_limit=8192',
     'random.trust_cpu=on',
+    `airlock.epoch=${Math.floor(Date.now() / 1000)}`,
     ...(launch.accel === 'tcg' && launch.tscKhz ? [`tsc_early_khz=${launch.tscKhz}`, 'tsc=reliable'] : []),
   ];
   const netdev = ['user', 'id=net0', 'restrict=on', 'ipv6=off'];
@@ -43,7 +44,7 @@ export function qemuArgs(launch: QemuLaunch): string[] {
   }
   return [
     '-M',
-    'microvm,x-option-roms=off,isa-serial=off,rtc=off',
+    'microvm,x-option-roms=off,rtc=off',
     '-nodefaults',
     '-no-user-config',
     '-nographic',
@@ -76,10 +77,8 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     'virtio-net-device,netdev=net0',
     '-device',
     'virtio-serial-device',
-    '-chardev',
-    `file,id=console,path=${launch.consoleLog}`,
-    '-device',
-    'virtconsole,chardev=console',
+    '-serial',
+    `file:${launch.consoleLog}`,
     '-chardev',
     `socket,id=ctl,path=${launch.controlSocket},server=on,wait=off`,
     '-device',

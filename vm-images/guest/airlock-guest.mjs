@@ -1,0 +1,201 @@
+// airlock's guest agent: speaks JSON lines with the host over the virtio serial port
+// `airlock.ctl`. It runs commands with exactly the environment the host sends, streams their
+// output, reads and writes task files, and reports every process the kernel saw executed.
+// Dependency-free on purpose: it runs on the image's Node before anything else is installed.
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, createWriteStream, mkdirSync, openSync, read, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+const MAX_CHUNK = 64 * 1024;
+const MAX_FILE = 64 * 1024 * 1024;
+const DEFAULT_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
+
+const port = findPort('airlock.ctl');
+const fd = openSync(port, 'r+');
+const out = createWriteStream(null, { fd, autoClose: false });
+const send = (message) => out.write(`${JSON.stringify(message)}\n`);
+const running = new Map();
+
+startExecAudit();
+send({ type: 'ready', bootMs: Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000), kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), guestVersion: 1 });
+
+let buffer = '';
+createReadStream(null, { fd, autoClose: false, encoding: 'utf8' }).on('data', (chunk) => {
+  buffer += chunk;
+  for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+    const line = buffer.slice(0, i);
+    buffer = buffer.slice(i + 1);
+    if (line.trim()) handle(line);
+  }
+});
+
+function handle(line) {
+  let message;
+  try {
+    message = JSON.parse(line);
+  } catch {
+    send({ type: 'error', message: 'host sent a line that is not JSON' });
+    return;
+  }
+  try {
+    switch (message.type) {
+      case 'exec':
+        return exec(message);
+      case 'write_file':
+        mkdirSync(dirname(message.path), { recursive: true });
+        writeFileSync(message.path, Buffer.from(message.contentBase64, 'base64'), { mode: message.mode ?? 0o644 });
+        return send({ type: 'ok', id: message.id });
+      case 'read_file': {
+        const content = readFileSync(message.path);
+        if (content.length > MAX_FILE) return send({ type: 'error', id: message.id, message: `${message.path} is larger than 64 MiB` });
+        return send({ type: 'file', id: message.id, contentBase64: content.toString('base64') });
+      }
+      case 'signal': {
+        const child = running.get(message.id);
+        if (child) killGroup(child, message.signal ?? 'SIGKILL');
+        return;
+      }
+      case 'shutdown':
+        spawnSync('/bin/sync');
+        spawnSync('/bin/busybox', ['poweroff', '-f']);
+        return;
+      default:
+        return send({ type: 'error', id: message.id, message: `unknown request type ${message.type}` });
+    }
+  } catch (error) {
+    send({ type: 'error', id: message.id, message: String(error?.message ?? error) });
+  }
+}
+
+function exec(message) {
+  const started = Date.now();
+  let child;
+  try {
+    child = spawn(message.argv[0], message.argv.slice(1), {
+      cwd: message.cwd ?? '/',
+      env: { ...DEFAULT_ENV, ...message.env },
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(message.uid !== undefined ? { uid: message.uid, gid: message.uid } : {}),
+    });
+  } catch (error) {
+    send({ type: 'stderr', id: message.id, data: `${error.message}\n` });
+    send({ type: 'exit', id: message.id, code: 127, signal: null, durationMs: 0 });
+    return;
+  }
+  running.set(message.id, child);
+  let timer;
+  if (message.timeoutMs) timer = setTimeout(() => killGroup(child, 'SIGKILL'), message.timeoutMs);
+  for (const stream of ['stdout', 'stderr']) {
+    child[stream].setEncoding('utf8');
+    child[stream].on('data', (data) => {
+      for (let i = 0; i < data.length; i += MAX_CHUNK) send({ type: stream, id: message.id, data: data.slice(i, i + MAX_CHUNK) });
+    });
+  }
+  child.stdin.on('error', () => {});
+  child.stdin.end(message.stdin ?? '');
+  let spawnError;
+  child.on('error', (error) => {
+    spawnError = error;
+  });
+  child.on('close', (code, signal) => {
+    clearTimeout(timer);
+    running.delete(message.id);
+    if (spawnError && code === null) send({ type: 'stderr', id: message.id, data: `${spawnError.message}\n` });
+    send({ type: 'exit', id: message.id, code: spawnError && code === null ? 127 : code, signal, durationMs: Date.now() - started });
+  });
+}
+
+function killGroup(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {}
+  }
+}
+
+function findPort(name) {
+  for (const entry of readdirSync('/sys/class/virtio-ports')) {
+    try {
+      if (readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name) return `/dev/${entry}`;
+    } catch {}
+  }
+  throw new Error(`virtio port ${name} not found`);
+}
+
+// Kernel audit records for execve, from /dev/kmsg (no audit daemon is registered, so the kernel
+// prints them). Records of one event share a serial; they are joined and sent as one exec_audit.
+function startExecAudit() {
+  const pending = new Map();
+  const flush = (serial) => {
+    const event = pending.get(serial);
+    pending.delete(serial);
+    if (!event?.argv) return;
+    send({ type: 'exec_audit', ts: event.ts, pid: event.pid ?? null, ppid: event.ppid ?? null, uid: event.uid ?? null, argv: event.argv, cwd: event.cwd ?? null, exe: event.exe ?? null });
+  };
+  // One read() of /dev/kmsg returns one record. EPIPE means records were overwritten before we
+  // read them (the ring buffer wrapped): note the loss and keep reading from the next one.
+  const kmsg = openSync('/dev/kmsg', 'r');
+  const record = Buffer.alloc(16 * 1024);
+  const next = () =>
+    read(kmsg, record, 0, record.length, null, (error, bytes) => {
+      if (error) {
+        if (error.code === 'EPIPE') send({ type: 'log', message: 'kernel log overrun: some exec records were lost' });
+        else return send({ type: 'log', message: `exec audit stopped: ${error.message}` });
+      } else {
+        onLine(record.toString('utf8', 0, bytes));
+      }
+      next();
+    });
+  next();
+  function onLine(line) {
+    {
+        const m = /audit: type=(\d+) audit\((\d+)\.(\d+):(\d+)\): (.*)$/.exec(line.trimEnd());
+        if (!m) return;
+        const [, type, secs, millis, serial, body] = m;
+        let event = pending.get(serial);
+        if (!event) {
+          event = { ts: new Date(Number(secs) * 1000 + Number(millis)).toISOString() };
+          pending.set(serial, event);
+          setTimeout(() => flush(serial), 50);
+        }
+        const fields = parseFields(body);
+        if (type === '1300') {
+          event.pid = Number(fields.pid);
+          event.ppid = Number(fields.ppid);
+          event.uid = Number(fields.uid);
+          event.exe = decodeValue(fields.exe ?? '');
+        } else if (type === '1309') {
+          const argc = Number(fields.argc);
+          const argv = [];
+          for (let i = 0; i < argc; i++) argv.push(decodeValue(fields[`a${i}`] ?? joinParts(fields, i)));
+          event.argv = argv;
+        } else if (type === '1307') {
+          event.cwd = decodeValue(fields.cwd ?? '');
+        } else if (type === '1327') {
+          flush(serial);
+        }
+    }
+  }
+}
+
+function joinParts(fields, i) {
+  let value = '';
+  for (let j = 0; fields[`a${i}[${j}]`] !== undefined; j++) value += decodeValue(fields[`a${i}[${j}]`]);
+  return value;
+}
+
+function parseFields(body) {
+  const fields = {};
+  for (const m of body.matchAll(/([\w[\]]+)=("(?:[^"]*)"|\S+)/g)) fields[m[1]] = m[2];
+  return fields;
+}
+
+// Audit quotes plain values and hex-encodes any with spaces, quotes or control characters.
+function decodeValue(raw) {
+  if (raw.startsWith('"')) return raw.slice(1, -1);
+  if (/^([0-9A-F]{2})+$/.test(raw)) return Buffer.from(raw, 'hex').toString('utf8');
+  return raw;
+}
