@@ -118,12 +118,18 @@ export class MicroVmSandbox implements Sandbox {
     } catch (error) {
       if (child?.pid) killProcessGroup(child.pid);
       await child?.catch(() => {});
+      const consoleLog = await readFile(files.consoleLog, 'utf8').catch(() => '');
       await this.#registry.remove(vmId);
-      throw error instanceof SandboxError
-        ? error
-        : new SandboxError('vm_boot_failed', `could not boot the VM: ${(error as Error).message}`, {
-            cause: error,
-          });
+      const failure =
+        error instanceof SandboxError
+          ? error
+          : new SandboxError('vm_boot_failed', `could not boot the VM: ${(error as Error).message}`, {
+              cause: error,
+            });
+      if (consoleLog.trim()) {
+        failure.message += `\nguest console (last lines):\n${consoleLog.trim().split('\n').slice(-15).join('\n')}`;
+      }
+      throw failure;
     }
   }
 
