@@ -1,0 +1,260 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import type { AuditSink } from '../audit-sink.ts';
+import { errorMessage } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import {
+  MAX_COMMAND_SECTION_BYTES,
+  type ReceivePackCommands,
+  readReceivePackCommands,
+  refusedPushResponse,
+} from './pkt-line.ts';
+import { refUpdateAllowed, taskBranchRef } from './ref-update-policy.ts';
+import { pickHeaders, type UpstreamAgents, upstreamRequest } from './upstream-request.ts';
+
+/** What the git part of a task proxy needs. */
+export interface GitProxyOptions {
+  taskId: string;
+  repository: { owner: string; name: string };
+  /** The task's branch, `airlock/…` (the only ref it may push). */
+  branch: string;
+  /** The upstream smart-HTTP URL of the task's repository (`https://github.com/o/r.git`). */
+  upstreamUrl: string;
+  /** The task's installation token; called per request so a refreshed token is picked up. */
+  token: () => Promise<string>;
+  /** Largest pack a push may send, in bytes. */
+  maxPackBytes: number;
+  agents: UpstreamAgents;
+  audit: AuditSink;
+  log: Logger;
+}
+
+/** Default cap on a pushed pack: 500 MiB. */
+export const DEFAULT_MAX_PACK_BYTES = 500 * 1024 * 1024;
+
+const PATH = /^\/git\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/;
+const SERVICES = new Set(['git-upload-pack', 'git-receive-pack']);
+const REQUEST_HEADERS = [
+  'accept',
+  'accept-encoding',
+  'content-type',
+  'content-encoding',
+  'content-length',
+  'git-protocol',
+  'user-agent',
+];
+const RESPONSE_HEADERS = [
+  'content-type',
+  'content-encoding',
+  'content-length',
+  'cache-control',
+  'expires',
+  'pragma',
+];
+
+/**
+ * Builds the handler for `/git/{owner}/{repo}.git/…`: smart HTTP for the task's one repository,
+ * forwarded upstream with the task's token. The guest's own Authorization header is never read.
+ * Pushes are inspected before anything goes upstream: only the task branch may move.
+ */
+export function createGitProxy(
+  options: GitProxyOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const ownBranch = taskBranchRef(options.branch);
+  const repo = `${options.repository.owner}/${options.repository.name}`;
+  const upstreamBase = options.upstreamUrl.replace(/\/+$/, '');
+
+  const refuse = (res: ServerResponse, status: number, service: string, message: string) => {
+    options.audit.append(options.taskId, 'proxy.git', {
+      service,
+      repo,
+      decision: 'refused',
+      reason: message,
+    });
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${message}\n`);
+  };
+
+  return async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy.invalid');
+    const match = PATH.exec(url.pathname);
+    if (!match) return refuse(res, 404, 'unknown', `airlock: no git endpoint at ${url.pathname}`);
+    const [, owner, name, endpoint] = match as unknown as [string, string, string, string];
+    const service = endpoint === 'info/refs' ? (url.searchParams.get('service') ?? '') : endpoint;
+    if (`${owner}/${name}`.toLowerCase() !== repo.toLowerCase()) {
+      return refuse(res, 403, service, `airlock: this task can only reach ${repo}, not ${owner}/${name}`);
+    }
+    if (!SERVICES.has(service)) {
+      return refuse(
+        res,
+        403,
+        service,
+        'airlock: only smart HTTP (git-upload-pack, git-receive-pack) is served',
+      );
+    }
+    if ((endpoint === 'info/refs') !== (req.method === 'GET')) {
+      return refuse(res, 405, service, `airlock: ${req.method} is not allowed on ${endpoint}`);
+    }
+    const target = new URL(`${upstreamBase}/${endpoint}${url.search}`);
+    const headers = pickHeaders(req.headers, REQUEST_HEADERS);
+    headers.authorization = `Basic ${Buffer.from(`x-access-token:${await options.token()}`).toString('base64')}`;
+    if (endpoint === 'git-receive-pack') return receivePack(req, res, target, headers);
+    options.audit.append(options.taskId, 'proxy.git', { service, endpoint, repo, decision: 'forwarded' });
+    await forward(req, res, target, headers, req);
+  };
+
+  async function receivePack(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: URL,
+    headers: Record<string, unknown>,
+  ): Promise<void> {
+    const service = 'git-receive-pack';
+    let body: Readable = req;
+    if (req.headers['content-encoding'] === 'gzip') {
+      body = req.pipe(createGunzip());
+      delete headers['content-encoding'];
+      delete headers['content-length'];
+    }
+    const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    let head = Buffer.alloc(0);
+    let commands: ReceivePackCommands | undefined;
+    try {
+      while (!commands) {
+        const next = await iterator.next();
+        if (next.done) throw new Error('request ended before the command list was complete');
+        head = Buffer.concat([head, next.value]);
+        commands = readReceivePackCommands(head);
+        if (!commands && head.length > MAX_COMMAND_SECTION_BYTES) throw new Error('command list too long');
+      }
+    } catch (error) {
+      return refuse(res, 400, service, `airlock: unreadable push request: ${errorMessage(error)}`);
+    }
+    const reasons = new Map<string, string>();
+    for (const update of commands.updates) {
+      const decision = refUpdateAllowed(update, ownBranch);
+      if (!decision.allowed) reasons.set(update.ref, decision.reason);
+    }
+    if (reasons.size > 0) {
+      const message = `airlock: pushes are limited to ${ownBranch}`;
+      for (const update of commands.updates) {
+        const reason = reasons.get(update.ref) ?? `${message}; refused with the rest of this push`;
+        reasons.set(update.ref, reason);
+        options.audit.append(options.taskId, 'git.ref_update', {
+          ref: update.ref,
+          old: update.oldOid,
+          new: update.newOid,
+          decision: 'refused',
+          reason,
+        });
+      }
+      options.log.warn({ taskId: options.taskId, refs: [...reasons.keys()] }, 'push refused');
+      res.writeHead(200, {
+        'content-type': 'application/x-git-receive-pack-result',
+        'cache-control': 'no-cache',
+      });
+      res.end(refusedPushResponse(commands, reasons, message));
+      req.resume();
+      return;
+    }
+    options.audit.append(options.taskId, 'proxy.git', { service, repo, decision: 'forwarded' });
+    let packBytes = head.length - commands.length;
+    const limit = options.maxPackBytes;
+    const limiter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        packBytes += chunk.length;
+        if (packBytes > limit) callback(new PackTooLarge(limit));
+        else callback(null, chunk);
+      },
+    });
+    const rest = async function* () {
+      yield head;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    };
+    const outcome = await forward(req, res, target, headers, rest(), limiter);
+    if (outcome instanceof PackTooLarge) {
+      const message = `airlock: the pushed pack exceeds the limit of ${formatBytes(limit)}`;
+      for (const update of commands.updates) reasons.set(update.ref, message);
+      options.audit.append(options.taskId, 'proxy.git', {
+        service,
+        repo,
+        decision: 'refused',
+        reason: message,
+      });
+      if (!res.headersSent) {
+        res.writeHead(200, { 'content-type': 'application/x-git-receive-pack-result' });
+        res.end(refusedPushResponse(commands, reasons, message, 'pack too large'));
+      } else res.destroy();
+      req.resume();
+      return;
+    }
+    if (outcome === undefined && res.statusCode === 200) {
+      for (const update of commands.updates) {
+        options.audit.append(options.taskId, 'git.ref_update', {
+          ref: update.ref,
+          old: update.oldOid,
+          new: update.newOid,
+          decision: 'forwarded',
+        });
+      }
+    }
+  }
+
+  /** Streams a request body upstream and the answer back; returns the error that stopped it, if any. */
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: URL,
+    headers: Record<string, unknown>,
+    body: Readable | AsyncIterable<Buffer>,
+    limiter?: Transform,
+  ): Promise<unknown> {
+    const upstream = upstreamRequest(options.agents, target, req.method ?? 'GET', headers as never);
+    const answered = new Promise<void>((resolve, reject) => {
+      upstream.on('response', (upRes) => {
+        const status = upRes.statusCode ?? 502;
+        if (status === 401 || status === 403) {
+          upRes.resume();
+          options.log.error({ taskId: options.taskId, status }, 'upstream git refused the task token');
+          res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end(`airlock: the upstream refused the task's credentials (HTTP ${status})\n`);
+          return resolve();
+        }
+        res.writeHead(status, pickHeaders(upRes.headers, RESPONSE_HEADERS));
+        pipeline(upRes, res).then(resolve, reject);
+      });
+      upstream.on('error', reject);
+    });
+    // When the upload fails first, the answer's later failure is the same event: seen, not lost.
+    answered.catch(() => undefined);
+    try {
+      const sent = limiter ? pipeline(body, limiter, upstream) : pipeline(body, upstream);
+      await Promise.all([sent, answered]);
+      return undefined;
+    } catch (error) {
+      upstream.destroy();
+      if (error instanceof PackTooLarge) return error;
+      options.log.warn({ taskId: options.taskId, err: errorMessage(error) }, 'git proxy request failed');
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`airlock: the upstream git server could not be reached: ${errorMessage(error)}\n`);
+      } else res.destroy();
+      return error;
+    }
+  }
+}
+
+class PackTooLarge extends Error {
+  constructor(limit: number) {
+    super(`pack exceeds ${limit} bytes`);
+  }
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1048576 ? `${Math.round(bytes / 1048576)} MiB` : `${Math.round(bytes / 1024)} KiB`;
+}

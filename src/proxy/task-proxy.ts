@@ -1,0 +1,168 @@
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import path from 'node:path';
+import type { AuditSink } from '../audit-sink.ts';
+import { errorMessage, ProxyError } from '../errors.ts';
+import type { TaskCredential } from '../github/task-token.ts';
+import type { Logger } from '../logger.ts';
+import { type AddressAllowed, isPublicAddress } from './address-policy.ts';
+import { createEgressProxy, type LookupAll, lookupAll } from './egress-proxy.ts';
+import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
+import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
+import { createUpstreamAgents } from './upstream-request.ts';
+
+/** Everything one task's proxy needs. It holds the task's credentials; the VM never does. */
+export interface TaskProxyOptions {
+  taskId: string;
+  repository: { owner: string; name: string };
+  /** The only branch the task may push: `airlock/…`. */
+  branch: string;
+  /**
+   * Where to listen: a unix socket path (the VM's guestfwd helper connects to it; its directory is
+   * created 0700 and the socket made 0600), or `{ tcp: true }` for 127.0.0.1 on a free port.
+   */
+  listen: { socketPath: string } | { tcp: true };
+  /** Upstream smart-HTTP URL of a repository (`https://github.com/o/r.git` in production). */
+  gitUrl(owner: string, name: string): string;
+  /** The task's GitHub credential; revoked when the proxy closes. */
+  credential: TaskCredential;
+  models: ModelUpstreams;
+  /** Host names (and `*.domain` wildcards) the VM may reach beyond git and the model APIs. */
+  egressAllow: readonly string[];
+  /** Ports allowlisted hosts may be reached on (default 80 and 443). */
+  egressPorts?: readonly number[];
+  /** Input plus output model tokens the task may use. */
+  budgetTokens: number;
+  /** Called once when the budget is exceeded; the runner stops the task. */
+  onBudgetExceeded(usage: TokenUsage): void;
+  maxPackBytes?: number;
+  /** Name resolution for egress; defaults to the host's resolver, all addresses. */
+  lookup?: LookupAll;
+  /** Which resolved addresses egress may dial; defaults to public unicast only. */
+  addressAllowed?: AddressAllowed;
+  audit: AuditSink;
+  log: Logger;
+}
+
+/** A running task proxy. */
+export interface TaskProxy {
+  /** The socket path, or `http://127.0.0.1:PORT`. */
+  readonly address: string;
+  /** Model tokens used so far by this task. */
+  usage(): TokenUsage;
+  /** Stops listening, cuts every connection and revokes the task's token; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the proxy for one task: one listener serving git smart HTTP for the task's repository,
+ * the model APIs and allowlisted egress. A connection's task is the listener it arrived on, so no
+ * bearer secret has to enter the VM.
+ */
+export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskProxy> {
+  const { taskId, audit, log } = options;
+  const agents = createUpstreamAgents();
+  const git = createGitProxy({
+    taskId,
+    repository: options.repository,
+    branch: options.branch,
+    upstreamUrl: options.gitUrl(options.repository.owner, options.repository.name),
+    token: () => options.credential.token(),
+    maxPackBytes: options.maxPackBytes ?? DEFAULT_MAX_PACK_BYTES,
+    agents,
+    audit,
+    log,
+  });
+  const models = createModelProxy({
+    taskId,
+    upstreams: options.models,
+    budgetTokens: options.budgetTokens,
+    onBudgetExceeded: options.onBudgetExceeded,
+    agents,
+    audit,
+    log,
+  });
+  const egress = createEgressProxy({
+    taskId,
+    allow: options.egressAllow,
+    ...(options.egressPorts ? { ports: options.egressPorts } : {}),
+    lookup: options.lookup ?? lookupAll,
+    addressAllowed: options.addressAllowed ?? isPublicAddress,
+    audit,
+    log,
+  });
+
+  const route = async (req: IncomingMessage, res: ServerResponse) => {
+    const target = req.url ?? '/';
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return egress.forward(req, res);
+    if (target.startsWith('/git/')) return git(req, res);
+    if (models.handles(target)) return models.handle(req, res);
+    const message = `airlock: ${req.method} ${target.split('?')[0]} is not served by the task proxy`;
+    audit.append(taskId, 'proxy.refused', { method: req.method, path: target.split('?')[0] });
+    res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8' }).end(`${message}\n`);
+  };
+
+  const sockets = new Set<Socket>();
+  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+    route(req, res).catch((error: unknown) => {
+      log.error({ taskId, err: errorMessage(error), path: req.url }, 'task proxy request failed');
+      if (!res.headersSent)
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('airlock: proxy error\n');
+      else res.destroy();
+    });
+  });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    egress.connect(req, socket, head);
+  });
+
+  let address: string;
+  if ('socketPath' in options.listen) {
+    const socketPath = options.listen.socketPath;
+    await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+    await rm(socketPath, { force: true });
+    await listen(() => server.listen(socketPath));
+    await chmod(socketPath, 0o600);
+    address = socketPath;
+  } else {
+    await listen(() => server.listen(0, '127.0.0.1'));
+    address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+  log.info({ taskId, address }, 'task proxy listening');
+
+  function listen(start: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      server.once('error', (cause) =>
+        reject(new ProxyError('proxy_listen', `task proxy for ${taskId} cannot listen`, { cause })),
+      );
+      server.once('listening', resolve);
+      start();
+    });
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    usage: () => models.usage(),
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        egress.close();
+        agents.http.destroy();
+        agents.https.destroy();
+        await closed;
+        if ('socketPath' in options.listen) await rm(options.listen.socketPath, { force: true });
+        await options.credential.revoke();
+        log.info({ taskId, usage: models.usage() }, 'task proxy closed');
+      })();
+      return closing;
+    },
+  };
+}
