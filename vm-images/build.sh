@@ -126,6 +126,8 @@ install -m 0755 "$here/guest/guest-init" "$work/rootfs/opt/airlock/guest-init"
 install -m 0644 "$here/guest/airlock-guest.mjs" "$work/rootfs/opt/airlock/airlock-guest.mjs"
 rm -rf "$work/rootfs/var/cache/apt/"* "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/log/"*
 printf 'airlock\n' > "$work/rootfs/etc/hostname"
+# The unprivileged user agents and setup commands run as (uid 1000), so per-user limits apply.
+chroot "$work/rootfs" useradd --create-home --uid 1000 --shell /bin/bash agent
 chroot "$work/rootfs" /usr/local/bin/node --version >/dev/null || die "node does not run in the root file system"
 if [ "$with_agents" = 1 ]; then
   chroot "$work/rootfs" /usr/local/bin/codex --version >/dev/null 2>&1 || die "codex does not run in the root file system"

@@ -72,6 +72,7 @@ export class GuestChannel {
           ...(request.cwd ? { cwd: request.cwd } : {}),
           ...(request.stdin !== undefined ? { stdin: request.stdin } : {}),
           ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
+          ...(request.uid !== undefined ? { uid: request.uid } : {}),
         },
         onOutput,
       );

@@ -84,6 +84,7 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     '-device',
     'virtserialport,chardev=ctl,name=airlock.ctl',
     '-sandbox',
-    'on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny',
+    // elevateprivileges=deny would also bind the guestfwd helpers (socat) and break the proxy route.
+    'on,obsolete=deny,resourcecontrol=deny',
   ];
 }

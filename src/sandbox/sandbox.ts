@@ -26,6 +26,8 @@ export interface GuestExec {
   env?: Record<string, string>;
   stdin?: string;
   timeoutMs?: number;
+  /** Run as this user id (the image's unprivileged `agent` user is 1000); root when unset. */
+  uid?: number;
 }
 
 /** A running microVM. */

@@ -3,12 +3,25 @@
 // output, reads and writes task files, and reports every process the kernel saw executed.
 // Dependency-free on purpose: it runs on the image's Node before anything else is installed.
 import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, openSync, read, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  openSync,
+  read,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 
 const MAX_CHUNK = 64 * 1024;
 const MAX_FILE = 64 * 1024 * 1024;
-const DEFAULT_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
+const DEFAULT_ENV = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  LANG: 'C.UTF-8',
+};
 
 const port = findPort('airlock.ctl');
 const fd = openSync(port, 'r+');
@@ -16,8 +29,17 @@ const out = createWriteStream(null, { fd, autoClose: false });
 const send = (message) => out.write(`${JSON.stringify(message)}\n`);
 const running = new Map();
 
+// The guest agent must outlive any memory hog: the OOM killer picks the task's processes first.
+try {
+  writeFileSync('/proc/self/oom_score_adj', '-1000');
+} catch {}
 startExecAudit();
-send({ type: 'ready', bootMs: Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000), kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), guestVersion: 1 });
+send({
+  type: 'ready',
+  bootMs: Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000),
+  kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+  guestVersion: 1,
+});
 
 let buffer = '';
 createReadStream(null, { fd, autoClose: false, encoding: 'utf8' }).on('data', (chunk) => {
@@ -43,11 +65,14 @@ function handle(line) {
         return exec(message);
       case 'write_file':
         mkdirSync(dirname(message.path), { recursive: true });
-        writeFileSync(message.path, Buffer.from(message.contentBase64, 'base64'), { mode: message.mode ?? 0o644 });
+        writeFileSync(message.path, Buffer.from(message.contentBase64, 'base64'), {
+          mode: message.mode ?? 0o644,
+        });
         return send({ type: 'ok', id: message.id });
       case 'read_file': {
         const content = readFileSync(message.path);
-        if (content.length > MAX_FILE) return send({ type: 'error', id: message.id, message: `${message.path} is larger than 64 MiB` });
+        if (content.length > MAX_FILE)
+          return send({ type: 'error', id: message.id, message: `${message.path} is larger than 64 MiB` });
         return send({ type: 'file', id: message.id, contentBase64: content.toString('base64') });
       }
       case 'signal': {
@@ -71,7 +96,9 @@ function exec(message) {
   const started = Date.now();
   let child;
   try {
-    child = spawn(message.argv[0], message.argv.slice(1), {
+    // choom resets the OOM score the agent's own -1000 would otherwise pass on, so a memory hog
+    // is what the OOM killer picks.
+    child = spawn('/usr/bin/choom', ['-n', '0', '--', ...message.argv], {
       cwd: message.cwd ?? '/',
       env: { ...DEFAULT_ENV, ...message.env },
       detached: true,
@@ -89,7 +116,8 @@ function exec(message) {
   for (const stream of ['stdout', 'stderr']) {
     child[stream].setEncoding('utf8');
     child[stream].on('data', (data) => {
-      for (let i = 0; i < data.length; i += MAX_CHUNK) send({ type: stream, id: message.id, data: data.slice(i, i + MAX_CHUNK) });
+      for (let i = 0; i < data.length; i += MAX_CHUNK)
+        send({ type: stream, id: message.id, data: data.slice(i, i + MAX_CHUNK) });
     });
   }
   child.stdin.on('error', () => {});
@@ -101,8 +129,15 @@ function exec(message) {
   child.on('close', (code, signal) => {
     clearTimeout(timer);
     running.delete(message.id);
-    if (spawnError && code === null) send({ type: 'stderr', id: message.id, data: `${spawnError.message}\n` });
-    send({ type: 'exit', id: message.id, code: spawnError && code === null ? 127 : code, signal, durationMs: Date.now() - started });
+    if (spawnError && code === null)
+      send({ type: 'stderr', id: message.id, data: `${spawnError.message}\n` });
+    send({
+      type: 'exit',
+      id: message.id,
+      code: spawnError && code === null ? 127 : code,
+      signal,
+      durationMs: Date.now() - started,
+    });
   });
 }
 
@@ -119,7 +154,8 @@ function killGroup(child, signal) {
 function findPort(name) {
   for (const entry of readdirSync('/sys/class/virtio-ports')) {
     try {
-      if (readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name) return `/dev/${entry}`;
+      if (readFileSync(`/sys/class/virtio-ports/${entry}/name`, 'utf8').trim() === name)
+        return `/dev/${entry}`;
     } catch {}
   }
   throw new Error(`virtio port ${name} not found`);
@@ -133,7 +169,16 @@ function startExecAudit() {
     const event = pending.get(serial);
     pending.delete(serial);
     if (!event?.argv) return;
-    send({ type: 'exec_audit', ts: event.ts, pid: event.pid ?? null, ppid: event.ppid ?? null, uid: event.uid ?? null, argv: event.argv, cwd: event.cwd ?? null, exe: event.exe ?? null });
+    send({
+      type: 'exec_audit',
+      ts: event.ts,
+      pid: event.pid ?? null,
+      ppid: event.ppid ?? null,
+      uid: event.uid ?? null,
+      argv: event.argv,
+      cwd: event.cwd ?? null,
+      exe: event.exe ?? null,
+    });
   };
   // One read() of /dev/kmsg returns one record. EPIPE means records were overwritten before we
   // read them (the ring buffer wrapped): note the loss and keep reading from the next one.
@@ -142,7 +187,8 @@ function startExecAudit() {
   const next = () =>
     read(kmsg, record, 0, record.length, null, (error, bytes) => {
       if (error) {
-        if (error.code === 'EPIPE') send({ type: 'log', message: 'kernel log overrun: some exec records were lost' });
+        if (error.code === 'EPIPE')
+          send({ type: 'log', message: 'kernel log overrun: some exec records were lost' });
         else return send({ type: 'log', message: `exec audit stopped: ${error.message}` });
       } else {
         onLine(record.toString('utf8', 0, bytes));
@@ -152,31 +198,31 @@ function startExecAudit() {
   next();
   function onLine(line) {
     {
-        const m = /audit: type=(\d+) audit\((\d+)\.(\d+):(\d+)\): (.*)$/.exec(line.trimEnd());
-        if (!m) return;
-        const [, type, secs, millis, serial, body] = m;
-        let event = pending.get(serial);
-        if (!event) {
-          event = { ts: new Date(Number(secs) * 1000 + Number(millis)).toISOString() };
-          pending.set(serial, event);
-          setTimeout(() => flush(serial), 50);
-        }
-        const fields = parseFields(body);
-        if (type === '1300') {
-          event.pid = Number(fields.pid);
-          event.ppid = Number(fields.ppid);
-          event.uid = Number(fields.uid);
-          event.exe = decodeValue(fields.exe ?? '');
-        } else if (type === '1309') {
-          const argc = Number(fields.argc);
-          const argv = [];
-          for (let i = 0; i < argc; i++) argv.push(decodeValue(fields[`a${i}`] ?? joinParts(fields, i)));
-          event.argv = argv;
-        } else if (type === '1307') {
-          event.cwd = decodeValue(fields.cwd ?? '');
-        } else if (type === '1327') {
-          flush(serial);
-        }
+      const m = /audit: type=(\d+) audit\((\d+)\.(\d+):(\d+)\): (.*)$/.exec(line.trimEnd());
+      if (!m) return;
+      const [, type, secs, millis, serial, body] = m;
+      let event = pending.get(serial);
+      if (!event) {
+        event = { ts: new Date(Number(secs) * 1000 + Number(millis)).toISOString() };
+        pending.set(serial, event);
+        setTimeout(() => flush(serial), 50);
+      }
+      const fields = parseFields(body);
+      if (type === '1300') {
+        event.pid = Number(fields.pid);
+        event.ppid = Number(fields.ppid);
+        event.uid = Number(fields.uid);
+        event.exe = decodeValue(fields.exe ?? '');
+      } else if (type === '1309') {
+        const argc = Number(fields.argc);
+        const argv = [];
+        for (let i = 0; i < argc; i++) argv.push(decodeValue(fields[`a${i}`] ?? joinParts(fields, i)));
+        event.argv = argv;
+      } else if (type === '1307') {
+        event.cwd = decodeValue(fields.cwd ?? '');
+      } else if (type === '1327') {
+        flush(serial);
+      }
     }
   }
 }

@@ -1,0 +1,215 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
+import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
+import type { Vm } from '../../src/sandbox/sandbox.ts';
+import type { VmImage } from '../../src/sandbox/vm-image.ts';
+import { memoryLogger } from '../helpers/memory-logger.ts';
+import { testVmImage } from '../helpers/vm-image.ts';
+
+// Real microVMs (TCG on machines without working KVM). One VM is shared by the read-only checks.
+let image: VmImage;
+let dir: string;
+let sandbox: MicroVmSandbox;
+let vm: Vm;
+let proxy: Server;
+let rootDigestBefore: string;
+const execs: string[][] = [];
+
+const sha256 = (file: string) =>
+  new Promise<string>((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('data', (d) => hash.update(d))
+      .on('end', () => resolve(hash.digest('hex')))
+      .on('error', reject);
+  });
+
+/** Whether a process runs (a zombie waiting for its parent to reap it does not). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function run(target: Vm, script: string, timeoutMs = 60_000) {
+  let stdout = '';
+  let stderr = '';
+  const result = await target.exec({ argv: ['sh', '-c', script], timeoutMs }, (stream, data) => {
+    if (stream === 'stdout') stdout += data;
+    else stderr += data;
+  });
+  return { ...result, stdout, stderr };
+}
+
+beforeAll(async () => {
+  image = testVmImage();
+  rootDigestBefore = await sha256(image.rootfs);
+  dir = await mkdtemp(path.join(tmpdir(), 'airlock-vm-'));
+  // A stand-in for the task's proxy listener: answers any connection with a fixed HTTP response.
+  proxy = createServer((socket) => {
+    socket.once('data', () =>
+      socket.end('HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nproxy reached'),
+    );
+  }).listen(path.join(dir, 'proxy.sock'));
+  sandbox = new MicroVmSandbox({
+    image,
+    accel: 'tcg',
+    dataDir: dir,
+    log: memoryLogger().log,
+    tscKhz: hostTscKhz(),
+  });
+  vm = await sandbox.create({
+    taskId: 'vmtest',
+    cpus: 1,
+    memoryMib: 512,
+    diskMib: 256,
+    proxySocket: path.join(dir, 'proxy.sock'),
+    outputLimitBytes: 4 * 1024 * 1024,
+  });
+  vm.onExecAudit((r) => execs.push(r.argv));
+}, 180_000);
+
+afterAll(async () => {
+  await vm?.destroy();
+  proxy?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('a microVM', () => {
+  it('runs a command and streams its output', async () => {
+    const result = await run(vm, 'echo hello from $(hostname); echo oops >&2; exit 3');
+    expect(result).toMatchObject({ code: 3, stdout: 'hello from airlock\n', stderr: 'oops\n' });
+  });
+
+  it('reports every process executed in the guest', async () => {
+    await run(vm, '/bin/true marker-a; ls /nonexistent-marker-b 2>/dev/null; exit 0');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(execs).toContainEqual(['/bin/true', 'marker-a']);
+    expect(execs).toContainEqual(['ls', '/nonexistent-marker-b']);
+  });
+
+  it('passes exactly the environment it is given', async () => {
+    const result = await vm.exec({ argv: ['env'], env: { ONLY_THIS: '1' } }, () => {});
+    expect(result.code).toBe(0);
+    let out = '';
+    await vm.exec({ argv: ['env'], env: { ONLY_THIS: '1' } }, (_s, d) => {
+      out += d;
+    });
+    const names = out
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=')[0])
+      .sort();
+    expect(names).toEqual(['HOME', 'LANG', 'ONLY_THIS', 'PATH']);
+  });
+
+  it('reaches its proxy and nothing else: not the host, the metadata address, the internet or DNS', async () => {
+    const probe = (target: string) =>
+      `if timeout 5 busybox wget -q -O - http://${target}/ 2>/dev/null; then echo REACHED; else echo BLOCKED; fi`;
+    expect((await run(vm, probe('10.0.2.100'))).stdout).toBe('proxy reachedREACHED\n');
+    for (const target of [
+      '10.0.2.2',
+      '10.0.2.3',
+      '169.254.169.254',
+      '1.1.1.1',
+      '8.8.8.8:53',
+      '127.0.0.1:22',
+    ]) {
+      expect((await run(vm, probe(target))).stdout, target).toBe('BLOCKED\n');
+    }
+    const hostAddresses = execFileSync('hostname', ['-I'], { encoding: 'utf8' })
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
+    for (const address of hostAddresses.slice(0, 3)) {
+      expect((await run(vm, probe(address))).stdout, address).toBe('BLOCKED\n');
+    }
+    const dns = await run(
+      vm,
+      'timeout 5 busybox nslookup example.com 10.0.2.3 >/dev/null 2>&1 && echo RESOLVED || echo NO_DNS',
+    );
+    expect(dns.stdout).toBe('NO_DNS\n');
+  });
+
+  it('kills a command at its timeout', async () => {
+    const started = Date.now();
+    const result = await vm.exec({ argv: ['sleep', 'infinity'], timeoutMs: 2000 });
+    expect(result.signal).toBe('SIGKILL');
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it('contains a disk filler, a memory hog and a fork bomb run by the agent user', async () => {
+    const asAgent = (script: string) => {
+      let out = '';
+      return vm
+        .exec(
+          { argv: ['bash', '-c', script], uid: 1000, env: { HOME: '/home/agent' }, timeoutMs: 120_000 },
+          (_s, d) => {
+            out += d;
+          },
+        )
+        .then((r) => ({ ...r, out }));
+    };
+    const fill = await asAgent('dd if=/dev/zero of=/work/fill bs=1M count=2048 2>&1; rm -f /work/fill');
+    expect(fill.out).toMatch(/No space left on device/);
+    const hog = await asAgent('node -e "const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))" 2>&1');
+    expect(hog.code === 0 && hog.signal === null).toBe(false);
+    const bomb = await asAgent(
+      'ulimit -u 256; bomb() { bomb | bomb & }; (bomb) 2>/dev/null; sleep 3; echo survived',
+    );
+    expect(bomb.out).toContain('survived');
+    await run(vm, 'pkill -9 -u 1000 || true');
+    expect((await run(vm, 'echo still-alive')).stdout).toBe('still-alive\n');
+  }, 400_000);
+});
+
+describe('teardown', () => {
+  it('destroys the VM, deletes its overlay and leaves the golden image unchanged', async () => {
+    const second = await sandbox.create({
+      taskId: 'vmtest2',
+      cpus: 1,
+      memoryMib: 256,
+      diskMib: 64,
+      outputLimitBytes: 1e6,
+    });
+    await run(second, 'echo scribble > /etc/scribble; sync');
+    const vmDirs = readdirSync(path.join(dir, 'vms'));
+    expect(vmDirs.length).toBe(2);
+    await second.destroy();
+    expect(readdirSync(path.join(dir, 'vms')).length).toBe(1);
+    expect(await sha256(image.rootfs)).toBe(rootDigestBefore);
+  });
+
+  it('reaps a VM whose control plane died (kill -9) on the next start', async () => {
+    const child = spawn(
+      process.execPath,
+      [path.join(import.meta.dirname, '../helpers/orphan-vm-child.ts'), dir],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    const [line] = await new Promise<string[]>((resolve) =>
+      child.stdout.once('data', (d) => resolve([String(d)])),
+    );
+    const { pid, vmId } = JSON.parse(line!);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    expect(alive(pid)).toBe(true);
+    const fresh = new MicroVmSandbox({ image, accel: 'tcg', dataDir: dir, log: memoryLogger().log });
+    const reaped = await fresh.reapOrphans();
+    expect(reaped).toContain('orphan');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(alive(pid)).toBe(false);
+    expect(existsSync(path.join(dir, 'vms', vmId))).toBe(false);
+    // The reaper also found the shared VM of this file; recreate nothing, it is destroyed in afterAll.
+  });
+});
