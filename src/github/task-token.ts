@@ -110,6 +110,7 @@ export function taskCredential(
 ): TaskCredential {
   const now = deps.now ?? Date.now;
   let current: Promise<TaskToken> | undefined;
+  let renewing: Promise<TaskToken> | undefined;
   let revoked = false;
   const live = new Set<string>();
 
@@ -132,18 +133,32 @@ export function taskCredential(
     });
   };
 
+  const renew = async (stale: TaskToken): Promise<TaskToken> => {
+    const fresh = await mint();
+    await retire(stale.token);
+    return fresh;
+  };
+
   return {
     async token() {
       if (revoked) throw new GitHubError('the task has ended; its token was revoked');
-      current ??= mint();
-      let minted = await current;
-      if (Date.parse(minted.expiresAt) - now() < TOKEN_RENEW_MARGIN_MS) {
-        const stale = minted.token;
-        current = mint();
-        minted = await current;
-        await retire(stale);
+      current ??= mint().catch((error: unknown) => {
+        current = undefined; // a failed mint is retried by the next caller
+        throw error;
+      });
+      const minted = await current;
+      if (Date.parse(minted.expiresAt) - now() >= TOKEN_RENEW_MARGIN_MS) return minted.token;
+      // One renewal at a time: concurrent callers share it.
+      if (renewing === undefined) {
+        renewing = renew(minted);
+        current = renewing;
+        renewing
+          .finally(() => {
+            renewing = undefined;
+          })
+          .catch(() => undefined);
       }
-      return minted.token;
+      return (await renewing).token;
     },
     async revoke() {
       revoked = true;
