@@ -1,0 +1,336 @@
+// npm run bench -- proxy [--files N] [--blobs N] [--blob-mib N] [--runs N] [--sse-events N]
+// Generates (once, cached under /tmp) a repository of about 20,000 files and 200 MB of history,
+// serves it with the GitHub emulator, and measures in one run: clone and push direct against the
+// same operations through a task proxy (running in its own process, as in production), the
+// latency the proxy adds to SSE events, and the proxy's peak RSS.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runProcess } from '../src/process/run-process.ts';
+import { startGitHubEmulator } from '../test/emulator/index.ts';
+import { median, quantile, round, writeResults } from './stats.ts';
+
+const { values } = parseArgs({
+  options: {
+    files: { type: 'string', default: '20000' },
+    blobs: { type: 'string', default: '8' },
+    'blob-mib': { type: 'string', default: '24' },
+    runs: { type: 'string', default: '3' },
+    'sse-events': { type: 'string', default: '2000' },
+    'serve-proxy': { type: 'boolean', default: false },
+  },
+});
+
+if (values['serve-proxy']) await serveProxy();
+else await bench();
+
+/** Child mode: reads its settings (secrets included) from stdin, starts one task proxy. */
+async function serveProxy(): Promise<void> {
+  const { startTaskProxy } = await import('../src/proxy/task-proxy.ts');
+  const { taskCredential } = await import('../src/github/task-token.ts');
+  const { SecretRedactor } = await import('../src/secrets.ts');
+  const { createLogger } = await import('../src/logger.ts');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const settings = JSON.parse(Buffer.concat(chunks).toString()) as {
+    appId: number;
+    privateKey: string;
+    apiUrl: string;
+    gitBase: string;
+    installationId: number;
+    modelUrl: string;
+  };
+  const redactor = new SecretRedactor();
+  const log = createLogger({ level: 'warn', redactor, destination: process.stderr });
+  const audit = { append: () => {} };
+  const repository = { owner: 'bench', name: 'big' };
+  const proxy = await startTaskProxy({
+    taskId: 'bench',
+    repository,
+    branch: 'airlock/bench',
+    listen: { tcp: true },
+    gitUrl: (o, r) => `${settings.gitBase}/${o}/${r}.git`,
+    credential: taskCredential(
+      { appId: settings.appId, privateKey: settings.privateKey, baseUrl: settings.apiUrl, redactor, audit },
+      { taskId: 'bench', installationId: settings.installationId, repository },
+    ),
+    models: { anthropic: { url: settings.modelUrl, apiKey: 'sk-ant-bench-0000000000000000' } },
+    egressAllow: [],
+    budgetTokens: Number.MAX_SAFE_INTEGER,
+    onBudgetExceeded: () => {},
+    maxPackBytes: 2 * 1024 ** 3,
+    audit,
+    log,
+  });
+  process.stdout.write(`${proxy.address}\n`);
+  process.on('SIGTERM', () => {
+    proxy.close().finally(() => process.exit(0));
+  });
+}
+
+async function bench(): Promise<void> {
+  const files = Number(values.files);
+  const blobs = Number(values.blobs);
+  const blobMib = Number(values['blob-mib']);
+  const runs = Number(values.runs);
+  const sseEvents = Number(values['sse-events']);
+  const source = await generatedRepo(files, blobs, blobMib);
+
+  const gh = await startGitHubEmulator();
+  const work = await mkdtemp(path.join(tmpdir(), 'airlock-bench-proxy-'));
+  let child: ChildProcess | undefined;
+  const sse = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let sent = 0;
+    const tick = () => {
+      if (sent === sseEvents) return void res.end('event: message_stop\ndata: {"type":"message_stop"}\n\n');
+      sent++;
+      res.write(
+        `event: content_block_delta\ndata: {"type":"content_block_delta","t":${performance.now()}}\n\n`,
+      );
+      setTimeout(tick, 1);
+    };
+    tick();
+  });
+  try {
+    const repo = await gh.createRepo('bench', 'big');
+    await rm(repo.dir, { recursive: true, force: true });
+    await git(['clone', '--quiet', '--bare', '--local', source, repo.dir], work);
+    await git(['--git-dir', repo.dir, 'config', 'http.receivepack', 'true'], work);
+    await git(['--git-dir', repo.dir, 'config', 'core.bigFileThreshold', '8m'], work);
+    const installationId = gh.installApp('bench');
+    await new Promise<void>((resolve) => sse.listen(0, '127.0.0.1', resolve));
+    const modelUrl = `http://127.0.0.1:${(sse.address() as AddressInfo).port}`;
+
+    child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve-proxy'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    child.stdin!.end(
+      JSON.stringify({
+        appId: gh.app.id,
+        privateKey: gh.app.privateKey,
+        apiUrl: gh.apiUrl,
+        gitBase: gh.url,
+        installationId,
+        modelUrl,
+      }),
+    );
+    const proxyAddress = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child!.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('\n')) resolve(out.trim());
+      });
+      child!.on('exit', (code) => reject(new Error(`proxy child exited with ${code}`)));
+    });
+    const token = await mintDirectToken(gh.apiUrl, gh.app, installationId);
+    const direct = gh.gitUrl('bench', 'big').replace('http://', `http://x-access-token:${token}@`);
+    const proxied = `${proxyAddress}/git/bench/big.git`;
+
+    // Clone: alternate direct and proxied so drift on a shared machine hits both alike.
+    const clone = { direct: [] as number[], proxy: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      for (const [kind, url] of [
+        ['direct', direct],
+        ['proxy', proxied],
+      ] as const) {
+        const dir = path.join(work, `clone-${kind}-${i}`);
+        const started = performance.now();
+        await git(['clone', '--quiet', '--no-checkout', url, dir], work);
+        clone[kind].push(performance.now() - started);
+        process.stderr.write(`clone ${kind} ${round(clone[kind].at(-1)!, 0)} ms\n`);
+        if (i < runs - 1 || kind === 'direct') await rm(dir, { recursive: true, force: true });
+      }
+    }
+
+    // Push: each run sends a new commit with a fresh random blob to the task branch.
+    const pushDir = path.join(work, `clone-proxy-${runs - 1}`);
+    const push = { direct: [] as number[], proxy: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      for (const [kind, url] of [
+        ['direct', direct],
+        ['proxy', proxied],
+      ] as const) {
+        await writeFile(path.join(pushDir, 'push.bin'), randomBytes(blobMib * 1024 * 1024));
+        await git(['add', 'push.bin'], pushDir);
+        await git(['commit', '--quiet', '-m', `push ${kind} ${i}`], pushDir);
+        const started = performance.now();
+        await git(['push', '--quiet', '--force', url, 'HEAD:refs/heads/airlock/bench'], pushDir);
+        push[kind].push(performance.now() - started);
+        process.stderr.write(`push ${kind} ${round(push[kind].at(-1)!, 0)} ms\n`);
+        await git(['reset', '--quiet', '--hard', 'HEAD~1'], pushDir);
+      }
+    }
+
+    // SSE: per-event delay from the upstream's write to the client's read, direct vs proxied.
+    const sseDirect: number[] = [];
+    const sseProxy: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      sseDirect.push(...(await sseDelays(`${modelUrl}/v1/messages`)));
+      sseProxy.push(...(await sseDelays(`${proxyAddress}/anthropic/v1/messages`)));
+    }
+    const rss = (await readFile(`/proc/${child.pid}/status`, 'utf8')).match(/VmHWM:\s+(\d+) kB/);
+
+    const cloneDirect = median(clone.direct);
+    const cloneProxy = median(clone.proxy);
+    writeResults('proxy', {
+      repository: { files, blobs, blob_mib: blobMib, pack_mib: await packMib(repo.dir) },
+      runs,
+      clone_direct_ms: round(cloneDirect, 0),
+      clone_proxy_ms: round(cloneProxy, 0),
+      clone_ratio: round(cloneProxy / cloneDirect, 3),
+      push_direct_ms: round(median(push.direct), 0),
+      push_proxy_ms: round(median(push.proxy), 0),
+      push_ratio: round(median(push.proxy) / median(push.direct), 3),
+      sse_events: sseDirect.length,
+      sse_direct_p50_ms: round(quantile(sseDirect, 0.5), 3),
+      sse_direct_p99_ms: round(quantile(sseDirect, 0.99), 3),
+      sse_proxy_p50_ms: round(quantile(sseProxy, 0.5), 3),
+      sse_proxy_p99_ms: round(quantile(sseProxy, 0.99), 3),
+      sse_added_latency_p99_ms: round(quantile(sseProxy, 0.99) - quantile(sseDirect, 0.99), 3),
+      proxy_rss_mib: rss ? round(Number(rss[1]) / 1024, 1) : null,
+      samples: { clone, push },
+    });
+  } finally {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve));
+      child.kill('SIGTERM'); // the proxy revokes its token on the way out
+      await exited;
+    }
+    sse.closeAllConnections();
+    sse.close();
+    await gh.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Streams one SSE answer and returns each event's delay since the upstream wrote it, in ms. */
+function sseDelays(url: string): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const delays: number[] = [];
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let pending = '';
+      res.on('data', (chunk: Buffer) => {
+        const now = performance.now();
+        pending += chunk.toString();
+        let end = pending.indexOf('\n\n');
+        while (end >= 0) {
+          const t = /"t":([\d.]+)/.exec(pending.slice(0, end));
+          if (t) delays.push(now - Number(t[1]));
+          pending = pending.slice(end + 2);
+          end = pending.indexOf('\n\n');
+        }
+      });
+      res.on('end', () => resolve(delays));
+    });
+    req.on('error', reject);
+    req.end('{"stream":true}');
+  });
+}
+
+async function git(args: string[], cwd: string) {
+  return runProcess('git', args, {
+    cwd,
+    env: {
+      HOME: cwd,
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_AUTHOR_NAME: 'bench',
+      GIT_AUTHOR_EMAIL: 'bench@example.invalid',
+      GIT_COMMITTER_NAME: 'bench',
+      GIT_COMMITTER_EMAIL: 'bench@example.invalid',
+    },
+    timeoutMs: 30 * 60_000,
+  });
+}
+
+async function mintDirectToken(
+  apiUrl: string,
+  app: { id: number; privateKey: string },
+  installationId: number,
+): Promise<string> {
+  const { createAppAuth } = await import('@octokit/auth-app');
+  const { Octokit } = await import('@octokit/rest');
+  const auth = createAppAuth({
+    appId: app.id,
+    privateKey: app.privateKey,
+    request: new Octokit({ baseUrl: apiUrl }).request,
+  });
+  const minted = await auth({
+    type: 'installation',
+    installationId,
+    repositoryNames: ['big'],
+    permissions: { contents: 'write' },
+  });
+  return minted.token;
+}
+
+async function packMib(gitDir: string): Promise<number> {
+  const { stdout } = await git(['--git-dir', gitDir, 'count-objects', '-v'], tmpdir());
+  const kib = Number(/size-pack: (\d+)/.exec(stdout)?.[1] ?? 0);
+  return round(kib / 1024, 1);
+}
+
+/**
+ * A bare repository of `files` small random files plus `blobs` commits that each add a
+ * `blobMib` MiB random blob and touch 1% of the small files, built with git fast-import and cached
+ * under /tmp by its parameters.
+ */
+async function generatedRepo(files: number, blobs: number, blobMib: number): Promise<string> {
+  const dir = path.join(tmpdir(), `airlock-bench-repo-f${files}-b${blobs}x${blobMib}m.git`);
+  if (existsSync(path.join(dir, 'airlock-bench-complete'))) return dir;
+  process.stderr.write(`generating ${dir} …\n`);
+  const building = `${dir}.building`;
+  await rm(building, { recursive: true, force: true });
+  await mkdir(building, { recursive: true });
+  await git(['init', '--quiet', '--bare', '--initial-branch=main', building], tmpdir());
+  const importer = spawn('git', ['--git-dir', building, 'fast-import', '--quiet'], {
+    stdio: ['pipe', 'inherit', 'inherit'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_CONFIG_NOSYSTEM: '1', HOME: tmpdir() },
+  });
+  const exited = new Promise<number | null>((resolve) => importer.on('exit', resolve));
+  const write = (data: string | Buffer) =>
+    importer.stdin.write(data)
+      ? Promise.resolve()
+      : new Promise<void>((r) => importer.stdin.once('drain', () => r()));
+  const fileName = (i: number) => `src/m${i % 100}/f${i}.txt`;
+  const small = () => randomBytes(600).toString('base64');
+  let time = 1_767_225_600;
+  const commit = async (message: string, body: Buffer[]) => {
+    await write(`commit refs/heads/main\ncommitter bench <bench@example.invalid> ${time++} +0000\n`);
+    await write(`data ${Buffer.byteLength(message)}\n${message}\n`);
+    for (const part of body) await write(part);
+  };
+  const modify = (file: string, content: Buffer | string) => {
+    const bytes = typeof content === 'string' ? Buffer.from(content) : content;
+    return Buffer.concat([
+      Buffer.from(`M 100644 inline ${file}\ndata ${bytes.length}\n`),
+      bytes,
+      Buffer.from('\n'),
+    ]);
+  };
+  const initial: Buffer[] = [];
+  for (let i = 0; i < files; i++) initial.push(modify(fileName(i), small()));
+  await commit('Initial tree', initial);
+  for (let b = 0; b < blobs; b++) {
+    const body = [modify(`assets/blob-${b}.bin`, randomBytes(blobMib * 1024 * 1024))];
+    for (let i = 0; i < files / 100; i++)
+      body.push(modify(fileName(Math.floor(Math.random() * files)), small()));
+    await commit(`Add blob ${b}`, body);
+  }
+  importer.stdin.end();
+  if ((await exited) !== 0) throw new Error('git fast-import failed');
+  await writeFile(path.join(building, 'airlock-bench-complete'), '');
+  await rm(dir, { recursive: true, force: true });
+  await rename(building, dir);
+  return dir;
+}
