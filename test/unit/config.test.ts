@@ -100,8 +100,13 @@ describe('parseRepoConfig', () => {
     expect(Object.keys(schema.properties)).toEqual(
       expect.arrayContaining(['label', 'agent', 'setup', 'egress', 'ci']),
     );
-    for (const [name, field] of Object.entries(schema.properties)) expect(field.description, name).toBeTruthy();
-    const shipped = JSON.parse(readFileSync(new URL('../../docs/airlock.schema.json', import.meta.url), 'utf8'));
-    expect(shipped, 'regenerate with: npm run airlock -- config schema > docs/airlock.schema.json').toEqual(schema);
+    for (const [name, field] of Object.entries(schema.properties))
+      expect(field.description, name).toBeTruthy();
+    const shipped = JSON.parse(
+      readFileSync(new URL('../../docs/airlock.schema.json', import.meta.url), 'utf8'),
+    );
+    expect(shipped, 'regenerate with: npm run airlock -- config schema > docs/airlock.schema.json').toEqual(
+      schema,
+    );
   });
 });

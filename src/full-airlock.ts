@@ -1,0 +1,131 @@
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { RunningAirlock } from './app.ts';
+import { AuditLog } from './audit/audit-log.ts';
+import { systemClock } from './clock.ts';
+import type { AppConfig } from './config/app-config.ts';
+import { startControlPlane } from './control-plane.ts';
+import { ConfigError } from './errors.ts';
+import { appOctokit } from './github/octokit-factory.ts';
+import type { Logger } from './logger.ts';
+import type { ModelUpstreams } from './proxy/model-proxy.ts';
+import { chooseAccelerator, hostTscKhz } from './sandbox/accel-probe.ts';
+import { ensureVmImage } from './sandbox/image-builder.ts';
+import { MicroVmSandbox } from './sandbox/microvm-sandbox.ts';
+import type { SecretRedactor } from './secrets.ts';
+import { openDatabase } from './store/database.ts';
+import { TaskStore } from './tasks/task-store.ts';
+import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+
+/** Builds and starts every part of a configured airlock: the composition root's second half. */
+export async function startFullAirlock(
+  config: AppConfig,
+  parts: { log: Logger; redactor: SecretRedactor },
+): Promise<RunningAirlock> {
+  const { log, redactor } = parts;
+  const github = config.github;
+  if (!github) throw new ConfigError('GitHub App credentials are required');
+
+  const db = openDatabase(path.join(config.dataDir, 'airlock.sqlite'));
+  const audit = new AuditLog(db, systemClock, redactor);
+  const image = await ensureVmImage({ cacheDir: config.cacheDir, log });
+  const accel = await chooseAccelerator({ setting: config.accel, image, cacheDir: config.cacheDir, log });
+  log.info({ accel: accel.accel, reason: accel.reason, image: image.digest }, 'sandbox ready');
+  const sandbox = new MicroVmSandbox({
+    image,
+    accel: accel.accel,
+    dataDir: config.dataDir,
+    log,
+    tscKhz: hostTscKhz(),
+  });
+
+  const { data: app } = await appOctokit({
+    appId: github.appId,
+    privateKey: github.privateKey,
+    apiUrl: github.apiUrl,
+  }).rest.apps.getAuthenticated();
+  const appSlug = app?.slug ?? 'airlock';
+  const webUrl = github.webUrl.replace(/\/$/, '');
+  const models: ModelUpstreams = {
+    ...(config.models.anthropicApiKey
+      ? { anthropic: { url: config.models.anthropicUpstreamUrl, apiKey: config.models.anthropicApiKey } }
+      : {}),
+    ...(config.models.openaiApiKey
+      ? { openai: { url: config.models.openaiUpstreamUrl, apiKey: config.models.openaiApiKey } }
+      : {}),
+  };
+  const tasks = new TaskStore(db, systemClock);
+  let threadReader:
+    | ((
+        installationId: number,
+        repo: string,
+        issue: number,
+      ) => Promise<import('./tasks/task-prompt.ts').IssueThread>)
+    | undefined;
+  const runner = new VmTaskRunner({
+    sandbox,
+    audit,
+    log,
+    dataDir: config.dataDir,
+    token: { appId: github.appId, privateKey: github.privateKey, baseUrl: github.apiUrl, redactor },
+    gitUrl: (owner, name) => `${webUrl}/${owner}/${name}.git`,
+    models,
+    app: { slug: appSlug },
+    issueThread: async (task) => {
+      const number = task.issueNumber ?? task.prNumber;
+      if (number === null || task.installationId === null || !threadReader) return undefined;
+      return threadReader(task.installationId, task.repoFullName, number);
+    },
+    earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
+  });
+
+  const plane = await startControlPlane({
+    db,
+    clock: systemClock,
+    log,
+    audit,
+    github: {
+      appId: github.appId,
+      privateKey: github.privateKey,
+      webhookSecret: github.webhookSecret,
+      apiUrl: github.apiUrl,
+      appSlug,
+    },
+    publicUrl: config.publicUrl,
+    runner,
+    reaper: sandbox,
+    limits: config.scheduler,
+  });
+  threadReader = (installationId, repo, issue) => plane.githubClient.issueThread(installationId, repo, issue);
+  log.info(
+    {
+      reaped: plane.recovery.reapedVms.length,
+      requeued: plane.recovery.requeued.length,
+      failed: plane.recovery.failed.length,
+    },
+    'recovered in-flight tasks',
+  );
+
+  const web = new Hono();
+  web.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
+  web.get('/healthz', (c) => c.json({ ok: true, accel: accel.accel, image: image.digest }));
+  const server = serve({ fetch: web.fetch, hostname: config.host, port: config.port });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, app: appSlug, webhooks: `${config.publicUrl}/api/github/webhooks` }, 'airlock is running');
+
+  const stop = async () => {
+    server.close();
+    await plane.stop();
+    db.close();
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.info({ signal }, 'stopping: cancelling running tasks, destroying their VMs, revoking their tokens');
+      stop().then(() => process.exit(0));
+    });
+  }
+  return { config, log, stop };
+}

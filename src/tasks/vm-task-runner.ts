@@ -1,0 +1,308 @@
+import path from 'node:path';
+import type { AuditSink } from '../audit-sink.ts';
+import type { RepoConfig } from '../config/repo-config.ts';
+import { errorMessage } from '../errors.ts';
+import { type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
+import type { Logger } from '../logger.ts';
+import type { ModelUpstreams } from '../proxy/model-proxy.ts';
+import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
+import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
+import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
+import { splitRepo, type Task, type TaskResult } from './task.ts';
+import { type IssueThread, taskPrompt } from './task-prompt.ts';
+import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
+
+/** What the runner needs from the rest of airlock. */
+export interface VmTaskRunnerDeps {
+  sandbox: Sandbox;
+  audit: AuditSink;
+  log: Logger;
+  dataDir: string;
+  token: Omit<TaskTokenDeps, 'fetch'>;
+  /** Upstream smart-HTTP URL of a repository. */
+  gitUrl(owner: string, name: string): string;
+  models: ModelUpstreams;
+  app: { slug: string };
+  /** The issue thread behind a task, for the prompt (undefined for tasks without an issue). */
+  issueThread(task: Task): Promise<IssueThread | undefined>;
+  earlierTasks(task: Task): Task[];
+}
+
+const AGENT_UID = 1000;
+const REPO_DIR = '/work/repo';
+const PROXY = `http://${GUEST_PROXY_ADDRESS}`;
+
+/**
+ * Runs a task in its own microVM: mints its single-repository token into a per-task proxy, boots
+ * the VM with only that proxy reachable, clones, runs setup and the agent as the unprivileged agent
+ * user, commits under the app's identity with the requester as co-author, and pushes the task's
+ * branch through the proxy. Whatever happens, the VM is destroyed and the token revoked.
+ */
+export class VmTaskRunner implements TaskRunner {
+  readonly #deps: VmTaskRunnerDeps;
+
+  constructor(deps: VmTaskRunnerDeps) {
+    this.#deps = deps;
+  }
+
+  async run(task: Task, ctx: TaskRunContext): Promise<TaskResult> {
+    const { audit } = this.#deps;
+    const config = task.config as unknown as RepoConfig;
+    const { owner, repo } = splitRepo(task.repoFullName);
+    const budget = new AbortController();
+    const signal = AbortSignal.any([ctx.signal, budget.signal]);
+    let proxy: TaskProxy | undefined;
+    let vm: Vm | undefined;
+    try {
+      if (task.installationId === null)
+        throw new TaskFailure('internal', 'the task has no GitHub installation');
+      const credential = taskCredential(
+        { ...this.#deps.token, audit },
+        { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
+      );
+      await credential.token();
+      proxy = await startTaskProxy({
+        taskId: task.id,
+        repository: { owner, name: repo },
+        branch: task.branch,
+        listen: { socketPath: path.join(this.#deps.dataDir, 'proxy', task.id, 'proxy.sock') },
+        gitUrl: this.#deps.gitUrl,
+        credential,
+        models: this.#deps.models,
+        egressAllow: config.egress?.allow ?? [],
+        budgetTokens: config.budget?.max_tokens ?? 2_000_000,
+        onBudgetExceeded: (usage) =>
+          budget.abort(
+            new TaskFailure(
+              'budget_exceeded',
+              `the task used ${usage.inputTokens + usage.outputTokens} model tokens, over its budget`,
+            ),
+          ),
+        audit,
+        log: ctx.log,
+      });
+      const limits = config.limits ?? { cpus: 2, memory_mib: 2048, disk_mib: 8192, output_kib: 16384 };
+      vm = await this.#deps.sandbox.create(
+        {
+          taskId: task.id,
+          cpus: limits.cpus,
+          memoryMib: limits.memory_mib,
+          diskMib: limits.disk_mib,
+          proxySocket: proxy.address,
+          outputLimitBytes: limits.output_kib * 1024,
+        },
+        signal,
+      );
+      audit.append(task.id, 'vm.created', {
+        id: vm.id,
+        image: this.#deps.sandbox.imageDigest,
+        accelerator: vm.accel,
+        bootMs: Math.round(vm.bootMs),
+        limits,
+      });
+      vm.onExecAudit((record) => audit.append(task.id, 'vm.exec', { ...record }));
+      vm.onMalformed((line, error) => audit.append(task.id, 'vm.malformed_output', { line, error }));
+      const died = vm.exited.then((why) => {
+        throw new TaskFailure(
+          why.includes('output limit') ? 'limit_exceeded' : 'sandbox_failed',
+          `the VM stopped: ${why}`,
+        );
+      });
+      const stopped = aborted(signal);
+      // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
+      died.catch(() => {});
+      stopped.catch(() => {});
+      return await Promise.race([this.#work(task, config, vm, ctx, signal), died, stopped]);
+    } catch (error) {
+      if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
+      throw error;
+    } finally {
+      await vm?.destroy().catch((e) => ctx.log.error({ err: errorMessage(e) }, 'VM teardown failed'));
+      if (vm) audit.append(task.id, 'cleanup.vm', { vm: vm.id, destroyed: true, overlayDeleted: true });
+      await proxy?.close().catch((e) => ctx.log.error({ err: errorMessage(e) }, 'proxy teardown failed'));
+      if (proxy)
+        audit.append(task.id, 'cleanup.proxy', {
+          listenerClosed: true,
+          tokenRevoked: true,
+          usage: proxy.usage(),
+        });
+    }
+  }
+
+  async #work(
+    task: Task,
+    config: RepoConfig,
+    vm: Vm,
+    ctx: TaskRunContext,
+    signal: AbortSignal,
+  ): Promise<TaskResult> {
+    const { audit } = this.#deps;
+    const { owner, repo } = splitRepo(task.repoFullName);
+    ctx.enterPhase('running');
+    const agentEnv = {
+      HOME: '/home/agent',
+      GIT_TERMINAL_PROMPT: '0',
+      HTTP_PROXY: `${PROXY}:80`,
+      HTTPS_PROXY: `${PROXY}:80`,
+      NO_PROXY: GUEST_PROXY_ADDRESS,
+    };
+    const sh = async (
+      what: string,
+      request: GuestExec,
+      failure: 'setup_failed' | 'agent_failed' | 'push_refused' | 'internal',
+    ) => {
+      let output = '';
+      const result = await vm.exec(
+        { uid: AGENT_UID, cwd: REPO_DIR, ...request, env: { ...agentEnv, ...request.env } },
+        (_s, d) => {
+          output = (output + d).slice(-64 * 1024);
+        },
+        signal,
+      );
+      if (result.code !== 0)
+        throw new TaskFailure(
+          failure,
+          `${what} failed (exit ${result.code ?? result.signal}): ${output.trim().split('\n').slice(-8).join('\n')}`,
+        );
+      return output;
+    };
+
+    const remote = `${PROXY}/git/${owner}/${repo}.git`;
+    const existing =
+      task.kind === 'follow_up' ||
+      task.kind === 'ci_fix' ||
+      (task.kind === 'retry' && task.prNumber !== null);
+    const from = existing ? task.branch : (task.baseRef ?? 'main');
+    await sh(
+      'git clone',
+      { argv: ['git', 'clone', '--quiet', '--branch', from, remote, REPO_DIR], cwd: '/work' },
+      'internal',
+    );
+    await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
+    const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
+
+    for (const command of config.setup ?? []) {
+      audit.append(task.id, 'task.setup', { command });
+      await sh(`setup command \`${command}\``, { argv: ['bash', '-lc', command] }, 'setup_failed');
+    }
+
+    const prompt = taskPrompt(task, await this.#deps.issueThread(task), this.#deps.earlierTasks(task));
+    audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
+    await vm.writeFile('/work/prompt.md', prompt.text, 0o644);
+    const agentOutput = await this.#runAgent(task, config, vm, agentEnv, signal);
+
+    await sh('git add', { argv: ['git', 'add', '-A'] }, 'internal');
+    const changed = await vm.exec({
+      argv: ['git', 'diff', '--cached', '--quiet'],
+      cwd: REPO_DIR,
+      uid: AGENT_UID,
+      env: agentEnv,
+    });
+    const summary = agentOutput.trim().split('\n').slice(-20).join('\n');
+    if (changed.code === 0) return { outcome: 'no_changes', summary };
+
+    const bot = `${this.#deps.app.slug}[bot]`;
+    const message = [
+      `airlock: ${task.issueNumber !== null ? `#${task.issueNumber} ` : ''}${(task.context as { issueTitle?: string }).issueTitle ?? `task ${task.id}`}`,
+      '',
+      `Task ${task.id}, requested by @${task.actorLogin}. Audit record: task ${task.id}.`,
+      '',
+      `Co-authored-by: ${task.actorLogin} <${task.actorId ? `${task.actorId}+` : ''}${task.actorLogin}@users.noreply.github.com>`,
+    ].join('\n');
+    await sh(
+      'git commit',
+      {
+        argv: [
+          'git',
+          '-c',
+          `user.name=${bot}`,
+          '-c',
+          `user.email=${bot}@users.noreply.github.com`,
+          'commit',
+          '--quiet',
+          '-F',
+          '-',
+        ],
+        stdin: message,
+      },
+      'internal',
+    );
+    const head = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
+    const diffStat = await sh('git diff --stat', { argv: ['git', 'diff', '--stat', base, head] }, 'internal');
+    const patch = await sh('git diff', { argv: ['git', 'diff', base, head] }, 'internal');
+    audit.append(task.id, 'git.diff', { base, head, stat: diffStat, patch: patch.slice(0, 256 * 1024) });
+
+    ctx.enterPhase('pushing');
+    await sh(
+      'git push',
+      { argv: ['git', 'push', '--quiet', 'origin', `HEAD:refs/heads/${task.branch}`] },
+      'push_refused',
+    );
+    return { outcome: 'changes_pushed', headSha: head, summary, diffStat: diffStat.trim() };
+  }
+
+  async #runAgent(
+    task: Task,
+    config: RepoConfig,
+    vm: Vm,
+    env: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<string> {
+    const { audit } = this.#deps;
+    const agent = config.agent ?? 'claude';
+    if (agent !== 'script') {
+      throw new TaskFailure(
+        'agent_failed',
+        `the ${agent} agent adapter is not available in this build; use agent: script`,
+      );
+    }
+    if (!config.script)
+      throw new TaskFailure('setup_failed', '`agent: script` needs `script:` in .github/airlock.yml');
+    if (path.posix.normalize(config.script).startsWith('..') || path.posix.isAbsolute(config.script)) {
+      throw new TaskFailure('setup_failed', `script ${config.script} must be a path inside the repository`);
+    }
+    audit.append(task.id, 'agent.info', { agent: 'script', script: config.script });
+    let output = '';
+    let pending = '';
+    const result = await vm.exec(
+      {
+        argv: ['bash', config.script],
+        cwd: REPO_DIR,
+        uid: AGENT_UID,
+        env: { ...env, AIRLOCK_PROMPT_FILE: '/work/prompt.md', AIRLOCK_TASK_ID: task.id },
+        stdin: '',
+      },
+      (_stream, data) => {
+        output = (output + data).slice(-256 * 1024);
+        pending += data;
+        const lines = pending.split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines)
+          if (line.trim())
+            audit.append(task.id, 'agent.event', { kind: 'message', text: line.slice(0, 4000) });
+      },
+      signal,
+    );
+    if (pending.trim())
+      audit.append(task.id, 'agent.event', { kind: 'message', text: pending.slice(0, 4000) });
+    audit.append(task.id, 'agent.exit', {
+      code: result.code,
+      signal: result.signal,
+      durationMs: result.durationMs,
+    });
+    if (result.code !== 0) {
+      throw new TaskFailure(
+        'agent_failed',
+        `the agent exited with ${result.code ?? result.signal}: ${output.trim().split('\n').slice(-5).join('\n')}`,
+      );
+    }
+    return output;
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
