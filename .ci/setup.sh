@@ -41,10 +41,12 @@ fi
 stamp=node_modules/.airlock-stamp
 want=$(sha256sum package-lock.json package.json | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error \
-    || die "npm ci failed: check access to the npm registry (npm config get registry) and retry"
-  echo "$want" > "$stamp"
+  # npm install, not npm ci: this npm leaves other platforms' optional packages out of the lock
+  # file and then refuses its own lock in `npm ci`. The lock file still pins every version.
+  say "installing npm packages"
+  npm install --no-audit --no-fund --loglevel=error \
+    || die "npm install failed: check access to the npm registry (npm config get registry) and retry"
+  sha256sum package-lock.json package.json | sha256sum | cut -d' ' -f1 > "$stamp"
 fi
 [ -x node_modules/.bin/node ] || die "node_modules/.bin/node is missing: the pinned Node 24 did not install; rerun npm ci"
 

@@ -48,7 +48,10 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function lazyCommand(name: string): Promise<Command | undefined> {
-  const modules: Record<string, () => Promise<{ default: Command }>> = {};
+  const modules: Record<string, () => Promise<{ default: Command }>> = {
+    'image build': () => import('./cli/image-build-command.ts'),
+    'audit verify': () => import('./cli/audit-verify-command.ts'),
+  };
   const load = modules[name];
   return load ? (await load()).default : undefined;
 }
