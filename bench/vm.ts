@@ -1,0 +1,116 @@
+// npm run bench -- vm [--boots 20] [--concurrent 8]
+// Boots VMs one after another and several at once on the chosen accelerator; measures boot to
+// ready against a bare boot of the same kernel (init that only powers off) in the same run,
+// overlay creation, teardown and host memory per VM. Writes bench/results/vm.json.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chooseAccelerator, hostTscKhz } from '../src/sandbox/accel-probe.ts';
+import { createOverlays, MicroVmSandbox } from '../src/sandbox/microvm-sandbox.ts';
+import { qemuArgs } from '../src/sandbox/qemu-args.ts';
+import { memoryLogger } from '../test/helpers/memory-logger.ts';
+import { testVmImage } from '../test/helpers/vm-image.ts';
+import { median, quantile, round, writeResults } from './stats.ts';
+
+const { values } = parseArgs({
+  options: { boots: { type: 'string', default: '20' }, concurrent: { type: 'string', default: '8' } },
+});
+const boots = Number(values.boots);
+const concurrent = Number(values.concurrent);
+const image = testVmImage();
+const { log } = memoryLogger();
+const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-vm-'));
+const accel = (
+  await chooseAccelerator({
+    setting: (process.env.AIRLOCK_ACCEL as 'auto') ?? 'auto',
+    image,
+    cacheDir: path.join(dir, 'cache'),
+    log,
+  })
+).accel;
+const tscKhz = hostTscKhz();
+const sandbox = new MicroVmSandbox({ image, accel, dataDir: dir, log, tscKhz });
+const spec = { cpus: 1, memoryMib: 512, diskMib: 1024, outputLimitBytes: 1e6 };
+
+const ready: number[] = [];
+const bare: number[] = [];
+const fork: number[] = [];
+const teardown: number[] = [];
+const rss: number[] = [];
+try {
+  for (let i = 0; i < boots; i++) {
+    const t0 = performance.now();
+    await createOverlays(image.rootfs, path.join(dir, 'f.qcow2'), path.join(dir, 's.qcow2'), 1024);
+    fork.push(performance.now() - t0);
+    bare.push(bareBoot(i));
+    const started = performance.now();
+    const vm = await sandbox.create({ taskId: `bench${i}`, ...spec });
+    ready.push(performance.now() - started);
+    rss.push(vmmRssMib(vm.id));
+    const down = performance.now();
+    await vm.destroy();
+    teardown.push(performance.now() - down);
+  }
+  const together: number[] = [];
+  await Promise.all(
+    Array.from({ length: concurrent }, async (_, i) => {
+      const started = performance.now();
+      const vm = await sandbox.create({ taskId: `conc${i}`, ...spec });
+      together.push(performance.now() - started);
+      await vm.destroy();
+    }),
+  );
+  writeResults('vm', {
+    accel,
+    boots,
+    boot_to_ready_p50_ms: round(median(ready)),
+    boot_to_ready_p95_ms: round(quantile(ready, 0.95)),
+    bare_boot_p50_ms: round(median(bare)),
+    boot_ratio: round(median(ready) / median(bare)),
+    fork_ms: round(median(fork)),
+    teardown_p50_ms: round(median(teardown)),
+    host_rss_per_vm_mib: round(median(rss)),
+    concurrent,
+    concurrent_8_p50_ms: round(median(together)),
+    targets: {
+      boot_ratio: '<= 1.5',
+      fork_ms: '< 50',
+      host_rss_per_vm_mib: '< 64 beyond guest memory touched',
+      kvm_boot_to_ready_ms: '< 300',
+    },
+    note: 'host_rss_per_vm_mib is the VMM RSS right after ready: guest memory touched by boot plus QEMU itself',
+  });
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
+
+function bareBoot(i: number): number {
+  const overlay = path.join(dir, `bare${i}.qcow2`);
+  const scratch = path.join(dir, `bare${i}-s.qcow2`);
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfs, overlay]);
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', scratch, '64M']);
+  const args = qemuArgs({
+    image,
+    accel,
+    cpus: 1,
+    memoryMib: 512,
+    overlay,
+    scratch,
+    controlSocket: path.join(dir, `b${i}.sock`),
+    consoleLog: path.join(dir, `b${i}.log`),
+    initrd: image.bareInitrd,
+    tscKhz,
+  });
+  const started = performance.now();
+  execFileSync('qemu-system-x86_64', args, { stdio: 'ignore', timeout: 120_000 });
+  return performance.now() - started;
+}
+
+function vmmRssMib(vmId: string): number {
+  const record = JSON.parse(readFileSync(path.join(dir, 'vms', vmId, 'vm.json'), 'utf8')) as { pid: number };
+  const status = readFileSync(`/proc/${record.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
