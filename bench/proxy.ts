@@ -2,7 +2,8 @@
 // Generates (once, cached under /tmp) a repository of about 20,000 files and 200 MB of history,
 // serves it with the GitHub emulator, and measures in one run: clone and push direct against the
 // same operations through a task proxy (running in its own process, as in production), the
-// latency the proxy adds to SSE events, and the proxy's peak RSS.
+// latency the proxy adds to SSE events, and the proxy's peak RSS and CPU time per phase.
+// BENCH_PROXY_PROF=1 writes a CPU profile of the proxy process to /tmp/airlock-prof.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -22,7 +23,7 @@ const { values } = parseArgs({
     files: { type: 'string', default: '20000' },
     blobs: { type: 'string', default: '8' },
     'blob-mib': { type: 'string', default: '24' },
-    runs: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '5' },
     'sse-events': { type: 'string', default: '2000' },
     'serve-proxy': { type: 'boolean', default: false },
   },
@@ -110,10 +111,18 @@ async function bench(): Promise<void> {
     await new Promise<void>((resolve) => sse.listen(0, '127.0.0.1', resolve));
     const modelUrl = `http://127.0.0.1:${(sse.address() as AddressInfo).port}`;
 
-    child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve-proxy'], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    });
+    child = spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_PROXY_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/airlock-prof'] : []),
+        fileURLToPath(import.meta.url),
+        '--serve-proxy',
+      ],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      },
+    );
     child.stdin!.end(
       JSON.stringify({
         appId: gh.app.id,
@@ -132,6 +141,7 @@ async function bench(): Promise<void> {
       });
       child!.on('exit', (code) => reject(new Error(`proxy child exited with ${code}`)));
     });
+    const phases: Record<string, unknown> = { start: await processStats(child.pid!) };
     const token = await mintDirectToken(gh.apiUrl, gh.app, installationId);
     const direct = gh.gitUrl('bench', 'big').replace('http://', `http://x-access-token:${token}@`);
     const proxied = `${proxyAddress}/git/bench/big.git`;
@@ -152,6 +162,7 @@ async function bench(): Promise<void> {
       }
     }
 
+    phases.after_clones = await processStats(child.pid!);
     // Push: each run sends a new commit with a fresh random blob to the task branch.
     const pushDir = path.join(work, `clone-proxy-${runs - 1}`);
     const push = { direct: [] as number[], proxy: [] as number[] };
@@ -171,6 +182,7 @@ async function bench(): Promise<void> {
       }
     }
 
+    phases.after_pushes = await processStats(child.pid!);
     // SSE: per-event delay from the upstream's write to the client's read, direct vs proxied.
     const sseDirect: number[] = [];
     const sseProxy: number[] = [];
@@ -178,7 +190,8 @@ async function bench(): Promise<void> {
       sseDirect.push(...(await sseDelays(`${modelUrl}/v1/messages`)));
       sseProxy.push(...(await sseDelays(`${proxyAddress}/anthropic/v1/messages`)));
     }
-    const rss = (await readFile(`/proc/${child.pid}/status`, 'utf8')).match(/VmHWM:\s+(\d+) kB/);
+    phases.after_sse = await processStats(child.pid!);
+    const peak = (phases.after_sse as { peak_rss_mib: number }).peak_rss_mib;
 
     const cloneDirect = median(clone.direct);
     const cloneProxy = median(clone.proxy);
@@ -197,7 +210,8 @@ async function bench(): Promise<void> {
       sse_proxy_p50_ms: round(quantile(sseProxy, 0.5), 3),
       sse_proxy_p99_ms: round(quantile(sseProxy, 0.99), 3),
       sse_added_latency_p99_ms: round(quantile(sseProxy, 0.99) - quantile(sseDirect, 0.99), 3),
-      proxy_rss_mib: rss ? round(Number(rss[1]) / 1024, 1) : null,
+      proxy_rss_mib: peak,
+      proxy_process: phases,
       samples: { clone, push },
     });
   } finally {
@@ -211,6 +225,18 @@ async function bench(): Promise<void> {
     await gh.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The proxy child's CPU seconds so far and its resident and peak memory, in MiB. */
+async function processStats(pid: number): Promise<{ cpu_s: number; rss_mib: number; peak_rss_mib: number }> {
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+  return {
+    cpu_s: round((Number(stat[11]) + Number(stat[12])) / 100, 2),
+    rss_mib: round(kib('VmRSS') / 1024, 1),
+    peak_rss_mib: round(kib('VmHWM') / 1024, 1),
+  };
 }
 
 /** Streams one SSE answer and returns each event's delay since the upstream wrote it, in ms. */

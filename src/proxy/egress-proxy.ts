@@ -144,7 +144,10 @@ export function createEgressProxy(options: EgressProxyOptions) {
           agent: false,
         });
         upstreams.add(up);
+        let finished = false;
         const done = (reason?: string) => {
+          if (finished) return;
+          finished = true;
           upstreams.delete(up);
           audit(
             method,

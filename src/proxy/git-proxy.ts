@@ -155,7 +155,7 @@ export function createGitProxy(
         'cache-control': 'no-cache',
       });
       res.end(refusedPushResponse(commands, reasons, message));
-      req.resume();
+      drain(iterator, req, options.maxPackBytes);
       return;
     }
     options.audit.append(options.taskId, 'proxy.git', { service, repo, decision: 'forwarded' });
@@ -190,7 +190,7 @@ export function createGitProxy(
         res.writeHead(200, { 'content-type': 'application/x-git-receive-pack-result' });
         res.end(refusedPushResponse(commands, reasons, message, 'pack too large'));
       } else res.destroy();
-      req.resume();
+      drain(iterator, req, options.maxPackBytes);
       return;
     }
     if (outcome === undefined && res.statusCode === 200) {
@@ -257,4 +257,20 @@ class PackTooLarge extends Error {
 
 function formatBytes(bytes: number): string {
   return bytes >= 1048576 ? `${Math.round(bytes / 1048576)} MiB` : `${Math.round(bytes / 1024)} KiB`;
+}
+
+/**
+ * Reads and discards the rest of a refused push so the client finishes sending and reads the
+ * refusal; a client that keeps sending past `limit` bytes is cut off.
+ */
+function drain(iterator: AsyncIterator<Buffer>, req: IncomingMessage, limit: number): void {
+  let discarded = 0;
+  (async () => {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      discarded += next.value.length;
+      if (discarded > limit) return void req.destroy();
+    }
+  })().catch(() => req.destroy());
 }

@@ -183,6 +183,19 @@ describe('git through the task proxy', () => {
     await git(['-c', `http.extraHeader=${junk}`, 'ls-remote', remote], { cwd: dir });
   });
 
+  it('answers a large refused push promptly, without sending it upstream', async () => {
+    const dir = await cloneAndCommit(await start());
+    await writeFile(path.join(dir, 'big.bin'), randomBytes(16 * 1024 * 1024));
+    await git(['add', '-A'], { cwd: dir });
+    await git(['commit', '--quiet', '-m', 'big'], { cwd: dir });
+    const result = await git(['push', 'origin', 'HEAD:main'], { cwd: dir, fail: true });
+    expect(result.stderr).toContain(LIMIT);
+    expect(gh.state.pushes).toEqual([]);
+    // The listener still serves the same client afterwards.
+    await git(['push', '--quiet', 'origin', `HEAD:${BRANCH}`], { cwd: dir });
+    expect(gh.state.pushes).toHaveLength(1);
+  });
+
   it('serves only the task repository', async () => {
     const remote = await start();
     const result = await git(['clone', remote.replace('widgets', 'secrets'), path.join(work, 's')], {
@@ -196,7 +209,7 @@ describe('git through the task proxy', () => {
 
   it('caps the pack size of a push', async () => {
     const dir = await cloneAndCommit(await start({ maxPackBytes: 64 * 1024 }));
-    await writeFile(path.join(dir, 'big.bin'), randomBytes(1024 * 1024));
+    await writeFile(path.join(dir, 'big.bin'), randomBytes(8 * 1024 * 1024));
     await git(['add', '-A'], { cwd: dir });
     await git(['commit', '--quiet', '-m', 'big'], { cwd: dir });
     const result = await git(['push', 'origin', `HEAD:${BRANCH}`], { cwd: dir, fail: true });
