@@ -1,6 +1,7 @@
 /** Plain, inspectable state of the GitHub emulator; tests assert on it directly. */
 
 export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
+export type PermissionLevel = 'read' | 'write';
 
 export interface User {
   login: string;
@@ -17,6 +18,8 @@ export interface Repo {
   dir: string;
   private: boolean;
   fork: boolean;
+  /** Full name of the parent when this repository is a fork. */
+  parent?: string;
 }
 
 export interface Installation {
@@ -24,14 +27,15 @@ export interface Installation {
   account: string;
   /** Full names, or 'all' for every repository of the account. */
   repositories: string[] | 'all';
-  permissions: Record<string, 'read' | 'write'>;
+  permissions: Record<string, PermissionLevel>;
 }
 
 export interface Token {
   token: string;
   installationId: number;
   repositories: string[];
-  permissions: Record<string, 'read' | 'write'>;
+  permissions: Record<string, PermissionLevel>;
+  /** Epoch milliseconds; tests may lower it to expire the token. */
   expiresAt: number;
   revoked: boolean;
 }
@@ -56,9 +60,22 @@ export interface Comment {
   updatedAt: string;
 }
 
+/** A pull request review comment (a comment on a line of the diff). */
+export interface ReviewComment {
+  id: number;
+  repo: string;
+  pullNumber: number;
+  body: string;
+  user: string;
+  path: string;
+  line: number | null;
+  createdAt: string;
+}
+
 export interface Reaction {
   id: number;
   repo: string;
+  /** `issues/{n}`, `issues/comments/{id}` or `pulls/comments/{id}`. */
   subject: string;
   content: string;
   user: string;
@@ -72,9 +89,20 @@ export interface Pull {
   body: string;
   state: 'open' | 'closed';
   draft: boolean;
+  merged: boolean;
   user: string;
+  labels: string[];
   head: { ref: string; sha: string; repo: { full_name: string; fork: boolean } };
-  base: { ref: string; repo: { full_name: string } };
+  base: { ref: string; sha: string; repo: { full_name: string } };
+}
+
+export interface CheckAnnotation {
+  path: string;
+  start_line: number;
+  end_line: number;
+  message: string;
+  annotation_level: string;
+  title?: string;
 }
 
 export interface CheckRun {
@@ -85,16 +113,38 @@ export interface CheckRun {
   status: string;
   conclusion: string | null;
   details_url: string | null;
-  output: { title?: string; summary?: string } | null;
+  output: { title?: string; summary?: string; text?: string } | null;
   app: { slug: string };
-  annotations: Array<{
-    path: string;
-    start_line: number;
-    end_line: number;
-    message: string;
-    annotation_level: string;
-  }>;
+  annotations: CheckAnnotation[];
+  check_suite_id?: number;
+  started_at?: string;
+  completed_at?: string | null;
+  /** The job log served by the Actions logs endpoint (the check run id is the job id). */
   log?: string;
+}
+
+export interface CheckSuite {
+  id: number;
+  repo: string;
+  head_sha: string;
+  head_branch: string | null;
+  status: string;
+  conclusion: string | null;
+  app: { slug: string };
+}
+
+export interface WorkflowRun {
+  id: number;
+  repo: string;
+  name: string;
+  head_sha: string;
+  head_branch: string | null;
+  event: string;
+  status: string;
+  conclusion: string | null;
+  check_suite_id: number;
+  /** Check run ids; on GitHub an Actions job id is its check run id. */
+  job_ids: number[];
 }
 
 export interface Push {
@@ -110,17 +160,27 @@ export class EmulatorState {
   readonly users = new Map<string, User>();
   readonly repos = new Map<string, Repo>();
   readonly installations = new Map<number, Installation>();
+  /** `${fullName}:${login}` → role. */
   readonly permissions = new Map<string, Permission>();
   readonly tokens: Token[] = [];
   readonly issues: Issue[] = [];
   readonly comments: Comment[] = [];
+  readonly reviewComments: ReviewComment[] = [];
   readonly reactions: Reaction[] = [];
   readonly pulls: Pull[] = [];
   readonly checkRuns: CheckRun[] = [];
+  readonly checkSuites: CheckSuite[] = [];
+  readonly workflowRuns: WorkflowRun[] = [];
   readonly reviewRequests: Array<{ repo: string; number: number; reviewers: string[] }> = [];
   readonly pushes: Push[] = [];
+  /** Epoch milliseconds; tokens expire against it. */
+  readonly now: () => number;
   #nextId = 1000;
   readonly #numbers = new Map<string, number>();
+
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
 
   nextId(): number {
     return ++this.#nextId;
@@ -133,7 +193,8 @@ export class EmulatorState {
     return n;
   }
 
+  /** A known user, or a plausible one (bots end in `[bot]`). */
   user(login: string): User {
-    return this.users.get(login) ?? { login, id: 0, type: 'User' };
+    return this.users.get(login) ?? { login, id: 1, type: login.endsWith('[bot]') ? 'Bot' : 'User' };
   }
 }

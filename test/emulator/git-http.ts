@@ -1,53 +1,81 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import { gitText } from './git-cli.ts';
+
+const STDERR_KEEP_BYTES = 4096;
 
 /**
- * Serves one smart-HTTP git request with `git http-backend` (CGI), streaming both bodies.
- * `projectRoot` holds the bare repositories; `pathInfo` is `/owner/name.git/...`.
+ * Serves one smart-HTTP git request with `git http-backend` (CGI), streaming both bodies with
+ * backpressure. `projectRoot` holds the bare repositories; `pathInfo` is `/owner/name.git/...`.
+ * A gzip request body (as git sends it) is passed through: http-backend inflates it itself.
  */
-export function serveGit(
+export async function serveGit(
   req: IncomingMessage,
   res: ServerResponse,
-  options: { projectRoot: string; pathInfo: string; query: string; remoteUser: string },
+  options: {
+    projectRoot: string;
+    pathInfo: string;
+    query: string;
+    remoteUser: string;
+    /** Runs after the backend exits and before the response ends, so the client sees its effects. */
+    beforeEnd?: () => Promise<void>;
+  },
 ): Promise<void> {
-  return new Promise((resolve) => {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      GIT_PROJECT_ROOT: options.projectRoot,
-      GIT_HTTP_EXPORT_ALL: '1',
-      PATH_INFO: options.pathInfo,
-      QUERY_STRING: options.query,
-      REQUEST_METHOD: req.method ?? 'GET',
-      CONTENT_TYPE: req.headers['content-type'] ?? '',
-      REMOTE_USER: options.remoteUser,
-      REMOTE_ADDR: '127.0.0.1',
-      GIT_CONFIG_NOSYSTEM: '1',
-      HOME: options.projectRoot,
-    };
-    if (req.headers['content-length']) env.CONTENT_LENGTH = req.headers['content-length'];
-    if (req.headers['content-encoding']) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
-    if (req.headers['git-protocol']) env.GIT_PROTOCOL = String(req.headers['git-protocol']);
-    const backend = path.join(execPath(), 'git-http-backend');
+  const backend = path.join(await gitExecPath(), 'git-http-backend');
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    GIT_PROJECT_ROOT: options.projectRoot,
+    GIT_HTTP_EXPORT_ALL: '1',
+    PATH_INFO: options.pathInfo,
+    QUERY_STRING: options.query,
+    REQUEST_METHOD: req.method ?? 'GET',
+    CONTENT_TYPE: req.headers['content-type'] ?? '',
+    REMOTE_USER: options.remoteUser,
+    REMOTE_ADDR: '127.0.0.1',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    HOME: options.projectRoot,
+  };
+  if (req.headers['content-length']) env.CONTENT_LENGTH = req.headers['content-length'];
+  if (req.headers['content-encoding']) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
+  if (req.headers['git-protocol']) env.GIT_PROTOCOL = String(req.headers['git-protocol']);
+  await new Promise<void>((resolve) => {
     const child = spawn(backend, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    req.pipe(child.stdin);
-    child.stdin.on('error', () => {});
+    let stderr = '';
     let head = Buffer.alloc(0);
     let headersDone = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (headersDone) {
-        res.write(chunk);
-        return;
+    let finished = false;
+    const finish = async () => {
+      if (finished) return;
+      finished = true;
+      if (headersDone) await options.beforeEnd?.().catch(() => {});
+      if (!headersDone && !res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(headersDone ? undefined : `git http-backend failed: ${stderr.trim()}\n`);
+      resolve();
+    };
+    req.pipe(child.stdin);
+    child.stdin.on('error', () => req.resume());
+    // A client that goes away must not leave the backend running.
+    res.on('close', () => {
+      if (!finished) child.kill('SIGKILL');
+    });
+    const write = (chunk: Buffer) => {
+      if (!res.write(chunk)) {
+        child.stdout.pause();
+        res.once('drain', () => child.stdout.resume());
       }
+    };
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (headersDone) return write(chunk);
       head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      const endLf = head.indexOf('\n\n');
-      const cut = end >= 0 ? end : endLf;
+      const crlf = head.indexOf('\r\n\r\n');
+      const lf = head.indexOf('\n\n');
+      const cut = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf : lf;
       if (cut < 0) return;
-      const sep = end >= 0 ? 4 : 2;
-      const headerText = head.subarray(0, cut).toString('latin1');
+      const sep = cut === crlf ? 4 : 2;
       let status = 200;
-      for (const line of headerText.split(/\r?\n/)) {
+      for (const line of head.subarray(0, cut).toString('latin1').split(/\r?\n/)) {
         const i = line.indexOf(':');
         if (i < 0) continue;
         const name = line.slice(0, i).trim();
@@ -57,21 +85,21 @@ export function serveGit(
       }
       res.writeHead(status);
       headersDone = true;
-      res.write(head.subarray(cut + sep));
+      write(head.subarray(cut + sep));
     });
-    child.stderr.on('data', () => {});
-    child.on('close', () => {
-      if (!headersDone) res.writeHead(500).end('git http-backend failed');
-      else res.end();
-      resolve();
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-STDERR_KEEP_BYTES);
     });
+    child.on('error', (error) => {
+      stderr += String(error);
+      void finish();
+    });
+    child.on('close', () => void finish());
   });
 }
 
 let cachedExecPath: string | undefined;
-function execPath(): string {
-  if (!cachedExecPath) {
-    cachedExecPath = execFileSync('git', ['--exec-path'], { encoding: 'utf8' }).trim();
-  }
+async function gitExecPath(): Promise<string> {
+  cachedExecPath ??= (await gitText(undefined, ['--exec-path'])).trim();
   return cachedExecPath;
 }
