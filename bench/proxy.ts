@@ -3,7 +3,7 @@
 // serves it with the GitHub emulator, and measures in one run: clone and push direct against the
 // same operations through a task proxy (running in its own process, as in production), the
 // latency the proxy adds to SSE events, and the proxy's peak RSS and CPU time per phase.
-// BENCH_PROXY_PROF=1 writes a CPU profile of the proxy process to /tmp/airlock-prof.
+// BENCH_PROXY_NODE_ARGS passes Node flags to the proxy process (e.g. "--cpu-prof --trace-gc").
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -114,7 +114,7 @@ async function bench(): Promise<void> {
     child = spawn(
       process.execPath,
       [
-        ...(process.env.BENCH_PROXY_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/airlock-prof'] : []),
+        ...(process.env.BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
         fileURLToPath(import.meta.url),
         '--serve-proxy',
       ],
@@ -137,7 +137,10 @@ async function bench(): Promise<void> {
       let out = '';
       child!.stdout!.on('data', (chunk: Buffer) => {
         out += chunk.toString();
-        if (out.includes('\n')) resolve(out.trim());
+        // Node flags such as --trace-gc also write to stdout: the address is the line that is one.
+        const address = /^http:\/\/\S+$/m.exec(out);
+        if (address) resolve(address[0]);
+        process.stderr.write(chunk); // keep the pipe drained: a full pipe would block the child
       });
       child!.on('exit', (code) => reject(new Error(`proxy child exited with ${code}`)));
     });
@@ -204,6 +207,10 @@ async function bench(): Promise<void> {
       push_direct_ms: round(median(push.direct), 0),
       push_proxy_ms: round(median(push.proxy), 0),
       push_ratio: round(median(push.proxy) / median(push.direct), 3),
+      // Each run clones (pushes) direct then proxied back to back; the median of those pairs'
+      // ratios is less sensitive to load that drifts across the run than the ratio of medians.
+      clone_pair_ratio_median: round(median(clone.proxy.map((p, i) => p / clone.direct[i]!)), 3),
+      push_pair_ratio_median: round(median(push.proxy.map((p, i) => p / push.direct[i]!)), 3),
       sse_events: sseDirect.length,
       sse_direct_p50_ms: round(quantile(sseDirect, 0.5), 3),
       sse_direct_p99_ms: round(quantile(sseDirect, 0.99), 3),

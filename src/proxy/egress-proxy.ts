@@ -1,35 +1,20 @@
-import { lookup } from 'node:dns/promises';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { isIP, type Socket, connect as tcpConnect } from 'node:net';
+import { type Socket, connect as tcpConnect } from 'node:net';
 import type { AuditSink } from '../audit-sink.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AddressAllowed } from './address-policy.ts';
+import {
+  DEFAULT_EGRESS_PORTS,
+  type EgressDecision,
+  egressDecision,
+  type LookupAll,
+} from './egress-policy.ts';
 import { readClientHello } from './tls-client-hello.ts';
 import { HOP_BY_HOP } from './upstream-request.ts';
 
-/** Resolves a host name to every address it has. */
-export type LookupAll = (host: string) => Promise<Array<{ address: string; family: number }>>;
-
-/** The host's resolver, all addresses (so one private answer among public ones is still seen). */
-export const lookupAll: LookupAll = (host) => lookup(host, { all: true, verbatim: true });
-
-/** Ports egress may reach unless a task says otherwise. */
-export const DEFAULT_EGRESS_PORTS: readonly number[] = [80, 443];
-
 /** How long a CONNECT client has to send its ClientHello. */
 const CLIENT_HELLO_TIMEOUT_MS = 10_000;
-
-/** Whether `host` is on the allowlist; `*.example.com` matches any name below example.com. */
-export function hostAllowed(host: string, allow: readonly string[]): boolean {
-  const name = host.toLowerCase().replace(/\.$/, '');
-  return allow.some((entry) => {
-    const pattern = entry.toLowerCase();
-    return pattern.startsWith('*.')
-      ? name.endsWith(pattern.slice(1)) && name.length > pattern.length - 1
-      : name === pattern;
-  });
-}
 
 /** What the egress part of a task proxy needs. */
 export interface EgressProxyOptions {
@@ -41,10 +26,6 @@ export interface EgressProxyOptions {
   audit: AuditSink;
   log: Logger;
 }
-
-type Decision =
-  | { ok: true; address: string; addresses: string[] }
-  | { ok: false; addresses: string[]; reason: string };
 
 /**
  * Builds the egress proxy: absolute-form HTTP requests and CONNECT tunnels to allowlisted names
@@ -74,35 +55,13 @@ export function createEgressProxy(options: EgressProxyOptions) {
     });
   };
 
-  async function authorize(host: string, port: number): Promise<Decision> {
-    if (isIP(host.replace(/^\[|\]$/g, ''))) {
-      return {
-        ok: false,
-        addresses: [],
-        reason: 'addresses cannot be reached directly; use an allowlisted host name',
-      };
-    }
-    if (!hostAllowed(host, options.allow)) {
-      return { ok: false, addresses: [], reason: `${host} is not on this repository's egress allowlist` };
-    }
-    if (!ports.includes(port)) return { ok: false, addresses: [], reason: `port ${port} is not allowed` };
-    let answers: Array<{ address: string; family: number }>;
-    try {
-      answers = await options.lookup(host);
-    } catch (error) {
-      return { ok: false, addresses: [], reason: `${host} does not resolve: ${errorMessage(error)}` };
-    }
-    const addresses = answers.map((a) => a.address);
-    if (!answers.length) return { ok: false, addresses, reason: `${host} has no addresses` };
-    const bad = answers.find((a) => !options.addressAllowed(a.address, a.family === 6 ? 6 : 4));
-    if (bad)
-      return {
-        ok: false,
-        addresses,
-        reason: `${host} resolves to ${bad.address}, which is not a public address`,
-      };
-    return { ok: true, address: answers[0]!.address, addresses };
-  }
+  const authorize = (host: string, port: number) =>
+    egressDecision(host, port, {
+      allow: options.allow,
+      ports,
+      lookup: options.lookup,
+      addressAllowed: options.addressAllowed,
+    });
 
   return {
     /** Serves an absolute-form `http://` request. */
@@ -117,7 +76,7 @@ export function createEgressProxy(options: EgressProxyOptions) {
       }
       const host = url.hostname;
       const port = Number(url.port || 80);
-      const decision: Decision =
+      const decision: EgressDecision =
         url.protocol === 'http:'
           ? await authorize(host, port)
           : { ok: false, addresses: [], reason: `${url.protocol} requests must use CONNECT` };

@@ -155,7 +155,7 @@ export function createGitProxy(
         'cache-control': 'no-cache',
       });
       res.end(refusedPushResponse(commands, reasons, message));
-      drain(iterator, req, options.maxPackBytes);
+      drain(iterator, req);
       return;
     }
     options.audit.append(options.taskId, 'proxy.git', { service, repo, decision: 'forwarded' });
@@ -190,7 +190,7 @@ export function createGitProxy(
         res.writeHead(200, { 'content-type': 'application/x-git-receive-pack-result' });
         res.end(refusedPushResponse(commands, reasons, message, 'pack too large'));
       } else res.destroy();
-      drain(iterator, req, options.maxPackBytes);
+      drain(iterator, req);
       return;
     }
     if (outcome === undefined && res.statusCode === 200) {
@@ -260,17 +260,29 @@ function formatBytes(bytes: number): string {
 }
 
 /**
- * Reads and discards the rest of a refused push so the client finishes sending and reads the
- * refusal; a client that keeps sending past `limit` bytes is cut off.
+ * The most of a refused push read and thrown away, and for how long, before the connection is cut.
+ * The pack limit protects the upstream; discarding costs the proxy only bandwidth, and a client cut
+ * off while it is still sending (HTTP/1.1 sends the whole body first) never reads the refusal.
  */
-function drain(iterator: AsyncIterator<Buffer>, req: IncomingMessage, limit: number): void {
+const DRAIN_MAX_BYTES = 1024 * 1024 * 1024;
+const DRAIN_MAX_MS = 60_000;
+
+/**
+ * Reads and discards the rest of a refused push so the client finishes sending and reads the
+ * refusal; a client that keeps sending past the drain budget is cut off.
+ */
+function drain(iterator: AsyncIterator<Buffer>, req: IncomingMessage): void {
   let discarded = 0;
+  const deadline = setTimeout(() => req.destroy(), DRAIN_MAX_MS);
+  deadline.unref();
   (async () => {
     for (;;) {
       const next = await iterator.next();
       if (next.done) return;
       discarded += next.value.length;
-      if (discarded > limit) return void req.destroy();
+      if (discarded > DRAIN_MAX_BYTES) return void req.destroy();
     }
-  })().catch(() => req.destroy());
+  })()
+    .catch(() => req.destroy())
+    .finally(() => clearTimeout(deadline));
 }

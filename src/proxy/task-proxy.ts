@@ -7,7 +7,8 @@ import { errorMessage, ProxyError } from '../errors.ts';
 import type { TaskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { type AddressAllowed, isPublicAddress } from './address-policy.ts';
-import { createEgressProxy, type LookupAll, lookupAll } from './egress-proxy.ts';
+import { type LookupAll, lookupAll } from './egress-policy.ts';
+import { createEgressProxy } from './egress-proxy.ts';
 import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
 import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
 import { createUpstreamAgents } from './upstream-request.ts';
@@ -51,7 +52,10 @@ export interface TaskProxy {
   readonly address: string;
   /** Model tokens used so far by this task. */
   usage(): TokenUsage;
-  /** Stops listening, cuts every connection and revokes the task's token; safe to call twice. */
+  /**
+   * Stops listening, cuts every connection and revokes the task's token; safe to call twice. Rejects
+   * only when revocation fails, after the listener is gone (the token then expires within the hour).
+   */
   close(): Promise<void>;
 }
 

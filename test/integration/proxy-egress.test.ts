@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskCredential } from '../../src/github/task-token.ts';
 import { runProcess } from '../../src/process/run-process.ts';
 import { type AddressAllowed, isPublicAddress } from '../../src/proxy/address-policy.ts';
-import type { LookupAll } from '../../src/proxy/egress-proxy.ts';
+import type { LookupAll } from '../../src/proxy/egress-policy.ts';
 import { startTaskProxy, type TaskProxy } from '../../src/proxy/task-proxy.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { RecordingAudit } from '../helpers/recording-audit.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isPublicAddress } from '../../src/proxy/address-policy.ts';
-import { hostAllowed } from '../../src/proxy/egress-proxy.ts';
+import { hostAllowed } from '../../src/proxy/egress-policy.ts';
 
 describe('isPublicAddress', () => {
   it.each([
