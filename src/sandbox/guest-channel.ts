@@ -102,6 +102,15 @@ export class GuestChannel {
     return Buffer.from(message.contentBase64, 'base64');
   }
 
+  /**
+   * Resolves once the guest has sent every exec record for processes started before this call.
+   * The guest runs a marker process and answers when the marker's own record comes through the
+   * kernel's audit queue, which is first in, first out.
+   */
+  async syncAudit(): Promise<void> {
+    await this.#request({ type: 'sync_audit', id: randomUUID() });
+  }
+
   /** Asks the guest to power off (best effort). */
   shutdown(): void {
     this.#send({ type: 'shutdown' });
@@ -149,6 +158,8 @@ export class GuestChannel {
         }
         return;
       case 'log':
+        // The guest's own notes (such as a kernel-log overrun) go on the record as malformed-free notices.
+        for (const l of this.#malformedListeners) l(message.message, 'guest notice');
         return;
       case 'stdout':
       case 'stderr': {

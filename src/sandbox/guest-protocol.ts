@@ -26,6 +26,8 @@ export const HostMessage = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('read_file'), id: z.string(), path: z.string() }),
   z.object({ type: z.literal('signal'), id: z.string(), signal: z.string() }),
+  // Answered with `ok` once every exec record before it has been sent (an audit barrier).
+  z.object({ type: z.literal('sync_audit'), id: z.string() }),
   z.object({ type: z.literal('shutdown') }),
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;

@@ -198,6 +198,24 @@ class MicroVm implements Vm {
   onExecAudit: Vm['onExecAudit'] = (listener) => this.#channel.onExecAudit(listener);
   onMalformed: Vm['onMalformed'] = (listener) => this.#channel.onMalformed(listener);
 
+  async syncAudit(timeoutMs = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new SandboxError('guest_error', `exec audit did not catch up within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      const stopped = this.exited.then((why) => {
+        throw new SandboxError('guest_error', `the VM stopped before its exec audit caught up: ${why}`);
+      });
+      await Promise.race([this.#channel.syncAudit(), timeout, stopped]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   destroy(): Promise<void> {
     this.#destroyed ??= (async () => {
       this.#channel.close(new SandboxError('vm_destroyed', 'the VM was destroyed'));

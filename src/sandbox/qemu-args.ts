@@ -34,6 +34,9 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     'panic=-1',
     'audit=1',
     'audit_backlog_limit=8192',
+    // Exec records reach the host through the kernel log: a big buffer keeps a busy guest from
+    // overwriting them before the guest agent reads them.
+    'log_buf_len=16M',
     'random.trust_cpu=on',
     `airlock.epoch=${Math.floor(Date.now() / 1000)}`,
     ...(launch.accel === 'tcg' && launch.tscKhz ? [`tsc_early_khz=${launch.tscKhz}`, 'tsc=reliable'] : []),

@@ -46,6 +46,11 @@ export interface Vm {
   readFile(path: string): Promise<Buffer>;
   /** Every process executed in the guest, as the guest's init reports it. */
   onExecAudit(listener: (record: ExecAuditRecord) => void): void;
+  /**
+   * Waits until every exec record of processes started so far has arrived (call before destroy so
+   * the record is complete). Rejects after `timeoutMs`.
+   */
+  syncAudit(timeoutMs?: number): Promise<void>;
   /** Lines the guest sent that did not parse (kept for the audit record). */
   onMalformed(listener: (line: string, error: string) => void): void;
   /** Resolves with a reason if the VM stops on its own (crash, power-off, limit). */

@@ -12,6 +12,8 @@ import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { type IssueThread, taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
 
+/** How long teardown waits for the guest's last exec records. */
+const AUDIT_SYNC_TIMEOUT_MS = 5_000;
 /** What the runner needs from the rest of airlock. */
 export interface VmTaskRunnerDeps {
   sandbox: Sandbox;
@@ -117,15 +119,31 @@ export class VmTaskRunner implements TaskRunner {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
     } finally {
-      await vm?.destroy().catch((e) => ctx.log.error({ err: errorMessage(e) }, 'VM teardown failed'));
-      if (vm) audit.append(task.id, 'cleanup.vm', { vm: vm.id, destroyed: true, overlayDeleted: true });
-      await proxy?.close().catch((e) => ctx.log.error({ err: errorMessage(e) }, 'proxy teardown failed'));
-      if (proxy)
+      if (vm) {
+        // Exec records reach the host through the guest's kernel log; wait for the last ones
+        // before the VM goes, so the record holds every process it ran.
+        await vm
+          .syncAudit(AUDIT_SYNC_TIMEOUT_MS)
+          .catch((e) => audit.append(task.id, 'vm.exec_audit_incomplete', { reason: errorMessage(e) }));
+        let destroyed = true;
+        await vm.destroy().catch((e) => {
+          destroyed = false;
+          ctx.log.error({ err: errorMessage(e) }, 'VM teardown failed');
+        });
+        audit.append(task.id, 'cleanup.vm', { vm: vm.id, destroyed, overlayDeleted: destroyed });
+      }
+      if (proxy) {
+        let revoked = true;
+        await proxy.close().catch((e) => {
+          revoked = false;
+          ctx.log.error({ err: errorMessage(e) }, 'proxy teardown failed');
+        });
         audit.append(task.id, 'cleanup.proxy', {
           listenerClosed: true,
-          tokenRevoked: true,
+          tokenRevoked: revoked,
           usage: proxy.usage(),
         });
+      }
     }
   }
 

@@ -92,7 +92,8 @@ describe('a microVM', () => {
 
   it('reports every process executed in the guest', async () => {
     await run(vm, '/bin/true marker-a; ls /nonexistent-marker-b 2>/dev/null; exit 0');
-    await new Promise((r) => setTimeout(r, 500));
+    // Records travel through the guest's kernel log; the audit barrier waits for them.
+    await vm.syncAudit(30_000);
     expect(execs).toContainEqual(['/bin/true', 'marker-a']);
     expect(execs).toContainEqual(['ls', '/nonexistent-marker-b']);
   });

@@ -80,6 +80,14 @@ function handle(line) {
         if (child) killGroup(child, message.signal ?? 'SIGKILL');
         return;
       }
+      case 'sync_audit':
+        // The marker's exec record queues behind every earlier one; onLine answers when it arrives.
+        auditBarriers.add(message.id);
+        spawn('/bin/true', [AUDIT_MARKER, message.id], { stdio: 'ignore' }).on('error', (error) => {
+          auditBarriers.delete(message.id);
+          send({ type: 'error', id: message.id, message: `audit sync failed: ${error.message}` });
+        });
+        return;
       case 'shutdown':
         spawnSync('/bin/sync');
         spawnSync('/bin/busybox', ['poweroff', '-f']);
@@ -161,6 +169,9 @@ function findPort(name) {
   throw new Error(`virtio port ${name} not found`);
 }
 
+const AUDIT_MARKER = 'airlock-audit-sync';
+const auditBarriers = new Set();
+
 // Kernel audit records for execve, from /dev/kmsg (no audit daemon is registered, so the kernel
 // prints them). Records of one event share a serial; they are joined and sent as one exec_audit.
 function startExecAudit() {
@@ -179,6 +190,8 @@ function startExecAudit() {
       cwd: event.cwd ?? null,
       exe: event.exe ?? null,
     });
+    const [, marker, id] = event.argv;
+    if (marker === AUDIT_MARKER && auditBarriers.delete(id)) send({ type: 'ok', id });
   };
   // One read() of /dev/kmsg returns one record. EPIPE means records were overwritten before we
   // read them (the ring buffer wrapped): note the loss and keep reading from the next one.
