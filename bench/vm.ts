@@ -100,6 +100,7 @@ function bareBoot(i: number): number {
     overlay,
     scratch,
     controlSocket: path.join(dir, `b${i}.sock`),
+    qmpSocket: path.join(dir, `b${i}.qmp`),
     consoleLog: path.join(dir, `b${i}.log`),
     initrd: image.bareInitrd,
     tscKhz,

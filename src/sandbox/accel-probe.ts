@@ -69,6 +69,7 @@ async function probe(image: VmImage, timeoutMs: number, key: string): Promise<Pr
       overlay,
       scratch,
       controlSocket: path.join(dir, 'ctl.sock'),
+      qmpSocket: path.join(dir, 'qmp.sock'),
       consoleLog: path.join(dir, 'console.log'),
       initrd: image.bareInitrd,
     });

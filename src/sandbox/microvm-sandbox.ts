@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts';
 import { runProcess } from '../process/run-process.ts';
 import { GuestChannel } from './guest-channel.ts';
 import { qemuArgs } from './qemu-args.ts';
+import { qmpExecute } from './qmp.ts';
 import type { Sandbox, Vm, VmSpec } from './sandbox.ts';
 import type { VmImage } from './vm-image.ts';
 import { killProcessGroup, processMatches, VmRegistry } from './vm-registry.ts';
@@ -48,6 +49,7 @@ export class MicroVmSandbox implements Sandbox {
       overlay: path.join(dir, 'root.qcow2'),
       scratch: path.join(dir, 'scratch.qcow2'),
       controlSocket: path.join(dir, 'ctl.sock'),
+      qmpSocket: path.join(dir, 'qmp.sock'),
       consoleLog: path.join(dir, 'console.log'),
     };
     let child: ResultPromise | undefined;
@@ -114,6 +116,7 @@ export class MicroVmSandbox implements Sandbox {
         pid,
         exited,
         registry: this.#registry,
+        files,
       });
     } catch (error) {
       if (child?.pid) killProcessGroup(child.pid);
@@ -148,12 +151,22 @@ export class MicroVmSandbox implements Sandbox {
   }
 }
 
-class MicroVm implements Vm {
+/** The host-side files of one VM, all inside its registry directory and deleted with it. */
+export interface MicroVmFiles {
+  overlay: string;
+  scratch: string;
+  controlSocket: string;
+  qmpSocket: string;
+  consoleLog: string;
+}
+
+export class MicroVm implements Vm {
   readonly id: string;
   readonly taskId: string;
   readonly accel: 'kvm' | 'tcg';
   readonly bootMs: number;
   readonly exited: Promise<string>;
+  readonly files: MicroVmFiles;
   readonly #channel: GuestChannel;
   readonly #child: ResultPromise;
   readonly #pid: number;
@@ -171,7 +184,9 @@ class MicroVm implements Vm {
     pid: number;
     exited: Promise<string>;
     registry: VmRegistry;
+    files: MicroVmFiles;
   }) {
+    this.files = parts.files;
     this.id = parts.id;
     this.taskId = parts.taskId;
     this.accel = parts.accel;
@@ -214,6 +229,14 @@ class MicroVm implements Vm {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Writes the guest's RAM to `file` (ELF core, through QEMU's monitor) for incident review and for
+   * the test that looks for credentials in guest memory.
+   */
+  async dumpGuestMemory(file: string): Promise<void> {
+    await qmpExecute(this.files.qmpSocket, 'dump-guest-memory', { paging: false, protocol: `file:${file}` });
   }
 
   destroy(): Promise<void> {

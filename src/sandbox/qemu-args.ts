@@ -9,6 +9,8 @@ export interface QemuLaunch {
   overlay: string;
   scratch: string;
   controlSocket: string;
+  /** QMP monitor socket on the host (memory dumps for forensics, never reachable from the guest). */
+  qmpSocket: string;
   consoleLog: string;
   proxySocket?: string | undefined;
   /** Host TSC frequency, so a TCG guest skips calibration (it hangs there one boot in four). */
@@ -86,6 +88,8 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     `socket,id=ctl,path=${launch.controlSocket},server=on,wait=off`,
     '-device',
     'virtserialport,chardev=ctl,name=airlock.ctl',
+    '-qmp',
+    `unix:${launch.qmpSocket},server=on,wait=off`,
     '-sandbox',
     // elevateprivileges=deny would also bind the guestfwd helpers (socat) and break the proxy route.
     'on,obsolete=deny,resourcecontrol=deny',
