@@ -174,6 +174,47 @@ describe('a microVM', () => {
 });
 
 describe('teardown', () => {
+  it('cannot see another VM running at the same time', async () => {
+    const otherProxy = createServer((socket) => {
+      socket.once('data', () =>
+        socket.end('HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nproxy B'),
+      );
+    }).listen(path.join(dir, 'proxy-b.sock'));
+    const other = await sandbox.create({
+      taskId: 'vmtest-b',
+      cpus: 1,
+      memoryMib: 384,
+      diskMib: 128,
+      proxySocket: path.join(dir, 'proxy-b.sock'),
+      outputLimitBytes: 1024 * 1024,
+    });
+    try {
+      // B serves a page on its own address; B itself can fetch it (the listener works).
+      const serve = await run(
+        other,
+        'mkdir -p /tmp/www && echo secret-of-b > /tmp/www/page && busybox httpd -p 7000 -h /tmp/www && ' +
+          'busybox wget -q -O - http://10.0.2.15:7000/page',
+      );
+      expect(serve.stdout).toBe('secret-of-b\n');
+      const probe = (target: string) =>
+        `if timeout 5 busybox wget -q -O - ${target} 2>/dev/null; then echo; echo REACHED; else echo BLOCKED; fi`;
+      // Each VM's user network is its own: B's address from A is A itself, and B's page is not there.
+      expect((await run(vm, probe('http://10.0.2.15:7000/page'))).stdout).toBe('BLOCKED\n');
+      // Each VM's proxy address leads to its own task's listener only.
+      expect((await run(vm, probe('http://10.0.2.100/'))).stdout).toBe('proxy reached\nREACHED\n');
+      expect((await run(other, probe('http://10.0.2.100/'))).stdout).toBe('proxy B\nREACHED\n');
+      // Nothing else answers on A's segment: every neighbour is one of QEMU's own virtual hosts
+      // (MAC 52:55:...), never a guest NIC (52:54:...).
+      const neighbours = await run(vm, 'ping -c 1 -W 1 -b 10.0.2.255 >/dev/null 2>&1; ip neigh show');
+      const macs = [...neighbours.stdout.matchAll(/lladdr (\S+)/g)].map((m) => m[1]!);
+      expect(macs.length).toBeGreaterThan(0);
+      for (const mac of macs) expect(mac).toMatch(/^52:55:/);
+    } finally {
+      await other.destroy();
+      otherProxy.close();
+    }
+  });
+
   it('destroys the VM, deletes its overlay and leaves the golden image unchanged', async () => {
     const second = await sandbox.create({
       taskId: 'vmtest2',
