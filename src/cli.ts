@@ -49,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
 
 async function lazyCommand(name: string): Promise<Command | undefined> {
   const modules: Record<string, () => Promise<{ default: Command }>> = {
+    run: () => import('./cli/run-command.ts'),
     'image build': () => import('./cli/image-build-command.ts'),
     'audit verify': () => import('./cli/audit-verify-command.ts'),
   };

@@ -6,14 +6,12 @@ import type { RunningAirlock } from './app.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import { systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
+import { modelUpstreams } from './config/model-upstreams.ts';
 import { startControlPlane } from './control-plane.ts';
 import { ConfigError } from './errors.ts';
 import { appOctokit } from './github/octokit-factory.ts';
 import type { Logger } from './logger.ts';
-import type { ModelUpstreams } from './proxy/model-proxy.ts';
-import { chooseAccelerator, hostTscKhz } from './sandbox/accel-probe.ts';
-import { ensureVmImage } from './sandbox/image-builder.ts';
-import { MicroVmSandbox } from './sandbox/microvm-sandbox.ts';
+import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
 import { openDatabase } from './store/database.ts';
 import { TaskStore } from './tasks/task-store.ts';
@@ -30,15 +28,11 @@ export async function startFullAirlock(
 
   const db = openDatabase(path.join(config.dataDir, 'airlock.sqlite'));
   const audit = new AuditLog(db, systemClock, redactor);
-  const image = await ensureVmImage({ cacheDir: config.cacheDir, log });
-  const accel = await chooseAccelerator({ setting: config.accel, image, cacheDir: config.cacheDir, log });
-  log.info({ accel: accel.accel, reason: accel.reason, image: image.digest }, 'sandbox ready');
-  const sandbox = new MicroVmSandbox({
-    image,
-    accel: accel.accel,
+  const { sandbox, accel } = await openSandbox({
+    cacheDir: config.cacheDir,
     dataDir: config.dataDir,
+    accel: config.accel,
     log,
-    tscKhz: hostTscKhz(),
   });
 
   const { data: app } = await appOctokit({
@@ -48,14 +42,7 @@ export async function startFullAirlock(
   }).rest.apps.getAuthenticated();
   const appSlug = app?.slug ?? 'airlock';
   const webUrl = github.webUrl.replace(/\/$/, '');
-  const models: ModelUpstreams = {
-    ...(config.models.anthropicApiKey
-      ? { anthropic: { url: config.models.anthropicUpstreamUrl, apiKey: config.models.anthropicApiKey } }
-      : {}),
-    ...(config.models.openaiApiKey
-      ? { openai: { url: config.models.openaiUpstreamUrl, apiKey: config.models.openaiApiKey } }
-      : {}),
-  };
+  const models = modelUpstreams(config.models);
   const tasks = new TaskStore(db, systemClock);
   let threadReader:
     | ((
@@ -110,7 +97,7 @@ export async function startFullAirlock(
 
   const web = new Hono();
   web.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
-  web.get('/healthz', (c) => c.json({ ok: true, accel: accel.accel, image: image.digest }));
+  web.get('/healthz', (c) => c.json({ ok: true, accel: accel.accel, image: sandbox.imageDigest }));
   const server = serve({ fetch: web.fetch, hostname: config.host, port: config.port });
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const port = (server.address() as AddressInfo).port;

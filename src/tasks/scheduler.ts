@@ -3,7 +3,7 @@ import { errorMessage } from '../errors.ts';
 import type { GitHubJobQueue } from '../github/github-jobs.ts';
 import type { Logger } from '../logger.ts';
 import { isTerminal, type Task, type TaskResult, type TaskState } from './task.ts';
-import { TaskCancelled, TaskFailure, type TaskRunner, TaskTimedOut } from './task-runner.ts';
+import { failureOutcome, TaskCancelled, type TaskRunner, TaskTimedOut } from './task-runner.ts';
 import type { TaskStore } from './task-store.ts';
 
 /** Publishes a pushed result (opens or updates the PR); returns the result with PR details. */
@@ -138,19 +138,9 @@ export class Scheduler {
       const reason = result.outcome === 'no_changes' ? 'the agent made no change' : null;
       this.#finish(this.#deps.tasks.get(task.id), 'succeeded', reason);
     } catch (error) {
-      const reason = signal.aborted ? signal.reason : error;
-      if (reason instanceof TaskCancelled)
-        this.#finish(this.#deps.tasks.get(task.id), 'cancelled', reason.by);
-      else if (reason instanceof TaskTimedOut)
-        this.#finish(this.#deps.tasks.get(task.id), 'timed_out', reason.message);
-      else {
-        const text =
-          reason instanceof TaskFailure
-            ? `${reason.reason}: ${reason.message}`
-            : `internal: ${errorMessage(reason)}`;
-        log.warn({ err: errorMessage(reason) }, 'task failed');
-        this.#finish(this.#deps.tasks.get(task.id), 'failed', text);
-      }
+      const ended = failureOutcome(signal.aborted ? signal.reason : error);
+      if (ended.state === 'failed') log.warn({ err: ended.reason }, 'task failed');
+      this.#finish(this.#deps.tasks.get(task.id), ended.state, ended.reason);
     }
   }
 

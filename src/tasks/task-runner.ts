@@ -1,4 +1,4 @@
-import { AirlockError } from '../errors.ts';
+import { AirlockError, errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Task, TaskResult } from './task.ts';
 
@@ -54,4 +54,15 @@ export class TaskTimedOut extends Error {
     super(`task exceeded its wall-clock limit of ${Math.round(limitMs / 60000)} minutes`);
     this.limitMs = limitMs;
   }
+}
+
+/** The terminal state and stated reason for a run that threw (or was aborted with) `error`. */
+export function failureOutcome(error: unknown): {
+  state: 'cancelled' | 'timed_out' | 'failed';
+  reason: string;
+} {
+  if (error instanceof TaskCancelled) return { state: 'cancelled', reason: error.by };
+  if (error instanceof TaskTimedOut) return { state: 'timed_out', reason: error.message };
+  if (error instanceof TaskFailure) return { state: 'failed', reason: `${error.reason}: ${error.message}` };
+  return { state: 'failed', reason: `internal: ${errorMessage(error)}` };
 }

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
 import { errorMessage } from '../errors.ts';
-import { type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
+import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
@@ -20,7 +20,13 @@ export interface VmTaskRunnerDeps {
   audit: AuditSink;
   log: Logger;
   dataDir: string;
-  token: Omit<TaskTokenDeps, 'fetch'>;
+  /** GitHub App credentials for minting task tokens (absent in local mode). */
+  token?: Omit<TaskTokenDeps, 'fetch'>;
+  /**
+   * The credential the task's proxy uses upstream. Defaults to a GitHub installation token scoped
+   * to the task's repository (minted from `token`); local mode passes its local server's secret.
+   */
+  credentialFor?(task: Task): TaskCredential;
   /** Upstream smart-HTTP URL of a repository. */
   gitUrl(owner: string, name: string): string;
   models: ModelUpstreams;
@@ -56,12 +62,7 @@ export class VmTaskRunner implements TaskRunner {
     let proxy: TaskProxy | undefined;
     let vm: Vm | undefined;
     try {
-      if (task.installationId === null)
-        throw new TaskFailure('internal', 'the task has no GitHub installation');
-      const credential = taskCredential(
-        { ...this.#deps.token, audit },
-        { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
-      );
+      const credential = this.#credential(task);
       await credential.token();
       proxy = await startTaskProxy({
         taskId: task.id,
@@ -147,6 +148,17 @@ export class VmTaskRunner implements TaskRunner {
     }
   }
 
+  #credential(task: Task): TaskCredential {
+    if (this.#deps.credentialFor) return this.#deps.credentialFor(task);
+    if (task.installationId === null || !this.#deps.token)
+      throw new TaskFailure('internal', 'the task has no GitHub installation to mint a token for');
+    const { owner, repo } = splitRepo(task.repoFullName);
+    return taskCredential(
+      { ...this.#deps.token, audit: this.#deps.audit },
+      { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
+    );
+  }
+
   async #work(
     task: Task,
     config: RepoConfig,
@@ -225,7 +237,7 @@ export class VmTaskRunner implements TaskRunner {
       '',
       `Task ${task.id}, requested by @${task.actorLogin}. Audit record: task ${task.id}.`,
       '',
-      `Co-authored-by: ${task.actorLogin} <${task.actorId ? `${task.actorId}+` : ''}${task.actorLogin}@users.noreply.github.com>`,
+      `Co-authored-by: ${coAuthor(task)}`,
     ].join('\n');
     await sh(
       'git commit',
@@ -316,6 +328,13 @@ export class VmTaskRunner implements TaskRunner {
     }
     return output;
   }
+}
+
+/** The person who asked, as a commit trailer: their GitHub noreply address, or local mode's identity. */
+function coAuthor(task: Task): string {
+  const local = (task.context as { coAuthor?: string }).coAuthor;
+  if (local) return local;
+  return `${task.actorLogin} <${task.actorId ? `${task.actorId}+` : ''}${task.actorLogin}@users.noreply.github.com>`;
 }
 
 function aborted(signal: AbortSignal): Promise<never> {

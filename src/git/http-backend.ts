@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
-import { gitText } from './git-cli.ts';
+import { runProcess } from '../process/run-process.ts';
 
 const STDERR_KEEP_BYTES = 4096;
 
@@ -18,6 +18,8 @@ export async function serveGit(
     pathInfo: string;
     query: string;
     remoteUser: string;
+    /** More environment for the backend (for example `GIT_CONFIG_*` settings for this request). */
+    env?: Record<string, string>;
     /** Runs after the backend exits and before the response ends, so the client sees its effects. */
     beforeEnd?: () => Promise<void>;
   },
@@ -36,6 +38,7 @@ export async function serveGit(
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_CONFIG_GLOBAL: '/dev/null',
     HOME: options.projectRoot,
+    ...options.env,
   };
   if (req.headers['content-length']) env.CONTENT_LENGTH = req.headers['content-length'];
   if (req.headers['content-encoding']) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
@@ -100,6 +103,6 @@ export async function serveGit(
 
 let cachedExecPath: string | undefined;
 async function gitExecPath(): Promise<string> {
-  cachedExecPath ??= (await gitText(undefined, ['--exec-path'])).trim();
+  cachedExecPath ??= (await runProcess('git', ['--exec-path'], { timeoutMs: 10_000 })).stdout.trim();
   return cachedExecPath;
 }

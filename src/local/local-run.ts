@@ -1,0 +1,231 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { AuditLog } from '../audit/audit-log.ts';
+import { systemClock } from '../clock.ts';
+import type { AppConfig } from '../config/app-config.ts';
+import { modelUpstreams } from '../config/model-upstreams.ts';
+import { parseRepoConfig, type RepoConfig } from '../config/repo-config.ts';
+import { ConfigError, errorMessage } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { runProcess } from '../process/run-process.ts';
+import type { Sandbox } from '../sandbox/sandbox.ts';
+import type { SecretRedactor } from '../secrets.ts';
+import { openDatabase } from '../store/database.ts';
+import { announce } from '../tasks/intake.ts';
+import { isTerminal, type Task, type TaskState } from '../tasks/task.ts';
+import { failureOutcome, TaskCancelled, TaskTimedOut } from '../tasks/task-runner.ts';
+import { TaskStore } from '../tasks/task-store.ts';
+import { VmTaskRunner } from '../tasks/vm-task-runner.ts';
+import { startLocalGitServer } from './local-git-server.ts';
+
+/** What `airlock run` was asked to do. */
+export interface LocalRunRequest {
+  repoPath: string;
+  prompt: string;
+  /** Overrides `agent:` from the repository's .github/airlock.yml. */
+  agent?: RepoConfig['agent'];
+  /** Overrides `script:` (the script agent's path inside the repository). */
+  script?: string;
+}
+
+/** How a local run ended and where its record is. */
+export interface LocalRunOutcome {
+  task: Task;
+  /** The task's events as JSON lines, exported when it ended. */
+  recordFile: string;
+  database: string;
+}
+
+/**
+ * Runs one task against a local git repository with no GitHub: the repository is served to the
+ * task's credential proxy by a loopback git server holding a per-run secret, and everything else is
+ * what a GitHub task gets (microVM, proxy, ref policy, egress allowlist, audit record). The result
+ * is left on branch `airlock/<task>` in the repository.
+ */
+export async function runLocalTask(
+  request: LocalRunRequest,
+  deps: {
+    config: AppConfig;
+    log: Logger;
+    redactor: SecretRedactor;
+    /** Opened once the repository and its configuration have been checked. */
+    sandbox: () => Promise<Sandbox>;
+    /** Progress lines for the person waiting (phase and elapsed time). */
+    progress: (line: string) => void;
+    /** Aborting cancels the task (Ctrl-C). */
+    signal?: AbortSignal;
+  },
+): Promise<LocalRunOutcome> {
+  const repo = await inspectRepository(request.repoPath);
+  const repoConfig = await readRepoConfig(repo.top, request);
+  const sandbox = await deps.sandbox();
+  const database = path.join(deps.config.dataDir, 'airlock.sqlite');
+  await mkdir(deps.config.dataDir, { recursive: true });
+  const db = openDatabase(database);
+  const git = await startLocalGitServer(repo.gitDir, path.basename(repo.top));
+  try {
+    const audit = new AuditLog(db, systemClock, deps.redactor);
+    const tasks = new TaskStore(db, systemClock);
+    const fullName = `${git.repository.owner}/${git.repository.name}`;
+    const created = tasks.create({
+      installationId: null,
+      repoFullName: fullName,
+      repoId: null,
+      issueNumber: null,
+      prNumber: null,
+      kind: 'local',
+      baseRef: repo.branch,
+      actorLogin: repo.user.login,
+      actorId: null,
+      triggerEvent: 'local',
+      triggerUrl: null,
+      deliveryId: null,
+      instruction: request.prompt,
+      context: { issueTitle: firstLine(request.prompt), coAuthor: repo.user.trailer, localPath: repo.top },
+      config: repoConfig as unknown as Record<string, unknown>,
+    });
+    const task = created;
+    announce({ jobs: { enqueue: () => undefined }, audit }, task);
+
+    const started = performance.now();
+    const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
+    const record = (state: TaskState, reason?: string | null) => {
+      const moved = tasks.transition(task.id, state, { reason: reason ?? null });
+      audit.append(task.id, 'task.state', { state: moved.state, reason: moved.reason });
+      deps.progress(`${moved.state.padEnd(9)} ${elapsed()}${reason ? `  ${reason}` : ''}`);
+      return moved;
+    };
+    deps.progress(
+      `task ${task.id} on ${repo.top} (${repoConfig.agent ?? 'claude'} agent, base ${repo.branch})`,
+    );
+    record('starting');
+    const heartbeat = setInterval(
+      () => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`),
+      15_000,
+    );
+    heartbeat.unref();
+
+    const controller = new AbortController();
+    const limitMs = (repoConfig.timeout_minutes ?? 30) * 60_000;
+    const timer = setTimeout(() => controller.abort(new TaskTimedOut(limitMs)), limitMs);
+    const onAbort = () => controller.abort(new TaskCancelled('cancelled by the person running airlock run'));
+    deps.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const runner = new VmTaskRunner({
+      sandbox,
+      audit,
+      log: deps.log,
+      dataDir: deps.config.dataDir,
+      credentialFor: () => git.credential,
+      gitUrl: git.gitUrl,
+      models: modelUpstreams(deps.config.models),
+      app: { slug: 'airlock' },
+      issueThread: async () => undefined,
+      earlierTasks: () => [],
+    });
+    let finished: Task;
+    try {
+      const result = await runner.run(task, {
+        signal: controller.signal,
+        enterPhase: (state) => record(state),
+        log: deps.log.child({ taskId: task.id }),
+      });
+      if (controller.signal.aborted) throw controller.signal.reason;
+      if (tasks.get(task.id).state === 'starting') record('running');
+      tasks.update(task.id, { result, ...(result.headSha ? { headSha: result.headSha } : {}) });
+      finished = record('succeeded', result.outcome === 'no_changes' ? 'the agent made no change' : null);
+    } catch (error) {
+      const ended = failureOutcome(controller.signal.aborted ? controller.signal.reason : error);
+      const current = tasks.get(task.id);
+      finished = isTerminal(current.state) ? current : record(ended.state, ended.reason);
+    } finally {
+      clearTimeout(timer);
+      clearInterval(heartbeat);
+      deps.signal?.removeEventListener('abort', onAbort);
+    }
+    audit.append(task.id, 'task.outcome', {
+      state: finished.state,
+      reason: finished.reason,
+      result: finished.result,
+    });
+
+    const recordFile = path.join(deps.config.dataDir, 'records', `${task.id}.jsonl`);
+    await mkdir(path.dirname(recordFile), { recursive: true });
+    await writeFile(
+      recordFile,
+      audit
+        .events(task.id)
+        .map((e) => `${JSON.stringify(e)}\n`)
+        .join(''),
+      {
+        mode: 0o600,
+      },
+    );
+    return { task: finished, recordFile, database };
+  } finally {
+    await git.close();
+    db.close();
+  }
+}
+
+interface LocalRepository {
+  top: string;
+  gitDir: string;
+  branch: string;
+  user: { login: string; trailer: string };
+}
+
+async function inspectRepository(repoPath: string): Promise<LocalRepository> {
+  const git = async (...args: string[]) => {
+    const result = await runProcess('git', ['-C', repoPath, '-c', 'safe.directory=*', ...args], {
+      env: { HOME: os.homedir() },
+      timeoutMs: 10_000,
+      okExitCodes: [0, 1, 128],
+    });
+    return { ok: result.exitCode === 0, out: result.stdout.trim(), err: result.stderr.trim() };
+  };
+  const top = await git('rev-parse', '--show-toplevel');
+  if (!top.ok)
+    throw new ConfigError(`${repoPath} is not a git repository`, [top.err || 'git rev-parse failed']);
+  const gitDir = (await git('rev-parse', '--absolute-git-dir')).out;
+  const branch = await git('symbolic-ref', '--quiet', '--short', 'HEAD');
+  if (!branch.ok) {
+    throw new ConfigError(`${top.out} has no branch checked out`, [
+      'check out the branch the task should start from (airlock run starts from the current branch)',
+    ]);
+  }
+  const name = (await git('config', 'user.name')).out || os.userInfo().username;
+  const email = (await git('config', 'user.email')).out || `${os.userInfo().username}@localhost`;
+  return { top: top.out, gitDir, branch: branch.out, user: { login: name, trailer: `${name} <${email}>` } };
+}
+
+/** The repository's committed .github/airlock.yml (as the VM will see it), with the CLI's overrides. */
+async function readRepoConfig(top: string, request: LocalRunRequest): Promise<RepoConfig> {
+  const shown = await runProcess(
+    'git',
+    ['-C', top, '-c', 'safe.directory=*', 'show', 'HEAD:.github/airlock.yml'],
+    {
+      timeoutMs: 10_000,
+      okExitCodes: [0, 128],
+    },
+  );
+  let config: RepoConfig;
+  try {
+    config = parseRepoConfig(shown.exitCode === 0 ? shown.stdout : undefined);
+  } catch (error) {
+    throw new ConfigError(`.github/airlock.yml in ${top} is invalid`, [errorMessage(error)]);
+  }
+  return parseRepoConfig(
+    JSON.stringify({
+      ...config,
+      ...(request.agent ? { agent: request.agent } : {}),
+      ...(request.script ? { script: request.script } : {}),
+    }),
+  );
+}
+
+function firstLine(text: string): string {
+  const line = text.trim().split('\n')[0] ?? '';
+  return line.length > 72 ? `${line.slice(0, 71)}…` : line;
+}
