@@ -72,7 +72,7 @@ cp "$work/kernel/boot/vmlinuz-$kver" "$work/out/vmlinuz"
 # --- initramfs ---------------------------------------------------------------------------------
 make_initrd() { # $1 init script, $2 output, $3 with modules (1/0)
   local dir="$work/initrd-$(basename "$2")"
-  mkdir -p "$dir/bin" "$dir/lib/modules"
+  mkdir -p "$dir/bin" "$dir/lib/modules/$kver"
   cp /bin/busybox "$dir/bin/busybox"
   ln -s busybox "$dir/bin/sh"
   cp "$1" "$dir/init"; chmod 0755 "$dir/init"
@@ -81,11 +81,13 @@ make_initrd() { # $1 init script, $2 output, $3 with modules (1/0)
       f=$(find "$work/kernel/lib/modules/$kver" -name "$m.ko*" | head -1)
       [ -n "$f" ] || die "module $m not found in $kpkg"
       case "$f" in
-        *.xz) xz -dc "$f" > "$dir/lib/modules/$m.ko" ;;
-        *.zst) zstd -qdc "$f" > "$dir/lib/modules/$m.ko" ;;
-        *) cp "$f" "$dir/lib/modules/$m.ko" ;;
+        *.xz) xz -dc "$f" > "$dir/lib/modules/$kver/$m.ko" ;;
+        *.zst) zstd -qdc "$f" > "$dir/lib/modules/$kver/$m.ko" ;;
+        *) cp "$f" "$dir/lib/modules/$kver/$m.ko" ;;
       esac
     done
+    # One modprobe at boot loads them all in dependency order (one program start instead of eight).
+    /bin/busybox depmod -b "$dir" "$kver"
   fi
   (cd "$dir" && find . -mindepth 1 -print0 | LC_ALL=C sort -z | \
     cpio --null --create --format=newc --owner=0:0 --reproducible --quiet | gzip -9n > "$2")
@@ -124,6 +126,8 @@ fi
 mkdir -p "$work/rootfs/opt/airlock" "$work/rootfs/work"
 install -m 0755 "$here/guest/guest-init" "$work/rootfs/opt/airlock/guest-init"
 install -m 0644 "$here/guest/airlock-guest.mjs" "$work/rootfs/opt/airlock/airlock-guest.mjs"
+install -m 0644 "$here/guest/audit.rules" "$work/rootfs/opt/airlock/audit.rules"
+mkdir -p "$work/rootfs/work"
 rm -rf "$work/rootfs/var/cache/apt/"* "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/log/"*
 printf 'airlock\n' > "$work/rootfs/etc/hostname"
 # The unprivileged user agents and setup commands run as (uid 1000), so per-user limits apply.

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { Logger } from '../logger.ts';
 import { runProcess } from '../process/run-process.ts';
-import { createOverlays } from './microvm-sandbox.ts';
+import { createVmDisks } from './disks.ts';
 import { qemuArgs } from './qemu-args.ts';
 import type { VmImage } from './vm-image.ts';
 
@@ -60,7 +60,7 @@ async function probe(image: VmImage, timeoutMs: number, key: string): Promise<Pr
   try {
     const overlay = path.join(dir, 'root.qcow2');
     const scratch = path.join(dir, 'scratch.qcow2');
-    await createOverlays(image.rootfs, overlay, scratch, 64);
+    await createVmDisks({ rootfs: image.rootfs, overlay, scratch, diskMib: 64, templateDir: dir });
     const args = qemuArgs({
       image,
       accel: 'kvm',

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { SandboxError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { runProcess } from '../process/run-process.ts';
+import { createVmDisks } from './disks.ts';
 import { GuestChannel } from './guest-channel.ts';
 import { qemuArgs } from './qemu-args.ts';
 import { qmpExecute } from './qmp.ts';
@@ -54,7 +54,13 @@ export class MicroVmSandbox implements Sandbox {
     };
     let child: ResultPromise | undefined;
     try {
-      await createOverlays(this.#options.image.rootfs, files.overlay, files.scratch, spec.diskMib);
+      await createVmDisks({
+        rootfs: this.#options.image.rootfs,
+        overlay: files.overlay,
+        scratch: files.scratch,
+        diskMib: spec.diskMib,
+        templateDir: path.join(this.#options.dataDir, 'scratch-templates'),
+      });
       const args = qemuArgs({
         image: this.#options.image,
         accel: this.accel,
@@ -248,21 +254,6 @@ export class MicroVm implements Vm {
     })();
     return this.#destroyed;
   }
-}
-
-/** Creates the copy-on-write overlay over the golden root image and the empty scratch disk. */
-export async function createOverlays(
-  rootfs: string,
-  overlay: string,
-  scratch: string,
-  diskMib: number,
-): Promise<void> {
-  await Promise.all([
-    runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', rootfs, overlay], {
-      timeoutMs: 10_000,
-    }),
-    runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', scratch, `${diskMib}M`], { timeoutMs: 10_000 }),
-  ]);
 }
 
 async function connectControl(

@@ -1,0 +1,64 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { runProcess } from '../process/run-process.ts';
+
+/** The guest's agent user owns the workspace's root directory. */
+const AGENT_UID = 1000;
+
+/**
+ * Creates a VM's two disks, both copy-on-write so creation costs the same whatever their size: the
+ * root overlay over the golden image, and the scratch disk (`/work`) over an empty ext4 file system
+ * of the task's disk size. The empty file systems are made once per size on the host, where mkfs
+ * is fast, instead of in every guest at boot.
+ */
+export async function createVmDisks(options: {
+  rootfs: string;
+  overlay: string;
+  scratch: string;
+  diskMib: number;
+  /** Where the empty scratch file systems are kept, one per size. */
+  templateDir: string;
+}): Promise<void> {
+  const template = await scratchTemplate(options.templateDir, options.diskMib);
+  await Promise.all([qcow2Over(options.rootfs, options.overlay), qcow2Over(template, options.scratch)]);
+}
+
+function qcow2Over(backing: string, file: string) {
+  return runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing, file], {
+    timeoutMs: 10_000,
+  });
+}
+
+/** The empty ext4 file system of `diskMib` MiB, made on first use (sparse; written atomically). */
+async function scratchTemplate(dir: string, diskMib: number): Promise<string> {
+  const file = path.join(dir, `scratch-${diskMib}M.ext4`);
+  if (existsSync(file)) return file;
+  await mkdir(dir, { recursive: true });
+  const partial = `${file}.${randomBytes(4).toString('hex')}.partial`;
+  try {
+    const handle = await open(partial, 'w', 0o444);
+    await handle.truncate(diskMib * 1024 * 1024);
+    await handle.close();
+    await runProcess(
+      'mkfs.ext4',
+      [
+        '-q',
+        '-F',
+        '-m',
+        '0',
+        '-L',
+        'work',
+        '-E',
+        `lazy_itable_init=1,lazy_journal_init=1,root_owner=${AGENT_UID}:${AGENT_UID}`,
+        partial,
+      ],
+      { timeoutMs: 60_000 },
+    );
+    await rename(partial, file);
+  } finally {
+    await rm(partial, { force: true });
+  }
+  return file;
+}
