@@ -12,6 +12,10 @@ const USAGE = `usage: airlock <command>
   airlock image build [--force]     build (or reuse) the microVM image
   airlock audit verify [task-id]    check the audit hash chains, saying where one breaks
   airlock audit export <task-id> [--format json|jsonl]
+                                    write a task's record (task, chain state, events) to stdout
+  airlock audit purge --older-than <days> --reason "..." [--task id] [--repo owner/name] [--dry-run]
+                                    delete kept prompt and model-response text of finished tasks,
+                                    recording the purge in each task's chain
   airlock config check <file>       validate a .github/airlock.yml
   airlock config schema             print the JSON Schema of .github/airlock.yml
 `;
@@ -52,6 +56,8 @@ async function lazyCommand(name: string): Promise<Command | undefined> {
     run: () => import('./cli/run-command.ts'),
     'image build': () => import('./cli/image-build-command.ts'),
     'audit verify': () => import('./cli/audit-verify-command.ts'),
+    'audit export': () => import('./cli/audit-export-command.ts'),
+    'audit purge': () => import('./cli/audit-purge-command.ts'),
   };
   const load = modules[name];
   return load ? (await load()).default : undefined;

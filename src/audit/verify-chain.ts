@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.ts';
-import { eventHash, GENESIS_HASH } from './audit-log.ts';
+import { CONTENT_KEY, eventHash, GENESIS_HASH, isConversationType } from './audit-log.ts';
 
 /** Where and how a chain breaks. */
 export interface ChainProblem {
@@ -16,25 +17,31 @@ export interface VerifyReport {
   problems: ChainProblem[];
 }
 
+interface Row {
+  task_id: string;
+  seq: number;
+  ts: string;
+  type: string;
+  data_json: string;
+  prev_hash: string;
+  hash: string;
+  payload_json: string | null;
+}
+
 /**
  * Recomputes every hash of a task's chain (or of every task) from the stored fields, and reports
  * the first place each chain breaks: a changed field, a missing or reordered event, a wrong link.
+ * The text of prompts and model responses is checked against the digest its event carries; text
+ * that is gone must be covered by an `audit.purged` event of the same chain.
  */
 export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
   const rows = db
     .prepare(
-      `SELECT task_id, seq, ts, type, data_json, prev_hash, hash FROM audit_events
-       ${taskId ? 'WHERE task_id = ?' : ''} ORDER BY task_id, seq`,
+      `SELECT e.task_id, e.seq, e.ts, e.type, e.data_json, e.prev_hash, e.hash, p.data_json AS payload_json
+       FROM audit_events e LEFT JOIN audit_payloads p ON p.task_id = e.task_id AND p.seq = e.seq
+       ${taskId ? 'WHERE e.task_id = ?' : ''} ORDER BY e.task_id, e.seq`,
     )
-    .iterate(...(taskId ? [taskId] : [])) as IterableIterator<{
-    task_id: string;
-    seq: number;
-    ts: string;
-    type: string;
-    data_json: string;
-    prev_hash: string;
-    hash: string;
-  }>;
+    .iterate(...(taskId ? [taskId] : [])) as IterableIterator<Row>;
   const problems: ChainProblem[] = [];
   let tasks = 0;
   let events = 0;
@@ -42,14 +49,31 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
   let expectedSeq = 1;
   let prev = GENESIS_HASH;
   let broken = false;
+  // Payloads found missing, settled at the end of the task against the purges its chain records.
+  let missing: Array<{ seq: number; type: string }> = [];
+  let purged = new Set<number>();
+  const settleMissing = () => {
+    if (current === undefined || broken) return;
+    const uncovered = missing.find((m) => !purged.has(m.seq));
+    if (uncovered) {
+      problems.push({
+        taskId: current,
+        seq: uncovered.seq,
+        problem: `the text of event ${uncovered.seq} (${uncovered.type}) is gone and no audit.purged event records its purge`,
+      });
+    }
+  };
   for (const row of rows) {
     events++;
     if (row.task_id !== current) {
+      settleMissing();
       current = row.task_id;
       tasks++;
       expectedSeq = 1;
       prev = GENESIS_HASH;
       broken = false;
+      missing = [];
+      purged = new Set();
     }
     if (broken) continue;
     const fail = (problem: string) => {
@@ -82,6 +106,37 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
     }
     prev = row.hash;
     expectedSeq++;
+    if (row.type === 'audit.purged') {
+      for (const seq of purgedSeqs(row.data_json)) purged.add(seq);
+    }
+    if (isConversationType(row.type)) {
+      const digest = contentDigest(row.data_json);
+      if (!digest) continue;
+      if (row.payload_json !== null) {
+        const actual = createHash('sha256').update(row.payload_json).digest('hex');
+        if (actual !== digest.sha256)
+          fail(`the text of event ${row.seq} (${row.type}) was changed after it was written`);
+      } else if (digest.kept) {
+        missing.push({ seq: row.seq, type: row.type });
+      }
+    } else if (row.payload_json !== null) {
+      fail(`event ${row.seq} (${row.type}) has a stored text it never had`);
+    }
   }
+  settleMissing();
   return { ok: problems.length === 0, tasks, events, problems };
+}
+
+function contentDigest(dataJson: string): { sha256: string; kept: boolean } | undefined {
+  const value = (JSON.parse(dataJson) as Record<string, unknown>)[CONTENT_KEY] as
+    | { sha256?: unknown; kept?: unknown }
+    | undefined;
+  return value && typeof value.sha256 === 'string'
+    ? { sha256: value.sha256, kept: value.kept === true }
+    : undefined;
+}
+
+function purgedSeqs(dataJson: string): number[] {
+  const value = (JSON.parse(dataJson) as { purged?: unknown }).purged;
+  return Array.isArray(value) ? value.filter((n): n is number => typeof n === 'number') : [];
 }

@@ -60,11 +60,45 @@ export const AppConfig = z.object({
   }),
   /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
-  /** AIRLOCK_ADMIN_TOKEN: bearer token for the JSON API (automation). */
+  /** AIRLOCK_ADMIN_TOKEN: bearer token for the JSON API (automation) and, if required, /metrics. */
   adminToken: z
     .string()
     .min(16, { message: 'AIRLOCK_ADMIN_TOKEN must be at least 16 characters' })
     .optional(),
+  web: z.object({
+    /**
+     * AIRLOCK_SESSION_SECRET: key material for the sign-in cookie (sealed with AES-256-GCM). Required
+     * when GITHUB_CLIENT_ID is set; changing it signs everybody out.
+     */
+    sessionSecret: z
+      .string()
+      .min(32, { message: 'AIRLOCK_SESSION_SECRET must be at least 32 characters (openssl rand -hex 32)' })
+      .optional(),
+    /** AIRLOCK_SESSION_HOURS: how long a sign-in lasts (GitHub's user tokens last 8 hours). */
+    sessionHours: positiveInt.max(24 * 30).default(8),
+    /**
+     * AIRLOCK_ACCESS_CACHE_SECONDS: how long GitHub's answer to "which repositories can this person
+     * read" is reused before it is asked again. Losing access takes effect within this time.
+     */
+    accessCacheSeconds: z.coerce.number().int().min(0).max(3600).default(60),
+    /** AIRLOCK_METRICS_PUBLIC: false requires the admin token on /metrics. */
+    metricsPublic: z
+      .enum(['true', 'false'], { message: 'AIRLOCK_METRICS_PUBLIC must be true or false' })
+      .default('true')
+      .transform((v) => v === 'true'),
+  }),
+  retention: z.object({
+    /**
+     * AIRLOCK_PROMPT_RETENTION_DAYS: days to keep the text of prompts and model responses after a
+     * task ends (`forever` keeps it; 0 never stores it). Their digests stay in the chain for good.
+     */
+    promptDays: z
+      .union([z.literal('forever'), z.coerce.number().int().min(0)], {
+        message: 'AIRLOCK_PROMPT_RETENTION_DAYS must be a whole number of days (0 or more) or forever',
+      })
+      .default(90)
+      .transform((v) => (v === 'forever' ? null : v)),
+  }),
 });
 export type AppConfig = z.infer<typeof AppConfig>;
 
@@ -103,6 +137,13 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     },
     accel: env.AIRLOCK_ACCEL,
     adminToken: env.AIRLOCK_ADMIN_TOKEN,
+    web: {
+      sessionSecret: env.AIRLOCK_SESSION_SECRET,
+      sessionHours: env.AIRLOCK_SESSION_HOURS,
+      accessCacheSeconds: env.AIRLOCK_ACCESS_CACHE_SECONDS,
+      metricsPublic: env.AIRLOCK_METRICS_PUBLIC,
+    },
+    retention: { promptDays: env.AIRLOCK_PROMPT_RETENTION_DAYS || undefined },
   };
   const parsed = AppConfig.safeParse(raw);
   if (!parsed.success) {
@@ -116,6 +157,17 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     throw new ConfigError('airlock settings are invalid', issues);
   }
   const config = parsed.data;
+  const oauth = [config.github?.clientId, config.github?.clientSecret].filter(Boolean).length;
+  if (oauth === 1) {
+    throw new ConfigError('airlock settings are invalid', [
+      'GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET go together: set both (from the GitHub App settings page) to enable sign-in, or neither',
+    ]);
+  }
+  if (oauth === 2 && !config.web.sessionSecret) {
+    throw new ConfigError('airlock settings are invalid', [
+      'AIRLOCK_SESSION_SECRET is required when GITHUB_CLIENT_ID is set: it seals the sign-in cookie (generate one with: openssl rand -hex 32)',
+    ]);
+  }
   return { ...config, dataDir: path.resolve(config.dataDir), cacheDir: path.resolve(config.cacheDir) };
 }
 
@@ -149,4 +201,9 @@ const ENV_NAMES: Record<string, string> = {
   'scheduler.maxPerRepo': 'AIRLOCK_MAX_TASKS_PER_REPO',
   accel: 'AIRLOCK_ACCEL',
   adminToken: 'AIRLOCK_ADMIN_TOKEN',
+  'web.sessionSecret': 'AIRLOCK_SESSION_SECRET',
+  'web.sessionHours': 'AIRLOCK_SESSION_HOURS',
+  'web.accessCacheSeconds': 'AIRLOCK_ACCESS_CACHE_SECONDS',
+  'web.metricsPublic': 'AIRLOCK_METRICS_PUBLIC',
+  'retention.promptDays': 'AIRLOCK_PROMPT_RETENTION_DAYS',
 };
