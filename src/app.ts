@@ -26,6 +26,8 @@ export async function startAirlock(environment: Record<string, string | undefine
     config.models.anthropicApiKey,
     config.models.openaiApiKey,
     config.adminToken,
+    config.github?.clientSecret,
+    config.web.sessionSecret,
   ]) {
     if (secret && secret.length >= 8) redactor.add(secret);
   }

@@ -4,6 +4,7 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { RunningAirlock } from './app.ts';
 import { AuditLog } from './audit/audit-log.ts';
+import { startRetention } from './audit/retention.ts';
 import { systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
@@ -11,11 +12,13 @@ import { startControlPlane } from './control-plane.ts';
 import { ConfigError } from './errors.ts';
 import { appOctokit } from './github/octokit-factory.ts';
 import type { Logger } from './logger.ts';
+import { AirlockMetrics } from './metrics/airlock-metrics.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
 import { openDatabase } from './store/database.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+import { webApp } from './web/web-app.ts';
 
 /** Builds and starts every part of a configured airlock: the composition root's second half. */
 export async function startFullAirlock(
@@ -27,7 +30,15 @@ export async function startFullAirlock(
   if (!github) throw new ConfigError('GitHub App credentials are required');
 
   const db = openDatabase(path.join(config.dataDir, 'airlock.sqlite'));
-  const audit = new AuditLog(db, systemClock, redactor);
+  const audit = new AuditLog(db, systemClock, redactor, {
+    keepConversation: config.retention.promptDays !== 0,
+  });
+  const metrics = new AirlockMetrics(db);
+  audit.subscribe((event) => metrics.observeAuditEvent(event));
+  const stopRetention = startRetention(
+    { db, audit, clock: systemClock, log },
+    { days: config.retention.promptDays },
+  );
   const { sandbox, accel } = await openSandbox({
     cacheDir: config.cacheDir,
     dataDir: config.dataDir,
@@ -84,6 +95,7 @@ export async function startFullAirlock(
     runner,
     reaper: sandbox,
     limits: config.scheduler,
+    octokitTuning: { fetch: metrics.countGitHubErrors() },
   });
   threadReader = (installationId, repo, issue) => plane.githubClient.issueThread(installationId, repo, issue);
   log.info(
@@ -98,12 +110,36 @@ export async function startFullAirlock(
   const web = new Hono();
   web.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
   web.get('/healthz', (c) => c.json({ ok: true, accel: accel.accel, image: sandbox.imageDigest }));
+  web.route(
+    '/',
+    webApp({
+      db,
+      audit,
+      clock: systemClock,
+      log,
+      publicUrl: config.publicUrl,
+      github: {
+        webUrl: github.webUrl,
+        apiUrl: github.apiUrl,
+        clientId: github.clientId,
+        clientSecret: github.clientSecret,
+      },
+      sessionSecret: config.web.sessionSecret,
+      sessionHours: config.web.sessionHours,
+      accessCacheSeconds: config.web.accessCacheSeconds,
+      adminToken: config.adminToken,
+      metrics,
+      metricsPublic: config.web.metricsPublic,
+      fetch: metrics.countGitHubErrors(),
+    }),
+  );
   const server = serve({ fetch: web.fetch, hostname: config.host, port: config.port });
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const port = (server.address() as AddressInfo).port;
   log.info({ port, app: appSlug, webhooks: `${config.publicUrl}/api/github/webhooks` }, 'airlock is running');
 
   const stop = async () => {
+    stopRetention();
     server.close();
     await plane.stop();
     db.close();

@@ -238,7 +238,8 @@ function defaultBranchName(input: NewTask, id: string): string {
   return `airlock/task-${id}`;
 }
 
-function rowToTask(row: unknown): Task {
+/** Parses a `tasks` row (SELECT *) into a Task. */
+export function rowToTask(row: unknown): Task {
   const r = row as Record<string, unknown>;
   return Task.parse({
     id: r.id,

@@ -2,6 +2,7 @@ import type { Route } from './route-kit.ts';
 import { appRoutes } from './routes-app.ts';
 import { checkRoutes } from './routes-checks.ts';
 import { issueRoutes } from './routes-issues.ts';
+import { oauthRoutes } from './routes-oauth.ts';
 import { pullRoutes } from './routes-pulls.ts';
 import { commitRoutes, repoRoutes } from './routes-repos.ts';
 
@@ -15,4 +16,5 @@ export const routes: Route[] = [
   ...commitRoutes,
   ...issueRoutes,
   ...pullRoutes,
+  ...oauthRoutes,
 ];

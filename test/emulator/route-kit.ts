@@ -10,7 +10,7 @@ export interface RouteContext {
   authorization: string | undefined;
   token: () => Token | undefined;
   state: EmulatorState;
-  app: { id: number; slug: string; privateKey: string };
+  app: { id: number; slug: string; privateKey: string; clientId?: string; clientSecret?: string };
   /** The emulator's base URL (web and git). */
   url: string;
   /** The REST base URL. */

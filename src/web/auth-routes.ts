@@ -1,0 +1,122 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { Hono } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { z } from 'zod';
+import type { Clock } from '../clock.ts';
+import { errorMessage } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { GitHubOAuth } from './github-oauth.ts';
+import { messagePage } from './layout.ts';
+import type { RepoAccess } from './repo-access.ts';
+import type { Sealer } from './session-sealer.ts';
+import { clearSession, cookieOptions, readSession, safeReturnPath, writeSession } from './web-session.ts';
+
+const SIGN_IN_COOKIE = 'airlock_signin';
+const SIGN_IN_PURPOSE = 'sign-in';
+const SIGN_IN_TTL_S = 600;
+const SignIn = z.object({ state: z.string(), returnTo: z.string(), expiresAt: z.number() });
+
+/** What sign-in needs; undefined `oauth` means sign-in is not configured. */
+export interface AuthDeps {
+  oauth: GitHubOAuth | undefined;
+  sealer: Sealer | undefined;
+  access: RepoAccess | undefined;
+  clock: Clock;
+  log: Logger;
+  publicUrl: string;
+  sessionHours: number;
+}
+
+/** The callback GitHub redirects to; register it as the GitHub App's callback URL. */
+export function callbackUrl(publicUrl: string): string {
+  return `${publicUrl.replace(/\/$/, '')}/auth/github/callback`;
+}
+
+/**
+ * Sign-in with GitHub (the app's OAuth credentials): /login starts it with a random `state` kept
+ * in a sealed, short-lived cookie; /auth/github/callback checks that state, exchanges the code,
+ * asks GitHub who the person is, and sets the sealed session cookie. POST /logout ends it.
+ */
+export function authRoutes(deps: AuthDeps): Hono {
+  const app = new Hono();
+  const { clock, publicUrl } = deps;
+
+  app.get('/login', (c) => {
+    if (!deps.oauth || !deps.sealer) {
+      return c.html(
+        messagePage(
+          'Sign-in is not configured',
+          'Set GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET (from the GitHub App settings page) and AIRLOCK_SESSION_SECRET, then restart airlock.',
+        ).value,
+        503,
+      );
+    }
+    const state = randomBytes(24).toString('base64url');
+    const returnTo = safeReturnPath(c.req.query('return_to'));
+    const sealed = deps.sealer.seal(SIGN_IN_PURPOSE, {
+      state,
+      returnTo,
+      expiresAt: clock.now().getTime() + SIGN_IN_TTL_S * 1000,
+    });
+    setCookie(c, SIGN_IN_COOKIE, sealed, cookieOptions(publicUrl, SIGN_IN_TTL_S));
+    return c.redirect(deps.oauth.authorizeUrl(callbackUrl(publicUrl), state), 302);
+  });
+
+  app.get('/auth/github/callback', async (c) => {
+    const fail = (message: string, status: 400 | 502 = 400) =>
+      c.html(messagePage('Sign-in failed', `${message} Start again from the sign-in link.`).value, status);
+    if (!deps.oauth || !deps.sealer) return fail('Sign-in is not configured.');
+    const pending = SignIn.safeParse(deps.sealer.unseal(SIGN_IN_PURPOSE, getCookie(c, SIGN_IN_COOKIE)));
+    deleteCookie(c, SIGN_IN_COOKIE, { path: '/', secure: publicUrl.startsWith('https:') });
+    const state = c.req.query('state') ?? '';
+    const code = c.req.query('code');
+    if (!pending.success || pending.data.expiresAt <= clock.now().getTime()) {
+      return fail('The sign-in took too long or was started in another browser.');
+    }
+    const expected = Buffer.from(pending.data.state);
+    const given = Buffer.from(state);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      deps.log.warn('sign-in callback with a state that does not match its cookie: refused');
+      return fail('The sign-in could not be matched to this browser.');
+    }
+    if (!code) return fail(c.req.query('error_description') ?? 'GitHub did not grant the sign-in.');
+    try {
+      const { token, expiresInS } = await deps.oauth.exchangeCode(code, callbackUrl(publicUrl));
+      const user = await deps.oauth.user(token);
+      const now = clock.now().getTime();
+      const limit = now + deps.sessionHours * 3_600_000;
+      const expiresAt = expiresInS ? Math.min(limit, now + expiresInS * 1000) : limit;
+      writeSession(
+        c,
+        deps.sealer,
+        clock,
+        { login: user.login, userId: user.id, token, expiresAt },
+        publicUrl,
+      );
+      deps.log.info({ login: user.login }, 'signed in');
+      return c.redirect(pending.data.returnTo, 302);
+    } catch (error) {
+      deps.log.warn({ err: errorMessage(error) }, 'sign-in failed');
+      return fail(`GitHub did not complete the sign-in: ${errorMessage(error)}.`, 502);
+    }
+  });
+
+  app.post('/logout', (c) => {
+    const session = deps.sealer ? readSession(c, deps.sealer, clock) : undefined;
+    if (session) deps.access?.forget(session.userId);
+    clearSession(c, publicUrl);
+    return c.redirect('/signed-out', 303);
+  });
+
+  // Not /login: GitHub would sign the person straight back in.
+  app.get('/signed-out', (c) =>
+    c.html(
+      messagePage('Signed out', 'You are signed out of airlock (not of GitHub).').value.replace(
+        '<a href="/tasks">All tasks</a>',
+        '<a href="/login">Sign in again</a>',
+      ),
+    ),
+  );
+
+  return app;
+}

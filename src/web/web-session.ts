@@ -1,0 +1,59 @@
+import type { Context } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { z } from 'zod';
+import type { Clock } from '../clock.ts';
+import type { Sealer } from './session-sealer.ts';
+
+/** A signed-in person: who GitHub said they are, and their user token (never sent to the browser readable). */
+export const Session = z.object({
+  login: z.string(),
+  userId: z.number(),
+  token: z.string(),
+  /** Epoch ms. */
+  expiresAt: z.number(),
+});
+export type Session = z.infer<typeof Session>;
+
+export const SESSION_COOKIE = 'airlock_session';
+const SESSION_PURPOSE = 'session';
+
+/** Cookie flags for everything airlock sets: HttpOnly, SameSite=Lax, Secure behind https. */
+export function cookieOptions(publicUrl: string, maxAgeS: number) {
+  return {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'Lax' as const,
+    secure: publicUrl.startsWith('https:'),
+    maxAge: maxAgeS,
+  };
+}
+
+/** Reads and checks the session cookie: undefined when absent, forged, foreign or expired. */
+export function readSession(c: Context, sealer: Sealer, clock: Clock): Session | undefined {
+  const parsed = Session.safeParse(sealer.unseal(SESSION_PURPOSE, getCookie(c, SESSION_COOKIE)));
+  if (!parsed.success || parsed.data.expiresAt <= clock.now().getTime()) return undefined;
+  return parsed.data;
+}
+
+/** Sets the session cookie. */
+export function writeSession(
+  c: Context,
+  sealer: Sealer,
+  clock: Clock,
+  session: Session,
+  publicUrl: string,
+): void {
+  const maxAgeS = Math.max(1, Math.floor((session.expiresAt - clock.now().getTime()) / 1000));
+  setCookie(c, SESSION_COOKIE, sealer.seal(SESSION_PURPOSE, session), cookieOptions(publicUrl, maxAgeS));
+}
+
+/** Removes the session cookie. */
+export function clearSession(c: Context, publicUrl: string): void {
+  deleteCookie(c, SESSION_COOKIE, { path: '/', secure: publicUrl.startsWith('https:') });
+}
+
+/** A same-site path to return to after sign-in (anything else, including `//host`, becomes /tasks). */
+export function safeReturnPath(value: string | undefined): string {
+  if (!value || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/tasks';
+  return value;
+}
