@@ -73,6 +73,13 @@ export class ProcessError extends AirlockError {
   }
 }
 
+/** A repository's agent settings cannot work (a missing or unsafe script path, …). */
+export class AgentConfigError extends AirlockError {
+  constructor(message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super('agent_config', message, options);
+  }
+}
+
 /** Returns the error's message, whatever was thrown. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -1,7 +1,9 @@
 import path from 'node:path';
+import { agentAdapter } from '../agents/agent-registry.ts';
+import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
-import { errorMessage } from '../errors.ts';
+import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
@@ -38,6 +40,7 @@ export interface VmTaskRunnerDeps {
 
 const AGENT_UID = 1000;
 const REPO_DIR = '/work/repo';
+const PROMPT_FILE = '/work/prompt.md';
 const PROXY = `http://${GUEST_PROXY_ADDRESS}`;
 
 /**
@@ -218,8 +221,8 @@ export class VmTaskRunner implements TaskRunner {
 
     const prompt = taskPrompt(task, await this.#deps.issueThread(task), this.#deps.earlierTasks(task));
     audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
-    await vm.writeFile('/work/prompt.md', prompt.text, 0o644);
-    const agentOutput = await this.#runAgent(task, config, vm, agentEnv, signal);
+    await vm.writeFile(PROMPT_FILE, prompt.text, 0o644);
+    const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
 
     await sh('git add', { argv: ['git', 'add', '-A'] }, 'internal');
     const changed = await vm.exec({
@@ -228,7 +231,6 @@ export class VmTaskRunner implements TaskRunner {
       uid: AGENT_UID,
       env: agentEnv,
     });
-    const summary = agentOutput.trim().split('\n').slice(-20).join('\n');
     if (changed.code === 0) return { outcome: 'no_changes', summary };
 
     const bot = `${this.#deps.app.slug}[bot]`;
@@ -276,57 +278,51 @@ export class VmTaskRunner implements TaskRunner {
     config: RepoConfig,
     vm: Vm,
     env: Record<string, string>,
+    prompt: string,
     signal: AbortSignal,
   ): Promise<string> {
     const { audit } = this.#deps;
-    const agent = config.agent ?? 'claude';
-    if (agent !== 'script') {
-      throw new TaskFailure(
-        'agent_failed',
-        `the ${agent} agent adapter is not available in this build; use agent: script`,
+    const adapter = agentAdapter(config.agent ?? 'claude');
+    audit.append(task.id, 'agent.info', {
+      agent: adapter.name,
+      ...(config.model ? { model: config.model } : {}),
+      ...(adapter.name === 'script' ? { script: config.script } : {}),
+    });
+    let result: AgentRunResult;
+    try {
+      result = await runAgent(
+        vm,
+        adapter,
+        {
+          prompt,
+          promptFile: PROMPT_FILE,
+          repoDir: REPO_DIR,
+          homeDir: env.HOME ?? '/home/agent',
+          proxyUrl: PROXY,
+          taskId: task.id,
+          ...(config.model ? { model: config.model } : {}),
+          ...(config.script ? { script: config.script } : {}),
+        },
+        { uid: AGENT_UID, env, signal, onEvent: (event) => audit.append(task.id, 'agent.event', event) },
       );
+    } catch (error) {
+      if (error instanceof AgentConfigError)
+        throw new TaskFailure('setup_failed', error.message, { cause: error });
+      throw error;
     }
-    if (!config.script)
-      throw new TaskFailure('setup_failed', '`agent: script` needs `script:` in .github/airlock.yml');
-    if (path.posix.normalize(config.script).startsWith('..') || path.posix.isAbsolute(config.script)) {
-      throw new TaskFailure('setup_failed', `script ${config.script} must be a path inside the repository`);
-    }
-    audit.append(task.id, 'agent.info', { agent: 'script', script: config.script });
-    let output = '';
-    let pending = '';
-    const result = await vm.exec(
-      {
-        argv: ['bash', config.script],
-        cwd: REPO_DIR,
-        uid: AGENT_UID,
-        env: { ...env, AIRLOCK_PROMPT_FILE: '/work/prompt.md', AIRLOCK_TASK_ID: task.id },
-        stdin: '',
-      },
-      (_stream, data) => {
-        output = (output + data).slice(-256 * 1024);
-        pending += data;
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines)
-          if (line.trim())
-            audit.append(task.id, 'agent.event', { kind: 'message', text: line.slice(0, 4000) });
-      },
-      signal,
-    );
-    if (pending.trim())
-      audit.append(task.id, 'agent.event', { kind: 'message', text: pending.slice(0, 4000) });
     audit.append(task.id, 'agent.exit', {
-      code: result.code,
+      code: result.exitCode,
       signal: result.signal,
       durationMs: result.durationMs,
+      events: result.events,
     });
-    if (result.code !== 0) {
+    if (result.exitCode !== 0) {
       throw new TaskFailure(
         'agent_failed',
-        `the agent exited with ${result.code ?? result.signal}: ${output.trim().split('\n').slice(-5).join('\n')}`,
+        `the ${adapter.name} agent exited with ${result.exitCode ?? result.signal}: ${result.failure}`,
       );
     }
-    return output;
+    return result.summary;
   }
 }
 
