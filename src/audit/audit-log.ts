@@ -65,7 +65,7 @@ export class AuditLog implements AuditSink {
   readonly #keepConversation: boolean;
   readonly #heads = new Map<string, { seq: number; hash: string }>();
   readonly #insert;
-  readonly #insertPayload;
+  readonly #insertWithPayload: (row: EventRowValues, payloadJson: string) => void;
   readonly #selectHead;
   readonly #selectEvents;
   readonly #listeners = new Set<(event: AuditEvent) => void>();
@@ -78,7 +78,12 @@ export class AuditLog implements AuditSink {
     this.#insert = db.prepare(
       'INSERT INTO audit_events (task_id, seq, ts, type, data_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
-    this.#insertPayload = db.prepare('INSERT INTO audit_payloads (task_id, seq, data_json) VALUES (?, ?, ?)');
+    const insertPayload = db.prepare('INSERT INTO audit_payloads (task_id, seq, data_json) VALUES (?, ?, ?)');
+    const insert = this.#insert;
+    this.#insertWithPayload = db.transaction((row: EventRowValues, payloadJson: string) => {
+      insert.run(...row);
+      insertPayload.run(row[0], row[1], payloadJson);
+    });
     this.#selectHead = db.prepare(
       'SELECT seq, hash FROM audit_events WHERE task_id = ? ORDER BY seq DESC LIMIT 1',
     );
@@ -92,8 +97,11 @@ export class AuditLog implements AuditSink {
   /** Appends one event to a task's chain. */
   append(taskId: string, type: string, data: Record<string, unknown>): void {
     const ts = this.#clock.now().toISOString();
-    const clean = this.#redactor.scrubValue(data);
-    const dataJson = canonicalJson(clean);
+    // Scrub the canonical text once; re-canonicalize only in the rare case a key itself was scrubbed.
+    const raw = canonicalJson(data);
+    const scrubbed = this.#redactor.scrub(raw);
+    const dataJson = scrubbed === raw ? raw : canonicalJson(JSON.parse(scrubbed));
+    const clean = JSON.parse(dataJson) as Record<string, unknown>;
     const conversation = isConversationType(type);
     const content = conversation
       ? {
@@ -108,10 +116,7 @@ export class AuditLog implements AuditSink {
       const seq = head.seq + 1;
       const hash = eventHash({ taskId, seq, ts, type, dataJson: storedJson, prevHash: head.hash });
       if (content?.kept) {
-        this.#db.transaction(() => {
-          this.#insert.run(taskId, seq, ts, type, storedJson, head.hash, hash);
-          this.#insertPayload.run(taskId, seq, dataJson);
-        })();
+        this.#insertWithPayload([taskId, seq, ts, type, storedJson, head.hash, hash], dataJson);
       } else {
         this.#insert.run(taskId, seq, ts, type, storedJson, head.hash, hash);
       }
@@ -184,6 +189,9 @@ export class AuditLog implements AuditSink {
   }
 }
 
+/** The values of one audit_events row, in column order. */
+type EventRowValues = [string, number, string, string, string, string, string];
+
 /** The hash of one event: sha256 over the previous hash and the event's canonical fields. */
 export function eventHash(e: {
   taskId: string;
@@ -200,13 +208,20 @@ export function eventHash(e: {
 
 /** JSON with object keys sorted, so the same data always hashes the same. */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-        )
-      : v,
-  );
+  return JSON.stringify(sortedKeys(value)) ?? 'null';
+}
+
+function sortedKeys(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  const v =
+    typeof (value as { toJSON?: unknown }).toJSON === 'function'
+      ? (value as { toJSON(): unknown }).toJSON()
+      : value;
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(sortedKeys);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(v).sort()) out[key] = sortedKeys((v as Record<string, unknown>)[key]);
+  return out;
 }
 
 /** An audit_events row, with its payload's text when the query joined audit_payloads. */
