@@ -5,7 +5,8 @@ import { clip } from './agent-event.ts';
 
 /**
  * A script from the repository, run with bash in its root: deterministic automation and tests.
- * Every line it prints (stdout or stderr) is one of its messages.
+ * The prompt is on its stdin and in AIRLOCK_PROMPT_FILE; every line it prints (stdout or stderr)
+ * is one of its messages.
  */
 export const scriptAdapter: AgentAdapter = {
   name: 'script',
@@ -24,7 +25,7 @@ export const scriptAdapter: AgentAdapter = {
       env: { AIRLOCK_PROMPT_FILE: input.promptFile, AIRLOCK_TASK_ID: input.taskId },
       dirs: [],
       files: [],
-      stdin: '',
+      stdin: input.prompt,
     };
   },
   parser: () => ({

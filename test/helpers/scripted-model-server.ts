@@ -15,7 +15,12 @@ export type ScriptStep =
   /** A freeform (custom) tool call, e.g. Codex's `apply_patch` with the patch as input. */
   | { type: 'custom_tool_call'; name: string; input: string }
   /** A function tool call (OpenAI) or tool_use block (Anthropic) with JSON arguments. */
-  | { type: 'tool_call'; name: string; arguments: Record<string, unknown> };
+  | { type: 'tool_call'; name: string; arguments: Record<string, unknown> }
+  /** An HTTP error answer in the vendor's error shape. */
+  | { type: 'error'; status: number; message: string };
+
+/** The steps, or a choice of steps by the request body (e.g. by a word in the prompt). */
+export type Script = ScriptStep[] | ((body: string) => ScriptStep[]);
 
 /** One request the server received, exactly as it arrived. */
 export interface RecordedRequest {
@@ -38,8 +43,8 @@ export interface ScriptedModelServer {
 export const SCRIPTED_USAGE = { input: 120, output: 30 };
 
 export async function startScriptedModelServer(script: {
-  openai?: ScriptStep[];
-  anthropic?: ScriptStep[];
+  openai?: Script;
+  anthropic?: Script;
 }): Promise<ScriptedModelServer> {
   const requests: RecordedRequest[] = [];
   let responses = 0;
@@ -63,8 +68,11 @@ export async function startScriptedModelServer(script: {
       // Side requests without tools (titles, summaries) get a plain answer.
       if (!Array.isArray(parsed.tools) || parsed.tools.length === 0)
         return respondOpenAi(res, { type: 'message', text: 'Scripted answer.' }, id, model);
-      record.step = Math.min(openaiToolResults(parsed), script.openai.length - 1);
-      return respondOpenAi(res, script.openai[record.step]!, id, model);
+      const steps = typeof script.openai === 'function' ? script.openai(body) : script.openai;
+      record.step = Math.min(openaiToolResults(parsed), steps.length - 1);
+      const step = steps[record.step]!;
+      if (step.type === 'error') return respondError(res, step, 'openai');
+      return respondOpenAi(res, step, id, model);
     }
     if (req.method === 'POST' && path === '/v1/messages/count_tokens' && script.anthropic) {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -76,8 +84,11 @@ export async function startScriptedModelServer(script: {
       const stream = parsed.stream === true;
       if (!Array.isArray(parsed.tools) || parsed.tools.length === 0)
         return respondAnthropic(res, { type: 'message', text: 'Scripted answer.' }, id, model, stream);
-      record.step = Math.min(anthropicToolResults(parsed), script.anthropic.length - 1);
-      return respondAnthropic(res, script.anthropic[record.step]!, id, model, stream);
+      const steps = typeof script.anthropic === 'function' ? script.anthropic(body) : script.anthropic;
+      record.step = Math.min(anthropicToolResults(parsed), steps.length - 1);
+      const step = steps[record.step]!;
+      if (step.type === 'error') return respondError(res, step, 'anthropic');
+      return respondAnthropic(res, step, id, model, stream);
     }
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: { message: `no script for ${req.method} ${path}` } }));
@@ -113,7 +124,24 @@ function sse(res: ServerResponse, event: string, data: Record<string, unknown>):
   res.write(`event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`);
 }
 
-function respondOpenAi(res: ServerResponse, step: ScriptStep, id: number, model: string): void {
+function respondError(
+  res: ServerResponse,
+  step: Extract<ScriptStep, { type: 'error' }>,
+  vendor: 'openai' | 'anthropic',
+): void {
+  res.writeHead(step.status, { 'content-type': 'application/json' });
+  res.end(
+    JSON.stringify(
+      vendor === 'openai'
+        ? { error: { message: step.message, type: 'invalid_request_error', code: null, param: null } }
+        : { type: 'error', error: { type: 'invalid_request_error', message: step.message } },
+    ),
+  );
+}
+
+type AnswerStep = Exclude<ScriptStep, { type: 'error' }>;
+
+function respondOpenAi(res: ServerResponse, step: AnswerStep, id: number, model: string): void {
   const item =
     step.type === 'message'
       ? {
@@ -215,7 +243,7 @@ function respondOpenAi(res: ServerResponse, step: ScriptStep, id: number, model:
 
 function respondAnthropic(
   res: ServerResponse,
-  step: ScriptStep,
+  step: AnswerStep,
   id: number,
   model: string,
   stream: boolean,
