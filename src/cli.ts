@@ -13,7 +13,8 @@ const USAGE = `usage: airlock <command>
   airlock audit verify [task-id]    check the audit hash chains, saying where one breaks
   airlock audit export <task-id> [--format json|jsonl]
                                     write a task's record (task, chain state, events) to stdout
-  airlock audit purge --older-than <days> --reason "..." [--task id] [--repo owner/name] [--dry-run]
+  airlock audit purge --older-than <days> --reason "..." [--task id] [--repo owner/name]
+                    [--operator who] [--dry-run]
                                     delete kept prompt and model-response text of finished tasks,
                                     recording the purge in each task's chain
   airlock config check <file>       validate a .github/airlock.yml
