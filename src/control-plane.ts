@@ -1,7 +1,9 @@
 import type { Hono } from 'hono';
 import { Probot } from 'probot';
 import type { AuditSink } from './audit-sink.ts';
+import { taskFinishedIntent } from './ci/ci-branch.ts';
 import { handleCiResult } from './ci/ci-follow-up.ts';
+import { CiVerdicts } from './ci/ci-verdicts.ts';
 import type { Clock } from './clock.ts';
 import { DeliveryLog } from './github/delivery-log.ts';
 import { GitHubClient } from './github/github-client.ts';
@@ -66,17 +68,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     log,
     deps.octokitTuning,
   );
+  const verdicts = new CiVerdicts(db, clock);
   const reporter = new GitHubReporter({
     github: githubClient,
     tasks,
     publicUrl: deps.publicUrl,
     log,
+    ciVerdict: (taskId) => verdicts.forTask(taskId),
     ...(deps.audit.headHash ? { auditHeadHash: (id: string) => deps.audit.headHash?.(id) } : {}),
   });
 
   const recovery = await recoverInFlightTasks({ tasks, reaper: deps.reaper, jobs, audit: deps.audit, log });
 
   let jobLoop: WorkLoop | undefined;
+  let intakeLoop: WorkLoop | undefined;
   const scheduler = new Scheduler({
     tasks,
     runner: deps.runner,
@@ -90,11 +95,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     log,
     limits: deps.limits,
     publish: reporter.publish,
-    onFinished: (task) => deps.onTaskFinished?.(task),
+    onFinished: (task) => {
+      const recheck = taskFinishedIntent(tasks, task);
+      if (recheck && deliveries.record(recheck) === 'recorded') intakeLoop?.wake();
+      deps.onTaskFinished?.(task);
+    },
   });
   const pollMs = deps.pollMs ?? 1000;
   jobLoop = startWorkLoop('github-jobs', () => jobs.drain(reporter.execute, log), log, pollMs);
-  const intakeLoop = startWorkLoop(
+  intakeLoop = startWorkLoop(
     'intake',
     async () => {
       const n = await processPendingDeliveries({
@@ -108,9 +117,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         onCiResult: (intent) =>
           handleCiResult(
             {
-              db,
-              clock,
               tasks,
+              verdicts,
               jobs,
               github: githubClient,
               audit: deps.audit,
@@ -136,7 +144,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     log: log.child({ name: 'probot' }),
   });
   await probot.load(
-    airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop.wake(), log }),
+    airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop?.wake(), log }),
   );
   const webhooks = webhookRoute({ probot, secret: deps.github.webhookSecret, log });
 
@@ -150,7 +158,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     recovery,
     quiesce: async () => {
       for (let i = 0; i < 50; i++) {
-        await intakeLoop.settled();
+        await intakeLoop?.settled();
         await scheduler.idle();
         await jobLoop?.settled();
         const busy =
@@ -159,7 +167,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       }
     },
     stop: async () => {
-      await intakeLoop.stop();
+      await intakeLoop?.stop();
       await scheduler.stop();
       await jobLoop?.stop();
     },

@@ -1,31 +1,30 @@
 import type { AuditSink } from '../audit-sink.ts';
-import type { Clock } from '../clock.ts';
-import type { RepoConfig } from '../config/repo-config.ts';
+import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfig } from '../config/repo-config.ts';
+import { ConfigError } from '../errors.ts';
 import {
   actionsJobLog,
+  type CheckRunInfo,
   changedPaths,
   checkRunAnnotations,
   checkRunsForCommit,
-  markReadyForReview,
-  requestReview,
 } from '../github/ci-client.ts';
-import type { GitHubClient } from '../github/github-client.ts';
+import type { GitHubClient, PullInfo } from '../github/github-client.ts';
 import type { GitHubJobQueue } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
 import type { Logger } from '../logger.ts';
-import type { Db } from '../store/database.ts';
 import { announce } from '../tasks/intake.ts';
-import { isTerminal, type Task } from '../tasks/task.ts';
+import type { Task } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
+import { branchHead, requesterOf } from './ci-branch.ts';
 import { type CiFailure, decideAutofix, failureFingerprint, logTail, workflowFiles } from './ci-policy.ts';
+import type { CiVerdicts } from './ci-verdicts.ts';
 
 /** What the CI follow-up needs. */
 export interface CiFollowUpDeps {
-  db: Db;
-  clock: Clock;
   tasks: TaskStore;
+  verdicts: CiVerdicts;
   jobs: Pick<GitHubJobQueue, 'enqueue'>;
-  github: GitHubClient;
+  github: Pick<GitHubClient, 'octokit' | 'pull' | 'fileText'>;
   audit: AuditSink;
   log: Logger;
   appSlug: string;
@@ -33,146 +32,211 @@ export interface CiFollowUpDeps {
   logTailBytes?: number;
 }
 
+type CiIntent = Extract<Intent, { type: 'ci' }>;
+type CiSettings = RepoConfig['ci'] & { note?: string };
+
 const PASSING = new Set(['success', 'neutral', 'skipped']);
+/** Conclusions an agent can act on; cancelled, stale or action_required checks need a person. */
+const FIXABLE = new Set(['failure', 'timed_out']);
+const MAX_CHECKS_IN_PROMPT = 5;
+const MAX_ANNOTATIONS_PER_CHECK = 20;
+const ACTIONS_APP = 'github-actions';
 
 /**
  * Acts on a completed CI event for an agent branch: once every check on the agent's head commit
  * has finished, either marks the draft PR ready for review (and asks the requester to review) or,
  * when the repository enables it and the policy allows, starts a bounded follow-up with the
- * failing checks' annotations and log tails. Each head commit is judged once.
+ * failing checks' annotations and log tails. Each head commit is judged once (a failed one may
+ * later pass when a person re-runs a check). GitHub writes go through the durable job queue, in
+ * the same SQLite transaction as the verdict, so a retry never acts twice.
  */
-export async function handleCiResult(
-  deps: CiFollowUpDeps,
-  intent: Extract<Intent, { type: 'ci' }>,
-): Promise<string> {
+export async function handleCiResult(deps: CiFollowUpDeps, intent: CiIntent): Promise<string> {
   const repo = intent.origin.repo.fullName;
   const installationId = intent.origin.installationId as number;
-  const task = findAgentTask(deps.tasks, repo, intent.headBranch, intent.headSha);
-  if (!task) return 'not the head commit of an airlock branch';
-  if (!isTerminal(task.state)) return `task ${task.id} is still ${task.state}`;
+  const head = branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
+  if ('why' in head) return head.why;
+  const { task } = head;
   if (task.prNumber === null) return `task ${task.id} has no pull request`;
-  if (verdictFor(deps.db, repo, intent.headSha)) return 'already judged';
+  const earlier = deps.verdicts.find(repo, intent.headSha);
+  if (earlier?.verdict === 'passed') return 'already judged';
 
   const octokit = deps.github.octokit(installationId);
   const runs = (await checkRunsForCommit(octokit, repo, intent.headSha)).filter(
     (r) => r.appSlug !== deps.appSlug,
   );
   if (runs.length === 0 || runs.some((r) => r.status !== 'completed')) return 'waiting for the other checks';
-  const config = task.config as unknown as RepoConfig;
   const failed = runs.filter((r) => !PASSING.has(r.conclusion ?? ''));
-  const pr = await deps.github.pull(installationId, repo, task.prNumber);
+  if (earlier && failed.length > 0) return 'already judged';
 
-  if (failed.length === 0) {
-    const done: string[] = [];
-    if (config.ci?.ready_for_review !== false && pr.draft) {
-      await markReadyForReview(octokit, pr.nodeId);
+  const pr = await deps.github.pull(installationId, repo, task.prNumber);
+  if (pr.state !== 'open') return `pull request #${pr.number} is ${pr.state}`;
+  if (pr.headSha !== intent.headSha) return `pull request #${pr.number} has moved on to ${pr.headSha}`;
+  const ci = await currentCiSettings(deps, installationId, repo, intent.origin.repo.defaultBranch, task);
+  const judged = { task, pr, runs, ci, installationId, sha: intent.headSha };
+  if (failed.length === 0) return passed(deps, judged);
+  return failedChecks(deps, judged, failed, intent);
+}
+
+interface Judged {
+  task: Task;
+  pr: PullInfo;
+  runs: CheckRunInfo[];
+  ci: CiSettings;
+  installationId: number;
+  sha: string;
+}
+
+function passed(deps: CiFollowUpDeps, { task, pr, runs, ci, installationId, sha }: Judged): string {
+  const repo = task.repoFullName;
+  const requester = requesterOf(deps.tasks, task);
+  const done: string[] = [];
+  deps.tasks.transaction(() => {
+    if (ci.ready_for_review && pr.draft) {
+      deps.jobs.enqueue(
+        { kind: 'ready_for_review', installationId, repo, pullNumber: pr.number, pullNodeId: pr.nodeId },
+        { taskId: task.id },
+      );
       done.push('marked ready for review');
     }
-    const requester = firstRequester(deps.tasks, task);
-    if (config.ci?.request_reviewer !== false && requester && requester !== pr.author) {
-      await requestReview(octokit, repo, pr.number, [requester]);
+    if (ci.request_reviewer && requester && requester !== pr.author) {
+      deps.jobs.enqueue(
+        { kind: 'request_review', installationId, repo, pullNumber: pr.number, reviewers: [requester] },
+        { taskId: task.id },
+      );
       done.push(`review requested from @${requester}`);
     }
-    recordVerdict(deps, task, intent.headSha, 'passed', done.join('; ') || 'nothing to do', null, {
-      checks: runs.length,
-    });
-    deps.jobs.enqueue({
-      kind: 'comment',
-      installationId,
-      repo,
-      issueNumber: pr.number,
-      body: `✅ CI passed on ${intent.headSha.slice(0, 7)} (${runs.length} checks)${done.length ? `: ${done.join(', ')}.` : '.'}`,
-    });
-    return `CI passed: ${done.join('; ') || 'nothing to do'}`;
-  }
+    const action = done.join(', ') || 'nothing to do';
+    record(deps, task, sha, 'passed', action, null, { checks: runs.length });
+    deps.jobs.enqueue(
+      {
+        kind: 'comment',
+        installationId,
+        repo,
+        issueNumber: pr.number,
+        body: `✅ CI passed on ${sha.slice(0, 7)} (${plural(runs.length, 'check')})${done.length ? `: ${action}.` : '.'}`,
+      },
+      { taskId: task.id },
+    );
+  });
+  return `CI passed: ${done.join(', ') || 'nothing to do'}`;
+}
 
+async function failedChecks(
+  deps: CiFollowUpDeps,
+  { task, pr, ci, installationId, sha }: Judged,
+  failed: CheckRunInfo[],
+  intent: CiIntent,
+): Promise<string> {
+  const repo = task.repoFullName;
+  const octokit = deps.github.octokit(installationId);
   const failures: CiFailure[] = [];
-  for (const run of failed.slice(0, 5)) {
+  for (const run of failed.slice(0, MAX_CHECKS_IN_PROMPT)) {
     const annotations = await checkRunAnnotations(octokit, repo, run.id);
-    const log = await actionsJobLog(octokit, repo, run.id);
+    // For Actions, a check run's id is its job's id; other apps' checks have no Actions log.
+    const log = run.appSlug === ACTIONS_APP ? await actionsJobLog(octokit, repo, run.id) : undefined;
     failures.push({
       name: run.name,
       conclusion: run.conclusion ?? 'failure',
-      annotations: annotations.slice(0, 20),
-      logTail: log ? logTail(log, deps.logTailBytes) : '',
+      annotations: annotations.slice(0, MAX_ANNOTATIONS_PER_CHECK),
+      logTail: logTail(log ?? run.output, deps.logTailBytes),
     });
   }
   const fingerprint = failureFingerprint(failures);
-  const earlier = deps.tasks.onBranch(repo, task.branch).filter((t) => t.kind === 'ci_fix');
+  const branchTasks = deps.tasks.onBranch(repo, task.branch);
+  // Attempts count since the last request a person made on the branch; fingerprints never expire.
+  const lastAsked = branchTasks.findLastIndex((t) => t.kind !== 'ci_fix');
+  const attempts = branchTasks.slice(lastAsked + 1).filter((t) => t.kind === 'ci_fix');
   const decision = decideAutofix({
-    autofix: config.ci?.autofix === true,
-    maxAttempts: config.ci?.max_attempts ?? 2,
-    fork: Boolean(task.context.fork),
-    workflowFilesChanged: workflowFiles(await changedPaths(octokit, repo, pr.baseRef, intent.headSha)),
-    previousAttempts: earlier.length,
-    previousFingerprints: earlier.map((t) => String(t.context.ciFingerprint ?? '')),
+    autofix: ci.autofix,
+    maxAttempts: ci.max_attempts,
+    fork: Boolean(task.context.fork) || pr.fork,
+    workflowFilesChanged: workflowFiles(await changedPaths(octokit, repo, pr.baseRef, sha)),
+    previousAttempts: attempts.length,
+    previousFingerprints: branchTasks
+      .filter((t) => t.kind === 'ci_fix')
+      .map((t) => String(t.context.ciFingerprint ?? '')),
     fingerprint,
+    unfixable: failed
+      .filter((r) => !FIXABLE.has(r.conclusion ?? ''))
+      .map((r) => ({ name: r.name, conclusion: r.conclusion ?? 'unknown' })),
   });
-  const names = failures.map((f) => `\`${f.name}\``).join(', ');
+  const names = failed.map((f) => `\`${f.name}\``).join(', ');
+  const why = decision.fix ? '' : `${decision.why}${ci.note ? ` (${ci.note})` : ''}`;
+  const comment = (body: string) =>
+    deps.jobs.enqueue(
+      { kind: 'comment', installationId, repo, issueNumber: pr.number, body },
+      { taskId: task.id },
+    );
   if (!decision.fix) {
-    recordVerdict(deps, task, intent.headSha, 'failed', `stopped: ${decision.why}`, fingerprint, {
-      failures: names,
+    deps.tasks.transaction(() => {
+      record(deps, task, sha, 'failed', `not retried: ${why}`, fingerprint, { failures: names });
+      comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). airlock is not starting a follow-up: ${why}`);
     });
-    deps.jobs.enqueue({
-      kind: 'comment',
-      installationId,
-      repo,
-      issueNumber: pr.number,
-      body: `❌ CI failed on ${intent.headSha.slice(0, 7)} (${names}). airlock is not starting a follow-up: ${decision.why}`,
-    });
-    return `CI failed; no follow-up: ${decision.why}`;
+    return `CI failed; no follow-up: ${why}`;
   }
-  const followUp = deps.tasks.create({
-    installationId,
-    repoFullName: repo,
-    repoId: task.repoId,
-    issueNumber: task.issueNumber,
-    prNumber: task.prNumber,
-    kind: 'ci_fix',
-    branch: task.branch,
-    baseRef: task.baseRef,
-    actorLogin: firstRequester(deps.tasks, task) ?? task.actorLogin,
-    actorId: task.actorId,
-    triggerEvent: `${intent.source}.completed`,
-    triggerUrl: pr.htmlUrl,
-    deliveryId: intent.origin.deliveryId,
-    instruction: `CI failed on ${intent.headSha.slice(0, 7)}: ${names}. Fix the failures.`,
-    context: {
-      ...task.context,
-      ciFailures: failures,
-      ciFingerprint: fingerprint,
-      ciAttempt: decision.attempt,
-    },
-    config: task.config,
-    parentTaskId: task.id,
-    attempt: decision.attempt,
+  const requester = requesterOf(deps.tasks, task) ?? task.actorLogin;
+  const followUp = deps.tasks.transaction(() => {
+    const created = deps.tasks.create({
+      installationId,
+      repoFullName: repo,
+      repoId: task.repoId,
+      issueNumber: task.issueNumber,
+      prNumber: pr.number,
+      kind: 'ci_fix',
+      branch: task.branch,
+      baseRef: task.baseRef,
+      actorLogin: requester,
+      actorId: requester === task.actorLogin ? task.actorId : null,
+      triggerEvent: `${intent.origin.event}${intent.origin.action ? `.${intent.origin.action}` : ''}`,
+      triggerUrl: pr.htmlUrl,
+      deliveryId: intent.origin.deliveryId,
+      instruction: `CI failed on ${sha.slice(0, 7)}: ${names}. Fix the failures.`,
+      // Only what describes the work: an earlier review comment's hunk is not this task's subject.
+      context: {
+        ...(task.context.issueTitle ? { issueTitle: task.context.issueTitle } : {}),
+        ...(task.context.headRef ? { headRef: task.context.headRef } : {}),
+        fork: Boolean(task.context.fork),
+        ciFailures: failures,
+        ciFingerprint: fingerprint,
+        ciHeadSha: sha,
+      },
+      config: task.config,
+      parentTaskId: task.id,
+      attempt: decision.attempt,
+    });
+    const action = `follow-up task \`${created.id}\` started (attempt ${decision.attempt} of ${ci.max_attempts})`;
+    record(deps, task, sha, 'failed', action, fingerprint, { failures: names, followUp: created.id });
+    comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). ${capitalise(action)} on this branch.`);
+    announce(deps, created);
+    return created;
   });
-  recordVerdict(deps, task, intent.headSha, 'failed', `follow-up ${followUp.id}`, fingerprint, {
-    failures: names,
-  });
-  announce(deps, followUp);
   return `CI failed; follow-up ${followUp.id} (attempt ${decision.attempt})`;
 }
 
-function findAgentTask(tasks: TaskStore, repo: string, branch: string | null, sha: string): Task | undefined {
-  if (branch) {
-    const latest = tasks.latestOnBranch(repo, branch);
-    return latest?.headSha === sha ? latest : undefined;
+/**
+ * The repository's CI settings now, from .github/airlock.yml on the default branch (never the
+ * agent's branch, which the agent could edit), so turning auto-fix off stops in-flight PRs too.
+ * An invalid file keeps the task's settings but turns auto-fix off.
+ */
+async function currentCiSettings(
+  deps: CiFollowUpDeps,
+  installationId: number,
+  repo: string,
+  defaultBranch: string | null,
+  task: Task,
+): Promise<CiSettings> {
+  const text = await deps.github.fileText(installationId, repo, REPO_CONFIG_PATH, defaultBranch ?? undefined);
+  try {
+    return parseRepoConfig(text).ci;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    const snapshot = RepoConfig.safeParse(task.config);
+    const ci = snapshot.success ? snapshot.data.ci : parseRepoConfig(undefined).ci;
+    return { ...ci, autofix: false, note: `${REPO_CONFIG_PATH} on the default branch is invalid` };
   }
-  return tasks.list({ repoFullName: repo, limit: 200 }).find((t) => t.headSha === sha);
 }
 
-function firstRequester(tasks: TaskStore, task: Task): string | undefined {
-  return tasks.onBranch(task.repoFullName, task.branch)[0]?.actorLogin;
-}
-
-function verdictFor(db: Db, repo: string, sha: string): unknown {
-  return db
-    .prepare('SELECT verdict FROM ci_verdicts WHERE repo_full_name = ? AND head_sha = ?')
-    .get(repo, sha);
-}
-
-function recordVerdict(
+function record(
   deps: CiFollowUpDeps,
   task: Task,
   sha: string,
@@ -181,21 +245,24 @@ function recordVerdict(
   fingerprint: string | null,
   detail: Record<string, unknown>,
 ): void {
-  deps.db
-    .prepare(
-      `INSERT INTO ci_verdicts (repo_full_name, branch, head_sha, task_id, verdict, action, fingerprint, detail_json, decided_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    )
-    .run(
-      task.repoFullName,
-      task.branch,
-      sha,
-      task.id,
-      verdict,
-      action,
-      fingerprint,
-      JSON.stringify(detail),
-      deps.clock.now().toISOString(),
-    );
+  deps.verdicts.record({
+    repoFullName: task.repoFullName,
+    branch: task.branch,
+    headSha: sha,
+    taskId: task.id,
+    verdict,
+    action,
+    fingerprint,
+    detail,
+  });
   deps.audit.append(task.id, 'ci.verdict', { headSha: sha, verdict, action, fingerprint, ...detail });
+  deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function capitalise(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

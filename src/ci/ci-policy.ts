@@ -25,9 +25,15 @@ export function decideAutofix(input: {
   previousAttempts: number;
   previousFingerprints: readonly string[];
   fingerprint: string;
+  /** Checks that did not pass but did not fail either (cancelled, action required, stale, ...). */
+  unfixable?: ReadonlyArray<{ name: string; conclusion: string }>;
 }): AutofixDecision {
   if (!input.autofix)
     return { fix: false, why: 'CI follow-ups are off for this repository (`ci.autofix: false`).' };
+  if (input.unfixable?.length) {
+    const list = input.unfixable.map((c) => `\`${c.name}\` ended \`${c.conclusion}\``).join(', ');
+    return { fix: false, why: `${list}, which a person must look at (only failed checks are auto-fixed).` };
+  }
   if (input.fork) return { fix: false, why: 'the pull request comes from a fork.' };
   if (input.workflowFilesChanged.length > 0) {
     return {
@@ -58,17 +64,24 @@ export function failureFingerprint(failures: readonly CiFailure[]): string {
   return createHash('sha256').update(parts.join('\u0001')).digest('hex').slice(0, 16);
 }
 
-/** The first error a failure shows: its first annotation, else the first error-looking log line. */
+/**
+ * The first error a failure shows: its first specific annotation, else the first error-looking log
+ * line. Actions adds "Process completed with exit code N." to every failed job; it says nothing
+ * about which failure this is, so it is skipped.
+ */
 export function firstError(failure: CiFailure): string {
-  const annotation = failure.annotations[0];
+  const annotation = failure.annotations.find((a) => !GENERIC_ANNOTATION.test(a.message));
   if (annotation) return `${annotation.path}: ${annotation.message}`;
   const lines = failure.logTail.split('\n');
+  const specific = lines.filter((l) => !GENERIC_ANNOTATION.test(l.replace(/^##\[error\]/, '')));
   return (
-    lines.find((l) => /\b(error|failed|failure|exception|assert)/i.test(l)) ??
+    specific.find((l) => /\b(error|failed|failure|exception|assert)/i.test(l)) ??
     lines.find((l) => l.trim()) ??
     ''
   );
 }
+
+const GENERIC_ANNOTATION = /^\s*Process completed with exit code \d+\.?\s*$/i;
 
 function normaliseError(text: string): string {
   return text
@@ -89,8 +102,13 @@ export function workflowFiles(paths: readonly string[]): string[] {
 /** Keeps the end of a log, within `maxBytes`, starting at a line boundary. */
 export function logTail(log: string, maxBytes = 8 * 1024): string {
   const withoutStamps = log.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '');
-  if (Buffer.byteLength(withoutStamps) <= maxBytes) return withoutStamps;
-  const tail = withoutStamps.slice(-maxBytes);
+  const bytes = Buffer.from(withoutStamps);
+  if (bytes.length <= maxBytes) return withoutStamps;
+  // Cut by bytes, not characters: a log full of multi-byte text must still fit the cap.
+  const tail = bytes
+    .subarray(-maxBytes)
+    .toString('utf8')
+    .replace(/^\uFFFD+/, '');
   const cut = tail.indexOf('\n');
   return cut >= 0 ? tail.slice(cut + 1) : tail;
 }

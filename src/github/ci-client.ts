@@ -10,9 +10,15 @@ export interface CheckRunInfo {
   status: string;
   conclusion: string | null;
   appSlug: string | null;
+  checkSuiteId: number | null;
+  /** The run's output (title, summary, text), for checks that are not Actions jobs and have no log. */
+  output: string;
 }
 
-/** Every check run on a commit (all pages). */
+/**
+ * The latest check run of each check on a commit (all pages). A re-run adds a new check run with
+ * the same name to the same suite; only the newest one speaks for the check.
+ */
 export async function checkRunsForCommit(
   octokit: AirlockOctokit,
   fullName: string,
@@ -20,15 +26,30 @@ export async function checkRunsForCommit(
 ): Promise<CheckRunInfo[]> {
   const { owner, repo } = splitRepo(fullName);
   const runs = await call(`list check runs of ${sha.slice(0, 7)} in ${fullName}`, () =>
-    octokit.paginate(octokit.rest.checks.listForRef, { owner, repo, ref: sha, per_page: 100 }),
+    octokit.paginate(octokit.rest.checks.listForRef, {
+      owner,
+      repo,
+      ref: sha,
+      filter: 'latest',
+      per_page: 100,
+    }),
   );
-  return runs.map((r) => ({
-    id: r.id,
-    name: r.name,
-    status: r.status,
-    conclusion: r.conclusion ?? null,
-    appSlug: r.app?.slug ?? null,
-  }));
+  const latest = new Map<string, CheckRunInfo>();
+  for (const r of runs) {
+    const info: CheckRunInfo = {
+      id: r.id,
+      name: r.name,
+      status: r.status,
+      conclusion: r.conclusion ?? null,
+      appSlug: r.app?.slug ?? null,
+      checkSuiteId: r.check_suite?.id ?? null,
+      output: [r.output?.title, r.output?.summary, r.output?.text].filter(Boolean).join('\n\n'),
+    };
+    const key = `${info.appSlug}\u0000${info.checkSuiteId}\u0000${info.name}`;
+    const seen = latest.get(key);
+    if (!seen || seen.id < info.id) latest.set(key, info);
+  }
+  return [...latest.values()];
 }
 
 /** A check run's annotations (first page, enough for a prompt). */

@@ -27,6 +27,22 @@ export const GitHubJob = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('tracking'), taskId: z.string() }),
   /** Create or update the task's `airlock` check run from its state at the time the job runs. */
   z.object({ kind: z.literal('check_run'), taskId: z.string() }),
+  /** Take a draft pull request out of draft (CI passed). */
+  z.object({
+    kind: z.literal('ready_for_review'),
+    installationId: z.number(),
+    repo: z.string(),
+    pullNumber: z.number(),
+    pullNodeId: z.string(),
+  }),
+  /** Ask people to review a pull request (CI passed). */
+  z.object({
+    kind: z.literal('request_review'),
+    installationId: z.number(),
+    repo: z.string(),
+    pullNumber: z.number(),
+    reviewers: z.array(z.string()).min(1),
+  }),
 ]);
 export type GitHubJob = z.infer<typeof GitHubJob>;
 

@@ -1,9 +1,10 @@
 import type { Logger } from '../logger.ts';
-import type { Task, TaskResult } from '../tasks/task.ts';
+import { isTerminal, type Task, type TaskResult } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
+import { markReadyForReview, requestReview } from './ci-client.ts';
 import type { GitHubClient } from './github-client.ts';
 import type { GitHubJob } from './github-jobs.ts';
-import { auditUrl, trackingCommentBody } from './tracking-comment.ts';
+import { auditUrl, type CiVerdictLine, trackingCommentBody } from './tracking-comment.ts';
 
 /** What the reporter needs. */
 export interface GitHubReporterDeps {
@@ -13,6 +14,8 @@ export interface GitHubReporterDeps {
   log: Logger;
   /** The audit chain's head hash for a task, shown on its check run. */
   auditHeadHash?(taskId: string): string | undefined;
+  /** CI's verdict on the commit a task pushed, shown on its tracking comment. */
+  ciVerdict?(taskId: string): CiVerdictLine | undefined;
 }
 
 /**
@@ -40,21 +43,23 @@ export class GitHubReporter {
         return this.#tracking(this.#deps.tasks.get(job.taskId));
       case 'check_run':
         return this.#checkRun(this.#deps.tasks.get(job.taskId));
+      case 'ready_for_review':
+        return markReadyForReview(github.octokit(job.installationId), job.pullNodeId);
+      case 'request_review':
+        return requestReview(github.octokit(job.installationId), job.repo, job.pullNumber, job.reviewers);
     }
   };
 
   /** Opens the task's PR (draft until CI passes) or updates the existing one; returns the result with its link. */
   readonly publish = async (task: Task, result: TaskResult): Promise<TaskResult> => {
     if (task.installationId === null) return result;
-    const base =
-      task.kind === 'follow_up' || task.kind === 'ci_fix'
-        ? (task.baseRef ?? 'main')
-        : (task.baseRef ?? 'main');
+    // Follow-ups update the PR the branch's first task opened: its issue, its requester.
+    const first = this.#deps.tasks.onBranch(task.repoFullName, task.branch)[0] ?? task;
     const pr = await this.#deps.github.openOrUpdatePull(task.installationId, task.repoFullName, {
       head: task.branch,
-      base,
-      title: pullTitle(task),
-      body: pullBody(task, result, this.#deps.publicUrl),
+      base: task.baseRef ?? 'main',
+      title: pullTitle(first),
+      body: pullBody(task, result, this.#deps.publicUrl, first),
       draft: true,
     });
     return { ...result, prNumber: pr.number, prUrl: pr.htmlUrl };
@@ -65,7 +70,18 @@ export class GitHubReporter {
     const number =
       task.prNumber && task.kind !== 'issue' ? task.prNumber : (task.issueNumber ?? task.prNumber);
     if (number === null) return;
-    const body = trackingCommentBody(task, { publicUrl: this.#deps.publicUrl });
+    const queuedBehind =
+      task.state === 'queued'
+        ? this.#deps.tasks
+            .onBranch(task.repoFullName, task.branch)
+            .find((t) => t.id !== task.id && t.createdAt <= task.createdAt && !isTerminal(t.state))?.id
+        : undefined;
+    const ci = this.#deps.ciVerdict?.(task.id);
+    const body = trackingCommentBody(task, {
+      publicUrl: this.#deps.publicUrl,
+      ...(queuedBehind ? { queuedBehind } : {}),
+      ...(ci ? { ci } : {}),
+    });
     if (task.trackingCommentId) {
       await this.#deps.github.editComment(
         task.installationId,
@@ -110,20 +126,35 @@ export class GitHubReporter {
   }
 }
 
+function followUpWhat(task: Task): string {
+  if (task.kind === 'ci_fix') return `CI fix, attempt ${task.attempt}`;
+  if (task.kind === 'retry') return `retry by @${task.actorLogin}`;
+  return `follow-up requested by @${task.actorLogin}`;
+}
+
 function pullTitle(task: Task): string {
   const title = (task.context as { issueTitle?: string }).issueTitle;
   return title ? `airlock: ${title}` : `airlock: task ${task.id}`;
 }
 
-/** The PR description: summary, what it closes, who asked, and the audit link. */
-export function pullBody(task: Task, result: TaskResult, publicUrl: string): string {
+/**
+ * The PR description: summary, what it closes, who asked, and the audit link. `first` is the task
+ * that opened the PR; a follow-up keeps its `Closes` line and names its own requester too.
+ */
+export function pullBody(task: Task, result: TaskResult, publicUrl: string, first: Task = task): string {
+  const link = (t: Task) => `task \`${t.id}\` · [audit record](${auditUrl(publicUrl, t.id)})`;
   return [
     result.summary ? result.summary.slice(0, 4000) : 'Changes made by the airlock agent.',
     '',
-    task.issueNumber !== null && task.kind !== 'follow_up' ? `Closes #${task.issueNumber}` : '',
-    `Requested by @${task.actorLogin} · task \`${task.id}\` · [audit record](${auditUrl(publicUrl, task.id)})`,
+    first.issueNumber !== null && (first.kind === 'issue' || first.kind === 'retry')
+      ? `Closes #${first.issueNumber}`
+      : '',
+    `Requested by @${first.actorLogin} · ${link(first)}`,
+    first.id === task.id ? '' : `Latest change: ${followUpWhat(task)} · ${link(task)}`,
     '',
-    'This pull request stays a draft until CI passes.',
+    (task.config as { ci?: { ready_for_review?: boolean } }).ci?.ready_for_review === false
+      ? 'This pull request was opened as a draft; a person marks it ready for review.'
+      : 'This pull request stays a draft until CI passes.',
   ]
     .filter((l, i, all) => l !== '' || all[i - 1] !== '')
     .join('\n');

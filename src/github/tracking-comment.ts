@@ -16,10 +16,18 @@ export function auditUrl(publicUrl: string, taskId: string): string {
   return `${publicUrl.replace(/\/$/, '')}/tasks/${taskId}`;
 }
 
+/** CI's verdict on the commit a task pushed, as the tracking comment shows it. */
+export interface CiVerdictLine {
+  headSha: string;
+  verdict: 'passed' | 'failed';
+  action: string;
+  detail: Record<string, unknown>;
+}
+
 /** The body of a task's tracking comment, rendered from its current state. */
 export function trackingCommentBody(
   task: Task,
-  options: { publicUrl: string; queuedBehind?: string },
+  options: { publicUrl: string; queuedBehind?: string; ci?: CiVerdictLine },
 ): string {
   const lines = [`**airlock** · task \`${task.id}\` · ${STATE_LINE[task.state]}`, ''];
   const who = `Requested by @${task.actorLogin}`;
@@ -41,12 +49,20 @@ export function trackingCommentBody(
       if (task.result.diffStat) lines.push('', '```', task.result.diffStat.trim(), '```');
     }
   }
+  if (options.ci) lines.push('', ciLine(options.ci));
   if ((task.state === 'failed' || task.state === 'timed_out' || task.state === 'cancelled') && task.reason) {
     lines.push('', `Reason: ${task.reason}`);
     if (task.state !== 'cancelled') lines.push('', 'Comment `/airlock retry` to run it again.');
   }
   lines.push('', `[Audit record](${auditUrl(options.publicUrl, task.id)})`);
   return lines.join('\n');
+}
+
+function ciLine(ci: CiVerdictLine): string {
+  const sha = `\`${ci.headSha.slice(0, 7)}\``;
+  if (ci.verdict === 'passed') return `✅ CI passed on ${sha}: ${ci.action}.`;
+  const failures = typeof ci.detail.failures === 'string' ? ` (${ci.detail.failures})` : '';
+  return `❌ CI failed on ${sha}${failures}: ${ci.action}`;
 }
 
 function quote(text: string): string {

@@ -75,7 +75,8 @@ export const Intent = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('ci'),
     origin: IntentOrigin,
-    source: z.enum(['check_suite', 'check_run', 'workflow_run']),
+    /** `task_finished`: airlock looks again at a branch's head when a task on it ends. */
+    source: z.enum(['check_suite', 'check_run', 'workflow_run', 'task_finished']),
     headSha: z.string(),
     headBranch: z.string().nullable(),
     conclusion: z.string().nullable(),
@@ -84,6 +85,8 @@ export const Intent = z.discriminatedUnion('type', [
   }),
 ]);
 export type Intent = z.infer<typeof Intent>;
+
+const CI_EVENTS = new Set(['check_suite', 'check_run', 'workflow_run']);
 
 /** Why a webhook is not an intent. */
 export type NotAnIntent = { ignored: string };
@@ -116,7 +119,8 @@ export function webhookIntent(
     sender: { login: sender.login, id: sender.id, type: sender.type },
     fromSelf: sender.login === `${app.slug}[bot]` || performedBy === app.slug,
   };
-  if (origin.fromSelf) return { ignored: 'sent by airlock itself' };
+  // CI events about airlock's own pushes are sent by airlock's bot: they are exactly what it follows.
+  if (origin.fromSelf && !CI_EVENTS.has(delivery.name)) return { ignored: 'sent by airlock itself' };
 
   switch (delivery.name) {
     case 'issues': {
@@ -242,11 +246,15 @@ export function webhookIntent(
           name: z.string().nullable().optional(),
           app: z.object({ slug: z.string().optional() }).nullable().optional(),
           check_suite: z.object({ head_branch: z.string().nullable().optional() }).optional(),
+          head_repository: z.object({ full_name: z.string() }).nullable().optional(),
         })
         .safeParse((payload as Record<string, unknown>)[key]);
       if (!parsed.success) return { ignored: `${key} without its object` };
       const run = parsed.data;
       if (run.app?.slug === app.slug) return { ignored: 'our own check' };
+      // A fork may name a branch like airlock's; only runs of this repository's own branches count.
+      if (run.head_repository && run.head_repository.full_name !== repository.full_name)
+        return { ignored: 'a run from a fork' };
       const headBranch = run.head_branch ?? run.check_suite?.head_branch ?? null;
       if (headBranch !== null && !headBranch.startsWith('airlock/'))
         return { ignored: 'not an airlock branch' };

@@ -3,6 +3,7 @@ import {
   type CiFailure,
   decideAutofix,
   failureFingerprint,
+  firstError,
   logTail,
   workflowFiles,
 } from '../../src/ci/ci-policy.ts';
@@ -85,6 +86,39 @@ describe('failureFingerprint', () => {
   });
 });
 
+describe('the generic exit-code annotation of Actions', () => {
+  const generic = { path: '.github', line: 1, message: 'Process completed with exit code 1.' };
+
+  it('does not make different failures look the same', () => {
+    const a = failure(
+      'test',
+      'FAIL a\nError: cannot find module foo\n##[error]Process completed with exit code 1.',
+      [generic],
+    );
+    const b = failure(
+      'test',
+      'FAIL a\nError: cannot find module bar\n##[error]Process completed with exit code 1.',
+      [generic],
+    );
+    expect(firstError(a)).toBe('Error: cannot find module foo');
+    expect(failureFingerprint([a])).not.toBe(failureFingerprint([b]));
+  });
+
+  it('gives way to a specific annotation wherever it is', () => {
+    const f = failure('test', 'noise', [generic, { path: 'src/a.ts', line: 3, message: 'Type error' }]);
+    expect(firstError(f)).toBe('src/a.ts: Type error');
+  });
+});
+
+describe('checks that neither pass nor fail', () => {
+  it('are not auto-fixed, and the reason names them', () => {
+    expect(decideAutofix({ ...base, unfixable: [{ name: 'e2e', conclusion: 'cancelled' }] })).toMatchObject({
+      fix: false,
+      why: expect.stringMatching(/`e2e` ended `cancelled`/),
+    });
+  });
+});
+
 describe('helpers', () => {
   it('finds workflow files', () => {
     expect(
@@ -103,5 +137,13 @@ describe('helpers', () => {
     expect(Buffer.byteLength(tail)).toBeLessThanOrEqual(200);
     expect(tail.endsWith('line 999')).toBe(true);
     expect(tail.startsWith('line ')).toBe(true);
+  });
+
+  it('caps the tail in bytes when the log is multi-byte text', () => {
+    const log = Array.from({ length: 500 }, (_, i) => `échec ✗ ${i} ${'日本語'.repeat(5)}`).join('\n');
+    const tail = logTail(log, 300);
+    expect(Buffer.byteLength(tail)).toBeLessThanOrEqual(300);
+    expect(tail.endsWith('499 日本語日本語日本語日本語日本語')).toBe(true);
+    expect(tail.startsWith('échec')).toBe(true);
   });
 });

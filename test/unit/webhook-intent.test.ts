@@ -147,4 +147,30 @@ describe('webhookIntent', () => {
     payload.check_suite.head_branch = 'main';
     expect(webhookIntent({ id: 'd13', name: 'check_suite', payload }, app)).toHaveProperty('ignored');
   });
+
+  it("keeps CI events that airlock's own push caused (their sender is airlock's bot)", () => {
+    const self = { ...world, sender: { login: 'airlock-bot[bot]', id: 9, type: 'Bot' } };
+    const run = examplePayload('workflow_run', 'completed', self);
+    run.workflow_run.head_branch = 'airlock/issue-1-abc';
+    run.workflow_run.head_repository = { ...run.workflow_run.head_repository, full_name: 'acme/widgets' };
+    expect(webhookIntent({ id: 'd14', name: 'workflow_run', payload: run }, app)).toMatchObject({
+      type: 'ci',
+      source: 'workflow_run',
+    });
+    run.workflow_run.head_repository.full_name = 'mallory/widgets';
+    expect(webhookIntent({ id: 'd15', name: 'workflow_run', payload: run }, app)).toEqual({
+      ignored: 'a run from a fork',
+    });
+    const own = examplePayload('check_run', 'completed', self);
+    own.check_run.check_suite.head_branch = 'airlock/issue-1-abc';
+    own.check_run.app = { ...own.check_run.app, slug: 'airlock-bot' };
+    expect(webhookIntent({ id: 'd16', name: 'check_run', payload: own }, app)).toEqual({
+      ignored: 'our own check',
+    });
+    const comment = examplePayload('issue_comment', 'created', self);
+    comment.comment.body = '/airlock do it';
+    expect(webhookIntent({ id: 'd17', name: 'issue_comment', payload: comment }, app)).toEqual({
+      ignored: 'sent by airlock itself',
+    });
+  });
 });
