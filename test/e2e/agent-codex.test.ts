@@ -3,9 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AgentEvent } from '../../src/agents/agent-event.ts';
 import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
-import { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
-import type { Sandbox, Vm } from '../../src/sandbox/sandbox.ts';
 import type { Task } from '../../src/tasks/task.ts';
+import { agentFilesSandbox } from '../helpers/agent-files-sandbox.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
 import {
   SCRIPTED_USAGE,
@@ -54,49 +53,6 @@ let world: E2eWorld;
 /** What the host read out of each VM just before it was destroyed: every file the agent could write. */
 const scans: string[] = [];
 
-/** The real sandbox, whose VMs are read out just before they are destroyed. */
-function scanningSandbox(real: Sandbox): Sandbox {
-  return {
-    get accel() {
-      return real.accel;
-    },
-    get imageDigest() {
-      return real.imageDigest;
-    },
-    reapOrphans: () => real.reapOrphans(),
-    async create(spec, signal) {
-      const vm = await real.create(spec, signal);
-      if (!(vm instanceof MicroVm)) throw new Error('expected a microVM');
-      return new Proxy(vm, {
-        get(target, property) {
-          if (property === 'destroy') {
-            return async () => {
-              let out = '';
-              // The key is never sent in: the files come out and are searched on the host.
-              const read = await target.exec(
-                {
-                  argv: [
-                    '/bin/sh',
-                    '-c',
-                    'find /home/agent /work /tmp -xdev -type f -size -8M -exec cat {} + 2>/dev/null; true',
-                  ],
-                },
-                (_stream, data) => {
-                  out += data;
-                },
-              );
-              scans.push(read.code === 0 ? out : `scan failed: ${read.code}`);
-              return target.destroy();
-            };
-          }
-          const value = Reflect.get(target, property, target);
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      }) as Vm;
-    },
-  };
-}
-
 beforeAll(async () => {
   model = await startScriptedModelServer({
     openai: (body) => {
@@ -111,7 +67,7 @@ beforeAll(async () => {
         'agent: codex\nmodel: gpt-5.5\ntimeout_minutes: 20\nlimits:\n  cpus: 1\n  memory_mib: 1024\n  disk_mib: 1024\n',
     },
     models: { openai: { url: model.url, apiKey: MODEL_KEY } },
-    wrapSandbox: scanningSandbox,
+    wrapSandbox: (real) => agentFilesSandbox(real, (contents) => scans.push(contents)),
   });
 }, 120_000);
 

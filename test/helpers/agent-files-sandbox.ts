@@ -1,0 +1,51 @@
+import { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
+import type { Sandbox, Vm } from '../../src/sandbox/sandbox.ts';
+
+/** Where an agent can leave files: its home, the workspace, and the guest's temporary directory. */
+const AGENT_WRITABLE = ['/home/agent', '/work', '/tmp'];
+
+/**
+ * The real sandbox, whose VMs are read out just before they are destroyed: the contents of every
+ * file the agent could have written, concatenated, for the test to search on the host (so a secret
+ * it looks for is never sent into the VM).
+ */
+export function agentFilesSandbox(real: Sandbox, onScan: (contents: string) => void): Sandbox {
+  return {
+    get accel() {
+      return real.accel;
+    },
+    get imageDigest() {
+      return real.imageDigest;
+    },
+    reapOrphans: () => real.reapOrphans(),
+    async create(spec, signal) {
+      const vm = await real.create(spec, signal);
+      if (!(vm instanceof MicroVm)) throw new Error('expected a microVM');
+      return new Proxy(vm, {
+        get(target, property) {
+          if (property === 'destroy') {
+            return async () => {
+              let out = '';
+              const read = await target.exec(
+                {
+                  argv: [
+                    '/bin/sh',
+                    '-c',
+                    `find ${AGENT_WRITABLE.join(' ')} -xdev -type f -size -8M -exec cat {} + 2>/dev/null; true`,
+                  ],
+                },
+                (_stream, data) => {
+                  out += data;
+                },
+              );
+              onScan(read.code === 0 ? out : `scan failed with exit ${read.code}`);
+              return target.destroy();
+            };
+          }
+          const value = Reflect.get(target, property, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      }) as Vm;
+    },
+  };
+}
