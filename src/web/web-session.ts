@@ -54,6 +54,6 @@ export function clearSession(c: Context, publicUrl: string): void {
 
 /** A same-site path to return to after sign-in (anything else, including `//host`, becomes /tasks). */
 export function safeReturnPath(value: string | undefined): string {
-  if (!value || !value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/tasks';
+  if (!value?.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/tasks';
   return value;
 }
