@@ -54,6 +54,15 @@ export function isConversationType(type: string): boolean {
   return type === 'task.prompt' || (type.startsWith('agent.') && !AGENT_METADATA_TYPES.has(type));
 }
 
+/** Agent events that are bookkeeping rather than what the model said or did: kept in the chain. */
+const AGENT_METADATA_KINDS = new Set(['session', 'usage']);
+
+/** Whether this event's text is governed by the retention policy (its type, and for agent events its kind). */
+export function isConversationEvent(type: string, data: Record<string, unknown>): boolean {
+  if (type === 'agent.event' && AGENT_METADATA_KINDS.has(String(data.kind))) return false;
+  return isConversationType(type);
+}
+
 /**
  * The append-only, hash-chained audit log. Every string is scrubbed of registered secrets and
  * credential-shaped text before it is hashed and stored; SQLite triggers refuse UPDATE and DELETE.
@@ -102,7 +111,7 @@ export class AuditLog implements AuditSink {
     const scrubbed = this.#redactor.scrub(raw);
     const dataJson = scrubbed === raw ? raw : canonicalJson(JSON.parse(scrubbed));
     const clean = JSON.parse(dataJson) as Record<string, unknown>;
-    const conversation = isConversationType(type);
+    const conversation = isConversationEvent(type, clean);
     const content = conversation
       ? {
           sha256: createHash('sha256').update(dataJson).digest('hex'),

@@ -109,17 +109,14 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
     if (row.type === 'audit.purged') {
       for (const seq of purgedSeqs(row.data_json)) purged.add(seq);
     }
-    if (isConversationType(row.type)) {
-      const digest = contentDigest(row.data_json);
-      if (!digest) continue;
-      if (row.payload_json !== null) {
-        const actual = createHash('sha256').update(row.payload_json).digest('hex');
-        if (actual !== digest.sha256)
-          fail(`the text of event ${row.seq} (${row.type}) was changed after it was written`);
-      } else if (digest.kept) {
-        missing.push({ seq: row.seq, type: row.type });
-      }
-    } else if (row.payload_json !== null) {
+    const digest = isConversationType(row.type) ? contentDigest(row.data_json) : undefined;
+    if (digest && row.payload_json !== null) {
+      const actual = createHash('sha256').update(row.payload_json).digest('hex');
+      if (actual !== digest.sha256)
+        fail(`the text of event ${row.seq} (${row.type}) was changed after it was written`);
+    } else if (digest?.kept) {
+      missing.push({ seq: row.seq, type: row.type });
+    } else if (!digest && row.payload_json !== null) {
       fail(`event ${row.seq} (${row.type}) has a stored text it never had`);
     }
   }

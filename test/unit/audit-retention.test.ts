@@ -143,3 +143,16 @@ describe('prompt and model-response retention', () => {
     expect(verifyAuditChains(db, 't').ok).toBe(true);
   });
 });
+
+describe('what the retention policy covers', () => {
+  it('agent session and usage records stay in the chain; messages and tool calls are retained text', () => {
+    audit.append('t', 'agent.event', { kind: 'usage', input_tokens: 10 });
+    audit.append('t', 'agent.event', { kind: 'tool_call', name: 'bash', input: 'ls' });
+    audit.append('t', 'agent.info', { agent: 'claude', version: '2.0.1' });
+    const [usage, call, info] = audit.events('t');
+    expect(usage?.content).toBeUndefined();
+    expect(call?.content?.state).toBe('kept');
+    expect(info?.content).toBeUndefined();
+    expect(verifyAuditChains(db, 't').ok).toBe(true);
+  });
+});
