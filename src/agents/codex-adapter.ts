@@ -31,6 +31,13 @@ export function codexConfigToml(input: Pick<AgentRunInput, 'proxyUrl' | 'model'>
     '[history]',
     'persistence = "none"',
     '',
+    // Plugin and app discovery reach github.com and chatgpt.com at start-up (refused by the
+    // egress policy anyway): off, so the record shows only what the agent itself tried.
+    '[features]',
+    'plugins = false',
+    'remote_plugin = false',
+    'apps = false',
+    '',
     '[model_providers.airlock]',
     'name = "airlock credential proxy"',
     `base_url = ${JSON.stringify(`${input.proxyUrl}/openai/v1`)}`,

@@ -161,6 +161,8 @@ it('runs Codex in the VM: it patches files and runs a command through the proxy,
     inputTokens: 3 * SCRIPTED_USAGE.input,
     outputTokens: 3 * SCRIPTED_USAGE.output,
   });
+  // Codex was configured to try nothing but the model: no egress attempt at all.
+  expect(record.filter((e) => e.type === 'proxy.egress').map((e) => e.data.host)).toEqual([]);
   expect(verifyAuditChains(world.db, task.id).ok).toBe(true);
 
   // The model saw only what came through the proxy: three turns, each with the real key that the
