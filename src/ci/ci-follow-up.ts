@@ -7,6 +7,7 @@ import {
   changedPaths,
   checkRunAnnotations,
   checkRunsForCommit,
+  unfinishedWorkflowRuns,
 } from '../github/ci-client.ts';
 import type { GitHubClient, PullInfo } from '../github/github-client.ts';
 import type { GitHubJobQueue } from '../github/github-jobs.ts';
@@ -65,6 +66,8 @@ export async function handleCiResult(deps: CiFollowUpDeps, intent: CiIntent): Pr
     (r) => r.appSlug !== deps.appSlug,
   );
   if (runs.length === 0 || runs.some((r) => r.status !== 'completed')) return 'waiting for the other checks';
+  const unfinished = await unfinishedWorkflowRuns(octokit, repo, intent.headSha);
+  if (unfinished.length) return `waiting for workflow ${unfinished.join(', ')}`;
   const failed = runs.filter((r) => !PASSING.has(r.conclusion ?? ''));
   if (earlier && failed.length > 0) return 'already judged';
 
@@ -142,19 +145,15 @@ async function failedChecks(
     });
   }
   const fingerprint = failureFingerprint(failures);
-  const branchTasks = deps.tasks.onBranch(repo, task.branch);
-  // Attempts count since the last request a person made on the branch; fingerprints never expire.
-  const lastAsked = branchTasks.findLastIndex((t) => t.kind !== 'ci_fix');
-  const attempts = branchTasks.slice(lastAsked + 1).filter((t) => t.kind === 'ci_fix');
+  // Bounded per PR: every CI follow-up on the branch counts, whoever asked for the work since.
+  const attempts = deps.tasks.onBranch(repo, task.branch).filter((t) => t.kind === 'ci_fix');
   const decision = decideAutofix({
     autofix: ci.autofix,
     maxAttempts: ci.max_attempts,
     fork: Boolean(task.context.fork) || pr.fork,
     workflowFilesChanged: workflowFiles(await changedPaths(octokit, repo, pr.baseRef, sha)),
     previousAttempts: attempts.length,
-    previousFingerprints: branchTasks
-      .filter((t) => t.kind === 'ci_fix')
-      .map((t) => String(t.context.ciFingerprint ?? '')),
+    previousFingerprints: attempts.map((t) => String(t.context.ciFingerprint ?? '')),
     fingerprint,
     unfixable: failed
       .filter((r) => !FIXABLE.has(r.conclusion ?? ''))

@@ -52,6 +52,29 @@ export async function checkRunsForCommit(
   return [...latest.values()];
 }
 
+/**
+ * Names of the Actions workflow runs on a commit that have not completed. A workflow that has
+ * started but not yet created its jobs' check runs shows up here and nowhere else.
+ */
+export async function unfinishedWorkflowRuns(
+  octokit: AirlockOctokit,
+  fullName: string,
+  sha: string,
+): Promise<string[]> {
+  const { owner, repo } = splitRepo(fullName);
+  const response = await call(`list workflow runs of ${sha.slice(0, 7)} in ${fullName}`, () =>
+    octokit.rest.actions.listWorkflowRunsForRepo({ owner, repo, head_sha: sha, per_page: 100 }),
+  ).catch((error: unknown) => {
+    // Without `actions: read` (or with Actions disabled) the check runs are all there is to go on.
+    if (error instanceof GitHubError && (error.status === 403 || error.status === 404)) return undefined;
+    throw error;
+  });
+  if (!response) return [];
+  return response.data.workflow_runs
+    .filter((r) => r.status !== 'completed')
+    .map((r) => r.name ?? `run ${r.id}`);
+}
+
 /** A check run's annotations (first page, enough for a prompt). */
 export async function checkRunAnnotations(
   octokit: AirlockOctokit,

@@ -1,4 +1,5 @@
 import type { Route } from './route-kit.ts';
+import { actionsRoutes } from './routes-actions.ts';
 import { appRoutes } from './routes-app.ts';
 import { checkRoutes } from './routes-checks.ts';
 import { issueRoutes } from './routes-issues.ts';
@@ -13,6 +14,7 @@ export const routes: Route[] = [
   ...appRoutes,
   ...repoRoutes,
   ...checkRoutes,
+  ...actionsRoutes,
   ...commitRoutes,
   ...issueRoutes,
   ...pullRoutes,

@@ -240,13 +240,16 @@ describe('when every check passes', () => {
     expect(ciFixes()).toHaveLength(0);
   });
 
-  it('waits while a check is still running, then judges on the last check_run.completed', async () => {
+  it('waits while a check or a workflow is still running, then judges on the last completion', async () => {
     const harness = await start();
     const { task, pr } = await agentPr();
-    const { jobs } = runWorkflow(task, [
+    const { run: ci, jobs } = runWorkflow(task, [
       { name: 'unit tests', conclusion: 'success' },
       { name: 'e2e', conclusion: null, status: 'in_progress' },
     ]);
+    // A second workflow has started but has not created its jobs' check runs yet.
+    const { run: preview } = runWorkflow(task, [], 'Preview');
+    Object.assign(preview, { status: 'in_progress', conclusion: null });
     await harness.send('check_run', checkRunPayload(jobs[0]!, task.branch), { deliveryId: 'cr-first' });
     await harness.plane.quiesce();
     expect(harness.plane.deliveries.get('cr-first')).toMatchObject({
@@ -256,7 +259,23 @@ describe('when every check passes', () => {
     expect(pr.draft).toBe(true);
 
     Object.assign(jobs[1]!, { status: 'completed', conclusion: 'success' });
+    Object.assign(ci, { status: 'completed', conclusion: 'success' });
     await harness.send('check_run', checkRunPayload(jobs[1]!, task.branch), { deliveryId: 'cr-last' });
+    await harness.plane.quiesce();
+    expect(harness.plane.deliveries.get('cr-last')).toMatchObject({
+      status: 'done',
+      outcome: 'waiting for workflow Preview',
+    });
+    expect(pr.draft).toBe(true);
+
+    const previewJob = harness.emulator.addCheckRun(harness.repo, {
+      name: 'deploy preview',
+      conclusion: 'success',
+      headSha: task.headSha!,
+    });
+    previewJob.check_suite_id = preview.check_suite_id;
+    Object.assign(preview, { status: 'completed', conclusion: 'success' });
+    await harness.send('workflow_run', workflowRunPayload(preview), { deliveryId: 'wr-preview' });
     await waitFor(() => !pr.draft, 10_000, 'the PR to leave draft');
     await harness.plane.quiesce();
     expect(harness.emulator.state.reviewRequests.map((r) => r.reviewers)).toEqual([['alice']]);
