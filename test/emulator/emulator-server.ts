@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveGit } from '../../src/git/http-backend.ts';
 import { HttpError, requireRepoAccess, tokenFromHeader } from './emulator-auth.ts';
 import type { EmulatorState } from './emulator-state.ts';
 import { listRefs } from './git-cli.ts';
-import { serveGit } from '../../src/git/http-backend.ts';
 import { routes } from './rest-routes.ts';
 import type { RouteContext } from './route-kit.ts';
 
