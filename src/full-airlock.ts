@@ -9,7 +9,7 @@ import { systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
 import { startControlPlane } from './control-plane.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, errorMessage } from './errors.ts';
 import { appOctokit } from './github/octokit-factory.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
@@ -19,6 +19,9 @@ import { openDatabase } from './store/database.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import { VmTaskRunner } from './tasks/vm-task-runner.ts';
 import { webApp } from './web/web-app.ts';
+
+/** Events a group commit holds at most before committing early. */
+const AUDIT_GROUP_COMMIT_MAX_EVENTS = 512;
 
 /** Builds and starts every part of a configured airlock: the composition root's second half. */
 export async function startFullAirlock(
@@ -32,6 +35,9 @@ export async function startFullAirlock(
   const db = openDatabase(path.join(config.dataDir, 'airlock.sqlite'));
   const audit = new AuditLog(db, systemClock, redactor, {
     keepConversation: config.retention.promptDays !== 0,
+    // Bursts (exec audit, agent output, proxy traffic from several VMs) commit once per event-loop turn.
+    groupCommit: { maxEvents: AUDIT_GROUP_COMMIT_MAX_EVENTS },
+    onError: (error) => log.error({ err: errorMessage(error) }, 'audit events could not be stored'),
   });
   const metrics = new AirlockMetrics(db);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
@@ -142,6 +148,7 @@ export async function startFullAirlock(
     stopRetention();
     server.close();
     await plane.stop();
+    audit.flush();
     db.close();
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
