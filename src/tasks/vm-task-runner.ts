@@ -219,7 +219,19 @@ export class VmTaskRunner implements TaskRunner {
       await sh(`setup command \`${command}\``, { argv: ['bash', '-lc', command] }, 'setup_failed');
     }
 
-    const prompt = taskPrompt(task, await this.#deps.issueThread(task), this.#deps.earlierTasks(task));
+    const branchDiff = existing
+      ? await sh(
+          'git diff --stat',
+          { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },
+          'internal',
+        ).catch(() => undefined)
+      : undefined;
+    const prompt = taskPrompt(
+      task,
+      await this.#deps.issueThread(task),
+      this.#deps.earlierTasks(task),
+      branchDiff,
+    );
     audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
     await vm.writeFile(PROMPT_FILE, prompt.text, 0o644);
     const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);

@@ -371,13 +371,15 @@ describe('when a check fails', () => {
 
     const prompt = prompts.get(fix.id)!;
     expect(prompt).toContain('## Failing CI checks');
-    expect(prompt).toContain('### unit tests');
+    expect(prompt).toContain('<untrusted source="CI output of this branch">\ncheck: unit tests');
     expect(prompt).toContain(`src/widget.ts:12: ${error}`);
     expect(prompt).toContain('FAIL test/widget.test.ts > spins');
     expect(prompt).not.toContain('FIRST LINE OF A LONG LOG');
     expect(prompt).not.toContain('2026-03-01T10:00:00');
-    expect(prompt).not.toContain('### lint');
-    const logBlock = (/### unit tests[\s\S]*?```\n([\s\S]*?)\n```/.exec(prompt)?.[1] ?? '').trim();
+    expect(prompt).not.toContain('check: lint');
+    const logBlock = (
+      /check: unit tests[\s\S]*?log \(last lines\):\n([\s\S]*?)\n<\/untrusted>/.exec(prompt)?.[1] ?? ''
+    ).trim();
     expect(Buffer.byteLength(logBlock)).toBeLessThanOrEqual(8 * 1024);
     expect(logBlock.length).toBeGreaterThan(1000);
 
