@@ -49,6 +49,8 @@ export const opencodeAdapter: AgentAdapter = {
         OPENCODE_DISABLE_MODELS_FETCH: '1',
         OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
         OPENCODE_DISABLE_SHARE: '1',
+        // Its default plugins are fetched from the npm registry at start-up; none is needed here.
+        OPENCODE_DISABLE_DEFAULT_PLUGINS: '1',
       },
       dirs: [path.posix.dirname(config)],
       files: [{ path: config, content: opencodeConfig(input) }],

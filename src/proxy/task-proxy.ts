@@ -13,6 +13,15 @@ import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
 import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
 import { createUpstreamAgents } from './upstream-request.ts';
 
+/**
+ * How long the proxy keeps an idle client connection open: longer than HTTP clients keep idle
+ * pooled connections (Bun's fetch, in OpenCode and Claude Code: 5 minutes), so that the client, not
+ * the proxy, closes them. With Node's default of 5 s the proxy closed first, and a model call sent
+ * on the closing connection failed the agent ("socket closed unexpectedly", "Malformed HTTP
+ * response") — seen with OpenCode under TCG, whose steps are more than 5 s apart.
+ */
+export const CLIENT_KEEP_ALIVE_MS = 10 * 60_000;
+
 /** Everything one task's proxy needs. It holds the task's credentials; the VM never does. */
 export interface TaskProxyOptions {
   taskId: string;
@@ -108,14 +117,17 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
   };
 
   const sockets = new Set<Socket>();
-  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
-    route(req, res).catch((error: unknown) => {
-      log.error({ taskId, err: errorMessage(error), path: req.url }, 'task proxy request failed');
-      if (!res.headersSent)
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('airlock: proxy error\n');
-      else res.destroy();
-    });
-  });
+  const server = createServer(
+    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: CLIENT_KEEP_ALIVE_MS },
+    (req, res) => {
+      route(req, res).catch((error: unknown) => {
+        log.error({ taskId, err: errorMessage(error), path: req.url }, 'task proxy request failed');
+        if (!res.headersSent)
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('airlock: proxy error\n');
+        else res.destroy();
+      });
+    },
+  );
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
