@@ -1,0 +1,26 @@
+// Appends audit events with group commit, as the control plane does, until it is killed.
+import { AuditLog } from '../../src/audit/audit-log.ts';
+import { systemClock } from '../../src/clock.ts';
+import { SecretRedactor } from '../../src/secrets.ts';
+import { openDatabase } from '../../src/store/database.ts';
+
+const db = openDatabase(process.env.DB_FILE!);
+const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
+let n = 0;
+let told = false;
+const burst = () => {
+  for (let i = 0; i < 50; i++) {
+    n++;
+    audit.append(`task-${n % 5}`, n % 3 ? 'vm.exec' : 'agent.event', {
+      argv: ['step', String(n)],
+      kind: 'message',
+      text: `line ${n}`,
+    });
+  }
+  if (!told && n >= 5_000) {
+    told = true;
+    process.stdout.write('appending\n');
+  }
+  setImmediate(burst);
+};
+burst();
