@@ -222,12 +222,15 @@ async function startFromCommand(
     return { status: 'refused', outcome: 'pull request comes from a fork' };
   }
   const ownBranch = pr.headRef.startsWith('airlock/');
+  // A fork's branch lives in the fork, out of the task token's reach: such work starts from the
+  // PR's head as the base repository keeps it (refs/pull/N/head) and is proposed against its base.
+  const fromFork = !ownBranch && pr.fork;
   return createTask(deps, intent, config, {
     kind: ownBranch ? 'follow_up' : 'issue',
     issueNumber: null,
     prNumber: intent.issueNumber,
     instruction: intent.instruction,
-    baseRef: ownBranch ? pr.baseRef : pr.headRef,
+    baseRef: ownBranch || fromFork ? pr.baseRef : pr.headRef,
     branch: ownBranch ? pr.headRef : undefined,
     context: {
       issueTitle: intent.title,
@@ -236,6 +239,7 @@ async function startFromCommand(
       reviewComment: intent.reviewComment,
       headRef: pr.headRef,
       fork: pr.fork,
+      ...(fromFork ? { startFrom: `refs/pull/${intent.issueNumber}/head` } : {}),
     },
     trigger,
   });

@@ -61,6 +61,11 @@ export const TaskContext = z
     ciFailures: z.array(z.unknown()).optional(),
     headRef: z.string().optional(),
     fork: z.boolean().optional(),
+    /** A ref of the task's repository to start from instead of the base branch (fork PRs). */
+    startFrom: z
+      .string()
+      .regex(/^refs\/pull\/\d+\/head$/)
+      .optional(),
   })
   .passthrough();
 export type TaskContext = z.infer<typeof TaskContext>;

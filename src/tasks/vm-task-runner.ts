@@ -211,7 +211,17 @@ export class VmTaskRunner implements TaskRunner {
       { argv: ['git', 'clone', '--quiet', '--branch', from, remote, REPO_DIR], cwd: '/work' },
       'internal',
     );
-    await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
+    const startFrom = existing ? undefined : task.context.startFrom;
+    if (startFrom) {
+      await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', startFrom] }, 'internal');
+      await sh(
+        'git checkout',
+        { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] },
+        'internal',
+      );
+    } else {
+      await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
+    }
     const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
 
     for (const command of config.setup ?? []) {

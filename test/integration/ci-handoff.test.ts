@@ -507,6 +507,9 @@ describe('when a check fails', () => {
     );
     await harness.plane.quiesce();
     expect(task.context.fork).toBe(true);
+    // The fork's branch is out of reach: the work starts from the PR's head as this repository keeps it.
+    expect(task.context.startFrom).toBe(`refs/pull/${forkPrNumber}/head`);
+    expect(task.baseRef).toBe('main');
     const pr = harness.emulator.state.pulls.find((p) => p.head.ref === task.branch)!;
     runWorkflow(task, [failingJob('Error: fork work fails')]);
     await harness.send('check_suite', checkSuitePayload(task.headSha!, task.branch, 'failure'), {
