@@ -111,10 +111,10 @@ export function authRoutes(deps: AuthDeps): Hono {
   // Not /login: GitHub would sign the person straight back in.
   app.get('/signed-out', (c) =>
     c.html(
-      messagePage('Signed out', 'You are signed out of airlock (not of GitHub).').value.replace(
-        '<a href="/tasks">All tasks</a>',
-        '<a href="/login">Sign in again</a>',
-      ),
+      messagePage('Signed out', 'You are signed out of airlock (not of GitHub).', undefined, {
+        href: '/login',
+        text: 'Sign in again',
+      }).value,
     ),
   );
 

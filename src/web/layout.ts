@@ -43,11 +43,16 @@ ${options.body}
 }
 
 /** A plain page with a heading and a message (errors, not found, sign-in problems). */
-export function messagePage(title: string, message: string, viewer?: PageViewer): SafeHtml {
+export function messagePage(
+  title: string,
+  message: string,
+  viewer?: PageViewer,
+  next: { href: string; text: string } = { href: '/tasks', text: 'All tasks' },
+): SafeHtml {
   return layout({
     title,
     viewer,
-    body: html`<h1>${title}</h1><p>${message}</p><p><a href="/tasks">All tasks</a></p>`,
+    body: html`<h1>${title}</h1><p>${message}</p><p><a href="${next.href}">${next.text}</a></p>`,
   });
 }
 
@@ -108,6 +113,7 @@ export const LIVE_SCRIPT = `
     }
   });
   source.addEventListener('end', () => { source.close(); if (status) status.textContent = 'Task finished.'; });
-  source.addEventListener('error', () => { if (status) status.textContent = 'Live updates paused; reload to resume.'; });
+  source.addEventListener('error', () => { if (status && source.readyState !== 2) status.textContent = 'Connection lost; reconnecting…'; });
+  source.addEventListener('open', () => { if (status) status.textContent = 'Running: new events appear as they are recorded.'; });
 })();
 `;
