@@ -263,7 +263,10 @@ writeResults('audit', {
   append_events_per_s: Math.round(appended / appendSeconds),
   append_seconds: round(appendSeconds, 1),
   // CPU time of this process per event (user, system): the cost without other processes' load.
-  append_cpu_us_per_event: { user: round(appendCpuUsed.user / appended), system: round(appendCpuUsed.system / appended) },
+  append_cpu_us_per_event: {
+    user: round(appendCpuUsed.user / appended),
+    system: round(appendCpuUsed.system / appended),
+  },
   verify_10k_ms: round(median(verifyRuns)),
   verify_10k_max_ms: round(Math.max(...verifyRuns)),
   verify_all_ok: whole.ok,
