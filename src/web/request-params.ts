@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TaskState } from '../tasks/task.ts';
 import type { TaskListFilter } from './task-query.ts';
+import { DEFAULT_PER_PAGE } from './task-views.ts';
 
 const blankToUndefined = (v: unknown) => (v === '' ? undefined : v);
 
@@ -10,7 +11,7 @@ export const TaskListQuery = z.object({
   state: z.preprocess(blankToUndefined, TaskState.optional()).catch(undefined),
   actor: z.preprocess(blankToUndefined, z.string().max(100).optional()).catch(undefined),
   page: z.coerce.number().int().min(1).max(1_000_000).catch(1).default(1),
-  per_page: z.coerce.number().int().min(1).max(100).catch(50).default(50),
+  per_page: z.coerce.number().int().min(1).max(100).catch(DEFAULT_PER_PAGE).default(DEFAULT_PER_PAGE),
 });
 export type TaskListQuery = z.infer<typeof TaskListQuery>;
 

@@ -5,6 +5,9 @@ import { eventSummary, isRefusal } from './event-summary.ts';
 import { html, type SafeHtml } from './html.ts';
 import type { TaskListFilter, TaskPage } from './task-query.ts';
 
+/** Tasks per page of the list unless the query asks otherwise. */
+export const DEFAULT_PER_PAGE = 50;
+
 /** The task list: filters, a table, and pagination links that keep the filters. */
 export function taskListView(
   page: TaskPage,
@@ -17,6 +20,7 @@ export function taskListView(
     if (filter.repo) q.set('repo', filter.repo);
     if (filter.state) q.set('state', filter.state);
     if (filter.actor) q.set('actor', filter.actor);
+    if (page.perPage !== DEFAULT_PER_PAGE) q.set('per_page', String(page.perPage));
     q.set('page', String(n));
     return `/tasks?${q}`;
   };

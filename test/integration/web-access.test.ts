@@ -103,6 +103,25 @@ describe('a person with read access to one repository', () => {
     expect(filtered).not.toContain(vault.id);
   });
 
+  it('pages through the list, keeping the filters', async () => {
+    const first = await text(await w.get('/tasks?repo=acme/widgets&per_page=1', { cookie: bob, ...html }));
+    expect(first).toContain('2 task(s), page 1 of 2');
+    expect(first).toContain('href="/tasks?repo=acme%2Fwidgets&amp;per_page=1&amp;page=2" rel="next"');
+    const second = await text(
+      await w.get('/tasks?repo=acme/widgets&per_page=1&page=2', { cookie: bob, ...html }),
+    );
+    expect(second).toContain('rel="prev"');
+    const ids = [first, second].map((p) => [widgets.id, widgetsRunning.id].find((id) => p.includes(id)));
+    expect(new Set(ids)).toEqual(new Set([widgets.id, widgetsRunning.id]));
+    const api = (await (await w.get('/api/tasks?per_page=1&page=2', { cookie: bob })).json()) as {
+      tasks: Task[];
+      total: number;
+      page: number;
+    };
+    expect(api).toMatchObject({ total: 2, page: 2 });
+    expect(api.tasks).toHaveLength(1);
+  });
+
   it('reads a task page with its timeline, diff and links', async () => {
     const page = await text(await w.get(`/tasks/${widgets.id}`, { cookie: bob, ...html }));
     expect(page).toContain('task.created');
