@@ -267,7 +267,7 @@ describe('/metrics', () => {
 });
 
 describe('a long timeline', () => {
-  let bob: string | undefined;
+  let bob = '';
   beforeAll(async () => {
     bob = await w.signIn('bob');
   });
@@ -276,10 +276,10 @@ describe('a long timeline', () => {
     const long = w.addTask('acme/widgets', { actor: 'bob' });
     for (let i = 0; i < 600; i++) w.audit.append(long.id, 'vm.exec', { argv: ['step', String(i)] });
     const count = (page: string) => (page.match(/<tr id="e\d+"/g) ?? []).length;
-    const first = await text(await w.get(`/tasks/${long.id}`, { cookie: bob!, ...html }));
+    const first = await text(await w.get(`/tasks/${long.id}`, { cookie: bob, ...html }));
     expect(count(first)).toBe(500);
     expect(first).toContain(`href="/tasks/${long.id}?after=500" rel="next"`);
-    const second = await text(await w.get(`/tasks/${long.id}?after=500`, { cookie: bob!, ...html }));
+    const second = await text(await w.get(`/tasks/${long.id}?after=500`, { cookie: bob, ...html }));
     expect(count(second)).toBe(608 - 500);
     expect(second).not.toContain('rel="next"');
   });
