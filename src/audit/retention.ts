@@ -37,6 +37,8 @@ export function purgeConversation(
   request: PurgeRequest,
 ): PurgeReport {
   const { db } = deps;
+  // Events still waiting for a group commit must be in the database before it is searched.
+  deps.audit.flush();
   const cutoff = new Date(deps.clock.now().getTime() - request.olderThanDays * 86_400_000).toISOString();
   const where = ['t.finished_at IS NOT NULL', 't.finished_at <= ?'];
   const args: unknown[] = [cutoff];

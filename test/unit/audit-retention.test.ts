@@ -156,3 +156,18 @@ describe('what the retention policy covers', () => {
     expect(verifyAuditChains(db, 't').ok).toBe(true);
   });
 });
+
+describe('retention with group commit (as the control plane runs it)', () => {
+  it('the purge record is written in the purge transaction, so the deletion is allowed', () => {
+    audit = new AuditLog(db, clock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+    const id = finishedTask();
+    now = new Date('2026-02-01T00:00:00Z');
+    const report = purgeConversation(
+      { db, audit, clock },
+      { olderThanDays: 7, reason: 'policy', operator: 'ops' },
+    );
+    expect(report).toMatchObject({ tasks: [id], payloads: 2 });
+    expect(audit.events(id).at(-1)).toMatchObject({ type: 'audit.purged', seq: 5 });
+    expect(verifyAuditChains(db)).toMatchObject({ ok: true });
+  });
+});
