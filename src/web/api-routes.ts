@@ -74,6 +74,7 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
   app.get('/tasks/:id/verify', async (c) => {
     const task = await findTask(c);
     if (!task) return notFound(c);
+    deps.record.audit.flush();
     return c.json(verifyAuditChains(deps.db, task.id));
   });
 
