@@ -75,7 +75,8 @@ export async function startWebWorld(
   const dir = await mkdtemp(path.join(tmpdir(), 'airlock-web-'));
   const db = openDatabase(path.join(dir, 'airlock.sqlite'));
   const clock = new ManualClock();
-  const audit = new AuditLog(db, clock, new SecretRedactor());
+  // As the control plane runs it: group commit.
+  const audit = new AuditLog(db, clock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
   const metrics = new AirlockMetrics(db, { processMetrics: false });
   audit.subscribe((e) => metrics.observeAuditEvent(e));
   const tasks = new TaskStore(db, clock);
