@@ -33,6 +33,8 @@ export interface E2eWorld {
   audit: AuditLog;
   db: Db;
   installationId: number;
+  /** Signs and POSTs a webhook to the app; throws unless it is accepted. */
+  send(event: string, payload: unknown, deliveryId: string): Promise<void>;
   /** Opens an issue as alice, labels it `airlock` by webhook and waits for the task to end. */
   labelIssue(title: string, body: string): Promise<Task>;
   close(): Promise<void>;
@@ -111,6 +113,10 @@ export async function startE2eWorld(options: {
     audit,
     db,
     installationId,
+    async send(event, payload, deliveryId) {
+      const answer = await gh.sendWebhook(webhookUrl, event, payload, { deliveryId });
+      if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
+    },
     async labelIssue(title, body) {
       const issue = gh.createIssue('acme/widgets', { title, body, user: 'alice' });
       const payload = examplePayload('issues', 'labeled', {
