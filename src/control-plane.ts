@@ -9,6 +9,7 @@ import { DeliveryLog } from './github/delivery-log.ts';
 import { GitHubClient } from './github/github-client.ts';
 import { GitHubJobQueue } from './github/github-jobs.ts';
 import { GitHubReporter } from './github/github-reporter.ts';
+import { IngressGate } from './github/ingress-gate.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { airlockProbotApp } from './github/probot-app.ts';
 import { webhookRoute } from './github/webhook-route.ts';
@@ -102,7 +103,13 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     },
   });
   const pollMs = deps.pollMs ?? 1000;
-  jobLoop = startWorkLoop('github-jobs', () => jobs.drain(reporter.execute, log), log, pollMs);
+  // Acknowledging webhooks comes first: background work waits for gaps in a burst (bounded).
+  const gate = new IngressGate();
+  const execute: typeof reporter.execute = async (job) => {
+    await gate.yield();
+    return reporter.execute(job);
+  };
+  jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
   intakeLoop = startWorkLoop(
     'intake',
     async () => {
@@ -114,6 +121,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         audit: deps.audit,
         log,
         cancelTask: (id, by) => scheduler.cancel(id, by),
+        yieldToWebhooks: () => gate.yield(),
         onCiResult: (intent) =>
           handleCiResult(
             {
@@ -146,7 +154,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   await probot.load(
     airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop?.wake(), log }),
   );
-  const webhooks = webhookRoute({ probot, secret: deps.github.webhookSecret, log });
+  const webhooks = webhookRoute({ probot, secret: deps.github.webhookSecret, log, gate });
 
   return {
     webhooks,

@@ -1,7 +1,8 @@
 import { verify } from '@octokit/webhooks-methods';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import type { Probot } from 'probot';
 import type { Logger } from '../logger.ts';
+import type { IngressGate } from './ingress-gate.ts';
 
 /** The largest webhook body GitHub sends is 25 MB; refuse anything bigger without reading it all. */
 const MAX_BODY_BYTES = 25 * 1024 * 1024;
@@ -11,9 +12,25 @@ const MAX_BODY_BYTES = 25 * 1024 * 1024;
  * parses the JSON (400 when malformed), and hands the event to Probot's dispatcher. Unknown events
  * and actions are accepted and ignored.
  */
-export function webhookRoute(deps: { probot: Probot; secret: string; log: Logger }): Hono {
+export function webhookRoute(deps: {
+  probot: Probot;
+  secret: string;
+  log: Logger;
+  /** Told about each webhook so background work yields to acknowledgements. */
+  gate?: IngressGate;
+}): Hono {
   const app = new Hono();
   app.post('/', async (c) => {
+    const answered = deps.gate?.arrive();
+    try {
+      return await handle(c);
+    } finally {
+      answered?.();
+    }
+  });
+  return app;
+
+  async function handle(c: Context): Promise<Response> {
     const id = c.req.header('x-github-delivery');
     const name = c.req.header('x-github-event');
     const signature = c.req.header('x-hub-signature-256');
@@ -45,6 +62,5 @@ export function webhookRoute(deps: { probot: Probot; secret: string; log: Logger
     }
     await deps.probot.receive({ id, name, payload } as Parameters<Probot['receive']>[0]);
     return c.json({ ok: true }, 200);
-  });
-  return app;
+  }
 }

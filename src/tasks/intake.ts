@@ -25,6 +25,8 @@ export interface IntakeDeps {
   cancelTask(taskId: string, reason: string): void;
   /** CI results for agent branches (issue 7); returns the outcome to record. */
   onCiResult?(intent: Extract<Intent, { type: 'ci' }>): Promise<string>;
+  /** Waits while webhooks are being acknowledged (see IngressGate). */
+  yieldToWebhooks?(): Promise<void>;
 }
 
 /** Outcome of processing one delivery. */
@@ -40,6 +42,7 @@ const MAX_INTAKE_ATTEMPTS = 6;
 export async function processPendingDeliveries(deps: IntakeDeps): Promise<number> {
   const pending = deps.deliveries.pending();
   for (const delivery of pending) {
+    await deps.yieldToWebhooks?.();
     const log = deps.log.child({
       deliveryId: delivery.deliveryId,
       repo: delivery.intent.origin.repo.fullName,
