@@ -107,6 +107,8 @@ export class MicroVmSandbox implements Sandbox {
         timeout(this.#options.bootTimeoutMs ?? 120_000, 'the VM did not become ready'),
         aborted(signal),
       ]);
+      const failed = failedGuestSetup(ready);
+      if (failed) throw new SandboxError('vm_boot_failed', `the guest's set-up failed: ${failed}`);
       const bootMs = performance.now() - started;
       this.#options.log.info(
         { vmId, taskId: spec.taskId, bootMs: Math.round(bootMs), guest: ready },
@@ -155,6 +157,25 @@ export class MicroVmSandbox implements Sandbox {
     }
     return reaped;
   }
+}
+
+/**
+ * What went wrong in the guest's boot-time set-up, from its ready message; undefined when all of
+ * it worked. A VM whose exec audit is not locked, or that has no network or workspace, is not used.
+ */
+export function failedGuestSetup(ready: unknown): string | undefined {
+  const setup = (ready as { setup?: Record<string, unknown> }).setup;
+  if (!setup) return 'the guest agent reported no set-up results (image older than this airlock?)';
+  if (setup.timedOut) return 'it did not finish within 30 s';
+  const parts: Array<[string, string]> = [
+    ['audit', 'the exec-audit rules could not be loaded and locked'],
+    ['network', 'the network could not be configured'],
+    ['scratch', 'the scratch disk could not be mounted'],
+  ];
+  const failures = parts
+    .filter(([key]) => setup[key] !== 0)
+    .map(([key, why]) => `${why} (${key}=${setup[key]})`);
+  return failures.length ? failures.join('; ') : undefined;
 }
 
 /** The host-side files of one VM, all inside its registry directory and deleted with it. */

@@ -34,11 +34,15 @@ try {
   writeFileSync('/proc/self/oom_score_adj', '-1000');
 } catch {}
 startExecAudit();
+// guest-init's set-up (clock, scratch disk, network, exec-audit rules) runs while Node starts;
+// ready waits for its results, which the host checks before it uses the VM.
+const setup = await waitForSetup('/run/airlock/setup.json', 30_000);
 send({
   type: 'ready',
   bootMs: Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000),
   kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
-  guestVersion: 1,
+  guestVersion: 2,
+  setup,
 });
 
 let buffer = '';
@@ -50,6 +54,17 @@ createReadStream(null, { fd, autoClose: false, encoding: 'utf8' }).on('data', (c
     if (line.trim()) handle(line);
   }
 });
+
+async function waitForSetup(file, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return JSON.parse(readFileSync(file, 'utf8'));
+    } catch {}
+    if (Date.now() > deadline) return { timedOut: true };
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 function handle(line) {
   let message;
