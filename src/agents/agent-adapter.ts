@@ -48,6 +48,8 @@ export interface AgentStreamParser {
 /** One agent CLI: how to start it pointed at the proxy, and how to read what it prints. */
 export interface AgentAdapter {
   readonly name: AgentName;
+  /** The npm package the image installs the CLI from (none for scripts). */
+  readonly npmPackage?: string;
   /** Builds the run; throws an AgentConfigError when the repository's config cannot work. */
   invocation(input: AgentRunInput): AgentInvocation;
   parser(input: AgentRunInput): AgentStreamParser;

@@ -9,6 +9,7 @@ const CLAUDE_BIN = '/opt/agents/node_modules/.bin/claude';
 /** Claude Code in print mode, streaming JSON events; permissions bypassed (the VM is the boundary). */
 export const claudeAdapter: AgentAdapter = {
   name: 'claude',
+  npmPackage: '@anthropic-ai/claude-code',
   stderrIsOutput: false,
   invocation(input) {
     return {

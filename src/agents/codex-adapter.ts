@@ -50,6 +50,7 @@ export function codexConfigToml(input: Pick<AgentRunInput, 'proxyUrl' | 'model'>
 /** OpenAI Codex CLI: `codex exec --json`, its own sandbox off (the microVM is the sandbox). */
 export const codexAdapter: AgentAdapter = {
   name: 'codex',
+  npmPackage: '@openai/codex',
   stderrIsOutput: false,
   invocation(input) {
     const codexHome = path.posix.join(input.homeDir, '.codex');

@@ -33,6 +33,7 @@ export function opencodeConfig(input: Pick<AgentRunInput, 'proxyUrl' | 'model'>)
 /** OpenCode's non-interactive `opencode run --format json`, permissions auto-approved. */
 export const opencodeAdapter: AgentAdapter = {
   name: 'opencode',
+  npmPackage: 'opencode-ai',
   stderrIsOutput: false,
   invocation(input) {
     if (input.model && !input.model.includes('/')) {

@@ -30,6 +30,7 @@ export interface MicroVmOptions {
 export class MicroVmSandbox implements Sandbox {
   readonly accel: 'kvm' | 'tcg';
   readonly imageDigest: string;
+  readonly agentPackages: Readonly<Record<string, string>>;
   readonly #options: MicroVmOptions;
   readonly #registry: VmRegistry;
 
@@ -37,6 +38,7 @@ export class MicroVmSandbox implements Sandbox {
     this.#options = options;
     this.accel = options.accel;
     this.imageDigest = options.image.digest;
+    this.agentPackages = parseAgentList(options.image.manifest.agents);
     this.#registry = new VmRegistry(options.dataDir);
   }
 
@@ -157,6 +159,17 @@ export class MicroVmSandbox implements Sandbox {
     }
     return reaped;
   }
+}
+
+/** `"@openai/codex@0.169.0 opencode-ai@1.18.33"` (the manifest's `agents`) as package → version. */
+export function parseAgentList(list: unknown): Record<string, string> {
+  const packages: Record<string, string> = {};
+  if (typeof list !== 'string') return packages;
+  for (const spec of list.split(/\s+/).filter(Boolean)) {
+    const at = spec.lastIndexOf('@');
+    if (at > 0) packages[spec.slice(0, at)] = spec.slice(at + 1);
+  }
+  return packages;
 }
 
 /**

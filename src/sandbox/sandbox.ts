@@ -64,6 +64,8 @@ export interface Sandbox {
   readonly accel: 'kvm' | 'tcg';
   /** sha256 of the image manifest, recorded in each task's audit record. */
   readonly imageDigest: string;
+  /** npm package → version of each agent CLI installed in the image (from its manifest). */
+  readonly agentPackages: Readonly<Record<string, string>>;
   create(spec: VmSpec, signal?: AbortSignal): Promise<Vm>;
   /** Destroys every VM and overlay this host left behind; returns the task ids they belonged to. */
   reapOrphans(): Promise<string[]>;

@@ -305,8 +305,10 @@ export class VmTaskRunner implements TaskRunner {
   ): Promise<string> {
     const { audit } = this.#deps;
     const adapter = agentAdapter(config.agent ?? 'claude');
+    const version = adapter.npmPackage ? this.#deps.sandbox.agentPackages[adapter.npmPackage] : undefined;
     audit.append(task.id, 'agent.info', {
       agent: adapter.name,
+      ...(version ? { version } : {}),
       ...(config.model ? { model: config.model } : {}),
       ...(adapter.name === 'script' ? { script: config.script } : {}),
     });

@@ -152,7 +152,11 @@ it('runs Codex in the VM: it patches files and runs a command through the proxy,
   const types = record.map((e) => e.type);
   expect(types.indexOf('task.prompt')).toBeLessThan(types.indexOf('agent.event'));
   expect(types.lastIndexOf('agent.event')).toBeLessThan(types.indexOf('agent.exit'));
-  expect(record.find((e) => e.type === 'agent.info')?.data).toEqual({ agent: 'codex', model: 'gpt-5.5' });
+  expect(record.find((e) => e.type === 'agent.info')?.data).toEqual({
+    agent: 'codex',
+    version: expect.stringMatching(/^\d+\.\d+\.\d+$/),
+    model: 'gpt-5.5',
+  });
   // The command Codex ran is in the guest's exec audit too, with the agent user's uid.
   const execs = record.filter((e) => e.type === 'vm.exec');
   expect(execs.some((e) => (e.data.argv as string[]).some((a) => a.includes('codex')))).toBe(true);

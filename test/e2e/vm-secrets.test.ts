@@ -89,6 +89,9 @@ function scanningSandbox(real: Sandbox): Sandbox {
     get imageDigest() {
       return real.imageDigest;
     },
+    get agentPackages() {
+      return real.agentPackages;
+    },
     reapOrphans: () => real.reapOrphans(),
     async create(spec, signal) {
       const vm = await real.create(spec, signal);

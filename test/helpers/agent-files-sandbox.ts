@@ -17,6 +17,9 @@ export function agentFilesSandbox(real: Sandbox, onScan: (contents: string) => v
     get imageDigest() {
       return real.imageDigest;
     },
+    get agentPackages() {
+      return real.agentPackages;
+    },
     reapOrphans: () => real.reapOrphans(),
     async create(spec, signal) {
       const vm = await real.create(spec, signal);

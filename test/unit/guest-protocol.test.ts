@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { failedGuestSetup } from '../../src/sandbox/microvm-sandbox.ts';
+import { failedGuestSetup, parseAgentList } from '../../src/sandbox/microvm-sandbox.ts';
 
 describe('failedGuestSetup', () => {
   it('accepts a guest whose set-up all worked', () => {
@@ -14,5 +14,18 @@ describe('failedGuestSetup', () => {
       'it did not finish within 30 s',
     );
     expect(failedGuestSetup({ type: 'ready' })).toMatch(/no set-up results/);
+  });
+});
+
+describe('parseAgentList', () => {
+  it('reads the image manifest agent list, scoped packages included', () => {
+    expect(
+      parseAgentList('@openai/codex@0.169.0 @anthropic-ai/claude-code@2.1.330 opencode-ai@1.18.33'),
+    ).toEqual({
+      '@openai/codex': '0.169.0',
+      '@anthropic-ai/claude-code': '2.1.330',
+      'opencode-ai': '1.18.33',
+    });
+    expect(parseAgentList(undefined)).toEqual({});
   });
 });
