@@ -1,4 +1,3 @@
-import type { Hono } from 'hono';
 import { Probot } from 'probot';
 import type { AuditSink } from './audit-sink.ts';
 import { taskFinishedIntent } from './ci/ci-branch.ts';
@@ -12,7 +11,9 @@ import { GitHubReporter } from './github/github-reporter.ts';
 import { IngressGate } from './github/ingress-gate.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { airlockProbotApp } from './github/probot-app.ts';
-import { webhookRoute } from './github/webhook-route.ts';
+import { dispatchWebhooks } from './github/webhook-dispatch.ts';
+import { WebhookInbox } from './github/webhook-inbox.ts';
+import { type WebhookListener, webhookListener } from './github/webhook-route.ts';
 import type { Logger } from './logger.ts';
 import type { Db } from './store/database.ts';
 import { processPendingDeliveries } from './tasks/intake.ts';
@@ -42,8 +43,8 @@ export interface ControlPlaneDeps {
 
 /** The running control plane: webhook routes, queue, scheduler and GitHub reporting. */
 export interface ControlPlane {
-  /** Hono routes to mount at /api/github/webhooks. */
-  webhooks: Hono;
+  /** The request listener for GitHub's deliveries (see startHttpServer). */
+  webhooks: WebhookListener;
   tasks: TaskStore;
   deliveries: DeliveryLog;
   jobs: GitHubJobQueue;
@@ -62,6 +63,7 @@ export interface ControlPlane {
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
   const { db, clock, log } = deps;
   const tasks = new TaskStore(db, clock);
+  const inbox = new WebhookInbox(db, clock);
   const deliveries = new DeliveryLog(db, clock);
   const jobs = new GitHubJobQueue(db, clock);
   const githubClient = new GitHubClient(
@@ -83,6 +85,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   let jobLoop: WorkLoop | undefined;
   let intakeLoop: WorkLoop | undefined;
+  let dispatchLoop: WorkLoop | undefined;
   const scheduler = new Scheduler({
     tasks,
     runner: deps.runner,
@@ -154,7 +157,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   await probot.load(
     airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop?.wake(), log }),
   );
-  const webhooks = webhookRoute({ probot, secret: deps.github.webhookSecret, log, gate });
+  dispatchLoop = startWorkLoop('webhooks', () => dispatchWebhooks({ inbox, probot, log, gate }), log, pollMs);
+  const webhooks = webhookListener({
+    inbox,
+    stored: () => dispatchLoop?.wake(),
+    secret: deps.github.webhookSecret,
+    log,
+    gate,
+  });
 
   return {
     webhooks,
@@ -166,15 +176,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     recovery,
     quiesce: async () => {
       for (let i = 0; i < 50; i++) {
+        await dispatchLoop?.settled();
         await intakeLoop?.settled();
         await scheduler.idle();
         await jobLoop?.settled();
         const busy =
-          deliveries.pending(1).length > 0 || tasks.queued(1).length > 0 || scheduler.runningIds().length > 0;
+          inbox.waiting(1).length > 0 ||
+          deliveries.pending(1).length > 0 ||
+          tasks.queued(1).length > 0 ||
+          scheduler.runningIds().length > 0;
         if (!busy && jobs.dueCount() === 0) return;
       }
     },
     stop: async () => {
+      await dispatchLoop?.stop();
       await intakeLoop?.stop();
       await scheduler.stop();
       await jobLoop?.stop();

@@ -1,6 +1,4 @@
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { RunningAirlock } from './app.ts';
 import { AuditLog } from './audit/audit-log.ts';
@@ -15,9 +13,11 @@ import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
+import { startCheckpointer } from './store/checkpointer.ts';
 import { openDatabase } from './store/database.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+import { startHttpServer } from './web/http-server.ts';
 import { webApp } from './web/web-app.ts';
 
 /** Events a group commit holds at most before committing early. */
@@ -33,6 +33,7 @@ export async function startFullAirlock(
   if (!github) throw new ConfigError('GitHub App credentials are required');
 
   const db = openDatabase(path.join(config.dataDir, 'airlock.sqlite'));
+  const checkpointer = startCheckpointer(db, log);
   const audit = new AuditLog(db, systemClock, redactor, {
     keepConversation: config.retention.promptDays !== 0,
     // Bursts (exec audit, agent output, proxy traffic from several VMs) commit once per event-loop turn.
@@ -114,7 +115,6 @@ export async function startFullAirlock(
   );
 
   const web = new Hono();
-  web.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
   web.get('/healthz', (c) => c.json({ ok: true, accel: accel.accel, image: sandbox.imageDigest }));
   web.route(
     '/',
@@ -139,16 +139,22 @@ export async function startFullAirlock(
       fetch: metrics.countGitHubErrors(),
     }),
   );
-  const server = serve({ fetch: web.fetch, hostname: config.host, port: config.port });
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const port = (server.address() as AddressInfo).port;
+  const server = await startHttpServer({
+    host: config.host,
+    port: config.port,
+    webhooks: plane.webhooks,
+    fetch: web.fetch,
+  });
+  const port = server.port;
   log.info({ port, app: appSlug, webhooks: `${config.publicUrl}/api/github/webhooks` }, 'airlock is running');
 
   const stop = async () => {
     stopRetention();
-    server.close();
+    // Not awaited: live-update streams would hold it open; the process exits after stop.
+    void server.close();
     await plane.stop();
     audit.flush();
+    await checkpointer.stop();
     db.close();
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -16,17 +16,20 @@ export function airlockProbotApp(deps: {
 }): ApplicationFunction {
   return (app) => {
     app.onAny(async (context) => {
-      const log = deps.log.child({ deliveryId: context.id, event: context.name });
+      const fields = { deliveryId: context.id, event: context.name };
       const intent = webhookIntent(
         { id: context.id, name: context.name, payload: context.payload },
         { slug: deps.appSlug() },
       );
       if ('ignored' in intent) {
-        log.debug({ reason: intent.ignored }, 'webhook ignored');
+        deps.log.debug({ ...fields, reason: intent.ignored }, 'webhook ignored');
         return;
       }
       const stored = deps.deliveries.record(intent);
-      log.info({ intent: intent.type, repo: intent.origin.repo.fullName, stored }, 'webhook accepted');
+      deps.log.info(
+        { ...fields, intent: intent.type, repo: intent.origin.repo.fullName, stored },
+        'webhook accepted',
+      );
       if (stored === 'recorded') deps.wake();
     });
   };

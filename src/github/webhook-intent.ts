@@ -30,6 +30,40 @@ const Common = z.object({
   installation: Installation,
   sender: Account,
 });
+// The parts of each trigger event that airlock reads. Built once: zod schemas are costly to build
+// and this runs for every delivery, while GitHub waits for the answer.
+const LabelEvent = z.object({ issue: Issue, label: z.object({ name: z.string() }) });
+const IssueCommentEvent = z.object({
+  issue: Issue,
+  comment: z.object({ id: z.number(), body: z.string().nullable(), html_url: z.string() }),
+});
+const ReviewCommentEvent = z.object({
+  pull_request: PullRequest,
+  comment: z.object({
+    id: z.number(),
+    body: z.string(),
+    html_url: z.string(),
+    path: z.string(),
+    line: z.number().nullable().optional(),
+    original_line: z.number().nullable().optional(),
+    diff_hunk: z.string(),
+  }),
+});
+const ReviewEvent = z.object({
+  pull_request: PullRequest,
+  review: z.object({ id: z.number(), body: z.string().nullable(), state: z.string(), html_url: z.string() }),
+});
+/** A check suite, check run or workflow run. */
+const CiRun = z.object({
+  id: z.number(),
+  head_sha: z.string(),
+  head_branch: z.string().nullable().optional(),
+  conclusion: z.string().nullable(),
+  name: z.string().nullable().optional(),
+  app: z.object({ slug: z.string().optional() }).nullable().optional(),
+  check_suite: z.object({ head_branch: z.string().nullable().optional() }).optional(),
+  head_repository: z.object({ full_name: z.string() }).nullable().optional(),
+});
 
 /** Who and where, common to every intent. */
 export const IntentOrigin = z.object({
@@ -125,7 +159,7 @@ export function webhookIntent(
   switch (delivery.name) {
     case 'issues': {
       if (action !== 'labeled' && action !== 'unlabeled') return { ignored: `issues.${action}` };
-      const parsed = z.object({ issue: Issue, label: z.object({ name: z.string() }) }).safeParse(payload);
+      const parsed = LabelEvent.safeParse(payload);
       if (!parsed.success) return { ignored: `issues.${action} without an issue or label` };
       const { issue, label } = parsed.data;
       return {
@@ -141,12 +175,7 @@ export function webhookIntent(
     }
     case 'issue_comment': {
       if (action !== 'created') return { ignored: `issue_comment.${action}` };
-      const parsed = z
-        .object({
-          issue: Issue,
-          comment: z.object({ id: z.number(), body: z.string().nullable(), html_url: z.string() }),
-        })
-        .safeParse(payload);
+      const parsed = IssueCommentEvent.safeParse(payload);
       if (!parsed.success) return { ignored: 'issue_comment without an issue or comment' };
       const { issue, comment } = parsed.data;
       const command = parseCommand(comment.body ?? '', app.slug);
@@ -165,20 +194,7 @@ export function webhookIntent(
     }
     case 'pull_request_review_comment': {
       if (action !== 'created') return { ignored: `pull_request_review_comment.${action}` };
-      const parsed = z
-        .object({
-          pull_request: PullRequest,
-          comment: z.object({
-            id: z.number(),
-            body: z.string(),
-            html_url: z.string(),
-            path: z.string(),
-            line: z.number().nullable().optional(),
-            original_line: z.number().nullable().optional(),
-            diff_hunk: z.string(),
-          }),
-        })
-        .safeParse(payload);
+      const parsed = ReviewCommentEvent.safeParse(payload);
       if (!parsed.success) return { ignored: 'review comment without a pull request or comment' };
       const { pull_request: pr, comment } = parsed.data;
       const command = parseCommand(comment.body, app.slug);
@@ -203,17 +219,7 @@ export function webhookIntent(
     }
     case 'pull_request_review': {
       if (action !== 'submitted') return { ignored: `pull_request_review.${action}` };
-      const parsed = z
-        .object({
-          pull_request: PullRequest,
-          review: z.object({
-            id: z.number(),
-            body: z.string().nullable(),
-            state: z.string(),
-            html_url: z.string(),
-          }),
-        })
-        .safeParse(payload);
+      const parsed = ReviewEvent.safeParse(payload);
       if (!parsed.success) return { ignored: 'review without a pull request' };
       const { pull_request: pr, review } = parsed.data;
       if (review.state.toLowerCase() !== 'changes_requested') return { ignored: `review is ${review.state}` };
@@ -237,18 +243,7 @@ export function webhookIntent(
     case 'workflow_run': {
       if (action !== 'completed') return { ignored: `${delivery.name}.${action}` };
       const key = delivery.name;
-      const parsed = z
-        .object({
-          id: z.number(),
-          head_sha: z.string(),
-          head_branch: z.string().nullable().optional(),
-          conclusion: z.string().nullable(),
-          name: z.string().nullable().optional(),
-          app: z.object({ slug: z.string().optional() }).nullable().optional(),
-          check_suite: z.object({ head_branch: z.string().nullable().optional() }).optional(),
-          head_repository: z.object({ full_name: z.string() }).nullable().optional(),
-        })
-        .safeParse((payload as Record<string, unknown>)[key]);
+      const parsed = CiRun.safeParse((payload as Record<string, unknown>)[key]);
       if (!parsed.success) return { ignored: `${key} without its object` };
       const run = parsed.data;
       if (run.app?.slug === app.slug) return { ignored: 'our own check' };

@@ -1,10 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
@@ -16,6 +13,7 @@ import { SecretRedactor } from '../../src/secrets.ts';
 import { type Db, openDatabase } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { VmTaskRunner } from '../../src/tasks/vm-task-runner.ts';
+import { type AirlockServer, startHttpServer } from '../../src/web/http-server.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { testVmImage } from '../helpers/vm-image.ts';
@@ -29,7 +27,7 @@ let dir: string;
 let db: Db;
 let plane: ControlPlane;
 let audit: AuditLog;
-let server: ReturnType<typeof serve>;
+let server: AirlockServer | undefined;
 let webhookUrl: string;
 let installationId: number;
 
@@ -108,16 +106,13 @@ beforeAll(async () => {
     octokitTuning: { retryBaseMs: 5 },
     pollMs: 100,
   });
-  const app = new Hono();
-  app.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
-  server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
-  await new Promise((r) => server.once('listening', r));
-  webhookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/github/webhooks`;
+  server = await startHttpServer({ host: '127.0.0.1', port: 0, webhooks: plane.webhooks });
+  webhookUrl = server.webhookUrl;
 }, 120_000);
 
 afterAll(async () => {
   await plane?.stop();
-  server?.close();
+  await server?.close();
   db?.close();
   await gh?.close();
   await rm(dir, { recursive: true, force: true });

@@ -1,16 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import { Hono } from 'hono';
 import { systemClock } from '../../src/clock.ts';
 import { type ControlPlane, startControlPlane } from '../../src/control-plane.ts';
 import { type Db, openDatabase } from '../../src/store/database.ts';
 import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import type { TaskRunContext, TaskRunner } from '../../src/tasks/task-runner.ts';
+import { startHttpServer } from '../../src/web/http-server.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { pushCommit } from './git-push.ts';
 import { memoryLogger } from './memory-logger.ts';
@@ -111,12 +109,13 @@ export async function startHarness(
       pollMs: 50,
     });
   let plane = await boot();
-  const app = new Hono();
-  app.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
-  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const port = (server.address() as AddressInfo).port;
-  const webhookUrl = `http://127.0.0.1:${port}/api/github/webhooks`;
+  // Restarts swap `plane`; the listener always hands deliveries to the current one.
+  const server = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    webhooks: (req, res) => plane.webhooks(req, res),
+  });
+  const webhookUrl = server.webhookUrl;
 
   const harness: Harness = {
     emulator,

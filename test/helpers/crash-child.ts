@@ -1,11 +1,10 @@
 // A control plane in its own process, for kill -9 tests. Its runner double never finishes, so the
 // task it starts stays "running" until the process is killed.
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
 import { systemClock } from '../../src/clock.ts';
 import { startControlPlane } from '../../src/control-plane.ts';
 import { openDatabase } from '../../src/store/database.ts';
+import { startHttpServer } from '../../src/web/http-server.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { RecordingAudit } from './recording-audit.ts';
 
@@ -34,7 +33,5 @@ const plane = await startControlPlane({
   octokitTuning: { retryBaseMs: 5 },
   pollMs: 50,
 });
-const server = serve({ fetch: plane.webhooks.fetch, hostname: '127.0.0.1', port: 0 });
-server.once('listening', () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-});
+const server = await startHttpServer({ host: '127.0.0.1', port: 0, webhooks: plane.webhooks });
+process.stdout.write(`${JSON.stringify({ port: server.port })}\n`);

@@ -1,9 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
 import { type ControlPlane, startControlPlane } from '../../src/control-plane.ts';
@@ -16,6 +13,7 @@ import { type Db, openDatabase } from '../../src/store/database.ts';
 import type { Task } from '../../src/tasks/task.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { VmTaskRunner } from '../../src/tasks/vm-task-runner.ts';
+import { startHttpServer } from '../../src/web/http-server.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { testVmImage } from './vm-image.ts';
@@ -100,11 +98,8 @@ export async function startE2eWorld(options: {
     octokitTuning: { retryBaseMs: 5 },
     pollMs: 100,
   });
-  const app = new Hono();
-  app.mount('/api/github/webhooks', (request) => plane.webhooks.fetch(request));
-  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
-  await new Promise((r) => server.once('listening', r));
-  const webhookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/github/webhooks`;
+  const server = await startHttpServer({ host: '127.0.0.1', port: 0, webhooks: plane.webhooks });
+  const webhookUrl = server.webhookUrl;
   let deliveries = 0;
 
   return {

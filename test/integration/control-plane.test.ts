@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { sign } from '@octokit/webhooks-methods';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.ts';
+import { WebhookInbox } from '../../src/github/webhook-inbox.ts';
 import { TaskFailure } from '../../src/tasks/task-runner.ts';
 import { type Harness, startHarness } from '../helpers/control-plane-harness.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -44,6 +46,11 @@ function commentPayload(issueNumber: number, body: string, login = 'alice', type
   payload.comment.performed_via_github_app = null;
   return payload;
 }
+
+const inboxRow = (id: string) =>
+  h.db.prepare('SELECT payload, attempts, error FROM webhook_inbox WHERE delivery_id = ?').get(id) as
+    | { payload: string | null; attempts: number; error: string | null }
+    | undefined;
 
 const trackingComments = (issue: number) =>
   h.emulator.state.comments.filter(
@@ -95,7 +102,8 @@ describe('a labelled issue', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Twice', user: 'alice' });
     const payload = labelPayload(issue.number);
     await h.send('issues', payload, { deliveryId: 'same-delivery' });
-    await h.send('issues', payload, { deliveryId: 'same-delivery' });
+    const again = await h.send('issues', payload, { deliveryId: 'same-delivery' });
+    expect(await again.json()).toEqual({ ok: true, duplicate: true });
     await h.plane.quiesce();
     await h.send('issues', payload, { deliveryId: 'same-delivery' });
     await h.plane.quiesce();
@@ -182,6 +190,7 @@ describe('the webhook endpoint', () => {
       secret: 'not-the-secret',
     });
     expect(response.status).toBe(401);
+    expect(inboxRow('forged')).toBeUndefined();
     expect(h.plane.deliveries.get('forged')).toBeUndefined();
   });
 
@@ -201,7 +210,36 @@ describe('the webhook endpoint', () => {
     expect(malformed.status).toBe(400);
     const unsigned = await fetch(h.webhookUrl, { method: 'POST', body: '{}', headers });
     expect(unsigned.status).toBe(400);
+    expect(inboxRow('bad-json')).toBeUndefined();
     expect(h.plane.deliveries.get('bad-json')).toBeUndefined();
+  });
+
+  it('keeps a delivery stored before a crash and dispatches it after the restart', async () => {
+    const issue = h.emulator.createIssue(h.repo, { title: 'Stored, then a crash', user: 'alice' });
+    await h.plane.stop(); // as if the process died right after answering GitHub
+    new WebhookInbox(h.db, systemClock).store(
+      'stored-1',
+      'issues',
+      JSON.stringify(labelPayload(issue.number)),
+    );
+    await h.restart();
+    await waitFor(() => h.plane.tasks.list().find((t) => t.deliveryId === 'stored-1'), 10_000, 'the task');
+    await h.plane.quiesce();
+    expect(inboxRow('stored-1')).toMatchObject({ payload: null, error: null });
+    expect(h.plane.tasks.list()).toHaveLength(1);
+  });
+
+  it('sets aside a delivery whose dispatch keeps failing, and keeps going', async () => {
+    const issue = h.emulator.createIssue(h.repo, { title: 'After a bad one', user: 'alice' });
+    await h.plane.stop();
+    const inbox = new WebhookInbox(h.db, systemClock);
+    // Stored bodies are verified JSON objects; a damaged row must not stop the ones behind it.
+    inbox.store('damaged-1', 'issues', '{"action": ');
+    inbox.store('good-1', 'issues', JSON.stringify(labelPayload(issue.number)));
+    await h.restart();
+    await waitFor(() => h.plane.tasks.list().find((t) => t.deliveryId === 'good-1'), 10_000, 'the task');
+    await waitFor(() => inboxRow('damaged-1')?.attempts === 5, 15_000, 'the damaged delivery set aside');
+    expect(inboxRow('damaged-1')).toMatchObject({ payload: null, error: expect.stringMatching(/JSON/) });
   });
 
   it('accepts and ignores unknown events and actions', async () => {
@@ -361,7 +399,7 @@ describe('restart safety', () => {
       const { port } = JSON.parse(line.toString());
       const a = h.emulator.createIssue(h.repo, { title: 'Crash A', user: 'alice' });
       const b = h.emulator.createIssue(h.repo, { title: 'Crash B', user: 'alice' });
-      const url = `http://127.0.0.1:${port}/`;
+      const url = `http://127.0.0.1:${port}/api/github/webhooks`;
       await h.emulator.sendWebhook(url, 'issues', labelPayload(a.number), { deliveryId: 'crash-a' });
       await waitFor(
         () => h.plane.tasks.list().find((t) => t.issueNumber === a.number && t.state === 'running'),

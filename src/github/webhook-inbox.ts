@@ -1,0 +1,74 @@
+import type { Clock } from '../clock.ts';
+import type { Db } from '../store/database.ts';
+
+/** A stored delivery waiting to be dispatched. */
+export interface InboxDelivery {
+  deliveryId: string;
+  event: string;
+  /** The body as GitHub sent it (verified, valid JSON). */
+  payload: string;
+  attempts: number;
+}
+
+/** How many times a delivery whose dispatch throws is tried before it is set aside. */
+export const MAX_DISPATCH_ATTEMPTS = 5;
+
+/**
+ * Verified webhook deliveries, stored before GitHub is answered and dispatched afterwards.
+ * Storing is one INSERT keyed by the delivery id, so a redelivery is recognised at once and
+ * nothing slower than that stands between GitHub and its answer.
+ */
+export class WebhookInbox {
+  readonly #clock: Clock;
+  readonly #insert;
+  readonly #waiting;
+  readonly #dispatched;
+  readonly #failed;
+
+  constructor(db: Db, clock: Clock) {
+    this.#clock = clock;
+    this.#insert = db.prepare(
+      `INSERT INTO webhook_inbox (delivery_id, event, payload, received_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (delivery_id) DO NOTHING`,
+    );
+    this.#waiting = db.prepare(
+      `SELECT delivery_id, event, payload, attempts FROM webhook_inbox
+       WHERE dispatched_at IS NULL ORDER BY received_at, rowid LIMIT ?`,
+    );
+    this.#dispatched = db.prepare(
+      'UPDATE webhook_inbox SET dispatched_at = ?, payload = NULL, error = ? WHERE delivery_id = ?',
+    );
+    this.#failed = db.prepare(
+      'UPDATE webhook_inbox SET attempts = attempts + 1, error = ? WHERE delivery_id = ? RETURNING attempts',
+    );
+  }
+
+  /** Stores a delivery; 'duplicate' when its id was stored before. */
+  store(deliveryId: string, event: string, payload: string): 'stored' | 'duplicate' {
+    const at = this.#clock.now().toISOString();
+    return this.#insert.run(deliveryId, event, payload, at).changes === 1 ? 'stored' : 'duplicate';
+  }
+
+  /** Deliveries not yet dispatched, oldest first. */
+  waiting(limit: number): InboxDelivery[] {
+    return (
+      this.#waiting.all(limit) as Array<{
+        delivery_id: string;
+        event: string;
+        payload: string;
+        attempts: number;
+      }>
+    ).map((r) => ({ deliveryId: r.delivery_id, event: r.event, payload: r.payload, attempts: r.attempts }));
+  }
+
+  /** Marks a delivery dispatched (or given up, with the error) and drops its body. */
+  done(deliveryId: string, error?: string): void {
+    this.#dispatched.run(this.#clock.now().toISOString(), error ?? null, deliveryId);
+  }
+
+  /** Counts a failed dispatch; returns the attempts so far. */
+  failed(deliveryId: string, error: string): number {
+    const row = this.#failed.get(error, deliveryId) as { attempts: number } | undefined;
+    return row?.attempts ?? MAX_DISPATCH_ATTEMPTS;
+  }
+}

@@ -1,0 +1,47 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../logger.ts';
+import type { Db } from './database.ts';
+
+/** A running background checkpointer. */
+export interface Checkpointer {
+  /** Checkpoints once more, stops the worker and gives checkpoints back to the connection. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Moves WAL checkpoints off the main thread. With SQLite's automatic checkpoints, the commit that
+ * crosses the threshold copies the whole log into the database before it returns, which stalls
+ * the event loop for tens of milliseconds (a webhook answer waits behind it). Instead, a worker
+ * thread with its own connection runs a passive checkpoint every `intervalMs`, concurrently with
+ * the writers, and the main connection's automatic checkpoints are turned off while it runs.
+ */
+export function startCheckpointer(db: Db, log: Logger, options: { intervalMs?: number } = {}): Checkpointer {
+  if (db.memory) return { stop: async () => {} };
+  const previous = db.pragma('wal_autocheckpoint', { simple: true }) as number;
+  const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url), {
+    workerData: { file: db.name, intervalMs: options.intervalMs ?? 1000 },
+  });
+  worker.unref();
+  db.pragma('wal_autocheckpoint = 0');
+  let failed = false;
+  const restore = () => {
+    if (db.open) db.pragma(`wal_autocheckpoint = ${previous}`);
+  };
+  worker.on('message', (message: { error?: string }) => {
+    if (message.error) log.warn({ err: message.error }, 'background checkpoint failed');
+  });
+  worker.once('error', (error) => {
+    failed = true;
+    restore();
+    log.error({ err: error.message }, 'background checkpointer stopped; SQLite checkpoints on commit again');
+  });
+  return {
+    stop: async () => {
+      if (failed) return;
+      const stopped = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage('stop');
+      await stopped;
+      restore();
+    },
+  };
+}
