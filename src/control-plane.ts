@@ -24,6 +24,8 @@ import type { TaskRunner } from './tasks/task-runner.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import { startWorkLoop, type WorkLoop } from './tasks/work-loop.ts';
 
+const INBOX_PRUNE_INTERVAL_MS = 6 * 3600 * 1000;
+
 /** Everything the control plane is built from; the composition root passes production parts. */
 export interface ControlPlaneDeps {
   db: Db;
@@ -158,6 +160,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop?.wake(), log }),
   );
   dispatchLoop = startWorkLoop('webhooks', () => dispatchWebhooks({ inbox, probot, log, gate }), log, pollMs);
+  // The inbox keeps a dispatched delivery's row (without its body) as the dedupe record for a month.
+  const pruneInbox = () => {
+    const pruned = inbox.prune();
+    if (pruned > 0) log.info({ pruned }, 'old webhook inbox rows deleted');
+  };
+  pruneInbox();
+  const pruneTimer = setInterval(pruneInbox, INBOX_PRUNE_INTERVAL_MS);
+  pruneTimer.unref();
   const webhooks = webhookListener({
     inbox,
     stored: () => dispatchLoop?.wake(),
@@ -189,6 +199,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       }
     },
     stop: async () => {
+      clearInterval(pruneTimer);
       await dispatchLoop?.stop();
       await intakeLoop?.stop();
       await scheduler.stop();

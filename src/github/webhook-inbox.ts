@@ -14,6 +14,12 @@ export interface InboxDelivery {
 export const MAX_DISPATCH_ATTEMPTS = 5;
 
 /**
+ * How long a dispatched delivery's row is kept as the record that its id was seen. GitHub lets
+ * people redeliver a delivery for three days; a month leaves a wide margin.
+ */
+export const INBOX_KEEP_DAYS = 30;
+
+/**
  * Verified webhook deliveries, stored before GitHub is answered and dispatched afterwards.
  * Storing is one INSERT keyed by the delivery id, so a redelivery is recognised at once and
  * nothing slower than that stands between GitHub and its answer.
@@ -24,6 +30,7 @@ export class WebhookInbox {
   readonly #waiting;
   readonly #dispatched;
   readonly #failed;
+  readonly #prune;
 
   constructor(db: Db, clock: Clock) {
     this.#clock = clock;
@@ -38,6 +45,7 @@ export class WebhookInbox {
     this.#dispatched = db.prepare(
       'UPDATE webhook_inbox SET dispatched_at = ?, payload = NULL, error = ? WHERE delivery_id = ?',
     );
+    this.#prune = db.prepare('DELETE FROM webhook_inbox WHERE dispatched_at IS NOT NULL AND received_at < ?');
     this.#failed = db.prepare(
       'UPDATE webhook_inbox SET attempts = attempts + 1, error = ? WHERE delivery_id = ? RETURNING attempts',
     );
@@ -64,6 +72,15 @@ export class WebhookInbox {
   /** Marks a delivery dispatched (or given up, with the error) and drops its body. */
   done(deliveryId: string, error?: string): void {
     this.#dispatched.run(this.#clock.now().toISOString(), error ?? null, deliveryId);
+  }
+
+  /**
+   * Deletes the rows of deliveries dispatched and received more than `keepDays` ago; rows still
+   * waiting are never deleted. Returns how many went.
+   */
+  prune(keepDays = INBOX_KEEP_DAYS): number {
+    const cutoff = new Date(this.#clock.now().getTime() - keepDays * 86_400_000).toISOString();
+    return this.#prune.run(cutoff).changes;
   }
 
   /** Counts a failed dispatch; returns the attempts so far. */
