@@ -80,12 +80,33 @@ export function rawLine(line: string, note?: string, stream: 'stdout' | 'stderr'
 }
 
 /** Parses one JSON line, or says why it is not one. */
-export function jsonLine(line: string): { ok: true; value: unknown } | { ok: false; note: string } {
+function jsonLine(line: string): { ok: true; value: unknown } | { ok: false; note: string } {
   try {
     return { ok: true, value: JSON.parse(line) };
   } catch {
     return { ok: false, note: 'not JSON' };
   }
+}
+
+/**
+ * Parses one line of a CLI's JSON event stream with the CLI's event schema. A line that is not
+ * JSON, has an unknown `type`, or a known type in an unexpected shape comes back as a raw event
+ * saying which, never dropped.
+ */
+export function parseEventLine<T>(
+  line: string,
+  schema: z.ZodType<T>,
+  knownTypes: ReadonlySet<unknown>,
+): { ok: true; event: T } | { ok: false; raw: AgentEvent } {
+  const json = jsonLine(line);
+  if (!json.ok) return { ok: false, raw: rawLine(line, json.note) };
+  const parsed = schema.safeParse(json.value);
+  if (parsed.success) return { ok: true, event: parsed.data };
+  const type = (json.value as { type?: unknown } | null)?.type;
+  const note = knownTypes.has(type)
+    ? schemaNote(String(type), parsed.error)
+    : `unknown event type ${String(type)}`;
+  return { ok: false, raw: rawLine(line, note) };
 }
 
 /** A short description of a zod failure, for the `note` of a raw line. */

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { type AgentAdapter, type AgentStreamParser, PLACEHOLDER_API_KEY } from './agent-adapter.ts';
-import { type AgentEvent, clip, jsonLine, rawLine, schemaNote } from './agent-event.ts';
+import { type AgentEvent, clip, parseEventLine, rawLine, schemaNote } from './agent-event.ts';
 
 /** The Claude Code binary the image installs (vm-images/build.sh: `@anthropic-ai/claude-code`). */
 const CLAUDE_BIN = '/opt/agents/node_modules/.bin/claude';
@@ -171,21 +171,9 @@ export function claudeStreamParser(repoDir: string): AgentStreamParser {
 
   return {
     line(line) {
-      const json = jsonLine(line);
-      if (!json.ok) return [rawLine(line, json.note)];
-      const parsed = ClaudeEvent.safeParse(json.value);
-      if (!parsed.success) {
-        const type = (json.value as { type?: unknown } | null)?.type;
-        return [
-          rawLine(
-            line,
-            EVENT_TYPES.has(type)
-              ? schemaNote(String(type), parsed.error)
-              : `unknown event type ${String(type)}`,
-          ),
-        ];
-      }
-      const event = parsed.data;
+      const parsed = parseEventLine(line, ClaudeEvent, EVENT_TYPES);
+      if (!parsed.ok) return [parsed.raw];
+      const event = parsed.event;
       switch (event.type) {
         case 'system':
           if (event.subtype === 'init' && event.session_id) {

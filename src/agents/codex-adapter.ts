@@ -6,7 +6,7 @@ import {
   type AgentStreamParser,
   PLACEHOLDER_API_KEY,
 } from './agent-adapter.ts';
-import { type AgentEvent, clip, jsonLine, rawLine, schemaNote } from './agent-event.ts';
+import { type AgentEvent, clip, parseEventLine, rawLine, schemaNote } from './agent-event.ts';
 
 /**
  * The native Codex binary the image installs (vm-images/build.sh: `@openai/codex` in /opt/agents).
@@ -219,21 +219,9 @@ export function codexStreamParser(repoDir: string): AgentStreamParser {
 
   return {
     line(line: string): AgentEvent[] {
-      const json = jsonLine(line);
-      if (!json.ok) return [rawLine(line, json.note)];
-      const parsed = CodexEvent.safeParse(json.value);
-      if (!parsed.success) {
-        const type = (json.value as { type?: unknown } | null)?.type;
-        return [
-          rawLine(
-            line,
-            EVENT_TYPES.has(type)
-              ? schemaNote(String(type), parsed.error)
-              : `unknown event type ${String(type)}`,
-          ),
-        ];
-      }
-      const event = parsed.data;
+      const parsed = parseEventLine(line, CodexEvent, EVENT_TYPES);
+      if (!parsed.ok) return [parsed.raw];
+      const event = parsed.event;
       switch (event.type) {
         case 'thread.started':
           return [{ kind: 'session', id: event.thread_id }];

@@ -7,7 +7,7 @@ import {
   type AgentStreamParser,
   PLACEHOLDER_API_KEY,
 } from './agent-adapter.ts';
-import { type AgentEvent, clip, jsonLine, rawLine, schemaNote } from './agent-event.ts';
+import { type AgentEvent, clip, parseEventLine, rawLine } from './agent-event.ts';
 
 /** The OpenCode binary the image installs (vm-images/build.sh: `opencode-ai`). */
 const OPENCODE_BIN = '/opt/agents/node_modules/opencode-ai/bin/opencode.exe';
@@ -163,21 +163,9 @@ export function opencodeStreamParser(repoDir: string): AgentStreamParser {
 
   return {
     line(line) {
-      const json = jsonLine(line);
-      if (!json.ok) return [rawLine(line, json.note)];
-      const parsed = OpencodeEvent.safeParse(json.value);
-      if (!parsed.success) {
-        const type = (json.value as { type?: unknown } | null)?.type;
-        return [
-          rawLine(
-            line,
-            EVENT_TYPES.has(type)
-              ? schemaNote(String(type), parsed.error)
-              : `unknown event type ${String(type)}`,
-          ),
-        ];
-      }
-      const event = parsed.data;
+      const parsed = parseEventLine(line, OpencodeEvent, EVENT_TYPES);
+      if (!parsed.ok) return [parsed.raw];
+      const event = parsed.event;
       switch (event.type) {
         case 'step_start':
           if (event.sessionID === session) return [rawLine(line, 'step started')];

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.ts';
+import type { StoredEventRow } from './audit-event.ts';
 import { CONTENT_KEY, eventHash, GENESIS_HASH, isConversationType } from './audit-log.ts';
 
 /** Where and how a chain breaks. */
@@ -17,17 +18,6 @@ export interface VerifyReport {
   problems: ChainProblem[];
 }
 
-interface Row {
-  task_id: string;
-  seq: number;
-  ts: string;
-  type: string;
-  data_json: string;
-  prev_hash: string;
-  hash: string;
-  payload_json: string | null;
-}
-
 /**
  * Recomputes every hash of a task's chain (or of every task) from the stored fields, and reports
  * the first place each chain breaks: a changed field, a missing or reordered event, a wrong link.
@@ -41,7 +31,7 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
        FROM audit_events e LEFT JOIN audit_payloads p ON p.task_id = e.task_id AND p.seq = e.seq
        ${taskId ? 'WHERE e.task_id = ?' : ''} ORDER BY e.task_id, e.seq`,
     )
-    .iterate(...(taskId ? [taskId] : [])) as IterableIterator<Row>;
+    .iterate(...(taskId ? [taskId] : [])) as IterableIterator<StoredEventRow>;
   const problems: ChainProblem[] = [];
   let tasks = 0;
   let events = 0;
@@ -110,13 +100,13 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
       for (const seq of purgedSeqs(row.data_json)) purged.add(seq);
     }
     const digest = isConversationType(row.type) ? contentDigest(row.data_json) : undefined;
-    if (digest && row.payload_json !== null) {
+    if (digest && row.payload_json != null) {
       const actual = createHash('sha256').update(row.payload_json).digest('hex');
       if (actual !== digest.sha256)
         fail(`the text of event ${row.seq} (${row.type}) was changed after it was written`);
     } else if (digest?.kept) {
       missing.push({ seq: row.seq, type: row.type });
-    } else if (!digest && row.payload_json !== null) {
+    } else if (!digest && row.payload_json != null) {
       fail(`event ${row.seq} (${row.type}) has a stored text it never had`);
     }
   }

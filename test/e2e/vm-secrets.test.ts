@@ -5,8 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
-import type { Sandbox, Vm } from '../../src/sandbox/sandbox.ts';
+import type { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
+import type { Sandbox } from '../../src/sandbox/sandbox.ts';
+import { inspectBeforeDestroy } from '../helpers/agent-files-sandbox.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
 
 // The security claim "no credential ever enters the VM", checked where it could fail: a real task
@@ -82,36 +83,11 @@ async function scanVm(vm: MicroVm): Promise<Scan> {
 
 /** The real sandbox, whose VMs are scanned just before they are destroyed. */
 function scanningSandbox(real: Sandbox): Sandbox {
-  return {
-    get accel() {
-      return real.accel;
-    },
-    get imageDigest() {
-      return real.imageDigest;
-    },
-    get agentPackages() {
-      return real.agentPackages;
-    },
-    reapOrphans: () => real.reapOrphans(),
-    async create(spec, signal) {
-      const vm = await real.create(spec, signal);
-      if (!(vm instanceof MicroVm)) throw new Error('expected a microVM');
-      return new Proxy(vm, {
-        get(target, property) {
-          if (property === 'destroy') {
-            return async () => {
-              scan = await scanVm(target).catch((error) => {
-                throw new Error(`scan failed: ${(error as Error).message}`);
-              });
-              return target.destroy();
-            };
-          }
-          const value = Reflect.get(target, property, target);
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      }) as Vm;
-    },
-  };
+  return inspectBeforeDestroy(real, async (vm) => {
+    scan = await scanVm(vm).catch((error) => {
+      throw new Error(`scan failed: ${(error as Error).message}`);
+    });
+  });
 }
 
 /** Every form a secret could take on the wire or in memory. */

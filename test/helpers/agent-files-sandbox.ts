@@ -5,11 +5,10 @@ import type { Sandbox, Vm } from '../../src/sandbox/sandbox.ts';
 const AGENT_WRITABLE = ['/home/agent', '/work', '/tmp'];
 
 /**
- * The real sandbox, whose VMs are read out just before they are destroyed: the contents of every
- * file the agent could have written, concatenated, for the test to search on the host (so a secret
- * it looks for is never sent into the VM).
+ * The real sandbox, with `inspect` run on each of its VMs just before the VM is destroyed (the
+ * VM is still running, so the test can read its disks, memory or files).
  */
-export function agentFilesSandbox(real: Sandbox, onScan: (contents: string) => void): Sandbox {
+export function inspectBeforeDestroy(real: Sandbox, inspect: (vm: MicroVm) => Promise<void>): Sandbox {
   return {
     get accel() {
       return real.accel;
@@ -28,20 +27,7 @@ export function agentFilesSandbox(real: Sandbox, onScan: (contents: string) => v
         get(target, property) {
           if (property === 'destroy') {
             return async () => {
-              let out = '';
-              const read = await target.exec(
-                {
-                  argv: [
-                    '/bin/sh',
-                    '-c',
-                    `find ${AGENT_WRITABLE.join(' ')} -xdev -type f -size -8M -exec cat {} + 2>/dev/null; true`,
-                  ],
-                },
-                (_stream, data) => {
-                  out += data;
-                },
-              );
-              onScan(read.code === 0 ? out : `scan failed with exit ${read.code}`);
+              await inspect(target);
               return target.destroy();
             };
           }
@@ -51,4 +37,28 @@ export function agentFilesSandbox(real: Sandbox, onScan: (contents: string) => v
       }) as Vm;
     },
   };
+}
+
+/**
+ * The real sandbox, whose VMs are read out just before they are destroyed: the contents of every
+ * file the agent could have written, concatenated, for the test to search on the host (so a secret
+ * it looks for is never sent into the VM).
+ */
+export function agentFilesSandbox(real: Sandbox, onScan: (contents: string) => void): Sandbox {
+  return inspectBeforeDestroy(real, async (vm) => {
+    let out = '';
+    const read = await vm.exec(
+      {
+        argv: [
+          '/bin/sh',
+          '-c',
+          `find ${AGENT_WRITABLE.join(' ')} -xdev -type f -size -8M -exec cat {} + 2>/dev/null; true`,
+        ],
+      },
+      (_stream, data) => {
+        out += data;
+      },
+    );
+    onScan(read.code === 0 ? out : `scan failed with exit ${read.code}`);
+  });
 }
