@@ -3,7 +3,8 @@
 // serves it with the GitHub emulator, and measures in one run: clone and push direct against the
 // same operations through a task proxy (running in its own process, as in production), the
 // latency the proxy adds to SSE events, and the proxy's peak RSS and CPU time per phase.
-// BENCH_PROXY_NODE_ARGS passes Node flags to the proxy process (e.g. "--cpu-prof --trace-gc").
+// The proxy process gets airlock's own Node flags (src/process/node-flags.ts); BENCH_PROXY_NODE_ARGS
+// adds more (e.g. "--cpu-prof --trace-gc").
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { NODE_FLAGS } from '../src/process/node-flags.ts';
 import { runProcess } from '../src/process/run-process.ts';
 import { startGitHubEmulator } from '../test/emulator/index.ts';
 import { median, quantile, round, writeResults } from './stats.ts';
@@ -114,6 +116,7 @@ async function bench(): Promise<void> {
     child = spawn(
       process.execPath,
       [
+        ...NODE_FLAGS,
         ...(process.env.BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
         fileURLToPath(import.meta.url),
         '--serve-proxy',

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64 --external-memory-accounted-in-global-limit
 // airlock's command line: thin dispatch to the parts; no logic here.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

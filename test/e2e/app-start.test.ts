@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { NODE_FLAGS } from '../../src/process/node-flags.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { testVmImage } from '../helpers/vm-image.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -45,7 +46,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'airlock-start-'));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  app = spawn(process.execPath, [MAIN], {
+  app = spawn(process.execPath, [...NODE_FLAGS, MAIN], {
     cwd: dir, // no .env here
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
