@@ -125,7 +125,7 @@ fi
 
 mkdir -p "$work/rootfs/opt/airlock" "$work/rootfs/work"
 install -m 0755 "$here/guest/guest-init" "$work/rootfs/opt/airlock/guest-init"
-install -m 0644 "$here/guest/airlock-guest.mjs" "$work/rootfs/opt/airlock/airlock-guest.mjs"
+install -m 0644 "$here/guest/airlock-guest.cjs" "$work/rootfs/opt/airlock/airlock-guest.cjs"
 install -m 0644 "$here/guest/audit.rules" "$work/rootfs/opt/airlock/audit.rules"
 mkdir -p "$work/rootfs/work"
 rm -rf "$work/rootfs/var/cache/apt/"* "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/log/"*

@@ -2,8 +2,11 @@
 // `airlock.ctl`. It runs commands with exactly the environment the host sends, streams their
 // output, reads and writes task files, and reports every process the kernel saw executed.
 // Dependency-free on purpose: it runs on the image's Node before anything else is installed.
-import { spawn, spawnSync } from 'node:child_process';
-import {
+// CommonJS, not an ES module: under TCG in a fresh VM, Node's ES module loader alone costs about
+// 100 ms of the boot.
+'use strict';
+const { spawn, spawnSync } = require('node:child_process');
+const {
   constants,
   createReadStream,
   createWriteStream,
@@ -13,8 +16,8 @@ import {
   readFileSync,
   readSync,
   writeFileSync,
-} from 'node:fs';
-import { dirname } from 'node:path';
+} = require('node:fs');
+const { dirname } = require('node:path');
 
 const MAX_CHUNK = 64 * 1024;
 const MAX_FILE = 64 * 1024 * 1024;
@@ -36,27 +39,29 @@ const running = new Map();
 try {
   writeFileSync('/proc/self/oom_score_adj', '-1000');
 } catch {}
-startExecAudit();
 // guest-init's set-up (clock, scratch disk, network, exec-audit rules) runs while Node starts;
-// ready waits for its results, which the host checks before it uses the VM.
-const setup = await waitForSetup('/run/airlock/setup.json', 30_000);
-send({
-  type: 'ready',
-  bootMs: Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000),
-  kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
-  guestVersion: 2,
-  setup,
-});
-
-let buffer = '';
-createReadStream(null, { fd, autoClose: false, encoding: 'utf8' }).on('data', (chunk) => {
-  buffer += chunk;
-  for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-    const line = buffer.slice(0, i);
-    buffer = buffer.slice(i + 1);
-    if (line.trim()) handle(line);
-  }
-});
+// ready waits for its results, which the host checks before it uses the VM. The kernel keeps exec
+// records in its log until they are read, so reading starts after ready, off the boot's path.
+async function main() {
+  const setup = await waitForSetup('/run/airlock/setup.json', 30_000);
+  send({
+    type: 'ready',
+    bootMs: Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000),
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    guestVersion: 2,
+    setup,
+  });
+  startExecAudit();
+  let buffer = '';
+  createReadStream(null, { fd, autoClose: false, encoding: 'utf8' }).on('data', (chunk) => {
+    buffer += chunk;
+    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      if (line.trim()) handle(line);
+    }
+  });
+}
 
 async function waitForSetup(file, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
@@ -288,3 +293,5 @@ function decodeValue(raw) {
   if (/^([0-9A-F]{2})+$/.test(raw)) return Buffer.from(raw, 'hex').toString('utf8');
   return raw;
 }
+
+main();
