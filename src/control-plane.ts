@@ -12,7 +12,7 @@ import { IngressGate } from './github/ingress-gate.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { airlockProbotApp } from './github/probot-app.ts';
 import { dispatchWebhooks } from './github/webhook-dispatch.ts';
-import { WebhookInbox } from './github/webhook-inbox.ts';
+import { INBOX_KEEP_DAYS, WebhookInbox } from './github/webhook-inbox.ts';
 import { type WebhookListener, webhookListener } from './github/webhook-route.ts';
 import type { Logger } from './logger.ts';
 import type { Db } from './store/database.ts';
@@ -160,10 +160,12 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     airlockProbotApp({ deliveries, appSlug: () => deps.github.appSlug, wake: () => intakeLoop?.wake(), log }),
   );
   dispatchLoop = startWorkLoop('webhooks', () => dispatchWebhooks({ inbox, probot, log, gate }), log, pollMs);
-  // The inbox keeps a dispatched delivery's row (without its body) as the dedupe record for a month.
+  // The inbox keeps a dispatched delivery's row (without its body) as the dedupe record for a month,
+  // and the delivery log its intent and outcome for as long.
   const pruneInbox = () => {
-    const pruned = inbox.prune();
-    if (pruned > 0) log.info({ pruned }, 'old webhook inbox rows deleted');
+    const pruned = inbox.prune(INBOX_KEEP_DAYS);
+    const processed = deliveries.prune(INBOX_KEEP_DAYS);
+    if (pruned + processed > 0) log.info({ pruned, processed }, 'old webhook rows deleted');
   };
   pruneInbox();
   const pruneTimer = setInterval(pruneInbox, INBOX_PRUNE_INTERVAL_MS);

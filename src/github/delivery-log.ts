@@ -23,6 +23,7 @@ export class DeliveryLog {
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #insert;
+  readonly #prune;
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
@@ -31,6 +32,17 @@ export class DeliveryLog {
       `INSERT INTO deliveries (delivery_id, event, action, installation_id, repo_full_name, intent_json, status, received_at)
        VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (delivery_id) DO NOTHING`,
     );
+    this.#prune = db.prepare("DELETE FROM deliveries WHERE status <> 'pending' AND received_at < ?");
+  }
+
+  /**
+   * Deletes processed deliveries received more than `keepDays` ago; pending ones are never
+   * deleted. A task keeps its own delivery id, so nothing a task's record needs goes with them.
+   * Returns how many went.
+   */
+  prune(keepDays: number): number {
+    const cutoff = new Date(this.#clock.now().getTime() - keepDays * 86_400_000).toISOString();
+    return this.#prune.run(cutoff).changes;
   }
 
   /** Stores an intent; returns 'duplicate' when this delivery id was seen before. */

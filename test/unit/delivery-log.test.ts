@@ -1,0 +1,48 @@
+import { expect, it } from 'vitest';
+import { DeliveryLog } from '../../src/github/delivery-log.ts';
+import type { Intent } from '../../src/github/webhook-intent.ts';
+import { openDatabase } from '../../src/store/database.ts';
+import { ManualClock } from '../helpers/web-world.ts';
+
+const DAY = 86_400_000;
+
+function labelIntent(deliveryId: string): Intent {
+  return {
+    type: 'label',
+    origin: {
+      deliveryId,
+      event: 'issues',
+      action: 'labeled',
+      installationId: 1,
+      repo: { fullName: 'acme/app', id: 7, defaultBranch: 'main' },
+      sender: { login: 'dev', id: 2, type: 'User' },
+      fromSelf: false,
+    },
+    added: true,
+    label: 'airlock',
+    issueNumber: 3,
+    isPullRequest: false,
+    title: 'Fix it',
+    url: 'https://github.example/acme/app/issues/3',
+  };
+}
+
+it('prunes processed deliveries older than the keep period and never pending ones', () => {
+  const clock = new ManualClock(Date.parse('2026-11-01T00:00:00Z'));
+  const log = new DeliveryLog(openDatabase(':memory:'), clock);
+  for (const id of ['old-done', 'old-refused', 'old-pending']) log.record(labelIntent(id));
+  log.finish('old-done', 'done', 'task created', 'task-1');
+  log.finish('old-refused', 'refused', 'no write permission');
+  clock.advance(29 * DAY);
+  log.record(labelIntent('recent-done'));
+  log.finish('recent-done', 'done', 'task created', 'task-2');
+
+  expect(log.prune(30)).toBe(0);
+  clock.advance(2 * DAY);
+  expect(log.prune(30)).toBe(2);
+  expect(log.get('old-done')).toBeUndefined();
+  expect(log.get('old-refused')).toBeUndefined();
+  expect(log.get('old-pending')?.status).toBe('pending');
+  expect(log.get('recent-done')).toEqual({ status: 'done', outcome: 'task created', taskId: 'task-2' });
+  expect(log.pending().map((d) => d.deliveryId)).toEqual(['old-pending']);
+});
