@@ -148,6 +148,13 @@ for (const c of CASES) {
       // Every scripted step was served, in order, through the proxy.
       const steps = model.requests.filter((r) => r.step >= 0).map((r) => r.step);
       expect([...new Set(steps)]).toEqual(c.steps.map((_, i) => i));
+      // Nothing got out but model traffic. No egress allowlist is configured, so every egress
+      // attempt was refused (and audited); Claude Code is configured to make none, while
+      // OpenCode tries one package-registry fetch at start-up (its plugin package) and goes on.
+      const egress = record.filter((e) => e.type === 'proxy.egress');
+      expect(egress.filter((e) => e.data.decision !== 'refused')).toEqual([]);
+      if (c.agent === 'claude') expect(egress).toEqual([]);
+      expect(record.filter((e) => e.type === 'proxy.refused').map((e) => e.data.path)).toEqual([]);
 
       // The key never entered the VM. Positive controls first: the command read the CLI's own
       // environment, and the scan read the files the agent changed.
