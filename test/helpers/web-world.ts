@@ -6,7 +6,6 @@ import path from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AuditLog } from '../../src/audit/audit-log.ts';
-import type { Clock } from '../../src/clock.ts';
 import { AirlockMetrics } from '../../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { type Db, openDatabase } from '../../src/store/database.ts';
@@ -15,21 +14,8 @@ import { TaskStore } from '../../src/tasks/task-store.ts';
 import { type WebAppDeps, webApp } from '../../src/web/web-app.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { emulatorOAuth } from '../emulator/routes-oauth.ts';
+import { ManualClock } from './manual-clock.ts';
 import { memoryLogger } from './memory-logger.ts';
-
-/** A clock tests move by hand. */
-export class ManualClock implements Clock {
-  #ms: number;
-  constructor(start = Date.now()) {
-    this.#ms = start;
-  }
-  now(): Date {
-    return new Date(this.#ms);
-  }
-  advance(ms: number): void {
-    this.#ms += ms;
-  }
-}
 
 /** A running web UI over a real database, signing in against the GitHub emulator's OAuth. */
 export interface WebWorld {

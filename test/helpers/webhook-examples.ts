@@ -19,11 +19,13 @@ export function examplePayload(
     installationId?: number;
   } = {},
   pick: (p: Record<string, unknown>) => boolean = () => true,
+  // biome-ignore lint/suspicious/noExplicitAny: a real payload's deep JSON, which tests read and reshape freely
 ): Record<string, any> {
   const group = examples.find((e) => e.name === event);
   if (!group) throw new Error(`no example for ${event}`);
   const found = group.examples.find((p) => (action === null || p.action === action) && pick(p));
   if (!found) throw new Error(`no example for ${event}.${action}`);
+  // biome-ignore lint/suspicious/noExplicitAny: as above
   const payload = structuredClone(found) as Record<string, any>;
   if (world.repo) {
     const [owner, name] = world.repo.fullName.split('/');

@@ -2,7 +2,7 @@ import { expect, it } from 'vitest';
 import { DeliveryLog } from '../../src/github/delivery-log.ts';
 import type { Intent } from '../../src/github/webhook-intent.ts';
 import { openDatabase } from '../../src/store/database.ts';
-import { ManualClock } from '../helpers/web-world.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 const DAY = 86_400_000;
 

@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import { INBOX_KEEP_DAYS, WebhookInbox } from '../../src/github/webhook-inbox.ts';
 import { openDatabase } from '../../src/store/database.ts';
-import { ManualClock } from '../helpers/web-world.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 it('stores a delivery id once, hands out waiting ones oldest first, and drops bodies once dispatched', () => {
   const clock = new ManualClock(Date.parse('2026-11-01T00:00:00Z'));
