@@ -60,7 +60,14 @@ export class AuditLog implements AuditSink {
   readonly #clock: Clock;
   readonly #redactor: SecretRedactor;
   readonly #options: AuditLogOptions;
+  /**
+   * Each task's last committed (seq, hash). An event written in a transaction someone else controls
+   * is not committed until that transaction is, and may never be: its task's entry is dropped so
+   * the next append reads the head from the database.
+   */
   readonly #heads = new Map<string, { seq: number; hash: string }>();
+  /** Set while appendMany's own top-level transaction runs: its outcome is known here. */
+  #ownTransaction = false;
   readonly #insert;
   readonly #insertPayload;
   readonly #writeBatch: (events: readonly LinkedEvent[]) => void;
@@ -115,22 +122,42 @@ export class AuditLog implements AuditSink {
       }
       return;
     }
-    this.flush();
+    // Events waiting for a group commit are not flushed here: inside a caller's transaction they
+    // would roll back with it. They keep their sequence numbers and follow by the end of the turn.
+    if (!this.#db.inTransaction) this.flush();
     this.#commit([this.#link(prepared)], (events) => {
       for (const e of events) this.#insertRow(e, true);
     });
+    // Written in the caller's transaction, which may yet roll back.
+    if (this.#db.inTransaction && !this.#ownTransaction) this.#heads.delete(taskId);
   }
 
   /** Appends several events in one transaction (fast path for bursts such as exec audit). */
   appendMany(events: ReadonlyArray<{ taskId: string; type: string; data: Record<string, unknown> }>): void {
-    this.#db.transaction(() => {
-      for (const e of events) this.append(e.taskId, e.type, e.data);
-    })();
+    const own = !this.#db.inTransaction;
+    if (own) {
+      this.flush();
+      this.#ownTransaction = true;
+    }
+    try {
+      this.#db.transaction(() => {
+        for (const e of events) this.append(e.taskId, e.type, e.data);
+      })();
+    } catch (error) {
+      // Rolled back: none of these events was stored, so the cached heads are ahead of the table.
+      for (const e of events) this.#heads.delete(e.taskId);
+      throw error;
+    } finally {
+      if (own) this.#ownTransaction = false;
+    }
   }
 
-  /** Commits every event still waiting for a group commit. */
+  /**
+   * Commits every event still waiting for a group commit. Inside a transaction it does nothing:
+   * they are committed on their own once it is over.
+   */
   flush(): void {
-    if (this.#pending.length === 0) return;
+    if (this.#pending.length === 0 || this.#db.inTransaction) return;
     const batch = this.#pending;
     this.#pending = [];
     this.#commit(batch, this.#writeBatch);
@@ -235,6 +262,11 @@ export class AuditLog implements AuditSink {
       this.#failure = error;
       this.#options.onError?.(error);
     }
+    // A transaction left open across turns held the flush back: try again next turn.
+    if (this.#pending.length > 0 && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#scheduledFlush());
+    }
   }
 
   #notify(e: LinkedEvent): void {
@@ -265,6 +297,9 @@ export class AuditLog implements AuditSink {
     if (!head) {
       const row = this.#selectHead.get(taskId) as { seq: number; hash: string } | undefined;
       head = row ?? { seq: 0, hash: GENESIS_HASH };
+      // An event still waiting for its group commit may be later than the table's last.
+      const waiting = this.#pending.findLast((e) => e.taskId === taskId);
+      if (waiting && waiting.seq > head.seq) head = { seq: waiting.seq, hash: waiting.hash };
       this.#heads.set(taskId, head);
     }
     return head;

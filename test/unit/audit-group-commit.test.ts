@@ -88,3 +88,27 @@ it('a failed grouped commit is reported and thrown at the next append', async ()
   expect(audit.events('t').map((e) => e.seq)).toEqual([1]);
   expect(verifyAuditChains(db).ok).toBe(true);
 });
+
+it('never commits waiting events inside a caller’s transaction, so its rollback loses none of them', async () => {
+  const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+  audit.append('t', 'step.1', {});
+  audit.append('t', 'step.2', {});
+  expect(() =>
+    db.transaction(() => {
+      audit.append('t', 'step.rolled-back', {});
+      audit.appendMany([{ taskId: 'u', type: 'step.rolled-back', data: {} }]);
+      throw new Error('the caller gives up');
+    })(),
+  ).toThrow('the caller gives up');
+  audit.append('t', 'step.3', {});
+  db.transaction(() => audit.append('t', 'step.4', {}))();
+  await nextTurn();
+  expect(audit.events('t').map((e) => `${e.seq} ${e.type}`)).toEqual([
+    '1 step.1',
+    '2 step.2',
+    '3 step.3',
+    '4 step.4',
+  ]);
+  expect(audit.events('u')).toEqual([]);
+  expect(verifyAuditChains(db)).toMatchObject({ ok: true, events: 4 });
+});

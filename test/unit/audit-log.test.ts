@@ -36,6 +36,42 @@ function tamper(sql: string, ...args: unknown[]): void {
 }
 
 describe('AuditLog', () => {
+  it('keeps the chain whole when a caller rolls back a transaction its events were written in', () => {
+    expect(() =>
+      db.transaction(() => {
+        audit.append('task-a', 'step.rolled-back', { n: 6 });
+        audit.appendMany([{ taskId: 'task-a', type: 'step.rolled-back', data: { n: 7 } }]);
+        throw new Error('the caller gives up');
+      })(),
+    ).toThrow('the caller gives up');
+    audit.append('task-a', 'step.6', { n: 6 });
+    audit.appendMany([{ taskId: 'task-a', type: 'step.7', data: { n: 7 } }]);
+    expect(
+      audit
+        .events('task-a')
+        .map((e) => `${e.seq} ${e.type}`)
+        .slice(-3),
+    ).toEqual(['5 step.5', '6 step.6', '7 step.7']);
+    expect(verifyAuditChains(db, 'task-a').ok).toBe(true);
+  });
+
+  it('keeps the chain whole when a burst fails part-way', () => {
+    const bad = {
+      toJSON: () => {
+        throw new Error('unserializable');
+      },
+    };
+    expect(() =>
+      audit.appendMany([
+        { taskId: 'task-a', type: 'step.6', data: { n: 6 } },
+        { taskId: 'task-a', type: 'step.broken', data: { bad } },
+      ]),
+    ).toThrow('unserializable');
+    audit.append('task-a', 'step.6', { n: 6 });
+    expect(audit.events('task-a').map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(verifyAuditChains(db, 'task-a').ok).toBe(true);
+  });
+
   it('chains events per task and verifies', () => {
     const events = audit.events('task-a');
     expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
