@@ -1,7 +1,9 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
+import {
+  type FixedAnthropicUpstream,
+  startFixedAnthropicUpstream,
+} from '../helpers/fixed-anthropic-upstream.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { examplePayload } from '../helpers/webhook-examples.ts';
 
@@ -25,28 +27,11 @@ echo "half-way" > half-way.txt
 `;
 
 let world: E2eWorld;
-let upstream: Server;
+let upstream: FixedAnthropicUpstream;
 
 beforeAll(async () => {
   // A model that spends far more than the repository's budget on one answer.
-  upstream = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'msg_1',
-          type: 'message',
-          role: 'assistant',
-          model: 'claude-test',
-          content: [{ type: 'text', text: 'hello' }],
-          stop_reason: 'end_turn',
-          usage: { input_tokens: 400, output_tokens: 200 },
-        }),
-      );
-    });
-  });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  upstream = await startFixedAnthropicUpstream({ input_tokens: 400, output_tokens: 200 });
   world = await startE2eWorld({
     files: {
       'README.md': '# widgets\n',
@@ -56,7 +41,7 @@ beforeAll(async () => {
     },
     models: {
       anthropic: {
-        url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+        url: upstream.url,
         apiKey: 'sk-test-budget',
       },
     },

@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -9,6 +7,10 @@ import type { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
 import type { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { inspectBeforeDestroy } from '../helpers/agent-files-sandbox.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
+import {
+  type FixedAnthropicUpstream,
+  startFixedAnthropicUpstream,
+} from '../helpers/fixed-anthropic-upstream.ts';
 
 // The security claim "no credential ever enters the VM", checked where it could fail: a real task
 // clones and pushes with a minted token and calls a model with a configured key, both through the
@@ -47,8 +49,7 @@ interface Scan {
 }
 
 let world: E2eWorld;
-let upstream: Server;
-const upstreamKeys: string[] = [];
+let upstream: FixedAnthropicUpstream;
 let scan: Scan | undefined;
 const dumpFile = path.join(tmpdir(), `airlock-ram-${randomBytes(4).toString('hex')}.core`);
 
@@ -105,25 +106,7 @@ function contains(haystack: Buffer | string, secret: string): boolean {
 }
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
-    upstreamKeys.push(String(req.headers['x-api-key']));
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'msg_1',
-          type: 'message',
-          role: 'assistant',
-          model: 'claude-test',
-          content: [{ type: 'text', text: 'hello' }],
-          stop_reason: 'end_turn',
-          usage: { input_tokens: 3, output_tokens: 1 },
-        }),
-      );
-    });
-  });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  upstream = await startFixedAnthropicUpstream({ input_tokens: 3, output_tokens: 1 });
   world = await startE2eWorld({
     files: {
       'greeting.txt': 'Hello\n',
@@ -132,7 +115,7 @@ beforeAll(async () => {
         'agent: script\nscript: scripts/agent.sh\ntimeout_minutes: 20\nlimits:\n  cpus: 1\n  memory_mib: 512\n  disk_mib: 1024\n',
     },
     models: {
-      anthropic: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, apiKey: MODEL_KEY },
+      anthropic: { url: upstream.url, apiKey: MODEL_KEY },
     },
     wrapSandbox: scanningSandbox,
   });
@@ -155,7 +138,7 @@ it('keeps the task token and the model key out of the VM: environments, command 
   const push = world.gh.state.pushes.find((p) => p.ref === `refs/heads/${task.branch}`);
   expect(push).toBeDefined();
   const token = push!.token;
-  expect(upstreamKeys).toEqual([MODEL_KEY]);
+  expect(upstream.keys).toEqual([MODEL_KEY]);
 
   // Each search finds what was planted where it looks.
   expect(found.processes).toContain(ENV_CANARY);
