@@ -5,3 +5,8 @@ export interface Clock {
 
 /** The wall clock. */
 export const systemClock: Clock = { now: () => new Date() };
+
+/** The instant `days` days before the clock's now, as an ISO string (the form rows store). */
+export function daysBefore(clock: Clock, days: number): string {
+  return new Date(clock.now().getTime() - days * 86_400_000).toISOString();
+}

@@ -61,9 +61,10 @@ export class AuditLog implements AuditSink {
   readonly #redactor: SecretRedactor;
   readonly #options: AuditLogOptions;
   /**
-   * Each task's last committed (seq, hash). An event written in a transaction someone else controls
-   * is not committed until that transaction is, and may never be: its task's entry is dropped so
-   * the next append reads the head from the database.
+   * Each task's chain head (seq, hash) as linked so far, events waiting for a group commit
+   * included. An event written in a transaction someone else controls is not committed until that
+   * transaction is, and may never be: its task's entry is dropped so the next append reads the
+   * head again.
    */
   readonly #heads = new Map<string, { seq: number; hash: string }>();
   /** Set while appendMany's own top-level transaction runs: its outcome is known here. */

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.ts';
+import { type Clock, daysBefore } from '../clock.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Db } from '../store/database.ts';
@@ -39,7 +39,7 @@ export function purgeConversation(
   const { db } = deps;
   // Events still waiting for a group commit must be in the database before it is searched.
   deps.audit.flush();
-  const cutoff = new Date(deps.clock.now().getTime() - request.olderThanDays * 86_400_000).toISOString();
+  const cutoff = daysBefore(deps.clock, request.olderThanDays);
   const where = ['t.finished_at IS NOT NULL', 't.finished_at <= ?'];
   const args: unknown[] = [cutoff];
   if (request.taskId) where.push('t.id = ?') && args.push(request.taskId);

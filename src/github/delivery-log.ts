@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Clock } from '../clock.ts';
+import { type Clock, daysBefore } from '../clock.ts';
 import type { Db } from '../store/database.ts';
 import { Intent } from './webhook-intent.ts';
 
@@ -41,8 +41,7 @@ export class DeliveryLog {
    * Returns how many went.
    */
   prune(keepDays: number): number {
-    const cutoff = new Date(this.#clock.now().getTime() - keepDays * 86_400_000).toISOString();
-    return this.#prune.run(cutoff).changes;
+    return this.#prune.run(daysBefore(this.#clock, keepDays)).changes;
   }
 
   /** Stores an intent; returns 'duplicate' when this delivery id was seen before. */

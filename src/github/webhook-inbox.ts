@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.ts';
+import { type Clock, daysBefore } from '../clock.ts';
 import type { Db } from '../store/database.ts';
 
 /** A stored delivery waiting to be dispatched. */
@@ -79,8 +79,7 @@ export class WebhookInbox {
    * waiting are never deleted. Returns how many went.
    */
   prune(keepDays = INBOX_KEEP_DAYS): number {
-    const cutoff = new Date(this.#clock.now().getTime() - keepDays * 86_400_000).toISOString();
-    return this.#prune.run(cutoff).changes;
+    return this.#prune.run(daysBefore(this.#clock, keepDays)).changes;
   }
 
   /** Counts a failed dispatch; returns the attempts so far. */

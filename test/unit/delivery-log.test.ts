@@ -1,30 +1,22 @@
 import { expect, it } from 'vitest';
 import { DeliveryLog } from '../../src/github/delivery-log.ts';
-import type { Intent } from '../../src/github/webhook-intent.ts';
+import { type Intent, webhookIntent } from '../../src/github/webhook-intent.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { examplePayload } from '../helpers/webhook-examples.ts';
 
 const DAY = 86_400_000;
 
+/** A real `issues.labeled` delivery's intent. */
 function labelIntent(deliveryId: string): Intent {
-  return {
-    type: 'label',
-    origin: {
-      deliveryId,
-      event: 'issues',
-      action: 'labeled',
-      installationId: 1,
-      repo: { fullName: 'acme/app', id: 7, defaultBranch: 'main' },
-      sender: { login: 'dev', id: 2, type: 'User' },
-      fromSelf: false,
-    },
-    added: true,
-    label: 'airlock',
-    issueNumber: 3,
-    isPullRequest: false,
-    title: 'Fix it',
-    url: 'https://github.example/acme/app/issues/3',
-  };
+  const payload = examplePayload('issues', 'labeled', {
+    repo: { id: 7, fullName: 'acme/app' },
+    sender: { login: 'dev', id: 2 },
+    installationId: 1,
+  });
+  const intent = webhookIntent({ id: deliveryId, name: 'issues', payload }, { slug: 'airlock' });
+  if ('ignored' in intent) throw new Error(intent.ignored);
+  return intent;
 }
 
 it('prunes processed deliveries older than the keep period and never pending ones', () => {
