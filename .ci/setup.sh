@@ -41,11 +41,11 @@ fi
 stamp=node_modules/.airlock-stamp
 want=$(sha256sum package-lock.json package.json | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  # npm install, not npm ci: this npm leaves other platforms' optional packages out of the lock
-  # file and then refuses its own lock in `npm ci`. The lock file still pins every version.
+  # npm ci: exactly the lock file, which lists every platform's optional packages, so a fresh
+  # clone's tree stays clean after set-up.
   say "installing npm packages"
-  npm install --no-audit --no-fund --loglevel=error \
-    || die "npm install failed: check access to the npm registry (npm config get registry) and retry"
+  npm ci --no-audit --no-fund --loglevel=error \
+    || die "npm ci failed: check access to the npm registry (npm config get registry) and retry"
   sha256sum package-lock.json package.json | sha256sum | cut -d' ' -f1 > "$stamp"
 fi
 [ -x node_modules/.bin/node ] || die "node_modules/.bin/node is missing: the pinned Node 24 did not install; rerun npm ci"
