@@ -5,6 +5,7 @@ import { type AppConfig, loadAppConfig } from './config/app-config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { SecretRedactor } from './secrets.ts';
 import { startRegistrationServer } from './setup-mode.ts';
+import { buildAirlock } from './airlock.ts';
 
 /** A running airlock, for graceful shutdown and tests. */
 export interface RunningAirlock {
@@ -14,8 +15,8 @@ export interface RunningAirlock {
 }
 
 /**
- * The composition root: validates settings, then builds every part from them and wires them
- * together. With no GitHub App credentials it serves the registration flow instead.
+ * Starts airlock from an environment: validates settings, then builds it (see buildAirlock). With
+ * no GitHub App credentials it serves the registration flow instead.
  */
 export async function startAirlock(environment: Record<string, string | undefined>): Promise<RunningAirlock> {
   const env = { ...readDotEnv('.env'), ...environment };
@@ -42,8 +43,16 @@ export async function startAirlock(environment: Record<string, string | undefine
     });
     return { config, log, stop: server.stop };
   }
-  const { startFullAirlock } = await import('./full-airlock.ts');
-  return startFullAirlock(config, { log, redactor });
+  const airlock = await buildAirlock(config, { log, redactor });
+  const port = airlock.github?.server.port;
+  log.info({ port, webhooks: `${config.publicUrl}/api/github/webhooks` }, 'airlock is running');
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.info({ signal }, 'stopping: cancelling running tasks, destroying their VMs, revoking their tokens');
+      airlock.stop().then(() => process.exit(0));
+    });
+  }
+  return { config, log, stop: airlock.stop };
 }
 
 function readDotEnv(file: string): Record<string, string> {

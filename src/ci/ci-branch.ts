@@ -1,6 +1,6 @@
-import type { Intent } from '../github/webhook-intent.ts';
 import { isTerminal, type Task } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
+import type { CiHead } from './ci-follow-up.ts';
 
 /**
  * The task whose pushed commit is the head of an airlock branch, if `sha` is that head. While a
@@ -31,31 +31,17 @@ export function requesterOf(tasks: Pick<TaskStore, 'onBranch'>, task: Task): str
 /**
  * When a task on a branch with a PR ends, CI may already have finished on the branch's head (CI
  * can be faster than airlock's own bookkeeping, or a queued follow-up held the verdict back).
- * This intent, stored like a delivery, makes the intake worker judge that head once more.
+ * Returns the head to judge once more, as a `ci_recheck` job does.
  */
-export function taskFinishedIntent(
-  tasks: Pick<TaskStore, 'onBranch'>,
-  finished: Task,
-): Extract<Intent, { type: 'ci' }> | undefined {
+export function headToRecheck(tasks: Pick<TaskStore, 'onBranch'>, finished: Task): CiHead | undefined {
   if (finished.installationId === null || finished.prNumber === null) return undefined;
   const head = tasks.onBranch(finished.repoFullName, finished.branch).findLast((t) => t.headSha !== null);
   if (!head?.headSha) return undefined;
   return {
-    type: 'ci',
-    origin: {
-      deliveryId: `airlock-task-finished-${finished.id}`,
-      event: 'airlock',
-      action: 'task_finished',
-      installationId: finished.installationId,
-      repo: { fullName: finished.repoFullName, id: finished.repoId ?? 0, defaultBranch: null },
-      sender: { login: finished.actorLogin, id: finished.actorId ?? 0, type: 'User' },
-      fromSelf: false,
-    },
-    source: 'task_finished',
+    installationId: finished.installationId,
+    repo: { fullName: finished.repoFullName, defaultBranch: null },
     headSha: head.headSha,
     headBranch: finished.branch,
-    conclusion: null,
-    name: `task ${finished.id}`,
-    id: 0,
+    trigger: { event: `airlock.task_finished`, deliveryId: null },
   };
 }

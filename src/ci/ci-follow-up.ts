@@ -1,5 +1,5 @@
 import type { AuditSink } from '../audit-sink.ts';
-import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfig } from '../config/repo-config.ts';
+import { parseRepoConfig, REPO_CONFIG_PATH, type RepoConfig } from '../config/repo-config.ts';
 import { ConfigError } from '../errors.ts';
 import {
   actionsJobLog,
@@ -33,7 +33,28 @@ export interface CiFollowUpDeps {
   logTailBytes?: number;
 }
 
-type CiIntent = Extract<Intent, { type: 'ci' }>;
+/** A commit CI finished on (or may have): from a CI webhook, or a task that ended on its branch. */
+export interface CiHead {
+  installationId: number;
+  repo: { fullName: string; defaultBranch: string | null };
+  headSha: string;
+  headBranch: string | null;
+  /** What made airlock look: recorded on a follow-up it starts. */
+  trigger: { event: string; deliveryId: string | null };
+}
+
+/** The commit a CI webhook is about. */
+export function ciHeadOf(intent: Extract<Intent, { type: 'ci' }>): CiHead {
+  const { origin } = intent;
+  return {
+    installationId: origin.installationId as number,
+    repo: { fullName: origin.repo.fullName, defaultBranch: origin.repo.defaultBranch },
+    headSha: intent.headSha,
+    headBranch: intent.headBranch,
+    trigger: { event: `${origin.event}${origin.action ? `.${origin.action}` : ''}`, deliveryId: origin.deliveryId },
+  };
+}
+
 type CiSettings = RepoConfig['ci'] & { note?: string };
 
 const PASSING = new Set(['success', 'neutral', 'skipped']);
@@ -51,9 +72,9 @@ const ACTIONS_APP = 'github-actions';
  * later pass when a person re-runs a check). GitHub writes go through the durable job queue, in
  * the same SQLite transaction as the verdict, so a retry never acts twice.
  */
-export async function handleCiResult(deps: CiFollowUpDeps, intent: CiIntent): Promise<string> {
-  const repo = intent.origin.repo.fullName;
-  const installationId = intent.origin.installationId as number;
+export async function handleCiResult(deps: CiFollowUpDeps, intent: CiHead): Promise<string> {
+  const repo = intent.repo.fullName;
+  const { installationId } = intent;
   const head = branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
   if ('why' in head) return head.why;
   const { task } = head;
@@ -74,7 +95,7 @@ export async function handleCiResult(deps: CiFollowUpDeps, intent: CiIntent): Pr
   const pr = await deps.github.pull(installationId, repo, task.prNumber);
   if (pr.state !== 'open') return `pull request #${pr.number} is ${pr.state}`;
   if (pr.headSha !== intent.headSha) return `pull request #${pr.number} has moved on to ${pr.headSha}`;
-  const ci = await currentCiSettings(deps, installationId, repo, intent.origin.repo.defaultBranch, task);
+  const ci = await currentCiSettings(deps, installationId, repo, intent.repo.defaultBranch, task);
   const judged = { task, pr, runs, ci, installationId, sha: intent.headSha };
   if (failed.length === 0) return passed(deps, judged);
   return failedChecks(deps, judged, failed, intent);
@@ -128,7 +149,7 @@ async function failedChecks(
   deps: CiFollowUpDeps,
   { task, pr, ci, installationId, sha }: Judged,
   failed: CheckRunInfo[],
-  intent: CiIntent,
+  intent: CiHead,
 ): Promise<string> {
   const repo = task.repoFullName;
   const octokit = deps.github.octokit(installationId);
@@ -153,7 +174,7 @@ async function failedChecks(
     fork: Boolean(task.context.fork) || pr.fork,
     workflowFilesChanged: workflowFiles(await changedPaths(octokit, repo, pr.baseRef, sha)),
     previousAttempts: attempts.length,
-    previousFingerprints: attempts.map((t) => String(t.context.ciFingerprint ?? '')),
+    previousFingerprints: attempts.map((t) => t.context.ciFingerprint ?? ''),
     fingerprint,
     unfixable: failed
       .filter((r) => !FIXABLE.has(r.conclusion ?? ''))
@@ -184,11 +205,12 @@ async function failedChecks(
       kind: 'ci_fix',
       branch: task.branch,
       baseRef: task.baseRef,
+      start: { from: 'own_branch' },
       actorLogin: requester,
       actorId: requester === task.actorLogin ? task.actorId : null,
-      triggerEvent: `${intent.origin.event}${intent.origin.action ? `.${intent.origin.action}` : ''}`,
+      triggerEvent: intent.trigger.event,
       triggerUrl: pr.htmlUrl,
-      deliveryId: intent.origin.deliveryId,
+      deliveryId: intent.trigger.deliveryId,
       instruction: `CI failed on ${sha.slice(0, 7)}: ${names}. Fix the failures.`,
       // Only what describes the work: an earlier review comment's hunk is not this task's subject.
       context: {
@@ -199,6 +221,7 @@ async function failedChecks(
         ciFingerprint: fingerprint,
         ciHeadSha: sha,
       },
+      thread: task.thread,
       config: task.config,
       parentTaskId: task.id,
       attempt: decision.attempt,
@@ -229,9 +252,7 @@ async function currentCiSettings(
     return parseRepoConfig(text).ci;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    const snapshot = RepoConfig.safeParse(task.config);
-    const ci = snapshot.success ? snapshot.data.ci : parseRepoConfig(undefined).ci;
-    return { ...ci, autofix: false, note: `${REPO_CONFIG_PATH} on the default branch is invalid` };
+    return { ...task.config.ci, autofix: false, note: `${REPO_CONFIG_PATH} on the default branch is invalid` };
   }
 }
 

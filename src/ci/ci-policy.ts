@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 
-/** One failing check, as CI reported it. */
-export interface CiFailure {
-  name: string;
-  conclusion: string;
-  annotations: Array<{ path: string; line: number | null; message: string }>;
-  logTail: string;
-}
+/** One failing check, as CI reported it (carried in a CI follow-up's context). */
+export const CiFailure = z
+  .object({
+    name: z.string(),
+    conclusion: z.string(),
+    annotations: z.array(z.object({ path: z.string(), line: z.number().nullable(), message: z.string() })),
+    logTail: z.string(),
+  })
+  .strict();
+export type CiFailure = z.infer<typeof CiFailure>;
 
 /** Whether a failure should become a follow-up, and why not when it should not. */
 export type AutofixDecision = { fix: true; attempt: number } | { fix: false; why: string };

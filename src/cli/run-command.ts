@@ -44,7 +44,7 @@ export default async function run(args: string[]): Promise<number> {
       log,
     });
     progress(`sandbox: ${opened.accel.accel} (${opened.accel.reason})`);
-    return opened.sandbox;
+    return opened;
   };
   const interrupt = new AbortController();
   process.once('SIGINT', () => {
@@ -58,7 +58,7 @@ export default async function run(args: string[]): Promise<number> {
       ...(values.agent ? { agent: values.agent as RepoConfig['agent'] } : {}),
       ...(values.script ? { script: values.script } : {}),
     },
-    { config, log, redactor, sandbox, progress, signal: interrupt.signal },
+    { config, log, redactor, openSandbox: sandbox, progress, signal: interrupt.signal },
   );
   const { task } = outcome;
   const lines = [`task ${task.id}: ${task.state}${task.reason ? ` (${task.reason})` : ''}`];

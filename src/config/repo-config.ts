@@ -145,6 +145,21 @@ export function parseRepoConfig(text: string | undefined): RepoConfig {
   return parsed.data;
 }
 
+/**
+ * The label a repository's file names, read leniently so an invalid file still says which label
+ * it meant (a refusal is posted only where that label was used); `airlock` when it names none.
+ */
+export function configuredLabel(text: string | undefined): string {
+  try {
+    const raw = text ? (parseYaml(text) as unknown) : undefined;
+    const label = (raw as { label?: unknown } | null | undefined)?.label;
+    return typeof label === 'string' && label.length > 0 ? label : DEFAULT_REPO_CONFIG.label;
+  } catch {
+    // Not YAML at all: the file cannot name a label, so the default one is the one that counts.
+    return DEFAULT_REPO_CONFIG.label;
+  }
+}
+
 /** JSON Schema for editors, generated from {@link RepoConfig}. */
 export function repoConfigJsonSchema(): unknown {
   return z.toJSONSchema(RepoConfig, { io: 'input', target: 'draft-7' });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { type Clock, daysBefore } from '../clock.ts';
+import { type RetryDecision, retryAfterFailure } from '../store/backoff.ts';
 import type { Db } from '../store/database.ts';
 import { Intent } from './webhook-intent.ts';
 
@@ -12,6 +13,8 @@ export const StoredDelivery = z.object({
   intent: Intent,
   status: DeliveryStatus,
   attempts: z.number(),
+  /** When airlock stored the delivery: the moment of the request, for freezing what was asked. */
+  receivedAt: z.string(),
 });
 export type StoredDelivery = z.infer<typeof StoredDelivery>;
 
@@ -44,8 +47,11 @@ export class DeliveryLog {
     return this.#prune.run(daysBefore(this.#clock, keepDays)).changes;
   }
 
-  /** Stores an intent; returns 'duplicate' when this delivery id was seen before. */
-  record(intent: Intent): 'recorded' | 'duplicate' {
+  /**
+   * Stores an intent; returns 'duplicate' when this delivery id was seen before. `receivedAt` is
+   * when the delivery reached airlock (the inbox's time), defaulting to now.
+   */
+  record(intent: Intent, receivedAt?: string): 'recorded' | 'duplicate' {
     const o = intent.origin;
     const result = this.#insert.run(
       o.deliveryId,
@@ -54,26 +60,28 @@ export class DeliveryLog {
       o.installationId,
       o.repo.fullName,
       JSON.stringify(intent),
-      this.#clock.now().toISOString(),
+      receivedAt ?? this.#clock.now().toISOString(),
     );
     return result.changes === 1 ? 'recorded' : 'duplicate';
   }
 
-  /** Deliveries still to be processed, oldest first. */
+  /** Deliveries due for processing (pending, past any back-off), oldest first. */
   pending(limit = 50): StoredDelivery[] {
     return this.#db
       .prepare(
-        `SELECT delivery_id, intent_json, status, attempts FROM deliveries WHERE status = 'pending'
+        `SELECT delivery_id, intent_json, status, attempts, received_at FROM deliveries
+         WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)
          ORDER BY received_at, rowid LIMIT ?`,
       )
-      .all(limit)
+      .all(this.#clock.now().toISOString(), limit)
       .map((row) => {
-        const r = row as { delivery_id: string; intent_json: string; status: string; attempts: number };
+        const r = row as Record<string, unknown>;
         return StoredDelivery.parse({
           deliveryId: r.delivery_id,
-          intent: JSON.parse(r.intent_json),
+          intent: JSON.parse(String(r.intent_json)),
           status: r.status,
           attempts: r.attempts,
+          receivedAt: r.received_at,
         });
       });
   }
@@ -93,15 +101,28 @@ export class DeliveryLog {
       .run(status, outcome, taskId ?? null, this.#clock.now().toISOString(), deliveryId);
   }
 
-  /** Counts a failed attempt, leaving the delivery pending for a retry. */
-  retryLater(deliveryId: string, error: string): number {
+  /**
+   * Counts a failed attempt: the delivery waits for its next attempt under the queues' one retry
+   * policy, or is finished as failed once that policy gives up. Returns the decision.
+   */
+  retryLater(deliveryId: string, error: string): RetryDecision {
+    const row = this.#db
+      .prepare('SELECT attempts, received_at FROM deliveries WHERE delivery_id = ?')
+      .get(deliveryId) as { attempts: number; received_at: string };
+    const decision = retryAfterFailure(this.#clock, row.attempts + 1, row.received_at);
+    if ('giveUp' in decision) {
+      this.finish(deliveryId, 'failed', `${decision.giveUp}: ${error}`);
+      return decision;
+    }
     this.#db
-      .prepare('UPDATE deliveries SET attempts = attempts + 1, outcome = ? WHERE delivery_id = ?')
-      .run(error, deliveryId);
-    const row = this.#db.prepare('SELECT attempts FROM deliveries WHERE delivery_id = ?').get(deliveryId) as {
-      attempts: number;
-    };
-    return row.attempts;
+      .prepare('UPDATE deliveries SET attempts = attempts + 1, outcome = ?, not_before = ? WHERE delivery_id = ?')
+      .run(error, decision.retryAt, deliveryId);
+    return decision;
+  }
+
+  /** Whether any delivery is still pending (due now or waiting out a back-off). */
+  hasPending(): boolean {
+    return this.#db.prepare(`SELECT 1 FROM deliveries WHERE status = 'pending' LIMIT 1`).get() !== undefined;
   }
 
   /** The stored outcome of one delivery, for tests and the API. */

@@ -1,6 +1,8 @@
 import { GitHubError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { ReactionTarget } from './github-jobs.ts';
 import { splitRepo } from '../tasks/task.ts';
+import { IssueThread } from '../tasks/task-thread.ts';
 import {
   type AirlockOctokit,
   type GitHubAppCredentials,
@@ -122,38 +124,36 @@ export class GitHubClient {
     return first ? toPullInfo(first) : undefined;
   }
 
-  /** Issue title, body and comments, for the prompt. */
-  async issueThread(
-    installationId: number,
-    fullName: string,
-    number: number,
-  ): Promise<{
-    title: string;
-    body: string;
-    author: string;
-    comments: Array<{ author: string; body: string }>;
-  }> {
+  /** Issue title, body and comments (with ids and edit times), for the prompt. */
+  async issueThread(installationId: number, fullName: string, number: number): Promise<IssueThread> {
     const { owner, repo } = splitRepo(fullName);
     const octokit = this.octokit(installationId);
     const { data: issue } = await call(`read issue #${number} of ${fullName}`, () =>
       octokit.rest.issues.get({ owner, repo, issue_number: number }),
     );
-    const { data: comments } = await call(`read comments of #${number} in ${fullName}`, () =>
-      octokit.rest.issues.listComments({ owner, repo, issue_number: number, per_page: 100 }),
+    const comments = await call(`read comments of #${number} in ${fullName}`, () =>
+      octokit.paginate(octokit.rest.issues.listComments, { owner, repo, issue_number: number, per_page: 100 }),
     );
-    return {
+    return IssueThread.parse({
       title: issue.title,
       body: issue.body ?? '',
       author: issue.user?.login ?? 'ghost',
-      comments: comments.map((c) => ({ author: c.user?.login ?? 'ghost', body: c.body ?? '' })),
-    };
+      updatedAt: issue.updated_at,
+      comments: comments.map((c) => ({
+        id: c.id,
+        author: c.user?.login ?? 'ghost',
+        body: c.body ?? '',
+        createdAt: c.created_at,
+        updatedAt: c.updated_at,
+      })),
+    });
   }
 
   /** Adds a reaction to an issue, an issue comment or a review comment. */
   async react(
     installationId: number,
     fullName: string,
-    target: { issueNumber: number } | { commentId: number; kind: 'issue_comment' | 'review_comment' },
+    target: ReactionTarget,
     content: '+1' | 'eyes' | 'rocket' | 'confused',
   ): Promise<void> {
     const { owner, repo } = splitRepo(fullName);
@@ -302,8 +302,8 @@ function toPullInfo(data: {
   state: string;
   draft?: boolean;
   title: string;
-  head: { ref: string; sha: string; repo: { full_name: string; fork: boolean } | null };
-  base: { ref: string };
+  head: { ref: string; sha: string; repo: { id: number; full_name: string } | null };
+  base: { ref: string; repo: { id: number } };
   user: { login: string } | null;
 }): PullInfo {
   return {
@@ -316,7 +316,9 @@ function toPullInfo(data: {
     headRef: data.head.ref,
     headSha: data.head.sha,
     headRepo: data.head.repo?.full_name ?? null,
-    fork: data.head.repo?.fork ?? true,
+    // A fork is a head in another repository than the base (GitHub's `repo.fork` says only
+    // whether a repository is itself a fork, which is wrong both ways here).
+    fork: data.head.repo === null || data.head.repo.id !== data.base.repo.id,
     baseRef: data.base.ref,
     author: data.user?.login ?? 'ghost',
   };

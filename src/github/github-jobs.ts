@@ -2,18 +2,23 @@ import { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { retryAfterFailure } from '../store/backoff.ts';
 import type { Db } from '../store/database.ts';
 
-/** Durable GitHub side effects. Each is retried with back-off until it succeeds or runs out of attempts. */
+/** What a reaction is put on: an issue or pull request, or one comment on it. */
+export const ReactionTarget = z.union([
+  z.object({ issueNumber: z.number() }),
+  z.object({ commentId: z.number(), kind: z.enum(['issue_comment', 'review_comment']) }),
+]);
+export type ReactionTarget = z.infer<typeof ReactionTarget>;
+
+/** Durable GitHub side effects. Each is retried under the queues' one retry policy (store/backoff.ts). */
 export const GitHubJob = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('react'),
     installationId: z.number(),
     repo: z.string(),
-    target: z.union([
-      z.object({ issueNumber: z.number() }),
-      z.object({ commentId: z.number(), kind: z.enum(['issue_comment', 'review_comment']) }),
-    ]),
+    target: ReactionTarget,
     content: z.enum(['+1', 'eyes', 'rocket', 'confused']),
   }),
   z.object({
@@ -27,6 +32,11 @@ export const GitHubJob = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('tracking'), taskId: z.string() }),
   /** Create or update the task's `airlock` check run from its state at the time the job runs. */
   z.object({ kind: z.literal('check_run'), taskId: z.string() }),
+  /**
+   * Judge CI again on the head of a task's branch once the task ended: CI may have finished while
+   * the task (or a follow-up queued behind it) was still going, when nothing was judged.
+   */
+  z.object({ kind: z.literal('ci_recheck'), taskId: z.string() }),
   /** Take a draft pull request out of draft (CI passed). */
   z.object({
     kind: z.literal('ready_for_review'),
@@ -48,8 +58,6 @@ export type GitHubJob = z.infer<typeof GitHubJob>;
 
 /** Runs one job against GitHub. */
 export type GitHubJobExecutor = (job: GitHubJob) => Promise<void>;
-
-const MAX_ATTEMPTS = 8;
 
 /** The outbox of GitHub side effects, stored in SQLite so none is lost across restarts. */
 export class GitHubJobQueue {
@@ -81,17 +89,21 @@ export class GitHubJobQueue {
       .run(taskId, refs.deliveryId ?? null, job.kind, JSON.stringify(job), now, now);
   }
 
-  /** Runs every job that is due, in order; returns how many ran (succeeded or not). */
+  /**
+   * Runs every job that is due, oldest first; a job that fails waits out its back-off while later
+   * jobs overtake it. Returns how many ran (succeeded or not).
+   */
   async drain(execute: GitHubJobExecutor, log: Logger, limit = 100): Promise<number> {
     const due = this.#db
       .prepare(
-        `SELECT id, payload_json, attempts FROM github_jobs WHERE status = 'pending' AND not_before <= ?
+        `SELECT id, payload_json, attempts, created_at FROM github_jobs WHERE status = 'pending' AND not_before <= ?
          ORDER BY id LIMIT ?`,
       )
       .all(this.#clock.now().toISOString(), limit) as Array<{
       id: number;
       payload_json: string;
       attempts: number;
+      created_at: string;
     }>;
     for (const row of due) {
       const job = GitHubJob.parse(JSON.parse(row.payload_json));
@@ -104,8 +116,8 @@ export class GitHubJobQueue {
           .run(this.#clock.now().toISOString(), row.id);
       } catch (error) {
         const attempts = row.attempts + 1;
-        const giveUp = attempts >= MAX_ATTEMPTS;
-        const delayMs = Math.min(300_000, 1000 * 2 ** attempts);
+        const next = retryAfterFailure(this.#clock, attempts, row.created_at);
+        const giveUp = 'giveUp' in next;
         log.warn(
           { job: job.kind, jobId: row.id, attempts, err: errorMessage(error), giveUp },
           'GitHub job failed',
@@ -117,8 +129,8 @@ export class GitHubJobQueue {
           .run(
             giveUp ? 'failed' : 'pending',
             attempts,
-            errorMessage(error),
-            new Date(this.#clock.now().getTime() + delayMs).toISOString(),
+            giveUp ? `${next.giveUp}: ${errorMessage(error)}` : errorMessage(error),
+            giveUp ? this.#clock.now().toISOString() : next.retryAt,
             row.id,
           );
       }

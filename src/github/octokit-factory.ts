@@ -81,7 +81,7 @@ export function appOctokit(credentials: GitHubAppCredentials, tuning: OctokitTun
     authStrategy: createAppAuth,
     auth: { appId: credentials.appId, privateKey: credentials.privateKey },
     request: tuning.fetch ? { fetch: tuning.fetch } : {},
-    retry: { retryAfterBaseValue: tuning.retryBaseMs ?? 1000 },
+    retry: { retryAfterBaseValue: tuning.retryBaseMs ?? 1000, retries: tuning.retries ?? 3 },
     throttle: {
       retryAfterBaseValue: tuning.retryBaseMs ?? 1000,
       onRateLimit: (_r: number, _o: unknown, _k: unknown, retryCount: number) => retryCount < 2,

@@ -1,28 +1,30 @@
-import type { Probot } from 'probot';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { DeliveryLog } from './delivery-log.ts';
 import type { IngressGate } from './ingress-gate.ts';
-import { MAX_DISPATCH_ATTEMPTS, type WebhookInbox } from './webhook-inbox.ts';
+import type { WebhookInbox } from './webhook-inbox.ts';
+import { webhookIntent } from './webhook-intent.ts';
 
 /** Work done between two looks at the webhook gate, so a burst of deliveries is answered first. */
 const SLICE_MS = 4;
 const BATCH = 100;
 
 /**
- * Hands stored deliveries to Probot, oldest first, and marks each dispatched. Probot's handler
- * stores the delivery's intent keyed by the delivery id, so a dispatch repeated after a crash
- * (handled, but not yet marked) records nothing twice. A delivery whose dispatch keeps throwing is
- * set aside after {@link MAX_DISPATCH_ATTEMPTS} tries, with the error kept on its row.
- * Returns how many deliveries it dispatched or set aside.
+ * Turns stored deliveries into intents, oldest first: each delivery's intent (if it is one) is
+ * recorded in the delivery log and its inbox row marked dispatched in one transaction, so a crash
+ * repeats nothing and loses nothing. Parsing is pure; a delivery it cannot read is set aside with
+ * the error on its row (a bug to look at, not a transient failure to retry). Returns how many
+ * deliveries it handled.
  */
-export async function dispatchWebhooks(deps: {
+export async function recordIntents(deps: {
   inbox: WebhookInbox;
-  probot: Probot;
+  deliveries: DeliveryLog;
+  tasks: { transaction<T>(fn: () => T): T };
+  appSlug: string;
   log: Logger;
   gate?: IngressGate;
 }): Promise<number> {
   const batch = deps.inbox.waiting(BATCH);
-  let done = 0;
   let sliceEnds = 0;
   for (const delivery of batch) {
     if (performance.now() >= sliceEnds) {
@@ -30,22 +32,26 @@ export async function dispatchWebhooks(deps: {
       sliceEnds = performance.now() + SLICE_MS;
     }
     const { deliveryId: id, event: name } = delivery;
+    const fields = { deliveryId: id, event: name };
+    let intent: ReturnType<typeof webhookIntent>;
     try {
-      const payload = JSON.parse(delivery.payload) as unknown;
-      await deps.probot.receive({ id, name, payload } as Parameters<Probot['receive']>[0]);
-      deps.inbox.done(id);
-      done++;
+      intent = webhookIntent({ id, name, payload: JSON.parse(delivery.payload) }, { slug: deps.appSlug });
     } catch (error) {
-      const message = errorMessage(error);
-      const attempts = deps.inbox.failed(id, message);
-      if (attempts >= MAX_DISPATCH_ATTEMPTS) {
-        deps.inbox.done(id, message);
-        done++;
-        deps.log.error({ deliveryId: id, event: name, attempts, err: message }, 'webhook set aside');
-      } else {
-        deps.log.warn({ deliveryId: id, event: name, attempts, err: message }, 'webhook dispatch failed');
-      }
+      deps.inbox.done(id, errorMessage(error));
+      deps.log.error({ ...fields, err: errorMessage(error) }, 'webhook set aside: its payload could not be read');
+      continue;
     }
+    if ('ignored' in intent) {
+      deps.inbox.done(id);
+      deps.log.debug({ ...fields, reason: intent.ignored }, 'webhook ignored');
+      continue;
+    }
+    const stored = deps.tasks.transaction(() => {
+      const result = deps.deliveries.record(intent, delivery.receivedAt);
+      deps.inbox.done(id);
+      return result;
+    });
+    deps.log.info({ ...fields, intent: intent.type, repo: intent.origin.repo.fullName, stored }, 'webhook accepted');
   }
-  return done;
+  return batch.length;
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type Clock, daysBefore } from '../clock.ts';
 import type { Db } from '../store/database.ts';
 
@@ -7,11 +8,8 @@ export interface InboxDelivery {
   event: string;
   /** The body as GitHub sent it (verified, valid JSON). */
   payload: string;
-  attempts: number;
+  receivedAt: string;
 }
-
-/** How many times a delivery whose dispatch throws is tried before it is set aside. */
-export const MAX_DISPATCH_ATTEMPTS = 5;
 
 /**
  * How long a dispatched delivery's row is kept as the record that its id was seen. GitHub lets
@@ -29,32 +27,32 @@ export class WebhookInbox {
   readonly #insert;
   readonly #waiting;
   readonly #dispatched;
-  readonly #failed;
   readonly #prune;
 
   constructor(db: Db, clock: Clock) {
     this.#clock = clock;
     this.#insert = db.prepare(
-      `INSERT INTO webhook_inbox (delivery_id, event, payload, received_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (delivery_id) DO NOTHING`,
+      `INSERT INTO webhook_inbox (delivery_id, event, payload, body_sha256, received_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING`,
     );
     this.#waiting = db.prepare(
-      `SELECT delivery_id, event, payload, attempts FROM webhook_inbox
+      `SELECT delivery_id, event, payload, received_at FROM webhook_inbox
        WHERE dispatched_at IS NULL ORDER BY received_at, rowid LIMIT ?`,
     );
     this.#dispatched = db.prepare(
       'UPDATE webhook_inbox SET dispatched_at = ?, payload = NULL, error = ? WHERE delivery_id = ?',
     );
     this.#prune = db.prepare('DELETE FROM webhook_inbox WHERE dispatched_at IS NOT NULL AND received_at < ?');
-    this.#failed = db.prepare(
-      'UPDATE webhook_inbox SET attempts = attempts + 1, error = ? WHERE delivery_id = ? RETURNING attempts',
-    );
   }
 
-  /** Stores a delivery; 'duplicate' when its id was stored before. */
+  /**
+   * Stores a delivery; 'duplicate' when its id, or the same body under another id, was stored
+   * before (a captured signed body re-posted with a new delivery id is the same request).
+   */
   store(deliveryId: string, event: string, payload: string): 'stored' | 'duplicate' {
     const at = this.#clock.now().toISOString();
-    return this.#insert.run(deliveryId, event, payload, at).changes === 1 ? 'stored' : 'duplicate';
+    const digest = createHash('sha256').update(payload).digest('hex');
+    return this.#insert.run(deliveryId, event, payload, digest, at).changes === 1 ? 'stored' : 'duplicate';
   }
 
   /** Deliveries not yet dispatched, oldest first. */
@@ -64,9 +62,9 @@ export class WebhookInbox {
         delivery_id: string;
         event: string;
         payload: string;
-        attempts: number;
+        received_at: string;
       }>
-    ).map((r) => ({ deliveryId: r.delivery_id, event: r.event, payload: r.payload, attempts: r.attempts }));
+    ).map((r) => ({ deliveryId: r.delivery_id, event: r.event, payload: r.payload, receivedAt: r.received_at }));
   }
 
   /** Marks a delivery dispatched (or given up, with the error) and drops its body. */
@@ -80,11 +78,5 @@ export class WebhookInbox {
    */
   prune(keepDays = INBOX_KEEP_DAYS): number {
     return this.#prune.run(daysBefore(this.#clock, keepDays)).changes;
-  }
-
-  /** Counts a failed dispatch; returns the attempts so far. */
-  failed(deliveryId: string, error: string): number {
-    const row = this.#failed.get(error, deliveryId) as { attempts: number } | undefined;
-    return row?.attempts ?? MAX_DISPATCH_ATTEMPTS;
   }
 }

@@ -21,9 +21,9 @@ const PullRequest = z.object({
   head: z.object({
     ref: z.string(),
     sha: z.string(),
-    repo: z.object({ full_name: z.string(), fork: z.boolean() }).nullable(),
+    repo: z.object({ id: z.number(), full_name: z.string() }).nullable(),
   }),
-  base: z.object({ ref: z.string(), repo: z.object({ full_name: z.string() }) }),
+  base: z.object({ ref: z.string(), repo: z.object({ id: z.number(), full_name: z.string() }) }),
 });
 const Common = z.object({
   repository: Repository,
@@ -109,8 +109,7 @@ export const Intent = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('ci'),
     origin: IntentOrigin,
-    /** `task_finished`: airlock looks again at a branch's head when a task on it ends. */
-    source: z.enum(['check_suite', 'check_run', 'workflow_run', 'task_finished']),
+    source: z.enum(['check_suite', 'check_run', 'workflow_run']),
     headSha: z.string(),
     headBranch: z.string().nullable(),
     conclusion: z.string().nullable(),
@@ -273,7 +272,8 @@ function prFields(pr: z.infer<typeof PullRequest>) {
   return {
     headRef: pr.head.ref,
     headSha: pr.head.sha,
-    fork: pr.head.repo?.fork ?? true,
+    // A fork PR's head is in another repository than its base (a deleted head repository too).
+    fork: pr.head.repo === null || pr.head.repo.id !== pr.base.repo.id,
     baseRef: pr.base.ref,
   };
 }

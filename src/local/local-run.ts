@@ -1,22 +1,16 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AuditLog } from '../audit/audit-log.ts';
-import { systemClock } from '../clock.ts';
+import { type Airlock, buildAirlock, type OpenedSandbox } from '../airlock.ts';
 import type { AppConfig } from '../config/app-config.ts';
-import { modelUpstreams } from '../config/model-upstreams.ts';
 import { parseRepoConfig, type RepoConfig } from '../config/repo-config.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { runProcess } from '../process/run-process.ts';
-import type { Sandbox } from '../sandbox/sandbox.ts';
 import type { SecretRedactor } from '../secrets.ts';
-import { openDatabase } from '../store/database.ts';
-import { announce } from '../tasks/intake.ts';
-import { isTerminal, type Task, type TaskState } from '../tasks/task.ts';
-import { failureOutcome, TaskCancelled, TaskTimedOut } from '../tasks/task-runner.ts';
-import { TaskStore } from '../tasks/task-store.ts';
-import { VmTaskRunner } from '../tasks/vm-task-runner.ts';
+import type { Task } from '../tasks/task.ts';
+import { enterState, recordTaskCreated, runTaskToEnd } from '../tasks/task-lifecycle.ts';
+import { TaskCancelled } from '../tasks/task-runner.ts';
 import { startLocalGitServer } from './local-git-server.ts';
 
 /** What `airlock run` was asked to do. */
@@ -50,7 +44,7 @@ export async function runLocalTask(
     log: Logger;
     redactor: SecretRedactor;
     /** Opened once the repository and its configuration have been checked. */
-    sandbox: () => Promise<Sandbox>;
+    openSandbox: () => Promise<OpenedSandbox>;
     /** Progress lines for the person waiting (phase and elapsed time). */
     progress: (line: string) => void;
     /** Aborting cancels the task (Ctrl-C). */
@@ -59,16 +53,24 @@ export async function runLocalTask(
 ): Promise<LocalRunOutcome> {
   const repo = await inspectRepository(request.repoPath);
   const repoConfig = await readRepoConfig(repo.top, request);
-  const sandbox = await deps.sandbox();
-  const database = path.join(deps.config.dataDir, 'airlock.sqlite');
   await mkdir(deps.config.dataDir, { recursive: true });
-  const db = openDatabase(database);
   const git = await startLocalGitServer(repo.gitDir, path.basename(repo.top));
+  let airlock: Airlock | undefined;
   try {
-    const audit = new AuditLog(db, systemClock, deps.redactor);
-    const tasks = new TaskStore(db, systemClock);
+    // Local mode is airlock without GitHub: the same core, the repository served by a loopback
+    // git server whose per-run secret is the task's credential.
+    airlock = await buildAirlock(
+      { ...deps.config, github: undefined },
+      {
+        log: deps.log,
+        redactor: deps.redactor,
+        openSandbox: deps.openSandbox,
+        repositories: { gitUrl: git.gitUrl, credentialFor: () => git.credential },
+      },
+    );
+    const { tasks, audit } = airlock;
     const fullName = `${git.repository.owner}/${git.repository.name}`;
-    const created = tasks.create({
+    const task = tasks.create({
       installationId: null,
       repoFullName: fullName,
       repoId: null,
@@ -76,96 +78,52 @@ export async function runLocalTask(
       prNumber: null,
       kind: 'local',
       baseRef: repo.branch,
+      start: { from: 'ref', ref: repo.branch },
       actorLogin: repo.user.login,
       actorId: null,
       triggerEvent: 'local',
       triggerUrl: null,
       deliveryId: null,
       instruction: request.prompt,
-      context: { issueTitle: firstLine(request.prompt), coAuthor: repo.user.trailer, localPath: repo.top },
-      config: repoConfig as unknown as Record<string, unknown>,
+      context: { issueTitle: firstLine(request.prompt), local: { coAuthor: repo.user.trailer, path: repo.top } },
+      config: repoConfig,
     });
-    const task = created;
-    announce({ jobs: { enqueue: () => undefined }, audit }, task);
+    recordTaskCreated(audit, task);
 
     const started = performance.now();
     const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
-    const record = (state: TaskState, reason?: string | null) => {
-      const moved = tasks.transition(task.id, state, { reason: reason ?? null });
-      audit.append(task.id, 'task.state', { state: moved.state, reason: moved.reason });
-      deps.progress(`${moved.state.padEnd(9)} ${elapsed()}${reason ? `  ${reason}` : ''}`);
-      return moved;
+    const lifecycle = {
+      ...airlock.lifecycle,
+      onState: (moved: Task) =>
+        deps.progress(`${moved.state.padEnd(9)} ${elapsed()}${moved.reason ? `  ${moved.reason}` : ''}`),
     };
-    deps.progress(
-      `task ${task.id} on ${repo.top} (${repoConfig.agent ?? 'claude'} agent, base ${repo.branch})`,
-    );
-    record('starting');
-    const heartbeat = setInterval(
-      () => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`),
-      15_000,
-    );
+    deps.progress(`task ${task.id} on ${repo.top} (${repoConfig.agent} agent, base ${repo.branch})`);
+    const heartbeat = setInterval(() => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`), 15_000);
     heartbeat.unref();
-
     const controller = new AbortController();
-    const limitMs = (repoConfig.timeout_minutes ?? 30) * 60_000;
-    const timer = setTimeout(() => controller.abort(new TaskTimedOut(limitMs)), limitMs);
     const onAbort = () => controller.abort(new TaskCancelled('cancelled by the person running airlock run'));
     deps.signal?.addEventListener('abort', onAbort, { once: true });
-
-    const runner = new VmTaskRunner({
-      sandbox,
-      audit,
-      log: deps.log,
-      dataDir: deps.config.dataDir,
-      credentialFor: () => git.credential,
-      gitUrl: git.gitUrl,
-      models: modelUpstreams(deps.config.models),
-      app: { slug: 'airlock' },
-      issueThread: async () => undefined,
-      earlierTasks: () => [],
-    });
     let finished: Task;
     try {
-      const result = await runner.run(task, {
+      const starting = enterState(lifecycle, task.id, 'starting', { from: ['queued'] });
+      finished = await runTaskToEnd(lifecycle, starting, {
         signal: controller.signal,
-        enterPhase: (state) => record(state),
         log: deps.log.child({ taskId: task.id }),
       });
-      if (controller.signal.aborted) throw controller.signal.reason;
-      if (tasks.get(task.id).state === 'starting') record('running');
-      tasks.update(task.id, { result, ...(result.headSha ? { headSha: result.headSha } : {}) });
-      finished = record('succeeded', result.outcome === 'no_changes' ? 'the agent made no change' : null);
-    } catch (error) {
-      const ended = failureOutcome(controller.signal.aborted ? controller.signal.reason : error);
-      const current = tasks.get(task.id);
-      finished = isTerminal(current.state) ? current : record(ended.state, ended.reason);
     } finally {
-      clearTimeout(timer);
       clearInterval(heartbeat);
       deps.signal?.removeEventListener('abort', onAbort);
     }
-    audit.append(task.id, 'task.outcome', {
-      state: finished.state,
-      reason: finished.reason,
-      result: finished.result,
-    });
 
     const recordFile = path.join(deps.config.dataDir, 'records', `${task.id}.jsonl`);
     await mkdir(path.dirname(recordFile), { recursive: true });
-    await writeFile(
-      recordFile,
-      audit
-        .events(task.id)
-        .map((e) => `${JSON.stringify(e)}\n`)
-        .join(''),
-      {
-        mode: 0o600,
-      },
-    );
-    return { task: finished, recordFile, database };
+    await writeFile(recordFile, audit.events(task.id).map((e) => `${JSON.stringify(e)}\n`).join(''), {
+      mode: 0o600,
+    });
+    return { task: finished, recordFile, database: path.join(deps.config.dataDir, 'airlock.sqlite') };
   } finally {
     await git.close();
-    db.close();
+    await airlock?.stop();
   }
 }
 

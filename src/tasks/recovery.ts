@@ -1,8 +1,6 @@
-import type { AuditSink } from '../audit-sink.ts';
-import type { GitHubJobQueue } from '../github/github-jobs.ts';
 import type { Logger } from '../logger.ts';
-import type { Task } from './task.ts';
-import type { TaskStore } from './task-store.ts';
+import type { Task, TaskResult } from './task.ts';
+import { enterState, finishTask, type LifecycleDeps } from './task-lifecycle.ts';
 
 /** Releases what crashed tasks held: VMs, overlays, proxy sockets. Implemented by the sandbox. */
 export interface OrphanReaper {
@@ -15,48 +13,62 @@ export interface RecoveryReport {
   requeued: string[];
   failed: string[];
   reapedVms: string[];
+  /** Tasks whose branch the proxy forwarded before the stop: their pull request is still to open. */
+  toPublish: Array<{ task: Task; result: TaskResult }>;
 }
+
+/** The last update of a task's own branch that its proxy forwarded upstream, from its record. */
+export type PushedHead = (task: Task) => string | undefined;
 
 /**
  * Resolves every task a previous process left in flight. Runs at start, before the scheduler:
- * reaps orphaned VMs, then re-queues tasks that had not started their agent, and fails (with a
- * reason and a retry hint) those that had, so none is lost and none runs twice.
+ * reaps orphaned VMs, re-queues tasks that had not started their agent, and fails those that had,
+ * with a reason that says what was left: the proxy's record of a forwarded push tells whether the
+ * branch reached GitHub. A task stopped while pushing whose push was forwarded is handed back to be
+ * published. None is lost and none runs twice.
  */
-export async function recoverInFlightTasks(deps: {
-  tasks: TaskStore;
-  reaper: OrphanReaper;
-  jobs: Pick<GitHubJobQueue, 'enqueue'>;
-  audit: AuditSink;
-  log: Logger;
-}): Promise<RecoveryReport> {
+export async function recoverInFlightTasks(
+  deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'> & {
+    reaper: OrphanReaper;
+    pushedHead: PushedHead;
+    log: Logger;
+  },
+): Promise<RecoveryReport> {
   const reapedVms = await deps.reaper.reapOrphans();
-  const report: RecoveryReport = { requeued: [], failed: [], reapedVms };
+  const report: RecoveryReport = { requeued: [], failed: [], reapedVms, toPublish: [] };
   for (const task of deps.tasks.active()) {
-    const released = {
-      vm: reapedVms.includes(task.id) ? 'destroyed' : 'none found',
-      token: 'held in memory only; it died with the previous process and expires within an hour',
-    };
-    let next: Task;
-    if (task.state === 'starting') {
-      next = deps.tasks.transition(task.id, 'queued', {
-        reason: 're-queued: airlock restarted before the agent started',
-      });
-      report.requeued.push(task.id);
-    } else {
-      next = deps.tasks.transition(task.id, 'failed', {
-        reason: `interrupted: airlock restarted while the task was ${task.state}; nothing more was pushed. Comment \`/airlock retry\` to run it again.`,
-      });
-      report.failed.push(task.id);
-    }
+    const pushed = deps.pushedHead(task);
     deps.audit.append(task.id, 'task.recovered', {
       from: task.state,
-      to: next.state,
-      reason: next.reason,
-      released,
+      vm: reapedVms.includes(task.id) ? 'destroyed' : 'none found',
+      token: 'held in memory only; it died with the previous process and expires within an hour',
+      pushedHead: pushed ?? null,
     });
-    deps.audit.append(task.id, 'task.state', { state: next.state, reason: next.reason });
-    deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
-    deps.log.warn({ taskId: task.id, from: task.state, to: next.state }, 'recovered in-flight task');
+    if (task.state === 'starting') {
+      enterState(deps, task.id, 'queued', { reason: 're-queued: airlock restarted before the agent started' });
+      report.requeued.push(task.id);
+    } else if (task.state === 'pushing' && pushed) {
+      report.toPublish.push({
+        task,
+        result: { outcome: 'changes_pushed', headSha: pushed, summary: agentSummary(task) },
+      });
+    } else {
+      const left = pushed
+        ? `its branch ${task.branch} was pushed at ${pushed.slice(0, 12)} and no pull request was opened`
+        : `nothing was pushed (the proxy forwarded no update of ${task.branch})`;
+      finishTask(
+        deps,
+        task.id,
+        'failed',
+        `interrupted: airlock restarted while the task was ${task.state}; ${left}. Comment \`/airlock retry\` to run it again.`,
+      );
+      report.failed.push(task.id);
+    }
+    deps.log.warn({ taskId: task.id, from: task.state, pushed: pushed ?? null }, 'recovered in-flight task');
   }
   return report;
+}
+
+function agentSummary(task: Task): string {
+  return task.result?.summary ?? 'The agent finished and its branch was pushed before airlock restarted.';
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.ts';
+import type { RepoConfig } from '../config/repo-config.ts';
 import { TaskStateError } from '../errors.ts';
 import type { Db } from '../store/database.ts';
 import {
@@ -10,8 +11,10 @@ import {
   type TaskContext,
   type TaskKind,
   type TaskResult,
+  type TaskStart,
   type TaskState,
 } from './task.ts';
+import type { IssueThread } from './task-thread.ts';
 
 /** What it takes to create a task. */
 export interface NewTask {
@@ -30,7 +33,9 @@ export interface NewTask {
   deliveryId: string | null;
   instruction: string | null;
   context: TaskContext;
-  config: Record<string, unknown>;
+  start: TaskStart;
+  thread?: IssueThread | null;
+  config: RepoConfig;
   parentTaskId?: string | null;
   attempt?: number;
 }
@@ -76,9 +81,9 @@ export class TaskStore {
     this.#db
       .prepare(
         `INSERT INTO tasks (id, installation_id, repo_full_name, repo_id, issue_number, pr_number, kind, state, branch,
-           base_ref, actor_login, actor_id, trigger_event, trigger_url, delivery_id, instruction, context_json, config_json,
-           parent_task_id, attempt, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           base_ref, actor_login, actor_id, trigger_event, trigger_url, delivery_id, instruction, context_json, start_json,
+           thread_json, config_json, parent_task_id, attempt, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         id,
@@ -97,6 +102,8 @@ export class TaskStore {
         input.deliveryId,
         input.instruction,
         JSON.stringify(input.context),
+        JSON.stringify(input.start),
+        input.thread ? JSON.stringify(input.thread) : null,
         JSON.stringify(input.config),
         input.parentTaskId ?? null,
         input.attempt ?? 1,
@@ -157,6 +164,7 @@ export class TaskStore {
       prNumber: number;
       result: TaskResult;
       baseRef: string;
+      context: TaskContext;
     }>,
   ): Task {
     const columns: Record<string, unknown> = {
@@ -166,6 +174,7 @@ export class TaskStore {
       pr_number: fields.prNumber,
       result_json: fields.result ? JSON.stringify(fields.result) : undefined,
       base_ref: fields.baseRef,
+      context_json: fields.context ? JSON.stringify(fields.context) : undefined,
     };
     const set = Object.entries(columns).filter(([, v]) => v !== undefined);
     if (set.length === 0) return this.get(id);
@@ -209,14 +218,13 @@ export class TaskStore {
       .map(rowToTask);
   }
 
-  /** The newest task on a repository's branch, if any. */
-  latestOnBranch(repoFullName: string, branch: string): Task | undefined {
-    const row = this.#db
-      .prepare(
-        'SELECT * FROM tasks WHERE repo_full_name = ? AND branch = ? ORDER BY created_at DESC, rowid DESC LIMIT 1',
-      )
-      .get(repoFullName, branch);
-    return row ? rowToTask(row) : undefined;
+  /** Whether airlock created `branch` and opened pull request `prNumber` from it (a task on it says so). */
+  openedPull(repoFullName: string, branch: string, prNumber: number): boolean {
+    return (
+      this.#db
+        .prepare('SELECT 1 FROM tasks WHERE repo_full_name = ? AND branch = ? AND pr_number = ? LIMIT 1')
+        .get(repoFullName, branch, prNumber) !== undefined
+    );
   }
 
   /** Every task on a branch, oldest first (for summaries of earlier work). */
@@ -260,6 +268,8 @@ export function rowToTask(row: unknown): Task {
     deliveryId: r.delivery_id,
     instruction: r.instruction,
     context: JSON.parse(String(r.context_json)),
+    start: JSON.parse(String(r.start_json)),
+    thread: r.thread_json ? JSON.parse(String(r.thread_json)) : null,
     config: JSON.parse(String(r.config_json)),
     parentTaskId: r.parent_task_id,
     attempt: r.attempt,

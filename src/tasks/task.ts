@@ -1,5 +1,8 @@
 import { z } from 'zod';
+import { CiFailure } from '../ci/ci-policy.ts';
+import { RepoConfig } from '../config/repo-config.ts';
 import { TaskStateError } from '../errors.ts';
+import { IssueThread } from './task-thread.ts';
 
 export const TaskState = z.enum([
   'queued',
@@ -57,18 +60,34 @@ export const TaskContext = z
     commentKind: z.enum(['issue_comment', 'review_comment', 'review']).optional(),
     reviewComment: z
       .object({ path: z.string(), line: z.number().nullable(), diffHunk: z.string() })
+      .strict()
       .optional(),
-    ciFailures: z.array(z.unknown()).optional(),
+    /** The failing checks a CI follow-up is asked to fix, their fingerprint and the commit judged. */
+    ciFailures: z.array(CiFailure).optional(),
+    ciFingerprint: z.string().optional(),
+    ciHeadSha: z.string().optional(),
+    /** The pull request's head branch when the trigger came from a pull request. */
     headRef: z.string().optional(),
+    /** Whether that pull request's head lives in another repository than its base. */
     fork: z.boolean().optional(),
-    /** A ref of the task's repository to start from instead of the base branch (fork PRs). */
-    startFrom: z
-      .string()
-      .regex(/^refs\/pull\/\d+\/head$/)
-      .optional(),
+    /** Local mode: the person running `airlock run` (a commit trailer) and the repository's path. */
+    local: z.object({ coAuthor: z.string(), path: z.string() }).strict().optional(),
   })
-  .passthrough();
+  .strict();
 export type TaskContext = z.infer<typeof TaskContext>;
+
+/**
+ * Where a task's workspace starts, decided once at intake (separately from why the task exists):
+ * a new branch from the tip of a branch of the repository, the task's own branch that an earlier
+ * airlock task created and pushed, or a new branch from a pull request's head as the base
+ * repository keeps it (`refs/pull/N/head`: a fork's branch is out of the task token's reach).
+ */
+export const TaskStart = z.discriminatedUnion('from', [
+  z.object({ from: z.literal('ref'), ref: z.string().min(1) }).strict(),
+  z.object({ from: z.literal('own_branch') }).strict(),
+  z.object({ from: z.literal('pull_head'), pull: z.number().int().positive() }).strict(),
+]);
+export type TaskStart = z.infer<typeof TaskStart>;
 
 /** The outcome the runner reports for a task that ended well. */
 export const TaskResult = z.object({
@@ -101,7 +120,10 @@ export const Task = z.object({
   deliveryId: z.string().nullable(),
   instruction: z.string().nullable(),
   context: TaskContext,
-  config: z.record(z.string(), z.unknown()),
+  start: TaskStart,
+  /** The issue or pull request text asked about, frozen at the trigger (null for local tasks). */
+  thread: IssueThread.nullable(),
+  config: RepoConfig,
   parentTaskId: z.string().nullable(),
   attempt: z.number(),
   trackingCommentId: z.number().nullable(),

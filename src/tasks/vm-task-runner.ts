@@ -3,6 +3,7 @@ import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
+import { whenAborted } from '../process/when-aborted.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
@@ -11,8 +12,9 @@ import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
-import { type IssueThread, taskPrompt } from './task-prompt.ts';
+import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
+import type { PromptThread } from './task-thread.ts';
 
 /** How long teardown waits for the guest's last exec records. */
 const AUDIT_SYNC_TIMEOUT_MS = 5_000;
@@ -32,9 +34,13 @@ export interface VmTaskRunnerDeps {
   /** Upstream smart-HTTP URL of a repository. */
   gitUrl(owner: string, name: string): string;
   models: ModelUpstreams;
-  app: { slug: string };
-  /** The issue thread behind a task, for the prompt (undefined for tasks without an issue). */
-  issueThread(task: Task): Promise<IssueThread | undefined>;
+  /** The app's slug, for the bot identity commits are made under. */
+  app: { slug(): string };
+  /**
+   * The thread behind a task as its prompt gets it: the text frozen at the trigger plus later
+   * comments from people with write access (undefined for tasks without one, as in local mode).
+   */
+  promptThread(task: Task): Promise<PromptThread | undefined>;
   earlierTasks(task: Task): Task[];
 }
 
@@ -58,8 +64,17 @@ export class VmTaskRunner implements TaskRunner {
 
   async run(task: Task, ctx: TaskRunContext): Promise<TaskResult> {
     const { audit } = this.#deps;
-    const config = task.config as unknown as RepoConfig;
+    const { config } = task;
     const { owner, repo } = splitRepo(task.repoFullName);
+    // What the host records as pushed is what its proxy forwarded, never what the guest says.
+    const pushed: { head?: string } = {};
+    const proxyAudit: AuditSink = {
+      append: (taskId, type, data) => {
+        if (type === 'git.ref_update' && data.decision === 'forwarded' && data.ref === `refs/heads/${task.branch}`)
+          pushed.head = String(data.new);
+        audit.append(taskId, type, data);
+      },
+    };
     const budget = new AbortController();
     const signal = AbortSignal.any([ctx.signal, budget.signal]);
     let proxy: TaskProxy | undefined;
@@ -75,8 +90,8 @@ export class VmTaskRunner implements TaskRunner {
         gitUrl: this.#deps.gitUrl,
         credential,
         models: this.#deps.models,
-        egressAllow: config.egress?.allow ?? [],
-        budgetTokens: config.budget?.max_tokens ?? 2_000_000,
+        egressAllow: config.egress.allow,
+        budgetTokens: config.budget.max_tokens,
         onBudgetExceeded: (usage) =>
           budget.abort(
             new TaskFailure(
@@ -84,10 +99,10 @@ export class VmTaskRunner implements TaskRunner {
               `the task used ${usage.inputTokens + usage.outputTokens} model tokens, over its budget`,
             ),
           ),
-        audit,
+        audit: proxyAudit,
         log: ctx.log,
       });
-      const limits = config.limits ?? { cpus: 2, memory_mib: 2048, disk_mib: 8192, output_kib: 16384 };
+      const { limits } = config;
       vm = await this.#deps.sandbox.create(
         {
           taskId: task.id,
@@ -114,11 +129,11 @@ export class VmTaskRunner implements TaskRunner {
           `the VM stopped: ${why}`,
         );
       });
-      const stopped = aborted(signal);
+      const stopped = whenAborted(signal);
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      return await Promise.race([this.#work(task, config, vm, ctx, signal), died, stopped]);
+      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed), died, stopped]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -168,6 +183,7 @@ export class VmTaskRunner implements TaskRunner {
     vm: Vm,
     ctx: TaskRunContext,
     signal: AbortSignal,
+    pushed: { head?: string },
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -201,47 +217,42 @@ export class VmTaskRunner implements TaskRunner {
     };
 
     const remote = `${PROXY}/git/${owner}/${repo}.git`;
-    const existing =
-      task.kind === 'follow_up' ||
-      task.kind === 'ci_fix' ||
-      (task.kind === 'retry' && task.prNumber !== null);
-    const from = existing ? task.branch : (task.baseRef ?? 'main');
-    await sh(
-      'git clone',
-      { argv: ['git', 'clone', '--quiet', '--branch', from, remote, REPO_DIR], cwd: '/work' },
-      'internal',
-    );
-    const startFrom = existing ? undefined : task.context.startFrom;
-    if (startFrom) {
-      await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', startFrom] }, 'internal');
-      await sh(
-        'git checkout',
-        { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] },
-        'internal',
-      );
-    } else {
+    const { start } = task;
+    const clone = ['git', 'clone', '--quiet'];
+    if (start.from === 'own_branch') clone.push('--branch', task.branch);
+    if (start.from === 'ref') clone.push('--branch', start.ref);
+    await sh('git clone', { argv: [...clone, remote, REPO_DIR], cwd: '/work' }, 'internal');
+    if (start.from === 'pull_head') {
+      const ref = `refs/pull/${start.pull}/head`;
+      await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', ref] }, 'internal');
+      await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] }, 'internal');
+    } else if (start.from === 'ref') {
       await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
     }
     const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
 
-    for (const command of config.setup ?? []) {
+    for (const command of config.setup) {
       audit.append(task.id, 'task.setup', { command });
       await sh(`setup command \`${command}\``, { argv: ['bash', '-lc', command] }, 'setup_failed');
     }
 
-    const branchDiff = existing
+    const branchDiff =
+      start.from === 'own_branch'
       ? await sh(
           'git diff --stat',
           { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },
           'internal',
         ).catch(() => undefined)
       : undefined;
-    const prompt = taskPrompt(
-      task,
-      await this.#deps.issueThread(task),
-      this.#deps.earlierTasks(task),
-      branchDiff,
-    );
+    const thread = await this.#deps.promptThread(task);
+    if (thread && (thread.editedAfterTrigger || thread.laterComments.length || thread.leftOut.length)) {
+      audit.append(task.id, 'task.thread_changed', {
+        editedAfterTrigger: thread.editedAfterTrigger,
+        laterComments: thread.laterComments,
+        leftOut: thread.leftOut,
+      });
+    }
+    const prompt = taskPrompt(task, thread?.thread, this.#deps.earlierTasks(task), branchDiff);
     audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
     await vm.writeFile(PROMPT_FILE, prompt.text, 0o644);
     const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
@@ -255,9 +266,9 @@ export class VmTaskRunner implements TaskRunner {
     });
     if (changed.code === 0) return { outcome: 'no_changes', summary };
 
-    const bot = `${this.#deps.app.slug}[bot]`;
+    const bot = `${this.#deps.app.slug()}[bot]`;
     const message = [
-      `airlock: ${task.issueNumber !== null ? `#${task.issueNumber} ` : ''}${(task.context as { issueTitle?: string }).issueTitle ?? `task ${task.id}`}`,
+      `airlock: ${task.issueNumber !== null ? `#${task.issueNumber} ` : ''}${task.context.issueTitle ?? `task ${task.id}`}`,
       '',
       `Task ${task.id}, requested by @${task.actorLogin}. Audit record: task ${task.id}.`,
       '',
@@ -292,7 +303,11 @@ export class VmTaskRunner implements TaskRunner {
       { argv: ['git', 'push', '--quiet', 'origin', `HEAD:refs/heads/${task.branch}`] },
       'push_refused',
     );
-    return { outcome: 'changes_pushed', headSha: head, summary, diffStat: diffStat.trim() };
+    if (!pushed.head) {
+      throw new TaskFailure('push_refused', `the proxy forwarded no update of ${task.branch}, so nothing reached GitHub`);
+    }
+    if (pushed.head !== head) audit.append(task.id, 'git.head_mismatch', { guest: head, forwarded: pushed.head });
+    return { outcome: 'changes_pushed', headSha: pushed.head, summary, diffStat: diffStat.trim() };
   }
 
   async #runAgent(
@@ -304,7 +319,7 @@ export class VmTaskRunner implements TaskRunner {
     signal: AbortSignal,
   ): Promise<string> {
     const { audit } = this.#deps;
-    const adapter = agentAdapter(config.agent ?? 'claude');
+    const adapter = agentAdapter(config.agent);
     const version = adapter.npmPackage ? this.#deps.sandbox.agentPackages[adapter.npmPackage] : undefined;
     audit.append(task.id, 'agent.info', {
       agent: adapter.name,
@@ -352,14 +367,6 @@ export class VmTaskRunner implements TaskRunner {
 
 /** The person who asked, as a commit trailer: their GitHub noreply address, or local mode's identity. */
 function coAuthor(task: Task): string {
-  const local = (task.context as { coAuthor?: string }).coAuthor;
-  if (local) return local;
+  if (task.context.local) return task.context.local.coAuthor;
   return `${task.actorLogin} <${task.actorId ? `${task.actorId}+` : ''}${task.actorLogin}@users.noreply.github.com>`;
-}
-
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
 }

@@ -92,8 +92,8 @@ export interface Pull {
   merged: boolean;
   user: string;
   labels: string[];
-  head: { ref: string; sha: string; repo: { full_name: string; fork: boolean } };
-  base: { ref: string; sha: string; repo: { full_name: string } };
+  head: { ref: string; sha: string; repo: { id: number; full_name: string; fork: boolean } };
+  base: { ref: string; sha: string; repo: { id: number; full_name: string } };
 }
 
 export interface CheckAnnotation {

@@ -114,9 +114,9 @@ export const pullRoutes: Route[] = [
         head: {
           ref: headSide.ref,
           sha: headSha,
-          repo: { full_name: headSide.repo.fullName, fork: headSide.repo.fork },
+          repo: { id: headSide.repo.id, full_name: headSide.repo.fullName, fork: headSide.repo.fork },
         },
-        base: { ref: baseRef, sha: baseSha, repo: { full_name: repo.fullName } },
+        base: { ref: baseRef, sha: baseSha, repo: { id: repo.id, full_name: repo.fullName } },
       };
       c.state.pulls.push(pull);
       await refreshHead(c, pull);

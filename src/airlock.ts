@@ -1,0 +1,183 @@
+import path from 'node:path';
+import { AuditLog } from './audit/audit-log.ts';
+import { startRetention } from './audit/retention.ts';
+import { type Clock, systemClock } from './clock.ts';
+import type { AppConfig } from './config/app-config.ts';
+import { modelUpstreams } from './config/model-upstreams.ts';
+import { errorMessage } from './errors.ts';
+import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
+import type { OctokitTuning } from './github/octokit-factory.ts';
+import type { TaskCredential } from './github/task-token.ts';
+import type { Logger } from './logger.ts';
+import { AirlockMetrics } from './metrics/airlock-metrics.ts';
+import type { ModelUpstreams } from './proxy/model-proxy.ts';
+import { openSandbox } from './sandbox/open-sandbox.ts';
+import type { Sandbox } from './sandbox/sandbox.ts';
+import type { SecretRedactor } from './secrets.ts';
+import { startCheckpointer } from './store/checkpointer.ts';
+import { type Db, openDatabase } from './store/database.ts';
+import type { Task } from './tasks/task.ts';
+import type { LifecycleDeps, StateListener } from './tasks/task-lifecycle.ts';
+import type { TaskRunner } from './tasks/task-runner.ts';
+import { TaskStore } from './tasks/task-store.ts';
+import type { PromptThread } from './tasks/task-thread.ts';
+import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+
+/** Events a group commit holds at most before committing early. */
+const AUDIT_GROUP_COMMIT_MAX_EVENTS = 512;
+
+/** A sandbox and the accelerator it runs on. */
+export interface OpenedSandbox {
+  sandbox: Sandbox;
+  accel: { accel: 'kvm' | 'tcg'; reason: string };
+}
+
+/**
+ * The few things that differ between production, local mode and a test world. Everything else is
+ * built from the validated settings.
+ */
+export interface AirlockPorts {
+  log: Logger;
+  redactor: SecretRedactor;
+  clock?: Clock;
+  /** Opens the sandbox; by default the VM image under settings.cacheDir on the probed accelerator. */
+  openSandbox?: () => Promise<OpenedSandbox>;
+  /**
+   * Runs tasks instead of microVMs. Only control-plane tests pass one (a double that pushes with
+   * git, so webhooks-to-PR logic is tested without booting VMs); the product runs VmTaskRunner.
+   */
+  runner?: TaskRunner;
+  /** Where task repositories live when not on GitHub (local mode's loopback git server). */
+  repositories?: {
+    gitUrl(owner: string, name: string): string;
+    credentialFor(task: Task): TaskCredential;
+  };
+  /** Model API upstreams; by default from settings.models. */
+  models?: ModelUpstreams;
+  octokit?: OctokitTuning;
+  /** How often background loops look for work when nothing wakes them, in ms. */
+  pollMs?: number;
+}
+
+/** airlock built from its settings: the store, the record, the sandbox, the lifecycle, GitHub. */
+export interface Airlock {
+  settings: AppConfig;
+  log: Logger;
+  clock: Clock;
+  db: Db;
+  audit: AuditLog;
+  tasks: TaskStore;
+  metrics: AirlockMetrics;
+  sandbox: OpenedSandbox | undefined;
+  /** The parts every task's lifecycle runs on (scheduler and local mode alike). */
+  lifecycle: LifecycleDeps;
+  /** The GitHub side (webhooks, intake, scheduler, reporting), when GitHub App credentials are set. */
+  github: GitHubPlane | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root: builds every part of airlock from validated settings and the ports, and
+ * wires them. With GitHub App credentials it starts the GitHub plane (webhook listener first; see
+ * startGitHubPlane); without, it is the core local mode runs tasks on.
+ */
+export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Promise<Airlock> {
+  const { log } = ports;
+  const clock = ports.clock ?? systemClock;
+  const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
+  const checkpointer = startCheckpointer(db, log);
+  const audit = new AuditLog(db, clock, ports.redactor, {
+    keepConversation: settings.retention.promptDays !== 0,
+    // Bursts (exec audit, agent output, proxy traffic from several VMs) commit once per event-loop turn.
+    groupCommit: { maxEvents: AUDIT_GROUP_COMMIT_MAX_EVENTS },
+    onError: (error) => log.error({ err: errorMessage(error) }, 'audit events could not be stored'),
+  });
+  const metrics = new AirlockMetrics(db);
+  audit.subscribe((event) => metrics.observeAuditEvent(event));
+  const stopRetention = startRetention({ db, audit, clock, log }, { days: settings.retention.promptDays });
+  const tasks = new TaskStore(db, clock);
+  const sandbox = ports.runner
+    ? undefined
+    : await (ports.openSandbox ?? (() => openSandbox({ ...settings, log })))();
+
+  // The GitHub plane attaches its reporting to state changes once it exists.
+  const listeners: StateListener[] = [];
+  const lifecycle: LifecycleDeps = {
+    tasks,
+    audit,
+    clock,
+    runner: ports.runner ?? unreachableRunner(),
+    onState: (task) => {
+      for (const listener of listeners) listener(task);
+    },
+  };
+
+  let github: GitHubPlane | undefined;
+  const promptThread = async (task: Task): Promise<PromptThread | undefined> =>
+    github?.promptThread(task);
+  if (sandbox && !ports.runner) {
+    const gh = settings.github;
+    const webUrl = gh?.webUrl.replace(/\/$/, '');
+    lifecycle.runner = new VmTaskRunner({
+      sandbox: sandbox.sandbox,
+      audit,
+      log,
+      dataDir: settings.dataDir,
+      ...(gh ? { token: { appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, redactor: ports.redactor } } : {}),
+      ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
+      gitUrl: ports.repositories?.gitUrl ?? ((owner, name) => `${webUrl}/${owner}/${name}.git`),
+      models: ports.models ?? modelUpstreams(settings.models),
+      app: { slug: () => github?.appSlug() ?? 'airlock' },
+      promptThread,
+      earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
+    });
+  }
+
+  if (settings.github) {
+    github = await startGitHubPlane({
+      settings,
+      github: settings.github,
+      db,
+      clock,
+      log,
+      audit,
+      tasks,
+      metrics,
+      lifecycle,
+      reaper: sandbox?.sandbox ?? { reapOrphans: async () => [] },
+      listeners,
+      ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
+      ...(ports.octokit ? { octokit: ports.octokit } : {}),
+      ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
+    });
+  }
+
+  return {
+    settings,
+    log,
+    clock,
+    db,
+    audit,
+    tasks,
+    metrics,
+    sandbox,
+    lifecycle,
+    github,
+    stop: async () => {
+      stopRetention();
+      await github?.stop();
+      audit.flush();
+      await checkpointer.stop();
+      db.close();
+    },
+  };
+}
+
+/** The lifecycle's runner before one is built: only a misconfigured composition reaches it. */
+function unreachableRunner(): TaskRunner {
+  return {
+    run: async () => {
+      throw new Error('no task runner: airlock was built without a sandbox or a runner');
+    },
+  };
+}

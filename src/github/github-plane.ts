@@ -1,0 +1,256 @@
+import { Hono } from 'hono';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { headToRecheck } from '../ci/ci-branch.ts';
+import { ciHeadOf, handleCiResult } from '../ci/ci-follow-up.ts';
+import { CiVerdicts } from '../ci/ci-verdicts.ts';
+import type { Clock } from '../clock.ts';
+import type { AppConfig } from '../config/app-config.ts';
+import type { Logger } from '../logger.ts';
+import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
+import type { Db } from '../store/database.ts';
+import { processPendingDeliveries } from '../tasks/intake.ts';
+import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from '../tasks/recovery.ts';
+import { Scheduler } from '../tasks/scheduler.ts';
+import { isTerminal, type Task } from '../tasks/task.ts';
+import { type LifecycleDeps, publishRecovered, type StateListener } from '../tasks/task-lifecycle.ts';
+import type { TaskStore } from '../tasks/task-store.ts';
+import { type PromptThread, promptThread } from '../tasks/task-thread.ts';
+import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
+import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
+import { webApp } from '../web/web-app.ts';
+import { DeliveryLog } from './delivery-log.ts';
+import { GitHubClient } from './github-client.ts';
+import { type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
+import { GitHubReporter } from './github-reporter.ts';
+import { IngressGate } from './ingress-gate.ts';
+import { appIdentity } from './app-identity.ts';
+import type { OctokitTuning } from './octokit-factory.ts';
+import { recordIntents } from './webhook-dispatch.ts';
+import { INBOX_KEEP_DAYS, WebhookInbox } from './webhook-inbox.ts';
+import { webhookListener } from './webhook-route.ts';
+
+const INBOX_PRUNE_INTERVAL_MS = 6 * 3600 * 1000;
+
+/** What the GitHub plane is built from (see buildAirlock). */
+export interface GitHubPlaneDeps {
+  settings: AppConfig;
+  github: NonNullable<AppConfig['github']>;
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  audit: AuditLog;
+  tasks: TaskStore;
+  metrics: AirlockMetrics;
+  lifecycle: LifecycleDeps;
+  reaper: OrphanReaper;
+  /** The lifecycle's state listeners: the plane adds GitHub reporting to them. */
+  listeners: StateListener[];
+  health?: { accel: string; image: string };
+  octokit?: OctokitTuning;
+  pollMs?: number;
+}
+
+/** The running GitHub side of airlock. */
+export interface GitHubPlane {
+  server: AirlockServer;
+  tasks: TaskStore;
+  deliveries: DeliveryLog;
+  inbox: WebhookInbox;
+  jobs: GitHubJobQueue;
+  scheduler: Scheduler;
+  client: GitHubClient;
+  recovery: RecoveryReport;
+  /** The app's slug once GitHub has told it (`airlock` until then). */
+  appSlug(): string;
+  /** The thread a task's prompt is built from (frozen text plus writers' later comments). */
+  promptThread(task: Task): Promise<PromptThread | undefined>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the GitHub side, in the order that loses nothing: the webhook listener first (it needs
+ * only the webhook secret, so deliveries are stored even while GitHub's API is unreachable), then
+ * recovery of tasks a previous process left in flight, then the background loops. The app's
+ * identity is fetched in the background with back-off; deliveries wait in the inbox until it is
+ * known, since telling airlock's own comments from people's needs its slug.
+ */
+export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPlane> {
+  const { db, clock, log, settings, github, tasks } = deps;
+  const pollMs = deps.pollMs ?? 1000;
+  const inbox = new WebhookInbox(db, clock);
+  const deliveries = new DeliveryLog(db, clock);
+  const jobs = new GitHubJobQueue(db, clock);
+  const verdicts = new CiVerdicts(db, clock);
+  const tuning = { fetch: deps.metrics.countGitHubErrors(), ...deps.octokit };
+  const client = new GitHubClient(
+    { appId: github.appId, privateKey: github.privateKey, apiUrl: github.apiUrl },
+    log,
+    tuning,
+  );
+  // Acknowledging webhooks comes first: background work waits for gaps in a burst (bounded).
+  const gate = new IngressGate();
+  const loops: WorkLoop[] = [];
+  const wakeAll = () => {
+    for (const loop of loops) loop.wake();
+  };
+  const identity = appIdentity({ github, log, clock, fetch: tuning.fetch, onKnown: wakeAll });
+
+  const web = new Hono();
+  web.get('/healthz', (c) => c.json({ ok: true, github: identity.known() ? 'ok' : 'connecting', ...deps.health }));
+  web.route(
+    '/',
+    webApp({
+      db,
+      audit: deps.audit,
+      clock,
+      log,
+      publicUrl: settings.publicUrl,
+      github: { webUrl: github.webUrl, apiUrl: github.apiUrl, clientId: github.clientId, clientSecret: github.clientSecret },
+      sessionSecret: settings.web.sessionSecret,
+      sessionHours: settings.web.sessionHours,
+      accessCacheSeconds: settings.web.accessCacheSeconds,
+      adminToken: settings.adminToken,
+      metrics: deps.metrics,
+      metricsPublic: settings.web.metricsPublic,
+      fetch: tuning.fetch,
+    }),
+  );
+  const server = await startHttpServer({
+    host: settings.host,
+    port: settings.port,
+    webhooks: webhookListener({ inbox, stored: wakeAll, secret: github.webhookSecret, log, gate }),
+    fetch: web.fetch,
+  });
+
+  const reporter = new GitHubReporter({
+    github: client,
+    tasks,
+    publicUrl: settings.publicUrl,
+    log,
+    ciVerdict: (taskId) => verdicts.forTask(taskId),
+    auditHeadHash: (taskId) => deps.audit.headHash(taskId),
+  });
+  const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
+  const execute = async (job: GitHubJob): Promise<void> => {
+    await gate.yield();
+    if (job.kind !== 'ci_recheck') return reporter.execute(job);
+    const head = headToRecheck(tasks, tasks.get(job.taskId));
+    if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
+  };
+  // What GitHub hears of a task follows its state: the tracking comment and check run are
+  // rendered from the task when the job runs; a task that ends may let CI be judged again.
+  deps.listeners.push((task) => {
+    jobs.enqueue({ kind: 'tracking', taskId: task.id });
+    if (task.headSha || task.checkRunId) jobs.enqueue({ kind: 'check_run', taskId: task.id });
+    if (isTerminal(task.state) && task.prNumber !== null) jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
+    jobLoop.wake();
+  });
+  deps.lifecycle.publish = reporter.publish;
+
+  const recovery = await recoverInFlightTasks({
+    ...deps.lifecycle,
+    reaper: deps.reaper,
+    log,
+    pushedHead: (task) => forwardedHead(deps.audit, task),
+  });
+  log.info(
+    {
+      reaped: recovery.reapedVms.length,
+      requeued: recovery.requeued.length,
+      failed: recovery.failed.length,
+      toPublish: recovery.toPublish.length,
+    },
+    'recovered in-flight tasks',
+  );
+
+  const scheduler = new Scheduler({ ...deps.lifecycle, log, limits: settings.scheduler });
+  for (const { task, result } of recovery.toPublish) {
+    void publishRecovered(deps.lifecycle, task, result, log.child({ taskId: task.id }));
+  }
+  const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
+  const intentLoop = startWorkLoop(
+    'webhooks',
+    async () => (identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0),
+    log,
+    pollMs,
+  );
+  const intakeLoop = startWorkLoop(
+    'intake',
+    async () => {
+      const n = await processPendingDeliveries({
+        deliveries,
+        tasks,
+        jobs,
+        github: client,
+        audit: deps.audit,
+        log,
+        cancelTask: (id, by) => scheduler.cancel(id, by),
+        yieldToWebhooks: () => gate.yield(),
+        onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
+      });
+      if (n > 0) jobLoop.wake();
+      if (identity.known()) scheduler.tick();
+      return n;
+    },
+    log,
+    pollMs,
+  );
+  loops.push(intentLoop, intakeLoop, jobLoop);
+
+  // The inbox keeps a dispatched delivery's row (without its body) as the dedupe record for a month,
+  // and the delivery log its intent and outcome for as long.
+  const pruneInbox = () => {
+    const pruned = inbox.prune(INBOX_KEEP_DAYS);
+    const processed = deliveries.prune(INBOX_KEEP_DAYS);
+    if (pruned + processed > 0) log.info({ pruned, processed }, 'old webhook rows deleted');
+  };
+  pruneInbox();
+  const pruneTimer = setInterval(pruneInbox, INBOX_PRUNE_INTERVAL_MS);
+  pruneTimer.unref();
+
+  return {
+    server,
+    tasks,
+    deliveries,
+    inbox,
+    jobs,
+    scheduler,
+    client,
+    recovery,
+    appSlug: identity.slug,
+    promptThread: async (task) => {
+      if (!task.thread || task.installationId === null) return undefined;
+      const number = task.prNumber ?? task.issueNumber;
+      if (number === null) return undefined;
+      const current = await client.issueThread(task.installationId, task.repoFullName, number);
+      const known = new Set(task.thread.comments.map((c) => c.id));
+      const mayWrite = new Set<string>();
+      for (const author of new Set(current.comments.filter((c) => !known.has(c.id)).map((c) => c.author))) {
+        const permission = await client.permission(task.installationId, task.repoFullName, author);
+        if (permission === 'admin' || permission === 'maintain' || permission === 'write') mayWrite.add(author);
+      }
+      return promptThread(task.thread, current, mayWrite);
+    },
+    stop: async () => {
+      clearInterval(pruneTimer);
+      identity.stop();
+      // Not awaited: live-update streams would hold it open; the process exits after stop.
+      void server.close();
+      await intentLoop.stop();
+      await intakeLoop.stop();
+      await scheduler.stop();
+      await jobLoop.stop();
+    },
+  };
+}
+
+/** The last update of a task's own branch its proxy forwarded, from the task's record. */
+function forwardedHead(audit: AuditLog, task: Task): string | undefined {
+  const ref = `refs/heads/${task.branch}`;
+  const updates = audit
+    .events(task.id)
+    .filter((e) => e.type === 'git.ref_update' && e.data.decision === 'forwarded' && e.data.ref === ref);
+  const last = updates.at(-1)?.data.new;
+  return typeof last === 'string' ? last : undefined;
+}
+

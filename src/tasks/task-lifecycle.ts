@@ -1,0 +1,156 @@
+import type { AuditSink } from '../audit-sink.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../logger.ts';
+import { isTerminal, type Task, type TaskResult, type TaskState } from './task.ts';
+import { failureOutcome, type TaskRunner, TaskTimedOut } from './task-runner.ts';
+import type { TaskStore } from './task-store.ts';
+
+/** Publishes a pushed result (opens or updates the PR); returns the result with PR details. */
+export type ResultPublisher = (task: Task, result: TaskResult) => Promise<TaskResult>;
+
+/** Told of every state a task enters, after it is written and recorded in its audit chain. */
+export type StateListener = (task: Task) => void;
+
+/** What a task's lifecycle needs: the same parts for the app's scheduler and for local mode. */
+export interface LifecycleDeps {
+  tasks: TaskStore;
+  audit: AuditSink;
+  clock: Clock;
+  runner: TaskRunner;
+  /** Opens the pull request for pushed work (absent in local mode: the branch is the result). */
+  publish?: ResultPublisher;
+  onState?: StateListener;
+}
+
+/** Records a new task's first audit events: who asked, through which delivery, and its config. */
+export function recordTaskCreated(audit: AuditSink, task: Task): void {
+  audit.append(task.id, 'task.created', {
+    actor: { login: task.actorLogin, id: task.actorId },
+    trigger: { event: task.triggerEvent, deliveryId: task.deliveryId, url: task.triggerUrl },
+    repository: task.repoFullName,
+    base: task.baseRef,
+    branch: task.branch,
+    start: task.start,
+    kind: task.kind,
+    issue: task.issueNumber,
+    pullRequest: task.prNumber,
+    instruction: task.instruction,
+    parentTask: task.parentTaskId,
+  });
+  audit.append(task.id, 'task.config', { config: task.config });
+  if (task.thread) {
+    audit.append(task.id, 'task.thread', {
+      title: task.thread.title,
+      author: task.thread.author,
+      updatedAt: task.thread.updatedAt,
+      comments: task.thread.comments.map((c) => ({ id: c.id, author: c.author, updatedAt: c.updatedAt })),
+    });
+  }
+}
+
+/** Moves a task to `to`, records the change in its chain and tells the listener. */
+export function enterState(
+  deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'>,
+  taskId: string,
+  to: TaskState,
+  options: { reason?: string | null; from?: readonly TaskState[] } = {},
+): Task {
+  const task = deps.tasks.transition(taskId, to, options);
+  deps.audit.append(task.id, 'task.state', { state: task.state, reason: task.reason });
+  deps.onState?.(task);
+  return task;
+}
+
+/** Ends a task in a terminal state with its stated reason, unless it has ended already. */
+export function finishTask(
+  deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'>,
+  taskId: string,
+  state: TaskState,
+  reason: string,
+): Task {
+  const current = deps.tasks.get(taskId);
+  if (isTerminal(current.state)) return current;
+  const finished = deps.tasks.transition(taskId, state, { reason });
+  deps.audit.append(taskId, 'task.outcome', { state, reason, result: finished.result });
+  deps.audit.append(taskId, 'task.state', { state: finished.state, reason: finished.reason });
+  deps.onState?.(finished);
+  return finished;
+}
+
+/** The reason a succeeded task states: its outcome. */
+export function successReason(result: TaskResult): string {
+  if (result.outcome === 'no_changes') return 'the agent made no change';
+  return result.prUrl ? `changes pushed; pull request ${result.prUrl}` : 'changes pushed';
+}
+
+/**
+ * Runs a started task to its end, the one lifecycle every mode shares: the runner under the
+ * task's wall-clock limit (on the injected clock), the phases it reports, publishing pushed work,
+ * and exactly one terminal state with its reason. `signal` aborts it (cancel, shutdown) with
+ * the reason given to abort.
+ */
+export async function runTaskToEnd(
+  deps: LifecycleDeps,
+  task: Task,
+  options: { signal: AbortSignal; log: Logger },
+): Promise<Task> {
+  const controller = new AbortController();
+  const limitMs = task.config.timeout_minutes * 60_000;
+  const cancelTimer = deps.clock.after(limitMs, () => controller.abort(new TaskTimedOut(limitMs)));
+  const signal = AbortSignal.any([options.signal, controller.signal]);
+  const state = () => deps.tasks.get(task.id).state;
+  const enterPhase = (phase: 'running' | 'pushing') => {
+    enterState(deps, task.id, phase);
+  };
+  try {
+    let result = await deps.runner.run(task, { signal, enterPhase, log: options.log });
+    if (signal.aborted) throw signal.reason;
+    if (state() === 'starting') enterPhase('running');
+    if (result.outcome === 'changes_pushed' && deps.publish) {
+      if (state() !== 'pushing') enterPhase('pushing');
+      result = await deps.publish(deps.tasks.get(task.id), result);
+    }
+    deps.tasks.update(task.id, {
+      result,
+      ...(result.headSha ? { headSha: result.headSha } : {}),
+      ...(result.prNumber ? { prNumber: result.prNumber } : {}),
+    });
+    return finishTask(deps, task.id, 'succeeded', successReason(result));
+  } catch (error) {
+    const ended = failureOutcome(signal.aborted ? signal.reason : error);
+    if (ended.state === 'failed') options.log.warn({ taskId: task.id, err: ended.reason }, 'task failed');
+    return finishTask(deps, task.id, ended.state, ended.reason);
+  } finally {
+    cancelTimer();
+  }
+}
+
+/**
+ * Finishes a task whose branch was pushed before airlock stopped: its pull request is opened (or
+ * updated) from what the proxy observed, and it succeeds with that outcome.
+ */
+export async function publishRecovered(
+  deps: LifecycleDeps,
+  task: Task,
+  result: TaskResult,
+  log: Logger,
+): Promise<Task> {
+  try {
+    const published = deps.publish ? await deps.publish(task, result) : result;
+    deps.tasks.update(task.id, {
+      result: published,
+      ...(published.headSha ? { headSha: published.headSha } : {}),
+      ...(published.prNumber ? { prNumber: published.prNumber } : {}),
+    });
+    return finishTask(deps, task.id, 'succeeded', `recovered after a restart: ${successReason(published)}`);
+  } catch (error) {
+    const ended = failureOutcome(error);
+    log.warn({ taskId: task.id, err: ended.reason }, 'recovered task could not be published');
+    return finishTask(
+      deps,
+      task.id,
+      'failed',
+      `interrupted: airlock restarted after pushing ${result.headSha?.slice(0, 12)} to ${task.branch}, and opening its pull request failed (${ended.reason}). Comment \`/airlock retry\` to run it again.`,
+    );
+  }
+}
