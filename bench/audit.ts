@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { AuditLog } from '../src/audit/audit-log.ts';
 import { verifyAuditChains } from '../src/audit/verify-chain.ts';
 import { systemClock } from '../src/clock.ts';
+import { DEFAULT_REPO_CONFIG } from '../src/config/repo-config.ts';
 import { createLogger } from '../src/logger.ts';
 import { AirlockMetrics } from '../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../src/secrets.ts';
@@ -68,7 +69,8 @@ const newTask = () =>
     deliveryId: null,
     instruction: null,
     context: {},
-    config: {},
+    start: { from: 'ref', ref: 'main' },
+    config: DEFAULT_REPO_CONFIG,
   }).id;
 const ids = tasks.transaction(() => Array.from({ length: taskCount }, newTask));
 

@@ -64,46 +64,42 @@ else if (values.role === 'sender')
   await runSender(JSON.parse(await readFile(values.spec!, 'utf8')) as SenderSpec);
 else await orchestrate();
 
-/** The app: the control plane with its webhook route; tasks it starts wait until it stops. */
+/** The app: airlock built as production builds it; tasks it starts wait until it stops. */
 async function runApp(spec: AppSpec): Promise<void> {
-  const { AuditLog } = await import('../src/audit/audit-log.ts');
-  const { systemClock } = await import('../src/clock.ts');
-  const { startControlPlane } = await import('../src/control-plane.ts');
+  const path = await import('node:path');
+  const { buildAirlock } = await import('../src/airlock.ts');
+  const { loadAppConfig } = await import('../src/config/app-config.ts');
   const { createLogger } = await import('../src/logger.ts');
   const { SecretRedactor } = await import('../src/secrets.ts');
-  const { openDatabase } = await import('../src/store/database.ts');
   const redactor = new SecretRedactor();
   const log = createLogger({ level: 'warn', redactor, destination: process.stderr });
-  const db = openDatabase(spec.dbPath);
-  const { startCheckpointer } = await import('../src/store/checkpointer.ts');
-  const checkpointer = startCheckpointer(db, log);
-  const plane = await startControlPlane({
-    db,
-    clock: systemClock,
-    log,
-    audit: new AuditLog(db, systemClock, redactor),
-    github: spec.github,
-    publicUrl: 'http://airlock.test',
-    // The bench measures intake, not agents.
-    runner: {
-      run: (_task, ctx) =>
-        new Promise((_resolve, reject) =>
-          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)),
-        ),
+  const airlock = await buildAirlock(
+    loadAppConfig({
+      HOST: '127.0.0.1',
+      PORT: '0',
+      AIRLOCK_PUBLIC_URL: 'http://airlock.test',
+      AIRLOCK_DATA_DIR: path.dirname(spec.dbPath),
+      APP_ID: String(spec.github.appId),
+      PRIVATE_KEY: spec.github.privateKey,
+      WEBHOOK_SECRET: spec.github.webhookSecret,
+      GITHUB_API_URL: spec.github.apiUrl,
+      AIRLOCK_MAX_CONCURRENT_TASKS: '4',
+    }),
+    {
+      log,
+      redactor,
+      // The bench measures intake, not agents.
+      runner: {
+        run: (_task, ctx) =>
+          new Promise((_resolve, reject) =>
+            ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)),
+          ),
+      },
     },
-    reaper: { reapOrphans: async () => [] },
-    limits: { maxConcurrent: 4, maxPerRepo: 1 },
-  });
-  const { startHttpServer } = await import('../src/web/http-server.ts');
-  const server = await startHttpServer({ host: '127.0.0.1', port: 0, webhooks: plane.webhooks });
-  process.stdout.write(`${server.webhookUrl}\n`);
+  );
+  process.stdout.write(`${airlock.github?.server.webhookUrl}\n`);
   process.once('SIGTERM', () => {
-    server.close();
-    plane.stop().then(async () => {
-      await checkpointer.stop();
-      db.close();
-      process.exit(0);
-    });
+    airlock.stop().then(() => process.exit(0));
   });
 }
 

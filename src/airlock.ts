@@ -113,8 +113,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   };
 
   let github: GitHubPlane | undefined;
-  const promptThread = async (task: Task): Promise<PromptThread | undefined> =>
-    github?.promptThread(task);
+  const promptThread = async (task: Task): Promise<PromptThread | undefined> => github?.promptThread(task);
   if (sandbox && !ports.runner) {
     const gh = settings.github;
     const webUrl = gh?.webUrl.replace(/\/$/, '');
@@ -123,7 +122,16 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       audit,
       log,
       dataDir: settings.dataDir,
-      ...(gh ? { token: { appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, redactor: ports.redactor } } : {}),
+      ...(gh
+        ? {
+            token: {
+              appId: gh.appId,
+              privateKey: gh.privateKey,
+              baseUrl: gh.apiUrl,
+              redactor: ports.redactor,
+            },
+          }
+        : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
       gitUrl: ports.repositories?.gitUrl ?? ((owner, name) => `${webUrl}/${owner}/${name}.git`),
       models: ports.models ?? modelUpstreams(settings.models),
@@ -152,6 +160,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     });
   }
 
+  let stopped: Promise<void> | undefined;
   return {
     settings,
     log,
@@ -163,12 +172,15 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     sandbox,
     lifecycle,
     github,
-    stop: async () => {
-      stopRetention();
-      await github?.stop();
-      audit.flush();
-      await checkpointer.stop();
-      db.close();
+    stop: () => {
+      stopped ??= (async () => {
+        stopRetention();
+        await github?.stop();
+        audit.flush();
+        await checkpointer.stop();
+        db.close();
+      })();
+      return stopped;
     },
   };
 }

@@ -1,11 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
+import { buildAirlock } from './airlock.ts';
 import { type AppConfig, loadAppConfig } from './config/app-config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { SecretRedactor } from './secrets.ts';
 import { startRegistrationServer } from './setup-mode.ts';
-import { buildAirlock } from './airlock.ts';
 
 /** A running airlock, for graceful shutdown and tests. */
 export interface RunningAirlock {

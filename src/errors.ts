@@ -38,6 +38,16 @@ export class GitHubError extends AirlockError {
   }
 }
 
+/**
+ * Whether retrying cannot help: GitHub refused the request itself (a 4xx other than rate limits,
+ * 408 and 403, which rate limiting also answers). Outages, 5xx and network errors are transient.
+ */
+export function isPermanentFailure(error: unknown): boolean {
+  if (!(error instanceof GitHubError) || error.status === undefined) return false;
+  const { status } = error;
+  return status >= 400 && status < 500 && status !== 403 && status !== 408 && status !== 429;
+}
+
 /** The sandbox could not boot, run or destroy a VM. */
 export class SandboxError extends AirlockError {
   constructor(code: string, message: string, options: { cause?: unknown; hint?: string } = {}) {

@@ -51,7 +51,10 @@ export function ciHeadOf(intent: Extract<Intent, { type: 'ci' }>): CiHead {
     repo: { fullName: origin.repo.fullName, defaultBranch: origin.repo.defaultBranch },
     headSha: intent.headSha,
     headBranch: intent.headBranch,
-    trigger: { event: `${origin.event}${origin.action ? `.${origin.action}` : ''}`, deliveryId: origin.deliveryId },
+    trigger: {
+      event: `${origin.event}${origin.action ? `.${origin.action}` : ''}`,
+      deliveryId: origin.deliveryId,
+    },
   };
 }
 
@@ -252,7 +255,11 @@ async function currentCiSettings(
     return parseRepoConfig(text).ci;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    return { ...task.config.ci, autofix: false, note: `${REPO_CONFIG_PATH} on the default branch is invalid` };
+    return {
+      ...task.config.ci,
+      autofix: false,
+      note: `${REPO_CONFIG_PATH} on the default branch is invalid`,
+    };
   }
 }
 

@@ -30,7 +30,10 @@ export function appIdentity(options: {
   let slug: string | undefined;
   let stopped = false;
   let cancel: () => void = () => {};
-  const octokit = appOctokit(options.github, { retries: 0, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const octokit = appOctokit(options.github, {
+    retries: 0,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
   const attempt = async (tries: number): Promise<void> => {
     try {
       const { data } = await octokit.rest.apps.getAuthenticated();
@@ -41,7 +44,11 @@ export function appIdentity(options: {
       if (stopped) return;
       const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** tries);
       options.log.error(
-        { err: errorMessage(error), url: `${options.github.apiUrl.replace(/\/$/, '')}/app`, retryInMs: delay },
+        {
+          err: errorMessage(error),
+          url: `${options.github.apiUrl.replace(/\/$/, '')}/app`,
+          retryInMs: delay,
+        },
         'cannot reach GitHub as the app: check GITHUB_API_URL, APP_ID and PRIVATE_KEY; webhooks are stored meanwhile',
       );
       cancel = options.clock.after(delay, () => void attempt(tries + 1));

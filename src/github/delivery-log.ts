@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { type Clock, daysBefore } from '../clock.ts';
+import { errorMessage } from '../errors.ts';
 import { type RetryDecision, retryAfterFailure } from '../store/backoff.ts';
 import type { Db } from '../store/database.ts';
 import { Intent } from './webhook-intent.ts';
@@ -105,18 +106,20 @@ export class DeliveryLog {
    * Counts a failed attempt: the delivery waits for its next attempt under the queues' one retry
    * policy, or is finished as failed once that policy gives up. Returns the decision.
    */
-  retryLater(deliveryId: string, error: string): RetryDecision {
+  retryLater(deliveryId: string, error: unknown): RetryDecision {
     const row = this.#db
       .prepare('SELECT attempts, received_at FROM deliveries WHERE delivery_id = ?')
       .get(deliveryId) as { attempts: number; received_at: string };
-    const decision = retryAfterFailure(this.#clock, row.attempts + 1, row.received_at);
+    const decision = retryAfterFailure(this.#clock, row.attempts + 1, row.received_at, error);
     if ('giveUp' in decision) {
-      this.finish(deliveryId, 'failed', `${decision.giveUp}: ${error}`);
+      this.finish(deliveryId, 'failed', `${decision.giveUp}: ${errorMessage(error)}`);
       return decision;
     }
     this.#db
-      .prepare('UPDATE deliveries SET attempts = attempts + 1, outcome = ?, not_before = ? WHERE delivery_id = ?')
-      .run(error, decision.retryAt, deliveryId);
+      .prepare(
+        'UPDATE deliveries SET attempts = attempts + 1, outcome = ?, not_before = ? WHERE delivery_id = ?',
+      )
+      .run(errorMessage(error), decision.retryAt, deliveryId);
     return decision;
   }
 

@@ -1,8 +1,8 @@
 import { GitHubError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { ReactionTarget } from './github-jobs.ts';
 import { splitRepo } from '../tasks/task.ts';
 import { IssueThread } from '../tasks/task-thread.ts';
+import type { ReactionTarget } from './github-jobs.ts';
 import {
   type AirlockOctokit,
   type GitHubAppCredentials,
@@ -132,7 +132,12 @@ export class GitHubClient {
       octokit.rest.issues.get({ owner, repo, issue_number: number }),
     );
     const comments = await call(`read comments of #${number} in ${fullName}`, () =>
-      octokit.paginate(octokit.rest.issues.listComments, { owner, repo, issue_number: number, per_page: 100 }),
+      octokit.paginate(octokit.rest.issues.listComments, {
+        owner,
+        repo,
+        issue_number: number,
+        per_page: 100,
+      }),
     );
     return IssueThread.parse({
       title: issue.title,

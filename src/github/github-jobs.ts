@@ -116,7 +116,7 @@ export class GitHubJobQueue {
           .run(this.#clock.now().toISOString(), row.id);
       } catch (error) {
         const attempts = row.attempts + 1;
-        const next = retryAfterFailure(this.#clock, attempts, row.created_at);
+        const next = retryAfterFailure(this.#clock, attempts, row.created_at, error);
         const giveUp = 'giveUp' in next;
         log.warn(
           { job: job.kind, jobId: row.id, attempts, err: errorMessage(error), giveUp },

@@ -18,12 +18,12 @@ import { type PromptThread, promptThread } from '../tasks/task-thread.ts';
 import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
 import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
+import { appIdentity } from './app-identity.ts';
 import { DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
 import { type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
 import { GitHubReporter } from './github-reporter.ts';
 import { IngressGate } from './ingress-gate.ts';
-import { appIdentity } from './app-identity.ts';
 import type { OctokitTuning } from './octokit-factory.ts';
 import { recordIntents } from './webhook-dispatch.ts';
 import { INBOX_KEEP_DAYS, WebhookInbox } from './webhook-inbox.ts';
@@ -96,7 +96,9 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const identity = appIdentity({ github, log, clock, fetch: tuning.fetch, onKnown: wakeAll });
 
   const web = new Hono();
-  web.get('/healthz', (c) => c.json({ ok: true, github: identity.known() ? 'ok' : 'connecting', ...deps.health }));
+  web.get('/healthz', (c) =>
+    c.json({ ok: true, github: identity.known() ? 'ok' : 'connecting', ...deps.health }),
+  );
   web.route(
     '/',
     webApp({
@@ -105,7 +107,12 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       clock,
       log,
       publicUrl: settings.publicUrl,
-      github: { webUrl: github.webUrl, apiUrl: github.apiUrl, clientId: github.clientId, clientSecret: github.clientSecret },
+      github: {
+        webUrl: github.webUrl,
+        apiUrl: github.apiUrl,
+        clientId: github.clientId,
+        clientSecret: github.clientSecret,
+      },
       sessionSecret: settings.web.sessionSecret,
       sessionHours: settings.web.sessionHours,
       accessCacheSeconds: settings.web.accessCacheSeconds,
@@ -142,8 +149,9 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   deps.listeners.push((task) => {
     jobs.enqueue({ kind: 'tracking', taskId: task.id });
     if (task.headSha || task.checkRunId) jobs.enqueue({ kind: 'check_run', taskId: task.id });
-    if (isTerminal(task.state) && task.prNumber !== null) jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
-    jobLoop.wake();
+    if (isTerminal(task.state) && task.prNumber !== null)
+      jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
+    wakeAll();
   });
   deps.lifecycle.publish = reporter.publish;
 
@@ -170,7 +178,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
   const intentLoop = startWorkLoop(
     'webhooks',
-    async () => (identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0),
+    async () =>
+      identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0,
     log,
     pollMs,
   );
@@ -227,7 +236,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       const mayWrite = new Set<string>();
       for (const author of new Set(current.comments.filter((c) => !known.has(c.id)).map((c) => c.author))) {
         const permission = await client.permission(task.installationId, task.repoFullName, author);
-        if (permission === 'admin' || permission === 'maintain' || permission === 'write') mayWrite.add(author);
+        if (permission === 'admin' || permission === 'maintain' || permission === 'write')
+          mayWrite.add(author);
       }
       return promptThread(task.thread, current, mayWrite);
     },
@@ -253,4 +263,3 @@ function forwardedHead(audit: AuditLog, task: Task): string | undefined {
   const last = updates.at(-1)?.data.new;
   return typeof last === 'string' ? last : undefined;
 }
-

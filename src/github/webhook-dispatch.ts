@@ -38,7 +38,10 @@ export async function recordIntents(deps: {
       intent = webhookIntent({ id, name, payload: JSON.parse(delivery.payload) }, { slug: deps.appSlug });
     } catch (error) {
       deps.inbox.done(id, errorMessage(error));
-      deps.log.error({ ...fields, err: errorMessage(error) }, 'webhook set aside: its payload could not be read');
+      deps.log.error(
+        { ...fields, err: errorMessage(error) },
+        'webhook set aside: its payload could not be read',
+      );
       continue;
     }
     if ('ignored' in intent) {
@@ -51,7 +54,10 @@ export async function recordIntents(deps: {
       deps.inbox.done(id);
       return result;
     });
-    deps.log.info({ ...fields, intent: intent.type, repo: intent.origin.repo.fullName, stored }, 'webhook accepted');
+    deps.log.info(
+      { ...fields, intent: intent.type, repo: intent.origin.repo.fullName, stored },
+      'webhook accepted',
+    );
   }
   return batch.length;
 }

@@ -64,7 +64,12 @@ export class WebhookInbox {
         payload: string;
         received_at: string;
       }>
-    ).map((r) => ({ deliveryId: r.delivery_id, event: r.event, payload: r.payload, receivedAt: r.received_at }));
+    ).map((r) => ({
+      deliveryId: r.delivery_id,
+      event: r.event,
+      payload: r.payload,
+      receivedAt: r.received_at,
+    }));
   }
 
   /** Marks a delivery dispatched (or given up, with the error) and drops its body. */

@@ -85,7 +85,10 @@ export async function runLocalTask(
       triggerUrl: null,
       deliveryId: null,
       instruction: request.prompt,
-      context: { issueTitle: firstLine(request.prompt), local: { coAuthor: repo.user.trailer, path: repo.top } },
+      context: {
+        issueTitle: firstLine(request.prompt),
+        local: { coAuthor: repo.user.trailer, path: repo.top },
+      },
       config: repoConfig,
     });
     recordTaskCreated(audit, task);
@@ -98,7 +101,10 @@ export async function runLocalTask(
         deps.progress(`${moved.state.padEnd(9)} ${elapsed()}${moved.reason ? `  ${moved.reason}` : ''}`),
     };
     deps.progress(`task ${task.id} on ${repo.top} (${repoConfig.agent} agent, base ${repo.branch})`);
-    const heartbeat = setInterval(() => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`), 15_000);
+    const heartbeat = setInterval(
+      () => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`),
+      15_000,
+    );
     heartbeat.unref();
     const controller = new AbortController();
     const onAbort = () => controller.abort(new TaskCancelled('cancelled by the person running airlock run'));
@@ -117,9 +123,16 @@ export async function runLocalTask(
 
     const recordFile = path.join(deps.config.dataDir, 'records', `${task.id}.jsonl`);
     await mkdir(path.dirname(recordFile), { recursive: true });
-    await writeFile(recordFile, audit.events(task.id).map((e) => `${JSON.stringify(e)}\n`).join(''), {
-      mode: 0o600,
-    });
+    await writeFile(
+      recordFile,
+      audit
+        .events(task.id)
+        .map((e) => `${JSON.stringify(e)}\n`)
+        .join(''),
+      {
+        mode: 0o600,
+      },
+    );
     return { task: finished, recordFile, database: path.join(deps.config.dataDir, 'airlock.sqlite') };
   } finally {
     await git.close();

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.ts';
+import { isPermanentFailure } from '../errors.ts';
 
 /** The first retry waits this long; each later one twice as long as the one before. */
 const FIRST_DELAY_MS = 1_000;
@@ -16,9 +17,16 @@ export type RetryDecision = { retryAt: string } | { giveUp: string };
 /**
  * The one retry policy of airlock's durable queues (deliveries waiting for intake, GitHub jobs):
  * exponential back-off from {@link FIRST_DELAY_MS} to {@link MAX_DELAY_MS}, stored as the row's
- * `not_before`, until the work has been failing for {@link GIVE_UP_AFTER_MS}.
+ * `not_before`, until the work has been failing for {@link GIVE_UP_AFTER_MS}, or at once when
+ * GitHub refused the request itself (see isPermanentFailure).
  */
-export function retryAfterFailure(clock: Clock, attempts: number, firstQueuedAt: string): RetryDecision {
+export function retryAfterFailure(
+  clock: Clock,
+  attempts: number,
+  firstQueuedAt: string,
+  error?: unknown,
+): RetryDecision {
+  if (isPermanentFailure(error)) return { giveUp: 'GitHub refused the request; retrying cannot help' };
   const now = clock.now().getTime();
   const failingForMs = now - Date.parse(firstQueuedAt);
   if (failingForMs >= GIVE_UP_AFTER_MS) {

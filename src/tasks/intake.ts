@@ -1,5 +1,10 @@
 import type { AuditSink } from '../audit-sink.ts';
-import { configuredLabel, parseRepoConfig, REPO_CONFIG_PATH, type RepoConfig } from '../config/repo-config.ts';
+import {
+  configuredLabel,
+  parseRepoConfig,
+  REPO_CONFIG_PATH,
+  type RepoConfig,
+} from '../config/repo-config.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { DeliveryLog, StoredDelivery } from '../github/delivery-log.ts';
 import type { GitHubClient, RepoPermission } from '../github/github-client.ts';
@@ -71,9 +76,12 @@ export async function processPendingDeliveries(deps: IntakeDeps): Promise<number
         return outcome;
       });
       decision.afterCommit?.();
-      log.info({ status: result.status, outcome: result.outcome, taskId: result.taskId }, 'delivery processed');
+      log.info(
+        { status: result.status, outcome: result.outcome, taskId: result.taskId },
+        'delivery processed',
+      );
     } catch (error) {
-      const next = deps.deliveries.retryLater(delivery.deliveryId, errorMessage(error));
+      const next = deps.deliveries.retryLater(delivery.deliveryId, error);
       log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
     }
   }
@@ -100,7 +108,8 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
 
   if (intent.type === 'label') {
     const label = config instanceof ConfigError ? configuredLabel(text) : config.label;
-    if (intent.label !== label) return decided({ status: 'ignored', outcome: `label ${intent.label} is not ${label}` });
+    if (intent.label !== label)
+      return decided({ status: 'ignored', outcome: `label ${intent.label} is not ${label}` });
   }
 
   const refusal = await senderRefusal(deps, intent, installationId);
@@ -108,13 +117,19 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
     return refuse(deps, intent, installationId, refusal.reason, refusal.message);
   }
   if (config instanceof ConfigError) {
-    return refuse(deps, intent, installationId, `invalid ${REPO_CONFIG_PATH}: ${config.issues.join('; ')}`, [
-      `⚠️ airlock did not start: \`${REPO_CONFIG_PATH}\` is invalid.`,
-      '',
-      ...config.issues.map((issue) => `- ${issue}`),
-      '',
-      'Fix the file on the default branch and ask again. The fields are described in the airlock configuration reference.',
-    ].join('\n'));
+    return refuse(
+      deps,
+      intent,
+      installationId,
+      `invalid ${REPO_CONFIG_PATH}: ${config.issues.join('; ')}`,
+      [
+        `⚠️ airlock did not start: \`${REPO_CONFIG_PATH}\` is invalid.`,
+        '',
+        ...config.issues.map((issue) => `- ${issue}`),
+        '',
+        'Fix the file on the default branch and ask again. The fields are described in the airlock configuration reference.',
+      ].join('\n'),
+    );
   }
 
   if (intent.type === 'label')
@@ -144,7 +159,13 @@ function refuse(
   return {
     commit: () => {
       deps.jobs.enqueue(
-        { kind: 'comment', installationId, repo: intent.origin.repo.fullName, issueNumber: intent.issueNumber, body: message },
+        {
+          kind: 'comment',
+          installationId,
+          repo: intent.origin.repo.fullName,
+          issueNumber: intent.issueNumber,
+          body: message,
+        },
         { deliveryId: intent.origin.deliveryId },
       );
       return { status: 'refused', outcome: reason };
@@ -163,7 +184,10 @@ async function senderRefusal(
 ): Promise<{ reason: string; message: string } | undefined> {
   const { sender, repo } = intent.origin;
   if (sender.type !== 'User') {
-    return { reason: `sender ${sender.login} is a ${sender.type}`, message: refusalMessage('bot', sender.login) };
+    return {
+      reason: `sender ${sender.login} is a ${sender.type}`,
+      message: refusalMessage('bot', sender.login),
+    };
   }
   const permission = await deps.github.permission(installationId, repo.fullName, sender.login);
   if (!MAY_START.has(permission)) {
@@ -182,7 +206,10 @@ async function startFromLabel(
   config: RepoConfig,
 ): Promise<Decision> {
   if (intent.isPullRequest) {
-    return decided({ status: 'ignored', outcome: 'labels start work on issues; on a pull request, comment /airlock' });
+    return decided({
+      status: 'ignored',
+      outcome: 'labels start work on issues; on a pull request, comment /airlock',
+    });
   }
   const thread = await frozenThread(deps, delivery, intent.issueNumber);
   return createTask(deps, intent, config, {
@@ -207,7 +234,6 @@ async function startFromCommand(
   const installationId = intent.origin.installationId as number;
   const repo = intent.origin.repo.fullName;
   const trigger = commentTarget(intent);
-  const thread = await frozenThread(deps, delivery, intent.issueNumber);
   const context = {
     issueTitle: intent.title,
     ...(intent.commentId !== null ? { commentId: intent.commentId } : {}),
@@ -222,18 +248,23 @@ async function startFromCommand(
       baseRef: intent.origin.repo.defaultBranch,
       start: { from: 'ref', ref: intent.origin.repo.defaultBranch ?? 'main' },
       context,
-      thread,
+      thread: await frozenThread(deps, delivery, intent.issueNumber),
       trigger,
     });
   }
   const pr = intent.pr ?? (await deps.github.pull(installationId, repo, intent.issueNumber));
   if (pr.fork && !config.allow_forks) {
-    return refuse(deps, intent, installationId, 'pull request comes from a fork', refusalMessage('fork', intent.origin.sender.login));
+    return refuse(
+      deps,
+      intent,
+      installationId,
+      'pull request comes from a fork',
+      refusalMessage('fork', intent.origin.sender.login),
+    );
   }
   // Only a branch airlock itself created for this pull request is continued; a branch that
   // merely has an airlock-like name (a fork's, or one a person pushed) is never written to.
-  const ownBranch =
-    !pr.fork && deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber);
+  const ownBranch = !pr.fork && deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber);
   // A fork's branch lives in the fork, out of the task token's reach: such work starts from the
   // PR's head as the base repository keeps it (refs/pull/N/head) and is proposed against its base.
   const start: TaskStart = ownBranch
@@ -255,13 +286,17 @@ async function startFromCommand(
       headRef: pr.headRef,
       fork: pr.fork,
     },
-    thread,
+    thread: await frozenThread(deps, delivery, intent.issueNumber),
     trigger,
   });
 }
 
 /** The thread as it was when the person asked: comments written after the delivery are left out. */
-async function frozenThread(deps: IntakeDeps, delivery: StoredDelivery, number: number): Promise<IssueThread> {
+async function frozenThread(
+  deps: IntakeDeps,
+  delivery: StoredDelivery,
+  number: number,
+): Promise<IssueThread> {
   const { origin } = delivery.intent;
   const thread = await deps.github.issueThread(origin.installationId as number, origin.repo.fullName, number);
   return freezeThread(thread, delivery.receivedAt);
@@ -287,7 +322,11 @@ function createTask(
           .find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
         if (working) {
           deps.jobs.enqueue({ kind: 'react', installationId, repo, target: spec.trigger, content: '+1' });
-          return { status: 'ignored', outcome: `task ${working.id} is already working on this issue`, taskId: working.id };
+          return {
+            status: 'ignored',
+            outcome: `task ${working.id} is already working on this issue`,
+            taskId: working.id,
+          };
         }
       }
       const task = deps.tasks.create({

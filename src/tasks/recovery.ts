@@ -45,7 +45,9 @@ export async function recoverInFlightTasks(
       pushedHead: pushed ?? null,
     });
     if (task.state === 'starting') {
-      enterState(deps, task.id, 'queued', { reason: 're-queued: airlock restarted before the agent started' });
+      enterState(deps, task.id, 'queued', {
+        reason: 're-queued: airlock restarted before the agent started',
+      });
       report.requeued.push(task.id);
     } else if (task.state === 'pushing' && pushed) {
       report.toPublish.push({

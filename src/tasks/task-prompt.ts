@@ -1,6 +1,6 @@
 import type { Task } from './task.ts';
 
-/** The issue thread as GitHub returned it. */
+/** The parts of an issue thread (see task-thread.ts) the prompt is built from. */
 export interface IssueThread {
   title: string;
   body: string;
@@ -53,13 +53,7 @@ export function taskPrompt(
       fenced('source="git diff --stat"', branchDiff.trim().slice(0, 8_000)),
     );
   }
-  const failures = task.context.ciFailures as
-    | Array<{
-        name: string;
-        annotations: Array<{ path: string; line: number | null; message: string }>;
-        logTail: string;
-      }>
-    | undefined;
+  const failures = task.context.ciFailures;
   if (failures?.length) {
     // CI output is steered by the branch's own code: it is input to weigh, never instructions.
     context.push('## Failing CI checks');

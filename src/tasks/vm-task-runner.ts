@@ -3,10 +3,10 @@ import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
-import { whenAborted } from '../process/when-aborted.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
+import { whenAborted } from '../process/when-aborted.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
@@ -70,7 +70,11 @@ export class VmTaskRunner implements TaskRunner {
     const pushed: { head?: string } = {};
     const proxyAudit: AuditSink = {
       append: (taskId, type, data) => {
-        if (type === 'git.ref_update' && data.decision === 'forwarded' && data.ref === `refs/heads/${task.branch}`)
+        if (
+          type === 'git.ref_update' &&
+          data.decision === 'forwarded' &&
+          data.ref === `refs/heads/${task.branch}`
+        )
           pushed.head = String(data.new);
         audit.append(taskId, type, data);
       },
@@ -225,7 +229,11 @@ export class VmTaskRunner implements TaskRunner {
     if (start.from === 'pull_head') {
       const ref = `refs/pull/${start.pull}/head`;
       await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', ref] }, 'internal');
-      await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] }, 'internal');
+      await sh(
+        'git checkout',
+        { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] },
+        'internal',
+      );
     } else if (start.from === 'ref') {
       await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
     }
@@ -238,12 +246,12 @@ export class VmTaskRunner implements TaskRunner {
 
     const branchDiff =
       start.from === 'own_branch'
-      ? await sh(
-          'git diff --stat',
-          { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },
-          'internal',
-        ).catch(() => undefined)
-      : undefined;
+        ? await sh(
+            'git diff --stat',
+            { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },
+            'internal',
+          ).catch(() => undefined)
+        : undefined;
     const thread = await this.#deps.promptThread(task);
     if (thread && (thread.editedAfterTrigger || thread.laterComments.length || thread.leftOut.length)) {
       audit.append(task.id, 'task.thread_changed', {
@@ -304,9 +312,13 @@ export class VmTaskRunner implements TaskRunner {
       'push_refused',
     );
     if (!pushed.head) {
-      throw new TaskFailure('push_refused', `the proxy forwarded no update of ${task.branch}, so nothing reached GitHub`);
+      throw new TaskFailure(
+        'push_refused',
+        `the proxy forwarded no update of ${task.branch}, so nothing reached GitHub`,
+      );
     }
-    if (pushed.head !== head) audit.append(task.id, 'git.head_mismatch', { guest: head, forwarded: pushed.head });
+    if (pushed.head !== head)
+      audit.append(task.id, 'git.head_mismatch', { guest: head, forwarded: pushed.head });
     return { outcome: 'changes_pushed', headSha: pushed.head, summary, diffStat: diffStat.trim() };
   }
 

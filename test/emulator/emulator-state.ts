@@ -48,6 +48,7 @@ export interface Issue {
   user: string;
   labels: string[];
   state: 'open' | 'closed';
+  updatedAt: string;
 }
 
 export interface Comment {
@@ -92,6 +93,7 @@ export interface Pull {
   merged: boolean;
   user: string;
   labels: string[];
+  updatedAt: string;
   head: { ref: string; sha: string; repo: { id: number; full_name: string; fork: boolean } };
   base: { ref: string; sha: string; repo: { id: number; full_name: string } };
 }

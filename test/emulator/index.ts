@@ -249,6 +249,7 @@ export async function startGitHubEmulator(
         user: input.user,
         labels: input.labels ?? [],
         state: 'open',
+        updatedAt: iso(),
       };
       state.issues.push(issue);
       return issue;

@@ -71,6 +71,7 @@ export function issueJson(issue: Issue | Pull, state: EmulatorState, url: string
     user: userJson(state.user(issue.user)),
     labels: issue.labels.map((name) => ({ name })),
     html_url: `${url}/${issue.repo}/${isPull ? 'pull' : 'issues'}/${issue.number}`,
+    updated_at: issue.updatedAt,
     ...(isPull
       ? {
           pull_request: {

@@ -43,6 +43,7 @@ export const issueRoutes: Route[] = [
       const target = (issue ?? pull)!;
       if (typeof c.body.title === 'string') target.title = c.body.title;
       if (typeof c.body.body === 'string') target.body = c.body.body;
+      target.updatedAt = new Date(c.state.now()).toISOString();
       if (c.body.state === 'open' || c.body.state === 'closed') target.state = c.body.state;
       if (Array.isArray(c.body.labels)) target.labels = c.body.labels.map(String);
       return { body: issueJson(target, c.state, c.url, c.apiUrl) };

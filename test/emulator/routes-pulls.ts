@@ -111,6 +111,7 @@ export const pullRoutes: Route[] = [
         merged: false,
         user: appLogin(c),
         labels: [],
+        updatedAt: new Date(c.state.now()).toISOString(),
         head: {
           ref: headSide.ref,
           sha: headSha,

@@ -3,23 +3,26 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import { systemClock } from '../../src/clock.ts';
-import { type ControlPlane, startControlPlane } from '../../src/control-plane.ts';
-import { type Db, openDatabase } from '../../src/store/database.ts';
+import { type Airlock, buildAirlock } from '../../src/airlock.ts';
+import type { GitHubPlane } from '../../src/github/github-plane.ts';
+import { SecretRedactor } from '../../src/secrets.ts';
+import type { Db } from '../../src/store/database.ts';
 import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import type { TaskRunContext, TaskRunner } from '../../src/tasks/task-runner.ts';
-import { startHttpServer } from '../../src/web/http-server.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { pushCommit } from './git-push.ts';
 import { memoryLogger } from './memory-logger.ts';
-import { RecordingAudit } from './recording-audit.ts';
+import { settled } from './settled.ts';
+import { emulatorSettings } from './test-settings.ts';
 
 /** What a test's runner double does for one task. */
 export type RunBehaviour = (task: Task, ctx: TaskRunContext, h: Harness) => Promise<TaskResult>;
 
 /**
  * A runner double for control-plane tests (tests only: the product runs agents in microVMs).
- * By default it pushes one commit to the task's branch through the emulator's git server.
+ * By default it pushes one commit to the task's branch through the emulator's git server, starting
+ * where the task says its workspace starts, as the VM runner's clone would (and failing as a clone
+ * would when that ref does not exist).
  */
 export class DoubleRunner implements TaskRunner {
   behaviour: RunBehaviour = pushFileBehaviour('CHANGES.md', 'made by the test runner\n');
@@ -31,15 +34,25 @@ export class DoubleRunner implements TaskRunner {
   }
 }
 
-/** A behaviour that commits one file to the task branch and reports it pushed. */
+/** The ref a task's workspace is cloned from, as the VM runner clones it. */
+export function startRef(task: Task): string {
+  if (task.start.from === 'own_branch') return task.branch;
+  if (task.start.from === 'ref') return task.start.ref;
+  return `refs/pull/${task.start.pull}/head`;
+}
+
+/** A behaviour that commits one file on top of the task's start and reports it pushed. */
 export function pushFileBehaviour(file: string, content: string): RunBehaviour {
   return async (task, ctx, h) => {
     ctx.enterPhase('running');
-    const exists = await h.emulator.branchSha(task.repoFullName, task.branch);
+    const from = startRef(task);
+    if (task.start.from !== 'pull_head' && !(await h.emulator.branchSha(task.repoFullName, from))) {
+      throw new Error(`git clone failed: Remote branch ${from} not found in upstream origin`);
+    }
     ctx.enterPhase('pushing');
     const sha = await pushCommit({
       remote: await h.gitRemote(task.repoFullName),
-      base: exists ? task.branch : (task.baseRef ?? 'main'),
+      base: from,
       branch: task.branch,
       files: { [file]: `${content}${task.id}\n` },
       message: `airlock task ${task.id}`,
@@ -48,14 +61,18 @@ export function pushFileBehaviour(file: string, content: string): RunBehaviour {
   };
 }
 
-/** A running emulator + control plane + webhook server, torn down by close(). */
+/** The control plane as tests see it: the GitHub plane, the task store, and a way to wait. */
+export type PlaneView = GitHubPlane & { quiesce(): Promise<void> };
+
+/** A running emulator + airlock (runner double) + webhook server, torn down by close(). */
 export interface Harness {
   emulator: GitHubEmulator;
-  plane: ControlPlane;
+  airlock: Airlock;
+  plane: PlaneView;
   db: Db;
   dir: string;
   runner: DoubleRunner;
-  audit: RecordingAudit;
+  audit: { types(taskId: string): string[] };
   logLines: string[];
   webhookUrl: string;
   installationId: number;
@@ -72,7 +89,7 @@ export interface Harness {
 
 /** Starts the world for a control-plane test: repo acme/widgets, alice (write), the app installed. */
 export async function startHarness(
-  options: { files?: Record<string, string>; dataDir?: string } = {},
+  options: { files?: Record<string, string>; dataDir?: string; env?: Record<string, string> } = {},
 ): Promise<Harness> {
   const emulator = await startGitHubEmulator({ appSlug: 'airlock-test' });
   const dir = options.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'airlock-cp-')));
@@ -84,50 +101,42 @@ export async function startHarness(
   emulator.setPermission('acme/widgets', 'bob', 'read');
   const installationId = emulator.installApp('acme');
   const runner = new DoubleRunner();
-  const audit = new RecordingAudit();
-  const { log, lines } = memoryLogger();
+  const redactor = new SecretRedactor();
+  const { log, lines } = memoryLogger(redactor);
 
-  let db = openDatabase(path.join(dir, 'airlock.sqlite'));
+  let port = '0';
   const boot = () =>
-    startControlPlane({
-      db,
-      clock: systemClock,
-      log,
-      audit,
-      github: {
-        appId: emulator.app.id,
-        privateKey: emulator.app.privateKey,
-        webhookSecret: emulator.app.webhookSecret,
-        apiUrl: emulator.apiUrl,
-        appSlug: emulator.app.slug,
-      },
-      publicUrl: 'http://airlock.test',
-      runner,
-      reaper: { reapOrphans: async () => [] },
-      limits: { maxConcurrent: 2, maxPerRepo: 1 },
-      octokitTuning: { retryBaseMs: 5 },
-      pollMs: 50,
-    });
-  let plane = await boot();
-  // Restarts swap `plane`; the listener always hands deliveries to the current one.
-  const server = await startHttpServer({
-    host: '127.0.0.1',
-    port: 0,
-    webhooks: (req, res) => plane.webhooks(req, res),
-  });
-  const webhookUrl = server.webhookUrl;
+    buildAirlock(
+      emulatorSettings(emulator, dir, {
+        PORT: port,
+        AIRLOCK_MAX_CONCURRENT_TASKS: '2',
+        AIRLOCK_MAX_TASKS_PER_REPO: '1',
+        ...options.env,
+      }),
+      { log, redactor, runner, octokit: { retryBaseMs: 5 }, pollMs: 50 },
+    );
+  let airlock = await boot();
+  const view = (a: Airlock): PlaneView =>
+    Object.assign(Object.create(a.github!), { quiesce: () => settled(a) });
+  let plane = view(airlock);
+  // A restart listens on the same port, as a restarted process would.
+  port = String(airlock.github!.server.port);
+  const webhookUrl = airlock.github!.server.webhookUrl;
 
   const harness: Harness = {
     emulator,
+    get airlock() {
+      return airlock;
+    },
     get plane() {
       return plane;
     },
     get db() {
-      return db;
+      return airlock.db;
     },
     dir,
     runner,
-    audit,
+    audit: { types: (taskId) => airlock.audit.events(taskId).map((e) => e.type) },
     logLines: lines,
     webhookUrl,
     installationId,
@@ -144,15 +153,21 @@ export async function startHarness(
     },
     send: (event, payload, opts) => emulator.sendWebhook(webhookUrl, event, payload, opts),
     restart: async () => {
-      await plane.stop();
-      db.close();
-      db = openDatabase(path.join(dir, 'airlock.sqlite'));
-      plane = await boot();
+      await airlock.stop();
+      airlock = await boot();
+      plane = view(airlock);
     },
     close: async () => {
-      await plane.stop().catch(() => {});
-      server.close();
-      db.close();
+      // HARNESS_LOG=1 shows what airlock logged at warn and above, for a failing test.
+      if (process.env.HARNESS_LOG) {
+        process.stderr.write(lines.filter((l) => /"level":[456]0/.test(l)).join(''));
+        const rows = airlock.db.prepare('SELECT delivery_id, status, outcome FROM deliveries').all();
+        process.stderr.write(
+          `${JSON.stringify(airlock.tasks.list().map((t) => [t.kind, t.state, t.reason, t.start]))}\n`,
+        );
+        process.stderr.write(`${JSON.stringify(rows)}\n`);
+      }
+      await airlock.stop().catch(() => {});
       await emulator.close();
       if (!options.dataDir) await rm(dir, { recursive: true, force: true });
     },

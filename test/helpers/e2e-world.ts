@@ -1,33 +1,33 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AuditLog } from '../../src/audit/audit-log.ts';
-import { systemClock } from '../../src/clock.ts';
-import { type ControlPlane, startControlPlane } from '../../src/control-plane.ts';
+import { type Airlock, buildAirlock } from '../../src/airlock.ts';
+import type { AuditLog } from '../../src/audit/audit-log.ts';
 import type { ModelUpstreams } from '../../src/proxy/model-proxy.ts';
 import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
 import type { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { type Db, openDatabase } from '../../src/store/database.ts';
+import type { Db } from '../../src/store/database.ts';
 import type { Task } from '../../src/tasks/task.ts';
-import { TaskStore } from '../../src/tasks/task-store.ts';
-import { VmTaskRunner } from '../../src/tasks/vm-task-runner.ts';
-import { startHttpServer } from '../../src/web/http-server.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
+import type { PlaneView } from './control-plane-harness.ts';
 import { memoryLogger } from './memory-logger.ts';
+import { settled } from './settled.ts';
+import { emulatorSettings } from './test-settings.ts';
 import { testVmImage } from './vm-image.ts';
 import { waitFor } from './wait-for.ts';
 import { examplePayload } from './webhook-examples.ts';
 
 /**
  * Everything an end-to-end test needs, real from the webhook to the PR: the GitHub emulator with
- * repository `acme/widgets` (writer `alice`), the control plane serving signed webhooks on
- * loopback, and the VM task runner on real microVMs (TCG here).
+ * repository `acme/widgets` (writer `alice`), airlock built as production builds it (buildAirlock)
+ * serving signed webhooks on loopback, and its tasks on real microVMs (TCG here).
  */
 export interface E2eWorld {
   gh: GitHubEmulator;
-  plane: ControlPlane;
+  airlock: Airlock;
+  plane: PlaneView;
   audit: AuditLog;
   db: Db;
   installationId: number;
@@ -51,59 +51,37 @@ export async function startE2eWorld(options: {
   gh.setPermission('acme/widgets', 'alice', 'write');
   const installationId = gh.installApp('acme');
   const dir = await mkdtemp(path.join(tmpdir(), 'airlock-e2e-'));
-  const db = openDatabase(path.join(dir, 'airlock.sqlite'));
   const redactor = new SecretRedactor();
   const { log } = memoryLogger(redactor);
-  const audit = new AuditLog(db, systemClock, redactor);
-  const real = new MicroVmSandbox({
-    image: testVmImage(),
-    accel: 'tcg',
-    dataDir: dir,
+  const airlock = await buildAirlock(emulatorSettings(gh, dir, { AIRLOCK_MAX_CONCURRENT_TASKS: '1' }), {
     log,
-    tscKhz: hostTscKhz(),
-  });
-  const sandbox = options.wrapSandbox ? options.wrapSandbox(real) : real;
-  const tasks = new TaskStore(db, systemClock);
-  const runner = new VmTaskRunner({
-    sandbox,
-    audit,
-    log,
-    dataDir: dir,
-    token: { appId: gh.app.id, privateKey: gh.app.privateKey, baseUrl: gh.apiUrl, redactor },
-    gitUrl: (owner, name) => gh.gitUrl(owner, name),
+    redactor,
+    openSandbox: async () => {
+      const real = new MicroVmSandbox({
+        image: testVmImage(),
+        accel: 'tcg',
+        dataDir: dir,
+        log,
+        tscKhz: hostTscKhz(),
+      });
+      return {
+        sandbox: options.wrapSandbox ? options.wrapSandbox(real) : real,
+        accel: { accel: 'tcg', reason: 'tests run under TCG' },
+      };
+    },
     models: options.models ?? {},
-    app: { slug: gh.app.slug },
-    issueThread: async (task) => {
-      const issue = gh.state.issues.find((i) => i.number === task.issueNumber)!;
-      return { title: issue.title, body: issue.body, author: issue.user, comments: [] };
-    },
-    earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
-  });
-  const plane = await startControlPlane({
-    db,
-    clock: systemClock,
-    log,
-    audit,
-    github: {
-      appId: gh.app.id,
-      privateKey: gh.app.privateKey,
-      webhookSecret: gh.app.webhookSecret,
-      apiUrl: gh.apiUrl,
-      appSlug: gh.app.slug,
-    },
-    publicUrl: 'http://airlock.test',
-    runner,
-    reaper: sandbox,
-    limits: { maxConcurrent: 1, maxPerRepo: 1 },
-    octokitTuning: { retryBaseMs: 5 },
+    octokit: { retryBaseMs: 5 },
     pollMs: 100,
   });
-  const server = await startHttpServer({ host: '127.0.0.1', port: 0, webhooks: plane.webhooks });
-  const webhookUrl = server.webhookUrl;
+  const github = airlock.github!;
+  const plane: PlaneView = Object.assign(Object.create(github), { quiesce: () => settled(airlock) });
+  const { audit, db } = airlock;
+  const webhookUrl = github.server.webhookUrl;
   let deliveries = 0;
 
   return {
     gh,
+    airlock,
     plane,
     audit,
     db,
@@ -136,13 +114,11 @@ export async function startE2eWorld(options: {
         600_000,
         'the task to finish',
       );
-      await plane.quiesce();
-      return task;
+      await settled(airlock);
+      return plane.tasks.get(task.id);
     },
     async close() {
-      await plane.stop();
-      server.close();
-      db.close();
+      await airlock.stop();
       await gh.close();
       await rm(dir, { recursive: true, force: true });
     },

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { AuditLog } from '../../src/audit/audit-log.ts';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { AirlockMetrics } from '../../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { type Db, openDatabase } from '../../src/store/database.ts';
@@ -134,7 +135,8 @@ export async function startWebWorld(
         deliveryId: randomBytes(8).toString('hex'),
         instruction: null,
         context: {},
-        config: {},
+        start: { from: 'ref', ref: 'main' },
+        config: DEFAULT_REPO_CONFIG,
       });
       audit.append(task.id, 'task.created', {
         actor: { login: task.actorLogin, id: task.actorId },

@@ -487,8 +487,9 @@ describe('when a check fails', () => {
       merged: false,
       user: 'mallory',
       labels: [],
-      head: { ref: 'main', sha: main, repo: { full_name: 'mallory/widgets', fork: true } },
-      base: { ref: 'main', sha: main, repo: { full_name: harness.repo } },
+      updatedAt: new Date().toISOString(),
+      head: { ref: 'main', sha: main, repo: { id: 4242, full_name: 'mallory/widgets', fork: true } },
+      base: { ref: 'main', sha: main, repo: { id: repoId(), full_name: harness.repo } },
     });
     const comment = examplePayload('issue_comment', 'created', {
       repo: { id: repoId(), fullName: harness.repo },
@@ -508,7 +509,7 @@ describe('when a check fails', () => {
     await harness.plane.quiesce();
     expect(task.context.fork).toBe(true);
     // The fork's branch is out of reach: the work starts from the PR's head as this repository keeps it.
-    expect(task.context.startFrom).toBe(`refs/pull/${forkPrNumber}/head`);
+    expect(task.start).toEqual({ from: 'pull_head', pull: forkPrNumber });
     expect(task.baseRef).toBe('main');
     const pr = harness.emulator.state.pulls.find((p) => p.head.ref === task.branch)!;
     runWorkflow(task, [failingJob('Error: fork work fails')]);

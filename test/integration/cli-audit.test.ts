@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
@@ -33,7 +34,8 @@ beforeEach(async () => {
     deliveryId: null,
     instruction: null,
     context: {},
-    config: {},
+    start: { from: 'ref', ref: 'main' },
+    config: DEFAULT_REPO_CONFIG,
   }).id;
   audit.append(taskId, 'task.created', { actor: { login: 'alice' } });
   audit.append(taskId, 'task.prompt', { text: 'the-prompt-text' });

@@ -1,11 +1,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sign } from '@octokit/webhooks-methods';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { WebhookInbox } from '../../src/github/webhook-inbox.ts';
+import { openDatabase } from '../../src/store/database.ts';
 import { TaskFailure } from '../../src/tasks/task-runner.ts';
+import { TaskStore } from '../../src/tasks/task-store.ts';
 import { type Harness, startHarness } from '../helpers/control-plane-harness.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { examplePayload } from '../helpers/webhook-examples.ts';
@@ -154,8 +157,10 @@ describe('refusals', () => {
   it('refuses commands on pull requests from forks', async () => {
     const payload = examplePayload('pull_request_review_comment', 'created', world());
     payload.comment.body = '/airlock fix this';
+    // A fork is a head in another repository than the base: told by repository id.
     payload.pull_request.head.repo = {
       ...payload.pull_request.head.repo,
+      id: 4242,
       full_name: 'mallory/widgets',
       fork: true,
     };
@@ -229,7 +234,7 @@ describe('the webhook endpoint', () => {
     expect(h.plane.tasks.list()).toHaveLength(1);
   });
 
-  it('sets aside a delivery whose dispatch keeps failing, and keeps going', async () => {
+  it('sets aside a delivery that cannot be read, at once, and keeps going', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'After a bad one', user: 'alice' });
     await h.plane.stop();
     const inbox = new WebhookInbox(h.db, systemClock);
@@ -238,8 +243,9 @@ describe('the webhook endpoint', () => {
     inbox.store('good-1', 'issues', JSON.stringify(labelPayload(issue.number)));
     await h.restart();
     await waitFor(() => h.plane.tasks.list().find((t) => t.deliveryId === 'good-1'), 10_000, 'the task');
-    await waitFor(() => inboxRow('damaged-1')?.attempts === 5, 15_000, 'the damaged delivery set aside');
-    expect(inboxRow('damaged-1')).toMatchObject({ payload: null, error: expect.stringMatching(/JSON/) });
+    // Reading a delivery is pure: what fails once fails every time, so it is set aside, not retried.
+    await waitFor(() => inboxRow('damaged-1')?.payload === null, 15_000, 'the damaged delivery set aside');
+    expect(inboxRow('damaged-1')).toMatchObject({ attempts: 0, error: expect.stringMatching(/JSON/) });
   });
 
   it('accepts and ignores unknown events and actions', async () => {
@@ -312,7 +318,7 @@ describe('steering', () => {
       ...payload.pull_request,
       number: pr.number,
       title: pr.title,
-      head: { ...pr.head, repo: { full_name: h.repo, fork: false } },
+      head: pr.head,
       base: pr.base,
     };
     payload.comment = {
@@ -377,7 +383,8 @@ describe('GitHub failures', () => {
 
 describe('restart safety', () => {
   it('survives kill -9 mid-task: the next start fails the running task with a reason and runs nothing twice', async () => {
-    await h.plane.stop(); // the child process owns the database until it is killed
+    await h.airlock.stop(); // the child process owns the database until it is killed
+    const reader = new TaskStore(openDatabase(path.join(h.dir, 'airlock.sqlite')), systemClock);
     const child = spawn(
       process.execPath,
       [fileURLToPath(new URL('../helpers/crash-child.ts', import.meta.url))],
@@ -402,11 +409,11 @@ describe('restart safety', () => {
       const url = `http://127.0.0.1:${port}/api/github/webhooks`;
       await h.emulator.sendWebhook(url, 'issues', labelPayload(a.number), { deliveryId: 'crash-a' });
       await waitFor(
-        () => h.plane.tasks.list().find((t) => t.issueNumber === a.number && t.state === 'running'),
+        () => reader.list().find((t) => t.issueNumber === a.number && t.state === 'running'),
         15_000,
       );
       await h.emulator.sendWebhook(url, 'issues', labelPayload(b.number), { deliveryId: 'crash-b' });
-      await waitFor(() => h.plane.tasks.list().find((t) => t.issueNumber === b.number), 15_000);
+      await waitFor(() => reader.list().find((t) => t.issueNumber === b.number), 15_000);
     } finally {
       child.kill('SIGKILL');
       await once(child, 'exit').catch(() => {});

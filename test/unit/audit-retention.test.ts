@@ -7,6 +7,7 @@ import { AuditLog } from '../../src/audit/audit-log.ts';
 import { purgeConversation } from '../../src/audit/retention.ts';
 import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
 import type { Clock } from '../../src/clock.ts';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { type Db, openDatabase } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
@@ -14,7 +15,7 @@ import { TaskStore } from '../../src/tasks/task-store.ts';
 let dir: string;
 let db: Db;
 let now: Date;
-const clock: Clock = { now: () => now };
+const clock: Clock = { now: () => now, after: () => () => {} };
 let audit: AuditLog;
 let tasks: TaskStore;
 
@@ -34,7 +35,8 @@ function finishedTask(repo = 'acme/widgets'): string {
     deliveryId: null,
     instruction: null,
     context: {},
-    config: {},
+    start: { from: 'ref', ref: 'main' },
+    config: DEFAULT_REPO_CONFIG,
   });
   audit.append(task.id, 'task.created', { actor: { login: 'alice' } });
   audit.append(task.id, 'task.prompt', { text: 'PROMPT-TEXT-ZEBRA make the greeting friendlier' });

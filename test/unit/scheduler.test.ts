@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/clock.ts';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { Scheduler } from '../../src/tasks/scheduler.ts';
 import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import { transitionAllowed } from '../../src/tasks/task.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from '../../src/tasks/task-runner.ts';
 import { type NewTask, TaskStore } from '../../src/tasks/task-store.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { RecordingAudit } from '../helpers/recording-audit.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -46,12 +47,11 @@ function newTask(overrides: Partial<NewTask> = {}): NewTask {
     deliveryId: null,
     instruction: null,
     context: {},
-    config: { timeout_minutes: 30 },
+    start: { from: 'ref', ref: 'main' },
+    config: DEFAULT_REPO_CONFIG,
     ...overrides,
   };
 }
-
-const tick = () => new Promise((r) => setTimeout(r, 5));
 
 describe('task state machine', () => {
   it('allows only the documented transitions', () => {
@@ -71,19 +71,21 @@ describe('Scheduler', () => {
 
   function setup(limits = { maxConcurrent: 2, maxPerRepo: 1 }) {
     const db = openDatabase(':memory:');
-    const tasks = new TaskStore(db, systemClock);
+    const clock = new ManualClock();
+    const tasks = new TaskStore(db, clock);
     const runner = new GatedRunner();
     const audit = new RecordingAudit();
-    const jobs: unknown[] = [];
+    const states: string[] = [];
     scheduler = new Scheduler({
       tasks,
       runner,
-      jobs: { enqueue: (j) => jobs.push(j) },
       audit,
+      clock,
+      onState: (task) => states.push(`${task.id}:${task.state}`),
       log: memoryLogger().log,
       limits,
     });
-    return { tasks, runner, audit, jobs, scheduler };
+    return { tasks, runner, audit, clock, states, scheduler };
   }
 
   it('honours the global and per-repository limits', async () => {
@@ -93,7 +95,7 @@ describe('Scheduler', () => {
     const b1 = tasks.create(newTask({ repoFullName: 'acme/b', issueNumber: 1 }));
     tasks.create(newTask({ repoFullName: 'acme/c', issueNumber: 1 }));
     expect(scheduler.tick()).toEqual([a1.id, b1.id]);
-    await tick();
+    await waitFor(() => runner.started.length === 2, 5000, 'both tasks to start');
     expect(runner.started).toEqual([a1.id, b1.id]);
     expect(tasks.get(a1.id).state).toBe('running');
   });
@@ -104,7 +106,7 @@ describe('Scheduler', () => {
     const second = tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
     expect(scheduler.tick()).toEqual([first.id]);
     expect(scheduler.tick()).toEqual([]);
-    await tick();
+    await waitFor(() => runner.started.length === 1, 5000, 'the first follow-up to start');
     runner.finish(first.id);
     await waitFor(() => runner.started.length === 2, 5000, 'the second follow-up to start');
     expect(tasks.get(first.id).state).toBe('succeeded');
@@ -112,14 +114,14 @@ describe('Scheduler', () => {
   });
 
   it('records failures with the runner reason, and cancellations', async () => {
-    const { tasks, runner, scheduler, audit } = setup({ maxConcurrent: 4, maxPerRepo: 4 });
+    const { tasks, runner, scheduler, audit, states } = setup({ maxConcurrent: 4, maxPerRepo: 4 });
     const failing = tasks.create(newTask({ issueNumber: 1 }));
     const cancelled = tasks.create(newTask({ issueNumber: 2 }));
     const queuedCancel = tasks.create(newTask({ issueNumber: 3, repoFullName: 'acme/other' }));
     scheduler.cancel(queuedCancel.id, 'cancelled by alice');
     expect(tasks.get(queuedCancel.id).state).toBe('cancelled');
     scheduler.tick();
-    await tick();
+    await waitFor(() => runner.started.length === 2, 5000, 'both tasks to start');
     runner.fail(failing.id, new TaskFailure('agent_failed', 'codex exited with 1'));
     scheduler.cancel(cancelled.id, 'cancelled by bob');
     await scheduler.idle();
@@ -129,14 +131,38 @@ describe('Scheduler', () => {
     });
     expect(tasks.get(cancelled.id)).toMatchObject({ state: 'cancelled', reason: 'cancelled by bob' });
     expect(audit.types(failing.id)).toEqual(['task.state', 'task.state', 'task.outcome', 'task.state']);
+    // Every state change is told to the listener (what GitHub hears is attached there).
+    expect(states.filter((s) => s.startsWith(failing.id))).toEqual([
+      `${failing.id}:starting`,
+      `${failing.id}:running`,
+      `${failing.id}:failed`,
+    ]);
   });
 
-  it('times a task out at its wall-clock limit', async () => {
-    const { tasks, scheduler } = setup();
-    const task = tasks.create(newTask({ config: { timeout_minutes: 0.001 } }));
+  it('times a task out at its wall-clock limit, on the injected clock', async () => {
+    const { tasks, scheduler, clock, runner } = setup();
+    const task = tasks.create(newTask({ config: { ...DEFAULT_REPO_CONFIG, timeout_minutes: 20 } }));
     scheduler.tick();
+    await waitFor(() => runner.started.length === 1, 5000, 'the task to start');
+    clock.advance(19 * 60_000);
+    expect(tasks.get(task.id).state).toBe('running');
+    clock.advance(60_000);
     await scheduler.idle();
-    expect(tasks.get(task.id).state).toBe('timed_out');
-    expect(tasks.get(task.id).reason).toMatch(/wall-clock limit/);
+    expect(tasks.get(task.id)).toMatchObject({
+      state: 'timed_out',
+      reason: expect.stringMatching(/20 minutes/),
+    });
+  });
+
+  it("states a succeeded task's outcome as its reason, even after a re-queue", async () => {
+    const { tasks, runner, scheduler } = setup();
+    const task = tasks.create(newTask());
+    tasks.transition(task.id, 'starting');
+    tasks.transition(task.id, 'queued', { reason: 're-queued: airlock restarted before the agent started' });
+    scheduler.tick();
+    await waitFor(() => runner.started.length === 1, 5000, 'the task to start');
+    runner.finish(task.id);
+    await scheduler.idle();
+    expect(tasks.get(task.id)).toMatchObject({ state: 'succeeded', reason: 'the agent made no change' });
   });
 });

@@ -1,0 +1,27 @@
+import type { Airlock } from '../../src/airlock.ts';
+import { waitFor } from './wait-for.ts';
+
+/**
+ * Waits until an airlock has nothing left to do right now: no delivery waiting in the inbox or due
+ * for intake, no queued or running task, no GitHub job due. Every hand-off between those stages is
+ * one transaction, so a moment at which all are empty is a settled one; it is checked twice.
+ */
+export async function settled(airlock: Airlock, timeoutMs = 60_000): Promise<void> {
+  const plane = airlock.github;
+  if (!plane) throw new Error('settled() needs an airlock with its GitHub plane');
+  const idle = () =>
+    plane.inbox.waiting(1).length === 0 &&
+    plane.deliveries.pending(1).length === 0 &&
+    airlock.tasks.queued(1).length === 0 &&
+    plane.scheduler.runningIds().length === 0 &&
+    plane.jobs.dueCount() === 0;
+  await waitFor(
+    async () => {
+      if (!idle()) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return idle();
+    },
+    timeoutMs,
+    'airlock to settle',
+  );
+}

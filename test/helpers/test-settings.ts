@@ -1,0 +1,26 @@
+import { type AppConfig, loadAppConfig } from '../../src/config/app-config.ts';
+import type { GitHubEmulator } from '../emulator/index.ts';
+
+/**
+ * Settings for an airlock that talks to the GitHub emulator, read through the same loader as
+ * production's environment: loopback on port 0, data under `dataDir`, `extra` for the rest.
+ */
+export function emulatorSettings(
+  gh: GitHubEmulator,
+  dataDir: string,
+  extra: Record<string, string | undefined> = {},
+): AppConfig {
+  return loadAppConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    AIRLOCK_PUBLIC_URL: 'http://airlock.test',
+    AIRLOCK_DATA_DIR: dataDir,
+    APP_ID: String(gh.app.id),
+    PRIVATE_KEY: gh.app.privateKey,
+    WEBHOOK_SECRET: gh.app.webhookSecret,
+    GITHUB_API_URL: gh.apiUrl,
+    GITHUB_WEB_URL: gh.webUrl,
+    AIRLOCK_ACCEL: 'tcg',
+    ...extra,
+  });
+}
