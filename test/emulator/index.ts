@@ -14,6 +14,7 @@ import {
   type Issue,
   type Permission,
   type PermissionLevel,
+  type Pull,
   type Repo,
   type ReviewComment,
   type User,
@@ -112,6 +113,13 @@ export interface GitHubEmulator {
     response: { status: number; headers?: Record<string, string>; body?: unknown },
     times?: number,
   ): void;
+  /** Ends every failure injected by failNext. */
+  clearFailures(): void;
+  /** Opens a pull request as a person, from a branch of the same repository. */
+  openPull(
+    fullName: string,
+    input: { head: string; base: string; title: string; user: string },
+  ): Promise<Pull>;
   branchSha(fullName: string, branch: string): Promise<string | undefined>;
   /** Signs `payload` with X-Hub-Signature-256 (or sends `signature` as given) and POSTs it. */
   sendWebhook(
@@ -322,6 +330,34 @@ export async function startGitHubEmulator(
     },
     failNext: (match, response, times = 1) => {
       failures.push({ ...match, response, left: times });
+    },
+    clearFailures: () => {
+      failures.length = 0;
+    },
+    openPull: async (fullName, input) => {
+      const repo = state.repos.get(fullName);
+      if (!repo) throw new Error(`emulator: no repository ${fullName}`);
+      const headSha = await resolveRev(repo.dir, `refs/heads/${input.head}`);
+      const baseSha = await resolveRev(repo.dir, `refs/heads/${input.base}`);
+      if (!headSha || !baseSha) throw new Error(`emulator: ${input.head} or ${input.base} does not exist`);
+      const number = state.nextNumber(fullName);
+      const pull: Pull = {
+        repo: fullName,
+        number,
+        node_id: `PR_${repo.id}_${number}`,
+        title: input.title,
+        body: '',
+        state: 'open',
+        draft: false,
+        merged: false,
+        user: input.user,
+        labels: [],
+        updatedAt: iso(),
+        head: { ref: input.head, sha: headSha, repo: { id: repo.id, full_name: fullName, fork: repo.fork } },
+        base: { ref: input.base, sha: baseSha, repo: { id: repo.id, full_name: fullName } },
+      };
+      state.pulls.push(pull);
+      return pull;
     },
     branchSha: async (fullName, branch) => {
       const repo = state.repos.get(fullName);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { type Airlock, buildAirlock } from '../../src/airlock.ts';
+import type { Clock } from '../../src/clock.ts';
 import type { GitHubPlane } from '../../src/github/github-plane.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import type { Db } from '../../src/store/database.ts';
@@ -89,7 +90,13 @@ export interface Harness {
 
 /** Starts the world for a control-plane test: repo acme/widgets, alice (write), the app installed. */
 export async function startHarness(
-  options: { files?: Record<string, string>; dataDir?: string; env?: Record<string, string> } = {},
+  options: {
+    files?: Record<string, string>;
+    dataDir?: string;
+    env?: Record<string, string>;
+    /** The clock airlock's back-offs and time limits run on (a test moves a ManualClock by hand). */
+    clock?: Clock;
+  } = {},
 ): Promise<Harness> {
   const emulator = await startGitHubEmulator({ appSlug: 'airlock-test' });
   const dir = options.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'airlock-cp-')));
@@ -113,7 +120,14 @@ export async function startHarness(
         AIRLOCK_MAX_TASKS_PER_REPO: '1',
         ...options.env,
       }),
-      { log, redactor, runner, octokit: { retryBaseMs: 5 }, pollMs: 50 },
+      {
+        log,
+        redactor,
+        runner,
+        octokit: { retryBaseMs: 5 },
+        pollMs: 50,
+        ...(options.clock ? { clock: options.clock } : {}),
+      },
     );
   let airlock = await boot();
   const view = (a: Airlock): PlaneView =>
