@@ -231,7 +231,10 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       if (!task.thread || task.installationId === null) return undefined;
       const number = task.prNumber ?? task.issueNumber;
       if (number === null) return undefined;
-      const current = await client.issueThread(task.installationId, task.repoFullName, number);
+      const thread = await client.issueThread(task.installationId, task.repoFullName, number);
+      // airlock's own comments (the tracking comment) are neither the request nor a change to it.
+      const self = `${identity.slug()}[bot]`;
+      const current = { ...thread, comments: thread.comments.filter((c) => c.author !== self) };
       const known = new Set(task.thread.comments.map((c) => c.id));
       const mayWrite = new Set<string>();
       for (const author of new Set(current.comments.filter((c) => !known.has(c.id)).map((c) => c.author))) {
@@ -239,7 +242,13 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         if (permission === 'admin' || permission === 'maintain' || permission === 'write')
           mayWrite.add(author);
       }
-      return promptThread(task.thread, current, mayWrite);
+      const result = promptThread(task.thread, current, mayWrite);
+      if (result.editedAfterTrigger || result.leftOut.length) {
+        const threadChanged = { edited: result.editedAfterTrigger, leftOut: result.leftOut.length };
+        tasks.update(task.id, { context: { ...tasks.get(task.id).context, threadChanged } });
+        jobs.enqueue({ kind: 'tracking', taskId: task.id });
+      }
+      return result;
     },
     stop: async () => {
       clearInterval(pruneTimer);

@@ -70,6 +70,11 @@ export const TaskContext = z
     headRef: z.string().optional(),
     /** Whether that pull request's head lives in another repository than its base. */
     fork: z.boolean().optional(),
+    /**
+     * The thread changed after the trigger (an edit, or comments from people without write
+     * access): the agent got the text as it was approved, and the tracking comment says so.
+     */
+    threadChanged: z.object({ edited: z.boolean(), leftOut: z.number().int() }).strict().optional(),
     /** Local mode: the person running `airlock run` (a commit trailer) and the repository's path. */
     local: z.object({ coAuthor: z.string(), path: z.string() }).strict().optional(),
   })

@@ -252,16 +252,7 @@ export class VmTaskRunner implements TaskRunner {
             'internal',
           ).catch(() => undefined)
         : undefined;
-    const thread = await this.#deps.promptThread(task);
-    if (thread && (thread.editedAfterTrigger || thread.laterComments.length || thread.leftOut.length)) {
-      audit.append(task.id, 'task.thread_changed', {
-        editedAfterTrigger: thread.editedAfterTrigger,
-        laterComments: thread.laterComments,
-        leftOut: thread.leftOut,
-      });
-    }
-    const prompt = taskPrompt(task, thread?.thread, this.#deps.earlierTasks(task), branchDiff);
-    audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
+    const prompt = await recordTaskPrompt(this.#deps, task, branchDiff);
     await vm.writeFile(PROMPT_FILE, prompt.text, 0o644);
     const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
 
@@ -375,6 +366,28 @@ export class VmTaskRunner implements TaskRunner {
     }
     return result.summary;
   }
+}
+
+/**
+ * Builds a task's prompt from the thread as it was approved (see promptThread) and records it: the
+ * prompt as sent, and what changed in the thread since the trigger, if anything did.
+ */
+export async function recordTaskPrompt(
+  deps: Pick<VmTaskRunnerDeps, 'audit' | 'promptThread' | 'earlierTasks'>,
+  task: Task,
+  branchDiff?: string,
+): Promise<{ text: string; truncated: boolean }> {
+  const thread = await deps.promptThread(task);
+  if (thread && (thread.editedAfterTrigger || thread.laterComments.length || thread.leftOut.length)) {
+    deps.audit.append(task.id, 'task.thread_changed', {
+      editedAfterTrigger: thread.editedAfterTrigger,
+      laterComments: thread.laterComments,
+      leftOut: thread.leftOut,
+    });
+  }
+  const prompt = taskPrompt(task, thread?.thread, deps.earlierTasks(task), branchDiff);
+  deps.audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
+  return prompt;
 }
 
 /** The person who asked, as a commit trailer: their GitHub noreply address, or local mode's identity. */

@@ -94,6 +94,23 @@ describe('webhookIntent', () => {
     });
   });
 
+  it('decides fork by head repository id against base repository id, both ways', () => {
+    const fork = (head: { id: number; fork: boolean } | null, base: { id: number }) => {
+      const payload = examplePayload('pull_request_review_comment', 'created', world);
+      payload.comment.body = '@airlock-bot tidy';
+      payload.pull_request.head.repo = head && { ...payload.pull_request.head.repo, ...head };
+      payload.pull_request.base.repo = { ...payload.pull_request.base.repo, ...base };
+      const intent = webhookIntent({ id: 'df', name: 'pull_request_review_comment', payload }, app);
+      return 'pr' in intent ? intent.pr?.fork : undefined;
+    };
+    // A repository that is itself a fork: its own pull requests are not from a fork.
+    expect(fork({ id: 5, fork: true }, { id: 5 })).toBe(false);
+    // A pull request from the parent repository into a fork comes from another repository.
+    expect(fork({ id: 4, fork: false }, { id: 5 })).toBe(true);
+    // A head repository that was deleted is treated as a fork.
+    expect(fork(null, { id: 5 })).toBe(true);
+  });
+
   it('accepts a changes-requested review that addresses the app, and ignores others', () => {
     const payload = examplePayload('pull_request_review', 'submitted', world);
     payload.review.state = 'changes_requested';
