@@ -133,7 +133,7 @@ function passed(deps: CiFollowUpDeps, { task, pr, runs, ci, installationId, sha 
       done.push(`review requested from @${requester}`);
     }
     const action = done.join(', ') || 'nothing to do';
-    record(deps, task, sha, 'passed', action, null, { checks: runs.length });
+    recordVerdict(deps, task, sha, 'passed', action, null, { checks: runs.length });
     deps.jobs.enqueue(
       {
         kind: 'comment',
@@ -192,7 +192,7 @@ async function failedChecks(
     );
   if (!decision.fix) {
     deps.tasks.transaction(() => {
-      record(deps, task, sha, 'failed', `not retried: ${why}`, fingerprint, { failures: names });
+      recordVerdict(deps, task, sha, 'failed', `not retried: ${why}`, fingerprint, { failures: names });
       comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). airlock is not starting a follow-up: ${why}`);
     });
     return `CI failed; no follow-up: ${why}`;
@@ -230,7 +230,7 @@ async function failedChecks(
       attempt: decision.attempt,
     });
     const action = `follow-up task \`${created.id}\` started (attempt ${decision.attempt} of ${ci.max_attempts})`;
-    record(deps, task, sha, 'failed', action, fingerprint, { failures: names, followUp: created.id });
+    recordVerdict(deps, task, sha, 'failed', action, fingerprint, { failures: names, followUp: created.id });
     comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). ${capitalise(action)} on this branch.`);
     announce(deps, created);
     return created;
@@ -263,7 +263,7 @@ async function currentCiSettings(
   }
 }
 
-function record(
+function recordVerdict(
   deps: CiFollowUpDeps,
   task: Task,
   sha: string,
