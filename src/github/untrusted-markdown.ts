@@ -22,22 +22,15 @@ const LINKED: Array<[RegExp, string]> = [
 ];
 
 /** Text shortened to at most `maxChars` characters (never splitting one), with `…` where it was cut. */
-export function clipText(text: string, maxChars: number): string {
+function clipText(text: string, maxChars: number): string {
   const chars = Array.from(text);
   return chars.length > maxChars ? `${chars.slice(0, maxChars).join('')}…` : text;
 }
 
-/** Untrusted text as markdown that renders as that text, line by line, at most `maxChars` of it. */
-export function untrustedText(text: string, maxChars: number): string {
-  return plain(text, maxChars).split('\n').map(neutralised).join('\n');
-}
-
-/** Untrusted text on one line (newlines become spaces), for a line airlock writes around it. */
-export function untrustedInline(text: string, maxChars: number): string {
-  return neutralised(oneLine(plain(text, maxChars)));
-}
-
-/** Untrusted text as a block quote: every line, blank ones too, stays inside the quote. */
+/**
+ * Untrusted text as a block quote that renders as that text, line by line, at most `maxChars` of it:
+ * every line, blank ones too, stays inside the quote.
+ */
 export function untrustedQuote(text: string, maxChars: number): string {
   return quoted(plain(text, maxChars));
 }
