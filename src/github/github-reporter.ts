@@ -1,10 +1,12 @@
 import type { Logger } from '../logger.ts';
 import { isTerminal, type Task, type TaskResult } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
+import { checkRunSummary } from './check-run-summary.ts';
 import { markReadyForReview, requestReview } from './ci-client.ts';
 import type { GitHubClient } from './github-client.ts';
 import type { GitHubJob } from './github-jobs.ts';
 import { auditUrl, type CiVerdictLine, trackingCommentBody } from './tracking-comment.ts';
+import { untrustedQuote } from './untrusted-markdown.ts';
 
 /** What the reporter needs. */
 export interface GitHubReporterDeps {
@@ -113,14 +115,7 @@ export class GitHubReporter {
       ...(done ? { conclusion } : {}),
       detailsUrl: auditUrl(this.#deps.publicUrl, task.id),
       title: `airlock task ${task.id}: ${task.state}`,
-      summary: [
-        `Requested by @${task.actorLogin}.`,
-        task.reason ? `Reason: ${task.reason}` : '',
-        head ? `Audit chain head: \`${head}\`` : '',
-        `Audit record: ${auditUrl(this.#deps.publicUrl, task.id)}`,
-      ]
-        .filter(Boolean)
-        .join('\n\n'),
+      summary: checkRunSummary(task, { publicUrl: this.#deps.publicUrl, auditHead: head }),
     });
     if (id !== task.checkRunId) this.#deps.tasks.update(task.id, { checkRunId: id });
   }
@@ -144,7 +139,7 @@ function pullTitle(task: Task): string {
 export function pullBody(task: Task, result: TaskResult, publicUrl: string, first: Task = task): string {
   const link = (t: Task) => `task \`${t.id}\` · [audit record](${auditUrl(publicUrl, t.id)})`;
   return [
-    result.summary ? result.summary.slice(0, 4000) : 'Changes made by the airlock agent.',
+    result.summary ? untrustedQuote(result.summary, 4000) : 'Changes made by the airlock agent.',
     '',
     first.issueNumber !== null && (first.kind === 'issue' || first.kind === 'retry')
       ? `Closes #${first.issueNumber}`

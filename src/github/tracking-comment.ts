@@ -1,4 +1,17 @@
 import type { Task } from '../tasks/task.ts';
+import {
+  labelledUntrusted,
+  untrustedCodeBlock,
+  untrustedCodeSpan,
+  untrustedQuote,
+} from './untrusted-markdown.ts';
+
+// How much of the agent's words, and of a branch name, a comment shows: well under GitHub's limit
+// on a comment, with room for airlock's own lines.
+const SUMMARY_CHARS = 3_000;
+const DIFF_STAT_CHARS = 6_000;
+const REASON_CHARS = 2_000;
+const BRANCH_CHARS = 255;
 
 const STATE_LINE: Record<Task['state'], string> = {
   queued: '⏳ Queued',
@@ -33,8 +46,8 @@ export function trackingCommentBody(
   const who = `Requested by @${task.actorLogin}`;
   const what =
     task.kind === 'follow_up' || task.kind === 'ci_fix'
-      ? `follow-up on \`${task.branch}\``
-      : `branch \`${task.branch}\``;
+      ? `follow-up on ${untrustedCodeSpan(task.branch, BRANCH_CHARS)}`
+      : `branch ${untrustedCodeSpan(task.branch, BRANCH_CHARS)}`;
   lines.push(`${who} · ${what}${task.attempt > 1 ? ` · attempt ${task.attempt}` : ''}`);
   if (task.state === 'queued' && options.queuedBehind) {
     lines.push('', `Waiting for task \`${options.queuedBehind}\` on the same branch to finish.`);
@@ -42,16 +55,17 @@ export function trackingCommentBody(
   if (task.state === 'succeeded' && task.result) {
     if (task.result.outcome === 'no_changes') {
       lines.push('', 'The agent made no change.');
-      if (task.result.summary) lines.push('', quote(task.result.summary));
+      if (task.result.summary) lines.push('', untrustedQuote(task.result.summary, SUMMARY_CHARS));
     } else {
       if (task.result.prUrl) lines.push('', `Pull request: ${task.result.prUrl}`);
-      if (task.result.summary) lines.push('', quote(task.result.summary));
-      if (task.result.diffStat) lines.push('', '```', task.result.diffStat.trim(), '```');
+      if (task.result.summary) lines.push('', untrustedQuote(task.result.summary, SUMMARY_CHARS));
+      if (task.result.diffStat)
+        lines.push('', untrustedCodeBlock(task.result.diffStat.trim(), DIFF_STAT_CHARS));
     }
   }
   if (options.ci) lines.push('', ciLine(options.ci));
   if ((task.state === 'failed' || task.state === 'timed_out' || task.state === 'cancelled') && task.reason) {
-    lines.push('', `Reason: ${task.reason}`);
+    lines.push('', labelledUntrusted('Reason:', task.reason, REASON_CHARS));
     if (task.state !== 'cancelled') lines.push('', 'Comment `/airlock retry` to run it again.');
   }
   lines.push('', `[Audit record](${auditUrl(options.publicUrl, task.id)})`);
@@ -63,12 +77,4 @@ function ciLine(ci: CiVerdictLine): string {
   if (ci.verdict === 'passed') return `✅ CI passed on ${sha}: ${ci.action}.`;
   const failures = typeof ci.detail.failures === 'string' ? ` (${ci.detail.failures})` : '';
   return `❌ CI failed on ${sha}${failures}: ${ci.action}`;
-}
-
-function quote(text: string): string {
-  const trimmed = text.length > 3000 ? `${text.slice(0, 3000)}…` : text;
-  return trimmed
-    .split('\n')
-    .map((l) => `> ${l}`)
-    .join('\n');
 }

@@ -47,6 +47,8 @@ export interface TaskProxyOptions {
   /** Called once when the budget is exceeded; the runner stops the task. */
   onBudgetExceeded(usage: TokenUsage): void;
   maxPackBytes?: number;
+  /** How long an idle client connection stays open (default `CLIENT_KEEP_ALIVE_MS`). */
+  clientKeepAliveMs?: number;
   /** Name resolution for egress; defaults to the host's resolver, all addresses. */
   lookup?: LookupAll;
   /** Which resolved addresses egress may dial; defaults to public unicast only. */
@@ -118,7 +120,11 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
 
   const sockets = new Set<Socket>();
   const server = createServer(
-    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: CLIENT_KEEP_ALIVE_MS },
+    {
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: options.clientKeepAliveMs ?? CLIENT_KEEP_ALIVE_MS,
+    },
     (req, res) => {
       route(req, res).catch((error: unknown) => {
         log.error({ taskId, err: errorMessage(error), path: req.url }, 'task proxy request failed');

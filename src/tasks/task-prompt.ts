@@ -42,9 +42,13 @@ export function taskPrompt(
     context.push(`## Request from @${task.actorLogin}`, untrusted(task.actorLogin, task.instruction));
   const review = task.context.reviewComment;
   if (review) {
+    // The path is the PR's own file name, chosen by whoever wrote the branch: it stays in the fence.
     context.push(
-      `## Review comment on ${review.path}${review.line ? ` line ${review.line}` : ''}`,
-      fenced('source="diff hunk the comment is on"', review.diffHunk),
+      '## Review comment (the file and line it is on, then the diff hunk)',
+      fenced(
+        'source="diff hunk the comment is on"',
+        `${review.path}${review.line ? ` line ${review.line}` : ''}\n\n${review.diffHunk}`,
+      ),
     );
   }
   if (branchDiff?.trim()) {
@@ -66,9 +70,13 @@ export function taskPrompt(
   }
   const done = earlier.filter((t) => t.id !== task.id && t.result?.summary);
   if (done.length) {
-    context.push('## Earlier work on this branch');
+    // An earlier agent's summary is its own words, steered by everything it read: input, not rules.
+    context.push('## Earlier work on this branch (each earlier task and its summary)');
     for (const t of done)
-      context.push(`- task ${t.id} (${t.state}): ${visibleText(t.result!.summary).slice(0, 500)}`);
+      context.push(
+        `task ${t.id} (${t.state}):`,
+        fenced(`source="summary by the agent of task ${t.id}"`, t.result!.summary, 500),
+      );
   }
   const tail = [`Reminder: ${RULE}`];
 
