@@ -31,7 +31,7 @@ export async function startAirlock(environment: Record<string, string | undefine
   ]) {
     if (secret && secret.length >= 8) redactor.add(secret);
   }
-  const log = createLogger({ level: config.logLevel, redactor });
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, redactor });
 
   if (!config.github) {
     const server = await startRegistrationServer({

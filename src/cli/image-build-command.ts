@@ -8,7 +8,7 @@ import { SecretRedactor } from '../secrets.ts';
 export default async function imageBuild(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { force: { type: 'boolean', default: false } } });
   const config = loadAppConfig(process.env);
-  const log = createLogger({ redactor: new SecretRedactor(), level: 'info' });
+  const log = createLogger({ redactor: new SecretRedactor(), level: 'info', format: config.logFormat });
   const started = performance.now();
   const image = await ensureVmImage({ cacheDir: config.cacheDir, log, force: values.force });
   const manifest = image.manifest as {

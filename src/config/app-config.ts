@@ -24,6 +24,8 @@ export const AppConfig = z.object({
   cacheDir: z.string().min(1).default('/var/cache/airlock'),
   /** LOG_LEVEL */
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** LOG_FORMAT: pretty (for people) or json (for collectors); unset: pretty on a terminal, else json. */
+  logFormat: z.enum(['pretty', 'json'], { message: 'LOG_FORMAT must be pretty or json' }).optional(),
   github: z
     .object({
       /** APP_ID */
@@ -114,6 +116,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     dataDir: env.AIRLOCK_DATA_DIR,
     cacheDir: env.AIRLOCK_CACHE_DIR,
     logLevel: env.LOG_LEVEL,
+    logFormat: env.LOG_FORMAT || undefined,
     github: hasApp
       ? {
           appId: env.APP_ID,
