@@ -52,8 +52,28 @@ export function clearSession(c: Context, publicUrl: string): void {
   deleteCookie(c, SESSION_COOKIE, { path: '/', secure: publicUrl.startsWith('https:') });
 }
 
-/** A same-site path to return to after sign-in (anything else, including `//host`, becomes /tasks). */
+const RETURN_FALLBACK = '/tasks';
+// Tab, newline and the other controls: browsers drop some of them from a URL (`/\t/evil` becomes
+// `//evil`), and in a header they would end it.
+const CONTROL_OR_BACKSLASH = /[\u0000-\u001f\u007f\\]/;
+
+/**
+ * A same-origin path to return to after sign-in; anything else becomes /tasks. The value is read
+ * the way a browser reads a Location header (WHATWG URL parsing, which drops tabs and newlines and
+ * takes `\` for `/`), and refused if that lands anywhere but this origin, if it holds control
+ * characters or backslashes, or if its path, encoded or not, starts with `//`.
+ */
 export function safeReturnPath(value: string | undefined): string {
-  if (!value?.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/tasks';
-  return value;
+  if (!value?.startsWith('/') || CONTROL_OR_BACKSLASH.test(value)) return RETURN_FALLBACK;
+  const base = 'http://airlock.invalid';
+  const url = URL.parse(value, base);
+  if (!url || url.origin !== base) return RETURN_FALLBACK;
+  let decodedPath: string;
+  try {
+    decodedPath = decodeURIComponent(url.pathname);
+  } catch {
+    return RETURN_FALLBACK;
+  }
+  if (decodedPath.startsWith('//') || CONTROL_OR_BACKSLASH.test(decodedPath)) return RETURN_FALLBACK;
+  return `${url.pathname}${url.search}${url.hash}`;
 }

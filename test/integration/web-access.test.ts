@@ -76,13 +76,23 @@ describe('signing in with GitHub', () => {
   });
 
   it('returns only to a path on this site', async () => {
-    const start = await w.get('/login?return_to=//evil.example/x');
-    const cookie = start.headers.getSetCookie()[0]!.split(';')[0]!;
-    emulatorOAuth(w.emulator.state).signInAs('bob');
-    const granted = await fetch(start.headers.get('location')!, { redirect: 'manual' });
-    const callback = new URL(granted.headers.get('location')!);
-    const done = await w.get(callback.pathname + callback.search, { cookie });
-    expect(done.headers.get('location')).toBe('/tasks');
+    // Tab, newline and backslash are what a browser drops or turns into `/`: `/\t/evil.example`
+    // is `//evil.example` to it.
+    for (const returnTo of [
+      '//evil.example/x',
+      '/%09/evil.example',
+      '/%0A/evil.example',
+      '/%5C/evil.example',
+      '/%252F/evil.example',
+    ]) {
+      const start = await w.get(`/login?return_to=${returnTo}`);
+      const cookie = start.headers.getSetCookie()[0]!.split(';')[0]!;
+      emulatorOAuth(w.emulator.state).signInAs('bob');
+      const granted = await fetch(start.headers.get('location')!, { redirect: 'manual' });
+      const callback = new URL(granted.headers.get('location')!);
+      const done = await w.get(callback.pathname + callback.search, { cookie });
+      expect(done.headers.get('location'), returnTo).toBe('/tasks');
+    }
   });
 });
 
