@@ -34,12 +34,7 @@ export async function startAirlock(environment: Record<string, string | undefine
   const log = createLogger({ level: config.logLevel, format: config.logFormat, redactor });
 
   if (!config.github) {
-    const server = await startRegistrationServer({
-      host: config.host,
-      port: config.port,
-      log,
-      webhookUrl: `${config.publicUrl.replace(/\/$/, '')}/api/github/webhooks`,
-    });
+    const server = await startRegistrationServer(config, { log });
     return { config, log, stop: server.stop };
   }
   const { startFullAirlock } = await import('./full-airlock.ts');

@@ -13,7 +13,7 @@ const LEVELS: Record<number, { name: string; color: string }> = {
 };
 // Fields every line has, shown in the line's head rather than as key=value.
 const HEAD_FIELDS = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'name', 'err']);
-const BARE_VALUE = /^[\w.:/@+-]+$/;
+const BARE_VALUE = /^[\w.:/@+?=&%#~,-]+$/;
 
 /**
  * Turns one pino JSON line into one human line: local date and time, level, the logger's name,
