@@ -1,12 +1,13 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GitHubOAuth } from './github-oauth.ts';
-import { messagePage } from './layout.ts';
+import { html } from './html.ts';
+import { layout, messagePage } from './layout.ts';
 import type { RepoAccess } from './repo-access.ts';
 import type { Sealer } from './session-sealer.ts';
 import { clearSession, cookieOptions, readSession, safeReturnPath, writeSession } from './web-session.ts';
@@ -41,16 +42,28 @@ export function authRoutes(deps: AuthDeps): Hono {
   const app = new Hono();
   const { clock, publicUrl } = deps;
 
-  app.get('/login', (c) => {
-    if (!deps.oauth || !deps.sealer) {
-      return c.html(
-        messagePage(
-          'Sign-in is not configured',
-          'Set GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET (from the GitHub App settings page) and AIRLOCK_SESSION_SECRET, then restart airlock.',
-        ).value,
-        503,
+  // The settings are the operator's business: people who try to sign in get a plain message, and
+  // the log (once) says what to set.
+  let operatorTold = false;
+  const notSetUp = (c: Context) => {
+    if (!operatorTold) {
+      operatorTold = true;
+      deps.log.warn(
+        'someone tried to sign in, but sign-in is not configured: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET (from the GitHub App settings page) and AIRLOCK_SESSION_SECRET (openssl rand -hex 32), then restart airlock; see docs/install.md',
       );
     }
+    return c.html(
+      layout({
+        title: 'Sign-in is not available',
+        body: html`<h1>Sign-in is not available</h1>
+<p>This airlock is not set up for signing in with GitHub yet. The person who runs it can find out why in its log.</p>`,
+      }).value,
+      503,
+    );
+  };
+
+  app.get('/login', (c) => {
+    if (!deps.oauth || !deps.sealer) return notSetUp(c);
     const state = randomBytes(24).toString('base64url');
     const returnTo = safeReturnPath(c.req.query('return_to'));
     const sealed = deps.sealer.seal(SIGN_IN_PURPOSE, {
@@ -63,11 +76,21 @@ export function authRoutes(deps: AuthDeps): Hono {
   });
 
   app.get('/auth/github/callback', async (c) => {
-    const fail = (message: string, status: 400 | 502 = 400) =>
-      c.html(messagePage('Sign-in failed', `${message} Start again from the sign-in link.`).value, status);
-    if (!deps.oauth || !deps.sealer) return fail('Sign-in is not configured.');
+    if (!deps.oauth || !deps.sealer) return notSetUp(c);
     const pending = SignIn.safeParse(deps.sealer.unseal(SIGN_IN_PURPOSE, getCookie(c, SIGN_IN_COOKIE)));
     deleteCookie(c, SIGN_IN_COOKIE, { path: '/', secure: publicUrl.startsWith('https:') });
+    // Back to where the person was going, when the cookie still says where that was.
+    const restart = pending.success
+      ? `/login?return_to=${encodeURIComponent(pending.data.returnTo)}`
+      : '/login';
+    const fail = (message: string, status: 400 | 502 = 400) =>
+      c.html(
+        messagePage('Sign-in failed', `${message} You can start again.`, undefined, {
+          href: restart,
+          text: 'Sign in again',
+        }).value,
+        status,
+      );
     const state = c.req.query('state') ?? '';
     const code = c.req.query('code');
     if (!pending.success || pending.data.expiresAt <= clock.now().getTime()) {

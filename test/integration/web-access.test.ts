@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.ts';
 import type { Task } from '../../src/tasks/task.ts';
+import { authRoutes } from '../../src/web/auth-routes.ts';
 import { emulatorOAuth } from '../emulator/routes-oauth.ts';
+import { memoryLogger } from '../helpers/memory-logger.ts';
 import { startWebWorld, type WebWorld } from '../helpers/web-world.ts';
 
 let w: WebWorld;
@@ -73,6 +76,21 @@ describe('signing in with GitHub', () => {
     const noCookie = await w.get(callback.pathname + callback.search);
     expect(noCookie.status).toBe(400);
     expect(await text(noCookie)).toContain('another browser');
+  });
+
+  it('a failed sign-in offers the sign-in link it mentions, back to where the person was going', async () => {
+    const start = await w.get(`/login?return_to=${encodeURIComponent(`/tasks/${widgets.id}`)}`);
+    const cookie = start.headers.getSetCookie()[0]!.split(';')[0]!;
+    const forged = await w.get('/auth/github/callback?code=x&state=not-the-state-of-this-browser', {
+      cookie,
+    });
+    expect(forged.status).toBe(400);
+    const page = await text(forged);
+    expect(page).toContain(
+      `<a href="/login?return_to=${encodeURIComponent(`/tasks/${widgets.id}`)}">Sign in again</a>`,
+    );
+    const noCookie = await text(await w.get('/auth/github/callback?code=x&state=y'));
+    expect(noCookie).toContain('<a href="/login">Sign in again</a>');
   });
 
   it('returns only to a path on this site', async () => {
@@ -292,5 +310,34 @@ describe('a long timeline', () => {
     const second = await text(await w.get(`/tasks/${long.id}?after=500`, { cookie: bob, ...html }));
     expect(count(second)).toBe(608 - 500);
     expect(second).not.toContain('rel="next"');
+  });
+});
+
+describe('sign-in that is not configured', () => {
+  it('tells people plainly, and tells the operator in the log what to set', async () => {
+    const { log, lines } = memoryLogger();
+    const app = authRoutes({
+      oauth: undefined,
+      sealer: undefined,
+      access: undefined,
+      clock: systemClock,
+      log,
+      publicUrl: 'http://127.0.0.1:1',
+      sessionHours: 8,
+    });
+    for (const path of ['/login', '/login?return_to=/tasks', '/auth/github/callback?code=x&state=y']) {
+      const response = await app.request(path);
+      expect(response.status, path).toBe(503);
+      const page = await response.text();
+      expect(page).toContain('Sign-in is not available');
+      expect(page).toContain('The person who runs it');
+      expect(page).not.toMatch(/GITHUB_CLIENT|AIRLOCK_SESSION|environment|restart/);
+      // No link back to sign-in: it would only lead here again.
+      expect(page).not.toContain('href="/login');
+    }
+    const told = lines.filter((l) => l.includes('sign-in is not configured'));
+    expect(told).toHaveLength(1);
+    expect(told[0]).toContain('GITHUB_CLIENT_ID');
+    expect(told[0]).toContain('AIRLOCK_SESSION_SECRET');
   });
 });
