@@ -9,10 +9,29 @@ export const Session = z.object({
   login: z.string(),
   userId: z.number(),
   token: z.string(),
-  /** Epoch ms. */
+  /** Epoch ms: when the sign-in ends. */
   expiresAt: z.number(),
+  /** GitHub's refresh token, when the app's user tokens expire (the default for GitHub Apps). */
+  refreshToken: z.string().optional(),
+  /** Epoch ms: when `token` expires and must be refreshed. */
+  tokenExpiresAt: z.number().optional(),
 });
 export type Session = z.infer<typeof Session>;
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** Set when the session changed during this request (renewed, or ended: null). */
+    sessionThisRequest: Session | null;
+  }
+}
+
+/**
+ * Makes a session renewed during this request (or none, when it ended) the one the rest of the
+ * request reads, instead of the cookie the browser sent.
+ */
+export function useSessionThisRequest(c: Context, session: Session | null): void {
+  c.set('sessionThisRequest', session);
+}
 
 export const SESSION_COOKIE = 'airlock_session';
 const SESSION_PURPOSE = 'session';
@@ -30,6 +49,9 @@ export function cookieOptions(publicUrl: string, maxAgeS: number) {
 
 /** Reads and checks the session cookie: undefined when absent, forged, foreign or expired. */
 export function readSession(c: Context, sealer: Sealer, clock: Clock): Session | undefined {
+  const changed = c.get('sessionThisRequest');
+  if (changed !== undefined)
+    return changed && changed.expiresAt > clock.now().getTime() ? changed : undefined;
   const parsed = Session.safeParse(sealer.unseal(SESSION_PURPOSE, getCookie(c, SESSION_COOKIE)));
   if (!parsed.success || parsed.data.expiresAt <= clock.now().getTime()) return undefined;
   return parsed.data;

@@ -313,6 +313,43 @@ describe('a long timeline', () => {
   });
 });
 
+// Moves the clock by hours: keep it after every test that uses a session signed in earlier.
+describe('an expiring user token', () => {
+  it('is renewed with its refresh token before it runs out, once for requests that arrive together', async () => {
+    const cookie = await w.signIn('bob');
+    const oauth = emulatorOAuth(w.emulator.state);
+    const first = oauth.tokens.at(-1)!;
+    expect(first.login).toBe('bob');
+    // Nearly eight hours on (the sign-in lasts eight), and at GitHub the token no longer works.
+    first.expiresAt = 0;
+    w.clock.advance(8 * 3_600_000 - 4 * 60_000);
+    const [page, api] = await Promise.all([
+      w.get('/tasks', { cookie, ...html }),
+      w.get('/api/tasks', { cookie }),
+    ]);
+    expect(page.status).toBe(200);
+    expect(await text(page)).toContain(widgets.id);
+    expect(api.status).toBe(200);
+    expect(first.refreshSpent).toBe(true);
+    // One renewal for both requests: GitHub's refresh tokens work once.
+    const renewed = oauth.tokens.slice(oauth.tokens.indexOf(first) + 1);
+    expect(renewed.map((t) => [t.login, t.refreshSpent])).toEqual([['bob', false]]);
+    const newCookie = page.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('airlock_session=') && !c.startsWith('airlock_session=;'))!
+      .split(';')[0]!;
+    expect(newCookie).not.toBe(cookie);
+    expect(w.logLines.join('\n')).not.toContain(renewed[0]!.token);
+
+    // The renewed sign-in keeps working; the old cookie's refresh token was spent, so it is signed out.
+    w.clock.advance(90_000);
+    expect((await w.get('/tasks', { cookie: newCookie, ...html })).status).toBe(200);
+    const stale = await w.get('/tasks', { cookie, ...html });
+    expect(stale.status).toBe(302);
+    expect(stale.headers.get('location')).toMatch(/^\/login/);
+  });
+});
+
 describe('sign-in that is not configured', () => {
   it('tells people plainly, and tells the operator in the log what to set', async () => {
     const { log, lines } = memoryLogger();
