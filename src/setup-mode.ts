@@ -107,7 +107,9 @@ holds it too).</p>
       httpOnly: true,
       sameSite: 'Lax',
       path: '/',
-      secure: config.publicUrl.startsWith('https:'),
+      // As the browser reached this page: registration is often plain http on loopback even when
+      // AIRLOCK_PUBLIC_URL is https, and a Secure cookie would then never come back.
+      secure: new URL(c.req.url).protocol === 'https:',
     });
     log.info('registration: one-time code accepted; the flow is open to that browser only');
     return c.redirect('/', 303);
