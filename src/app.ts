@@ -32,15 +32,10 @@ export async function startAirlock(environment: Record<string, string | undefine
   ]) {
     if (secret && secret.length >= 8) redactor.add(secret);
   }
-  const log = createLogger({ level: config.logLevel, redactor });
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, redactor });
 
   if (!config.github) {
-    const server = await startRegistrationServer({
-      host: config.host,
-      port: config.port,
-      log,
-      webhookUrl: `${config.publicUrl.replace(/\/$/, '')}/api/github/webhooks`,
-    });
+    const server = await startRegistrationServer(config, { log });
     return { config, log, stop: server.stop };
   }
   const airlock = await buildAirlock(config, { log, redactor });

@@ -1,72 +1,156 @@
 #!/usr/bin/env -S node --initial-old-space-size=64 --external-memory-accounted-in-global-limit
 // airlock's command line: thin dispatch to the parts; no logic here.
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { parseRepoConfig, repoConfigJsonSchema } from './config/repo-config.ts';
 import { AirlockError, errorMessage } from './errors.ts';
-
-const USAGE = `usage: airlock <command>
-
-  airlock run <repo-path> --prompt "..." [--agent claude|codex|opencode|script] [--script path]
-                                    run one task against a local git repository, no GitHub
-  airlock image build [--force]     build (or reuse) the microVM image
-  airlock audit verify [task-id]    check the audit hash chains, saying where one breaks
-  airlock audit export <task-id> [--format json|jsonl]
-                                    write a task's record (task, chain state, events) to stdout
-  airlock audit purge --older-than <days> --reason "..." [--task id] [--repo owner/name]
-                    [--operator who] [--dry-run]
-                                    delete kept prompt and model-response text of finished tasks,
-                                    recording the purge in each task's chain
-  airlock config check <file>       validate a .github/airlock.yml
-  airlock config schema             print the JSON Schema of .github/airlock.yml
-`;
 
 type Command = (args: string[]) => Promise<number>;
 
-const commands: Record<string, Command> = {
-  'config schema': async () => {
-    process.stdout.write(`${JSON.stringify(repoConfigJsonSchema(), null, 2)}\n`);
-    return 0;
+/** One command: how it is called, what it does (first line is its summary), where it lives. */
+interface CommandEntry {
+  usage: string;
+  about: string;
+  load: () => Promise<{ default: Command }>;
+}
+
+// Adding a command is one entry here; modules load only when their command runs.
+const commands: Record<string, CommandEntry> = {
+  run: {
+    usage: 'airlock run <repo-path> --prompt "..." [--agent claude|codex|opencode|script] [--script path]',
+    about: `run one task against a local git repository, no GitHub
+The agent works in a microVM on a copy of the repository; its result is a branch in <repo-path>
+and an audit record in AIRLOCK_DATA_DIR. Exits 0 only when the task succeeded.
+  --prompt   what the agent should do (required)
+  --agent    which agent runs (default: the repository's .github/airlock.yml, else claude)
+  --script   a shell script to run instead of an agent (with --agent script)`,
+    load: () => import('./cli/run-command.ts'),
   },
-  'config check': async ([file]) => {
-    if (!file) throw new AirlockError('usage', 'airlock config check needs a file path');
-    parseRepoConfig(readFileSync(file, 'utf8'));
-    process.stdout.write(`${file}: valid\n`);
-    return 0;
+  'image build': {
+    usage: 'airlock image build [--force]',
+    about: `build (or reuse) the microVM image
+The image is cached in AIRLOCK_CACHE_DIR under a digest of its recipe.
+  --force    build again even when a cached image matches`,
+    load: () => import('./cli/image-build-command.ts'),
+  },
+  'audit verify': {
+    usage: 'airlock audit verify [task-id]',
+    about: `check the audit hash chains, saying where one breaks
+Reads the database in AIRLOCK_DATA_DIR without changing it. Exits 1 when a chain is broken or the
+task does not exist.`,
+    load: () => import('./cli/audit-verify-command.ts'),
+  },
+  'audit export': {
+    usage: 'airlock audit export <task-id> [--format json|jsonl]',
+    about: `write a task's record (task, chain state, events) to stdout
+Reads the database in AIRLOCK_DATA_DIR without changing it.
+  --format   json (default: one document with the chain's verification) or jsonl (one event a line)`,
+    load: () => import('./cli/audit-export-command.ts'),
+  },
+  'audit purge': {
+    usage:
+      'airlock audit purge --older-than <days> --reason "..." [--task id] [--repo owner/name] [--operator who] [--dry-run]',
+    about: `delete kept prompt and model-response text of finished tasks, recording the purge in each task's chain
+  --older-than  finished at least this many days ago (30 or 30d; 0 for any finished task)
+  --reason      why, recorded in each purged task's chain (required unless --dry-run)
+  --task        only this task
+  --repo        only tasks of this repository (owner/name)
+  --operator    who purges (default: your user name)
+  --dry-run     say what would be purged, change nothing`,
+    load: () => import('./cli/audit-purge-command.ts'),
+  },
+  'config check': {
+    usage: 'airlock config check <file>',
+    about: `validate a .github/airlock.yml
+Exits 1 and names each invalid field when the file is not valid.`,
+    load: () => import('./cli/config-check-command.ts'),
+  },
+  'config schema': {
+    usage: 'airlock config schema',
+    about: `print the JSON Schema of .github/airlock.yml
+Point your editor's YAML support at it for completion and checking.`,
+    load: () => import('./cli/config-schema-command.ts'),
   },
 };
 
-/** Registers a command implemented elsewhere (keeps heavy imports out of unrelated commands). */
-export function registerCommand(name: string, command: Command): void {
-  commands[name] = command;
+const HELP_FLAGS = new Set(['--help', '-h']);
+
+function usage(names: string[] = Object.keys(commands)): string {
+  const lines = names.map((name) => {
+    const entry = commands[name]!;
+    return `  ${entry.usage}\n      ${entry.about.split('\n')[0]}`;
+  });
+  return `usage: airlock <command> [--help]\n\n${lines.join('\n')}\n`;
+}
+
+function commandHelp(name: string): string {
+  const entry = commands[name]!;
+  return `usage: ${entry.usage}\n\n${entry.about}\n`;
+}
+
+/** The commands under a group word such as `audit`. */
+function groupMembers(word: string): string[] {
+  return Object.keys(commands).filter((name) => name.startsWith(`${word} `));
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false });
-  for (const words of [2, 1]) {
-    const name = positionals.slice(0, words).join(' ');
-    const command = commands[name] ?? (await lazyCommand(name));
-    if (command) return command(argv.slice(argv.indexOf(positionals[words - 1]!) + 1));
+  // Command words are the leading arguments before any option, so option values are never taken
+  // for a command.
+  const end = argv.findIndex((arg) => arg.startsWith('-'));
+  const words = argv.slice(0, end === -1 ? argv.length : end);
+  const wantsHelp = argv
+    .slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length)
+    .some((a) => HELP_FLAGS.has(a));
+
+  if (words[0] === 'help') return help(words.slice(1));
+  if (words.length === 0) {
+    if (wantsHelp) return print(usage());
+    process.stderr.write(usage());
+    return 2;
   }
-  process.stderr.write(USAGE);
-  return positionals.length ? 2 : 0;
+  const name = [words.slice(0, 2).join(' '), words[0]!].find((n) => commands[n]);
+  if (name) {
+    if (wantsHelp) return print(commandHelp(name));
+    const command = (await commands[name]!.load()).default;
+    return command(argv.slice(name.split(' ').length));
+  }
+  const members = groupMembers(words[0]!);
+  if (members.length && words.length === 1) {
+    if (wantsHelp) return print(usage(members));
+    throw new AirlockError('usage', `airlock ${words[0]} needs a command:\n\n${usage(members)}`);
+  }
+  throw new AirlockError(
+    'usage',
+    `unknown command: ${words.slice(0, members.length ? 2 : 1).join(' ')}\n\n${usage(members.length ? members : undefined)}`,
+  );
 }
 
-async function lazyCommand(name: string): Promise<Command | undefined> {
-  const modules: Record<string, () => Promise<{ default: Command }>> = {
-    run: () => import('./cli/run-command.ts'),
-    'image build': () => import('./cli/image-build-command.ts'),
-    'audit verify': () => import('./cli/audit-verify-command.ts'),
-    'audit export': () => import('./cli/audit-export-command.ts'),
-    'audit purge': () => import('./cli/audit-purge-command.ts'),
-  };
-  const load = modules[name];
-  return load ? (await load()).default : undefined;
+function help(words: string[]): number {
+  if (words.length === 0) return print(usage());
+  const name = words.join(' ');
+  if (commands[name]) return print(commandHelp(name));
+  const members = groupMembers(name);
+  if (members.length) return print(usage(members));
+  throw new AirlockError('usage', `unknown command: ${name}\n\n${usage()}`);
 }
 
-main(process.argv.slice(2)).then(
+function print(text: string): number {
+  process.stdout.write(text);
+  return 0;
+}
+
+/** An option the command does not know, or a missing option value, as node:util reports it. */
+function isParseArgsError(error: unknown): error is Error {
+  return error instanceof Error && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+}
+
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    if (isParseArgsError(error)) {
+      const words = argv.filter((a) => !a.startsWith('-')).slice(0, 2);
+      const name = [words.join(' '), words[0]].find((n) => n && commands[n]) ?? '<command>';
+      process.stderr.write(`airlock: ${error.message}\n(see: airlock ${name} --help)\n`);
+      process.exit(2);
+    }
     process.stderr.write(`airlock: ${errorMessage(error)}\n`);
     process.exit(error instanceof AirlockError && error.code === 'usage' ? 2 : 1);
   },

@@ -1,5 +1,4 @@
 import { userInfo } from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AuditLog } from '../audit/audit-log.ts';
 import { purgeConversation } from '../audit/retention.ts';
@@ -7,7 +6,7 @@ import { systemClock } from '../clock.ts';
 import { loadAppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
 import { SecretRedactor } from '../secrets.ts';
-import { openDatabase } from '../store/database.ts';
+import { openAirlockData } from './airlock-data.ts';
 
 /**
  * `airlock audit purge --older-than <days> --reason <text> [--task id] [--repo owner/name] [--dry-run]`:
@@ -40,7 +39,7 @@ export default async function auditPurge(args: string[]): Promise<number> {
     );
   }
   const config = loadAppConfig(process.env);
-  const db = openDatabase(path.join(config.dataDir, 'airlock.sqlite'));
+  const db = openAirlockData(config.dataDir, 'write');
   try {
     const audit = new AuditLog(db, systemClock, new SecretRedactor());
     const report = purgeConversation(

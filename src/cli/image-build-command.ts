@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { loadAppConfig } from '../config/app-config.ts';
 import { createLogger } from '../logger.ts';
 import { ensureVmImage } from '../sandbox/image-builder.ts';
@@ -5,10 +6,11 @@ import { SecretRedactor } from '../secrets.ts';
 
 /** `airlock image build [--force]`: builds (or reuses) the microVM image and prints where it is. */
 export default async function imageBuild(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { force: { type: 'boolean', default: false } } });
   const config = loadAppConfig(process.env);
-  const log = createLogger({ redactor: new SecretRedactor(), level: 'info' });
+  const log = createLogger({ redactor: new SecretRedactor(), level: 'info', format: config.logFormat });
   const started = performance.now();
-  const image = await ensureVmImage({ cacheDir: config.cacheDir, log, force: args.includes('--force') });
+  const image = await ensureVmImage({ cacheDir: config.cacheDir, log, force: values.force });
   const manifest = image.manifest as {
     buildSeconds?: number;
     rootfsUsedMiB?: number;

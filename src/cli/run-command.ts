@@ -34,7 +34,12 @@ export default async function run(args: string[]): Promise<number> {
   const redactor = new SecretRedactor();
   for (const key of [config.models.anthropicApiKey, config.models.openaiApiKey]) if (key) redactor.add(key);
   // Logs go to stderr at warn and above: progress lines are the interface here.
-  const log = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', redactor, destination: process.stderr });
+  const log = createLogger({
+    level: process.env.LOG_LEVEL ?? 'warn',
+    format: config.logFormat,
+    redactor,
+    destination: process.stderr,
+  });
   const progress = (line: string) => process.stderr.write(`airlock: ${line}\n`);
   const sandbox = async () => {
     const opened = await openSandbox({

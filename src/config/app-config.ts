@@ -14,6 +14,17 @@ export const AppConfig = z.object({
   /** HOST / PORT: where the web server (webhooks, UI, API) listens. */
   host: z.string().default('0.0.0.0'),
   port: z.coerce.number().int().min(0).max(65535).default(3000),
+  /**
+   * The registration flow (served while there are no app credentials). AIRLOCK_REGISTRATION_HOST:
+   * where it listens; loopback by default because whoever completes it installs their app's
+   * credentials. Anywhere else it asks for a one-time code printed on the console.
+   * GITHUB_WEB_URL / GITHUB_API_URL: where the app is created (GitHub Enterprise Server too).
+   */
+  registration: z.object({
+    host: z.string().min(1).default('127.0.0.1'),
+    webUrl: z.url().default('https://github.com'),
+    apiUrl: z.url().default('https://api.github.com'),
+  }),
   /** AIRLOCK_PUBLIC_URL: the URL people reach airlock at; audit links on GitHub point here. */
   publicUrl: z.url({
     message: 'AIRLOCK_PUBLIC_URL must be an absolute URL such as https://airlock.example.com',
@@ -24,6 +35,8 @@ export const AppConfig = z.object({
   cacheDir: z.string().min(1).default('/var/cache/airlock'),
   /** LOG_LEVEL */
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** LOG_FORMAT: pretty (for people) or json (for collectors); unset: pretty on a terminal, else json. */
+  logFormat: z.enum(['pretty', 'json'], { message: 'LOG_FORMAT must be pretty or json' }).optional(),
   github: z
     .object({
       /** APP_ID */
@@ -112,8 +125,14 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     port,
     publicUrl: env.AIRLOCK_PUBLIC_URL ?? `http://localhost:${port}`,
     dataDir: env.AIRLOCK_DATA_DIR,
+    registration: {
+      host: env.AIRLOCK_REGISTRATION_HOST || undefined,
+      webUrl: env.GITHUB_WEB_URL,
+      apiUrl: env.GITHUB_API_URL,
+    },
     cacheDir: env.AIRLOCK_CACHE_DIR,
     logLevel: env.LOG_LEVEL,
+    logFormat: env.LOG_FORMAT || undefined,
     github: hasApp
       ? {
           appId: env.APP_ID,
@@ -190,6 +209,10 @@ const ENV_NAMES: Record<string, string> = {
   dataDir: 'AIRLOCK_DATA_DIR',
   cacheDir: 'AIRLOCK_CACHE_DIR',
   logLevel: 'LOG_LEVEL',
+  logFormat: 'LOG_FORMAT',
+  'registration.host': 'AIRLOCK_REGISTRATION_HOST',
+  'registration.webUrl': 'GITHUB_WEB_URL',
+  'registration.apiUrl': 'GITHUB_API_URL',
   'github.appId': 'APP_ID',
   'github.privateKey': 'PRIVATE_KEY',
   'github.webhookSecret': 'WEBHOOK_SECRET',

@@ -1,3 +1,6 @@
+import { exchangeWebFlowCode, getWebFlowAuthorizationUrl, refreshToken } from '@octokit/oauth-methods';
+import { request as octokitRequest } from '@octokit/request';
+import { RequestError } from '@octokit/request-error';
 import { z } from 'zod';
 import { AirlockError, GitHubError } from '../errors.ts';
 
@@ -19,10 +22,24 @@ export interface GitHubOAuthOptions {
   fetch?: typeof fetch;
 }
 
-const TokenAnswer = z.union([
-  z.object({ access_token: z.string().min(1), expires_in: z.number().optional() }),
-  z.object({ error: z.string(), error_description: z.string().optional() }),
-]);
+/**
+ * A user token and how long it lasts, as GitHub granted it. GitHub Apps with expiring user tokens
+ * (the default) also give a refresh token; without expiry there is neither.
+ */
+export interface UserTokenGrant {
+  token: string;
+  expiresInS: number | undefined;
+  refreshToken: string | undefined;
+  refreshTokenExpiresInS: number | undefined;
+}
+
+// What GitHub's token endpoint answers, beyond what @octokit/oauth-methods types (expiry may be absent).
+const TokenAnswer = z.object({
+  access_token: z.string().min(1),
+  expires_in: z.number().optional(),
+  refresh_token: z.string().min(1).optional(),
+  refresh_token_expires_in: z.number().optional(),
+});
 const GitHubUser = z.object({ login: z.string(), id: z.number() });
 const RepoPage = z.object({
   repositories: z.array(z.object({ id: z.number(), full_name: z.string() })),
@@ -35,68 +52,81 @@ export interface ReadableRepo {
 }
 
 /**
- * GitHub's web application flow for a GitHub App and the two questions airlock asks with the
- * resulting user token: who is this, and which repositories of an installation can they read.
+ * GitHub's web application flow for a GitHub App (through @octokit/oauth-methods: authorize, code
+ * exchange, token refresh) and the two questions airlock asks with the resulting user token: who
+ * is this, and which repositories of an installation can they read.
  */
 export class GitHubOAuth {
   readonly #o: GitHubOAuthOptions;
-  readonly #fetch: typeof fetch;
+  /** Requests to the sign-in host (github.com or GHES), where the token endpoint lives. */
+  readonly #web: typeof octokitRequest;
+  /** Requests to the REST API. */
+  readonly #api: typeof octokitRequest;
 
   constructor(options: GitHubOAuthOptions) {
-    this.#o = {
-      ...options,
-      webUrl: options.webUrl.replace(/\/$/, ''),
-      apiUrl: options.apiUrl.replace(/\/$/, ''),
-    };
-    this.#fetch = options.fetch ?? fetch;
+    this.#o = options;
+    const fetchOption = options.fetch ? { request: { fetch: options.fetch } } : {};
+    this.#web = octokitRequest.defaults({ baseUrl: options.webUrl.replace(/\/$/, ''), ...fetchOption });
+    this.#api = octokitRequest.defaults({
+      baseUrl: options.apiUrl.replace(/\/$/, ''),
+      headers: { 'x-github-api-version': '2022-11-28' },
+      ...fetchOption,
+    });
   }
 
   /** Where to send the browser to sign in. */
   authorizeUrl(redirectUri: string, state: string): string {
-    const url = new URL(`${this.#o.webUrl}/login/oauth/authorize`);
-    url.searchParams.set('client_id', this.#o.clientId);
-    url.searchParams.set('redirect_uri', redirectUri);
-    url.searchParams.set('state', state);
-    url.searchParams.set('allow_signup', 'false');
-    return url.toString();
+    return getWebFlowAuthorizationUrl({
+      clientType: 'github-app',
+      clientId: this.#o.clientId,
+      redirectUrl: redirectUri,
+      state,
+      allowSignup: false,
+      request: this.#web,
+    }).url;
   }
 
   /** Exchanges the callback's code for a user token. */
-  async exchangeCode(
-    code: string,
-    redirectUri: string,
-  ): Promise<{ token: string; expiresInS: number | undefined }> {
-    const response = await this.#fetch(`${this.#o.webUrl}/login/oauth/access_token`, {
-      method: 'POST',
-      headers: { accept: 'application/json', 'content-type': 'application/json' },
-      body: JSON.stringify({
-        client_id: this.#o.clientId,
-        client_secret: this.#o.clientSecret,
+  async exchangeCode(code: string, redirectUri: string): Promise<UserTokenGrant> {
+    try {
+      const { data } = await exchangeWebFlowCode({
+        clientType: 'github-app',
+        clientId: this.#o.clientId,
+        clientSecret: this.#o.clientSecret,
         code,
-        redirect_uri: redirectUri,
-      }),
-    });
-    if (!response.ok) {
-      throw new GitHubError(`GitHub refused the sign-in code exchange (HTTP ${response.status})`, {
-        status: response.status,
-        hint: 'check GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET',
+        redirectUrl: redirectUri,
+        request: this.#web,
       });
+      return grant(data);
+    } catch (error) {
+      throw refusal(error, 'GitHub refused the sign-in');
     }
-    const answer = TokenAnswer.parse(await response.json());
-    if ('error' in answer) {
-      throw new GitHubError(`GitHub refused the sign-in: ${answer.error_description ?? answer.error}`, {
-        hint:
-          answer.error === 'incorrect_client_credentials'
-            ? 'check GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET'
-            : 'start the sign-in again',
+  }
+
+  /**
+   * Trades a refresh token for a new user token (and a new refresh token: GitHub's are single-use).
+   * A refresh token GitHub no longer accepts is {@link UserTokenInvalid}.
+   */
+  async refresh(token: string): Promise<UserTokenGrant> {
+    try {
+      const { data } = await refreshToken({
+        clientType: 'github-app',
+        clientId: this.#o.clientId,
+        clientSecret: this.#o.clientSecret,
+        refreshToken: token,
+        request: this.#web,
       });
+      return grant(data);
+    } catch (error) {
+      const code = oauthErrorCode(error);
+      if (code === 'bad_refresh_token' || code === 'unauthorized') throw new UserTokenInvalid();
+      throw refusal(error, 'GitHub refused to renew the sign-in');
     }
-    return { token: answer.access_token, expiresInS: answer.expires_in };
   }
 
   /** The person a user token belongs to. */
   async user(token: string): Promise<{ login: string; id: number }> {
-    return GitHubUser.parse(await this.#get(token, '/user'));
+    return GitHubUser.parse(await this.#get(token, 'GET /user', {}));
   }
 
   /**
@@ -109,10 +139,9 @@ export class GitHubOAuth {
     for (let page = 1; page <= 100; page++) {
       const body = await this.#get(
         token,
-        `/user/installations/${installationId}/repositories?per_page=100&page=${page}`,
-        {
-          notFound: { repositories: [] },
-        },
+        'GET /user/installations/{installation_id}/repositories',
+        { installation_id: installationId, per_page: 100, page },
+        { notFound: { repositories: [] } },
       );
       const { repositories } = RepoPage.parse(body);
       repos.push(...repositories.map((r) => ({ id: r.id, fullName: r.full_name })));
@@ -121,24 +150,62 @@ export class GitHubOAuth {
     return repos;
   }
 
-  async #get(token: string, path: string, options: { notFound?: unknown } = {}): Promise<unknown> {
-    const response = await this.#fetch(`${this.#o.apiUrl}${path}`, {
-      headers: {
-        accept: 'application/vnd.github+json',
-        authorization: `Bearer ${token}`,
-        'x-github-api-version': '2022-11-28',
-      },
-    });
-    if (response.status === 401) throw new UserTokenInvalid();
-    if (response.status === 404 && options.notFound !== undefined) {
-      await response.body?.cancel();
-      return options.notFound;
-    }
-    if (!response.ok) {
-      throw new GitHubError(`GitHub answered ${response.status} to GET ${path.split('?')[0]}`, {
-        status: response.status,
+  async #get(
+    token: string,
+    route: string,
+    parameters: Record<string, unknown>,
+    options: { notFound?: unknown } = {},
+  ): Promise<unknown> {
+    try {
+      const response = await this.#api(route, {
+        ...parameters,
+        headers: { authorization: `bearer ${token}` },
+      });
+      return response.data;
+    } catch (error) {
+      if (!(error instanceof RequestError)) throw error;
+      if (error.status === 401) throw new UserTokenInvalid();
+      if (error.status === 404 && options.notFound !== undefined) return options.notFound;
+      throw new GitHubError(`GitHub answered ${error.status} to ${route.replace(/\{.*$/, '…')}`, {
+        status: error.status,
+        cause: error,
       });
     }
-    return response.json();
   }
+}
+
+function grant(data: unknown): UserTokenGrant {
+  const answer = TokenAnswer.parse(data);
+  return {
+    token: answer.access_token,
+    expiresInS: answer.expires_in,
+    refreshToken: answer.refresh_token,
+    refreshTokenExpiresInS: answer.refresh_token_expires_in,
+  };
+}
+
+/** GitHub's OAuth error code (`bad_verification_code`, …), which it sends with HTTP 200. */
+function oauthErrorCode(error: unknown): string | undefined {
+  if (!(error instanceof RequestError)) return undefined;
+  const data = error.response?.data as { error?: unknown } | undefined;
+  return typeof data?.error === 'string' ? data.error : undefined;
+}
+
+function refusal(error: unknown, what: string): GitHubError {
+  const code = oauthErrorCode(error);
+  const data =
+    error instanceof RequestError ? (error.response?.data as { error_description?: unknown }) : undefined;
+  const status = error instanceof RequestError ? error.status : undefined;
+  const detail =
+    typeof data?.error_description === 'string'
+      ? data.error_description
+      : (code ?? (status ? `HTTP ${status}` : String((error as Error).message)));
+  return new GitHubError(`${what}: ${detail}`, {
+    cause: error,
+    ...(status ? { status } : {}),
+    hint:
+      code === 'incorrect_client_credentials' || status === 401 || status === 404
+        ? 'check GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET'
+        : 'start the sign-in again',
+  });
 }

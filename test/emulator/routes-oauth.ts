@@ -11,6 +11,9 @@ export interface UserToken {
   /** Epoch milliseconds. */
   expiresAt: number;
   revoked: boolean;
+  /** GitHub's refresh token for it (single use: spent once traded for a new token). */
+  refreshToken: string;
+  refreshSpent: boolean;
 }
 
 /** The emulator's OAuth side: who the browser is signed in to "GitHub" as, codes and user tokens. */
@@ -50,6 +53,30 @@ export function emulatorOAuth(state: EmulatorState): EmulatorOAuth {
 }
 
 const USER_TOKEN_LIFETIME_S = 8 * 3600;
+const REFRESH_TOKEN_LIFETIME_S = 184 * 24 * 3600;
+
+/** Issues a user token with its refresh token, answered as GitHub answers an expiring-token app. */
+function issueUserToken(oauth: EmulatorOAuth, login: string, now: number) {
+  const token: UserToken = {
+    token: `ghu_${randomBytes(18).toString('hex')}`,
+    login,
+    expiresAt: now + USER_TOKEN_LIFETIME_S * 1000,
+    revoked: false,
+    refreshToken: `ghr_${randomBytes(30).toString('hex')}`,
+    refreshSpent: false,
+  };
+  oauth.tokens.push(token);
+  return {
+    body: {
+      access_token: token.token,
+      token_type: 'bearer',
+      scope: '',
+      expires_in: USER_TOKEN_LIFETIME_S,
+      refresh_token: token.refreshToken,
+      refresh_token_expires_in: REFRESH_TOKEN_LIFETIME_S,
+    },
+  };
+}
 const READ_ROLES: readonly Permission[] = ['read', 'triage', 'write', 'maintain', 'admin'];
 
 function userFor(c: RouteContext): User {
@@ -95,7 +122,10 @@ export const oauthRoutes: Route[] = [
     /^\/login\/oauth\/access_token$/,
     (c) => {
       const oauth = emulatorOAuth(c.state);
-      const { client_id, client_secret, code, redirect_uri } = c.body as Record<string, string | undefined>;
+      const { client_id, client_secret, code, redirect_uri, grant_type, refresh_token } = c.body as Record<
+        string,
+        string | undefined
+      >;
       // GitHub answers 200 with an `error` field when the exchange fails.
       if (!client_id || client_id !== c.app.clientId || client_secret !== c.app.clientSecret) {
         return {
@@ -104,6 +134,19 @@ export const oauthRoutes: Route[] = [
             error_description: 'The client_id and/or client_secret passed are incorrect.',
           },
         };
+      }
+      if (grant_type === 'refresh_token') {
+        const old = oauth.tokens.find((t) => t.refreshToken === refresh_token);
+        if (!old || old.refreshSpent || old.revoked) {
+          return {
+            body: {
+              error: 'bad_refresh_token',
+              error_description: 'The refresh token passed is incorrect or expired.',
+            },
+          };
+        }
+        old.refreshSpent = true;
+        return issueUserToken(oauth, old.login, c.state.now());
       }
       const grant = code ? oauth.codes.get(code) : undefined;
       if (code) oauth.codes.delete(code);
@@ -120,21 +163,7 @@ export const oauthRoutes: Route[] = [
           body: { error: 'redirect_uri_mismatch', error_description: 'The redirect_uri does not match.' },
         };
       }
-      const token: UserToken = {
-        token: `ghu_${randomBytes(18).toString('hex')}`,
-        login: grant.login,
-        expiresAt: c.state.now() + USER_TOKEN_LIFETIME_S * 1000,
-        revoked: false,
-      };
-      oauth.tokens.push(token);
-      return {
-        body: {
-          access_token: token.token,
-          token_type: 'bearer',
-          scope: '',
-          expires_in: USER_TOKEN_LIFETIME_S,
-        },
-      };
+      return issueUserToken(oauth, grant.login, c.state.now());
     },
   ],
   ['GET', /^\/user$/, (c) => ({ body: userJson(userFor(c)) })],

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.ts';
 import type { Task } from '../../src/tasks/task.ts';
+import { authRoutes } from '../../src/web/auth-routes.ts';
 import { emulatorOAuth } from '../emulator/routes-oauth.ts';
+import { memoryLogger } from '../helpers/memory-logger.ts';
 import { startWebWorld, type WebWorld } from '../helpers/web-world.ts';
 
 let w: WebWorld;
@@ -75,14 +78,39 @@ describe('signing in with GitHub', () => {
     expect(await text(noCookie)).toContain('another browser');
   });
 
-  it('returns only to a path on this site', async () => {
-    const start = await w.get('/login?return_to=//evil.example/x');
+  it('a failed sign-in offers the sign-in link it mentions, back to where the person was going', async () => {
+    const start = await w.get(`/login?return_to=${encodeURIComponent(`/tasks/${widgets.id}`)}`);
     const cookie = start.headers.getSetCookie()[0]!.split(';')[0]!;
-    emulatorOAuth(w.emulator.state).signInAs('bob');
-    const granted = await fetch(start.headers.get('location')!, { redirect: 'manual' });
-    const callback = new URL(granted.headers.get('location')!);
-    const done = await w.get(callback.pathname + callback.search, { cookie });
-    expect(done.headers.get('location')).toBe('/tasks');
+    const forged = await w.get('/auth/github/callback?code=x&state=not-the-state-of-this-browser', {
+      cookie,
+    });
+    expect(forged.status).toBe(400);
+    const page = await text(forged);
+    expect(page).toContain(
+      `<a href="/login?return_to=${encodeURIComponent(`/tasks/${widgets.id}`)}">Sign in again</a>`,
+    );
+    const noCookie = await text(await w.get('/auth/github/callback?code=x&state=y'));
+    expect(noCookie).toContain('<a href="/login">Sign in again</a>');
+  });
+
+  it('returns only to a path on this site', async () => {
+    // Tab, newline and backslash are what a browser drops or turns into `/`: `/\t/evil.example`
+    // is `//evil.example` to it.
+    for (const returnTo of [
+      '//evil.example/x',
+      '/%09/evil.example',
+      '/%0A/evil.example',
+      '/%5C/evil.example',
+      '/%252F/evil.example',
+    ]) {
+      const start = await w.get(`/login?return_to=${returnTo}`);
+      const cookie = start.headers.getSetCookie()[0]!.split(';')[0]!;
+      emulatorOAuth(w.emulator.state).signInAs('bob');
+      const granted = await fetch(start.headers.get('location')!, { redirect: 'manual' });
+      const callback = new URL(granted.headers.get('location')!);
+      const done = await w.get(callback.pathname + callback.search, { cookie });
+      expect(done.headers.get('location'), returnTo).toBe('/tasks');
+    }
   });
 });
 
@@ -282,5 +310,71 @@ describe('a long timeline', () => {
     const second = await text(await w.get(`/tasks/${long.id}?after=500`, { cookie: bob, ...html }));
     expect(count(second)).toBe(608 - 500);
     expect(second).not.toContain('rel="next"');
+  });
+});
+
+// Moves the clock by hours: keep it after every test that uses a session signed in earlier.
+describe('an expiring user token', () => {
+  it('is renewed with its refresh token before it runs out, once for requests that arrive together', async () => {
+    const cookie = await w.signIn('bob');
+    const oauth = emulatorOAuth(w.emulator.state);
+    const first = oauth.tokens.at(-1)!;
+    expect(first.login).toBe('bob');
+    // Nearly eight hours on (the sign-in lasts eight), and at GitHub the token no longer works.
+    first.expiresAt = 0;
+    w.clock.advance(8 * 3_600_000 - 4 * 60_000);
+    const [page, api] = await Promise.all([
+      w.get('/tasks', { cookie, ...html }),
+      w.get('/api/tasks', { cookie }),
+    ]);
+    expect(page.status).toBe(200);
+    expect(await text(page)).toContain(widgets.id);
+    expect(api.status).toBe(200);
+    expect(first.refreshSpent).toBe(true);
+    // One renewal for both requests: GitHub's refresh tokens work once.
+    const renewed = oauth.tokens.slice(oauth.tokens.indexOf(first) + 1);
+    expect(renewed.map((t) => [t.login, t.refreshSpent])).toEqual([['bob', false]]);
+    const newCookie = page.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('airlock_session=') && !c.startsWith('airlock_session=;'))!
+      .split(';')[0]!;
+    expect(newCookie).not.toBe(cookie);
+    expect(w.logLines.join('\n')).not.toContain(renewed[0]!.token);
+
+    // The renewed sign-in keeps working; the old cookie's refresh token was spent, so it is signed out.
+    w.clock.advance(90_000);
+    expect((await w.get('/tasks', { cookie: newCookie, ...html })).status).toBe(200);
+    const stale = await w.get('/tasks', { cookie, ...html });
+    expect(stale.status).toBe(302);
+    expect(stale.headers.get('location')).toMatch(/^\/login/);
+  });
+});
+
+describe('sign-in that is not configured', () => {
+  it('tells people plainly, and tells the operator in the log what to set', async () => {
+    const { log, lines } = memoryLogger();
+    const app = authRoutes({
+      oauth: undefined,
+      sealer: undefined,
+      access: undefined,
+      clock: systemClock,
+      log,
+      publicUrl: 'http://127.0.0.1:1',
+      sessionHours: 8,
+    });
+    for (const path of ['/login', '/login?return_to=/tasks', '/auth/github/callback?code=x&state=y']) {
+      const response = await app.request(path);
+      expect(response.status, path).toBe(503);
+      const page = await response.text();
+      expect(page).toContain('Sign-in is not available');
+      expect(page).toContain('The person who runs it');
+      expect(page).not.toMatch(/GITHUB_CLIENT|AIRLOCK_SESSION|environment|restart/);
+      // No link back to sign-in: it would only lead here again.
+      expect(page).not.toContain('href="/login');
+    }
+    const told = lines.filter((l) => l.includes('sign-in is not configured'));
+    expect(told).toHaveLength(1);
+    expect(told[0]).toContain('GITHUB_CLIENT_ID');
+    expect(told[0]).toContain('AIRLOCK_SESSION_SECRET');
   });
 });
