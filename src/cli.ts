@@ -59,6 +59,7 @@ async function lazyCommand(name: string): Promise<Command | undefined> {
     'audit verify': () => import('./cli/audit-verify-command.ts'),
     'audit export': () => import('./cli/audit-export-command.ts'),
     'audit purge': () => import('./cli/audit-purge-command.ts'),
+    'policy check': () => import('./cli/policy-check-command.ts'),
   };
   const load = modules[name];
   return load ? (await load()).default : undefined;

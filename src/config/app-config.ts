@@ -22,6 +22,8 @@ export const AppConfig = z.object({
   dataDir: z.string().min(1).default('./data'),
   /** AIRLOCK_CACHE_DIR: built VM images and the accelerator probe result. */
   cacheDir: z.string().min(1).default('/var/cache/airlock'),
+  /** AIRLOCK_POLICY: the operator's policy file (src/policy); the built-in policy when unset. */
+  policyFile: z.string().min(1).optional(),
   /** LOG_LEVEL */
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   github: z
@@ -113,6 +115,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     publicUrl: env.AIRLOCK_PUBLIC_URL ?? `http://localhost:${port}`,
     dataDir: env.AIRLOCK_DATA_DIR,
     cacheDir: env.AIRLOCK_CACHE_DIR,
+    policyFile: env.AIRLOCK_POLICY || undefined,
     logLevel: env.LOG_LEVEL,
     github: hasApp
       ? {
@@ -189,6 +192,7 @@ const ENV_NAMES: Record<string, string> = {
   publicUrl: 'AIRLOCK_PUBLIC_URL',
   dataDir: 'AIRLOCK_DATA_DIR',
   cacheDir: 'AIRLOCK_CACHE_DIR',
+  policyFile: 'AIRLOCK_POLICY',
   logLevel: 'LOG_LEVEL',
   'github.appId': 'APP_ID',
   'github.privateKey': 'PRIVATE_KEY',
