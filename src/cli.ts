@@ -56,6 +56,13 @@ Reads the database in AIRLOCK_DATA_DIR without changing it.
   --dry-run     say what would be purged, change nothing`,
     load: () => import('./cli/audit-purge-command.ts'),
   },
+  'policy check': {
+    usage: 'airlock policy check <file> [--repo owner/name]',
+    about: `validate an operator policy file (AIRLOCK_POLICY) and print the rules in force
+  --repo  the rules for this repository (owner/name) instead of the defaults
+The AIRLOCK_MAX_* variables of this environment are applied as they would be at start.`,
+    load: () => import('./cli/policy-check-command.ts'),
+  },
   'config check': {
     usage: 'airlock config check <file>',
     about: `validate a .github/airlock.yml

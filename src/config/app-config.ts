@@ -33,6 +33,8 @@ export const AppConfig = z.object({
   dataDir: z.string().min(1).default('./data'),
   /** AIRLOCK_CACHE_DIR: built VM images and the accelerator probe result. */
   cacheDir: z.string().min(1).default('/var/cache/airlock'),
+  /** AIRLOCK_POLICY: the operator's policy file (src/policy); the built-in policy when unset. */
+  policyFile: z.string().min(1).optional(),
   /** LOG_LEVEL */
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** LOG_FORMAT: pretty (for people) or json (for collectors); unset: pretty on a terminal, else json. */
@@ -131,6 +133,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       apiUrl: env.GITHUB_API_URL,
     },
     cacheDir: env.AIRLOCK_CACHE_DIR,
+    policyFile: env.AIRLOCK_POLICY || undefined,
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT || undefined,
     github: hasApp
@@ -208,6 +211,7 @@ const ENV_NAMES: Record<string, string> = {
   publicUrl: 'AIRLOCK_PUBLIC_URL',
   dataDir: 'AIRLOCK_DATA_DIR',
   cacheDir: 'AIRLOCK_CACHE_DIR',
+  policyFile: 'AIRLOCK_POLICY',
   logLevel: 'LOG_LEVEL',
   logFormat: 'LOG_FORMAT',
   'registration.host': 'AIRLOCK_REGISTRATION_HOST',

@@ -2,6 +2,7 @@ import { GitHubError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { splitRepo } from '../tasks/task.ts';
 import { IssueThread } from '../tasks/task-thread.ts';
+import { collaboratorPermission, type RepoPermission } from './collaborator-permission.ts';
 import type { ReactionTarget } from './github-jobs.ts';
 import {
   type AirlockOctokit,
@@ -10,7 +11,7 @@ import {
   type OctokitTuning,
 } from './octokit-factory.ts';
 
-export type RepoPermission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
+export type { RepoPermission } from './collaborator-permission.ts';
 
 /** A pull request as airlock needs it. */
 export interface PullInfo {
@@ -65,14 +66,10 @@ export class GitHubClient {
       throw error;
     });
     if (!response) return 'none';
-    const data = response.data as { permission: string; role_name?: string };
-    const role = data.role_name ?? data.permission;
-    if (role === 'admin' || role === 'maintain' || role === 'write' || role === 'triage' || role === 'read') {
-      return role;
-    }
-    return data.permission === 'admin' || data.permission === 'write' || data.permission === 'read'
-      ? data.permission
-      : 'none';
+    const { level, problem } = collaboratorPermission(response.data);
+    if (problem)
+      this.#log.warn({ repo: fullName, login, problem }, 'collaborator permission not recognised: no access');
+    return level;
   }
 
   /** A file's text at a ref, or undefined when it does not exist. */

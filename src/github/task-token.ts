@@ -1,8 +1,10 @@
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
+import { z } from 'zod';
 import type { AuditSink } from '../audit-sink.ts';
-import { GitHubError } from '../errors.ts';
+import { errorMessage, GitHubError } from '../errors.ts';
 import type { SecretRedactor } from '../secrets.ts';
+import { TaskFailure } from '../tasks/task-runner.ts';
 
 /** What minting and revoking task tokens needs: the app's key, where GitHub is, the redactor. */
 export interface TaskTokenDeps {
@@ -30,44 +32,100 @@ function request(deps: Pick<TaskTokenDeps, 'baseUrl' | 'fetch'>) {
   return new Octokit({ baseUrl: deps.baseUrl, request: deps.fetch ? { fetch: deps.fetch } : {} }).request;
 }
 
+/** GitHub's answer to a token mint, as far as airlock relies on it (`installation-token` in its API). */
+const MintedToken = z.object({
+  token: z.string().min(1),
+  expires_at: z.iso.datetime({ offset: true }),
+  permissions: z.record(z.string(), z.string()).optional(),
+  repository_selection: z.enum(['all', 'selected']).optional(),
+  repositories: z.array(z.object({ full_name: z.string() })).optional(),
+});
+type MintedToken = z.infer<typeof MintedToken>;
+
+/** The only permission GitHub adds to every installation token, and the only one allowed beside ours. */
+const IMPLIED_PERMISSIONS: Record<string, string> = { metadata: 'read' };
+
 /**
- * Mints an installation token limited to one repository with `contents: write`, bypassing any
- * cache so each task gets its own token, and registers its value with the redactor.
+ * Why a minted token is not scoped to exactly `repository` with `contents: write` (plus the
+ * `metadata: read` GitHub always adds), or undefined when it is. What GitHub did not state counts
+ * as broader, never as what was asked for.
+ */
+function tokenScopeProblem(minted: MintedToken, repository: string): string | undefined {
+  if (minted.repository_selection === 'all') return 'it covers every repository of the installation';
+  if (minted.repositories === undefined) return "GitHub's answer does not list the token's repositories";
+  const names = minted.repositories.map((r) => r.full_name);
+  if (names.length !== 1 || names[0]!.toLowerCase() !== repository.toLowerCase())
+    return `it covers ${names.length ? names.join(', ') : 'no repository'} instead of ${repository} alone`;
+  if (minted.permissions === undefined) return "GitHub's answer does not state the token's permissions";
+  const wanted: Record<string, string> = { ...IMPLIED_PERMISSIONS, ...TASK_TOKEN_PERMISSIONS };
+  if (minted.permissions.contents !== TASK_TOKEN_PERMISSIONS.contents)
+    return `its contents permission is ${minted.permissions.contents ?? 'missing'}, not write`;
+  const extra = Object.entries(minted.permissions).filter(([name, level]) => wanted[name] !== level);
+  if (extra.length) return `it also grants ${extra.map(([name, level]) => `${name}: ${level}`).join(', ')}`;
+  return undefined;
+}
+
+/**
+ * Mints an installation token limited to one repository with `contents: write`, registers its
+ * value with the redactor, and checks that GitHub's answer states exactly that scope (else revokes
+ * it and fails). Each call posts its own mint: @octokit/auth-app shares one request among
+ * concurrent callers for the same installation and repository, even with `refresh: true`, which
+ * would give two tasks one token that the first to end revokes for both.
  */
 export async function mintTaskToken(
   deps: TaskTokenDeps,
   params: { installationId: number; repository: { owner: string; name: string } },
 ): Promise<TaskToken> {
-  const auth = createAppAuth({ appId: deps.appId, privateKey: deps.privateKey, request: request(deps) });
-  let minted: Awaited<ReturnType<typeof auth>> & { token: string; expiresAt?: string };
+  const fullName = `${params.repository.owner}/${params.repository.name}`;
+  let answer: unknown;
   try {
-    minted = await auth({
-      type: 'installation',
-      installationId: params.installationId,
-      repositoryNames: [params.repository.name],
-      permissions: { ...TASK_TOKEN_PERMISSIONS },
-      refresh: true,
+    // An app JWT is signed locally; nothing about it is shared between callers.
+    const { token: jwt } = await createAppAuth({ appId: deps.appId, privateKey: deps.privateKey })({
+      type: 'app',
     });
+    const response = await request(deps)('POST /app/installations/{installation_id}/access_tokens', {
+      installation_id: params.installationId,
+      repositories: [params.repository.name],
+      permissions: { ...TASK_TOKEN_PERMISSIONS },
+      headers: { authorization: `bearer ${jwt}` },
+    });
+    answer = response.data;
   } catch (cause) {
     const status = (cause as { status?: number }).status;
-    throw new GitHubError(
-      `could not mint a token for ${params.repository.owner}/${params.repository.name} (installation ${params.installationId})`,
-      {
-        cause,
-        status,
-        hint: 'check that the app is installed on the repository and was granted Contents: read and write',
-      },
+    throw new GitHubError(`could not mint a token for ${fullName} (installation ${params.installationId})`, {
+      cause,
+      status,
+      hint: 'check that the app is installed on the repository and was granted Contents: read and write',
+    });
+  }
+  // Whatever the answer's shape, a value GitHub handed out must never reach a log, and is revoked
+  // unless it is exactly what the task may hold.
+  const value = (answer as { token?: unknown } | null)?.token;
+  const token = typeof value === 'string' && value !== '' ? value : undefined;
+  if (token !== undefined) deps.redactor.add(token);
+  const parsed = MintedToken.safeParse(answer);
+  const problem = parsed.success
+    ? tokenScopeProblem(parsed.data, fullName)
+    : `the answer is not an installation token (${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')})`;
+  if (problem !== undefined || !parsed.success) {
+    const revoked =
+      token === undefined
+        ? 'there was no token to revoke'
+        : await revokeTaskToken(deps, token).then(
+            () => 'the token was revoked',
+            (error: unknown) => `revoking the token failed too (${errorMessage(error)})`,
+          );
+    throw new TaskFailure(
+      'github_failed',
+      `GitHub's answer to the token mint for ${fullName} does not show the one scope a task may hold: ${problem}; ${revoked}. A task's token must cover ${fullName} alone with contents: write (and the metadata: read GitHub adds); check the app's installation and GITHUB_API_URL`,
     );
   }
-  deps.redactor.add(minted.token);
-  const data = minted as unknown as { permissions?: Record<string, string>; repositoryNames?: string[] };
+  const minted = parsed.data;
   return {
     token: minted.token,
-    expiresAt: minted.expiresAt ?? '',
-    permissions: data.permissions ?? { ...TASK_TOKEN_PERMISSIONS },
-    repositories: (data.repositoryNames ?? [params.repository.name]).map((n) =>
-      n.includes('/') ? n : `${params.repository.owner}/${n}`,
-    ),
+    expiresAt: minted.expires_at,
+    permissions: minted.permissions!,
+    repositories: minted.repositories!.map((r) => r.full_name),
   };
 }
 

@@ -1,4 +1,10 @@
+import type { components } from '@octokit/openapi-types';
+
 /** Plain, inspectable state of the GitHub emulator; tests assert on it directly. */
+
+type Schemas = components['schemas'];
+export type CheckRunStatus = NonNullable<Schemas['check-run']['status']>;
+export type CheckRunConclusion = Schemas['check-run']['conclusion'];
 
 export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
 export type PermissionLevel = 'read' | 'write';
@@ -78,7 +84,7 @@ export interface Reaction {
   repo: string;
   /** `issues/{n}`, `issues/comments/{id}` or `pulls/comments/{id}`. */
   subject: string;
-  content: string;
+  content: Schemas['reaction']['content'];
   user: string;
 }
 
@@ -112,8 +118,8 @@ export interface CheckRun {
   repo: string;
   name: string;
   head_sha: string;
-  status: string;
-  conclusion: string | null;
+  status: CheckRunStatus;
+  conclusion: CheckRunConclusion;
   details_url: string | null;
   output: { title?: string; summary?: string; text?: string } | null;
   app: { slug: string };
@@ -130,8 +136,8 @@ export interface CheckSuite {
   repo: string;
   head_sha: string;
   head_branch: string | null;
-  status: string;
-  conclusion: string | null;
+  status: Schemas['check-suite']['status'];
+  conclusion: Schemas['check-suite']['conclusion'];
   app: { slug: string };
 }
 

@@ -9,6 +9,8 @@ import { handleRequest, type InjectedFailure } from './emulator-server.ts';
 import {
   type CheckAnnotation,
   type CheckRun,
+  type CheckRunConclusion,
+  type CheckRunStatus,
   type Comment,
   EmulatorState,
   type Issue,
@@ -45,8 +47,8 @@ export type {
 /** A CI job to report on a commit (as GitHub Actions would): a check run with annotations and a log. */
 export interface CiJobInput {
   name: string;
-  conclusion: string | null;
-  status?: string;
+  conclusion: CheckRunConclusion;
+  status?: CheckRunStatus;
   annotations?: CheckAnnotation[];
   log?: string;
 }

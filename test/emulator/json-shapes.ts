@@ -8,10 +8,11 @@ import type {
   ReviewComment,
   User,
 } from './emulator-state.ts';
+import type { Schema } from './github-shapes.ts';
 
 /** Response shapes, limited to the fields GitHub documents that airlock (or Octokit) reads. */
 
-export function userJson(user: User) {
+export function userJson(user: User): Schema<'simple-user'> {
   return { login: user.login, id: user.id, node_id: `U_${user.id}`, type: user.type };
 }
 
@@ -30,7 +31,7 @@ export function repoJson(repo: Repo, url: string, state: EmulatorState) {
     html_url: `${url}/${repo.fullName}`,
     clone_url: `${url}/${repo.fullName}.git`,
     ...(repo.parent ? { parent: { full_name: repo.parent } } : {}),
-  };
+  } satisfies Schema<'repository'>;
 }
 
 export function installationJson(
@@ -38,7 +39,7 @@ export function installationJson(
   state: EmulatorState,
   appId: number,
   appSlug: string,
-) {
+): Schema<'installation'> {
   const account = state.users.get(inst.account);
   return {
     id: inst.id,
@@ -59,7 +60,12 @@ export function installationJson(
   };
 }
 
-export function issueJson(issue: Issue | Pull, state: EmulatorState, url: string, apiUrl: string) {
+export function issueJson(
+  issue: Issue | Pull,
+  state: EmulatorState,
+  url: string,
+  apiUrl: string,
+): Schema<'issue'> {
   const isPull = 'head' in issue;
   return {
     id: issue.number + 100_000,
@@ -83,7 +89,7 @@ export function issueJson(issue: Issue | Pull, state: EmulatorState, url: string
   };
 }
 
-export function commentJson(comment: Comment, state: EmulatorState, url: string) {
+export function commentJson(comment: Comment, state: EmulatorState, url: string): Schema<'issue-comment'> {
   return {
     id: comment.id,
     node_id: `IC_${comment.id}`,
@@ -96,20 +102,25 @@ export function commentJson(comment: Comment, state: EmulatorState, url: string)
   };
 }
 
-export function reviewCommentJson(comment: ReviewComment, state: EmulatorState, url: string) {
+export function reviewCommentJson(
+  comment: ReviewComment,
+  state: EmulatorState,
+  url: string,
+): Schema<'pull-request-review-comment'> {
   return {
     id: comment.id,
     node_id: `PRRC_${comment.id}`,
     body: comment.body,
     path: comment.path,
-    line: comment.line,
+    // GitHub's schema has `line` as an optional number: absent, not null, for a file-level comment.
+    ...(comment.line !== null ? { line: comment.line } : {}),
     user: userJson(state.user(comment.user)),
     html_url: `${url}/${comment.repo}/pull/${comment.pullNumber}#discussion_r${comment.id}`,
     created_at: comment.createdAt,
   };
 }
 
-export function pullJson(pull: Pull, state: EmulatorState, url: string) {
+export function pullJson(pull: Pull, state: EmulatorState, url: string): Schema<'pull-request'> {
   return {
     id: pull.number + 200_000,
     number: pull.number,
@@ -132,7 +143,7 @@ export function pullJson(pull: Pull, state: EmulatorState, url: string) {
   };
 }
 
-export function checkRunJson(run: CheckRun, url: string) {
+export function checkRunJson(run: CheckRun, url: string): Schema<'check-run'> {
   return {
     id: run.id,
     node_id: `CR_${run.id}`,

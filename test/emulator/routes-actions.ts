@@ -1,3 +1,4 @@
+import type { Answer } from './github-shapes.ts';
 import { paginate, REPO, type Route, repoFor } from './route-kit.ts';
 
 /**
@@ -41,7 +42,7 @@ export const actionsRoutes: Route[] = [
             html_url: `${c.url}/${r.repo}/actions/runs/${r.id}`,
             jobs_url: `${c.apiUrl}/repos/${r.repo}/actions/runs/${r.id}/jobs`,
           })),
-        },
+        } satisfies Answer<'/repos/{owner}/{repo}/actions/runs', 'get'>,
         headers,
       };
     },

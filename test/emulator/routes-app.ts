@@ -1,5 +1,6 @@
 import { HttpError, newTokenValue, verifyAppJwt } from './emulator-auth.ts';
 import type { Installation, PermissionLevel, Token } from './emulator-state.ts';
+import type { Answer, Schema } from './github-shapes.ts';
 import { installationJson, repoJson } from './json-shapes.ts';
 import { covers, paginate, REPO, type Route, type RouteContext } from './route-kit.ts';
 
@@ -32,7 +33,7 @@ export const appRoutes: Route[] = [
           html_url: `${c.url}/apps/${c.app.slug}`,
           permissions: {},
           events: [],
-        },
+        } satisfies Schema<'integration'>,
       };
     },
   ],
@@ -89,7 +90,13 @@ export const appRoutes: Route[] = [
         return repo ? [repoJson(repo, c.url, c.state)] : [];
       });
       const { page, headers } = paginate(c, '/installation/repositories', repos);
-      return { body: { total_count: repos.length, repositories: page }, headers };
+      return {
+        body: { total_count: repos.length, repositories: page } satisfies Answer<
+          '/installation/repositories',
+          'get'
+        >,
+        headers,
+      };
     },
   ],
 ];
@@ -147,6 +154,6 @@ function mintToken(c: RouteContext) {
       permissions,
       repository_selection: selected || inst.repositories !== 'all' ? 'selected' : 'all',
       ...(selected ? { repositories: repos.map((r) => repoJson(r, c.url, c.state)) } : {}),
-    },
+    } satisfies Schema<'installation-token'>,
   };
 }

@@ -1,5 +1,12 @@
 import { HttpError } from './emulator-auth.ts';
-import type { CheckAnnotation, CheckRun, WorkflowRun } from './emulator-state.ts';
+import type {
+  CheckAnnotation,
+  CheckRun,
+  CheckRunConclusion,
+  CheckRunStatus,
+  WorkflowRun,
+} from './emulator-state.ts';
+import type { Answer, Schema } from './github-shapes.ts';
 import { checkRunJson } from './json-shapes.ts';
 import { paginate, REPO, type Route, type RouteContext, repoFor, requiredString } from './route-kit.ts';
 
@@ -9,15 +16,38 @@ function findRun(c: RouteContext, repo: string): CheckRun {
   return run;
 }
 
+const STATUSES = ['queued', 'in_progress', 'completed'] as const satisfies readonly CheckRunStatus[];
+const CONCLUSIONS = [
+  'action_required',
+  'cancelled',
+  'failure',
+  'neutral',
+  'success',
+  'skipped',
+  'timed_out',
+] as const satisfies readonly NonNullable<CheckRunConclusion>[];
+
+/** A body field that must be one of GitHub's values for it, as GitHub answers 422 otherwise. */
+function member<T extends string>(value: unknown, allowed: readonly T[], field: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw new HttpError(
+    422,
+    `Invalid request.\n\nFor 'properties/${field}', ${JSON.stringify(value)} is not a member of [${allowed.join(', ')}].`,
+  );
+}
+
 /** Applies the writable fields of a check-run body; output annotations are appended, as on GitHub. */
 function applyCheckRunFields(c: RouteContext, run: CheckRun): void {
   const b = c.body;
   if (typeof b.name === 'string') run.name = b.name;
-  if (typeof b.status === 'string') run.status = b.status;
+  const status = member(b.status, STATUSES, 'status');
+  if (status) run.status = status;
   if (typeof b.details_url === 'string') run.details_url = b.details_url;
   if (typeof b.started_at === 'string') run.started_at = b.started_at;
-  if (typeof b.conclusion === 'string') {
-    run.conclusion = b.conclusion;
+  const conclusion = member(b.conclusion, CONCLUSIONS, 'conclusion');
+  if (conclusion) {
+    run.conclusion = conclusion;
     run.status = 'completed';
   }
   if (run.status === 'completed' && !run.completed_at) {
@@ -35,7 +65,7 @@ function applyCheckRunFields(c: RouteContext, run: CheckRun): void {
   }
 }
 
-function workflowRunJson(run: WorkflowRun, c: RouteContext) {
+function workflowRunJson(run: WorkflowRun, c: RouteContext): Schema<'workflow-run'> {
   return {
     id: run.id,
     name: run.name,
@@ -50,7 +80,7 @@ function workflowRunJson(run: WorkflowRun, c: RouteContext) {
   };
 }
 
-function jobJson(job: CheckRun, run: WorkflowRun, c: RouteContext) {
+function jobJson(job: CheckRun, run: WorkflowRun, c: RouteContext): Schema<'job'> {
   return {
     id: job.id,
     run_id: run.id,
@@ -58,7 +88,8 @@ function jobJson(job: CheckRun, run: WorkflowRun, c: RouteContext) {
     head_sha: job.head_sha,
     status: job.status,
     conclusion: job.conclusion,
-    started_at: job.started_at ?? null,
+    // GitHub's job always has a start time (a string, never null); a run created queued has none yet.
+    ...(job.started_at !== undefined ? { started_at: job.started_at } : {}),
     completed_at: job.completed_at ?? null,
     html_url: `${c.url}/${run.repo}/actions/runs/${run.id}/job/${job.id}`,
     check_run_url: `${c.apiUrl}/repos/${run.repo}/check-runs/${job.id}`,
@@ -137,7 +168,10 @@ export const checkRoutes: Route[] = [
         runs,
       );
       return {
-        body: { total_count: runs.length, check_runs: page.map((r) => checkRunJson(r, c.url)) },
+        body: {
+          total_count: runs.length,
+          check_runs: page.map((r) => checkRunJson(r, c.url)),
+        } satisfies Answer<'/repos/{owner}/{repo}/commits/{ref}/check-runs', 'get'>,
         headers,
       };
     },
@@ -148,15 +182,17 @@ export const checkRoutes: Route[] = [
     (c) => {
       const { repo } = repoFor(c, 'checks', 'read');
       const run = findRun(c, repo.fullName);
-      const all = run.annotations.map((a) => ({
-        path: a.path,
-        start_line: a.start_line,
-        end_line: a.end_line,
-        annotation_level: a.annotation_level,
-        title: a.title ?? null,
-        message: a.message,
-        blob_href: `${c.url}/${repo.fullName}/blob/${run.head_sha}/${a.path}`,
-      }));
+      const all = run.annotations.map(
+        (a): Schema<'check-annotation'> => ({
+          path: a.path,
+          start_line: a.start_line,
+          end_line: a.end_line,
+          annotation_level: a.annotation_level,
+          title: a.title ?? null,
+          message: a.message,
+          blob_href: `${c.url}/${repo.fullName}/blob/${run.head_sha}/${a.path}`,
+        }),
+      );
       const { page, headers } = paginate(c, `/repos/${repo.fullName}/check-runs/${run.id}/annotations`, all);
       return { body: page, headers };
     },
@@ -169,7 +205,18 @@ export const checkRoutes: Route[] = [
       const suite = c.state.checkSuites.find((s) => s.id === Number(c.params[2]) && s.repo === repo.fullName);
       if (!suite) throw new HttpError(404, 'Not Found');
       const runs = c.state.checkRuns.filter((r) => r.check_suite_id === suite.id);
-      return { body: { ...suite, app: { slug: suite.app.slug }, latest_check_runs_count: runs.length } };
+      return {
+        body: {
+          // Field by field rather than a spread of the stored suite, so its shape is checked.
+          id: suite.id,
+          head_sha: suite.head_sha,
+          head_branch: suite.head_branch,
+          status: suite.status,
+          conclusion: suite.conclusion,
+          app: { slug: suite.app.slug },
+          latest_check_runs_count: runs.length,
+        } satisfies Schema<'check-suite'>,
+      };
     },
   ],
   [
@@ -191,7 +238,13 @@ export const checkRoutes: Route[] = [
       if (!run) throw new HttpError(404, 'Not Found');
       const jobs = run.job_ids.flatMap((id) => c.state.checkRuns.filter((r) => r.id === id));
       const { page, headers } = paginate(c, `/repos/${repo.fullName}/actions/runs/${run.id}/jobs`, jobs);
-      return { body: { total_count: jobs.length, jobs: page.map((j) => jobJson(j, run, c)) }, headers };
+      return {
+        body: {
+          total_count: jobs.length,
+          jobs: page.map((j) => jobJson(j, run, c)),
+        } satisfies Answer<'/repos/{owner}/{repo}/actions/runs/{run_id}/jobs', 'get'>,
+        headers,
+      };
     },
   ],
   [

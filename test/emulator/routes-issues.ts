@@ -1,5 +1,6 @@
 import { HttpError } from './emulator-auth.ts';
 import type { Comment, Reaction } from './emulator-state.ts';
+import type { Schema } from './github-shapes.ts';
 import { commentJson, issueJson } from './json-shapes.ts';
 import {
   appLogin,
@@ -11,7 +12,19 @@ import {
   repoFor,
 } from './route-kit.ts';
 
-const REACTIONS = ['+1', '-1', 'laugh', 'confused', 'heart', 'hooray', 'rocket', 'eyes'];
+const REACTIONS = [
+  '+1',
+  '-1',
+  'laugh',
+  'confused',
+  'heart',
+  'hooray',
+  'rocket',
+  'eyes',
+] as const satisfies readonly Schema<'reaction'>['content'][];
+type ReactionContent = (typeof REACTIONS)[number];
+const isReaction = (value: string): value is ReactionContent =>
+  (REACTIONS as readonly string[]).includes(value);
 
 function findComment(c: RouteContext, repo: string): Comment {
   const comment = c.state.comments.find((m) => m.id === Number(c.params[2]) && m.repo === repo);
@@ -19,7 +32,7 @@ function findComment(c: RouteContext, repo: string): Comment {
   return comment;
 }
 
-function labelsOf(labels: string[]) {
+function labelsOf(labels: string[]): Schema<'label'>[] {
   return labels.map((name) => ({ name, color: 'ededed', default: false }));
 }
 
@@ -151,7 +164,7 @@ export const issueRoutes: Route[] = [
             : c.state.reviewComments.some((m) => m.repo === repo.fullName && m.id === id);
       if (!exists) throw new HttpError(404, 'Not Found');
       const content = String(c.body.content);
-      if (!REACTIONS.includes(content)) throw new HttpError(422, 'Validation Failed');
+      if (!isReaction(content)) throw new HttpError(422, 'Validation Failed');
       const subject = `${kind}/${id}`;
       const user = appLogin(c);
       // Reacting twice with the same content returns the existing reaction with 200.
@@ -166,7 +179,7 @@ export const issueRoutes: Route[] = [
   ],
 ];
 
-function reactionJson(reaction: Reaction, c: RouteContext) {
+function reactionJson(reaction: Reaction, c: RouteContext): Schema<'reaction'> {
   const user = c.state.user(reaction.user);
   return {
     id: reaction.id,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { HttpError, tokenValueFromHeader } from './emulator-auth.ts';
 import type { EmulatorState, Permission, User } from './emulator-state.ts';
+import type { Answer } from './github-shapes.ts';
 import { repoJson, userJson } from './json-shapes.ts';
 import { covers, paginate, type Route, type RouteContext } from './route-kit.ts';
 
@@ -197,7 +198,7 @@ export const oauthRoutes: Route[] = [
               },
             };
           }),
-        },
+        } satisfies Answer<'/user/installations/{installation_id}/repositories', 'get'>,
       };
     },
   ],

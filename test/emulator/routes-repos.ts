@@ -1,6 +1,7 @@
 import { HttpError } from './emulator-auth.ts';
 import type { Repo } from './emulator-state.ts';
 import { gitBytes, gitText, resolveRev } from './git-cli.ts';
+import type { Schema } from './github-shapes.ts';
 import { repoJson, userJson } from './json-shapes.ts';
 import { REPO, type Route, type RouteContext, repoFor } from './route-kit.ts';
 
@@ -16,7 +17,7 @@ export const repoRoutes: Route[] = [
         body: {
           ...repoJson(repo, c.url, c.state),
           permissions: { admin: false, maintain: false, push, triage: push, pull: true },
-        },
+        } satisfies Schema<'full-repository'>,
       };
     },
   ],
@@ -40,7 +41,7 @@ export const repoRoutes: Route[] = [
               const [, kind, sha, size] = meta.split(/\s+/);
               const p = file ? `${file}/${name}` : name;
               return { type: kind === 'tree' ? 'dir' : 'file', name, path: p, sha, size: Number(size) || 0 };
-            }),
+            }) satisfies Schema<'content-directory'>,
         };
       }
       if (type !== 'blob') throw new HttpError(404, 'Not Found');
@@ -56,7 +57,7 @@ export const repoRoutes: Route[] = [
           encoding: 'base64',
           content: content.toString('base64').replace(/(.{60})/g, '$1\n'),
           html_url: `${c.url}/${repo.fullName}/blob/${ref}/${file}`,
-        },
+        } satisfies Schema<'content-file'>,
       };
     },
   ],
@@ -71,7 +72,13 @@ export const repoRoutes: Route[] = [
       const role = c.state.permissions.get(`${repo.fullName}:${login}`) ?? (repo.private ? 'none' : 'read');
       // The legacy `permission` field folds maintain into write and triage into read.
       const permission = role === 'maintain' ? 'write' : role === 'triage' ? 'read' : role;
-      return { body: { permission, role_name: role, user: userJson(user) } };
+      return {
+        body: {
+          permission,
+          role_name: role,
+          user: userJson(user),
+        } satisfies Schema<'repository-collaborator-permission'>,
+      };
     },
   ],
   [
@@ -82,7 +89,13 @@ export const repoRoutes: Route[] = [
       const name = decodeURIComponent(c.params[2]!);
       const sha = await resolveRev(repo.dir, `refs/heads/${name}`);
       if (!sha) throw new HttpError(404, 'Branch not found');
-      return { body: { name, commit: await commitJson(c, repo, sha), protected: false } };
+      return {
+        body: {
+          name,
+          commit: await commitJson(c, repo, sha),
+          protected: false,
+        } satisfies Schema<'branch-with-protection'>,
+      };
     },
   ],
   [
@@ -111,13 +124,13 @@ export const commitRoutes: Route[] = [
         body: {
           ...(await commitJson(c, repo, sha)),
           files: parent ? await diffFiles(repo, parent, sha) : [],
-        },
+        } satisfies Schema<'commit'>,
       };
     },
   ],
 ];
 
-async function commitJson(c: RouteContext, repo: Repo, sha: string) {
+async function commitJson(c: RouteContext, repo: Repo, sha: string): Promise<Schema<'commit'>> {
   const out = await gitText(repo.dir, [
     'log',
     '-1',
@@ -142,7 +155,7 @@ async function commitJson(c: RouteContext, repo: Repo, sha: string) {
 }
 
 /** Files changed between two commits, with GitHub's status names and line counts. */
-export async function diffFiles(repo: Repo, base: string, head: string) {
+export async function diffFiles(repo: Repo, base: string, head: string): Promise<Schema<'diff-entry'>[]> {
   const names = await gitText(repo.dir, ['diff', '--name-status', '--no-renames', base, head]);
   const stats = await gitText(repo.dir, ['diff', '--numstat', '--no-renames', base, head]);
   const counts = new Map(
@@ -154,7 +167,12 @@ export async function diffFiles(repo: Repo, base: string, head: string) {
         return [file, { additions: Number(add) || 0, deletions: Number(del) || 0 }] as const;
       }),
   );
-  const statusOf: Record<string, string> = { A: 'added', D: 'removed', M: 'modified', T: 'changed' };
+  const statusOf: Record<string, NonNullable<Schema<'diff-entry'>['status']>> = {
+    A: 'added',
+    D: 'removed',
+    M: 'modified',
+    T: 'changed',
+  };
   return names
     .split('\n')
     .filter(Boolean)
@@ -165,11 +183,17 @@ export async function diffFiles(repo: Repo, base: string, head: string) {
     });
 }
 
-async function compareJson(c: RouteContext, repo: Repo, baseRef: string, headRef: string) {
+async function compareJson(
+  c: RouteContext,
+  repo: Repo,
+  baseRef: string,
+  headRef: string,
+): Promise<Schema<'commit-comparison'>> {
   const base = await resolveRev(repo.dir, baseRef);
   const head = await resolveRev(repo.dir, headRef);
   if (!base || !head) throw new HttpError(404, 'Not Found');
   const mergeBase = (await gitText(repo.dir, ['merge-base', base, head], { okExitCodes: [0, 1] })).trim();
+  if (!mergeBase) throw new HttpError(404, `No common ancestor between ${baseRef} and ${headRef}.`);
   const counts = (
     await gitText(repo.dir, ['rev-list', '--left-right', '--count', `${base}...${head}`])
   ).trim();
@@ -183,9 +207,9 @@ async function compareJson(c: RouteContext, repo: Repo, baseRef: string, headRef
     ahead_by: ahead,
     behind_by: behind,
     total_commits: ahead,
-    merge_base_commit: mergeBase ? { sha: mergeBase } : null,
+    merge_base_commit: { sha: mergeBase },
     commits: await Promise.all(shas.slice(0, 250).map((sha) => commitJson(c, repo, sha))),
-    files: mergeBase ? await diffFiles(repo, mergeBase, head) : [],
+    files: await diffFiles(repo, mergeBase, head),
     html_url: `${c.url}/${repo.fullName}/compare/${baseRef}...${headRef}`,
   };
 }
