@@ -35,6 +35,8 @@ function task(overrides: Partial<Task> = {}): Task {
     deliveryId: 'd1',
     instruction: null,
     context: {},
+    start: { from: 'ref', ref: 'main' },
+    thread: null,
     config: {},
     parentTaskId: null,
     attempt: 1,
