@@ -76,12 +76,14 @@ export interface TaskProxy {
 
 /**
  * Whether a request path is already what URL parsing would make of it: no `.`/`..` segments
- * (encoded or not), no backslashes, nothing that needs encoding. Each part of the proxy then sees
+ * (encoded or not), no encoded slashes or backslashes, nothing that needs encoding. Each part of the proxy then sees
  * the path the upstream would see.
  */
 function inNormalForm(target: string): boolean {
   if (!target.startsWith('/')) return false;
   const path = target.split('?')[0]!;
+  // Encoded dots and slashes are where servers disagree about what a path means.
+  if (/%(2e|2f|5c)/i.test(path)) return false;
   try {
     return new URL(path, 'http://proxy.invalid').pathname === path;
   } catch {
