@@ -1,14 +1,15 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AuditSink } from '../audit-sink.ts';
-import { errorMessage, ProxyError } from '../errors.ts';
+import { ProxyError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { filterBetas } from './model-beta-policy.ts';
 import { createModelBudget } from './model-budget.ts';
 import { type FeatureUse, MODEL_FEATURES } from './model-features.ts';
+import { answerModelError, forwardModelCall, type ModelForwardContext } from './model-forward.ts';
 import { readRequestBody, requestEstimate, requestJson, UnreadableBody } from './model-request-body.ts';
 import { modelRequestFeatures } from './model-request-policy.ts';
-import { HOP_BY_HOP, type UpstreamAgents, upstreamRequest } from './upstream-request.ts';
-import { responseUsage, sseDataReader, type TokenUsage, usageFromEvent } from './usage-meter.ts';
+import { HOP_BY_HOP, type UpstreamAgents } from './upstream-request.ts';
+import type { TokenUsage } from './usage-meter.ts';
 
 export type { TokenUsage } from './usage-meter.ts';
 
@@ -42,26 +43,8 @@ const STRIPPED = new Set([
   'content-length',
 ]);
 
-/** Upstream headers never passed to the guest: cookies, auth challenges, the operator's account. */
-const STRIPPED_RESPONSE = new Set([
-  ...HOP_BY_HOP,
-  'set-cookie',
-  'www-authenticate',
-  'openai-organization',
-  'openai-project',
-  'anthropic-organization-id',
-]);
-
-/** Largest non-streamed answer kept aside to read its usage. */
-const MAX_METERED_JSON_BYTES = 16 * 1024 * 1024;
 /** Model requests one task may have in flight; more wait their turn. */
 export const MAX_MODEL_REQUESTS_IN_FLIGHT = 8;
-/**
- * How long, and how much, the proxy keeps reading an answer after its client went away, to count
- * the usage the provider reports at the end. Past either bound the request's estimate is counted.
- */
-const DRAIN_AFTER_CLIENT_MS = 120_000;
-const DRAIN_AFTER_CLIENT_BYTES = 64 * 1024 * 1024;
 
 /** What the model part of a task proxy needs. */
 export interface ModelProxyOptions {
@@ -120,7 +103,15 @@ export function createModelProxy(options: ModelProxyOptions) {
       ...detail,
       reason: message,
     });
-    answer(res, provider, status, message);
+    answerModelError(res, provider, status, message);
+  };
+  const forwardContext: ModelForwardContext = {
+    taskId: options.taskId,
+    agents: options.agents,
+    audit: options.audit,
+    log: options.log,
+    addUsage: (delta) => budget.add(delta),
+    refuse: (res, provider, status, message, path) => refuse(res, provider, status, message, path),
   };
   const budgetSpent = (res: ServerResponse, provider: Provider, path: string) =>
     refuse(
@@ -210,165 +201,21 @@ export function createModelProxy(options: ModelProxyOptions) {
 
         const base = new URL(upstream.url);
         const target = new URL(`${base.pathname.replace(/\/+$/, '')}${path}${url.search}`, base);
-        await forward(res, { provider, path, target, headers, body, estimate, dropped });
+        await forwardModelCall(forwardContext, res, {
+          provider,
+          path,
+          target,
+          headers,
+          body,
+          estimate,
+          dropped,
+        });
       } finally {
         releaseReservation?.();
         releaseSlot();
       }
     },
   };
-
-  async function forward(
-    res: ServerResponse,
-    call: {
-      provider: Provider;
-      path: string;
-      target: URL;
-      headers: OutgoingHttpHeaders;
-      body: Buffer;
-      estimate: { input: number; output: number } | undefined;
-      dropped: string[];
-    },
-  ): Promise<void> {
-    const { provider, path } = call;
-    const meter = responseUsage((delta) => budget.add(delta));
-    const started = performance.now();
-    let status = 502;
-    let ending: Ending = 'complete';
-    let clientGone = false;
-    try {
-      ending = await new Promise<Ending>((resolve, reject) => {
-        const up = upstreamRequest(options.agents, call.target, 'POST', call.headers);
-        up.on('error', reject);
-        let drained = 0;
-        let drainTimer: NodeJS.Timeout | undefined;
-        let resumeOnClose: (() => void) | undefined;
-        res.on('close', () => {
-          if (res.writableFinished) return;
-          // The provider bills the whole answer whether or not anyone reads it: keep reading it, to
-          // its usage, within bounds.
-          clientGone = true;
-          options.log.info(
-            { taskId: options.taskId, provider, path },
-            'model client went away; reading the answer to its usage',
-          );
-          drainTimer = setTimeout(() => up.destroy(), DRAIN_AFTER_CLIENT_MS);
-          drainTimer.unref();
-          resumeOnClose?.();
-        });
-        up.on('response', (upRes) => {
-          status = upRes.statusCode ?? 502;
-          let settled = false;
-          const settle = (how: 'complete' | 'cut') => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(drainTimer);
-            resolve(clientGone ? (how === 'complete' ? 'complete' : 'client gone') : how);
-          };
-          if (status === 401 || status === 403) {
-            // The answer may echo the key (masked) or name the operator's account: none of it is
-            // the guest's business.
-            upRes.resume();
-            upRes.on('end', () => settle('complete'));
-            upRes.on('close', () => settle(upRes.complete ? 'complete' : 'cut'));
-            options.log.error({ taskId: options.taskId, provider, status }, 'model upstream refused the key');
-            answer(
-              res,
-              provider,
-              502,
-              `airlock: the ${provider} API refused airlock's credentials (HTTP ${status}); the operator must check the configured API key`,
-            );
-            return;
-          }
-          const out: OutgoingHttpHeaders = {};
-          for (const [name, value] of Object.entries(upRes.headers)) {
-            if (!STRIPPED_RESPONSE.has(name) && value !== undefined) out[name] = value;
-          }
-          if (!clientGone) {
-            res.writeHead(status, out);
-            res.flushHeaders();
-          }
-          const type = String(upRes.headers['content-type'] ?? '');
-          const encoded =
-            Boolean(upRes.headers['content-encoding']) && upRes.headers['content-encoding'] !== 'identity';
-          const observe = (data: unknown) => {
-            const usage = usageFromEvent(data);
-            if (usage) meter.observe(usage);
-          };
-          let feed: ((chunk: Buffer) => void) | undefined;
-          const json: Buffer[] = [];
-          let jsonBytes = 0;
-          if (!encoded && type.startsWith('text/event-stream')) feed = sseDataReader(observe);
-          else if (!encoded && type.includes('json')) {
-            feed = (chunk) => {
-              jsonBytes += chunk.length;
-              if (jsonBytes <= MAX_METERED_JSON_BYTES) json.push(chunk);
-            };
-          }
-          resumeOnClose = () => upRes.resume();
-          upRes.on('data', (chunk: Buffer) => {
-            feed?.(chunk);
-            if (clientGone) {
-              drained += chunk.length;
-              if (drained > DRAIN_AFTER_CLIENT_BYTES) up.destroy();
-              return;
-            }
-            if (!res.write(chunk)) {
-              upRes.pause();
-              res.once('drain', () => upRes.resume());
-            }
-          });
-          upRes.on('end', () => {
-            if (json.length && jsonBytes <= MAX_METERED_JSON_BYTES && path !== '/v1/messages/count_tokens') {
-              try {
-                observe(JSON.parse(Buffer.concat(json).toString('utf8')));
-              } catch {
-                // An answer that is not JSON carries no usage to count.
-              }
-            }
-            if (!clientGone) res.end();
-            settle('complete');
-          });
-          upRes.on('close', () => {
-            if (!upRes.complete) settle('cut');
-          });
-          upRes.on('error', () => settle('cut'));
-        });
-        up.end(call.body);
-      });
-    } catch (error) {
-      options.log.warn(
-        { taskId: options.taskId, provider, path, err: errorMessage(error) },
-        'model upstream failed',
-      );
-      if (clientGone) ending = 'client gone';
-      else if (!res.headersSent) {
-        return refuse(
-          res,
-          provider,
-          502,
-          `airlock: the ${provider} API could not be reached: ${errorMessage(error)}`,
-          path,
-        );
-      } else ending = 'cut';
-    } finally {
-      if (ending !== 'complete') {
-        // The answer stopped before its usage did: count at least what the request may have cost.
-        if (call.estimate)
-          meter.observe({ inputTokens: call.estimate.input, outputTokens: call.estimate.output });
-        if (!res.writableFinished) res.destroy();
-      }
-      options.audit.append(options.taskId, 'proxy.model', {
-        provider,
-        path,
-        status,
-        usage: meter.total(),
-        ...(ending !== 'complete' ? { ending } : {}),
-        ...(call.dropped.length ? { dropped_betas: call.dropped } : {}),
-        duration_ms: Math.round(performance.now() - started),
-      });
-    }
-  }
 
   function featureRefusal(refused: FeatureUse[]): string {
     const first = refused[0]!;
@@ -378,18 +225,6 @@ export function createModelProxy(options: ModelProxyOptions) {
     const names = [...new Set(refused.map((use) => use.feature))];
     return `airlock: the request uses ${names.join(', ')} (${first.field}: ${first.what}), which makes the provider reach beyond the task's allowlist; to allow it, the repository lists ${names.map((n) => `\`${n}\``).join(', ')} under \`models.allow\` in .github/airlock.yml and the operator permits it`;
   }
-}
-
-/** How an upstream answer ended: read to its end, cut off, or read to its end with no one left to send it to. */
-type Ending = 'complete' | 'cut' | 'client gone';
-
-/** Answers in the provider's own error shape, so the agent CLI prints the message. */
-function answer(res: ServerResponse, provider: string, status: number, message: string): void {
-  const body =
-    provider === 'anthropic'
-      ? { type: 'error', error: { type: 'permission_error', message } }
-      : { error: { message, type: 'airlock_refused', code: 'airlock_refused' } };
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
 const streams = (request: unknown) =>
