@@ -103,8 +103,16 @@ function read<T>(
 ): FeatureUse[] | UnreadableRequest {
   const parsed = schema.safeParse(body);
   if (parsed.success) return features(parsed.data);
-  const issue = parsed.error.issues[0]!;
+  const issue = deepestIssue(parsed.error.issues[0]!);
   return { error: `\`${jsonPath(issue.path)}\`: ${issue.message}` };
+}
+
+/** The issue to report: inside a union that matched no branch, the one that got furthest in. */
+function deepestIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {
+  if (issue.code !== 'invalid_union' || !issue.errors.length) return issue;
+  const inner = issue.errors.flat().map(deepestIssue);
+  const furthest = inner.reduce((a, b) => (b.path.length > a.path.length ? b : a));
+  return { path: [...issue.path, ...furthest.path], message: furthest.message };
 }
 
 function jsonPath(path: readonly PropertyKey[]): string {
