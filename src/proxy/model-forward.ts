@@ -137,16 +137,18 @@ export async function forwardModelCall(
         }
         resumeOnClose = () => upRes.resume();
         upRes.on('data', (chunk: Buffer) => {
-          feed?.(chunk);
           if (clientGone) {
+            feed?.(chunk);
             drained += chunk.length;
             if (drained > DRAIN_AFTER_CLIENT_BYTES) up.destroy();
             return;
           }
+          // Relay first, count after: reading the usage must not delay the event.
           if (!res.write(chunk)) {
             upRes.pause();
             res.once('drain', () => upRes.resume());
           }
+          feed?.(chunk);
         });
         upRes.on('end', () => {
           if (json.length && jsonBytes <= MAX_METERED_JSON_BYTES && path !== '/v1/messages/count_tokens') {
