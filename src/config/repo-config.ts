@@ -1,6 +1,7 @@
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import { MODEL_FEATURE_NAMES } from '../proxy/model-features.ts';
 
 /** Path of the per-repository configuration file. */
 export const REPO_CONFIG_PATH = '.github/airlock.yml';
@@ -91,6 +92,21 @@ export const RepoConfig = z
       .strict()
       .prefault({})
       .describe('Egress beyond git and the model API; everything else is refused.'),
+    models: z
+      .object({
+        allow: z
+          .array(z.enum(MODEL_FEATURE_NAMES))
+          .max(MODEL_FEATURE_NAMES.length)
+          .default([])
+          .describe(
+            `Model API features that make the provider reach beyond the egress allowlist, allowed by name; each also needs the operator's permission. One of: ${MODEL_FEATURE_NAMES.join(', ')}.`,
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe(
+        'What the model API may do on the task’s behalf; by default it fetches nothing and calls no remote tool.',
+      ),
     ci: z
       .object({
         autofix: z.boolean().default(false).describe('Start a follow-up task when a check fails.'),

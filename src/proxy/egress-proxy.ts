@@ -145,7 +145,8 @@ export function createEgressProxy(options: EgressProxyOptions) {
 
     /** Serves `CONNECT host:port` on the client's raw socket. */
     connect(req: IncomingMessage, client: Socket, head: Buffer): void {
-      const target = /^([^:]+):(\d+)$/.exec(req.url ?? '');
+      // host:port, where host may be a bracketed IPv6 literal (refused as an address, with that reason).
+      const target = /^(\[[0-9a-f:.]+\]|[^:[\]]+):(\d+)$/i.exec(req.url ?? '');
       const host = (target?.[1] ?? req.url ?? '').toLowerCase();
       const port = Number(target?.[2] ?? 0);
       client.on('error', () => client.destroy());

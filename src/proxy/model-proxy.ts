@@ -1,9 +1,15 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AuditSink } from '../audit-sink.ts';
-import { errorMessage } from '../errors.ts';
+import { ProxyError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { HOP_BY_HOP, type UpstreamAgents, upstreamRequest } from './upstream-request.ts';
-import { responseUsage, sseDataReader, type TokenUsage, usageFromEvent } from './usage-meter.ts';
+import { filterBetas } from './model-beta-policy.ts';
+import { createModelBudget } from './model-budget.ts';
+import { type FeatureUse, MODEL_FEATURES } from './model-features.ts';
+import { answerModelError, forwardModelCall, type ModelForwardContext } from './model-forward.ts';
+import { readRequestBody, requestEstimate, requestJson, UnreadableBody } from './model-request-body.ts';
+import { modelRequestFeatures } from './model-request-policy.ts';
+import { HOP_BY_HOP, type UpstreamAgents } from './upstream-request.ts';
+import type { TokenUsage } from './usage-meter.ts';
 
 export type { TokenUsage } from './usage-meter.ts';
 
@@ -34,12 +40,11 @@ const STRIPPED = new Set([
   'x-forwarded-host',
   'x-forwarded-proto',
   'accept-encoding',
+  'content-length',
 ]);
 
-/** Largest request body rewritten (Chat Completions only; everything else streams). */
-const MAX_REWRITTEN_BODY_BYTES = 32 * 1024 * 1024;
-/** Largest non-streamed answer kept aside to read its usage. */
-const MAX_METERED_JSON_BYTES = 16 * 1024 * 1024;
+/** Model requests one task may have in flight; more wait their turn. */
+export const MAX_MODEL_REQUESTS_IN_FLIGHT = 8;
 
 /** What the model part of a task proxy needs. */
 export interface ModelProxyOptions {
@@ -47,6 +52,8 @@ export interface ModelProxyOptions {
   upstreams: ModelUpstreams;
   budgetTokens: number;
   onBudgetExceeded(usage: TokenUsage): void;
+  /** Features that reach elsewhere which this task may use (see MODEL_FEATURES); default none. */
+  modelFeatures?: readonly string[];
   agents: UpstreamAgents;
   audit: AuditSink;
   log: Logger;
@@ -55,46 +62,77 @@ export interface ModelProxyOptions {
 /**
  * Builds the model API forwarder: `/anthropic/v1/messages[/count_tokens]`, `/openai/v1/responses`
  * and `/openai/v1/chat/completions`, with client credentials replaced by the configured key,
- * answers streamed through chunk by chunk, and tokens counted against the task's budget.
+ * request bodies read and refused when they would make the provider reach elsewhere, answers
+ * streamed through chunk by chunk, and tokens reserved and counted against the task's budget.
  */
 export function createModelProxy(options: ModelProxyOptions) {
-  const total: TokenUsage = { inputTokens: 0, outputTokens: 0 };
-  let exceeded = false;
-
-  const grow = (delta: TokenUsage) => {
-    total.inputTokens += delta.inputTokens;
-    total.outputTokens += delta.outputTokens;
-    if (!exceeded && total.inputTokens + total.outputTokens > options.budgetTokens) {
-      exceeded = true;
+  const allowed = new Set(options.modelFeatures ?? []);
+  for (const name of allowed) {
+    if (!(name in MODEL_FEATURES)) {
+      throw new ProxyError('proxy_config', `unknown model feature ${name}`, {
+        hint: `known features: ${Object.keys(MODEL_FEATURES).join(', ')}`,
+      });
+    }
+  }
+  const budget = createModelBudget({
+    budgetTokens: options.budgetTokens,
+    maxInFlight: MAX_MODEL_REQUESTS_IN_FLIGHT,
+    onExceeded: (usage) => {
       options.audit.append(options.taskId, 'proxy.budget_exceeded', {
         budget: options.budgetTokens,
-        usage: { ...total },
+        usage,
       });
-      options.log.warn({ taskId: options.taskId, usage: total }, 'model token budget exceeded');
-      options.onBudgetExceeded({ ...total });
-    }
-  };
+      options.log.warn({ taskId: options.taskId, usage }, 'model token budget exceeded');
+      options.onBudgetExceeded(usage);
+    },
+  });
 
-  const refuse = (res: ServerResponse, provider: Provider, status: number, message: string, path: string) => {
-    options.audit.append(options.taskId, 'proxy.refused', { provider, path, status, reason: message });
-    const body =
-      provider === 'anthropic'
-        ? { type: 'error', error: { type: 'permission_error', message } }
-        : { error: { message, type: 'airlock_refused', code: 'airlock_refused' } };
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  const refuse = (
+    res: ServerResponse,
+    provider: string,
+    status: number,
+    message: string,
+    path: string,
+    detail: Record<string, unknown> = {},
+  ) => {
+    options.audit.append(options.taskId, 'proxy.refused', {
+      channel: 'model',
+      provider,
+      path,
+      status,
+      ...detail,
+      reason: message,
+    });
+    answerModelError(res, provider, status, message);
   };
+  const forwardContext: ModelForwardContext = {
+    taskId: options.taskId,
+    agents: options.agents,
+    audit: options.audit,
+    log: options.log,
+    addUsage: (delta) => budget.add(delta),
+    refuse: (res, provider, status, message, path) => refuse(res, provider, status, message, path),
+  };
+  const budgetSpent = (res: ServerResponse, provider: Provider, path: string) =>
+    refuse(
+      res,
+      provider,
+      403,
+      `airlock: this task used its model budget of ${options.budgetTokens} tokens; no further model calls`,
+      path,
+    );
 
   return {
     /** Whether `target` is under a model prefix (unknown endpoints there are refused here). */
     handles: (target: string) => /^\/(anthropic|openai)(\/|$|\?)/.test(target),
-    usage: (): TokenUsage => ({ ...total }),
+    usage: (): TokenUsage => budget.usage(),
 
     async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
       const url = new URL(req.url ?? '/', 'http://proxy.invalid');
       const provider = url.pathname.split('/')[1] as Provider;
       const path = url.pathname.slice(provider.length + 1);
       const upstream = options.upstreams[provider];
-      if (req.method !== 'POST' || !ENDPOINTS[provider].includes(path)) {
+      if (req.method !== 'POST' || !ENDPOINTS[provider]?.includes(path)) {
         return refuse(
           res,
           provider,
@@ -104,138 +142,99 @@ export function createModelProxy(options: ModelProxyOptions) {
         );
       }
       if (!upstream) return refuse(res, provider, 403, `airlock: no ${provider} API key is configured`, path);
-      if (exceeded) {
-        return refuse(
-          res,
-          provider,
-          403,
-          `airlock: this task used its model budget of ${options.budgetTokens} tokens; no further model calls`,
-          path,
-        );
-      }
-      const headers: OutgoingHttpHeaders = { 'accept-encoding': 'identity' };
-      for (const [name, value] of Object.entries(req.headers)) {
-        if (!STRIPPED.has(name) && value !== undefined) headers[name] = value;
-      }
-      if (provider === 'anthropic') headers['x-api-key'] = upstream.apiKey;
-      else headers.authorization = `Bearer ${upstream.apiKey}`;
+      if (budget.exceeded()) return budgetSpent(res, provider, path);
 
-      let body: Buffer | undefined;
-      if (path === '/v1/chat/completions') {
-        body = await withStreamUsage(req);
-        headers['content-length'] = String(body.length);
-        delete headers['transfer-encoding'];
-      }
-      const base = new URL(upstream.url);
-      const target = new URL(`${base.pathname.replace(/\/+$/, '')}${path}${url.search}`, base);
-      const meter = responseUsage(grow);
-      const started = performance.now();
-      let status = 502;
+      const releaseSlot = await budget.slot();
+      let releaseReservation: (() => void) | undefined;
       try {
-        await new Promise<void>((resolve, reject) => {
-          const up = upstreamRequest(options.agents, target, 'POST', headers);
-          up.on('error', reject);
-          res.on('close', () => {
-            if (!res.writableFinished) up.destroy();
-          });
-          up.on('response', (upRes) => {
-            status = upRes.statusCode ?? 502;
-            const out: OutgoingHttpHeaders = {};
-            for (const [name, value] of Object.entries(upRes.headers)) {
-              if (!HOP_BY_HOP.has(name) && name !== 'set-cookie' && value !== undefined) out[name] = value;
-            }
-            res.writeHead(status, out);
-            res.flushHeaders();
-            const type = String(upRes.headers['content-type'] ?? '');
-            const encoded =
-              Boolean(upRes.headers['content-encoding']) && upRes.headers['content-encoding'] !== 'identity';
-            const observe = (data: unknown) => {
-              const usage = usageFromEvent(data);
-              if (usage) meter.observe(usage);
-            };
-            let feed: ((chunk: Buffer) => void) | undefined;
-            const json: Buffer[] = [];
-            let jsonBytes = 0;
-            if (!encoded && type.startsWith('text/event-stream')) feed = sseDataReader(observe);
-            else if (!encoded && type.includes('json')) {
-              feed = (chunk) => {
-                jsonBytes += chunk.length;
-                if (jsonBytes <= MAX_METERED_JSON_BYTES) json.push(chunk);
-              };
-            }
-            upRes.on('data', (chunk: Buffer) => {
-              if (!res.write(chunk)) {
-                upRes.pause();
-                res.once('drain', () => upRes.resume());
-              }
-              feed?.(chunk);
-            });
-            upRes.on('end', () => {
-              if (
-                json.length &&
-                jsonBytes <= MAX_METERED_JSON_BYTES &&
-                path !== '/v1/messages/count_tokens'
-              ) {
-                try {
-                  observe(JSON.parse(Buffer.concat(json).toString('utf8')));
-                } catch {
-                  // An answer that is not JSON carries no usage to count.
-                }
-              }
-              res.end();
-              resolve();
-            });
-            upRes.on('error', reject);
-          });
-          if (body) up.end(body);
-          else req.pipe(up);
-        });
-      } catch (error) {
-        options.log.warn(
-          { taskId: options.taskId, provider, path, err: errorMessage(error) },
-          'model upstream failed',
-        );
-        if (!res.headersSent) {
+        let raw: Buffer;
+        let json: unknown;
+        try {
+          raw = await readRequestBody(req);
+          json = requestJson(raw, req.headers['content-encoding']);
+        } catch (error) {
+          if (!(error instanceof UnreadableBody)) throw error;
+          return refuse(res, provider, error.status, `airlock: ${error.message}`, path);
+        }
+        const features = modelRequestFeatures(path, json);
+        if ('error' in features) {
           return refuse(
             res,
             provider,
-            502,
-            `airlock: the ${provider} API could not be reached: ${errorMessage(error)}`,
+            400,
+            `airlock: unreadable ${provider} request: ${features.error}`,
             path,
           );
         }
-        res.destroy();
-      } finally {
-        options.audit.append(options.taskId, 'proxy.model', {
+        const refused = features.filter((use) => !use.feature || !allowed.has(use.feature));
+        if (refused.length) {
+          return refuse(res, provider, 403, featureRefusal(refused), path, {
+            feature: refused[0]!.feature ?? null,
+            field: refused[0]!.field,
+            features: [...new Set(refused.map((use) => use.feature ?? use.what))],
+          });
+        }
+
+        const headers: OutgoingHttpHeaders = { 'accept-encoding': 'identity' };
+        for (const [name, value] of Object.entries(req.headers)) {
+          if (!STRIPPED.has(name) && value !== undefined) headers[name] = value;
+        }
+        const dropped: string[] = [];
+        for (const name of ['anthropic-beta', 'openai-beta'] as const) {
+          const filtered = filterBetas(name, req.headers[name], allowed);
+          if (filtered.value === undefined) delete headers[name];
+          else headers[name] = filtered.value;
+          dropped.push(...filtered.dropped);
+        }
+        if (provider === 'anthropic') headers['x-api-key'] = upstream.apiKey;
+        else headers.authorization = `Bearer ${upstream.apiKey}`;
+        let body = raw;
+        if (path === '/v1/chat/completions' && streams(json)) {
+          body = withStreamUsage(json);
+          delete headers['content-encoding'];
+        }
+        headers['content-length'] = String(body.length);
+
+        const estimate = path === '/v1/messages/count_tokens' ? undefined : requestEstimate(raw.length, json);
+        releaseReservation = await budget.reserve(estimate ? estimate.input + estimate.output : 0);
+        if (!releaseReservation) return budgetSpent(res, provider, path);
+
+        const base = new URL(upstream.url);
+        const target = new URL(`${base.pathname.replace(/\/+$/, '')}${path}${url.search}`, base);
+        await forwardModelCall(forwardContext, res, {
           provider,
           path,
-          status,
-          usage: meter.total(),
-          duration_ms: Math.round(performance.now() - started),
+          target,
+          headers,
+          body,
+          estimate,
+          dropped,
         });
+      } finally {
+        releaseReservation?.();
+        releaseSlot();
       }
     },
   };
+
+  function featureRefusal(refused: FeatureUse[]): string {
+    const first = refused[0]!;
+    if (!first.feature) {
+      return `airlock: the request's ${first.field} (${first.what}) is not something airlock knows to be safe, so it is refused: the model API may not reach anything beyond the task's allowlist`;
+    }
+    const names = [...new Set(refused.map((use) => use.feature))];
+    return `airlock: the request uses ${names.join(', ')} (${first.field}: ${first.what}), which makes the provider reach beyond the task's allowlist; to allow it, the repository lists ${names.map((n) => `\`${n}\``).join(', ')} under \`models.allow\` in .github/airlock.yml and the operator permits it`;
+  }
 }
 
-/** Reads a Chat Completions request and, when it streams, asks for the final usage chunk. */
-async function withStreamUsage(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_REWRITTEN_BODY_BYTES) throw new Error('request body too large');
-    chunks.push(chunk as Buffer);
-  }
-  const raw = Buffer.concat(chunks);
-  try {
-    const parsed = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
-    if (parsed.stream !== true) return raw;
-    const streamOptions = typeof parsed.stream_options === 'object' ? parsed.stream_options : {};
-    return Buffer.from(
-      JSON.stringify({ ...parsed, stream_options: { ...streamOptions, include_usage: true } }),
-    );
-  } catch {
-    return raw;
-  }
+const streams = (request: unknown) =>
+  Boolean(request && typeof request === 'object' && (request as Record<string, unknown>).stream === true);
+
+/** A streamed Chat Completions request, asking for the final usage chunk (sent uncompressed). */
+function withStreamUsage(parsed: unknown): Buffer {
+  const request = parsed as Record<string, unknown>;
+  const streamOptions = typeof request.stream_options === 'object' ? request.stream_options : {};
+  return Buffer.from(
+    JSON.stringify({ ...request, stream_options: { ...streamOptions, include_usage: true } }),
+  );
 }

@@ -42,6 +42,12 @@ export interface TaskProxyOptions {
   egressAllow: readonly string[];
   /** Ports allowlisted hosts may be reached on (default 80 and 443). */
   egressPorts?: readonly number[];
+  /**
+   * Model API features that make the provider reach elsewhere (names from MODEL_FEATURES, e.g.
+   * `web_search`) this task may use: the repository's `models.allow` intersected with what the
+   * operator permits. Default none.
+   */
+  modelFeatures?: readonly string[];
   /** Input plus output model tokens the task may use. */
   budgetTokens: number;
   /** Called once when the budget is exceeded; the runner stops the task. */
@@ -71,6 +77,23 @@ export interface TaskProxy {
 }
 
 /**
+ * Whether a request path is already what URL parsing would make of it: no `.`/`..` segments
+ * (encoded or not), no encoded slashes or backslashes, nothing that needs encoding. Each part of the proxy then sees
+ * the path the upstream would see.
+ */
+function inNormalForm(target: string): boolean {
+  if (!target.startsWith('/')) return false;
+  const path = target.split('?')[0]!;
+  // Encoded dots and slashes are where servers disagree about what a path means.
+  if (/%(2e|2f|5c)/i.test(path)) return false;
+  try {
+    return new URL(path, 'http://proxy.invalid').pathname === path;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Starts the proxy for one task: one listener serving git smart HTTP for the task's repository,
  * the model APIs and allowlisted egress. A connection's task is the listener it arrived on, so no
  * bearer secret has to enter the VM.
@@ -94,6 +117,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     upstreams: options.models,
     budgetTokens: options.budgetTokens,
     onBudgetExceeded: options.onBudgetExceeded,
+    ...(options.modelFeatures ? { modelFeatures: options.modelFeatures } : {}),
     agents,
     audit,
     log,
@@ -111,6 +135,21 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const target = req.url ?? '/';
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return egress.forward(req, res);
+    if (!inNormalForm(target)) {
+      const path = target.split('?')[0];
+      audit.append(taskId, 'proxy.refused', {
+        method: req.method,
+        path,
+        status: 400,
+        reason: 'path not in normal form',
+      });
+      res
+        .writeHead(400, { 'content-type': 'text/plain; charset=utf-8' })
+        .end(
+          'airlock: the request path has dot segments, backslashes or characters that need encoding; send the path as is\n',
+        );
+      return;
+    }
     if (target.startsWith('/git/')) return git(req, res);
     if (models.handles(target)) return models.handle(req, res);
     const message = `airlock: ${req.method} ${target.split('?')[0]} is not served by the task proxy`;

@@ -257,4 +257,66 @@ describe('egress through the task proxy', () => {
     ]);
     expect(egressEvents()[0]!.bytes_down).toBeGreaterThan(0);
   });
+
+  it('refuses CONNECT to address literals of every form, even where the address policy would allow them', async () => {
+    // An address policy that allows everything: the refusal must come from the literal itself.
+    const port = await start(() => true);
+    const targets = [
+      '127.0.0.1:443',
+      '[::1]:443',
+      '[::ffff:127.0.0.1]:443',
+      '[::ffff:169.254.169.254]:443',
+      '[::ffff:a9fe:a9fe]:443',
+      '[0:0:0:0:0:ffff:7f00:1]:443',
+      `127.0.0.1:${tlsPort}`,
+    ];
+    for (const target of targets) {
+      const { status, text } = await openTunnel(port, target);
+      expect(status, target).toBe('HTTP/1.1 403 Forbidden');
+      expect(text, target).toContain('addresses cannot be reached directly');
+    }
+    expect(egressEvents().map((e) => [e.decision, e.reason])).toEqual(
+      targets.map(() => ['refused', 'addresses cannot be reached directly; use an allowlisted host name']),
+    );
+  });
+
+  it('refuses plain HTTP forwarded to address literals, and the upstream sees nothing', async () => {
+    let hits = 0;
+    webServer.on('request', () => {
+      hits += 1;
+    });
+    const port = await start(() => true);
+    const get = (target: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () =>
+          socket.write(`GET ${target} HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n`),
+        );
+        let text = '';
+        socket.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        socket.on('close', () =>
+          resolve({ status: Number(text.split(' ')[1]), body: text.split('\r\n\r\n')[1] ?? '' }),
+        );
+        socket.on('error', reject);
+      });
+    const targets = [
+      `http://127.0.0.1:${webPort}/`,
+      `http://[::1]:${webPort}/`,
+      `http://[::ffff:127.0.0.1]:${webPort}/`,
+      'http://[::ffff:169.254.169.254]/latest/meta-data/',
+      'http://169.254.169.254/latest/meta-data/',
+      `http://2130706433:${webPort}/`,
+      `http://0x7f.1:${webPort}/`,
+      `http://127.1:${webPort}/`,
+    ];
+    for (const target of targets) {
+      const { status, body } = await get(target);
+      expect(status, target).toBe(403);
+      expect(body, target).toContain('addresses cannot be reached directly');
+    }
+    expect(hits).toBe(0);
+    expect(egressEvents()).toHaveLength(targets.length);
+    expect(egressEvents().every((e) => e.decision === 'refused')).toBe(true);
+  });
 });

@@ -243,4 +243,109 @@ describe('git through the task proxy', () => {
       status: 401,
     });
   });
+
+  it('refuses a signed push (a push certificate), even for the task branch, before anything goes upstream', async () => {
+    const remote = await start();
+    const main = (await gh.branchSha('acme/widgets', 'main'))!;
+    const zero = '0'.repeat(40);
+    const body = Buffer.concat([
+      pkt('push-cert\0report-status side-band-64k agent=git/2\n'),
+      pkt('certificate version 0.1\n'),
+      pkt('pusher agent <agent@example.invalid> 1700000000 +0000\n'),
+      pkt(`pushee ${remote}\n`),
+      pkt('nonce 1700000000-abcdef\n'),
+      pkt('\n'),
+      pkt(`${zero} ${main} refs/heads/${BRANCH}\n`),
+      pkt('-----BEGIN PGP SIGNATURE-----\n'),
+      pkt('iQEzBAABCAAdFiEE\n'),
+      pkt('-----END PGP SIGNATURE-----\n'),
+      pkt('push-cert-end\n'),
+      Buffer.from('0000'),
+      Buffer.from('PACK'),
+    ]);
+    const answer = await postReceivePack(remote, body);
+    expect(answer.status).toBe(400);
+    expect(answer.body).toContain('airlock: unreadable push request');
+    expect(gh.state.pushes).toEqual([]);
+    expect(await gh.branchSha('acme/widgets', BRANCH)).toBeUndefined();
+    expect(audit.events).toContainEqual(
+      expect.objectContaining({
+        type: 'proxy.git',
+        data: expect.objectContaining({ service: 'git-receive-pack', decision: 'refused' }),
+      }),
+    );
+  });
+
+  it.each([
+    ['a length that is not hex', () => Buffer.from('zz10not a pkt-line at all')],
+    [
+      'a line that is not a ref update',
+      () => Buffer.concat([pkt('please push everything\n'), Buffer.from('0000')]),
+    ],
+    ['a packet too short to hold its length', () => Buffer.from('0002')],
+    [
+      'capabilities after the first command',
+      (main: string) =>
+        Buffer.concat([
+          pkt(`${main} ${main} refs/heads/${BRANCH}\n`),
+          pkt(`${main} ${main} refs/heads/main\0report-status\n`),
+          Buffer.from('0000'),
+        ]),
+    ],
+    [
+      'a command list cut off before its flush',
+      (main: string) => pkt(`${'0'.repeat(40)} ${main} refs/heads/${BRANCH}\n`),
+    ],
+  ])('refuses a malformed push request (%s) before anything goes upstream', async (_name, build) => {
+    const remote = await start();
+    const main = (await gh.branchSha('acme/widgets', 'main'))!;
+    const answer = await postReceivePack(remote, build(main));
+    expect(answer.status).toBe(400);
+    expect(answer.body).toContain('airlock: unreadable push request');
+    expect(gh.state.pushes).toEqual([]);
+    expect(await gh.branchSha('acme/widgets', 'main')).toBe(main);
+  });
+
+  it('refuses a push request whose gzip body does not decompress', async () => {
+    const remote = await start();
+    const answer = await postReceivePack(remote, Buffer.from('definitely not gzip'), {
+      'content-encoding': 'gzip',
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.body).toContain('airlock: unreadable push request');
+    expect(gh.state.pushes).toEqual([]);
+  });
 });
+
+/** One pkt-line: four hex digits of length (counting themselves), then the payload. */
+function pkt(payload: string): Buffer {
+  const data = Buffer.from(payload);
+  return Buffer.concat([Buffer.from((data.length + 4).toString(16).padStart(4, '0')), data]);
+}
+
+/** POSTs a hand-made receive-pack request through the proxy, as a hostile client in the VM could. */
+function postReceivePack(
+  remote: string,
+  body: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${remote}/git-receive-pack`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-git-receive-pack-request', ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}

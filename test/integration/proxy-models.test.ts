@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TaskCredential } from '../../src/github/task-token.ts';
 import { startTaskProxy, type TaskProxy } from '../../src/proxy/task-proxy.ts';
@@ -56,8 +56,11 @@ afterEach(async () => {
   await new Promise<void>((resolve) => upstream.close(() => resolve()));
 });
 
+let logLines: string[] = [];
+
 async function start(budgetTokens = 1_000_000): Promise<string> {
-  const { log } = memoryLogger();
+  const { log, lines } = memoryLogger();
+  logLines = lines;
   proxy = await startTaskProxy({
     taskId: 't1',
     repository: { owner: 'acme', name: 'widgets' },
@@ -237,4 +240,92 @@ describe('model APIs through the task proxy', () => {
     expect(seen).toEqual([]);
     expect(audit.types('t1').filter((t) => t === 'proxy.refused')).toHaveLength(attempts.length);
   });
+
+  it('turns an upstream 401/403 into a plain 502 of its own, with no upstream header or body', async () => {
+    let status = 401;
+    script = (_req, res) => {
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'www-authenticate': 'Bearer realm="OpenAI"',
+        'openai-organization': 'acme-corp-org',
+        'openai-project': 'proj_secret',
+        'anthropic-organization-id': 'org-uuid-1234',
+        'set-cookie': 'session=upstream',
+      });
+      res.end(
+        JSON.stringify({ error: { message: `Incorrect API key provided: sk-real-${OPENAI_KEY.slice(-6)}` } }),
+      );
+    };
+    const base = await start();
+    for (const [path, code] of [
+      ['/openai/v1/responses', 401],
+      ['/anthropic/v1/messages', 403],
+    ] as const) {
+      status = code;
+      const response = await fetch(`${base}${path}`, { method: 'POST', body: '{}' });
+      expect(response.status).toBe(502);
+      for (const header of [
+        'www-authenticate',
+        'openai-organization',
+        'openai-project',
+        'anthropic-organization-id',
+        'set-cookie',
+      ]) {
+        expect(response.headers.get(header), header).toBeNull();
+      }
+      const text = await response.text();
+      expect(text).toContain(`refused airlock's credentials (HTTP ${code})`);
+      expect(text).not.toContain(OPENAI_KEY.slice(-6));
+      expect(text).not.toContain('Incorrect API key');
+    }
+    // The operator's account is not named on a successful answer either.
+    status = 200;
+    const ok = await fetch(`${base}/openai/v1/responses`, { method: 'POST', body: '{}' });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('openai-organization')).toBeNull();
+    expect(ok.headers.get('anthropic-organization-id')).toBeNull();
+  });
+
+  it('refuses paths with dot segments, encoded or not, and audits them', async () => {
+    script = (_req, res) => json(res, {});
+    const base = await start();
+    const paths = [
+      '/anthropic/../x',
+      '/anthropic/%2e%2e/x',
+      '/anthropic/v1/%2E%2E/v1/messages',
+      '/anthropic/v1/./messages',
+      '/openai/v1/..%2F..%2Fv1/responses',
+      '/anthropic\\..\\openai/v1/responses',
+      '/git/../anthropic/v1/messages',
+    ];
+    for (const path of paths) {
+      const response = await rawRequest(base, 'POST', path, '{}');
+      expect(response.status, path).toBe(400);
+      expect(response.body, path).toContain('airlock:');
+    }
+    expect(seen).toEqual([]);
+    const refusals = audit.events.filter((e) => e.type === 'proxy.refused');
+    expect(refusals.map((e) => e.data.status)).toEqual(Array(paths.length).fill(400));
+    expect(logLines.join('\n')).not.toContain('task proxy request failed');
+  });
 });
+
+/** Sends a request with its path exactly as given (fetch would normalise the dot segments away). */
+function rawRequest(base: string, method: string, path: string, body: string) {
+  const { port } = new URL(base);
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => {
+      socket.write(
+        `${method} ${path} HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    });
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    socket.on('error', reject);
+    socket.on('end', () => {
+      resolve({ status: Number(text.split(' ')[1]), body: text.split('\r\n\r\n')[1] ?? '' });
+    });
+  });
+}

@@ -52,6 +52,15 @@ describe('loadAppConfig', () => {
 });
 
 describe('parseRepoConfig', () => {
+  it('reads models.allow by feature name, none by default, and names a misspelt feature', () => {
+    expect(DEFAULT_REPO_CONFIG.models.allow).toEqual([]);
+    expect(parseRepoConfig('models:\n  allow: [web_search, url_sources]\n').models.allow).toEqual([
+      'web_search',
+      'url_sources',
+    ]);
+    expect(() => parseRepoConfig('models:\n  allow: [web_serach]\n')).toThrow(/`models.allow.0`/);
+  });
+
   it('uses defaults when the file is missing or empty', () => {
     expect(parseRepoConfig(undefined)).toEqual(DEFAULT_REPO_CONFIG);
     expect(parseRepoConfig('# nothing\n')).toEqual(DEFAULT_REPO_CONFIG);
