@@ -10,6 +10,9 @@ import type { OctokitTuning } from './github/octokit-factory.ts';
 import type { TaskCredential } from './github/task-token.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
+import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
+import { policyFor } from './policy/policy-for.ts';
+import { allowedModelFeatures } from './policy/policy-violations.ts';
 import type { ModelUpstreams } from './proxy/model-proxy.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
@@ -57,6 +60,8 @@ export interface AirlockPorts {
   octokit?: OctokitTuning;
   /** How often background loops look for work when nothing wakes them, in ms. */
   pollMs?: number;
+  /** The environment the settings came from, for the operator policy's `AIRLOCK_MAX_*` caps. */
+  environment?: Record<string, string | undefined>;
 }
 
 /** airlock built from its settings: the store, the record, the sandbox, the lifecycle, GitHub. */
@@ -96,6 +101,8 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   audit.subscribe((event) => metrics.observeAuditEvent(event));
   const stopRetention = startRetention({ db, audit, clock, log }, { days: settings.retention.promptDays });
   const tasks = new TaskStore(db, clock);
+  const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
+  const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
   const sandbox = ports.runner
     ? undefined
     : await (ports.openSandbox ?? (() => openSandbox({ ...settings, log })))();
@@ -138,6 +145,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       app: { slug: () => github?.appSlug() ?? 'airlock' },
       promptThread,
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
+      modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
     });
   }
 
@@ -154,6 +162,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       lifecycle,
       reaper: sandbox?.sandbox ?? { reapOrphans: async () => [] },
       listeners,
+      rulesFor,
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),

@@ -38,7 +38,7 @@ export async function startAirlock(environment: Record<string, string | undefine
     const server = await startRegistrationServer(config, { log });
     return { config, log, stop: server.stop };
   }
-  const airlock = await buildAirlock(config, { log, redactor });
+  const airlock = await buildAirlock(config, { log, redactor, environment: env });
   const port = airlock.github?.server.port;
   log.info({ port, webhooks: `${config.publicUrl}/api/github/webhooks` }, 'airlock is running');
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -7,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { AppConfig } from '../config/app-config.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
+import type { EffectivePolicy } from '../policy/policy-for.ts';
 import type { Db } from '../store/database.ts';
 import { processPendingDeliveries } from '../tasks/intake.ts';
 import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from '../tasks/recovery.ts';
@@ -45,6 +46,8 @@ export interface GitHubPlaneDeps {
   reaper: OrphanReaper;
   /** The lifecycle's state listeners: the plane adds GitHub reporting to them. */
   listeners: StateListener[];
+  /** The operator policy in force for a repository. */
+  rulesFor(repoFullName: string): EffectivePolicy;
   health?: { accel: string; image: string };
   octokit?: OctokitTuning;
   pollMs?: number;
@@ -194,6 +197,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         audit: deps.audit,
         log,
         cancelTask: (id, by) => scheduler.cancel(id, by),
+        rulesFor: deps.rulesFor,
         yieldToWebhooks: () => gate.yield(),
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
       });

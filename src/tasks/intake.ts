@@ -11,6 +11,8 @@ import type { GitHubClient, RepoPermission } from '../github/github-client.ts';
 import type { GitHubJobQueue, ReactionTarget } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
 import type { Logger } from '../logger.ts';
+import type { EffectivePolicy } from '../policy/policy-for.ts';
+import { policyViolations } from '../policy/policy-violations.ts';
 import { refusalMessage, writeAccessRefusal } from './refusals.ts';
 import { isTerminal, type Task, type TaskStart } from './task.ts';
 import { recordTaskCreated } from './task-lifecycle.ts';
@@ -31,6 +33,8 @@ export interface IntakeDeps {
   log: Logger;
   /** Cancels a queued or running task (the scheduler owns running ones). */
   cancelTask(taskId: string, reason: string): void;
+  /** The operator policy in force for a repository: what its config may ask for. */
+  rulesFor(repoFullName: string): EffectivePolicy;
   /** CI results for agent branches; returns the outcome to record. */
   onCiResult?(intent: Extract<Intent, { type: 'ci' }>): Promise<string>;
   /** Waits while webhooks are being acknowledged (see IngressGate). */
@@ -132,9 +136,11 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
     );
   }
 
-  if (intent.type === 'label')
-    return intent.added ? startFromLabel(deps, delivery, intent, config) : cancelFor(deps, intent);
-  if (intent.command === 'cancel') return cancelFor(deps, intent);
+  if (intent.type === 'label' && !intent.added) return cancelFor(deps, intent);
+  if (intent.type === 'command' && intent.command === 'cancel') return cancelFor(deps, intent);
+  const beyond = beyondPolicy(deps, intent, installationId, config);
+  if (beyond) return beyond;
+  if (intent.type === 'label') return startFromLabel(deps, delivery, intent, config);
   if (intent.command === 'retry') return retryFor(deps, intent);
   return startFromCommand(deps, delivery, intent, config);
 }
@@ -171,6 +177,33 @@ function refuse(
       return { status: 'refused', outcome: reason };
     },
   };
+}
+
+/**
+ * A refusal when the repository's config asks for more than the operator's policy allows (a
+ * comment naming each limit, and no task); undefined when it stays within it.
+ */
+function beyondPolicy(
+  deps: IntakeDeps,
+  intent: TriggerIntent,
+  installationId: number,
+  config: RepoConfig,
+): Decision | undefined {
+  const violations = policyViolations(deps.rulesFor(intent.origin.repo.fullName), config);
+  if (violations.length === 0) return undefined;
+  return refuse(
+    deps,
+    intent,
+    installationId,
+    `beyond the operator policy: ${violations.map((v) => v.field).join(', ')}`,
+    [
+      `⚠️ airlock did not start: \`${REPO_CONFIG_PATH}\` asks for more than this airlock allows.`,
+      '',
+      ...violations.map((v) => `- ${v.message}`),
+      '',
+      'Lower these in the file on the default branch, or ask the operator of this airlock to raise the limit.',
+    ].join('\n'),
+  );
 }
 
 /** Permissions that may start, cancel and retry work. */

@@ -42,6 +42,8 @@ export interface VmTaskRunnerDeps {
    */
   promptThread(task: Task): Promise<PromptThread | undefined>;
   earlierTasks(task: Task): Task[];
+  /** The model features (`models.allow`) the repository asks for and the operator permits. */
+  modelFeatures(task: Task): readonly string[];
 }
 
 const AGENT_UID = 1000;
@@ -95,6 +97,7 @@ export class VmTaskRunner implements TaskRunner {
         credential,
         models: this.#deps.models,
         egressAllow: config.egress.allow,
+        modelFeatures: this.#deps.modelFeatures(task),
         budgetTokens: config.budget.max_tokens,
         onBudgetExceeded: (usage) =>
           budget.abort(

@@ -126,6 +126,7 @@ export async function startHarness(
         runner,
         octokit: { retryBaseMs: 5 },
         pollMs: 50,
+        environment: options.env ?? {},
         ...(options.clock ? { clock: options.clock } : {}),
       },
     );

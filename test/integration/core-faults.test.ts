@@ -425,3 +425,21 @@ describe('the prompt is what was approved', () => {
     expect(h.plane.tasks.get(queued.id).context.threadChanged).toEqual({ edited: true, leftOut: 1 });
   });
 });
+
+describe('the operator policy', () => {
+  it('refuses a repository asking beyond a cap with a comment naming it, and starts nothing', async () => {
+    h = await startHarness({
+      env: { AIRLOCK_MAX_CPUS: '2' },
+      files: { '.github/airlock.yml': 'limits:\n  cpus: 4\n' },
+    });
+    const issue = h.emulator.createIssue(h.repo, { title: 'Big machine', user: 'alice' });
+    await h.send('issues', labelPayload(issue.number), { deliveryId: 'too-big' });
+    await waitFor(() => h.plane.deliveries.get('too-big')?.status === 'refused', 20_000, 'the refusal');
+    await h.plane.quiesce();
+    expect(h.plane.tasks.list()).toHaveLength(0);
+    const comment = h.emulator.state.comments.find(
+      (c: { issueNumber: number }) => c.issueNumber === issue.number,
+    );
+    expect(comment?.body).toMatch(/limits\.cpus: 4.*cap of 2/);
+  });
+});
