@@ -1,14 +1,12 @@
 import { type Context, Hono, type Next } from 'hono';
 import { taskRecordJson, taskRecordJsonl } from '../audit/audit-export.ts';
-import { verifyAuditChains } from '../audit/verify-chain.ts';
-import type { Db } from '../store/database.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import { isTerminal, type Task } from '../tasks/task.ts';
 import { layout, messagePage } from './layout.ts';
 import { liveTaskStream } from './live-stream.ts';
 import { scopeCovers } from './repo-access.ts';
 import { AfterSeq, listFilter, TaskId, TaskListQuery } from './request-params.ts';
 import type { TaskQuery } from './task-query.ts';
-import type { TaskRecord } from './task-record.ts';
 import { taskListView, taskView } from './task-views.ts';
 import { sessionViewer, type Viewer, type ViewerDeps, viewerScope } from './viewer.ts';
 
@@ -17,9 +15,8 @@ export const TIMELINE_PAGE = 500;
 
 /** What the pages need. */
 export interface PageDeps extends ViewerDeps {
-  db: Db;
   query: TaskQuery;
-  record: TaskRecord;
+  audit: AuditLog;
   /** https://github.com or the GHES host, for links back to issues, PRs and check runs. */
   githubWebUrl: string;
   live: { recheckMs: number; keepAliveMs: number };
@@ -85,14 +82,14 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     const task = await findTask(viewer, c.req.param('id'));
     if (!task) return notFound(c);
     const after = AfterSeq.parse(c.req.query('after'));
-    const events = deps.record.audit.events(task.id, { afterSeq: after, limit: TIMELINE_PAGE });
-    const head = deps.record.head(task.id);
+    const events = deps.audit.events(task.id, { afterSeq: after, limit: TIMELINE_PAGE });
+    const head = deps.audit.head(task.id);
     const lastShown = events.at(-1)?.seq ?? after;
     const more = head !== undefined && head.seq > lastShown;
     const body = taskView({
       task,
       events,
-      diff: deps.record.diff(task.id),
+      diff: deps.audit.latest(task.id, { types: ['git.diff'] }),
       headHash: head?.hash,
       totalEvents: head?.seq ?? 0,
       nextAfter: more ? lastShown : undefined,
@@ -123,7 +120,7 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     if (!task) return c.text('Not Found', 404);
     const lastEventId = c.req.header('last-event-id');
     return liveTaskStream(c, {
-      audit: deps.record.audit,
+      audit: deps.audit,
       taskId: task.id,
       afterSeq: AfterSeq.parse(lastEventId ?? c.req.query('after')),
       finished: isTerminal(task.state),
@@ -137,15 +134,13 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
 
 /** A task's record as a download, in JSON (with the chain's verification) or JSON Lines. */
 export function exportResponse(
-  deps: Pick<PageDeps, 'db' | 'record'>,
+  deps: Pick<PageDeps, 'audit'>,
   task: Task,
   format: 'json' | 'jsonl',
 ): Response {
-  const events = deps.record.audit.events(task.id);
+  const events = deps.audit.events(task.id);
   const body =
-    format === 'json'
-      ? taskRecordJson(task, events, verifyAuditChains(deps.db, task.id))
-      : taskRecordJsonl(events);
+    format === 'json' ? taskRecordJson(task, events, deps.audit.verify(task.id)) : taskRecordJsonl(events);
   return new Response(body, {
     headers: {
       'content-type':

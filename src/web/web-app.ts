@@ -14,7 +14,6 @@ import { pageRoutes } from './page-routes.ts';
 import { RepoAccess } from './repo-access.ts';
 import { Sealer } from './session-sealer.ts';
 import { TaskQuery } from './task-query.ts';
-import { TaskRecord } from './task-record.ts';
 import { hasAdminToken } from './viewer.ts';
 import { clearSession } from './web-session.ts';
 
@@ -67,9 +66,8 @@ export function webApp(deps: WebAppDeps): Hono {
     : undefined;
   const query = new TaskQuery(deps.db);
   const pageDeps = {
-    db: deps.db,
     query,
-    record: new TaskRecord(deps.db, deps.audit),
+    audit: deps.audit,
     githubWebUrl: deps.github.webUrl.replace(/\/$/, ''),
     sealer,
     access,
