@@ -55,7 +55,15 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
     const task = await findTask(c);
     if (!task) return notFound(c);
     const head = deps.audit.head(task.id);
-    return c.json({ task, chain: { events: head?.seq ?? 0, head_hash: head?.hash ?? null } });
+    const verdict = deps.verdicts.of(task.id);
+    return c.json({
+      task,
+      chain: {
+        events: head?.seq ?? 0,
+        head_hash: head?.hash ?? null,
+        verified: verdict.state === 'verified',
+      },
+    });
   });
 
   app.get('/tasks/:id/events', async (c) => {
