@@ -72,7 +72,7 @@ ${running && options.phase ? html`<span class="phase">${options.phase.state} for
   <dt>Branch</dt><dd><code>${task.branch}</code>${task.baseRef ? html` from <code>${task.baseRef}</code>` : ''}</dd>
   <dt>Created</dt><dd>${instant(task.createdAt)}</dd>
   ${task.finishedAt ? html`<dt>Finished</dt><dd>${instant(task.finishedAt)}</dd>` : ''}
-  <dt>${running ? 'Running for' : 'Took'}</dt><dd>${taskDuration(task, now)}</dd>
+  <dt>${task.state === 'queued' ? 'Waiting for' : running ? 'Running for' : 'Took'}</dt><dd>${taskDuration(task, now)}</dd>
   <dt>Chain head</dt><dd><code class="hash">${verdict.headHash ?? 'no events'}</code> (${verdict.events} events)</dd>
 </dl>
 <div class="actions">
