@@ -159,7 +159,8 @@ export async function startWebWorld(
         triggerUrl: `${emulator.webUrl}/${repo}/issues/${issue}`,
         deliveryId: randomBytes(8).toString('hex'),
         instruction: null,
-        context: {},
+        // As intake stores it: the issue's title.
+        context: { issueTitle: 'Make it better' },
         config: {},
       });
       audit.append(task.id, 'task.created', {

@@ -20,6 +20,7 @@ afterAll(async () => {
 
 /** Edits a stored event behind airlock's back, as someone with the database file could. */
 function tamper(taskId: string, seq: number): void {
+  w.audit.flush(); // what airlock has committed is what someone with the database file can change
   w.db.exec('DROP TRIGGER IF EXISTS audit_events_append_only_update');
   w.db
     .prepare(`UPDATE audit_events SET data_json = '{"argv":["rm","-rf","/"]}' WHERE task_id = ? AND seq = ?`)
