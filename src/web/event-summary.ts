@@ -118,7 +118,9 @@ export function eventSummary(event: AuditEvent): string {
       return clip(`after a restart: ${str(d.from)} → ${str(d.to)}${d.reason ? `: ${str(d.reason)}` : ''}`);
     case 'token.minted':
       return clip(
-        `token for ${str(d.repository)} (${Object.entries((d.permissions ?? {}) as Record<string, unknown>)
+        `token for ${Array.isArray(d.repository) ? d.repository.join(', ') : str(d.repository)} (${Object.entries(
+          (d.permissions ?? {}) as Record<string, unknown>,
+        )
           .map(([k, v]) => `${k}: ${str(v)}`)
           .join(', ')}), expires ${str(d.expires_at)}`,
       );

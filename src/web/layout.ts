@@ -132,7 +132,7 @@ table.tasks .title { font-weight: 600; overflow-wrap: anywhere; } table.tasks .s
 @media (max-width: 760px) {
   .top { padding: 8px 12px; } main { padding: 12px 12px 40px; }
   dl.facts { grid-template-columns: minmax(0, 1fr); } dl.facts dd { margin-bottom: 6px; }
-  table.tasks thead { display: none; } table.tasks, table.tasks tbody, table.tasks tr, table.tasks td { display: block; width: 100%; }
+  table.tasks thead { display: none; } table.tasks caption { display: block; } table.tasks, table.tasks tbody, table.tasks tr, table.tasks td { display: block; width: 100%; }
   table.tasks tr { border: 1px solid var(--line); border-radius: 8px; margin: 0 0 10px; padding: 6px 10px; }
   table.tasks td { border: 0; padding: 2px 0; } table.tasks td.task-cell { padding-bottom: 4px; }
   table.tasks td:not(.task-cell)::before { content: attr(data-label) ": "; color: var(--muted); font-size: 13px; }

@@ -24,8 +24,9 @@ export function requester(task: Task): SafeHtml {
 /** What the task is for, in a few words (list column, heading line). */
 export function taskFor(task: Task): string {
   if (task.kind === 'local') return 'local run';
+  // An issue's task keeps its issue's number once it has opened a pull request.
   const on =
-    task.prNumber !== null ? `PR #${task.prNumber}` : task.issueNumber !== null ? `#${task.issueNumber}` : '';
+    task.issueNumber !== null ? `#${task.issueNumber}` : task.prNumber !== null ? `PR #${task.prNumber}` : '';
   const kind = { issue: '', follow_up: 'follow-up', ci_fix: 'CI fix', retry: 'retry', local: 'local run' }[
     task.kind
   ];

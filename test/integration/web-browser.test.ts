@@ -168,6 +168,7 @@ it('shows the verified badge on a clean task and the broken one, linked to the e
   expect(await page.getByRole('alert').textContent()).toContain(
     'event 7 (vm.exec) was changed after it was written',
   );
+  await page.locator('#task-header').screenshot({ path: path.join(ARTIFACTS, 'docs-broken-badge.png') });
   await page.locator('#task-header .badge-bad').click();
   await page.waitForURL(/\/timeline\?after=6#e7$/);
   expect(await page.locator('tr#e7').getAttribute('class')).toBe('broken');
@@ -212,6 +213,8 @@ it('shows the steps of real Claude Code, Codex and script runs', async () => {
     await page.locator('h3', { hasText: 'Boot the VM and mint the token' }).locator('..').textContent(),
   ).toMatch(/\d+(\.\d)? s/);
   await shot('10-steps-claude');
+  // The pictures docs/audit.md shows (copied to docs/images/ by hand when the pages change).
+  await page.locator('li.step-agent').screenshot({ path: path.join(ARTIFACTS, 'docs-steps-view.png') });
 
   await page.goto(`${w.url}/tasks/${codex.id}`);
   const shell = page.locator('li.item', { has: page.locator('.chip', { hasText: /^shell$/ }) });
