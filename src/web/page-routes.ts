@@ -1,7 +1,7 @@
 import { type Context, Hono, type Next } from 'hono';
 import { z } from 'zod';
 import { taskRecordJson, taskRecordJsonl } from '../audit/audit-export.ts';
-import type { AuditLog } from '../audit/audit-log.ts';
+import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { ChainVerdicts } from '../audit/chain-verdicts.ts';
 import { isTerminal, type Task } from '../tasks/task.ts';
 import { html } from './html.ts';
@@ -20,7 +20,17 @@ import { sessionViewer, type Viewer, type ViewerDeps, viewerScope } from './view
 /** Events per page of a task's timeline. */
 export const TIMELINE_PAGE = 500;
 /** Events the steps view reads at most (the exec audit left out). */
-export const STEPS_LIMIT = 5000;
+export const STEPS_LIMIT = 1500;
+/** Traffic the steps view shows only when it was refused (the timeline has all of it). */
+const TRAFFIC_TYPES = ['proxy.egress', 'proxy.git', 'proxy.model'];
+
+/** The events the steps are built from: no exec audit, and of the proxy traffic only refusals. */
+function stepEvents(audit: AuditLog, taskId: string): AuditEvent[] {
+  const page = { limit: STEPS_LIMIT + 1 };
+  const story = audit.events(taskId, page, { excludeTypes: ['vm.exec', ...TRAFFIC_TYPES] });
+  const refused = audit.events(taskId, page, { types: TRAFFIC_TYPES, refusals: true });
+  return [...story, ...refused].sort((a, b) => a.seq - b.seq).slice(0, STEPS_LIMIT + 1);
+}
 
 const TimelineQuery = z.object({
   after: AfterSeq,
@@ -35,10 +45,7 @@ export function taskPageParts(
   task: Task,
   options: { steps?: boolean } = {},
 ): TaskPageParts {
-  const events =
-    options.steps === false
-      ? []
-      : deps.audit.events(task.id, { limit: STEPS_LIMIT + 1 }, { excludeTypes: ['vm.exec'] });
+  const events = options.steps === false ? [] : stepEvents(deps.audit, task.id);
   const capped = events.length > STEPS_LIMIT;
   const state = deps.audit.latest(task.id, { types: ['task.state'] });
   return {
