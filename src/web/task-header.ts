@@ -15,10 +15,12 @@ export function taskTitle(task: Task): string {
 }
 
 /** Who asked: a GitHub login as @login; a local run's git name as a name, never as a login. */
-export function requester(task: Task): SafeHtml {
+export function requester(task: Task, options: { short?: boolean } = {}): SafeHtml {
   if (task.kind === 'local')
     return html`${task.actorLogin} <span class="muted">(git author; local run)</span>`;
-  return html`@${task.actorLogin}${task.actorId !== null ? html` <span class="muted">(id ${task.actorId})</span>` : ''}`;
+  const id =
+    task.actorId !== null && !options.short ? html` <span class="muted">(id ${task.actorId})</span>` : '';
+  return html`@${task.actorLogin}${id}`;
 }
 
 /** What the task is for, in a few words (list column, heading line). */

@@ -55,9 +55,9 @@ export function taskListView(
       <span class="sub">${t.repoFullName} · ${t.kind === 'local' ? html`<span class="badge">local</span>` : taskFor(t)} · <code>${t.id}</code></span></td>
     <td data-label="State"><span class="state state-${t.state}">${t.state}</span> ${verdictBadge(t.id, verdictOf(t))}</td>
     <td data-label="Outcome">${listOutcome(t)}</td>
-    <td data-label="PR">${t.result?.prNumber != null ? html`<a href="/tasks/${t.id}">#${t.result.prNumber}</a>` : t.prNumber !== null ? `#${t.prNumber}` : html`<span class="muted">–</span>`}</td>
+    <td data-label="PR">${prCell(t)}</td>
     <td data-label="Took">${taskDuration(t, now)}${isTerminal(t.state) ? '' : ' so far'}</td>
-    <td data-label="Requested by">${requester(t)}</td>
+    <td data-label="Requested by">${requester(t, { short: true })}</td>
     <td data-label="Created">${instant(t.createdAt)}</td>
   </tr>`,
   )}
@@ -68,6 +68,12 @@ ${page.tasks.length === 0 ? html`<p>No tasks match, or none you can see: you see
   ${page.page > 1 ? html`<a href="${link(page.page - 1)}" rel="prev">Newer</a>` : ''}
   ${page.page < pages ? html`<a href="${link(page.page + 1)}" rel="next">Older</a>` : ''}
 </nav>`;
+}
+
+function prCell(task: Task): SafeHtml | string {
+  const pr = task.result?.prNumber ?? (task.kind === 'issue' ? null : task.prNumber);
+  if (pr == null) return html`<span class="muted">–</span>`;
+  return task.result?.prUrl ? html`<a href="${task.result.prUrl}">#${pr}</a>` : `#${pr}`;
 }
 
 function listOutcome(task: Task): SafeHtml | string {

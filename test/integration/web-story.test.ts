@@ -194,7 +194,9 @@ describe('task identity, time and words', () => {
     );
     expect(row).toContain('Listed done');
     expect(row).toContain('changes pushed');
-    expect(row).toMatch(/data-label="PR"><a href="\/tasks\/\w+">#\d+<\/a>/);
+    expect(row).toMatch(
+      /data-label="PR"><a href="http:\/\/127\.0\.0\.1:\d+\/acme\/widgets\/pull\/(\d+)">#\1<\/a>/,
+    );
     expect(row).toMatch(/data-label="Took">\d+ s</);
   });
 });
