@@ -25,22 +25,25 @@ export function isExecAuditGapType(type: string): boolean {
  * Verdicts on tasks' chains for the pages, cached by chain head: a chain that has not grown is
  * not recomputed for every list page, only once `maxAgeMs` has passed (so a change made to the
  * database behind airlock's back still shows within that time; `airlock audit verify` always
- * recomputes).
+ * recomputes). A growing chain (a running task's page re-rendered live) is recomputed at most
+ * every `growingMs`: until then its verdict covers the head it was computed at.
  */
 export class ChainVerdicts {
   readonly #audit: Pick<AuditLog, 'head' | 'verify' | 'typeCounts' | 'events'>;
   readonly #clock: Clock;
   readonly #maxAgeMs: number;
+  readonly #growingMs: number;
   readonly #cache = new Map<string, ChainVerdict>();
 
   constructor(
     audit: Pick<AuditLog, 'head' | 'verify' | 'typeCounts' | 'events'>,
     clock: Clock,
-    options: { maxAgeMs?: number } = {},
+    options: { maxAgeMs?: number; growingMs?: number } = {},
   ) {
     this.#audit = audit;
     this.#clock = clock;
     this.#maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
+    this.#growingMs = options.growingMs ?? 5_000;
   }
 
   /** The verdict on one task's chain, recomputed only when its head moved or the answer is old. */
@@ -48,11 +51,8 @@ export class ChainVerdicts {
     const head = this.#audit.head(taskId);
     const now = this.#clock.now();
     const cached = this.#cache.get(taskId);
-    if (
-      cached &&
-      cached.headHash === head?.hash &&
-      now.getTime() - Date.parse(cached.checkedAt) < this.#maxAgeMs
-    ) {
+    const age = cached ? now.getTime() - Date.parse(cached.checkedAt) : Number.POSITIVE_INFINITY;
+    if (cached && (age < this.#growingMs || (cached.headHash === head?.hash && age < this.#maxAgeMs))) {
       return cached;
     }
     const report = this.#audit.verify(taskId);

@@ -19,7 +19,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-it('recomputes a chain only when its head moved or the verdict is older than its limit', () => {
+it('recomputes a chain only when its head moved (at most every few seconds) or the verdict is old', () => {
   const clock = new ManualClock();
   const audit = new AuditLog(db, clock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
   let verifications = 0;
@@ -32,10 +32,11 @@ it('recomputes a chain only when its head moved or the verdict is older than its
       return audit.verify(id);
     },
   };
-  const verdicts = new ChainVerdicts(counted, clock, { maxAgeMs: 60_000 });
+  const verdicts = new ChainVerdicts(counted, clock, { maxAgeMs: 60_000, growingMs: 5_000 });
   expect(verdicts.of('t')).toMatchObject({ state: 'empty', events: 0 });
   audit.append('t', 'task.created', {});
   audit.append('t', 'vm.exec', { argv: ['true'] });
+  clock.advance(5_000);
   expect(verdicts.of('t')).toMatchObject({ state: 'verified', events: 2 });
   expect(verdicts.of('t')).toMatchObject({ state: 'verified', events: 2 });
   expect(verifications).toBe(2);
@@ -48,8 +49,11 @@ it('recomputes a chain only when its head moved or the verdict is older than its
   clock.advance(60_000);
   expect(verdicts.of('t')).toMatchObject({ state: 'broken', problem: { seq: 2 } });
   expect(verifications).toBe(3);
-  // A new event moves the head: verified again right away (and still broken).
+  // A new event moves the head: verified again once a few seconds have passed (and still broken).
   audit.append('t', 'vm.exec_audit_incomplete', { reason: 'no answer' });
+  expect(verdicts.of('t')).toMatchObject({ events: 2 });
+  expect(verifications).toBe(3);
+  clock.advance(5_000);
   expect(verdicts.of('t')).toMatchObject({
     state: 'broken',
     events: 3,
