@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import type { Db } from '../store/database.ts';
 import { type AuditEvent, type StoredEventRow, storedRowToEvent } from './audit-event.ts';
 
@@ -57,6 +58,8 @@ export class AuditQueries {
   readonly #head;
   readonly #keptTexts;
   readonly #deleteText;
+  /** Prepared statements by SQL text: the filter shapes pages use are few. */
+  readonly #statements = new Map<string, Database.Statement<unknown[]>>();
 
   constructor(db: Db) {
     this.#db = db;
@@ -67,22 +70,32 @@ export class AuditQueries {
     this.#deleteText = db.prepare('DELETE FROM audit_payloads WHERE task_id = ? AND seq = ?');
   }
 
+  #prepare(sql: string): Database.Statement<unknown[]> {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      if (this.#statements.size >= 200) this.#statements.clear();
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   /** A page of a task's events in chain order. */
   events(taskId: string, page: EventPage, filter: EventFilter): AuditEvent[] {
     const f = filterSql(filter);
     const limit = page.limit ?? 1_000_000;
     if (page.beforeSeq !== undefined) {
       // Backwards: the `limit` events just before `beforeSeq`, returned in chain order.
-      return this.#db
-        .prepare(
-          `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ? AND e.seq < ? AND e.seq > ?${f.sql} ORDER BY e.seq DESC LIMIT ?`,
-        )
+      return this.#prepare(
+        `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ? AND e.seq < ? AND e.seq > ?${f.sql} ORDER BY e.seq DESC LIMIT ?`,
+      )
         .all(taskId, page.beforeSeq, page.afterSeq ?? 0, ...f.args, limit)
         .map((row) => storedRowToEvent(row as StoredEventRow))
         .reverse();
     }
-    return this.#db
-      .prepare(`SELECT ${EVENT_COLUMNS} WHERE e.task_id = ? AND e.seq > ?${f.sql} ORDER BY e.seq LIMIT ?`)
+    return this.#prepare(
+      `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ? AND e.seq > ?${f.sql} ORDER BY e.seq LIMIT ?`,
+    )
       .all(taskId, page.afterSeq ?? 0, ...f.args, limit)
       .map((row) => storedRowToEvent(row as StoredEventRow));
   }
@@ -90,17 +103,17 @@ export class AuditQueries {
   /** The latest event matching a filter. */
   latest(taskId: string, filter: EventFilter): AuditEvent | undefined {
     const f = filterSql(filter);
-    const row = this.#db
-      .prepare(`SELECT ${EVENT_COLUMNS} WHERE e.task_id = ?${f.sql} ORDER BY e.seq DESC LIMIT 1`)
-      .get(taskId, ...f.args);
+    const row = this.#prepare(
+      `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ?${f.sql} ORDER BY e.seq DESC LIMIT 1`,
+    ).get(taskId, ...f.args);
     return row ? storedRowToEvent(row as StoredEventRow) : undefined;
   }
 
   /** How many of a task's events there are of each type. */
   typeCounts(taskId: string): Map<string, number> {
-    const rows = this.#db
-      .prepare('SELECT type, count(*) AS n FROM audit_events WHERE task_id = ? GROUP BY type ORDER BY type')
-      .all(taskId) as Array<{ type: string; n: number }>;
+    const rows = this.#prepare(
+      'SELECT type, count(*) AS n FROM audit_events WHERE task_id = ? GROUP BY type ORDER BY type',
+    ).all(taskId) as Array<{ type: string; n: number }>;
     return new Map(rows.map((r) => [r.type, r.n]));
   }
 
@@ -108,9 +121,9 @@ export class AuditQueries {
   seqs(taskId: string, filter: EventFilter, limit: number): number[] {
     const f = filterSql(filter);
     return (
-      this.#db
-        .prepare(`SELECT e.seq FROM audit_events e WHERE e.task_id = ?${f.sql} ORDER BY e.seq LIMIT ?`)
-        .all(taskId, ...f.args, limit) as Array<{ seq: number }>
+      this.#prepare(
+        `SELECT e.seq FROM audit_events e WHERE e.task_id = ?${f.sql} ORDER BY e.seq LIMIT ?`,
+      ).all(taskId, ...f.args, limit) as Array<{ seq: number }>
     ).map((r) => r.seq);
   }
 
