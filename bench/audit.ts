@@ -232,7 +232,8 @@ const renderPage = async (id: string) => {
   const response = await app.request(`/tasks/${id}`, { headers });
   const body = await response.text();
   const ms = performance.now() - t0;
-  if (response.status !== 200 || !body.includes('task.created'))
+  // The steps view: the page a reviewer opens from the PR.
+  if (response.status !== 200 || !body.includes('id="task-steps"'))
     throw new Error(`page for ${id}: ${response.status}`);
   return ms;
 };

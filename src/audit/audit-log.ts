@@ -11,11 +11,13 @@ import {
   eventHash,
   GENESIS_HASH,
   isConversationEvent,
-  type StoredEventRow,
-  storedRowToEvent,
 } from './audit-event.ts';
+import { AuditQueries, type EventFilter, type EventPage } from './audit-queries.ts';
+import { type VerifyReport, verifyAuditChains } from './verify-chain.ts';
 
 export * from './audit-event.ts';
+export type { EventFilter, EventPage } from './audit-queries.ts';
+export { isRefusalEvent } from './audit-queries.ts';
 
 /** Options for {@link AuditLog}. */
 export interface AuditLogOptions {
@@ -73,7 +75,7 @@ export class AuditLog implements AuditSink {
   readonly #insertPayload;
   readonly #writeBatch: (events: readonly LinkedEvent[]) => void;
   readonly #selectHead;
-  readonly #selectEvents;
+  readonly #queries: AuditQueries;
   readonly #listeners = new Set<(event: AuditEvent) => void>();
   #pending: LinkedEvent[] = [];
   #flushScheduled = false;
@@ -95,11 +97,7 @@ export class AuditLog implements AuditSink {
     this.#selectHead = db.prepare(
       'SELECT seq, hash FROM audit_events WHERE task_id = ? ORDER BY seq DESC LIMIT 1',
     );
-    this.#selectEvents = db.prepare(
-      `SELECT e.task_id, e.seq, e.ts, e.type, e.data_json, e.prev_hash, e.hash, p.data_json AS payload_json
-       FROM audit_events e LEFT JOIN audit_payloads p ON p.task_id = e.task_id AND p.seq = e.seq
-       WHERE e.task_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?`,
-    );
+    this.#queries = new AuditQueries(db);
   }
 
   /**
@@ -164,18 +162,82 @@ export class AuditLog implements AuditSink {
     this.#commit(batch, this.#writeBatch);
   }
 
-  /** A task's events in order, with the kept text of conversation events. */
-  events(taskId: string, options: { afterSeq?: number; limit?: number } = {}): AuditEvent[] {
+  // Reads. Each commits the events waiting for a group commit first, so a reader never sees less
+  // than the log has accepted; group commit stays this class's own business.
+
+  /**
+   * A task's events in chain order, with the kept text of conversation events: every event, or a
+   * page after `afterSeq` / before `beforeSeq`, optionally filtered.
+   */
+  events(taskId: string, page: EventPage = {}, filter: EventFilter = {}): AuditEvent[] {
     this.flush();
-    return this.#selectEvents
-      .all(taskId, options.afterSeq ?? 0, options.limit ?? 1_000_000)
-      .map((row) => storedRowToEvent(row as StoredEventRow));
+    return this.#queries.events(taskId, page, filter);
+  }
+
+  /** The latest of a task's events that matches a filter (its latest diff, its outcome...). */
+  latest(taskId: string, filter: EventFilter): AuditEvent | undefined {
+    this.flush();
+    return this.#queries.latest(taskId, filter);
+  }
+
+  /** The sequence numbers of a task's events that match a filter, first `limit` of them. */
+  seqs(taskId: string, filter: EventFilter, limit = 1000): number[] {
+    this.flush();
+    return this.#queries.seqs(taskId, filter, limit);
+  }
+
+  /** How many events of each type a task's chain holds. */
+  typeCounts(taskId: string): Map<string, number> {
+    this.flush();
+    return this.#queries.typeCounts(taskId);
+  }
+
+  /** The chain's latest stored event: its sequence number (the event count) and hash. */
+  head(taskId: string): { seq: number; hash: string } | undefined {
+    this.flush();
+    return this.#queries.head(taskId);
   }
 
   /** The hash of a task's latest event (shown on the PR's check run). */
   headHash(taskId: string): string | undefined {
     const head = this.#head(taskId);
     return head.seq === 0 ? undefined : head.hash;
+  }
+
+  /** Recomputes a task's chain (or every chain) from what is stored; see {@link verifyAuditChains}. */
+  verify(taskId?: string): VerifyReport {
+    this.flush();
+    return verifyAuditChains(this.#db, taskId);
+  }
+
+  /** The kept prompt and model-response texts of a task (what a purge would delete). */
+  keptTexts(taskId: string): Array<{ seq: number; bytes: number }> {
+    this.flush();
+    return this.#queries.keptTexts(taskId);
+  }
+
+  /**
+   * Purges a task's kept texts in one transaction: an `audit.purged` event listing them (with the
+   * caller's record of who and why) is appended to the task's chain, then the texts are deleted.
+   * The chained digests remain, so the chain still verifies. Returns what went.
+   */
+  purgeTexts(taskId: string, record: Record<string, unknown>): { payloads: number; bytes: number } {
+    this.flush();
+    // Deleted text is overwritten in the database file, not just unlinked from it.
+    this.#db.pragma('secure_delete = ON');
+    return this.#db.transaction(() => {
+      const texts = this.#queries.keptTexts(taskId);
+      if (texts.length === 0) return { payloads: 0, bytes: 0 };
+      const bytes = texts.reduce((sum, t) => sum + t.bytes, 0);
+      this.append(taskId, 'audit.purged', {
+        purged: texts.map((t) => t.seq),
+        bytes,
+        what: 'prompt and model-response text',
+        ...record,
+      });
+      for (const t of texts) this.#queries.deleteText(taskId, t.seq);
+      return { payloads: texts.length, bytes };
+    })();
   }
 
   /** Subscribes to new events (live updates); returns the unsubscribe function. */

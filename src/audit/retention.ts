@@ -36,51 +36,42 @@ export function purgeConversation(
   deps: { db: Db; audit: AuditLog; clock: Clock },
   request: PurgeRequest,
 ): PurgeReport {
-  const { db } = deps;
-  // Events still waiting for a group commit must be in the database before it is searched.
-  deps.audit.flush();
+  const { db, audit } = deps;
   const cutoff = daysBefore(deps.clock, request.olderThanDays);
-  const where = ['t.finished_at IS NOT NULL', 't.finished_at <= ?'];
+  const where = ['finished_at IS NOT NULL', 'finished_at <= ?'];
   const args: unknown[] = [cutoff];
-  if (request.taskId) where.push('t.id = ?') && args.push(request.taskId);
-  if (request.repoFullName) where.push('t.repo_full_name = ?') && args.push(request.repoFullName);
-  const taskIds = (
+  if (request.taskId) where.push('id = ?') && args.push(request.taskId);
+  if (request.repoFullName) where.push('repo_full_name = ?') && args.push(request.repoFullName);
+  const finished = (
     db
-      .prepare(
-        `SELECT t.id FROM tasks t WHERE ${where.join(' AND ')}
-         AND EXISTS (SELECT 1 FROM audit_payloads p WHERE p.task_id = t.id) ORDER BY t.finished_at`,
-      )
+      .prepare(`SELECT id FROM tasks WHERE ${where.join(' AND ')} ORDER BY finished_at`)
       .all(...args) as Array<{ id: string }>
   ).map((r) => r.id);
-  const selectPayloads = db.prepare(
-    'SELECT seq, length(data_json) AS bytes FROM audit_payloads WHERE task_id = ?',
-  );
-  const deletePayload = db.prepare('DELETE FROM audit_payloads WHERE task_id = ? AND seq = ?');
-  // Deleted text is overwritten in the database file, not just unlinked from it.
-  db.pragma('secure_delete = ON');
+  const tasks: string[] = [];
   let payloads = 0;
   let bytes = 0;
-  for (const taskId of taskIds) {
-    const rows = selectPayloads.all(taskId) as Array<{ seq: number; bytes: number }>;
-    const taskBytes = rows.reduce((sum, r) => sum + r.bytes, 0);
-    payloads += rows.length;
-    bytes += taskBytes;
-    if (request.dryRun || rows.length === 0) continue;
-    db.transaction(() => {
-      deps.audit.append(taskId, 'audit.purged', {
-        purged: rows.map((r) => r.seq),
-        bytes: taskBytes,
-        what: 'prompt and model-response text',
-        reason: request.reason,
-        operator: request.operator,
-        olderThanDays: request.olderThanDays,
-      });
-      for (const r of rows) deletePayload.run(taskId, r.seq);
-    })();
+  for (const taskId of finished) {
+    if (request.dryRun) {
+      const texts = audit.keptTexts(taskId);
+      if (texts.length === 0) continue;
+      tasks.push(taskId);
+      payloads += texts.length;
+      bytes += texts.reduce((sum, t) => sum + t.bytes, 0);
+      continue;
+    }
+    const purged = audit.purgeTexts(taskId, {
+      reason: request.reason,
+      operator: request.operator,
+      olderThanDays: request.olderThanDays,
+    });
+    if (purged.payloads === 0) continue;
+    tasks.push(taskId);
+    payloads += purged.payloads;
+    bytes += purged.bytes;
   }
   // Move the overwritten pages out of the write-ahead log into the file (best effort: readers may hold it).
   if (!request.dryRun && payloads > 0) db.pragma('wal_checkpoint(PASSIVE)');
-  return { tasks: taskIds, payloads, bytes, dryRun: Boolean(request.dryRun) };
+  return { tasks, payloads, bytes, dryRun: Boolean(request.dryRun) };
 }
 
 /**

@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../store/database.ts';
-import type { StoredEventRow } from './audit-event.ts';
-import { CONTENT_KEY, eventHash, GENESIS_HASH, isConversationType } from './audit-log.ts';
+import {
+  CONTENT_KEY,
+  eventHash,
+  GENESIS_HASH,
+  isConversationType,
+  type StoredEventRow,
+} from './audit-event.ts';
 
 /** Where and how a chain breaks. */
 export interface ChainProblem {

@@ -75,6 +75,19 @@ export const AppConfig = z.object({
   }),
   /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  /**
+   * AIRLOCK_OPERATORS: GitHub logins (comma-separated) of the people who run this airlock: signed
+   * in, they see every task, local runs included.
+   */
+  operators: z
+    .string()
+    .default('')
+    .transform((list) =>
+      list
+        .split(',')
+        .map((login) => login.trim())
+        .filter(Boolean),
+    ),
   /** AIRLOCK_ADMIN_TOKEN: bearer token for the JSON API (automation) and, if required, /metrics. */
   adminToken: z
     .string()
@@ -158,6 +171,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       maxPerRepo: env.AIRLOCK_MAX_TASKS_PER_REPO,
     },
     accel: env.AIRLOCK_ACCEL,
+    operators: env.AIRLOCK_OPERATORS,
     adminToken: env.AIRLOCK_ADMIN_TOKEN,
     web: {
       sessionSecret: env.AIRLOCK_SESSION_SECRET,
@@ -228,6 +242,7 @@ const ENV_NAMES: Record<string, string> = {
   'scheduler.maxPerRepo': 'AIRLOCK_MAX_TASKS_PER_REPO',
   accel: 'AIRLOCK_ACCEL',
   adminToken: 'AIRLOCK_ADMIN_TOKEN',
+  operators: 'AIRLOCK_OPERATORS',
   'web.sessionSecret': 'AIRLOCK_SESSION_SECRET',
   'web.sessionHours': 'AIRLOCK_SESSION_HOURS',
   'web.accessCacheSeconds': 'AIRLOCK_ACCESS_CACHE_SECONDS',

@@ -120,6 +120,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       sessionHours: settings.web.sessionHours,
       accessCacheSeconds: settings.web.accessCacheSeconds,
       adminToken: settings.adminToken,
+      operators: settings.operators,
       metrics: deps.metrics,
       metricsPublic: settings.web.metricsPublic,
       fetch: tuning.fetch,

@@ -1,6 +1,5 @@
 import { type Context, Hono, type Next } from 'hono';
 import { z } from 'zod';
-import { verifyAuditChains } from '../audit/verify-chain.ts';
 import type { Task } from '../tasks/task.ts';
 import { exportResponse, type PageDeps } from './page-routes.ts';
 import { AfterSeq, listFilter, TaskId, TaskListQuery } from './request-params.ts';
@@ -55,18 +54,23 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
   app.get('/tasks/:id', async (c) => {
     const task = await findTask(c);
     if (!task) return notFound(c);
-    const head = deps.record.head(task.id);
-    return c.json({ task, chain: { events: head?.seq ?? 0, head_hash: head?.hash ?? null } });
+    const head = deps.audit.head(task.id);
+    const verdict = deps.verdicts.of(task.id);
+    return c.json({
+      task,
+      chain: {
+        events: head?.seq ?? 0,
+        head_hash: head?.hash ?? null,
+        verified: verdict.state === 'verified',
+      },
+    });
   });
 
   app.get('/tasks/:id/events', async (c) => {
     const task = await findTask(c);
     if (!task) return notFound(c);
     const limit = EventsLimit.parse(c.req.query('limit'));
-    const events = deps.record.audit.events(task.id, {
-      afterSeq: AfterSeq.parse(c.req.query('after')),
-      limit,
-    });
+    const events = deps.audit.events(task.id, { afterSeq: AfterSeq.parse(c.req.query('after')), limit });
     const last = events.at(-1)?.seq;
     return c.json({ events, next_after: events.length === limit && last !== undefined ? last : null });
   });
@@ -74,8 +78,7 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
   app.get('/tasks/:id/verify', async (c) => {
     const task = await findTask(c);
     if (!task) return notFound(c);
-    deps.record.audit.flush();
-    return c.json(verifyAuditChains(deps.db, task.id));
+    return c.json(deps.audit.verify(task.id));
   });
 
   app.get('/tasks/:id/export', async (c) => {

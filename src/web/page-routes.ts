@@ -1,25 +1,72 @@
 import { type Context, Hono, type Next } from 'hono';
+import { z } from 'zod';
 import { taskRecordJson, taskRecordJsonl } from '../audit/audit-export.ts';
-import { verifyAuditChains } from '../audit/verify-chain.ts';
-import type { Db } from '../store/database.ts';
+import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
+import type { ChainVerdicts } from '../audit/chain-verdicts.ts';
 import { isTerminal, type Task } from '../tasks/task.ts';
-import { layout, messagePage } from './layout.ts';
+import { html } from './html.ts';
+import { layout, messagePage, type PageViewer } from './layout.ts';
 import { liveTaskStream } from './live-stream.ts';
-import { scopeCovers } from './repo-access.ts';
+import { ALL_REPOS, scopeCovers } from './repo-access.ts';
 import { AfterSeq, listFilter, TaskId, TaskListQuery } from './request-params.ts';
+import { taskHeader, taskTitle } from './task-header.ts';
 import type { TaskQuery } from './task-query.ts';
-import type { TaskRecord } from './task-record.ts';
-import { taskListView, taskView } from './task-views.ts';
+import { taskSteps } from './task-steps.ts';
+import { liveBlock, type TaskPageParts, taskListView, taskPanels, taskView } from './task-views.ts';
+import { timelineView } from './timeline-view.ts';
+import { VERIFIED_HELP, verifiedHelpBody } from './verdict-badge.ts';
 import { sessionViewer, type Viewer, type ViewerDeps, viewerScope } from './viewer.ts';
 
 /** Events per page of a task's timeline. */
 export const TIMELINE_PAGE = 500;
+/** Events the steps view reads at most (the exec audit left out). */
+export const STEPS_LIMIT = 1500;
+/** Traffic the steps view shows only when it was refused (the timeline has all of it). */
+const TRAFFIC_TYPES = ['proxy.egress', 'proxy.git', 'proxy.model'];
+
+/** The events the steps are built from: no exec audit, and of the proxy traffic only refusals. */
+function stepEvents(audit: AuditLog, taskId: string): AuditEvent[] {
+  const page = { limit: STEPS_LIMIT + 1 };
+  const story = audit.events(taskId, page, { excludeTypes: ['vm.exec', ...TRAFFIC_TYPES] });
+  const refused = audit.events(taskId, page, { types: TRAFFIC_TYPES, refusals: true });
+  return [...story, ...refused].sort((a, b) => a.seq - b.seq).slice(0, STEPS_LIMIT + 1);
+}
+
+const TimelineQuery = z.object({
+  after: AfterSeq,
+  before: z.coerce.number().int().min(1).optional().catch(undefined),
+  type: z.array(z.string().max(64)).max(50).catch([]),
+  only: z.enum(['refusals']).optional().catch(undefined),
+});
+
+/** Reads what the task page shows. */
+export function taskPageParts(
+  deps: Pick<PageDeps, 'audit' | 'verdicts' | 'clock' | 'githubWebUrl'>,
+  task: Task,
+  options: { steps?: boolean } = {},
+): TaskPageParts {
+  const events = options.steps === false ? [] : stepEvents(deps.audit, task.id);
+  const capped = events.length > STEPS_LIMIT;
+  const state = deps.audit.latest(task.id, { types: ['task.state'] });
+  return {
+    task,
+    verdict: deps.verdicts.of(task.id),
+    phase: state
+      ? { state: String(state.data.state), since: state.ts }
+      : { state: task.state, since: task.createdAt },
+    steps: taskSteps(capped ? events.slice(0, STEPS_LIMIT) : events, task.finishedAt),
+    stepsCapped: capped,
+    diff: deps.audit.latest(task.id, { types: ['git.diff'] }),
+    webUrl: deps.githubWebUrl,
+    now: deps.clock.now().toISOString(),
+  };
+}
 
 /** What the pages need. */
 export interface PageDeps extends ViewerDeps {
-  db: Db;
   query: TaskQuery;
-  record: TaskRecord;
+  audit: AuditLog;
+  verdicts: ChainVerdicts;
   /** https://github.com or the GHES host, for links back to issues, PRs and check runs. */
   githubWebUrl: string;
   live: { recheckMs: number; keepAliveMs: number };
@@ -35,6 +82,16 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
   const app = new Hono<Env>();
 
   app.get('/', (c) => c.redirect('/tasks', 302));
+  app.get(VERIFIED_HELP, (c) => {
+    const viewer = sessionViewer(c, deps);
+    return c.html(
+      layout({
+        title: 'What verified means',
+        viewer: viewer?.kind === 'person' ? pageViewer(viewer) : undefined,
+        body: verifiedHelpBody(),
+      }).value,
+    );
+  });
 
   app.use('/tasks', requirePerson);
   app.use('/tasks/*', requirePerson);
@@ -64,7 +121,7 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
       messagePage(
         'Task not found',
         'There is no such task, or it belongs to a repository GitHub does not say you can read.',
-        { login: viewer.session.login },
+        pageViewer(viewer),
       ).value,
       404,
     );
@@ -76,36 +133,76 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     const scope = await viewerScope(viewer, deps);
     const filter = listFilter(q);
     const page = deps.query.list(scope, filter, q.page, q.per_page);
-    const body = taskListView(page, filter, deps.query.repositories(scope));
-    return c.html(layout({ title: 'Tasks', viewer: { login: viewer.session.login }, body }).value);
+    const now = deps.clock.now().toISOString();
+    const body = taskListView(
+      page,
+      filter,
+      deps.query.repositories(scope),
+      (t) => deps.verdicts.of(t.id),
+      now,
+    );
+    return c.html(layout({ title: 'Tasks', viewer: pageViewer(viewer), body, script: true }).value);
   });
 
   app.get('/tasks/:id', async (c) => {
     const viewer = c.get('viewer');
     const task = await findTask(viewer, c.req.param('id'));
     if (!task) return notFound(c);
-    const after = AfterSeq.parse(c.req.query('after'));
-    const events = deps.record.audit.events(task.id, { afterSeq: after, limit: TIMELINE_PAGE });
-    const head = deps.record.head(task.id);
-    const lastShown = events.at(-1)?.seq ?? after;
-    const more = head !== undefined && head.seq > lastShown;
-    const body = taskView({
-      task,
-      events,
-      diff: deps.record.diff(task.id),
-      headHash: head?.hash,
-      totalEvents: head?.seq ?? 0,
-      nextAfter: more ? lastShown : undefined,
-      webUrl: deps.githubWebUrl,
-      live: !isTerminal(task.state) && !more,
-    });
+    // The timeline's old address: its paging now lives under /timeline.
+    if (c.req.query('after') !== undefined)
+      return c.redirect(`/tasks/${task.id}/timeline?after=${AfterSeq.parse(c.req.query('after'))}`, 302);
+    const parts = taskPageParts(deps, task);
     return c.html(
       layout({
-        title: `Task ${task.id}`,
-        viewer: { login: viewer.session.login },
-        body,
-        script: !isTerminal(task.state),
+        title: taskTitle(task),
+        viewer: pageViewer(viewer),
+        body: taskView(parts, parts.verdict.events),
+        script: true,
       }).value,
+    );
+  });
+
+  app.get('/tasks/:id/timeline', async (c) => {
+    const viewer = c.get('viewer');
+    const task = await findTask(viewer, c.req.param('id'));
+    if (!task) return notFound(c);
+    const q = TimelineQuery.parse({ ...c.req.query(), type: c.req.queries('type') ?? [] });
+    const filter = { types: q.type.length ? q.type : undefined, refusals: q.only === 'refusals' };
+    const events =
+      q.before !== undefined
+        ? deps.audit.events(task.id, { beforeSeq: q.before, limit: TIMELINE_PAGE }, filter)
+        : deps.audit.events(task.id, { afterSeq: q.after, limit: TIMELINE_PAGE }, filter);
+    const first = events[0]?.seq;
+    const last = events.at(-1)?.seq;
+    const earlier =
+      first !== undefined && deps.audit.events(task.id, { beforeSeq: first, limit: 1 }, filter).length
+        ? first
+        : undefined;
+    const later =
+      last !== undefined && deps.audit.events(task.id, { afterSeq: last, limit: 1 }, filter).length
+        ? last
+        : undefined;
+    const parts = taskPageParts(deps, task, { steps: false });
+    const refusalSeqs = deps.audit.seqs(task.id, { refusals: true }, 10_000);
+    const body = html`<div id="task-header">${taskHeader({ ...parts, view: 'timeline' })}</div>
+${liveBlock(task, last ?? q.after, 'timeline')}
+${timelineView({
+  taskId: task.id,
+  events,
+  verdict: parts.verdict,
+  typeCounts: deps.audit.typeCounts(task.id),
+  filter: { types: q.type, refusals: filter.refusals },
+  earlier,
+  later,
+  firstRefusal: refusalSeqs[0],
+  refusals: refusalSeqs.length,
+  outcome: deps.audit.latest(task.id, { types: ['task.outcome'] })?.seq,
+  live: !isTerminal(task.state),
+  lastSeq: last ?? q.after,
+})}`;
+    return c.html(
+      layout({ title: `${taskTitle(task)} · timeline`, viewer: pageViewer(viewer), body, script: true })
+        .value,
     );
   });
 
@@ -122,12 +219,17 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     const task = await findTask(viewer, c.req.param('id'));
     if (!task) return c.text('Not Found', 404);
     const lastEventId = c.req.header('last-event-id');
+    const view = c.req.query('view') === 'timeline' ? 'timeline' : 'steps';
     return liveTaskStream(c, {
-      audit: deps.record.audit,
+      audit: deps.audit,
       taskId: task.id,
       afterSeq: AfterSeq.parse(lastEventId ?? c.req.query('after')),
       finished: isTerminal(task.state),
       stillAllowed: async () => scopeCovers(await viewerScope(viewer, deps), task),
+      panels: () => {
+        const now = deps.query.find(ALL_REPOS, task.id) ?? task;
+        return taskPanels(taskPageParts(deps, now, { steps: view === 'steps' }), view);
+      },
       ...deps.live,
     });
   });
@@ -137,15 +239,13 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
 
 /** A task's record as a download, in JSON (with the chain's verification) or JSON Lines. */
 export function exportResponse(
-  deps: Pick<PageDeps, 'db' | 'record'>,
+  deps: Pick<PageDeps, 'audit'>,
   task: Task,
   format: 'json' | 'jsonl',
 ): Response {
-  const events = deps.record.audit.events(task.id);
+  const events = deps.audit.events(task.id);
   const body =
-    format === 'json'
-      ? taskRecordJson(task, events, verifyAuditChains(deps.db, task.id))
-      : taskRecordJsonl(events);
+    format === 'json' ? taskRecordJson(task, events, deps.audit.verify(task.id)) : taskRecordJsonl(events);
   return new Response(body, {
     headers: {
       'content-type':
@@ -154,4 +254,8 @@ export function exportResponse(
       'cache-control': 'no-store',
     },
   });
+}
+
+function pageViewer(viewer: Extract<Viewer, { kind: 'person' }>): PageViewer {
+  return { login: viewer.session.login };
 }

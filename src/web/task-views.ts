@@ -1,9 +1,15 @@
 import type { AuditEvent } from '../audit/audit-log.ts';
+import type { ChainVerdict } from '../audit/chain-verdicts.ts';
 import type { Task } from '../tasks/task.ts';
-import { TaskState } from '../tasks/task.ts';
-import { eventSummary, isRefusal } from './event-summary.ts';
-import { html, type SafeHtml } from './html.ts';
+import { isTerminal, TaskState } from '../tasks/task.ts';
+import { diffView } from './diff-view.ts';
+import { html, SafeHtml } from './html.ts';
+import { stepsView } from './steps-view.ts';
+import { requester, taskDuration, taskFor, taskHeader, taskOutcome, taskTitle } from './task-header.ts';
 import type { TaskListFilter, TaskPage } from './task-query.ts';
+import type { Step } from './task-steps.ts';
+import { instant } from './time-format.ts';
+import { verdictBadge } from './verdict-badge.ts';
 
 /** Tasks per page of the list unless the query asks otherwise. */
 export const DEFAULT_PER_PAGE = 50;
@@ -13,6 +19,8 @@ export function taskListView(
   page: TaskPage,
   filter: TaskListFilter,
   repositories: readonly string[],
+  verdictOf: (task: Task) => ChainVerdict,
+  now: string,
 ): SafeHtml {
   const pages = Math.max(1, Math.ceil(page.total / page.perPage));
   const link = (n: number) => {
@@ -37,18 +45,20 @@ export function taskListView(
   <label>Requested by <input name="actor" value="${filter.actor ?? ''}" placeholder="login" autocomplete="off"></label>
   <button type="submit">Filter</button>
 </form>
-<table>
+<table class="tasks">
   <caption>${page.total} task(s)${page.total ? `, page ${page.page} of ${pages}` : ''}</caption>
-  <thead><tr><th scope="col">Task</th><th scope="col">Repository</th><th scope="col">For</th><th scope="col">State</th><th scope="col">Requested by</th><th scope="col">Created</th></tr></thead>
+  <thead><tr><th scope="col">Task</th><th scope="col">State</th><th scope="col">Outcome</th><th scope="col">PR</th><th scope="col">Took</th><th scope="col">Requested by</th><th scope="col">Created</th></tr></thead>
   <tbody>
   ${page.tasks.map(
     (t) => html`<tr>
-    <td><a href="/tasks/${t.id}"><code>${t.id}</code></a></td>
-    <td>${t.repoFullName}</td>
-    <td>${t.issueNumber !== null ? `#${t.issueNumber}` : t.prNumber !== null ? `PR #${t.prNumber}` : t.kind}</td>
-    <td><span class="state state-${t.state}">${t.state}</span></td>
-    <td>@${t.actorLogin}</td>
-    <td><time datetime="${t.createdAt}">${t.createdAt.replace('T', ' ').slice(0, 19)}</time></td>
+    <td data-label="Task" class="task-cell"><a href="/tasks/${t.id}" class="title">${taskTitle(t)}</a>
+      <span class="sub">${t.repoFullName} · ${t.kind === 'local' ? html`<span class="badge">local</span>` : taskFor(t)} · <code>${t.id}</code></span></td>
+    <td data-label="State"><span class="state state-${t.state}">${t.state}</span> ${verdictBadge(t.id, verdictOf(t))}</td>
+    <td data-label="Outcome">${listOutcome(t)}</td>
+    <td data-label="PR">${prCell(t)}</td>
+    <td data-label="Took">${taskDuration(t, now)}${isTerminal(t.state) ? '' : ' so far'}</td>
+    <td data-label="Requested by">${requester(t, { short: true })}</td>
+    <td data-label="Created">${instant(t.createdAt)}</td>
   </tr>`,
   )}
   </tbody>
@@ -60,94 +70,68 @@ ${page.tasks.length === 0 ? html`<p>No tasks match, or none you can see: you see
 </nav>`;
 }
 
-/** One timeline row (also streamed to the page by live updates). */
-export function timelineRow(event: AuditEvent): SafeHtml {
-  return html`<tr id="e${event.seq}"${isRefusal(event) ? html` class="refused"` : ''}>
-  <td class="num">${event.seq}</td>
-  <td class="when"><time datetime="${event.ts}">${event.ts.slice(11, 23)}</time></td>
-  <td class="type"><code>${event.type}</code></td>
-  <td>${eventSummary(event)}<details><summary>details</summary><pre>${JSON.stringify(
-    {
-      data: event.data,
-      ...(event.content ? { content: event.content } : {}),
-      hash: event.hash,
-      prevHash: event.prevHash,
-    },
-    null,
-    2,
-  )}</pre></details></td>
-</tr>`;
+function prCell(task: Task): SafeHtml | string {
+  const pr = task.result?.prNumber ?? (task.kind === 'issue' ? null : task.prNumber);
+  if (pr == null) return html`<span class="muted">–</span>`;
+  return task.result?.prUrl ? html`<a href="${task.result.prUrl}">#${pr}</a>` : `#${pr}`;
 }
 
-/** Links back to GitHub: the trigger, the issue, the pull request and the check run. */
-function githubLinks(task: Task, webUrl: string): SafeHtml[] {
-  const repo = `${webUrl}/${task.repoFullName}`;
-  const links: SafeHtml[] = [];
-  if (task.triggerUrl) links.push(html`<a href="${task.triggerUrl}">Trigger</a>`);
-  if (task.issueNumber !== null)
-    links.push(html`<a href="${repo}/issues/${task.issueNumber}">Issue #${task.issueNumber}</a>`);
-  if (task.prNumber !== null)
-    links.push(html`<a href="${repo}/pull/${task.prNumber}">Pull request #${task.prNumber}</a>`);
-  if (task.checkRunId !== null) links.push(html`<a href="${repo}/runs/${task.checkRunId}">Check run</a>`);
-  return links;
+function listOutcome(task: Task): SafeHtml | string {
+  if (!isTerminal(task.state)) return html`<span class="muted">–</span>`;
+  if (task.state !== 'succeeded') return task.reason ? clipText(task.reason, 80) : task.state;
+  return task.result?.outcome === 'no_changes' ? 'no changes' : 'changes pushed';
 }
 
-function diffView(diff: AuditEvent | undefined): SafeHtml {
-  if (!diff) return html`<p>No diff recorded (yet).</p>`;
-  const patch = String(diff.data.patch ?? '');
-  const lines = patch.split('\n').map((line) => {
-    const cls = line.startsWith('@@')
-      ? 'hunk'
-      : line.startsWith('+') && !line.startsWith('+++')
-        ? 'add'
-        : line.startsWith('-') && !line.startsWith('---')
-          ? 'del'
-          : '';
-    return cls ? html`<span class="${cls}">${line}</span>\n` : html`${line}\n`;
-  });
-  return html`<pre aria-label="Diff stat">${String(diff.data.stat ?? '')}</pre>
-<details open><summary>Patch (${String(diff.data.base ?? '').slice(0, 8)}…${String(diff.data.head ?? '').slice(0, 8)})</summary><pre class="diff" aria-label="Patch">${lines}</pre></details>`;
+function clipText(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
-/** The task page: facts, links, the diff, the chain head and the timeline. */
-export function taskView(options: {
+/** Everything the task page shows (and its live updates re-render). */
+export interface TaskPageParts {
   task: Task;
-  events: readonly AuditEvent[];
+  verdict: ChainVerdict;
+  phase: { state: string; since: string } | undefined;
+  steps: readonly Step[];
+  stepsCapped: boolean;
   diff: AuditEvent | undefined;
-  headHash: string | undefined;
-  totalEvents: number;
-  nextAfter: number | undefined;
   webUrl: string;
-  live: boolean;
-}): SafeHtml {
-  const { task, events } = options;
-  const lastSeq = events.at(-1)?.seq ?? 0;
-  return html`<h1>Task <code>${task.id}</code> <span id="task-state" class="state state-${task.state}">${task.state}</span></h1>
-<dl class="facts">
-  <dt>Repository</dt><dd>${task.repoFullName}</dd>
-  <dt>Requested by</dt><dd>@${task.actorLogin}${task.actorId !== null ? ` (id ${task.actorId})` : ''} via ${task.triggerEvent}</dd>
-  <dt>Branch</dt><dd><code>${task.branch}</code>${task.baseRef ? html` from <code>${task.baseRef}</code>` : ''}</dd>
-  <dt>Created</dt><dd><time datetime="${task.createdAt}">${task.createdAt}</time></dd>
-  ${task.finishedAt ? html`<dt>Finished</dt><dd><time datetime="${task.finishedAt}">${task.finishedAt}</time></dd>` : ''}
-  ${task.reason ? html`<dt>Reason</dt><dd>${task.reason}</dd>` : ''}
-  ${task.result ? html`<dt>Outcome</dt><dd>${task.result.outcome}${task.result.summary ? `: ${task.result.summary}` : ''}</dd>` : ''}
-  <dt>Chain head</dt><dd><code class="hash">${options.headHash ?? 'no events'}</code> (${options.totalEvents} events)</dd>
-</dl>
-<div class="actions">
-  ${githubLinks(task, options.webUrl)}
-  <a href="/tasks/${task.id}/export.json" download>Export JSON</a>
-  <a href="/tasks/${task.id}/export.jsonl" download>Export JSONL</a>
-</div>
-<h2>Diff</h2>
-${diffView(options.diff)}
-<h2>Timeline</h2>
-${options.live ? html`<p class="live" id="live-status" role="status">Running: new events appear as they are recorded.</p>` : ''}
-<table${options.live ? html` data-live="/tasks/${task.id}/live?after=${lastSeq}"` : ''}>
-  <caption>Audit events in chain order</caption>
-  <thead><tr><th scope="col" class="num">#</th><th scope="col">Time (UTC)</th><th scope="col">Event</th><th scope="col">What</th></tr></thead>
-  <tbody>
-  ${events.map(timelineRow)}
-  </tbody>
-</table>
-${options.nextAfter !== undefined ? html`<nav class="pager" aria-label="Timeline pages"><a href="/tasks/${task.id}?after=${options.nextAfter}" rel="next">Later events</a></nav>` : ''}`;
+  now: string;
+}
+
+/** The parts of the task page that live updates replace, by element id. */
+export function taskPanels(p: TaskPageParts, view: 'steps' | 'timeline'): Record<string, string> {
+  const panels: Record<string, string> = {
+    'task-header': taskHeader({ ...p, view }).value,
+  };
+  if (view === 'steps') {
+    panels['task-outcome'] = taskOutcome(p.task).value;
+    panels['task-steps'] = stepsView(p.task.id, p.steps, p.now, p.stepsCapped).value;
+    panels['task-diff'] = diffView(p.task, p.diff).value;
+  }
+  return panels;
+}
+
+/** What the live status line says for a task in this state. */
+export function liveStatus(task: Task): string {
+  if (task.state === 'queued') return 'Queued: this page updates when the task starts.';
+  if (!isTerminal(task.state)) return 'Running: this page follows the task as it is recorded.';
+  return 'Task finished.';
+}
+
+/** The live-updates element: the status line and where the stream is. */
+export function liveBlock(task: Task, afterSeq: number, view: 'steps' | 'timeline'): SafeHtml {
+  if (isTerminal(task.state)) return html``;
+  return html`<p class="live" id="live-status" role="status" data-stream="/tasks/${task.id}/live?after=${afterSeq}&amp;view=${view}">${liveStatus(task)}</p>`;
+}
+
+/** The task page's main view: header, outcome, the steps and the diff. */
+export function taskView(p: TaskPageParts, afterSeq: number): SafeHtml {
+  const panels = taskPanels(p, 'steps');
+  const raw = (id: string) => html`<div id="${id}">${new SafeHtml(panels[id]!)}</div>`;
+  return html`${raw('task-header')}
+${liveBlock(p.task, afterSeq, 'steps')}
+<section aria-labelledby="h-outcome"><h2 id="h-outcome">Outcome</h2>${raw('task-outcome')}</section>
+<section aria-labelledby="h-steps"><h2 id="h-steps">Steps</h2>${raw('task-steps')}</section>
+<section id="diff" aria-labelledby="h-diff"><h2 id="h-diff">Diff</h2>${raw('task-diff')}</section>`;
 }

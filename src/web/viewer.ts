@@ -16,6 +16,8 @@ export interface ViewerDeps {
   query: TaskQuery;
   clock: Clock;
   adminToken: string | undefined;
+  /** Lower-cased logins of the operators, who see every task. */
+  operators: ReadonlySet<string>;
 }
 
 /** Whether the request carries `Authorization: Bearer <admin token>` (compared in constant time). */
@@ -36,11 +38,11 @@ export function sessionViewer(c: Context, deps: ViewerDeps): Viewer | undefined 
 }
 
 /**
- * The tasks a viewer may see. For a person: every repository GitHub lists as readable for them,
+ * The tasks a viewer may see. The admin token and the operators see every task; a person, every repository GitHub lists as readable for them,
  * across the installations tasks were recorded under (cached briefly by RepoAccess).
  */
 export async function viewerScope(viewer: Viewer, deps: ViewerDeps): Promise<AccessScope> {
-  if (viewer.kind === 'admin') return ALL_REPOS;
+  if (viewer.kind === 'admin' || deps.operators.has(viewer.session.login.toLowerCase())) return ALL_REPOS;
   if (!deps.access) return { all: false, repoIds: new Set(), repoNames: new Set() };
   return deps.access.scope(
     { userId: viewer.session.userId, token: viewer.session.token },

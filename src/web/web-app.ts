@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import type { AuditLog } from '../audit/audit-log.ts';
+import { ChainVerdicts } from '../audit/chain-verdicts.ts';
 import type { Clock } from '../clock.ts';
 import { errorMessage, GitHubError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -14,7 +15,6 @@ import { pageRoutes } from './page-routes.ts';
 import { RepoAccess } from './repo-access.ts';
 import { Sealer } from './session-sealer.ts';
 import { TaskQuery } from './task-query.ts';
-import { TaskRecord } from './task-record.ts';
 import { hasAdminToken } from './viewer.ts';
 import { clearSession } from './web-session.ts';
 
@@ -37,6 +37,11 @@ export interface WebAppDeps {
   sessionHours: number;
   accessCacheSeconds: number;
   adminToken?: string | undefined;
+  /**
+   * GitHub logins of the operators: signed in, they see every task, local runs (which have no
+   * installation to ask GitHub about) included, as the admin token does through the API.
+   */
+  operators?: readonly string[] | undefined;
   metrics?: AirlockMetrics;
   metricsPublic: boolean;
   /** fetch for GitHub calls (tests point nothing here: they use a real emulator). */
@@ -67,9 +72,10 @@ export function webApp(deps: WebAppDeps): Hono {
     : undefined;
   const query = new TaskQuery(deps.db);
   const pageDeps = {
-    db: deps.db,
     query,
-    record: new TaskRecord(deps.db, deps.audit),
+    audit: deps.audit,
+    verdicts: new ChainVerdicts(deps.audit, deps.clock),
+    operators: new Set((deps.operators ?? []).map((login) => login.toLowerCase())),
     githubWebUrl: deps.github.webUrl.replace(/\/$/, ''),
     sealer,
     access,

@@ -150,13 +150,15 @@ describe('a person with read access to one repository', () => {
     expect(api.tasks).toHaveLength(1);
   });
 
-  it('reads a task page with its timeline, diff and links', async () => {
+  it('reads a task page with its steps, diff and links, and its audit timeline', async () => {
     const page = await text(await w.get(`/tasks/${widgets.id}`, { cookie: bob, ...html }));
-    expect(page).toContain('task.created');
     expect(page).toContain('refused CONNECT evil.example:443');
     expect(page).toContain('<span class="add">+# new acme/widgets</span>');
     expect(page).toContain(`href="${w.emulator.webUrl}/acme/widgets/issues/${widgets.issueNumber}"`);
     expect(page).toContain(w.audit.headHash(widgets.id)!);
+    const timeline = await text(await w.get(`/tasks/${widgets.id}/timeline`, { cookie: bob, ...html }));
+    expect(timeline).toContain('<code>task.created</code>');
+    expect(timeline).toContain('refused CONNECT evil.example:443');
   });
 
   it('gets the same 404 for another repository’s task as for a task that does not exist, by page, export, stream and API', async () => {
@@ -300,16 +302,24 @@ describe('a long timeline', () => {
     bob = await w.signIn('bob');
   });
 
-  it('pages a long timeline 500 events at a time', async () => {
+  it('pages a long timeline 500 events at a time, both ways', async () => {
     const long = w.addTask('acme/widgets', { actor: 'bob' });
     for (let i = 0; i < 600; i++) w.audit.append(long.id, 'vm.exec', { argv: ['step', String(i)] });
     const count = (page: string) => (page.match(/<tr id="e\d+"/g) ?? []).length;
-    const first = await text(await w.get(`/tasks/${long.id}`, { cookie: bob, ...html }));
+    const first = await text(await w.get(`/tasks/${long.id}/timeline`, { cookie: bob, ...html }));
     expect(count(first)).toBe(500);
-    expect(first).toContain(`href="/tasks/${long.id}?after=500" rel="next"`);
-    const second = await text(await w.get(`/tasks/${long.id}?after=500`, { cookie: bob, ...html }));
+    expect(first).toContain(`href="/tasks/${long.id}/timeline?after=500" rel="next"`);
+    expect(first).not.toContain('rel="prev"');
+    const second = await text(await w.get(`/tasks/${long.id}/timeline?after=500`, { cookie: bob, ...html }));
     expect(count(second)).toBe(608 - 500);
     expect(second).not.toContain('rel="next"');
+    expect(second).toContain(`href="/tasks/${long.id}/timeline?before=501" rel="prev"`);
+    const back = await text(await w.get(`/tasks/${long.id}/timeline?before=501`, { cookie: bob, ...html }));
+    expect(count(back)).toBe(500);
+    expect(back).toContain('<tr id="e1"');
+    // The old address of page 2 still leads there.
+    const old = await w.get(`/tasks/${long.id}?after=500`, { cookie: bob, ...html });
+    expect(old.headers.get('location')).toBe(`/tasks/${long.id}/timeline?after=500`);
   });
 });
 
