@@ -52,6 +52,17 @@ export function trackingCommentBody(
   if (task.state === 'queued' && options.queuedBehind) {
     lines.push('', `Waiting for task \`${options.queuedBehind}\` on the same branch to finish.`);
   }
+  const changed = task.context.threadChanged;
+  if (changed) {
+    const what = [
+      changed.edited ? 'was edited' : '',
+      changed.leftOut ? `has ${changed.leftOut} comment(s) from people without write access` : '',
+    ].filter(Boolean);
+    lines.push(
+      '',
+      `ℹ️ Since it was asked for, this thread ${what.join(' and ')}: the agent works from the text as it was when the task was requested.`,
+    );
+  }
   if (task.state === 'succeeded' && task.result) {
     if (task.result.outcome === 'no_changes') {
       lines.push('', 'The agent made no change.');
