@@ -53,7 +53,8 @@ export function pushFileBehaviour(file: string, content: string): RunBehaviour {
     ctx.enterPhase('pushing');
     const sha = await pushCommit({
       remote: await h.gitRemote(task.repoFullName),
-      base: from,
+      // git-push clones branches only; a fork PR's head is approximated by its base here.
+      base: task.start.from === 'pull_head' ? (task.baseRef ?? 'main') : from,
       branch: task.branch,
       files: { [file]: `${content}${task.id}\n` },
       message: `airlock task ${task.id}`,
