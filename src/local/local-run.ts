@@ -60,6 +60,9 @@ export async function runLocalTask(
   const repo = await inspectRepository(request.repoPath);
   const repoConfig = await readRepoConfig(repo.top, request);
   const sandbox = await deps.sandbox();
+  // Invariant 10: VMs an earlier run left behind (killed mid-task) go before this one starts.
+  const reaped = await sandbox.reapOrphans();
+  if (reaped.length) deps.progress(`reaped the VMs of ${reaped.length} earlier run(s): ${reaped.join(', ')}`);
   const database = path.join(deps.config.dataDir, 'airlock.sqlite');
   await mkdir(deps.config.dataDir, { recursive: true });
   const db = openDatabase(database);
