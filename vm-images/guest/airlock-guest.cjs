@@ -201,7 +201,10 @@ function exec(message) {
   };
   child.on('exit', (code, signal) => {
     exited = { code, signal };
-    grace = setTimeout(() => finish(code, signal), EXIT_OUTPUT_GRACE_MS);
+    // The hop through setImmediate lets one poll for I/O run first: when the guest was starved
+    // (a loaded host under TCG), the timer and the last output are ready together, and timers
+    // run before I/O in Node's loop; the output must not be cut.
+    grace = setTimeout(() => setImmediate(() => finish(code, signal)), EXIT_OUTPUT_GRACE_MS);
   });
   child.on('close', (code, signal) => {
     finish(exited?.code ?? code, exited ? exited.signal : signal);
