@@ -115,7 +115,8 @@ describe('airlock run', () => {
       expect(types, type).toContain(type);
     // The agent's leftovers were killed and recorded, not waited for (invariant 11).
     const leftovers = events.find((e) => e.type === 'agent.leftovers_killed');
-    expect((leftovers?.data.processes as Array<{ argv: string[] }>).map((p) => p.argv)).toEqual([
+    expect(leftovers, 'an agent.leftovers_killed event').toBeDefined();
+    expect((leftovers!.data.processes as Array<{ argv: string[] }>).map((p) => p.argv)).toEqual([
       ['sleep', '600'],
       ['sleep', '600'],
     ]);
