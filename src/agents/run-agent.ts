@@ -1,4 +1,5 @@
 import { errorMessage, SandboxError } from '../errors.ts';
+import type { GuestProcess } from '../sandbox/guest-protocol.ts';
 import type { Vm } from '../sandbox/sandbox.ts';
 import type { AgentAdapter, AgentRunInput, AgentStreamParser } from './agent-adapter.ts';
 import { type AgentEvent, clip, rawLine } from './agent-event.ts';
@@ -21,6 +22,8 @@ export interface AgentRunResult {
   failure: string;
   /** How many normalized events the run produced. */
   events: number;
+  /** What the agent left running when it exited, killed then (pid and command line in the guest). */
+  leftovers: GuestProcess[];
 }
 
 /** What a run needs besides the adapter and its input. */
@@ -40,7 +43,7 @@ export interface RunAgentOptions {
  * a non-zero exit means; this only reports it.
  */
 export async function runAgent(
-  vm: Pick<Vm, 'exec' | 'writeFile'>,
+  vm: Pick<Vm, 'exec' | 'writeFile' | 'killUserProcesses'>,
   adapter: AgentAdapter,
   input: AgentRunInput,
   options: RunAgentOptions,
@@ -96,6 +99,9 @@ export async function runAgent(
   );
   readers.stdout.end();
   readers.stderr.end();
+  // The agent is done when its main process exits: whatever it left running as its user (a dev
+  // server, a watcher, a daemon that called setsid) is killed now, never waited for.
+  const leftovers = await vm.killUserProcesses(options.uid);
 
   const summary = adapter.stderrIsOutput ? outputTail.join('\n') : (finalMessage ?? lastMessage ?? '');
   const failure = [...errors.slice(-3), ...stderrTail].join('\n') || summary.split('\n').slice(-5).join('\n');
@@ -106,6 +112,7 @@ export async function runAgent(
     summary,
     failure: clip(failure, 2_000),
     events: count,
+    leftovers,
   };
 }
 

@@ -69,6 +69,10 @@ export async function runLocalTask(
       },
     );
     const { tasks, audit } = airlock;
+    // Invariant 10: VMs an earlier run left behind (killed mid-task) go before this one starts.
+    const reaped = (await airlock.sandbox?.sandbox.reapOrphans()) ?? [];
+    if (reaped.length)
+      deps.progress(`reaped the VMs of ${reaped.length} earlier run(s): ${reaped.join(', ')}`);
     const fullName = `${git.repository.owner}/${git.repository.name}`;
     const task = tasks.create({
       installationId: null,

@@ -26,7 +26,11 @@ export interface ProcessResult {
   durationMs: number;
 }
 
-const BASE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
+/** What every child gets unless its caller says otherwise; the parent's environment is never passed on. */
+export const BASE_ENV = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  LANG: 'C.UTF-8',
+};
 
 /**
  * Runs a child process through the one wrapper every part uses: explicit environment, a timeout,

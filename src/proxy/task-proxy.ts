@@ -1,4 +1,4 @@
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
@@ -70,10 +70,18 @@ export interface TaskProxy {
   /** Model tokens used so far by this task. */
   usage(): TokenUsage;
   /**
-   * Stops listening, cuts every connection and revokes the task's token; safe to call twice. Rejects
-   * only when revocation fails, after the listener is gone (the token then expires within the hour).
+   * Stops listening, cuts every connection and revokes the task's token; safe to call twice. Says
+   * what it checked: a failed revocation is logged and reported, not thrown (the token then
+   * expires within the hour).
    */
-  close(): Promise<void>;
+  close(): Promise<ProxyClosed>;
+}
+
+/** What {@link TaskProxy.close} checked after closing, for the audit record. */
+export interface ProxyClosed {
+  /** The server no longer listens and its unix socket file (if any) is gone. */
+  listenerClosed: boolean;
+  tokenRevoked: boolean;
 }
 
 /**
@@ -207,7 +215,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     });
   }
 
-  let closing: Promise<void> | undefined;
+  let closing: Promise<ProxyClosed> | undefined;
   return {
     address,
     usage: () => models.usage(),
@@ -219,9 +227,25 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
         agents.http.destroy();
         agents.https.destroy();
         await closed;
-        if ('socketPath' in options.listen) await rm(options.listen.socketPath, { force: true });
-        await options.credential.revoke();
-        log.info({ taskId, usage: models.usage() }, 'task proxy closed');
+        let socketGone = true;
+        if ('socketPath' in options.listen) {
+          const socketPath = options.listen.socketPath;
+          await rm(socketPath, { force: true });
+          socketGone = await stat(socketPath).then(
+            () => false,
+            (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+          );
+        }
+        const listenerClosed = !server.listening && socketGone;
+        const tokenRevoked = await options.credential.revoke().then(
+          () => true,
+          (error: unknown) => {
+            log.error({ taskId, err: errorMessage(error) }, 'could not revoke the task token');
+            return false;
+          },
+        );
+        log.info({ taskId, usage: models.usage(), listenerClosed, tokenRevoked }, 'task proxy closed');
+        return { listenerClosed, tokenRevoked };
       })();
       return closing;
     },

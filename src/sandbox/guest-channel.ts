@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SandboxError } from '../errors.ts';
 import type { ExecAuditRecord } from './exec-audit.ts';
-import { GuestLineParser, type GuestMessage, type HostMessage } from './guest-protocol.ts';
+import {
+  GuestLineParser,
+  type GuestMessage,
+  type GuestProcess,
+  type GuestReady,
+  type HostMessage,
+  type MalformedGuestLine,
+} from './guest-protocol.ts';
 import type { GuestExec, GuestExecResult } from './sandbox.ts';
 
 type Pending = {
@@ -24,17 +31,20 @@ export class GuestChannel {
   readonly #outputLimit: number;
   #outputBytes = 0;
   #closed: Error | undefined;
-  #ready: ((m: GuestMessage) => void) | undefined;
-  readonly ready: Promise<GuestMessage>;
+  #ready: { resolve(m: GuestReady): void; reject(e: Error): void } | undefined;
+  /** The guest's ready report; rejects if it does not parse (the VM is then not used). */
+  readonly ready: Promise<GuestReady>;
   /** Called when the guest exceeds the output limit. */
   onOutputLimit: (() => void) | undefined;
 
   constructor(socket: Socket, outputLimitBytes: number) {
     this.#socket = socket;
     this.#outputLimit = outputLimitBytes;
-    this.ready = new Promise((resolve) => {
-      this.#ready = resolve;
+    this.ready = new Promise((resolve, reject) => {
+      this.#ready = { resolve, reject };
     });
+    // Settled by create(); a channel closed before it is read must not leave an unhandled rejection.
+    this.ready.catch(() => {});
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       for (const message of this.#parser.push(chunk)) this.#dispatch(message);
@@ -111,6 +121,17 @@ export class GuestChannel {
     await this.#request({ type: 'sync_audit', id: randomUUID() });
   }
 
+  /**
+   * Ends every process of guest user `uid` (stopped first, so none can fork past the kill, then
+   * killed) and returns what was killed.
+   */
+  async killUserProcesses(uid: number): Promise<{ processes: GuestProcess[]; survivors: number[] }> {
+    const message = await this.#request({ type: 'kill_user_processes', id: randomUUID(), uid });
+    if (message.type !== 'killed')
+      throw new SandboxError('guest_error', `guest answered ${message.type} to kill_user_processes`);
+    return { processes: message.processes, survivors: message.survivors };
+  }
+
   /** Asks the guest to power off (best effort). */
   shutdown(): void {
     this.#send({ type: 'shutdown' });
@@ -120,6 +141,7 @@ export class GuestChannel {
   close(reason: Error): void {
     if (this.#closed) return;
     this.#closed = reason;
+    this.#ready?.reject(reason);
     for (const pending of this.#pending.values()) pending.reject(reason);
     this.#pending.clear();
     this.#socket.destroy();
@@ -137,13 +159,20 @@ export class GuestChannel {
     if (!this.#closed) this.#socket.write(`${JSON.stringify(message)}\n`);
   }
 
-  #dispatch(message: GuestMessage | { type: 'malformed'; line: string; error: string }): void {
+  #dispatch(message: GuestMessage | MalformedGuestLine): void {
     switch (message.type) {
       case 'malformed':
+        if (message.claimedType === 'ready') {
+          this.#ready?.reject(
+            new SandboxError('vm_boot_failed', `the guest's ready report did not parse (${message.error})`, {
+              hint: 'the VM image may be older than this airlock: rebuild it with vm-images/build.sh',
+            }),
+          );
+        }
         for (const l of this.#malformedListeners) l(message.line, message.error);
         return;
       case 'ready':
-        this.#ready?.(message);
+        this.#ready?.resolve(message);
         return;
       case 'exec_audit':
         for (const l of this.#auditListeners) {

@@ -28,14 +28,44 @@ export const HostMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('signal'), id: z.string(), signal: z.string() }),
   // Answered with `ok` once every exec record before it has been sent (an audit barrier).
   z.object({ type: z.literal('sync_audit'), id: z.string() }),
+  // Ends every process of one unprivileged user; answered with `killed`.
+  z.object({ type: z.literal('kill_user_processes'), id: z.string(), uid: z.number().int().positive() }),
   z.object({ type: z.literal('shutdown') }),
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
+/**
+ * The guest's boot-time set-up as guest-init reports it: exit statuses (0 is success) of the
+ * scratch disk, network and exec-audit rules, and whether the kernel says the audit rules are
+ * locked; or that it did not finish in time.
+ */
+export const GuestSetup = z.union([
+  z.object({ timedOut: z.literal(true) }),
+  z.object({
+    scratch: z.number().int(),
+    network: z.number().int(),
+    audit: z.number().int(),
+    auditLocked: z.boolean(),
+  }),
+]);
+export type GuestSetup = z.infer<typeof GuestSetup>;
+
+/** The guest agent's first message: booted, and what its set-up did. */
+export const GuestReady = z.object({
+  type: z.literal('ready'),
+  bootMs: z.number(),
+  kernel: z.string(),
+  guestVersion: z.number().int(),
+  setup: GuestSetup,
+});
+export type GuestReady = z.infer<typeof GuestReady>;
+
+/** A process the guest killed: its pid in the guest and its command line. */
+export const GuestProcess = z.object({ pid: z.number().int(), argv: z.array(z.string()) });
+export type GuestProcess = z.infer<typeof GuestProcess>;
+
 export const GuestMessage = z.discriminatedUnion('type', [
-  z
-    .object({ type: z.literal('ready'), bootMs: z.number().optional(), kernel: z.string().optional() })
-    .passthrough(),
+  GuestReady,
   z.object({ type: z.enum(['stdout', 'stderr']), id: z.string(), data: z.string() }),
   z.object({
     type: z.literal('exit'),
@@ -46,6 +76,13 @@ export const GuestMessage = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('file'), id: z.string(), contentBase64: z.string() }),
   z.object({ type: z.literal('ok'), id: z.string() }),
+  z.object({
+    type: z.literal('killed'),
+    id: z.string(),
+    processes: z.array(GuestProcess),
+    /** Pids still running after the kill (a process stuck in the kernel). */
+    survivors: z.array(z.number().int()),
+  }),
   z.object({ type: z.literal('error'), id: z.string().optional(), message: z.string() }),
   z
     .object({
@@ -67,6 +104,8 @@ export interface MalformedGuestLine {
   type: 'malformed';
   line: string;
   error: string;
+  /** The `type` the line claimed, when it was a JSON object with one (a bad `ready` fails the boot). */
+  claimedType?: string;
 }
 
 /** Longest line the host accepts from a guest before it cuts the line and records it as malformed. */
@@ -118,10 +157,13 @@ export function parseGuestLine(line: string): GuestMessage | MalformedGuestLine 
   }
   const parsed = GuestMessage.safeParse(raw);
   if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const claimed = (raw as { type?: unknown } | null)?.type;
     return {
       type: 'malformed',
       line: line.slice(0, 2000),
-      error: parsed.error.issues[0]?.message ?? 'invalid',
+      error: issue ? `${issue.path.join('.') || 'message'}: ${issue.message}` : 'invalid',
+      ...(typeof claimed === 'string' ? { claimedType: claimed } : {}),
     };
   }
   return parsed.data;

@@ -1,18 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
 import { SandboxError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { type ProcessHandle, spawnProcess } from '../process/spawn-process.ts';
 import { createVmDisks } from './disks.ts';
 import { GuestChannel } from './guest-channel.ts';
+import type { GuestProcess, GuestReady } from './guest-protocol.ts';
 import { qemuArgs } from './qemu-args.ts';
 import { qmpExecute } from './qmp.ts';
-import type { Sandbox, Vm, VmSpec } from './sandbox.ts';
+import type { Sandbox, Vm, VmSpec, VmTeardown } from './sandbox.ts';
 import type { VmImage } from './vm-image.ts';
-import { killProcessGroup, processMatches, VmRegistry } from './vm-registry.ts';
+import { currentOwner, killProcessGroup, ownerAlive, processMatches, VmRegistry } from './vm-registry.ts';
 
 /** Settings for {@link MicroVmSandbox}. */
 export interface MicroVmOptions {
@@ -26,7 +27,10 @@ export interface MicroVmOptions {
   bootTimeoutMs?: number;
 }
 
-/** The microvm backend: one QEMU process (in its own process group) per VM. */
+/**
+ * The microvm backend: one QEMU process (in its own process group) per VM, killed by the kernel
+ * when the process that started it dies.
+ */
 export class MicroVmSandbox implements Sandbox {
   readonly accel: 'kvm' | 'tcg';
   readonly imageDigest: string;
@@ -45,7 +49,12 @@ export class MicroVmSandbox implements Sandbox {
   async create(spec: VmSpec, signal?: AbortSignal): Promise<Vm> {
     const started = performance.now();
     const vmId = `vm-${spec.taskId.toLowerCase().replace(/[^a-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
-    const record = { vmId, taskId: spec.taskId, startedAt: new Date().toISOString() };
+    const record = {
+      vmId,
+      taskId: spec.taskId,
+      startedAt: new Date().toISOString(),
+      owner: currentOwner(),
+    };
     const dir = await this.#registry.open(record);
     const files = {
       overlay: path.join(dir, 'root.qcow2'),
@@ -54,7 +63,7 @@ export class MicroVmSandbox implements Sandbox {
       qmpSocket: path.join(dir, 'qmp.sock'),
       consoleLog: path.join(dir, 'console.log'),
     };
-    let child: ResultPromise | undefined;
+    let qemu: ProcessHandle | undefined;
     try {
       await createVmDisks({
         rootfs: this.#options.image.rootfs,
@@ -72,27 +81,22 @@ export class MicroVmSandbox implements Sandbox {
         proxySocket: spec.proxySocket,
         tscKhz: this.#options.tscKhz,
       });
-      child = execa(this.#options.qemuBinary ?? 'qemu-system-x86_64', args, {
+      // No timeout: a VM lives as long as its task, whose runner destroys it. It must never
+      // outlive this process (invariant 10): the kernel kills it when this process dies.
+      qemu = await spawnProcess(this.#options.qemuBinary ?? 'qemu-system-x86_64', args, {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-        extendEnv: false,
         detached: true,
-        stdin: 'ignore',
-        stdout: 'ignore',
-        stderr: 'pipe',
-        reject: false,
-        cleanup: true,
-      });
-      const pid = child.pid;
-      if (!pid)
-        throw new SandboxError('vm_spawn_failed', 'QEMU did not start', {
+        dieWithOwner: true,
+      }).catch((cause) => {
+        throw new SandboxError('vm_spawn_failed', `QEMU did not start: ${(cause as Error).message}`, {
+          cause,
           hint: 'is qemu-system-x86 installed?',
         });
+      });
+      const pid = qemu.pid;
       await this.#registry.setPid(record, pid);
-      const exited = child.then(
-        (r) =>
-          `QEMU exited (${r.exitCode ?? r.signal}): ${String(r.stderr ?? '')
-            .trim()
-            .slice(-500)}`,
+      const exited = qemu.exited.then(
+        (r) => `QEMU exited (${r.exitCode ?? r.signal}): ${r.stderr.trim().slice(-500)}`,
       );
       const socket = await connectControl(
         files.controlSocket,
@@ -122,15 +126,14 @@ export class MicroVmSandbox implements Sandbox {
         accel: this.accel,
         bootMs,
         channel,
-        child,
-        pid,
+        qemu,
         exited,
         registry: this.#registry,
         files,
       });
     } catch (error) {
-      if (child?.pid) killProcessGroup(child.pid);
-      await child?.catch(() => {});
+      qemu?.kill();
+      await qemu?.exited;
       const consoleLog = await readFile(files.consoleLog, 'utf8').catch(() => '');
       await this.#registry.remove(vmId);
       const failure =
@@ -146,9 +149,14 @@ export class MicroVmSandbox implements Sandbox {
     }
   }
 
+  /**
+   * Reaps the VMs whose owner process is gone: a VM started by a process that is still running
+   * (another airlock on the same data directory) is left alone.
+   */
   async reapOrphans(): Promise<string[]> {
     const reaped: string[] = [];
     for (const vm of this.#registry.list()) {
+      if (ownerAlive(vm.owner)) continue;
       if (vm.pid && processMatches(vm.pid, vm.dir)) killProcessGroup(vm.pid);
       await this.#registry.remove(vm.vmId);
       reaped.push(vm.taskId);
@@ -176,18 +184,15 @@ export function parseAgentList(list: unknown): Record<string, string> {
  * What went wrong in the guest's boot-time set-up, from its ready message; undefined when all of
  * it worked. A VM whose exec audit is not locked, or that has no network or workspace, is not used.
  */
-export function failedGuestSetup(ready: unknown): string | undefined {
-  const setup = (ready as { setup?: Record<string, unknown> }).setup;
-  if (!setup) return 'the guest agent reported no set-up results (image older than this airlock?)';
-  if (setup.timedOut) return 'it did not finish within 30 s';
-  const parts: Array<[string, string]> = [
-    ['audit', 'the exec-audit rules could not be loaded and locked'],
-    ['network', 'the network could not be configured'],
-    ['scratch', 'the scratch disk could not be mounted'],
-  ];
-  const failures = parts
-    .filter(([key]) => setup[key] !== 0)
-    .map(([key, why]) => `${why} (${key}=${setup[key]})`);
+export function failedGuestSetup(ready: GuestReady): string | undefined {
+  const { setup } = ready;
+  if ('timedOut' in setup) return 'it did not finish within 30 s';
+  const failures: string[] = [];
+  if (setup.audit !== 0)
+    failures.push(`the exec-audit rules could not be loaded and locked (audit=${setup.audit})`);
+  if (!setup.auditLocked) failures.push('the kernel does not report the exec-audit rules locked');
+  if (setup.network !== 0) failures.push(`the network could not be configured (network=${setup.network})`);
+  if (setup.scratch !== 0) failures.push(`the scratch disk could not be mounted (scratch=${setup.scratch})`);
   return failures.length ? failures.join('; ') : undefined;
 }
 
@@ -208,10 +213,9 @@ export class MicroVm implements Vm {
   readonly exited: Promise<string>;
   readonly files: MicroVmFiles;
   readonly #channel: GuestChannel;
-  readonly #child: ResultPromise;
-  readonly #pid: number;
+  readonly #qemu: ProcessHandle;
   readonly #registry: VmRegistry;
-  #destroyed: Promise<void> | undefined;
+  #destroyed: Promise<VmTeardown> | undefined;
   #limitHit = false;
 
   constructor(parts: {
@@ -220,8 +224,7 @@ export class MicroVm implements Vm {
     accel: 'kvm' | 'tcg';
     bootMs: number;
     channel: GuestChannel;
-    child: ResultPromise;
-    pid: number;
+    qemu: ProcessHandle;
     exited: Promise<string>;
     registry: VmRegistry;
     files: MicroVmFiles;
@@ -232,14 +235,13 @@ export class MicroVm implements Vm {
     this.accel = parts.accel;
     this.bootMs = parts.bootMs;
     this.#channel = parts.channel;
-    this.#child = parts.child;
-    this.#pid = parts.pid;
+    this.#qemu = parts.qemu;
     this.#registry = parts.registry;
     this.exited = new Promise((resolve) => {
       parts.exited.then((why) => resolve(this.#limitHit ? 'output limit exceeded' : why));
       this.#channel.onOutputLimit = () => {
         this.#limitHit = true;
-        killProcessGroup(this.#pid);
+        this.#qemu.kill();
         this.#channel.close(
           new SandboxError('limit_exceeded', 'the task exceeded its output limit (limits.output_kib)'),
         );
@@ -252,6 +254,18 @@ export class MicroVm implements Vm {
   readFile: Vm['readFile'] = (file) => this.#channel.readFile(file);
   onExecAudit: Vm['onExecAudit'] = (listener) => this.#channel.onExecAudit(listener);
   onMalformed: Vm['onMalformed'] = (listener) => this.#channel.onMalformed(listener);
+
+  async killUserProcesses(uid: number): Promise<GuestProcess[]> {
+    const { processes, survivors } = await this.#channel.killUserProcesses(uid);
+    if (survivors.length) {
+      throw new SandboxError(
+        'guest_error',
+        `processes of guest user ${uid} survived SIGKILL (pids ${survivors.join(', ')})`,
+        { hint: 'a process stuck in the kernel: the VM is destroyed with the task' },
+      );
+    }
+    return processes;
+  }
 
   async syncAudit(timeoutMs = 10_000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -279,12 +293,21 @@ export class MicroVm implements Vm {
     await qmpExecute(this.files.qmpSocket, 'dump-guest-memory', { paging: false, protocol: `file:${file}` });
   }
 
-  destroy(): Promise<void> {
+  destroy(): Promise<VmTeardown> {
     this.#destroyed ??= (async () => {
       this.#channel.close(new SandboxError('vm_destroyed', 'the VM was destroyed'));
-      killProcessGroup(this.#pid);
-      await this.#child.catch(() => {});
+      this.#qemu.kill();
+      await this.#qemu.exited;
+      const dir = path.dirname(this.files.overlay);
       await this.#registry.remove(this.id);
+      // What the audit record says is what was checked here, after the fact.
+      return {
+        processGone: !processMatches(this.#qemu.pid, dir),
+        overlayDeleted: await stat(this.files.overlay).then(
+          () => false,
+          (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+        ),
+      };
     })();
     return this.#destroyed;
   }

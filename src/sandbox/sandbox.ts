@@ -1,4 +1,5 @@
 import type { ExecAuditRecord } from './exec-audit.ts';
+import type { GuestProcess } from './guest-protocol.ts';
 
 /** Resources and wiring for one task's VM. */
 export interface VmSpec {
@@ -30,13 +31,24 @@ export interface GuestExec {
   uid?: number;
 }
 
+/** What {@link Vm.destroy} checked once the VM was gone, for the audit record. */
+export interface VmTeardown {
+  /** The VMM process no longer runs (checked in /proc after it was killed and reaped). */
+  processGone: boolean;
+  /** The VM's copy-on-write overlay file no longer exists (checked with stat). */
+  overlayDeleted: boolean;
+}
+
 /** A running microVM. */
 export interface Vm {
   readonly id: string;
   readonly taskId: string;
   readonly accel: 'kvm' | 'tcg';
   readonly bootMs: number;
-  /** Runs a command in the guest, streaming its output; resolves when it exits. */
+  /**
+   * Runs a command in the guest, streaming its output; resolves when its main process exits (after
+   * a short grace for its output to drain), whatever it left running in the background.
+   */
   exec(
     request: GuestExec,
     onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
@@ -55,8 +67,13 @@ export interface Vm {
   onMalformed(listener: (line: string, error: string) => void): void;
   /** Resolves with a reason if the VM stops on its own (crash, power-off, limit). */
   readonly exited: Promise<string>;
-  /** Kills the VMM process group and deletes the overlay. Safe to call twice. */
-  destroy(): Promise<void>;
+  /**
+   * Ends every process guest user `uid` has left running (background servers, watchers, ones that
+   * called setsid) and returns what it killed. Rejects if any survives.
+   */
+  killUserProcesses(uid: number): Promise<GuestProcess[]>;
+  /** Kills the VMM process group and deletes the overlay, and says what it checked. Safe to call twice. */
+  destroy(): Promise<VmTeardown>;
 }
 
 /** The worker plane: creates VMs and reaps the ones a crashed process left behind. */
@@ -67,6 +84,9 @@ export interface Sandbox {
   /** npm package → version of each agent CLI installed in the image (from its manifest). */
   readonly agentPackages: Readonly<Record<string, string>>;
   create(spec: VmSpec, signal?: AbortSignal): Promise<Vm>;
-  /** Destroys every VM and overlay this host left behind; returns the task ids they belonged to. */
+  /**
+   * Destroys every VM and overlay in the data directory whose owner process is gone (crashed,
+   * killed); returns the task ids they belonged to. VMs of a live owner are left alone.
+   */
   reapOrphans(): Promise<string[]>;
 }

@@ -9,6 +9,8 @@ export const VmRecord = z.object({
   taskId: z.string(),
   pid: z.number().int().positive().optional(),
   startedAt: z.string(),
+  /** The process that started the VM, and its start time (so a reused pid is not taken for it). */
+  owner: z.object({ pid: z.number().int().positive(), startTicks: z.number().int() }).optional(),
 });
 export type VmRecord = z.infer<typeof VmRecord>;
 
@@ -66,6 +68,38 @@ export class VmRegistry {
     if (!/^[a-z0-9-]+$/.test(vmId)) throw new Error(`invalid VM id ${vmId}`);
     return path.join(this.root, vmId);
   }
+}
+
+/** This process, as a VM record's owner. */
+export function currentOwner(): { pid: number; startTicks: number } {
+  const startTicks = processStartTicks(process.pid);
+  if (startTicks === undefined) throw new Error("cannot read this process's start time from /proc");
+  return { pid: process.pid, startTicks };
+}
+
+/**
+ * Whether the process that started a VM is still running: its pid is live (not a zombie) and
+ * started when the record says. A record without an owner (written before owners were recorded)
+ * counts as orphaned.
+ */
+export function ownerAlive(owner: VmRecord['owner']): boolean {
+  if (!owner) return false;
+  return processStartTicks(owner.pid) === owner.startTicks;
+}
+
+/** A live process's start time in clock ticks since boot (`/proc/PID/stat` field 22). */
+function processStartTicks(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  const ticks = Number(fields[19]);
+  return Number.isInteger(ticks) ? ticks : undefined;
 }
 
 /** Whether a pid is alive and its command line mentions `marker` (guards against pid reuse). */

@@ -151,24 +151,15 @@ export class VmTaskRunner implements TaskRunner {
         await vm
           .syncAudit(AUDIT_SYNC_TIMEOUT_MS)
           .catch((e) => audit.append(task.id, 'vm.exec_audit_incomplete', { reason: errorMessage(e) }));
-        let destroyed = true;
-        await vm.destroy().catch((e) => {
-          destroyed = false;
+        const checked = await vm.destroy().catch((e) => {
           ctx.log.error({ err: errorMessage(e) }, 'VM teardown failed');
+          return { processGone: false, overlayDeleted: false };
         });
-        audit.append(task.id, 'cleanup.vm', { vm: vm.id, destroyed, overlayDeleted: destroyed });
+        audit.append(task.id, 'cleanup.vm', { vm: vm.id, ...checked });
       }
       if (proxy) {
-        let revoked = true;
-        await proxy.close().catch((e) => {
-          revoked = false;
-          ctx.log.error({ err: errorMessage(e) }, 'proxy teardown failed');
-        });
-        audit.append(task.id, 'cleanup.proxy', {
-          listenerClosed: true,
-          tokenRevoked: revoked,
-          usage: proxy.usage(),
-        });
+        const closed = await proxy.close();
+        audit.append(task.id, 'cleanup.proxy', { ...closed, usage: proxy.usage() });
       }
     }
   }
@@ -361,6 +352,8 @@ export class VmTaskRunner implements TaskRunner {
       durationMs: result.durationMs,
       events: result.events,
     });
+    if (result.leftovers.length)
+      audit.append(task.id, 'agent.leftovers_killed', { processes: result.leftovers });
     if (result.exitCode !== 0) {
       throw new TaskFailure(
         'agent_failed',

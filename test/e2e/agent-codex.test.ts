@@ -236,6 +236,9 @@ it("fails with the agent's own reason when the CLI cannot finish, and pushes not
         String(e.data.message).includes('scripted refusal'),
     ),
   ).toBe(true);
-  expect(events.find((e) => e.type === 'cleanup.vm')?.data).toMatchObject({ destroyed: true });
+  expect(events.find((e) => e.type === 'cleanup.vm')?.data).toMatchObject({
+    processGone: true,
+    overlayDeleted: true,
+  });
   expect(events.find((e) => e.type === 'cleanup.proxy')?.data).toMatchObject({ tokenRevoked: true });
 }, 900_000);

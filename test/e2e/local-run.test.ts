@@ -19,6 +19,9 @@ const AGENT_SCRIPT = `#!/bin/bash
 set -e
 grep -q "Shout the greeting" "$AIRLOCK_PROMPT_FILE"
 echo "HELLO" > greeting.txt
+# Left running, as an agent starting a dev server or a watcher would: the task must not wait for them.
+nohup sleep 600 >/dev/null 2>&1 &
+setsid sleep 600 &
 git -c user.name=x -c user.email=x@example.invalid commit -q --allow-empty -m "sneak onto main"
 git push origin HEAD:refs/heads/main 2>&1 | grep -o "airlock: pushes are limited to [^ ]*" || true
 git reset -q --soft HEAD~1
@@ -63,7 +66,21 @@ const airlock = (args: string[]) =>
 describe('airlock run', () => {
   it('runs a task in a microVM and leaves the result on a branch of the local repository', async () => {
     const trunk = git('rev-parse', 'trunk');
+    // What an earlier run killed with kill -9 left in the data directory: its owner is gone.
+    const leftover = path.join(env.AIRLOCK_DATA_DIR!, 'vms', 'vm-leftover-0a0b0c');
+    await mkdir(leftover, { recursive: true });
+    await writeFile(
+      path.join(leftover, 'vm.json'),
+      JSON.stringify({
+        vmId: 'vm-leftover-0a0b0c',
+        taskId: 'leftover',
+        startedAt: new Date().toISOString(),
+        owner: { pid: 1, startTicks: -1 },
+      }),
+    );
     const result = await airlock(['run', repo, '--prompt', 'Shout the greeting.']);
+    expect(result.stderr).toContain('airlock: reaped the VMs of 1 earlier run(s): leftover');
+    expect(existsSync(leftover)).toBe(false);
     expect(result.stderr).toMatch(/airlock: task \S+ on .*my-project \(script agent, base trunk\)/);
     expect(result.stderr).toMatch(/airlock: running +\d+\.\d s/);
     expect(result.stderr).toMatch(/airlock: succeeded +\d+\.\d s/);
@@ -96,6 +113,14 @@ describe('airlock run', () => {
     const types = events.map((e) => e.type);
     for (const type of ['task.created', 'vm.created', 'vm.exec', 'task.prompt', 'git.diff', 'task.outcome'])
       expect(types, type).toContain(type);
+    // The agent's leftovers were killed and recorded, not waited for (invariant 11).
+    const leftovers = events.find((e) => e.type === 'agent.leftovers_killed');
+    expect(leftovers, 'an agent.leftovers_killed event').toBeDefined();
+    expect((leftovers!.data.processes as Array<{ argv: string[] }>).map((p) => p.argv)).toEqual([
+      ['sleep', '600'],
+      ['sleep', '600'],
+    ]);
+    expect(types.indexOf('agent.leftovers_killed')).toBeLessThan(types.indexOf('git.diff'));
     const refused = events.filter((e) => e.type === 'git.ref_update' && e.data.decision === 'refused');
     expect(refused.map((e) => e.data.ref)).toEqual(['refs/heads/main']);
 

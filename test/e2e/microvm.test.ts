@@ -12,6 +12,7 @@ import type { Vm } from '../../src/sandbox/sandbox.ts';
 import type { VmImage } from '../../src/sandbox/vm-image.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { testVmImage } from '../helpers/vm-image.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 // Real microVMs (TCG on machines without working KVM). One VM is shared by the read-only checks.
 let image: VmImage;
@@ -80,6 +81,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await vm?.destroy();
+  // Whatever a failed test left in the data directory (a child's VM) goes too.
+  if (image && dir)
+    await new MicroVmSandbox({ image, accel: 'tcg', dataDir: dir, log: memoryLogger().log }).reapOrphans();
   proxy?.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -148,6 +152,37 @@ describe('a microVM', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 
+  it('ends an exec when its main process exits, and kills and reports what the agent user left running', async () => {
+    let out = '';
+    const started = Date.now();
+    // Both leftovers outlive the shell; the second holds the exec's stdout open from a new session.
+    const result = await vm.exec(
+      {
+        argv: ['sh', '-c', 'nohup sleep 600 >/dev/null 2>&1 & setsid sleep 600 & echo done'],
+        uid: 1000,
+        env: { HOME: '/home/agent' },
+        timeoutMs: 120_000,
+      },
+      (_s, d) => {
+        out += d;
+      },
+    );
+    expect(result).toMatchObject({ code: 0, signal: null });
+    expect(out).toBe('done\n');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const killed = await vm.killUserProcesses(1000);
+    expect(killed.map((p) => p.argv)).toEqual([
+      ['sleep', '600'],
+      ['sleep', '600'],
+    ]);
+    const ps = await run(vm, 'ps -e -o uid=,pid=,args=');
+    const agentProcesses = ps.stdout.split('\n').filter((line) => /^\s*1000\s/.test(line));
+    expect(agentProcesses).toEqual([]);
+    for (const { pid } of killed) expect(ps.stdout).not.toMatch(new RegExp(`^\\s*\\d+\\s+${pid}\\s`, 'm'));
+    // Nothing left: a second call kills nothing.
+    expect(await vm.killUserProcesses(1000)).toEqual([]);
+  }, 90_000);
+
   it('contains a disk filler, a memory hog and a fork bomb run by the agent user', async () => {
     const asAgent = (script: string) => {
       let out = '';
@@ -213,7 +248,7 @@ describe('teardown', () => {
       await other.destroy();
       otherProxy.close();
     }
-  });
+  }, 300_000);
 
   it('destroys the VM, deletes its overlay and leaves the golden image unchanged', async () => {
     const second = await sandbox.create({
@@ -226,32 +261,56 @@ describe('teardown', () => {
     await run(second, 'echo scribble > /etc/scribble; sync');
     const vmDirs = readdirSync(path.join(dir, 'vms'));
     expect(vmDirs.length).toBe(2);
-    await second.destroy();
+    const overlay = path.join(dir, 'vms', second.id, 'root.qcow2');
+    expect(existsSync(overlay)).toBe(true);
+    expect(await second.destroy()).toEqual({ processGone: true, overlayDeleted: true });
+    expect(existsSync(overlay)).toBe(false);
     expect(readdirSync(path.join(dir, 'vms')).length).toBe(1);
     expect(await sha256(image.rootfs)).toBe(rootDigestBefore);
-  });
+  }, 300_000);
 
-  it('reaps a VM whose control plane died (kill -9) on the next start', async () => {
-    const child = spawn(
-      process.execPath,
-      [path.join(import.meta.dirname, '../helpers/orphan-vm-child.ts'), dir],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    const [line] = await new Promise<string[]>((resolve) =>
-      child.stdout.once('data', (d) => resolve([String(d)])),
-    );
-    const { pid, vmId } = JSON.parse(line!);
+  it('stops a VM when the process that started it is killed (kill -9)', async () => {
+    const { child, pid } = await startOrphanChild();
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
-    expect(alive(pid)).toBe(true);
+    await waitFor(() => !alive(pid), 30_000, `QEMU (pid ${pid}) to stop after its owner was killed`);
+  }, 300_000);
+
+  it("reaps, on the next start, the VMs of dead owners and leaves a live owner's VM running", async () => {
+    const { child, vmId } = await startOrphanChild();
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
     const fresh = new MicroVmSandbox({ image, accel: 'tcg', dataDir: dir, log: memoryLogger().log });
     const reaped = await fresh.reapOrphans();
+    // (An earlier test's killed child may have left its directory too: also a dead owner's.)
     expect(reaped).toContain('orphan');
-    await new Promise((r) => setTimeout(r, 200));
-    expect(alive(pid)).toBe(false);
+    expect(reaped).not.toContain('vmtest');
     expect(existsSync(path.join(dir, 'vms', vmId))).toBe(false);
-    // The reaper also found the shared VM of this file; recreate nothing, it is destroyed in afterAll.
-  });
+    // This file's shared VM belongs to this process, which is alive: it is not touched.
+    expect(existsSync(path.join(dir, 'vms', vm.id))).toBe(true);
+    expect(await run(vm, 'echo still-here')).toMatchObject({ code: 0, stdout: 'still-here\n' });
+  }, 300_000);
 });
+
+/** Boots a VM in a child process (test/helpers/orphan-vm-child.ts) that then waits to be killed. */
+async function startOrphanChild() {
+  const child = spawn(
+    process.execPath,
+    [path.join(import.meta.dirname, '../helpers/orphan-vm-child.ts'), dir],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      child.stdout.once('data', (d) => resolve(String(d)));
+      child.once('exit', (code) => reject(new Error(`the child exited (${code}) before its VM was ready`)));
+    });
+    const { pid, vmId } = JSON.parse(line) as { pid: number; vmId: string };
+    expect(alive(pid)).toBe(true);
+    return { child, pid, vmId };
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+}

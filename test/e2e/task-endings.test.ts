@@ -56,7 +56,7 @@ afterAll(async () => {
 function expectStoppedCleanly(taskId: string) {
   const types = world.audit.events(taskId).map((e) => e.type);
   const cleanupVm = world.audit.events(taskId).find((e) => e.type === 'cleanup.vm')!;
-  expect(cleanupVm.data).toMatchObject({ destroyed: true, overlayDeleted: true });
+  expect(cleanupVm.data).toMatchObject({ processGone: true, overlayDeleted: true });
   const cleanupProxy = world.audit.events(taskId).find((e) => e.type === 'cleanup.proxy')!;
   expect(cleanupProxy.data).toMatchObject({ listenerClosed: true, tokenRevoked: true });
   expect(types).toContain('token.revoked');

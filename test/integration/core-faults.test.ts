@@ -425,9 +425,12 @@ describe('the prompt is what was approved', () => {
     expect(h.plane.tasks.get(queued.id).context.threadChanged).toEqual({ edited: true, leftOut: 1 });
     await h.plane.quiesce();
     const tracking = h.emulator.state.comments.find(
-      (c: { issueNumber: number; body: string }) => c.issueNumber === issue.number && c.body.includes(queued.id),
+      (c: { issueNumber: number; body: string }) =>
+        c.issueNumber === issue.number && c.body.includes(queued.id),
     );
-    expect(tracking?.body).toContain('this thread was edited and has 1 comment(s) from people without write access');
+    expect(tracking?.body).toContain(
+      'this thread was edited and has 1 comment(s) from people without write access',
+    );
   });
 });
 

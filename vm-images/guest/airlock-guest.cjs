@@ -21,6 +21,14 @@ const { dirname } = require('node:path');
 
 const MAX_CHUNK = 64 * 1024;
 const MAX_FILE = 64 * 1024 * 1024;
+/**
+ * How long an exec's output is still read after its main process exited. A command is done when
+ * its main process exits: a background process it left holding the output pipes (`cmd &`, a dev
+ * server, a watcher) must not keep it running. Within the grace, output already written drains.
+ */
+const EXIT_OUTPUT_GRACE_MS = 500;
+/** Rounds of stop-and-rescan before a user's processes are killed (a fork bomb converges in a few). */
+const MAX_STOP_ROUNDS = 200;
 /** Kernel log records read in one go before the event loop gets a turn. */
 const KMSG_BATCH = 512;
 const DEFAULT_ENV = {
@@ -103,6 +111,17 @@ function handle(line) {
         if (child) killGroup(child, message.signal ?? 'SIGKILL');
         return;
       }
+      case 'kill_user_processes':
+        // Root's processes include this agent and init: only an unprivileged user's are ended.
+        if (!Number.isInteger(message.uid) || message.uid <= 0)
+          return send({ type: 'error', id: message.id, message: 'kill_user_processes needs a uid above 0' });
+        return killUserProcesses(message).catch((error) =>
+          send({
+            type: 'error',
+            id: message.id,
+            message: `could not end uid ${message.uid}'s processes: ${error.message}`,
+          }),
+        );
       case 'sync_audit':
         // The marker's exec record queues behind every earlier one; onLine answers when it arrives.
         auditBarriers.add(message.id);
@@ -157,9 +176,19 @@ function exec(message) {
   child.on('error', (error) => {
     spawnError = error;
   });
-  child.on('close', (code, signal) => {
+  // Done when the main process exits and its output has drained, or EXIT_OUTPUT_GRACE_MS after
+  // it exited if something it left behind still holds the pipes: those are closed on our side.
+  let exited;
+  let finished = false;
+  let grace;
+  const finish = (code, signal) => {
+    if (finished) return;
+    finished = true;
     clearTimeout(timer);
+    clearTimeout(grace);
     running.delete(message.id);
+    child.stdout.destroy();
+    child.stderr.destroy();
     if (spawnError && code === null)
       send({ type: 'stderr', id: message.id, data: `${spawnError.message}\n` });
     send({
@@ -169,7 +198,79 @@ function exec(message) {
       signal,
       durationMs: Date.now() - started,
     });
+  };
+  child.on('exit', (code, signal) => {
+    exited = { code, signal };
+    // The hop through setImmediate lets one poll for I/O run first: when the guest was starved
+    // (a loaded host under TCG), the timer and the last output are ready together, and timers
+    // run before I/O in Node's loop; the output must not be cut.
+    grace = setTimeout(() => setImmediate(() => finish(code, signal)), EXIT_OUTPUT_GRACE_MS);
   });
+  child.on('close', (code, signal) => {
+    finish(exited?.code ?? code, exited ? exited.signal : signal);
+  });
+}
+
+// Ends every process of one user (the agent's, once its main process has exited): each round
+// stops what it finds, so nothing it stopped can fork again, and rescans for children forked
+// meanwhile; then all are killed at once. Answers with each process killed (pid, argv).
+async function killUserProcesses(message) {
+  const stopped = new Map();
+  for (let round = 0; round < MAX_STOP_ROUNDS; round++) {
+    const found = userProcesses(message.uid).filter((p) => !stopped.has(p.pid));
+    if (!found.length) break;
+    for (const p of found) {
+      try {
+        process.kill(p.pid, 'SIGSTOP');
+        stopped.set(p.pid, p.argv);
+      } catch {}
+    }
+  }
+  for (const pid of stopped.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  // SIGKILL is acted on when each process next runs: wait until none of the user's is left.
+  const deadline = Date.now() + 5_000;
+  let left = userProcesses(message.uid);
+  while (left.length && Date.now() < deadline) {
+    for (const p of left) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+        if (!stopped.has(p.pid)) stopped.set(p.pid, p.argv);
+      } catch {}
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    left = userProcesses(message.uid);
+  }
+  send({
+    type: 'killed',
+    id: message.id,
+    processes: [...stopped].map(([pid, argv]) => ({ pid, argv })),
+    survivors: left.map((p) => p.pid),
+  });
+}
+
+// Live (not zombie) processes whose real or effective user is `uid`, with their command lines.
+function userProcesses(uid) {
+  const found = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const state = /^State:\s+(\S)/m.exec(status)?.[1];
+      const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+      if (!ids || state === 'Z' || state === 'X') continue;
+      if (Number(ids[1]) !== uid && Number(ids[2]) !== uid) continue;
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const argv = cmdline.split('\0').filter((part, i, all) => part || i < all.length - 1);
+      found.push({ pid, argv: argv.length ? argv : [/^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?'] });
+    } catch {}
+  }
+  return found;
 }
 
 function killGroup(child, signal) {
