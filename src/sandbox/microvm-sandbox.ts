@@ -8,6 +8,7 @@ import { SandboxError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { createVmDisks } from './disks.ts';
 import { GuestChannel } from './guest-channel.ts';
+import { MAX_PROXY_CONNECTIONS, openProxyGate, type ProxyGate } from './proxy-gate.ts';
 import { qemuArgs } from './qemu-args.ts';
 import { qmpExecute } from './qmp.ts';
 import type { Sandbox, Vm, VmSpec } from './sandbox.ts';
@@ -55,7 +56,15 @@ export class MicroVmSandbox implements Sandbox {
       consoleLog: path.join(dir, 'console.log'),
     };
     let child: ResultPromise | undefined;
+    let gate: ProxyGate | undefined;
     try {
+      gate = spec.proxySocket
+        ? await openProxyGate({
+            socketPath: path.join(dir, 'proxy-gate.sock'),
+            target: spec.proxySocket,
+            maxConnections: spec.maxProxyConnections ?? MAX_PROXY_CONNECTIONS,
+          })
+        : undefined;
       await createVmDisks({
         rootfs: this.#options.image.rootfs,
         overlay: files.overlay,
@@ -69,7 +78,7 @@ export class MicroVmSandbox implements Sandbox {
         cpus: spec.cpus,
         memoryMib: spec.memoryMib,
         ...files,
-        proxySocket: spec.proxySocket,
+        proxySocket: gate?.socketPath,
         tscKhz: this.#options.tscKhz,
       });
       child = execa(this.#options.qemuBinary ?? 'qemu-system-x86_64', args, {
@@ -100,7 +109,7 @@ export class MicroVmSandbox implements Sandbox {
         this.#options.bootTimeoutMs ?? 120_000,
         signal,
       );
-      const channel = new GuestChannel(socket, spec.outputLimitBytes);
+      const channel = new GuestChannel(socket, spec.outputLimitBytes, spec.execAuditRate);
       const ready = await Promise.race([
         channel.ready,
         exited.then((why) => {
@@ -127,10 +136,12 @@ export class MicroVmSandbox implements Sandbox {
         exited,
         registry: this.#registry,
         files,
+        gate,
       });
     } catch (error) {
       if (child?.pid) killProcessGroup(child.pid);
       await child?.catch(() => {});
+      await gate?.close();
       const consoleLog = await readFile(files.consoleLog, 'utf8').catch(() => '');
       await this.#registry.remove(vmId);
       const failure =
@@ -211,6 +222,7 @@ export class MicroVm implements Vm {
   readonly #child: ResultPromise;
   readonly #pid: number;
   readonly #registry: VmRegistry;
+  readonly #gate: ProxyGate | undefined;
   #destroyed: Promise<void> | undefined;
   #limitHit = false;
 
@@ -225,6 +237,7 @@ export class MicroVm implements Vm {
     exited: Promise<string>;
     registry: VmRegistry;
     files: MicroVmFiles;
+    gate?: ProxyGate | undefined;
   }) {
     this.files = parts.files;
     this.id = parts.id;
@@ -235,6 +248,7 @@ export class MicroVm implements Vm {
     this.#child = parts.child;
     this.#pid = parts.pid;
     this.#registry = parts.registry;
+    this.#gate = parts.gate;
     this.exited = new Promise((resolve) => {
       parts.exited.then((why) => resolve(this.#limitHit ? 'output limit exceeded' : why));
       this.#channel.onOutputLimit = () => {
@@ -248,10 +262,16 @@ export class MicroVm implements Vm {
   }
 
   exec: Vm['exec'] = (request, onOutput, signal) => this.#channel.exec(request, onOutput, signal);
-  writeFile: Vm['writeFile'] = (file, content, mode) => this.#channel.writeFile(file, content, mode);
+  writeFile: Vm['writeFile'] = (file, content, options) => this.#channel.writeFile(file, content, options);
   readFile: Vm['readFile'] = (file) => this.#channel.readFile(file);
   onExecAudit: Vm['onExecAudit'] = (listener) => this.#channel.onExecAudit(listener);
   onMalformed: Vm['onMalformed'] = (listener) => this.#channel.onMalformed(listener);
+  onExecAuditLoss: Vm['onExecAuditLoss'] = (listener) => this.#channel.onExecAuditLoss(listener);
+
+  /** Guest connections the proxy gate refused because the VM held its maximum. */
+  get refusedProxyConnections(): number {
+    return this.#gate?.refused ?? 0;
+  }
 
   async syncAudit(timeoutMs = 10_000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -268,6 +288,8 @@ export class MicroVm implements Vm {
       await Promise.race([this.#channel.syncAudit(), timeout, stopped]);
     } finally {
       clearTimeout(timer);
+      // Whatever was dropped over the rate is counted on the record before the VM goes.
+      this.#channel.flushExecAuditDrops();
     }
   }
 
@@ -284,6 +306,7 @@ export class MicroVm implements Vm {
       this.#channel.close(new SandboxError('vm_destroyed', 'the VM was destroyed'));
       killProcessGroup(this.#pid);
       await this.#child.catch(() => {});
+      await this.#gate?.close();
       await this.#registry.remove(this.id);
     })();
     return this.#destroyed;

@@ -107,6 +107,9 @@ export class VmTaskRunner implements TaskRunner {
         limits,
       });
       vm.onExecAudit((record) => audit.append(task.id, 'vm.exec', { ...record }));
+      vm.onExecAuditLoss(({ kind, ...loss }) =>
+        audit.append(task.id, kind === 'dropped' ? 'vm.exec.dropped' : 'vm.exec_audit_gap', loss),
+      );
       vm.onMalformed((line, error) => audit.append(task.id, 'vm.malformed_output', { line, error }));
       const died = vm.exited.then((why) => {
         throw new TaskFailure(
@@ -243,7 +246,7 @@ export class VmTaskRunner implements TaskRunner {
       branchDiff,
     );
     audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
-    await vm.writeFile(PROMPT_FILE, prompt.text, 0o644);
+    await vm.writeFile(PROMPT_FILE, prompt.text, { mode: 0o644, uid: AGENT_UID });
     const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
 
     await sh('git add', { argv: ['git', 'add', '-A'] }, 'internal');
