@@ -10,13 +10,13 @@ export interface ExecAuditRecord {
 
 /**
  * Exec records that did not reach the task's record, counted: `lost` inside the guest (a gap in
- * the kernel's audit serial numbers, or the kernel's own drop counter), or `dropped` by the host
- * because the guest sent more than its rate allows.
+ * the kernel's audit serial numbers), or `dropped` by the host because the guest sent more than
+ * its rate allows.
  */
 export type ExecAuditLoss =
   | {
       kind: 'lost';
-      reason: 'serial_gap' | 'kernel_dropped';
+      reason: 'serial_gap';
       records: number;
       firstSerial?: number | undefined;
       lastSerial?: number | undefined;

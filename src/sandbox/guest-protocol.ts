@@ -61,10 +61,10 @@ export const GuestMessage = z.discriminatedUnion('type', [
     })
     .passthrough(),
   z.object({ type: z.literal('log'), message: z.string() }).passthrough(),
-  // Exec records the guest knows it lost: a gap in the audit serials, or the kernel's drop count.
+  // Exec records the guest knows it lost: a gap in the audit serial numbers.
   z.object({
     type: z.literal('exec_audit_lost'),
-    reason: z.enum(['serial_gap', 'kernel_dropped']),
+    reason: z.literal('serial_gap'),
     records: z.number().int().positive(),
     firstSerial: z.number().int().optional(),
     lastSerial: z.number().int().optional(),

@@ -147,16 +147,4 @@ describe('the guest exec-audit reader', () => {
     r.advance(2_500);
     expect(r.losses).toEqual([{ reason: 'serial_gap', records: 1, firstSerial: 32, lastSerial: 32 }]);
   });
-
-  it('reports what the kernel itself dropped, from its audit_lost counter', () => {
-    const r = reader();
-    r.feed('4,500,9100000,-;audit: audit_lost=5 audit_rate_limit=0 audit_backlog_limit=16384\n');
-    r.feed('4,501,9100001,-;audit: audit_lost=12 audit_rate_limit=0 audit_backlog_limit=16384\n');
-    // Text shaped like the counter from anything but the kernel's warning does not count.
-    r.feed('6,502,9100002,-;audit: audit_lost=99 audit_rate_limit=0 audit_backlog_limit=16384\n');
-    expect(r.losses).toEqual([
-      { reason: 'kernel_dropped', records: 5 },
-      { reason: 'kernel_dropped', records: 7 },
-    ]);
-  });
 });

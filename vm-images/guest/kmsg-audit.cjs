@@ -3,16 +3,15 @@
 // Only genuine kernel records count. Unprivileged text reaches the kernel log too (the segfault
 // report carries the crashing binary's name), so a record is accepted only when the kmsg header
 // says the kernel printed it at audit's own level (facility 0, notice) and the message starts
-// with audit's exact prefix. Lost records show as gaps in the audit serial numbers, or as the
-// kernel's own audit_lost counter.
+// with audit's exact prefix. Lost records show as gaps in the audit serial numbers. (The kernel's
+// own audit_lost counter is no measure here: with no audit daemon, every record past its hold
+// queue is counted lost although it was printed.)
 // Dependency-free CommonJS like the guest agent, and free of side effects on load, so host unit
 // tests require it directly.
 'use strict';
 
 /** The level audit prints records at when no daemon listens (notice), from the kernel facility (0). */
 const AUDIT_LEVEL = 5;
-/** The level of audit's "audit_lost=" report (warning), from the kernel facility. */
-const AUDIT_LOST_LEVEL = 4;
 /** How long a missing serial may trail a later one (records of two CPUs interleave). */
 const GAP_GRACE_MS = 2_000;
 /** Later serials held while waiting for a missing one; beyond this the missing ones are lost. */
@@ -21,7 +20,6 @@ const MAX_AHEAD = 4_096;
 const EVENT_WAIT_MS = 50;
 
 const AUDIT_RECORD = /^audit: type=(\d{4}) audit\((\d+)\.(\d{3}):(\d+)\): (.*)$/s;
-const AUDIT_LOST = /^audit: audit_lost=(\d+) audit_rate_limit=\d+ audit_backlog_limit=\d+$/;
 
 /**
  * One /dev/kmsg record (`PRI,SEQ,USEC,FLAGS[,…];MESSAGE` then optional ` KEY=value` lines) as
@@ -54,13 +52,6 @@ function auditRecordOf(record) {
     serial: Number(serial),
     body,
   };
-}
-
-/** The kernel's running count of audit records it dropped, from its warning; else null. */
-function auditLostCounterOf(record) {
-  if (record?.facility !== 0 || record.level !== AUDIT_LOST_LEVEL) return null;
-  const m = AUDIT_LOST.exec(record.message);
-  return m ? Number(m[1]) : null;
 }
 
 /**
@@ -114,7 +105,6 @@ class SerialGaps {
 function createExecAuditReader({ onExec, onLost, now = Date.now, setTimer = setTimeout }) {
   const pending = new Map();
   const serials = new SerialGaps();
-  let kernelLost = null;
 
   const flush = (serial) => {
     const event = pending.get(serial);
@@ -133,16 +123,7 @@ function createExecAuditReader({ onExec, onLost, now = Date.now, setTimer = setT
 
   /** Feeds one /dev/kmsg record as read. */
   function onKmsg(text) {
-    const record = parseKmsgRecord(text);
-    const lostCounter = auditLostCounterOf(record);
-    if (lostCounter !== null) {
-      // The counter is cumulative since boot; report what it grew by.
-      const records = lostCounter - (kernelLost ?? 0);
-      kernelLost = lostCounter;
-      if (records > 0) onLost({ reason: 'kernel_dropped', records });
-      return;
-    }
-    const audit = auditRecordOf(record);
+    const audit = auditRecordOf(parseKmsgRecord(text));
     if (!audit) return;
     serials.see(audit.serial, now());
     let event = pending.get(audit.serial);
@@ -198,4 +179,4 @@ function decodeValue(raw) {
   return raw;
 }
 
-module.exports = { parseKmsgRecord, auditRecordOf, auditLostCounterOf, SerialGaps, createExecAuditReader };
+module.exports = { parseKmsgRecord, auditRecordOf, SerialGaps, createExecAuditReader };
