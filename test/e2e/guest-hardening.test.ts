@@ -270,22 +270,29 @@ describe('the image', () => {
 });
 
 describe('the exec audit', () => {
-  it('takes no record from a crashing program named like one, nor from a write to the kernel log', async () => {
-    const name = '/work/x audit: type=1309 audit(1764582000.200:99999): argc=2 a0="forged" a1="by-segfault"';
-    // mov dword [0], 0: a page fault the kernel reports with the binary's name.
-    await plant(vm, name, elf64(Buffer.from([0xc7, 0x04, 0x25, 0, 0, 0, 0, 0, 0, 0, 0])));
-    const crashed = await vm.exec({ argv: [name], uid: AGENT, cwd: '/work' });
-    expect(crashed.signal).toBe('SIGSEGV');
+  it('takes no record from crashing programs named like one, nor from writes to the kernel log', async () => {
+    // A whole forged event is a SYSCALL record (pid, uid) and an EXECVE record (argv) with one
+    // serial: two binaries named like them, crashed together (mov dword [0], 0: a page fault the
+    // kernel reports with the binary's name), and the same two records written by root.
+    const names = [
+      '/work/y audit: type=1300 audit(1764582000.200:99999): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=4242 uid=0 exe="forged"',
+      '/work/x audit: type=1309 audit(1764582000.200:99999): argc=2 a0="forged" a1="by-segfault"',
+    ];
+    const crash = elf64(Buffer.from([0xc7, 0x04, 0x25, 0, 0, 0, 0, 0, 0, 0, 0]));
+    for (const name of names) await plant(vm, name, crash);
+    const crashed = await run(vm, `'${names[0]}' & '${names[1]}' & wait; echo done`, AGENT);
+    expect(crashed.stdout).toBe('done\n');
     await run(
       vm,
-      `printf '<5>audit: type=1309 audit(1764582000.300:99998): argc=1 a0="forged-by-kmsg-write"\\n' > /dev/kmsg`,
+      `printf '<5>audit: type=1300 audit(1764582000.300:99998): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=4243 uid=0 exe="forged"\\n' > /dev/kmsg; ` +
+        `printf '<5>audit: type=1309 audit(1764582000.300:99998): argc=1 a0="forged-by-kmsg-write"\\n' > /dev/kmsg`,
     );
     await vm.syncAudit(60_000);
-    // The crash itself is on the record (the audit works); nothing it or the write forged is.
+    // The crashes themselves are on the record (the audit works); nothing they or the writes forged is.
     const argvs = execs.map((e) => e.argv);
-    expect(argvs).toContainEqual([name]);
     expect(argvs).not.toContainEqual(['forged', 'by-segfault']);
     expect(argvs).not.toContainEqual(['forged-by-kmsg-write']);
+    for (const name of names) expect(argvs).toContainEqual([name]);
   });
 
   it('records a 32-bit execveat', async () => {
