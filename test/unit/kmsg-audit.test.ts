@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 // The guest agent's reader is plain CommonJS (it runs in the guest before anything is installed).
 interface Exec {
   argv: string[];
-  pid: number | null;
-  uid: number | null;
-  cwd: string | null;
+  pid?: number;
+  uid?: number;
+  cwd?: string;
 }
 interface Loss {
   reason: string;
@@ -32,12 +32,12 @@ function reader() {
   const execs: Exec[] = [];
   const losses: Loss[] = [];
   let clock = 1_000_000;
-  const timers: Array<() => void> = [];
+  let timers: Array<{ fn: () => void; at: number }> = [];
   const r = kmsg.createExecAuditReader({
     onExec: (e) => execs.push(e),
     onLost: (l) => losses.push(l),
     now: () => clock,
-    setTimer: (fn) => timers.push(fn),
+    setTimer: (fn, ms) => timers.push({ fn, at: clock + ms }),
   });
   return {
     execs,
@@ -45,7 +45,9 @@ function reader() {
     feed: (text: string) => r.onKmsg(text),
     advance(ms: number) {
       clock += ms;
-      for (const fn of timers.splice(0)) fn();
+      const due = timers.filter((t) => t.at <= clock);
+      timers = timers.filter((t) => t.at > clock);
+      for (const t of due) t.fn();
       r.checkGaps();
     },
   };
@@ -78,6 +80,30 @@ describe('the guest exec-audit reader', () => {
         exe: '/usr/bin/true',
       },
     ]);
+  });
+
+  it('keeps an event whole when its records are read in two passes far apart', () => {
+    const r = reader();
+    const [syscall, execve, cwd, proctitle] = execRecords(8, ['/bin/true', 'slow']);
+    r.feed(syscall!);
+    // A busy guest: the next pass over the kernel log comes half a second later.
+    r.advance(500);
+    r.feed(execve!);
+    r.feed(cwd!);
+    r.feed(proctitle!);
+    expect(r.execs).toEqual([
+      expect.objectContaining({ pid: 108, argv: ['/bin/true', 'slow'], cwd: '/work' }),
+    ]);
+  });
+
+  it('sends an event whose closing record never came, without the fields it lacks', () => {
+    const r = reader();
+    const [, execve] = execRecords(9, ['/bin/true', 'partial']);
+    r.feed(execve!);
+    r.advance(1_000);
+    expect(r.execs).toEqual([]);
+    r.advance(1_000);
+    expect(r.execs).toEqual([{ ts: '2025-12-01T09:40:00.123Z', argv: ['/bin/true', 'partial'] }]);
   });
 
   it('ignores a segfault report whose binary name is shaped like an audit record', () => {

@@ -16,8 +16,12 @@ const AUDIT_LEVEL = 5;
 const GAP_GRACE_MS = 2_000;
 /** Later serials held while waiting for a missing one; beyond this the missing ones are lost. */
 const MAX_AHEAD = 4_096;
-/** How long the records of one event are waited for when its closing record does not come. */
-const EVENT_WAIT_MS = 50;
+/**
+ * How long the records of one event are waited for when its closing record (PROCTITLE, which the
+ * kernel prints last for every syscall event) does not come. Long, because a busy guest may read
+ * an event's records in two passes far apart; sending early would split the event.
+ */
+const EVENT_WAIT_MS = 2_000;
 
 const AUDIT_RECORD = /^audit: type=(\d{4}) audit\((\d+)\.(\d{3}):(\d+)\): (.*)$/s;
 
@@ -99,7 +103,7 @@ class SerialGaps {
 
 /**
  * Joins the SYSCALL (1300), EXECVE (1309) and CWD (1307) records of each event into one exec
- * record, sent when its PROCTITLE (1327) arrives or EVENT_WAIT_MS after its first record.
+ * record, sent when its PROCTITLE (1327) arrives, or EVENT_WAIT_MS after its first record.
  * `onExec(exec)` gets each; `onLost(loss)` each counted loss; `timers` is setTimeout's shape.
  */
 function createExecAuditReader({ onExec, onLost, now = Date.now, setTimer = setTimeout }) {
@@ -110,14 +114,15 @@ function createExecAuditReader({ onExec, onLost, now = Date.now, setTimer = setT
     const event = pending.get(serial);
     pending.delete(serial);
     if (!event?.argv) return;
+    // A field whose record never came is left out, not sent as null.
     onExec({
       ts: event.ts,
-      pid: event.pid ?? null,
-      ppid: event.ppid ?? null,
-      uid: event.uid ?? null,
+      pid: event.pid,
+      ppid: event.ppid,
+      uid: event.uid,
       argv: event.argv,
-      cwd: event.cwd ?? null,
-      exe: event.exe ?? null,
+      cwd: event.cwd,
+      exe: event.exe,
     });
   };
 
