@@ -24,6 +24,7 @@ let sandbox: MicroVmSandbox;
 let vm: Vm;
 let busy: Vm;
 const execs: ExecAuditRecord[] = [];
+const malformed: string[] = [];
 const busyExecs: ExecAuditRecord[] = [];
 const busyLosses: ExecAuditLoss[] = [];
 
@@ -177,6 +178,7 @@ beforeAll(async () => {
     sandbox.create({ ...spec, taskId: 'harden-busy', execAuditRate: { perSecond: 1, burst: 10 } }),
   ]);
   vm.onExecAudit((r) => execs.push(r));
+  vm.onMalformed((line) => malformed.push(line));
   busy.onExecAudit((r) => busyExecs.push(r));
   busy.onExecAuditLoss((l) => busyLosses.push(l));
 }, 300_000);
@@ -271,27 +273,31 @@ describe('the image', () => {
 
 describe('the exec audit', () => {
   it('takes no record from crashing programs named like one, nor from writes to the kernel log', async () => {
-    // A whole forged event is a SYSCALL record (pid, uid) and an EXECVE record (argv) with one
-    // serial: two binaries named like them, crashed together (mov dword [0], 0: a page fault the
-    // kernel reports with the binary's name), and the same two records written by root.
+    // A whole forged event is a SYSCALL record (pid, uid), an EXECVE record (argv) and a CWD record
+    // with one serial: three binaries named like them, crashed together (mov dword [0], 0: a page
+    // fault the kernel reports with the binary's name), and the same records written by root.
     const names = [
       '/work/y audit: type=1300 audit(1764582000.200:99999): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=4242 uid=0 exe="forged"',
       '/work/x audit: type=1309 audit(1764582000.200:99999): argc=2 a0="forged" a1="by-segfault"',
+      '/work/z audit: type=1307 audit(1764582000.200:99999): cwd="/forged"',
     ];
     const crash = elf64(Buffer.from([0xc7, 0x04, 0x25, 0, 0, 0, 0, 0, 0, 0, 0]));
     for (const name of names) await plant(vm, name, crash);
-    const crashed = await run(vm, `'${names[0]}' & '${names[1]}' & wait; echo done`, AGENT);
+    const crashed = await run(vm, `'${names[0]}' & '${names[1]}' & '${names[2]}' & wait; echo done`, AGENT);
     expect(crashed.stdout).toBe('done\n');
     await run(
       vm,
       `printf '<5>audit: type=1300 audit(1764582000.300:99998): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=4243 uid=0 exe="forged"\\n' > /dev/kmsg; ` +
-        `printf '<5>audit: type=1309 audit(1764582000.300:99998): argc=1 a0="forged-by-kmsg-write"\\n' > /dev/kmsg`,
+        `printf '<5>audit: type=1309 audit(1764582000.300:99998): argc=1 a0="forged-by-kmsg-write"\\n' > /dev/kmsg; ` +
+        `printf '<5>audit: type=1307 audit(1764582000.300:99998): cwd="/forged"\\n' > /dev/kmsg`,
     );
     await vm.syncAudit(60_000);
     // The crashes themselves are on the record (the audit works); nothing they or the writes forged is.
     const argvs = execs.map((e) => e.argv);
     expect(argvs).not.toContainEqual(['forged', 'by-segfault']);
     expect(argvs).not.toContainEqual(['forged-by-kmsg-write']);
+    // Nor did the guest send one the host then refused (an event it forged but could not complete).
+    expect(malformed.filter((line) => line.includes('forged'))).toEqual([]);
     for (const name of names) expect(argvs).toContainEqual([name]);
   });
 
