@@ -126,12 +126,16 @@ fi
 mkdir -p "$work/rootfs/opt/airlock" "$work/rootfs/work"
 install -m 0755 "$here/guest/guest-init" "$work/rootfs/opt/airlock/guest-init"
 install -m 0644 "$here/guest/airlock-guest.cjs" "$work/rootfs/opt/airlock/airlock-guest.cjs"
+install -m 0644 "$here/guest/kmsg-audit.cjs" "$work/rootfs/opt/airlock/kmsg-audit.cjs"
 install -m 0644 "$here/guest/audit.rules" "$work/rootfs/opt/airlock/audit.rules"
 mkdir -p "$work/rootfs/work"
 rm -rf "$work/rootfs/var/cache/apt/"* "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/log/"*
 printf 'airlock\n' > "$work/rootfs/etc/hostname"
 # The unprivileged user agents and setup commands run as (uid 1000), so per-user limits apply.
 chroot "$work/rootfs" useradd --create-home --uid 1000 --shell /bin/bash agent
+# No setuid or setgid programs (su, mount, passwd, chsh, …): the agent user needs none, and each is
+# a way to root for whoever can influence its environment. The guest agent is root already.
+find "$work/rootfs" -xdev -type f -perm /6000 -exec chmod ug-s {} +
 chroot "$work/rootfs" /usr/local/bin/node --version >/dev/null || die "node does not run in the root file system"
 if [ "$with_agents" = 1 ]; then
   chroot "$work/rootfs" /usr/local/bin/codex --version >/dev/null 2>&1 || die "codex does not run in the root file system"

@@ -60,7 +60,9 @@ export async function runAgent(
       throw new SandboxError('guest_error', `could not create ${invocation.dirs.join(', ')} for the agent`);
     }
   }
-  for (const file of invocation.files) await vm.writeFile(file.path, file.content, file.mode ?? 0o644);
+  // As the agent user: these paths are in its home, where its own code may have planted links.
+  for (const file of invocation.files)
+    await vm.writeFile(file.path, file.content, { mode: file.mode ?? 0o644, uid: options.uid });
 
   let count = 0;
   let finalMessage: string | undefined;

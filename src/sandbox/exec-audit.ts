@@ -7,3 +7,18 @@ export interface ExecAuditRecord {
   cwd: string | null;
   uid: number | null;
 }
+
+/**
+ * Exec records that did not reach the task's record, counted: `lost` inside the guest (a gap in
+ * the kernel's audit serial numbers), or `dropped` by the host because the guest sent more than
+ * its rate allows.
+ */
+export type ExecAuditLoss =
+  | {
+      kind: 'lost';
+      reason: 'serial_gap';
+      records: number;
+      firstSerial?: number | undefined;
+      lastSerial?: number | undefined;
+    }
+  | { kind: 'dropped'; records: number; from: string; to: string; perSecond: number; burst: number };

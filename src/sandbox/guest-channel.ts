@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SandboxError } from '../errors.ts';
-import type { ExecAuditRecord } from './exec-audit.ts';
+import type { ExecAuditLoss, ExecAuditRecord } from './exec-audit.ts';
+import { DEFAULT_EXEC_AUDIT_RATE, ExecAuditLimiter } from './exec-audit-limiter.ts';
 import {
   GuestLineParser,
   type GuestMessage,
@@ -10,7 +11,7 @@ import {
   type HostMessage,
   type MalformedGuestLine,
 } from './guest-protocol.ts';
-import type { GuestExec, GuestExecResult } from './sandbox.ts';
+import type { GuestExec, GuestExecResult, WriteFileOptions } from './sandbox.ts';
 
 type Pending = {
   onOutput?: ((stream: 'stdout' | 'stderr', data: string) => void) | undefined;
@@ -28,6 +29,8 @@ export class GuestChannel {
   readonly #pending = new Map<string, Pending>();
   readonly #auditListeners: Array<(r: ExecAuditRecord) => void> = [];
   readonly #malformedListeners: Array<(line: string, error: string) => void> = [];
+  readonly #lossListeners: Array<(loss: ExecAuditLoss) => void> = [];
+  readonly #execLimiter: ExecAuditLimiter;
   readonly #outputLimit: number;
   #outputBytes = 0;
   #closed: Error | undefined;
@@ -37,9 +40,10 @@ export class GuestChannel {
   /** Called when the guest exceeds the output limit. */
   onOutputLimit: (() => void) | undefined;
 
-  constructor(socket: Socket, outputLimitBytes: number) {
+  constructor(socket: Socket, outputLimitBytes: number, execAuditRate = DEFAULT_EXEC_AUDIT_RATE) {
     this.#socket = socket;
     this.#outputLimit = outputLimitBytes;
+    this.#execLimiter = new ExecAuditLimiter(execAuditRate, (summary) => this.#lost(summary));
     this.ready = new Promise((resolve, reject) => {
       this.#ready = { resolve, reject };
     });
@@ -61,6 +65,15 @@ export class GuestChannel {
 
   onMalformed(listener: (line: string, error: string) => void): void {
     this.#malformedListeners.push(listener);
+  }
+
+  onExecAuditLoss(listener: (loss: ExecAuditLoss) => void): void {
+    this.#lossListeners.push(listener);
+  }
+
+  /** Reports exec records dropped over the rate limit that are not yet summarised. */
+  flushExecAuditDrops(): void {
+    this.#execLimiter.flush();
   }
 
   /** Runs a command in the guest. */
@@ -94,14 +107,15 @@ export class GuestChannel {
     }
   }
 
-  async writeFile(path: string, content: string | Buffer, mode?: number): Promise<void> {
+  async writeFile(path: string, content: string | Buffer, options: WriteFileOptions = {}): Promise<void> {
     const contentBase64 = Buffer.from(content).toString('base64');
     await this.#request({
       type: 'write_file',
       id: randomUUID(),
       path,
       contentBase64,
-      ...(mode ? { mode } : {}),
+      ...(options.mode ? { mode: options.mode } : {}),
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
     });
   }
 
@@ -142,9 +156,14 @@ export class GuestChannel {
     if (this.#closed) return;
     this.#closed = reason;
     this.#ready?.reject(reason);
+    this.#execLimiter.flush();
     for (const pending of this.#pending.values()) pending.reject(reason);
     this.#pending.clear();
     this.#socket.destroy();
+  }
+
+  #lost(loss: ExecAuditLoss): void {
+    for (const l of this.#lossListeners) l(loss);
   }
 
   #request(message: HostMessage & { id: string }, onOutput?: Pending['onOutput']): Promise<GuestMessage> {
@@ -175,6 +194,7 @@ export class GuestChannel {
         this.#ready?.resolve(message);
         return;
       case 'exec_audit':
+        if (!this.#execLimiter.admit()) return;
         for (const l of this.#auditListeners) {
           l({
             ts: message.ts ?? new Date().toISOString(),
@@ -185,6 +205,15 @@ export class GuestChannel {
             uid: message.uid ?? null,
           });
         }
+        return;
+      case 'exec_audit_lost':
+        this.#lost({
+          kind: 'lost',
+          reason: message.reason,
+          records: message.records,
+          firstSerial: message.firstSerial,
+          lastSerial: message.lastSerial,
+        });
         return;
       case 'log':
         // The guest's own notes (such as a kernel-log overrun) go on the record as malformed-free notices.

@@ -23,6 +23,8 @@ export const HostMessage = z.discriminatedUnion('type', [
     path: z.string(),
     contentBase64: z.string(),
     mode: z.number().int().optional(),
+    // Written with this user's rights, so a link the user planted cannot lead elsewhere.
+    uid: z.number().int().optional(),
   }),
   z.object({ type: z.literal('read_file'), id: z.string(), path: z.string() }),
   z.object({ type: z.literal('signal'), id: z.string(), signal: z.string() }),
@@ -96,6 +98,14 @@ export const GuestMessage = z.discriminatedUnion('type', [
     })
     .passthrough(),
   z.object({ type: z.literal('log'), message: z.string() }).passthrough(),
+  // Exec records the guest knows it lost: a gap in the audit serial numbers.
+  z.object({
+    type: z.literal('exec_audit_lost'),
+    reason: z.literal('serial_gap'),
+    records: z.number().int().positive(),
+    firstSerial: z.number().int().optional(),
+    lastSerial: z.number().int().optional(),
+  }),
 ]);
 export type GuestMessage = z.infer<typeof GuestMessage>;
 

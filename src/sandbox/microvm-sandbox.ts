@@ -6,9 +6,11 @@ import path from 'node:path';
 import { SandboxError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { type ProcessHandle, spawnProcess } from '../process/spawn-process.ts';
+import { whenAborted } from '../process/when-aborted.ts';
 import { createVmDisks } from './disks.ts';
 import { GuestChannel } from './guest-channel.ts';
 import type { GuestProcess, GuestReady } from './guest-protocol.ts';
+import { MAX_PROXY_CONNECTIONS, openProxyGate, type ProxyGate } from './proxy-gate.ts';
 import { qemuArgs } from './qemu-args.ts';
 import { qmpExecute } from './qmp.ts';
 import type { Sandbox, Vm, VmSpec, VmTeardown } from './sandbox.ts';
@@ -64,7 +66,15 @@ export class MicroVmSandbox implements Sandbox {
       consoleLog: path.join(dir, 'console.log'),
     };
     let qemu: ProcessHandle | undefined;
+    let gate: ProxyGate | undefined;
     try {
+      gate = spec.proxySocket
+        ? await openProxyGate({
+            socketPath: path.join(dir, 'proxy-gate.sock'),
+            target: spec.proxySocket,
+            maxConnections: spec.maxProxyConnections ?? MAX_PROXY_CONNECTIONS,
+          })
+        : undefined;
       await createVmDisks({
         rootfs: this.#options.image.rootfs,
         overlay: files.overlay,
@@ -78,7 +88,7 @@ export class MicroVmSandbox implements Sandbox {
         cpus: spec.cpus,
         memoryMib: spec.memoryMib,
         ...files,
-        proxySocket: spec.proxySocket,
+        proxySocket: gate?.socketPath,
         tscKhz: this.#options.tscKhz,
       });
       // No timeout: a VM lives as long as its task, whose runner destroys it. It must never
@@ -104,14 +114,14 @@ export class MicroVmSandbox implements Sandbox {
         this.#options.bootTimeoutMs ?? 120_000,
         signal,
       );
-      const channel = new GuestChannel(socket, spec.outputLimitBytes);
+      const channel = new GuestChannel(socket, spec.outputLimitBytes, spec.execAuditRate);
       const ready = await Promise.race([
         channel.ready,
         exited.then((why) => {
           throw new SandboxError('vm_boot_failed', `the VM died while booting: ${why}`);
         }),
         timeout(this.#options.bootTimeoutMs ?? 120_000, 'the VM did not become ready'),
-        aborted(signal),
+        whenAborted(signal),
       ]);
       const failed = failedGuestSetup(ready);
       if (failed) throw new SandboxError('vm_boot_failed', `the guest's set-up failed: ${failed}`);
@@ -130,10 +140,12 @@ export class MicroVmSandbox implements Sandbox {
         exited,
         registry: this.#registry,
         files,
+        gate,
       });
     } catch (error) {
       qemu?.kill();
       await qemu?.exited;
+      await gate?.close();
       const consoleLog = await readFile(files.consoleLog, 'utf8').catch(() => '');
       await this.#registry.remove(vmId);
       const failure =
@@ -215,6 +227,7 @@ export class MicroVm implements Vm {
   readonly #channel: GuestChannel;
   readonly #qemu: ProcessHandle;
   readonly #registry: VmRegistry;
+  readonly #gate: ProxyGate | undefined;
   #destroyed: Promise<VmTeardown> | undefined;
   #limitHit = false;
 
@@ -228,6 +241,7 @@ export class MicroVm implements Vm {
     exited: Promise<string>;
     registry: VmRegistry;
     files: MicroVmFiles;
+    gate?: ProxyGate | undefined;
   }) {
     this.files = parts.files;
     this.id = parts.id;
@@ -237,6 +251,7 @@ export class MicroVm implements Vm {
     this.#channel = parts.channel;
     this.#qemu = parts.qemu;
     this.#registry = parts.registry;
+    this.#gate = parts.gate;
     this.exited = new Promise((resolve) => {
       parts.exited.then((why) => resolve(this.#limitHit ? 'output limit exceeded' : why));
       this.#channel.onOutputLimit = () => {
@@ -250,10 +265,16 @@ export class MicroVm implements Vm {
   }
 
   exec: Vm['exec'] = (request, onOutput, signal) => this.#channel.exec(request, onOutput, signal);
-  writeFile: Vm['writeFile'] = (file, content, mode) => this.#channel.writeFile(file, content, mode);
+  writeFile: Vm['writeFile'] = (file, content, options) => this.#channel.writeFile(file, content, options);
   readFile: Vm['readFile'] = (file) => this.#channel.readFile(file);
   onExecAudit: Vm['onExecAudit'] = (listener) => this.#channel.onExecAudit(listener);
   onMalformed: Vm['onMalformed'] = (listener) => this.#channel.onMalformed(listener);
+  onExecAuditLoss: Vm['onExecAuditLoss'] = (listener) => this.#channel.onExecAuditLoss(listener);
+
+  /** Guest connections the proxy gate refused because the VM held its maximum. */
+  get refusedProxyConnections(): number {
+    return this.#gate?.refused ?? 0;
+  }
 
   async killUserProcesses(uid: number): Promise<GuestProcess[]> {
     const { processes, survivors } = await this.#channel.killUserProcesses(uid);
@@ -282,6 +303,8 @@ export class MicroVm implements Vm {
       await Promise.race([this.#channel.syncAudit(), timeout, stopped]);
     } finally {
       clearTimeout(timer);
+      // Whatever was dropped over the rate is counted on the record before the VM goes.
+      this.#channel.flushExecAuditDrops();
     }
   }
 
@@ -298,6 +321,7 @@ export class MicroVm implements Vm {
       this.#channel.close(new SandboxError('vm_destroyed', 'the VM was destroyed'));
       this.#qemu.kill();
       await this.#qemu.exited;
+      await this.#gate?.close();
       const dir = path.dirname(this.files.overlay);
       await this.#registry.remove(this.id);
       // What the audit record says is what was checked here, after the fact.
@@ -346,12 +370,4 @@ function timeout(ms: number, message: string): Promise<never> {
   return new Promise((_, reject) =>
     setTimeout(() => reject(new SandboxError('vm_boot_failed', message)), ms).unref(),
   );
-}
-
-function aborted(signal?: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (!signal) return;
-    if (signal.aborted) reject(signal.reason);
-    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
 }

@@ -1,4 +1,5 @@
-import type { ExecAuditRecord } from './exec-audit.ts';
+import type { ExecAuditLoss, ExecAuditRecord } from './exec-audit.ts';
+import type { ExecAuditRate } from './exec-audit-limiter.ts';
 import type { GuestProcess } from './guest-protocol.ts';
 
 /** Resources and wiring for one task's VM. */
@@ -11,6 +12,20 @@ export interface VmSpec {
   proxySocket?: string;
   /** Cap on output streamed from the guest, in bytes; exceeding it ends the task. */
   outputLimitBytes: number;
+  /** Exec records per second kept in the task's record (DEFAULT_EXEC_AUDIT_RATE when unset). */
+  execAuditRate?: ExecAuditRate;
+  /** Connections the guest may hold open to its proxy at once (MAX_PROXY_CONNECTIONS when unset). */
+  maxProxyConnections?: number;
+}
+
+/** How a file is written into the guest. */
+export interface WriteFileOptions {
+  mode?: number;
+  /**
+   * Write with this user's rights (the agent user is 1000). Needed anywhere that user can write:
+   * as root, the guest refuses a path through a directory anyone but root can change.
+   */
+  uid?: number;
 }
 
 /** What a command run in the guest produced. */
@@ -54,7 +69,7 @@ export interface Vm {
     onOutput?: (stream: 'stdout' | 'stderr', data: string) => void,
     signal?: AbortSignal,
   ): Promise<GuestExecResult>;
-  writeFile(path: string, content: string | Buffer, mode?: number): Promise<void>;
+  writeFile(path: string, content: string | Buffer, options?: WriteFileOptions): Promise<void>;
   readFile(path: string): Promise<Buffer>;
   /** Every process executed in the guest, as the guest's init reports it. */
   onExecAudit(listener: (record: ExecAuditRecord) => void): void;
@@ -63,6 +78,8 @@ export interface Vm {
    * the record is complete). Rejects after `timeoutMs`.
    */
   syncAudit(timeoutMs?: number): Promise<void>;
+  /** Exec records lost in the guest or dropped over the VM's rate, counted (never silent). */
+  onExecAuditLoss(listener: (loss: ExecAuditLoss) => void): void;
   /** Lines the guest sent that did not parse (kept for the audit record). */
   onMalformed(listener: (line: string, error: string) => void): void;
   /** Resolves with a reason if the VM stops on its own (crash, power-off, limit). */

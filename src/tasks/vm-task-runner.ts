@@ -129,6 +129,9 @@ export class VmTaskRunner implements TaskRunner {
         limits,
       });
       vm.onExecAudit((record) => audit.append(task.id, 'vm.exec', { ...record }));
+      vm.onExecAuditLoss(({ kind, ...loss }) =>
+        audit.append(task.id, kind === 'dropped' ? 'vm.exec.dropped' : 'vm.exec_audit_gap', loss),
+      );
       vm.onMalformed((line, error) => audit.append(task.id, 'vm.malformed_output', { line, error }));
       const died = vm.exited.then((why) => {
         throw new TaskFailure(
@@ -247,7 +250,7 @@ export class VmTaskRunner implements TaskRunner {
           ).catch(() => undefined)
         : undefined;
     const prompt = await recordTaskPrompt(this.#deps, task, branchDiff);
-    await vm.writeFile(PROMPT_FILE, prompt.text, 0o644);
+    await vm.writeFile(PROMPT_FILE, prompt.text, { mode: 0o644, uid: AGENT_UID });
     const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
 
     await sh('git add', { argv: ['git', 'add', '-A'] }, 'internal');

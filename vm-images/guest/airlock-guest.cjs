@@ -7,17 +7,23 @@
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
 const {
+  closeSync,
   constants,
   createReadStream,
   createWriteStream,
+  fchmodSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
+  unlinkSync,
   writeFileSync,
+  writeSync,
 } = require('node:fs');
 const { dirname } = require('node:path');
+const { createExecAuditReader } = require('./kmsg-audit.cjs');
 
 const MAX_CHUNK = 64 * 1024;
 const MAX_FILE = 64 * 1024 * 1024;
@@ -95,10 +101,12 @@ function handle(line) {
       case 'exec':
         return exec(message);
       case 'write_file':
-        mkdirSync(dirname(message.path), { recursive: true });
-        writeFileSync(message.path, Buffer.from(message.contentBase64, 'base64'), {
-          mode: message.mode ?? 0o644,
-        });
+        writeTaskFile(
+          message.path,
+          Buffer.from(message.contentBase64, 'base64'),
+          message.mode ?? 0o644,
+          message.uid,
+        );
         return send({ type: 'ok', id: message.id });
       case 'read_file': {
         const content = readFileSync(message.path);
@@ -139,6 +147,68 @@ function handle(line) {
     }
   } catch (error) {
     send({ type: 'error', id: message.id, message: String(error?.message ?? error) });
+  }
+}
+
+// Files the host writes land where task code has run before, as root. A path through a place the
+// agent user controls could hold a link it planted (/work/prompt.md -> /etc/ld.so.preload), so:
+// - with a uid, the write is done with that user's rights (effective ids, for this synchronous
+//   call only): the kernel checks every step of the path as that user, so a link leads only where
+//   the user could write anyway; a link in the last step is replaced, never followed;
+// - as root, every directory on the way must be one only root can change, and the last step is
+//   opened without following a link.
+function writeTaskFile(path, content, mode, uid) {
+  if (!path.startsWith('/') || path.split('/').some((part) => part === '.' || part === '..'))
+    throw new Error(`${path} is not an absolute path without . or .. steps`);
+  if (uid === undefined || uid === 0) return writeRootFile(path, content, mode);
+  const groups = process.getgroups();
+  process.setgroups([]);
+  process.setegid(uid);
+  process.seteuid(uid);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeNoFollow(path, content, mode, true);
+  } finally {
+    process.seteuid(0);
+    process.setegid(0);
+    process.setgroups(groups);
+  }
+}
+
+function writeRootFile(path, content, mode) {
+  let dir = '';
+  for (const part of ['', ...dirname(path).split('/').filter(Boolean)]) {
+    dir = `${dir}/${part}`.replace('//', '/');
+    try {
+      mkdirSync(dir, 0o755);
+    } catch (error) {
+      if (error.code !== 'EEXIST') throw error;
+    }
+    const stat = lstatSync(dir);
+    if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0)
+      throw new Error(
+        `refusing to write ${path} as root: ${dir} is not a directory only root can change (write it as the user who owns it)`,
+      );
+  }
+  writeNoFollow(path, content, mode, false);
+}
+
+function writeNoFollow(path, content, mode, replaceLink) {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+  let fd;
+  try {
+    fd = openSync(path, flags, mode);
+  } catch (error) {
+    // ELOOP: the last step is a symbolic link. The user's own link is removed, not followed.
+    if (error.code !== 'ELOOP' || !replaceLink) throw error;
+    unlinkSync(path);
+    fd = openSync(path, flags | constants.O_EXCL, mode);
+  }
+  try {
+    fchmodSync(fd, mode);
+    for (let done = 0; done < content.length; ) done += writeSync(fd, content, done);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -297,28 +367,21 @@ const AUDIT_MARKER = 'airlock-audit-sync';
 const auditBarriers = new Set();
 
 // Kernel audit records for execve, from /dev/kmsg (no audit daemon is registered, so the kernel
-// prints them). Records of one event share a serial; they are joined and sent as one exec_audit.
+// prints them); kmsg-audit.cjs accepts only genuine records, joins the records of each event into
+// one exec_audit, and counts records that were lost.
 function startExecAudit() {
-  const pending = new Map();
-  const flush = (serial) => {
-    const event = pending.get(serial);
-    pending.delete(serial);
-    if (!event?.argv) return;
-    send({
-      type: 'exec_audit',
-      ts: event.ts,
-      pid: event.pid ?? null,
-      ppid: event.ppid ?? null,
-      uid: event.uid ?? null,
-      argv: event.argv,
-      cwd: event.cwd ?? null,
-      exe: event.exe ?? null,
-    });
-    const [, marker, id] = event.argv;
-    if (marker === AUDIT_MARKER && auditBarriers.delete(id)) send({ type: 'ok', id });
-  };
+  const reader = createExecAuditReader({
+    onExec(exec) {
+      send({ type: 'exec_audit', ...exec });
+      const [, marker, id] = exec.argv;
+      if (marker === AUDIT_MARKER && auditBarriers.delete(id)) send({ type: 'ok', id });
+    },
+    onLost(loss) {
+      send({ type: 'exec_audit_lost', ...loss });
+    },
+  });
   // One read() of /dev/kmsg returns one record. EPIPE means records were overwritten before we
-  // read them (the ring buffer wrapped): note the loss and keep reading from the next one.
+  // read them (the ring buffer wrapped): the gap in audit serials counts them; keep reading.
   // Non-blocking reads, done synchronously: the boot's backlog (hundreds of records) goes in one
   // pass instead of one thread-pool round trip per record, which under TCG is most of the cost.
   // Node cannot wait for this device to become readable, so new records are polled for: every
@@ -339,60 +402,13 @@ function startExecAudit() {
         }
         return send({ type: 'log', message: `exec audit stopped: ${error.message}` });
       }
-      onLine(record.toString('utf8', 0, bytes));
+      reader.onKmsg(record.toString('utf8', 0, bytes));
       got++;
     }
+    reader.checkGaps();
     setTimeout(drain, got === KMSG_BATCH ? 0 : got > 0 ? 5 : 50);
   };
   drain();
-  function onLine(line) {
-    {
-      const m = /audit: type=(\d+) audit\((\d+)\.(\d+):(\d+)\): (.*)$/.exec(line.trimEnd());
-      if (!m) return;
-      const [, type, secs, millis, serial, body] = m;
-      let event = pending.get(serial);
-      if (!event) {
-        event = { ts: new Date(Number(secs) * 1000 + Number(millis)).toISOString() };
-        pending.set(serial, event);
-        setTimeout(() => flush(serial), 50);
-      }
-      const fields = parseFields(body);
-      if (type === '1300') {
-        event.pid = Number(fields.pid);
-        event.ppid = Number(fields.ppid);
-        event.uid = Number(fields.uid);
-        event.exe = decodeValue(fields.exe ?? '');
-      } else if (type === '1309') {
-        const argc = Number(fields.argc);
-        const argv = [];
-        for (let i = 0; i < argc; i++) argv.push(decodeValue(fields[`a${i}`] ?? joinParts(fields, i)));
-        event.argv = argv;
-      } else if (type === '1307') {
-        event.cwd = decodeValue(fields.cwd ?? '');
-      } else if (type === '1327') {
-        flush(serial);
-      }
-    }
-  }
-}
-
-function joinParts(fields, i) {
-  let value = '';
-  for (let j = 0; fields[`a${i}[${j}]`] !== undefined; j++) value += decodeValue(fields[`a${i}[${j}]`]);
-  return value;
-}
-
-function parseFields(body) {
-  const fields = {};
-  for (const m of body.matchAll(/([\w[\]]+)=("(?:[^"]*)"|\S+)/g)) fields[m[1]] = m[2];
-  return fields;
-}
-
-// Audit quotes plain values and hex-encodes any with spaces, quotes or control characters.
-function decodeValue(raw) {
-  if (raw.startsWith('"')) return raw.slice(1, -1);
-  if (/^([0-9A-F]{2})+$/.test(raw)) return Buffer.from(raw, 'hex').toString('utf8');
-  return raw;
 }
 
 main();
