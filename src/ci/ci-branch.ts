@@ -5,7 +5,7 @@ import type { CiHead } from './ci-follow-up.ts';
 /**
  * The task whose pushed commit is the head of an airlock branch, if `sha` is that head. While a
  * task on the branch is still queued or running nothing is judged: the branch is about to move,
- * and airlock looks again when that task ends ({@link taskFinishedIntent}).
+ * and airlock looks again when that task ends ({@link headToRecheck}).
  */
 export function branchHead(
   tasks: Pick<TaskStore, 'onBranch' | 'list'>,
