@@ -93,7 +93,8 @@ it('runs Codex in the VM: it patches files and runs a command through the proxy,
     'Friendlier greeting',
     `Make the greeting friendlier. ${PROMPT_MARKER}\n\nSCENARIO: edit`,
   );
-  expect(task.reason ?? '').toBe('');
+  // A succeeded task's reason is its outcome.
+  expect(task.reason ?? '').toMatch(/^changes pushed/);
   expect(task.state).toBe('succeeded');
   expect(task.result).toMatchObject({
     outcome: 'changes_pushed',

@@ -116,7 +116,8 @@ it('runs as npm start runs it: serves health and metrics, turns a labelled issue
     600_000,
     'the task to finish',
   );
-  expect(task.reason ?? '').toBe('');
+  // A succeeded task's reason is its outcome.
+  expect(task.reason ?? '').toMatch(/^changes pushed/);
   expect(task.state).toBe('succeeded');
   const pr = await waitFor(() => gh.state.pulls.find((p) => p.head.ref === task.branch), 30_000, 'the PR');
   expect(pr.draft).toBe(true);
