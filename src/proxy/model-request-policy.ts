@@ -216,8 +216,12 @@ const OPENAI_SERVER_ITEMS: Record<string, ModelFeature> = {
   mcp_approval_response: 'mcp',
 };
 
-/** Tool types the client runs itself. */
+/**
+ * Tool types the client runs itself, and `tool_search`, which the provider runs over the tools the
+ * request itself defines (deferred loading, as Codex sends it): none of them reaches anyone else.
+ */
 const OPENAI_CLIENT_TOOLS = new Set([
+  'tool_search',
   'function',
   'custom',
   'local_shell',

@@ -34,6 +34,20 @@ describe('model request features', () => {
     ]);
   });
 
+  it("passes the tools Codex sends, tool_search among them, and still names a web search", () => {
+    const uses = modelRequestFeatures('/v1/responses', {
+      model: 'gpt-5-codex',
+      input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }],
+      tools: [
+        { type: 'function', name: 'shell', parameters: {} },
+        { type: 'custom', name: 'apply_patch' },
+        { type: 'tool_search' },
+        { type: 'web_search' },
+      ],
+    });
+    expect(uses).toEqual([{ feature: 'web_search', field: 'tools[3]', what: 'tool type web_search' }]);
+  });
+
   it('reads a tool_use input as data, not as a content block', () => {
     expect(
       modelRequestFeatures('/v1/messages', {
