@@ -66,7 +66,9 @@ export default async function run(args: string[]): Promise<number> {
     { config, log, redactor, openSandbox: sandbox, progress, signal: interrupt.signal },
   );
   const { task } = outcome;
-  const lines = [`task ${task.id}: ${task.state}${task.reason ? ` (${task.reason})` : ''}`];
+  // A succeeded task's reason is its outcome, which the lines below spell out.
+  const why = task.state !== 'succeeded' && task.reason ? ` (${task.reason})` : '';
+  const lines = [`task ${task.id}: ${task.state}${why}`];
   if (task.result?.outcome === 'changes_pushed') {
     lines.push(`branch: ${task.branch} (${task.result.headSha?.slice(0, 12)})`);
     if (task.result.diffStat) lines.push(task.result.diffStat);

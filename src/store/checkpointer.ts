@@ -39,6 +39,9 @@ export function startCheckpointer(db: Db, log: Logger, options: { intervalMs?: n
     stop: async () => {
       if (failed) return;
       const stopped = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      // Held while it stops: a process with nothing else to do would otherwise exit before the
+      // last checkpoint, with whatever awaited stop() never resumed.
+      worker.ref();
       worker.postMessage('stop');
       await stopped;
       restore();

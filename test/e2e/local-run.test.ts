@@ -87,7 +87,7 @@ describe('airlock run', () => {
     expect(result.exitCode, result.stderr).toBe(0);
 
     const taskId = /^task (\S+): succeeded$/m.exec(result.stdout)?.[1];
-    expect(taskId).toBeDefined();
+    expect(taskId, `${result.stdout}\n---\n${result.stderr}`).toBeDefined();
     const branch = /^branch: (airlock\/\S+)/m.exec(result.stdout)?.[1];
     expect(branch).toBeDefined();
     expect(git('show', `${branch}:greeting.txt`)).toBe('HELLO');

@@ -34,7 +34,7 @@ describe('model request features', () => {
     ]);
   });
 
-  it("passes the tools Codex sends, tool_search among them, and still names a web search", () => {
+  it('passes the tools Codex sends, tool_search among them, and still names a web search', () => {
     const uses = modelRequestFeatures('/v1/responses', {
       model: 'gpt-5-codex',
       input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }],
