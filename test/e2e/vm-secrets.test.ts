@@ -45,8 +45,8 @@ if grep -q "SCENARIO: errors" "$AIRLOCK_PROMPT_FILE"; then
   sleep 600
   exit 0
 fi
-# Positive controls: a long-lived process with a canary in its environment, a canary on disk.
-AIRLOCK_CANARY=${ENV_CANARY} setsid sleep 3600 </dev/null >/dev/null 2>&1 &
+# Positive control: a canary on disk (the process canary is planted by the scan, since the agent
+# user's leftover processes are killed when the agent exits).
 echo "${DISK_CANARY}" > canary.txt
 # A model call through the proxy with a placeholder key; the proxy puts the real one on upstream.
 model "hi"
@@ -76,6 +76,10 @@ async function scanVm(vm: MicroVm): Promise<Scan> {
     if (result.code !== 0) throw new Error(`${argv.join(' ')} exited ${result.code}: ${out}`);
     return out;
   };
+  // Positive control for the process search: a live process with a canary in its environment.
+  await run(['/bin/sh', '-c', 'AIRLOCK_CANARY="$C" setsid sleep 3600 </dev/null >/dev/null 2>&1 &'], {
+    C: ENV_CANARY,
+  });
   // The secrets are never sent in: every search happens on the host, over what is read out.
   const processes = await run([
     '/bin/sh',
