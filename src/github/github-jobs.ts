@@ -63,6 +63,8 @@ export type GitHubJobExecutor = (job: GitHubJob) => Promise<void>;
 export class GitHubJobQueue {
   readonly #db: Db;
   readonly #clock: Clock;
+  /** Jobs being executed right now: a new job must not be coalesced into one already rendering. */
+  readonly #executing = new Set<number>();
 
   constructor(db: Db, clock: Clock) {
     this.#db = db;
@@ -75,10 +77,10 @@ export class GitHubJobQueue {
     if (job.kind === 'tracking' || job.kind === 'check_run') {
       const pending = this.#db
         .prepare(
-          `SELECT 1 FROM github_jobs WHERE status = 'pending' AND kind = ? AND task_id = ? AND attempts = 0`,
+          `SELECT id FROM github_jobs WHERE status = 'pending' AND kind = ? AND task_id = ? AND attempts = 0`,
         )
-        .get(job.kind, taskId);
-      if (pending) return;
+        .all(job.kind, taskId) as Array<{ id: number }>;
+      if (pending.some((row) => !this.#executing.has(row.id))) return;
     }
     const now = this.#clock.now().toISOString();
     this.#db
@@ -107,6 +109,7 @@ export class GitHubJobQueue {
     }>;
     for (const row of due) {
       const job = GitHubJob.parse(JSON.parse(row.payload_json));
+      this.#executing.add(row.id);
       try {
         await execute(job);
         this.#db
@@ -133,6 +136,8 @@ export class GitHubJobQueue {
             giveUp ? this.#clock.now().toISOString() : next.retryAt,
             row.id,
           );
+      } finally {
+        this.#executing.delete(row.id);
       }
     }
     return due.length;
