@@ -3,6 +3,11 @@ import { z } from 'zod';
 /** A person's role on a repository, from least to most: who may start work is decided on it. */
 export type RepoPermission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
 
+/** Whether a permission is write access or more: what starting work, or adding to its text, takes. */
+export function hasWriteAccess(permission: RepoPermission): boolean {
+  return permission === 'admin' || permission === 'maintain' || permission === 'write';
+}
+
 /** GitHub's answer to `GET /repos/{owner}/{repo}/collaborators/{username}/permission`, as relied on. */
 const CollaboratorPermission = z.object({
   permission: z.string(),

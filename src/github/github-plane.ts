@@ -20,6 +20,7 @@ import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
 import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
 import { appIdentity } from './app-identity.ts';
+import { hasWriteAccess } from './collaborator-permission.ts';
 import { DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
 import { type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
@@ -244,8 +245,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       const mayWrite = new Set<string>();
       for (const author of new Set(current.comments.filter((c) => !known.has(c.id)).map((c) => c.author))) {
         const permission = await client.permission(task.installationId, task.repoFullName, author);
-        if (permission === 'admin' || permission === 'maintain' || permission === 'write')
-          mayWrite.add(author);
+        if (hasWriteAccess(permission)) mayWrite.add(author);
       }
       const result = promptThread(task.thread, current, mayWrite);
       if (result.editedAfterTrigger || result.leftOut.length) {

@@ -90,6 +90,17 @@ const rule = {
   allow_forks: z.boolean().describe('Whether a repository may set `allow_forks: true`.'),
 };
 
+/** Caps as the file states them: each optional, unset ones inherited. */
+const CapsRules = z
+  .object({
+    max_tokens: rule.caps.max_tokens.optional(),
+    timeout_minutes: rule.caps.timeout_minutes.optional(),
+    cpus: rule.caps.cpus.optional(),
+    memory_mib: rule.caps.memory_mib.optional(),
+    disk_mib: rule.caps.disk_mib.optional(),
+  })
+  .strict();
+
 /** The rules as `defaults` holds them: every field present, built-in values when unset. */
 const DefaultRules = z
   .object({
@@ -99,19 +110,9 @@ const DefaultRules = z
       .strict()
       .prefault({})
       .describe('Which models and model features a repository may use.'),
-    caps: z
-      .object({
-        max_tokens: rule.caps.max_tokens.optional(),
-        timeout_minutes: rule.caps.timeout_minutes.optional(),
-        cpus: rule.caps.cpus.optional(),
-        memory_mib: rule.caps.memory_mib.optional(),
-        disk_mib: rule.caps.disk_mib.optional(),
-      })
-      .strict()
-      .prefault({})
-      .describe(
-        'The most a repository may ask for. Unset caps come from AIRLOCK_MAX_* variables, then the built-in caps.',
-      ),
+    caps: CapsRules.prefault({}).describe(
+      'The most a repository may ask for. Unset caps come from AIRLOCK_MAX_* variables, then the built-in caps.',
+    ),
     egress: z
       .object({ names: rule.egress.names.default(['*']) })
       .strict()
@@ -138,17 +139,7 @@ const OverrideRules = z
       .strict()
       .optional()
       .describe('Which models and model features a repository may use.'),
-    caps: z
-      .object({
-        max_tokens: rule.caps.max_tokens.optional(),
-        timeout_minutes: rule.caps.timeout_minutes.optional(),
-        cpus: rule.caps.cpus.optional(),
-        memory_mib: rule.caps.memory_mib.optional(),
-        disk_mib: rule.caps.disk_mib.optional(),
-      })
-      .strict()
-      .optional()
-      .describe('The most a repository may ask for.'),
+    caps: CapsRules.optional().describe('The most a repository may ask for.'),
     egress: z
       .object({ names: rule.egress.names.optional() })
       .strict()

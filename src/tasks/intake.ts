@@ -6,8 +6,9 @@ import {
   type RepoConfig,
 } from '../config/repo-config.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
+import { hasWriteAccess } from '../github/collaborator-permission.ts';
 import type { DeliveryLog, StoredDelivery } from '../github/delivery-log.ts';
-import type { GitHubClient, RepoPermission } from '../github/github-client.ts';
+import type { GitHubClient } from '../github/github-client.ts';
 import type { GitHubJobQueue, ReactionTarget } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
 import type { Logger } from '../logger.ts';
@@ -206,9 +207,6 @@ function beyondPolicy(
   );
 }
 
-/** Permissions that may start, cancel and retry work. */
-const MAY_START: ReadonlySet<RepoPermission> = new Set(['admin', 'maintain', 'write']);
-
 /** Why this sender may not use airlock here, or undefined when they may. */
 async function senderRefusal(
   deps: IntakeDeps,
@@ -223,7 +221,7 @@ async function senderRefusal(
     };
   }
   const permission = await deps.github.permission(installationId, repo.fullName, sender.login);
-  if (!MAY_START.has(permission)) {
+  if (!hasWriteAccess(permission)) {
     return {
       reason: `${sender.login} has ${permission} permission`,
       message: writeAccessRefusal(sender.login, permission),

@@ -1,43 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { Task } from '../../src/tasks/task.ts';
 import { type IssueThread, taskPrompt, visibleText } from '../../src/tasks/task-prompt.ts';
+import { taskFixture } from '../helpers/task-fixture.ts';
 
-function task(overrides: Partial<Task> = {}): Task {
-  return Task.parse({
-    id: 't1',
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 1,
-    issueNumber: 7,
-    prNumber: null,
-    kind: 'issue',
-    state: 'running',
-    reason: null,
-    branch: 'airlock/issue-7',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 101,
-    triggerEvent: 'issues.labeled',
-    triggerUrl: null,
-    deliveryId: 'd1',
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    thread: null,
-    config: {},
-    parentTaskId: null,
-    attempt: 1,
-    trackingCommentId: null,
-    checkRunId: null,
-    headSha: null,
-    result: null,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    updatedAt: '2026-01-01T00:00:00.000Z',
-    startedAt: null,
-    finishedAt: null,
-    ...overrides,
-  });
-}
+const task = taskFixture;
 
 const thread = (comments: IssueThread['comments'] = []): IssueThread => ({
   title: 'Friendlier greeting',

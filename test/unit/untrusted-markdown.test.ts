@@ -8,49 +8,16 @@ import {
   untrustedCodeSpan,
   untrustedQuote,
 } from '../../src/github/untrusted-markdown.ts';
-import { Task, type TaskResult } from '../../src/tasks/task.ts';
+import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import { type Block, githubEffects } from '../helpers/github-markdown.ts';
+import { taskFixture } from '../helpers/task-fixture.ts';
 
 const PUBLIC_URL = 'http://airlock.test';
 const AUDIT = `${PUBLIC_URL}/tasks/t1`;
 const PR_URL = 'https://github.com/acme/widgets/pull/9';
 
-function task(overrides: Partial<Task> = {}): Task {
-  return Task.parse({
-    id: 't1',
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 1,
-    issueNumber: 7,
-    prNumber: null,
-    kind: 'issue',
-    state: 'succeeded',
-    reason: null,
-    branch: 'airlock/issue-7',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 101,
-    triggerEvent: 'issues.labeled',
-    triggerUrl: null,
-    deliveryId: 'd1',
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    thread: null,
-    config: {},
-    parentTaskId: null,
-    attempt: 1,
-    trackingCommentId: null,
-    checkRunId: null,
-    headSha: 'a'.repeat(40),
-    result: null,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    updatedAt: '2026-01-01T00:00:00.000Z',
-    startedAt: null,
-    finishedAt: null,
-    ...overrides,
-  });
-}
+const task = (overrides: Partial<Task> = {}): Task =>
+  taskFixture({ state: 'succeeded', headSha: 'a'.repeat(40), ...overrides });
 
 const pushed = (result: Partial<TaskResult>): Task =>
   task({ result: { outcome: 'changes_pushed', summary: '', prUrl: PR_URL, ...result } });
