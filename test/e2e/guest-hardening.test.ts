@@ -12,7 +12,7 @@ import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
 import { MAX_PROXY_CONNECTIONS } from '../../src/sandbox/proxy-gate.ts';
 import type { Vm } from '../../src/sandbox/sandbox.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
-import { testVmImage } from '../helpers/vm-image.ts';
+import { testSnapshotDir, testVmImage } from '../helpers/vm-image.ts';
 
 // What a hostile agent (uid 1000) or repository can try inside a real microVM, against the guest
 // agent and the host. Two VMs: one with the production limits, one with a low exec-record rate.
@@ -157,12 +157,15 @@ beforeAll(async () => {
       socket.end('HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nproxy reached'),
     );
   }).listen(path.join(dir, 'proxy.sock'));
+  const image = testVmImage();
   sandbox = new MicroVmSandbox({
-    image: testVmImage(),
+    image,
     accel: 'tcg',
     dataDir: dir,
     log: memoryLogger().log,
     tscKhz: hostTscKhz(),
+    // Restored from the shared base snapshot, as production starts VMs.
+    snapshotDir: testSnapshotDir(image),
     // Two VMs boot at once under TCG on a shared machine.
     bootTimeoutMs: 240_000,
   });
