@@ -14,7 +14,7 @@ import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import type { PlaneView } from './control-plane-harness.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { settled } from './settled.ts';
-import { emulatorSettings } from './test-settings.ts';
+import { emulatorOctokit, emulatorSettings } from './test-settings.ts';
 import { testVmImage } from './vm-image.ts';
 import { waitFor } from './wait-for.ts';
 import { examplePayload } from './webhook-examples.ts';
@@ -70,7 +70,7 @@ export async function startE2eWorld(options: {
       };
     },
     models: options.models ?? {},
-    octokit: { retryBaseMs: 5 },
+    octokit: emulatorOctokit,
     pollMs: 100,
   });
   const github = airlock.github!;
