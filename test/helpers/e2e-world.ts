@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Airlock, buildAirlock } from '../../src/airlock.ts';
 import type { AuditLog } from '../../src/audit/audit-log.ts';
+import type { OctokitTuning } from '../../src/github/octokit-factory.ts';
 import type { ModelUpstreams } from '../../src/proxy/model-proxy.ts';
 import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
@@ -44,6 +45,8 @@ export async function startE2eWorld(options: {
   models?: ModelUpstreams;
   /** Lets a test observe the real sandbox (for example, scan a VM before it is destroyed). */
   wrapSandbox?: (sandbox: Sandbox) => Sandbox;
+  /** Octokit's tuning (default: the emulator's, without GitHub's spacing of writes). */
+  octokit?: OctokitTuning;
 }): Promise<E2eWorld> {
   const gh = await startGitHubEmulator({ appSlug: options.appSlug ?? 'airlock-e2e' });
   await gh.createRepo('acme', 'widgets', { files: options.files });
@@ -70,7 +73,7 @@ export async function startE2eWorld(options: {
       };
     },
     models: options.models ?? {},
-    octokit: emulatorOctokit,
+    octokit: options.octokit ?? emulatorOctokit,
     pollMs: 100,
   });
   const github = airlock.github!;
