@@ -8,7 +8,11 @@ import type { AppConfig } from '../config/app-config.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
+import type { SpendLedger } from '../spend/spend-ledger.ts';
 import type { Db } from '../store/database.ts';
+import type { ApprovalStore } from '../tasks/approval-store.ts';
+import { expireApprovals } from '../tasks/approvals.ts';
+import type { HeldResults } from '../tasks/held-results.ts';
 import { processPendingDeliveries } from '../tasks/intake.ts';
 import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from '../tasks/recovery.ts';
 import { Scheduler } from '../tasks/scheduler.ts';
@@ -49,6 +53,9 @@ export interface GitHubPlaneDeps {
   listeners: StateListener[];
   /** The operator policy in force for a repository. */
   rulesFor(repoFullName: string): EffectivePolicy;
+  approvals: ApprovalStore;
+  spend: SpendLedger;
+  held: HeldResults;
   health?: { accel: string; image: string };
   octokit?: OctokitTuning;
   pollMs?: number;
@@ -141,6 +148,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     log,
     ciVerdict: (taskId) => verdicts.forTask(taskId),
     auditHeadHash: (taskId) => deps.audit.headHash(taskId),
+    approval: (taskId) => deps.approvals.pending(taskId),
+    spend: (taskId) => deps.spend.ofTask(taskId),
   });
   const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
@@ -160,6 +169,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   });
   deps.lifecycle.publish = reporter.publish;
 
+  const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
   const recovery = await recoverInFlightTasks({
     ...deps.lifecycle,
     reaper: deps.reaper,
@@ -191,6 +201,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const intakeLoop = startWorkLoop(
     'intake',
     async () => {
+      // Waiting tasks whose time is up end here, on the injected clock.
+      const expired = expireApprovals(approvalDeps);
       const n = await processPendingDeliveries({
         deliveries,
         tasks,
@@ -200,12 +212,16 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         log,
         cancelTask: (id, by) => scheduler.cancel(id, by),
         rulesFor: deps.rulesFor,
+        approvals: deps.approvals,
+        appLogin: () => `${identity.slug()}[bot]`,
+        spendCapReached: (repo) => deps.spend.capReached(repo, deps.rulesFor(repo).spend),
+        ...(deps.lifecycle.onState ? { onState: deps.lifecycle.onState } : {}),
         yieldToWebhooks: () => gate.yield(),
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
       });
-      if (n > 0) jobLoop.wake();
+      if (n > 0 || expired.length > 0) jobLoop.wake();
       if (identity.known()) scheduler.tick();
-      return n;
+      return n + expired.length;
     },
     log,
     pollMs,
