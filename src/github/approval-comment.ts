@@ -18,10 +18,10 @@ const COMMANDS_SHOWN = 30;
 const HOSTS_SHOWN = 30;
 
 /** The tracking comment's section for a task that waits for approval: what waits, and how to decide. */
-export function approvalSection(task: Task, approval: Approval, taskUrl: string): string[] {
+export function approvalSection(task: Task, approval: Approval, pageUrl: string): string[] {
   const lines: string[] = [];
   if (approval.shown.gate === 'run') lines.push(...runSection(approval.shown));
-  else lines.push(...pushSection(approval.shown, taskUrl));
+  else lines.push(...pushSection(approval.shown, pageUrl));
   lines.push('', labelledUntrusted('Why:', approval.why, 1_000));
   const who = task.config.approval.separate_approver
     ? `A person with write access other than @${task.actorLogin}`
@@ -29,7 +29,7 @@ export function approvalSection(task: Task, approval: Approval, taskUrl: string)
   const what = approval.gate === 'run' ? 'to let it run' : 'to push it and open the pull request';
   lines.push(
     '',
-    `${who} comments \`/airlock approve\` ${what}, or \`/airlock reject\` to end the task; or decides in the [web UI](${taskUrl}).`,
+    `${who} comments \`/airlock approve\` ${what}, or \`/airlock reject\` to end the task; or decides in the [web UI](${pageUrl}).`,
     `It waits until ${approval.expiresAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}. What is shown here has the digest \`${approval.shownDigest.slice(0, 16)}\`; the record keeps who decided on it.`,
   );
   return lines;
@@ -60,11 +60,11 @@ function runSection(shown: RunShown): string[] {
   return lines;
 }
 
-function pushSection(shown: PushShown, taskUrl: string): string[] {
+function pushSection(shown: PushShown, pageUrl: string): string[] {
   const lines = [
     '⏸️ **The agent’s result waits for approval before it is pushed.** It is held on airlock’s host: nothing has reached GitHub, so no workflow has run it.',
     '',
-    `Commit \`${shown.head.slice(0, 12)}\`${shown.base ? ` on \`${shown.base.slice(0, 12)}\`` : ''} · [full diff](${taskUrl}#diff)`,
+    `Commit \`${shown.head.slice(0, 12)}\`${shown.base ? ` on \`${shown.base.slice(0, 12)}\`` : ''} · [full diff](${pageUrl}#diff)`,
   ];
   if (shown.diffStat) lines.push('', untrustedCodeBlock(shown.diffStat.trim(), STAT_CHARS));
   const files = shown.files.slice(0, FILES_SHOWN).map((f) => {

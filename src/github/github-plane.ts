@@ -11,7 +11,7 @@ import type { EffectivePolicy } from '../policy/policy-for.ts';
 import type { SpendLedger } from '../spend/spend-ledger.ts';
 import type { Db } from '../store/database.ts';
 import type { ApprovalStore } from '../tasks/approval-store.ts';
-import { expireApprovals } from '../tasks/approvals.ts';
+import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
 import type { HeldResults } from '../tasks/held-results.ts';
 import { processPendingDeliveries } from '../tasks/intake.ts';
 import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from '../tasks/recovery.ts';
@@ -132,6 +132,19 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       metrics: deps.metrics,
       metricsPublic: settings.web.metricsPublic,
       fetch: tuning.fetch,
+      approvals: {
+        pending: () =>
+          deps.approvals.allPending().map((approval) => ({ approval, task: tasks.get(approval.taskId) })),
+        held: (taskId) => deps.held.get(taskId),
+        spend: deps.spend,
+        mayWrite: async (task, login) =>
+          task.installationId !== null &&
+          hasWriteAccess(await client.permission(task.installationId, task.repoFullName, login)),
+        decide: (input) =>
+          tasks.transaction(() =>
+            decideApproval({ ...deps.lifecycle, approvals: deps.approvals }, { ...input, channel: 'web' }),
+          ),
+      },
     }),
   );
   const server = await startHttpServer({

@@ -33,6 +33,11 @@ export function auditUrl(publicUrl: string, taskId: string): string {
   return `${publicUrl.replace(/\/$/, '')}/tasks/${taskId}`;
 }
 
+/** The web UI's page for deciding what a task waits for. */
+export function approvalUrl(publicUrl: string, taskId: string): string {
+  return `${publicUrl.replace(/\/$/, '')}/approvals/${taskId}`;
+}
+
 /** CI's verdict on the commit a task pushed, as the tracking comment shows it. */
 export interface CiVerdictLine {
   headSha: string;
@@ -65,7 +70,7 @@ export function trackingCommentBody(
     lines.push('', `Waiting for task \`${options.queuedBehind}\` on the same branch to finish.`);
   }
   if (task.state === 'awaiting_approval' && options.approval)
-    lines.push('', ...approvalSection(task, options.approval, auditUrl(options.publicUrl, task.id)));
+    lines.push('', ...approvalSection(task, options.approval, approvalUrl(options.publicUrl, task.id)));
   const changed = task.context.threadChanged;
   if (changed) {
     const what = [

@@ -116,6 +116,12 @@ describe('approval before run', () => {
       shownDigest: pending!.shownDigest,
     });
     expect(verifyAuditChains(h.db, waiting.id).ok).toBe(true);
+
+    // `airlock audit verify` holds the approvals to what the chain recorded.
+    h.db.prepare(`UPDATE approvals SET decided_by = 'mallory' WHERE task_id = ?`).run(waiting.id);
+    const report = verifyAuditChains(h.db, waiting.id);
+    expect(report.ok).toBe(false);
+    expect(report.problems[0]?.problem).toMatch(/does not match the decision the task's record holds/);
   });
 
   it('requires someone other than the requester when the repository asks for a separate approver', async () => {
@@ -264,7 +270,7 @@ describe('approval before push', () => {
     const body = tracking(issue.number);
     expect(body).toContain('HELD.md');
     expect(body).toContain(`${held.headSha.slice(0, 12)}`);
-    expect(body).toContain(`/tasks/${task.id}#diff`);
+    expect(body).toContain(`/approvals/${task.id}#diff`);
 
     await comment(issue.number, '/airlock approve', 'carol');
     await waitFor(stateIs('succeeded'), 15_000, 'approved result to be pushed');
@@ -277,6 +283,16 @@ describe('approval before push', () => {
     expect(updates.at(-1)?.data).toMatchObject({ decision: 'forwarded', by: 'host', new: held.headSha });
     expect(h.airlock.audit.events(task.id).some((e) => e.type === 'token.minted')).toBe(true);
     expect(verifyAuditChains(h.db, task.id).ok).toBe(true);
+
+    // What the approver saw cannot be swapped afterwards without verify saying so.
+    h.db
+      .prepare(
+        `UPDATE approvals SET shown_json = replace(shown_json, 'HELD.md', 'OTHER.md') WHERE task_id = ?`,
+      )
+      .run(task.id);
+    expect(verifyAuditChains(h.db, task.id).problems.map((p) => p.problem)).toEqual([
+      expect.stringMatching(/what approval \d+ showed was changed after it was recorded/),
+    ]);
   });
 
   it('discards the held result on rejection: nothing reaches GitHub', async () => {
