@@ -45,10 +45,10 @@ function label(issueNumber: number, login = 'alice') {
 }
 
 let commentIds = 7000;
-function comment(issueNumber: number, body: string, login: string) {
+function comment(issueNumber: number, body: string, login: string, pull = false) {
   const payload = examplePayload('issue_comment', 'created', world(login));
   payload.issue.number = issueNumber;
-  payload.issue.pull_request = undefined;
+  payload.issue.pull_request = pull ? { url: 'x' } : undefined;
   payload.comment.body = body;
   payload.comment.id = ++commentIds;
   payload.comment.performed_via_github_app = null;
@@ -74,12 +74,12 @@ async function outsiderIssueLabelled(
 ) {
   const issue = h.emulator.createIssue(h.repo, { title: 'Outsider asks', body, user: 'bob' });
   await label(issue.number, 'alice');
-  await waitFor(stateIs('awaiting_approval'), 15_000, 'task to wait for approval');
-  await waitFor(() => tracking(issue.number).includes('waits for approval'), 15_000, 'tracking comment');
+  await waitFor(stateIs('awaiting_approval'), 60_000, 'task to wait for approval');
+  await waitFor(() => tracking(issue.number).includes('waits for approval'), 60_000, 'tracking comment');
   return issue;
 }
 
-describe('approval before run', () => {
+describe('approval before run', { timeout: 240_000 }, () => {
   it("holds an outsider's issue a maintainer labelled until a writer approves, showing the frozen text", async () => {
     await start();
     const issue = await outsiderIssueLabelled();
@@ -103,7 +103,7 @@ describe('approval before run', () => {
     );
 
     await comment(issue.number, '/airlock approve', 'alice');
-    await waitFor(stateIs('succeeded'), 15_000, 'task to run and succeed');
+    await waitFor(stateIs('succeeded'), 60_000, 'task to run and succeed');
     expect(h.runner.runs).toEqual([waiting.id]);
     const decided = h.airlock.approvals.forTask(waiting.id)[0]!;
     expect(decided).toMatchObject({ state: 'approved', decidedBy: 'alice', channel: 'comment' });
@@ -138,7 +138,7 @@ describe('approval before run', () => {
     expect(h.runner.runs).toEqual([]);
 
     await comment(issue.number, '/airlock approve', 'carol');
-    await waitFor(stateIs('succeeded'), 15_000, 'task to run');
+    await waitFor(stateIs('succeeded'), 60_000, 'task to run');
     expect(h.airlock.approvals.forTask(only().id)[0]).toMatchObject({ decidedBy: 'carol' });
   });
 
@@ -146,7 +146,7 @@ describe('approval before run', () => {
     await start();
     const own = h.emulator.createIssue(h.repo, { title: 'Mine', body: 'Do it.', user: 'alice' });
     await label(own.number);
-    await waitFor(stateIs('succeeded'), 15_000, 'trusted task to run');
+    await waitFor(stateIs('succeeded'), 60_000, 'trusted task to run');
     expect(h.airlock.approvals.forTask(only().id)).toEqual([]);
   });
 
@@ -154,7 +154,7 @@ describe('approval before run', () => {
     await start();
     const issue = await outsiderIssueLabelled();
     await comment(issue.number, '/airlock reject', 'carol');
-    await waitFor(stateIs('cancelled'), 15_000, 'task to end');
+    await waitFor(stateIs('cancelled'), 60_000, 'task to end');
     expect(only().reason).toBe('rejected by @carol: the task did not run');
     expect(h.runner.runs).toEqual([]);
   });
@@ -168,7 +168,7 @@ describe('approval before run', () => {
     expect(h.plane.recovery.failed).toEqual([]);
     expect(h.runner.runs).toEqual([]);
     await comment(issue.number, '/airlock approve', 'alice');
-    await waitFor(stateIs('succeeded'), 15_000, 'task to run after the restart');
+    await waitFor(stateIs('succeeded'), 60_000, 'task to run after the restart');
   });
 
   it('expires on the clock after approval.expire_hours', async () => {
@@ -180,7 +180,7 @@ describe('approval before run', () => {
     await h.plane.quiesce();
     expect(only().state).toBe('awaiting_approval');
     clock.advance(2_000);
-    await waitFor(stateIs('cancelled'), 15_000, 'task to expire');
+    await waitFor(stateIs('cancelled'), 60_000, 'task to expire');
     expect(only().reason).toMatch(/^expired: nobody with write access approved it within 2 hours/);
     expect(h.airlock.approvals.forTask(only().id)[0]).toMatchObject({ state: 'expired', channel: 'expiry' });
   });
@@ -196,7 +196,7 @@ describe('approval before run', () => {
       });
       const issue = h.emulator.createIssue(h.repo, { title: 'x', body: 'y', user: 'alice' });
       await label(issue.number);
-      await waitFor(() => comments(issue.number).length > 0, 15_000, 'refusal');
+      await waitFor(() => comments(issue.number).length > 0, 60_000, 'refusal');
       await h.plane.quiesce();
       expect(h.plane.tasks.list()).toEqual([]);
       const [refusal] = comments(issue.number);
@@ -246,7 +246,7 @@ const heldPushBehaviour: RunBehaviour = async (task, ctx, harness) => {
   }
 };
 
-describe('approval before push', () => {
+describe('approval before push', { timeout: 240_000 }, () => {
   const config = { '.github/airlock.yml': 'approval:\n  before_push: always\n' };
 
   it('leaves no branch on GitHub until approval, then pushes exactly the approved commit and opens the PR', async () => {
@@ -254,7 +254,7 @@ describe('approval before push', () => {
     h.runner.behaviour = heldPushBehaviour;
     const issue = h.emulator.createIssue(h.repo, { title: 'Held', body: 'Add a file.', user: 'alice' });
     await label(issue.number);
-    await waitFor(stateIs('awaiting_approval'), 15_000, 'result to be held');
+    await waitFor(stateIs('awaiting_approval'), 60_000, 'result to be held');
     await waitFor(
       () => tracking(issue.number).includes('waits for approval before it is pushed'),
       15_000,
@@ -273,7 +273,7 @@ describe('approval before push', () => {
     expect(body).toContain(`/approvals/${task.id}#diff`);
 
     await comment(issue.number, '/airlock approve', 'carol');
-    await waitFor(stateIs('succeeded'), 15_000, 'approved result to be pushed');
+    await waitFor(stateIs('succeeded'), 60_000, 'approved result to be pushed');
     expect(await h.emulator.branchSha(h.repo, task.branch)).toBe(held.headSha);
     const done = only();
     expect(done.headSha).toBe(held.headSha);
@@ -295,17 +295,44 @@ describe('approval before push', () => {
     ]);
   });
 
+  it('holds a follow-up on the pull request the same way, then moves the same branch and PR', async () => {
+    await start({ files: config });
+    h.runner.behaviour = heldPushBehaviour;
+    const issue = h.emulator.createIssue(h.repo, { title: 'Held', body: 'Add a file.', user: 'alice' });
+    await label(issue.number);
+    await waitFor(stateIs('awaiting_approval'), 60_000, 'first result to be held');
+    await comment(issue.number, '/airlock approve', 'carol');
+    await waitFor(stateIs('succeeded'), 60_000, 'first result pushed');
+    const first = only();
+    const pr = first.prNumber!;
+
+    await comment(pr, '/airlock please also add a test', 'alice', true);
+    const followUp = () => h.plane.tasks.list({ prNumber: pr }).find((t) => t.kind === 'follow_up');
+    await waitFor(() => followUp()?.state === 'awaiting_approval', 60_000, 'follow-up held');
+    const task = followUp()!;
+    expect(task.branch).toBe(first.branch);
+    const held = h.airlock.held.get(task.id)!;
+    expect(held.baseSha).toBe(first.headSha);
+    expect(held.files.map((f) => f.path)).toEqual(['HELD.md']);
+    expect(await h.emulator.branchSha(h.repo, task.branch)).toBe(first.headSha);
+
+    await comment(pr, '/airlock approve', 'carol', true);
+    await waitFor(() => followUp()?.state === 'succeeded', 60_000, 'follow-up pushed');
+    expect(await h.emulator.branchSha(h.repo, task.branch)).toBe(held.headSha);
+    expect(followUp()!.prNumber).toBe(pr);
+  });
+
   it('discards the held result on rejection: nothing reaches GitHub', async () => {
     await start({ files: config });
     h.runner.behaviour = heldPushBehaviour;
     const issue = h.emulator.createIssue(h.repo, { title: 'Held', body: 'Add a file.', user: 'alice' });
     await label(issue.number);
-    await waitFor(stateIs('awaiting_approval'), 15_000, 'result to be held');
+    await waitFor(stateIs('awaiting_approval'), 60_000, 'result to be held');
     const task = only();
     const held = h.airlock.held.get(task.id)!;
     await comment(issue.number, '/airlock reject', 'carol');
-    await waitFor(stateIs('cancelled'), 15_000, 'rejection');
-    await waitFor(() => h.airlock.held.get(task.id)?.discardedAt !== null, 15_000, 'held result deleted');
+    await waitFor(stateIs('cancelled'), 60_000, 'rejection');
+    await waitFor(() => h.airlock.held.get(task.id)?.discardedAt !== null, 60_000, 'held result deleted');
     expect(only().reason).toBe('rejected by @carol: the held result was discarded and nothing was pushed');
     expect(existsSync(held.repoPath)).toBe(false);
     expect(existsSync(held.bundlePath)).toBe(false);
@@ -314,7 +341,7 @@ describe('approval before push', () => {
   });
 });
 
-describe('spend', () => {
+describe('spend', { timeout: 240_000 }, () => {
   it('refuses the next task once the monthly cap is reached, naming the cap and when it resets', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'airlock-policy-'));
     const policy = path.join(dir, 'policy.yml');
@@ -343,7 +370,7 @@ describe('spend', () => {
       };
       const first = h.emulator.createIssue(h.repo, { title: 'One', body: 'x', user: 'alice' });
       await label(first.number);
-      await waitFor(stateIs('succeeded'), 15_000, 'first task');
+      await waitFor(stateIs('succeeded'), 60_000, 'first task');
       await h.plane.quiesce();
       expect(h.airlock.spend.ofTask(only().id)).toMatchObject({
         inputTokens: 100_000,
@@ -356,7 +383,7 @@ describe('spend', () => {
 
       const second = h.emulator.createIssue(h.repo, { title: 'Two', body: 'x', user: 'alice' });
       await label(second.number);
-      await waitFor(() => comments(second.number).length > 0, 15_000, 'refusal');
+      await waitFor(() => comments(second.number).length > 0, 60_000, 'refusal');
       await h.plane.quiesce();
       expect(h.plane.tasks.list()).toHaveLength(1);
       const month = new Date().toISOString().slice(0, 7);
