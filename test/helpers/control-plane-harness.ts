@@ -95,6 +95,8 @@ export async function startHarness(
     files?: Record<string, string>;
     dataDir?: string;
     env?: Record<string, string>;
+    /** Settings that need the emulator (its OAuth client, say), added to `env`. */
+    envFor?: (emulator: GitHubEmulator) => Record<string, string>;
     /** The clock airlock's back-offs and time limits run on (a test moves a ManualClock by hand). */
     clock?: Clock;
   } = {},
@@ -120,6 +122,7 @@ export async function startHarness(
         AIRLOCK_MAX_CONCURRENT_TASKS: '2',
         AIRLOCK_MAX_TASKS_PER_REPO: '1',
         ...options.env,
+        ...options.envFor?.(emulator),
       }),
       {
         log,

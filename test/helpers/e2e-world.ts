@@ -34,8 +34,11 @@ export interface E2eWorld {
   installationId: number;
   /** Signs and POSTs a webhook to the app; throws unless it is accepted. */
   send(event: string, payload: unknown, deliveryId: string): Promise<void>;
-  /** Opens an issue as alice, labels it `airlock` by webhook and waits for the task to end. */
-  labelIssue(title: string, body: string): Promise<Task>;
+  /**
+   * Opens an issue as alice, labels it `airlock` by webhook and waits for the task to end (or to
+   * reach one of `until`).
+   */
+  labelIssue(title: string, body: string, until?: readonly Task['state'][]): Promise<Task>;
   close(): Promise<void>;
 }
 
@@ -97,7 +100,7 @@ export async function startE2eWorld(options: {
       const answer = await gh.sendWebhook(webhookUrl, event, payload, { deliveryId });
       if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
     },
-    async labelIssue(title, body) {
+    async labelIssue(title, body, until = ['succeeded', 'failed', 'cancelled', 'timed_out']) {
       const issue = gh.createIssue('acme/widgets', { title, body, user: 'alice' });
       const payload = examplePayload('issues', 'labeled', {
         repo: { id: 1, fullName: 'acme/widgets' },
@@ -110,14 +113,7 @@ export async function startE2eWorld(options: {
       const answer = await gh.sendWebhook(webhookUrl, 'issues', payload, { deliveryId });
       if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
       const task = await waitFor(
-        () =>
-          plane.tasks
-            .list()
-            .find(
-              (t) =>
-                t.issueNumber === issue.number &&
-                ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(t.state),
-            ),
+        () => plane.tasks.list().find((t) => t.issueNumber === issue.number && until.includes(t.state)),
         600_000,
         'the task to finish',
       );
