@@ -7,7 +7,7 @@ import { modelUpstreams } from './config/model-upstreams.ts';
 import { errorMessage } from './errors.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
-import type { TaskCredential } from './github/task-token.ts';
+import { type TaskCredential, taskCredential } from './github/task-token.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
 import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
@@ -17,9 +17,13 @@ import type { ModelUpstreams } from './proxy/model-proxy.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
+import { SpendLedger } from './spend/spend-ledger.ts';
 import { startCheckpointer } from './store/checkpointer.ts';
 import { type Db, openDatabase } from './store/database.ts';
-import type { Task } from './tasks/task.ts';
+import { ApprovalStore } from './tasks/approval-store.ts';
+import { HeldResults } from './tasks/held-results.ts';
+import { pushGate } from './tasks/push-gate.ts';
+import { isTerminal, splitRepo, type Task } from './tasks/task.ts';
 import type { LifecycleDeps, StateListener } from './tasks/task-lifecycle.ts';
 import type { TaskRunner } from './tasks/task-runner.ts';
 import { TaskStore } from './tasks/task-store.ts';
@@ -76,6 +80,9 @@ export interface Airlock {
   sandbox: OpenedSandbox | undefined;
   /** The parts every task's lifecycle runs on (scheduler and local mode alike). */
   lifecycle: LifecycleDeps;
+  approvals: ApprovalStore;
+  held: HeldResults;
+  spend: SpendLedger;
   /** The GitHub side (webhooks, intake, scheduler, reporting), when GitHub App credentials are set. */
   github: GitHubPlane | undefined;
   stop(): Promise<void>;
@@ -110,8 +117,24 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
       )();
 
-  // The GitHub plane attaches its reporting to state changes once it exists.
-  const listeners: StateListener[] = [];
+  const approvals = new ApprovalStore(db, clock);
+  const held = new HeldResults(db, clock, settings.dataDir);
+  const spend = new SpendLedger(db, clock, policy.prices);
+
+  // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
+  // task spent is recorded once its proxy has closed, and a held result goes when its task ends.
+  const listeners: StateListener[] = [
+    (task) => {
+      if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
+      spend.record(task, audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
+      if (isTerminal(task.state) && held.get(task.id)?.discardedAt === null)
+        held
+          .discard(task.id)
+          .catch((error) =>
+            log.warn({ taskId: task.id, err: errorMessage(error) }, 'held result could not be deleted'),
+          );
+    },
+  ];
   const lifecycle: LifecycleDeps = {
     tasks,
     audit,
@@ -124,9 +147,35 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
 
   let github: GitHubPlane | undefined;
   const promptThread = async (task: Task): Promise<PromptThread | undefined> => github?.promptThread(task);
+  const gh = settings.github;
+  const webUrl = gh?.webUrl.replace(/\/$/, '');
+  const gitUrl =
+    ports.repositories?.gitUrl ?? ((owner: string, name: string) => `${webUrl}/${owner}/${name}.git`);
+  if (gh) {
+    // Only with GitHub: local mode's branch goes to the person's own repository, unapproved.
+    const tokenDeps = {
+      appId: gh.appId,
+      privateKey: gh.privateKey,
+      baseUrl: gh.apiUrl,
+      redactor: ports.redactor,
+    };
+    lifecycle.pushGate = pushGate({
+      ...lifecycle,
+      approvals,
+      held,
+      events: (taskId) => audit.events(taskId, { limit: 100_000 }, { types: ['vm.exec', 'proxy.egress'] }),
+      credentialFor: (task) => {
+        if (task.installationId === null) throw new Error(`task ${task.id} has no GitHub installation`);
+        const { owner, repo } = splitRepo(task.repoFullName);
+        return taskCredential(
+          { ...tokenDeps, audit },
+          { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
+        );
+      },
+      gitUrl,
+    });
+  }
   if (sandbox && !ports.runner) {
-    const gh = settings.github;
-    const webUrl = gh?.webUrl.replace(/\/$/, '');
     lifecycle.runner = new VmTaskRunner({
       sandbox: sandbox.sandbox,
       audit,
@@ -143,12 +192,13 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
           }
         : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
-      gitUrl: ports.repositories?.gitUrl ?? ((owner, name) => `${webUrl}/${owner}/${name}.git`),
+      gitUrl,
       models: ports.models ?? modelUpstreams(settings.models),
       app: { slug: () => github?.appSlug() ?? 'airlock' },
       promptThread,
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
+      ...(gh ? { held } : {}),
     });
   }
 
@@ -166,6 +216,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       reaper: sandbox?.sandbox ?? { reapOrphans: async () => [] },
       listeners,
       rulesFor,
+      approvals,
+      spend,
+      held,
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
@@ -183,6 +236,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     metrics,
     sandbox,
     lifecycle,
+    approvals,
+    held,
+    spend,
     github,
     stop: () => {
       stopped ??= (async () => {

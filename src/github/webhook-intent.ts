@@ -79,7 +79,7 @@ export const IntentOrigin = z.object({
 export type IntentOrigin = z.infer<typeof IntentOrigin>;
 
 const CommandFields = z.object({
-  command: z.enum(['run', 'cancel', 'retry']),
+  command: z.enum(['run', 'cancel', 'retry', 'approve', 'reject']),
   instruction: z.string(),
   issueNumber: z.number(),
   isPullRequest: z.boolean(),
@@ -286,7 +286,7 @@ function prFields(pr: z.infer<typeof PullRequest>) {
 export function parseCommand(
   body: string,
   slug: string,
-): { command: 'run' | 'cancel' | 'retry'; instruction: string } | undefined {
+): { command: 'run' | 'cancel' | 'retry' | 'approve' | 'reject'; instruction: string } | undefined {
   const lines = withoutQuotesAndCode(body);
   const slash = lines.findIndex((l) => /^\s*\/airlock(\s|$)/i.test(l));
   const mention = new RegExp(`(^|[^\\w/-])@${escapeRegExp(slug)}(\\[bot\\])?(?![\\w-])`, 'i');
@@ -303,8 +303,18 @@ export function parseCommand(
   if (word === 'cancel' && instruction.split(/\s+/).length === 1)
     return { command: 'cancel', instruction: '' };
   if (word === 'retry' && instruction.split(/\s+/).length === 1) return { command: 'retry', instruction: '' };
+  // `approve` and `reject` stand alone, or name the waiting task: `/airlock approve k3v9x2mq7p`.
+  const words = instruction.split(/\s+/);
+  if (
+    (word === 'approve' || word === 'reject') &&
+    words.length <= 2 &&
+    (words.length === 1 || TASK_ID.test(words[1]!))
+  )
+    return { command: word, instruction: words[1] ?? '' };
   return { command: 'run', instruction };
 }
+
+const TASK_ID = /^[a-z0-9]{10}$/;
 
 function withoutQuotesAndCode(body: string): string[] {
   const out: string[] = [];
