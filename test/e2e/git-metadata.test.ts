@@ -20,13 +20,13 @@ set -e
 echo "Hello, world" > greeting.txt
 mkdir -p ${MARKERS}
 plant() {
-  printf '#!/bin/sh\\ncat > /dev/null\\ntouch ${MARKERS}/%s\\n%s\\n' "$2" "$3" > "$1"
+  printf '#!/bin/sh\\ntouch ${MARKERS}/%s\\n%s\\n' "$2" "$3" > "$1"
   chmod +x "$1"
 }
 plant .git/hooks/pre-commit pre-commit ''
 plant .git/fake-diff diff-external 'echo "diff --git a/nothing b/nothing"; echo "+forged by the agent"'
 git config diff.external "$PWD/.git/fake-diff"
-plant .git/swap filter-clean 'echo "replaced by the filter"'
+plant .git/swap filter-clean 'cat > /dev/null; echo "replaced by the filter"'
 git config filter.swap.clean "$PWD/.git/swap"
 echo '* filter=swap' > .gitattributes
 plant .git/fsmonitor fsmonitor 'exit 1'
@@ -64,12 +64,15 @@ it('runs nothing the agent put in its git metadata after it exits: hooks, extern
   expect(task.state, task.reason ?? '').toBe('succeeded');
   const events = audit.events(task.id);
 
-  // None of the planted programs ran: no marker in the guest, no `touch` in its exec record.
+  // None of the planted programs ran: no marker in the guest, none of them in its exec record
+  // (a script's record names its interpreter, then the script).
   expect(markers, 'the guest was inspected before it was destroyed').toBe('');
-  const touched = events.filter(
-    (e) => e.type === 'vm.exec' && (e.data.argv as string[]).some((a) => a.includes(MARKERS)),
-  );
-  expect(touched.map((e) => e.data.argv)).toEqual([]);
+  const planted = ['hooks/pre-commit', 'fake-diff', 'swap', 'fsmonitor'].map((p) => `/work/repo/.git/${p}`);
+  const ran = events.filter((e) => {
+    const argv = e.data.argv as string[];
+    return e.type === 'vm.exec' && (argv[0] === 'touch' || argv.slice(0, 2).some((a) => planted.includes(a)));
+  });
+  expect(ran.map((e) => e.data.argv)).toEqual([]);
 
   // The pushed commit is the agent's change, byte for byte: its files as the agent wrote them.
   const repoDir = gh.state.repos.get('acme/widgets')!.dir;
