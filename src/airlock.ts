@@ -112,7 +112,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
   const sandbox = ports.runner
     ? undefined
-    : await (ports.openSandbox ?? (() => openSandbox({ ...settings, log })))();
+    : await (
+        ports.openSandbox ??
+        (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
+      )();
 
   const approvals = new ApprovalStore(db, clock);
   const held = new HeldResults(db, clock, settings.dataDir);

@@ -14,7 +14,7 @@ import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { pushCommit } from './git-push.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { settled } from './settled.ts';
-import { emulatorSettings } from './test-settings.ts';
+import { emulatorOctokit, emulatorSettings } from './test-settings.ts';
 
 /** What a test's runner double does for one task. */
 export type RunBehaviour = (task: Task, ctx: TaskRunContext, h: Harness) => Promise<TaskResult>;
@@ -128,7 +128,7 @@ export async function startHarness(
         log,
         redactor,
         runner,
-        octokit: { retryBaseMs: 5 },
+        octokit: emulatorOctokit,
         pollMs: 50,
         environment: options.env ?? {},
         ...(options.clock ? { clock: options.clock } : {}),

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Airlock, buildAirlock } from '../../src/airlock.ts';
 import type { AuditLog } from '../../src/audit/audit-log.ts';
+import type { OctokitTuning } from '../../src/github/octokit-factory.ts';
 import type { ModelUpstreams } from '../../src/proxy/model-proxy.ts';
 import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
@@ -14,8 +15,8 @@ import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import type { PlaneView } from './control-plane-harness.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { settled } from './settled.ts';
-import { emulatorSettings } from './test-settings.ts';
-import { testVmImage } from './vm-image.ts';
+import { emulatorOctokit, emulatorSettings } from './test-settings.ts';
+import { testSnapshotDir, testVmImage } from './vm-image.ts';
 import { waitFor } from './wait-for.ts';
 import { examplePayload } from './webhook-examples.ts';
 
@@ -47,6 +48,10 @@ export async function startE2eWorld(options: {
   models?: ModelUpstreams;
   /** Lets a test observe the real sandbox (for example, scan a VM before it is destroyed). */
   wrapSandbox?: (sandbox: Sandbox) => Sandbox;
+  /** Boot every VM cold instead of restoring it from the shared base snapshot. */
+  coldBoots?: boolean;
+  /** Octokit's tuning (default: the emulator's, without GitHub's spacing of writes). */
+  octokit?: OctokitTuning;
 }): Promise<E2eWorld> {
   const gh = await startGitHubEmulator({ appSlug: options.appSlug ?? 'airlock-e2e' });
   await gh.createRepo('acme', 'widgets', { files: options.files });
@@ -60,12 +65,14 @@ export async function startE2eWorld(options: {
     log,
     redactor,
     openSandbox: async () => {
+      const image = testVmImage();
       const real = new MicroVmSandbox({
-        image: testVmImage(),
+        image,
         accel: 'tcg',
         dataDir: dir,
         log,
         tscKhz: hostTscKhz(),
+        ...(options.coldBoots ? {} : { snapshotDir: testSnapshotDir(image) }),
       });
       return {
         sandbox: options.wrapSandbox ? options.wrapSandbox(real) : real,
@@ -73,7 +80,7 @@ export async function startE2eWorld(options: {
       };
     },
     models: options.models ?? {},
-    octokit: { retryBaseMs: 5 },
+    octokit: options.octokit ?? emulatorOctokit,
     pollMs: 100,
   });
   const github = airlock.github!;
