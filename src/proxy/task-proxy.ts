@@ -7,10 +7,13 @@ import { errorMessage, ProxyError } from '../errors.ts';
 import type { TaskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { type AddressAllowed, isPublicAddress } from './address-policy.ts';
-import { type LookupAll, lookupAll } from './egress-policy.ts';
+import type { DestinationSecret } from './destination-secret.ts';
+import type { EgressCa } from './egress-ca.ts';
+import { DEFAULT_EGRESS_PORTS, type LookupAll, lookupAll } from './egress-policy.ts';
 import { createEgressProxy } from './egress-proxy.ts';
 import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
 import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
+import { createSecretInterceptor } from './secret-interceptor.ts';
 import { createUpstreamAgents } from './upstream-request.ts';
 
 /**
@@ -42,6 +45,12 @@ export interface TaskProxyOptions {
   egressAllow: readonly string[];
   /** Ports allowlisted hosts may be reached on (default 80 and 443). */
   egressPorts?: readonly number[];
+  /**
+   * Credentials the operator bound to destinations, granted to this task, and the CA the guest
+   * trusts for their hosts (its key stays on the host). Their hosts are reachable on their ports;
+   * TLS to them is terminated here so the credential can be added. Every other host is tunnelled.
+   */
+  destinationSecrets?: { ca: EgressCa; secrets: readonly DestinationSecret[] };
   /**
    * Model API features that make the provider reach elsewhere (names from MODEL_FEATURES, e.g.
    * `web_search`) this task may use: the repository's `models.allow` intersected with what the
@@ -130,10 +139,18 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     audit,
     log,
   });
+  const bound = options.destinationSecrets;
+  const interceptor = bound?.secrets.length
+    ? await createSecretInterceptor({ taskId, ca: bound.ca, secrets: bound.secrets, audit, log })
+    : undefined;
+  const boundSecrets = bound?.secrets ?? [];
   const egress = createEgressProxy({
     taskId,
-    allow: options.egressAllow,
-    ...(options.egressPorts ? { ports: options.egressPorts } : {}),
+    allow: [...options.egressAllow, ...boundSecrets.map((s) => s.host)],
+    ports: [
+      ...new Set([...(options.egressPorts ?? DEFAULT_EGRESS_PORTS), ...boundSecrets.map((s) => s.port)]),
+    ],
+    ...(interceptor ? { interceptor } : {}),
     lookup: options.lookup ?? lookupAll,
     addressAllowed: options.addressAllowed ?? isPublicAddress,
     audit,
