@@ -7,6 +7,8 @@ import { errorMessage, ProxyError } from '../errors.ts';
 import type { TaskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { type AddressAllowed, isPublicAddress } from './address-policy.ts';
+import { createDebianProxy, DEBIAN_ROUTE } from './debian-proxy.ts';
+import type { DebianSource } from './debian-sources.ts';
 import type { DestinationSecret } from './destination-secret.ts';
 import type { EgressCa } from './egress-ca.ts';
 import { DEFAULT_EGRESS_PORTS, type LookupAll, lookupAll } from './egress-policy.ts';
@@ -51,6 +53,11 @@ export interface TaskProxyOptions {
    * TLS to them is terminated here so the credential can be added. Every other host is tunnelled.
    */
   destinationSecrets?: { ca: EgressCa; secrets: readonly DestinationSecret[] };
+  /**
+   * Serve the Debian archives at `/debian/N/` (read-only, audited per request), for environment
+   * builds that install packages as root; archive N is the N-th entry. Unset for tasks: no route.
+   */
+  debianArchives?: readonly DebianSource[];
   /**
    * Model API features that make the provider reach elsewhere (names from MODEL_FEATURES, e.g.
    * `web_search`) this task may use: the repository's `models.allow` intersected with what the
@@ -139,6 +146,9 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     audit,
     log,
   });
+  const debian = options.debianArchives?.length
+    ? createDebianProxy({ taskId, archives: options.debianArchives, agents, audit, log })
+    : undefined;
   const bound = options.destinationSecrets;
   const interceptor = bound?.secrets.length
     ? await createSecretInterceptor({ taskId, ca: bound.ca, secrets: bound.secrets, audit, log })
@@ -176,6 +186,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
       return;
     }
     if (target.startsWith('/git/')) return git(req, res);
+    if (debian && target.startsWith(DEBIAN_ROUTE)) return debian(req, res);
     if (models.handles(target)) return models.handle(req, res);
     const message = `airlock: ${req.method} ${target.split('?')[0]} is not served by the task proxy`;
     audit.append(taskId, 'proxy.refused', { method: req.method, path: target.split('?')[0] });

@@ -1,0 +1,51 @@
+import { SandboxError } from '../errors.ts';
+import type { Vm } from './sandbox.ts';
+
+/** Where the egress CA's certificate goes in the guest (Debian's place for local CAs). */
+export const GUEST_CA_FILE = '/usr/local/share/ca-certificates/airlock-egress.crt';
+/** The system bundle update-ca-certificates writes, the egress CA included. */
+const GUEST_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * The environment that points TLS clients which do not read the system store by default at it:
+ * Node (NODE_EXTRA_CA_CERTS adds to its built-in list), pip, requests, curl, Git and OpenSSL-based
+ * tools (the whole system bundle, which now holds the egress CA).
+ */
+export const GUEST_CA_ENV: Readonly<Record<string, string>> = {
+  NODE_EXTRA_CA_CERTS: GUEST_CA_FILE,
+  SSL_CERT_FILE: GUEST_CA_BUNDLE,
+  PIP_CERT: GUEST_CA_BUNDLE,
+  REQUESTS_CA_BUNDLE: GUEST_CA_BUNDLE,
+  CURL_CA_BUNDLE: GUEST_CA_BUNDLE,
+  GIT_SSL_CAINFO: GUEST_CA_BUNDLE,
+};
+
+/**
+ * Makes the guest trust the egress CA (its certificate only; the key never leaves the host): writes
+ * it to /usr/local/share/ca-certificates and runs update-ca-certificates as root. Callers pass
+ * {@link GUEST_CA_ENV} to the commands they run, for tools that keep their own list.
+ */
+export async function installEgressCa(vm: Pick<Vm, 'exec' | 'writeFile'>, certPem: string): Promise<void> {
+  if (!certPem.includes('-----BEGIN CERTIFICATE-----') || certPem.includes('PRIVATE KEY'))
+    throw new SandboxError('guest_ca', 'only a PEM certificate (never a key) can be installed in the guest');
+  await vm.writeFile(GUEST_CA_FILE, certPem, { mode: 0o644 });
+  let output = '';
+  const result = await vm.exec(
+    {
+      argv: [
+        '/bin/sh',
+        '-c',
+        'command -v update-ca-certificates >/dev/null || { echo "update-ca-certificates is missing: the image needs the Debian package ca-certificates" >&2; exit 3; }; update-ca-certificates --fresh >/dev/null',
+      ],
+      timeoutMs: 120_000,
+    },
+    (_stream, data) => {
+      output = (output + data).slice(-4096);
+    },
+  );
+  if (result.code !== 0)
+    throw new SandboxError(
+      'guest_ca',
+      `could not add the egress CA to the guest's trust store (exit ${result.code ?? result.signal}): ${output.trim()}`,
+    );
+}
