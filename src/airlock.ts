@@ -10,6 +10,7 @@ import type { OctokitTuning } from './github/octokit-factory.ts';
 import type { TaskCredential } from './github/task-token.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
+import { resolveDestinationSecrets } from './policy/destination-secrets.ts';
 import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
 import { policyFor } from './policy/policy-for.ts';
 import { allowedModelFeatures } from './policy/policy-violations.ts';
@@ -103,6 +104,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const tasks = new TaskStore(db, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
+  const secrets = resolveDestinationSecrets(policy.secrets, ports.environment ?? {});
+  for (const secret of secrets.values()) {
+    for (const value of [...secret.values, secret.headerValue]) ports.redactor.add(value);
+  }
   const sandbox = ports.runner
     ? undefined
     : await (ports.openSandbox ?? (() => openSandbox({ ...settings, log })))();
@@ -146,6 +151,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       promptThread,
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
+      destinationSecrets: (task) => rulesFor(task.repoFullName).secrets.map((name) => secrets.get(name)!),
     });
   }
 

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
@@ -7,8 +8,11 @@ import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { whenAborted } from '../process/when-aborted.ts';
+import type { DestinationSecret } from '../proxy/destination-secret.ts';
+import { createEgressCa, type EgressCa } from '../proxy/egress-ca.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
+import { GUEST_CA_ENV, installEgressCa } from '../sandbox/guest-ca.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
@@ -44,6 +48,8 @@ export interface VmTaskRunnerDeps {
   earlierTasks(task: Task): Task[];
   /** The model features (`models.allow`) the repository asks for and the operator permits. */
   modelFeatures(task: Task): readonly string[];
+  /** The credentials the operator grants the task's repository (policy `secrets:`); none when unset. */
+  destinationSecrets?(task: Task): readonly DestinationSecret[];
 }
 
 const AGENT_UID = 1000;
@@ -85,9 +91,22 @@ export class VmTaskRunner implements TaskRunner {
     const signal = AbortSignal.any([ctx.signal, budget.signal]);
     let proxy: TaskProxy | undefined;
     let vm: Vm | undefined;
+    let egressCa: EgressCa | undefined;
     try {
       const credential = this.#credential(task);
       await credential.token();
+      const secrets = this.#deps.destinationSecrets?.(task) ?? [];
+      if (secrets.length) {
+        // The CA's key stays in the task's proxy directory on the host, and goes with it.
+        egressCa = await createEgressCa({
+          dir: path.join(this.#deps.dataDir, 'proxy', task.id, 'egress-ca'),
+          hosts: secrets.map((s) => s.host),
+          label: task.id,
+        });
+        audit.append(task.id, 'proxy.secrets_bound', {
+          secrets: secrets.map((s) => ({ name: s.name, host: s.host, port: s.port })),
+        });
+      }
       proxy = await startTaskProxy({
         taskId: task.id,
         repository: { owner, name: repo },
@@ -97,6 +116,7 @@ export class VmTaskRunner implements TaskRunner {
         credential,
         models: this.#deps.models,
         egressAllow: config.egress.allow,
+        ...(egressCa ? { destinationSecrets: { ca: egressCa, secrets } } : {}),
         modelFeatures: this.#deps.modelFeatures(task),
         budgetTokens: config.budget.max_tokens,
         onBudgetExceeded: (usage) =>
@@ -143,7 +163,9 @@ export class VmTaskRunner implements TaskRunner {
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed), died, stopped]);
+      if (egressCa) await installEgressCa(vm, egressCa.certPem);
+      const trust = egressCa ? GUEST_CA_ENV : {};
+      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed, trust), died, stopped]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -164,6 +186,7 @@ export class VmTaskRunner implements TaskRunner {
         const closed = await proxy.close();
         audit.append(task.id, 'cleanup.proxy', { ...closed, usage: proxy.usage() });
       }
+      if (egressCa) await rm(egressCa.dir, { recursive: true, force: true });
     }
   }
 
@@ -185,6 +208,7 @@ export class VmTaskRunner implements TaskRunner {
     ctx: TaskRunContext,
     signal: AbortSignal,
     pushed: { head?: string },
+    trust: Readonly<Record<string, string>>,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -195,6 +219,7 @@ export class VmTaskRunner implements TaskRunner {
       HTTP_PROXY: `${PROXY}:80`,
       HTTPS_PROXY: `${PROXY}:80`,
       NO_PROXY: GUEST_PROXY_ADDRESS,
+      ...trust,
     };
     const sh = async (
       what: string,
