@@ -42,6 +42,11 @@ export interface TaskProxyOptions {
   gitUrl(owner: string, name: string): string;
   /** The task's GitHub credential; revoked when the proxy closes. */
   credential: TaskCredential;
+  /**
+   * Other repositories of the installation the task may fetch but never push (owner/name), and the
+   * read-only credential scoped to them; revoked when the proxy closes.
+   */
+  readRepositories?: { names: readonly string[]; credential: TaskCredential };
   models: ModelUpstreams;
   /** Host names (and `*.domain` wildcards) the VM may reach beyond git and the model APIs. */
   egressAllow: readonly string[];
@@ -131,6 +136,15 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     branch: options.branch,
     upstreamUrl: options.gitUrl(options.repository.owner, options.repository.name),
     token: () => options.credential.token(),
+    ...(options.readRepositories?.names.length
+      ? {
+          readOnly: {
+            repositories: options.readRepositories.names,
+            upstreamUrl: options.gitUrl,
+            token: () => options.readRepositories!.credential.token(),
+          },
+        }
+      : {}),
     maxPackBytes: options.maxPackBytes ?? DEFAULT_MAX_PACK_BYTES,
     agents,
     audit,
@@ -265,13 +279,16 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
           );
         }
         const listenerClosed = !server.listening && socketGone;
-        const tokenRevoked = await options.credential.revoke().then(
-          () => true,
-          (error: unknown) => {
-            log.error({ taskId, err: errorMessage(error) }, 'could not revoke the task token');
-            return false;
-          },
-        );
+        const credentials = [
+          options.credential,
+          ...(options.readRepositories ? [options.readRepositories.credential] : []),
+        ];
+        const revocations = await Promise.allSettled(credentials.map((c) => c.revoke()));
+        for (const outcome of revocations) {
+          if (outcome.status === 'rejected')
+            log.error({ taskId, err: errorMessage(outcome.reason) }, 'could not revoke the task token');
+        }
+        const tokenRevoked = revocations.every((outcome) => outcome.status === 'fulfilled');
         log.info({ taskId, usage: models.usage(), listenerClosed, tokenRevoked }, 'task proxy closed');
         return { listenerClosed, tokenRevoked };
       })();
