@@ -151,6 +151,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       promptThread,
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
+      readRepositories: (task) => rulesFor(task.repoFullName).read_repositories,
       destinationSecrets: (task) => rulesFor(task.repoFullName).secrets.map((name) => secrets.get(name)!),
     });
   }

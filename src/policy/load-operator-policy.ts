@@ -71,10 +71,13 @@ export function parseOperatorPolicy(
   const clashes = [
     ...sameNames('orgs', file.orgs),
     ...sameNames('repos', file.repos),
-    ...secretProblems(file),
+    ...referenceProblems(file),
   ];
   if (clashes.length) throw new ConfigError(`policy file ${source} is invalid`, clashes);
-  return { ...file, defaults: { ...file.defaults, caps: { ...caps, ...file.defaults.caps } } };
+  return {
+    ...file,
+    defaults: { ...file.defaults, caps: { ...caps, ...file.defaults.caps }, read_repositories: [] },
+  };
 }
 
 /** The built-in caps with any `AIRLOCK_MAX_*` variable applied; throws naming a bad variable. */
@@ -92,8 +95,8 @@ function envCaps(env: Record<string, string | undefined>): PolicyCaps {
   return caps;
 }
 
-/** Secrets granted but not defined, and two secrets bound to one host and port. */
-function secretProblems(file: OperatorPolicyFile): string[] {
+/** Secrets granted but not defined, two secrets bound to one host and port, read_repositories of another owner. */
+function referenceProblems(file: OperatorPolicyFile): string[] {
   const problems: string[] = [];
   const defined = new Set(Object.keys(file.secrets));
   const grants: Array<[string, string[] | undefined]> = [
@@ -110,6 +113,26 @@ function secretProblems(file: OperatorPolicyFile): string[] {
   for (const [where, names] of grants) {
     for (const name of names ?? []) {
       if (!defined.has(name)) problems.push(`\`${where}\` names ${name}, which \`secrets:\` does not define`);
+    }
+  }
+  const owners: Array<[string, string, string[] | undefined]> = [
+    ...Object.entries(file.orgs).map(([k, v]): [string, string, string[] | undefined] => [
+      `orgs.${k}`,
+      k,
+      v.read_repositories,
+    ]),
+    ...Object.entries(file.repos).map(([k, v]): [string, string, string[] | undefined] => [
+      `repos.${k}`,
+      k.split('/')[0]!,
+      v.read_repositories,
+    ]),
+  ];
+  for (const [where, owner, names] of owners) {
+    for (const name of names ?? []) {
+      if (name.split('/')[0]!.toLowerCase() !== owner.toLowerCase())
+        problems.push(
+          `\`${where}.read_repositories\` names ${name}, which is not of ${owner} (one installation covers one owner)`,
+        );
     }
   }
   const sites = new Map<string, string>();

@@ -92,6 +92,11 @@ const rule = {
       .describe('The lowest `approval.before_push` a repository may set (never < always).'),
   },
   allow_forks: z.boolean().describe('Whether a repository may set `allow_forks: true`.'),
+  read_repositories: z
+    .array(z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, { message: 'must be owner/name' }))
+    .describe(
+      'Other repositories of the same owner (so the same installation) that this repository’s tasks may fetch through the git proxy, never push, with a read-only token scoped to them. Only in `orgs` and `repos` entries, naming repositories of that owner.',
+    ),
   secrets: z
     .array(secretName)
     .describe(
@@ -164,6 +169,7 @@ const OverrideRules = z
       .optional()
       .describe('The approval modes a repository may not go below.'),
     allow_forks: rule.allow_forks.optional(),
+    read_repositories: rule.read_repositories.optional(),
     secrets: rule.secrets.optional(),
   })
   .strict();
@@ -283,7 +289,10 @@ export type OperatorPolicyFile = z.infer<typeof OperatorPolicyFile>;
 export type PolicyCaps = { -readonly [K in keyof typeof BUILT_IN_CAPS]: number };
 
 /** The rules for one repository, every field decided. */
-export type PolicyRules = Omit<OperatorPolicyFile['defaults'], 'caps'> & { caps: PolicyCaps };
+export type PolicyRules = Omit<OperatorPolicyFile['defaults'], 'caps'> & {
+  caps: PolicyCaps;
+  read_repositories: string[];
+};
 
 /** A loaded policy: the file with its defaults complete (see `loadOperatorPolicy`). */
 export type OperatorPolicy = Omit<OperatorPolicyFile, 'defaults'> & { defaults: PolicyRules };

@@ -22,6 +22,8 @@ export interface EgressCa {
   readonly keyFile: string;
   /** The only host names this CA can sign for (X.509 name constraints). */
   readonly hosts: readonly string[];
+  /** OpenSSL's subject hash of the certificate: its `HASH.0` name in a hashed certificate directory. */
+  readonly subjectHash: string;
   readonly dir: string;
 }
 
@@ -84,7 +86,8 @@ export async function createEgressCa(options: {
     ],
     dir,
   );
-  return { certPem: await readFile(certFile, 'utf8'), keyFile, hosts, dir };
+  const { stdout: hash } = await openssl(['x509', '-noout', '-subject_hash', '-in', certFile], dir);
+  return { certPem: await readFile(certFile, 'utf8'), keyFile, hosts, dir, subjectHash: hash.trim() };
 }
 
 /** Issues a certificate for `host`, signed by `ca`; its key is made fresh and kept in memory. */

@@ -21,28 +21,35 @@ export const GUEST_CA_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
- * Makes the guest trust the egress CA (its certificate only; the key never leaves the host): writes
- * it to /usr/local/share/ca-certificates and runs update-ca-certificates as root. Callers pass
- * {@link GUEST_CA_ENV} to the commands they run, for tools that keep their own list.
+ * Makes the guest trust the egress CA (its certificate only; the key never leaves the host), as
+ * update-ca-certificates would for one added certificate: the certificate in
+ * /usr/local/share/ca-certificates (so later runs of update-ca-certificates keep it), in the hashed
+ * directory /etc/ssl/certs as HASH.0, and appended to the system bundle. Running
+ * update-ca-certificates itself takes minutes under TCG (it re-links every certificate). Callers
+ * pass {@link GUEST_CA_ENV} to the commands they run, for tools that keep their own list.
  */
-export async function installEgressCa(vm: Pick<Vm, 'exec' | 'writeFile'>, certPem: string): Promise<void> {
+export async function installEgressCa(
+  vm: Pick<Vm, 'exec' | 'writeFile'>,
+  ca: { certPem: string; subjectHash: string },
+): Promise<void> {
+  const { certPem, subjectHash } = ca;
   if (!certPem.includes('-----BEGIN CERTIFICATE-----') || certPem.includes('PRIVATE KEY'))
     throw new SandboxError('guest_ca', 'only a PEM certificate (never a key) can be installed in the guest');
+  if (!/^[0-9a-f]{8}$/.test(subjectHash))
+    throw new SandboxError('guest_ca', `not an OpenSSL subject hash: ${JSON.stringify(subjectHash)}`);
   await vm.writeFile(GUEST_CA_FILE, certPem, { mode: 0o644 });
   let output = '';
-  const result = await vm.exec(
-    {
-      argv: [
-        '/bin/sh',
-        '-c',
-        'command -v update-ca-certificates >/dev/null || { echo "update-ca-certificates is missing: the image needs the Debian package ca-certificates" >&2; exit 3; }; update-ca-certificates --fresh >/dev/null',
-      ],
-      timeoutMs: 120_000,
-    },
-    (_stream, data) => {
-      output = (output + data).slice(-4096);
-    },
-  );
+  const script = [
+    'set -e',
+    `[ -f ${GUEST_CA_BUNDLE} ] || { echo "${GUEST_CA_BUNDLE} is missing: the image needs the Debian package ca-certificates" >&2; exit 3; }`,
+    `cp ${GUEST_CA_FILE} /etc/ssl/certs/airlock-egress.pem`,
+    `ln -sf airlock-egress.pem /etc/ssl/certs/${subjectHash}.0`,
+    // Once only: the bundle keeps one copy however often this runs.
+    `grep -qF "$(sed -n 2p ${GUEST_CA_FILE})" ${GUEST_CA_BUNDLE} || cat ${GUEST_CA_FILE} >> ${GUEST_CA_BUNDLE}`,
+  ].join('\n');
+  const result = await vm.exec({ argv: ['/bin/sh', '-c', script], timeoutMs: 60_000 }, (_stream, data) => {
+    output = (output + data).slice(-4096);
+  });
   if (result.code !== 0)
     throw new SandboxError(
       'guest_ca',

@@ -50,6 +50,8 @@ export interface VmTaskRunnerDeps {
   modelFeatures(task: Task): readonly string[];
   /** The credentials the operator grants the task's repository (policy `secrets:`); none when unset. */
   destinationSecrets?(task: Task): readonly DestinationSecret[];
+  /** Other repositories (owner/name) the task may fetch read-only (policy `read_repositories:`). */
+  readRepositories?(task: Task): readonly string[];
 }
 
 const AGENT_UID = 1000;
@@ -95,6 +97,13 @@ export class VmTaskRunner implements TaskRunner {
     try {
       const credential = this.#credential(task);
       await credential.token();
+      const reads = this.#readRepositories(task);
+      // Minted now, so a repository the installation does not cover fails the task with GitHub's
+      // reason instead of failing the guest's fetch later; the task's own token goes with it.
+      await reads.readRepositories?.credential.token().catch(async (error: unknown) => {
+        await credential.revoke().catch(() => undefined);
+        throw error;
+      });
       const secrets = this.#deps.destinationSecrets?.(task) ?? [];
       if (secrets.length) {
         // The CA's key stays in the task's proxy directory on the host, and goes with it.
@@ -117,6 +126,7 @@ export class VmTaskRunner implements TaskRunner {
         models: this.#deps.models,
         egressAllow: config.egress.allow,
         ...(egressCa ? { destinationSecrets: { ca: egressCa, secrets } } : {}),
+        ...reads,
         modelFeatures: this.#deps.modelFeatures(task),
         budgetTokens: config.budget.max_tokens,
         onBudgetExceeded: (usage) =>
@@ -163,7 +173,7 @@ export class VmTaskRunner implements TaskRunner {
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      if (egressCa) await installEgressCa(vm, egressCa.certPem);
+      if (egressCa) await installEgressCa(vm, egressCa);
       const trust = egressCa ? GUEST_CA_ENV : {};
       return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed, trust), died, stopped]);
     } catch (error) {
@@ -199,6 +209,30 @@ export class VmTaskRunner implements TaskRunner {
       { ...this.#deps.token, audit: this.#deps.audit },
       { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
     );
+  }
+
+  /** The read-only credential for the other repositories the task may fetch, if any. */
+  #readRepositories(task: Task): { readRepositories?: { names: string[]; credential: TaskCredential } } {
+    const names = (this.#deps.readRepositories?.(task) ?? []).filter(
+      (name) => name.toLowerCase() !== task.repoFullName.toLowerCase(),
+    );
+    if (!names.length) return {};
+    if (task.installationId === null || !this.#deps.token)
+      throw new TaskFailure(
+        'setup_failed',
+        `read_repositories (${names.join(', ')}) needs a GitHub App installation to mint a read-only token; this task has none`,
+      );
+    const { owner, repo } = splitRepo(task.repoFullName);
+    const credential = taskCredential(
+      { ...this.#deps.token, audit: this.#deps.audit },
+      {
+        taskId: task.id,
+        installationId: task.installationId,
+        repository: { owner, name: repo },
+        readOnly: names.map((name) => splitRepo(name).repo),
+      },
+    );
+    return { readRepositories: { names, credential } };
   }
 
   async #work(

@@ -169,7 +169,7 @@ describe('what an environment build installs, through the proxy only', () => {
   }, 120_000);
 
   it('fetches a package from a private registry with a credential the guest never holds', async () => {
-    await installEgressCa(vm, ca.certPem);
+    await installEgressCa(vm, ca);
     // As a build's setup would: the agent user, the proxy in the environment, the CA trusted.
     const env = {
       ...GUEST_CA_ENV,

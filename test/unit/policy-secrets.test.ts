@@ -108,4 +108,25 @@ describe('secrets in the operator policy', () => {
       '`secrets.npm-private`: the environment variable NPM_TOKEN is not set',
     );
   });
+
+  it('read_repositories: granted per owner or repository, only of that owner', () => {
+    const policy = parseOperatorPolicy(
+      'orgs:\n  acme:\n    read_repositories: [acme/private-lib]\nrepos:\n  acme/site:\n    read_repositories: []\n',
+      'p.yml',
+      {},
+    );
+    expect(policyFor(policy, 'acme/widgets').read_repositories).toEqual(['acme/private-lib']);
+    expect(policyFor(policy, 'acme/site').read_repositories).toEqual([]);
+    expect(policyFor(policy, 'other/repo').read_repositories).toEqual([]);
+    expect(
+      issuesOf(() =>
+        parseOperatorPolicy('repos:\n  acme/w:\n    read_repositories: [evil/lib]\n', 'p.yml', {}),
+      ),
+    ).toEqual([
+      '`repos.acme/w.read_repositories` names evil/lib, which is not of acme (one installation covers one owner)',
+    ]);
+    expect(
+      issuesOf(() => parseOperatorPolicy('defaults:\n  read_repositories: [acme/lib]\n', 'p.yml', {})).join(),
+    ).toContain('defaults');
+  });
 });
