@@ -8,11 +8,13 @@ const GUEST_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 /**
  * The environment that points TLS clients which do not read the system store by default at it:
- * Node (NODE_EXTRA_CA_CERTS adds to its built-in list), pip, requests, curl, Git and OpenSSL-based
- * tools (the whole system bundle, which now holds the egress CA).
+ * Node (NODE_EXTRA_CA_CERTS adds to its built-in list), npm (which does not honour that variable
+ * through a proxy, so it gets the whole bundle), pip, requests, curl, Git and OpenSSL-based tools
+ * (the system bundle, which now holds the egress CA).
  */
 export const GUEST_CA_ENV: Readonly<Record<string, string>> = {
   NODE_EXTRA_CA_CERTS: GUEST_CA_FILE,
+  NPM_CONFIG_CAFILE: GUEST_CA_BUNDLE,
   SSL_CERT_FILE: GUEST_CA_BUNDLE,
   PIP_CERT: GUEST_CA_BUNDLE,
   REQUESTS_CA_BUNDLE: GUEST_CA_BUNDLE,

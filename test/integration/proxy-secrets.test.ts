@@ -204,6 +204,9 @@ describe('credentials bound to a destination', () => {
       path.join(project, 'package.json'),
       '{"name":"consumer","version":"1.0.0","private":true}',
     );
+    // As in the guest (GUEST_CA_ENV): the system bundle with the egress CA appended.
+    const bundle = path.join(home, 'ca-certificates.crt');
+    await writeFile(bundle, `${await readFile('/etc/ssl/certs/ca-certificates.crt', 'utf8')}\n${ca.certPem}`);
     await runProcess(
       'npm',
       ['install', '--no-audit', '--no-fund', `private-greeting@${registry.pkg.version}`],
@@ -216,7 +219,7 @@ describe('credentials bound to a destination', () => {
           npm_config_https_proxy: proxyUrl,
           npm_config_cache: path.join(home, 'cache'),
           npm_config_update_notifier: 'false',
-          npm_config_cafile: caFile,
+          NPM_CONFIG_CAFILE: bundle,
         },
       },
     );
