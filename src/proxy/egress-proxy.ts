@@ -61,7 +61,8 @@ export function createEgressProxy(options: EgressProxyOptions) {
   const authorize = (host: string, port: number) =>
     egressDecision(host, port, {
       allow: options.allow,
-      ports,
+      // A secret's own port is open for its host alone.
+      ports: options.interceptor?.intercepts(host, port) ? [...ports, port] : ports,
       lookup: options.lookup,
       addressAllowed: options.addressAllowed,
     });

@@ -11,7 +11,7 @@ import { createDebianProxy, DEBIAN_ROUTE } from './debian-proxy.ts';
 import type { DebianSource } from './debian-sources.ts';
 import type { DestinationSecret } from './destination-secret.ts';
 import type { EgressCa } from './egress-ca.ts';
-import { DEFAULT_EGRESS_PORTS, type LookupAll, lookupAll } from './egress-policy.ts';
+import { type LookupAll, lookupAll } from './egress-policy.ts';
 import { createEgressProxy } from './egress-proxy.ts';
 import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
 import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
@@ -171,9 +171,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
   const egress = createEgressProxy({
     taskId,
     allow: [...options.egressAllow, ...boundSecrets.map((s) => s.host)],
-    ports: [
-      ...new Set([...(options.egressPorts ?? DEFAULT_EGRESS_PORTS), ...boundSecrets.map((s) => s.port)]),
-    ],
+    ...(options.egressPorts ? { ports: options.egressPorts } : {}),
     ...(interceptor ? { interceptor } : {}),
     lookup: options.lookup ?? lookupAll,
     addressAllowed: options.addressAllowed ?? isPublicAddress,

@@ -89,7 +89,8 @@ async function start(withSecret = true): Promise<string> {
     credential: noGit,
     models: {},
     egressAllow: withSecret ? ['other.private.test'] : [REGISTRY_HOST, 'other.private.test'],
-    egressPorts: [registry.port, other.port],
+    // The registry's port is open through its secret alone (the control test allows it directly).
+    egressPorts: withSecret ? [other.port] : [registry.port, other.port],
     ...(withSecret ? { destinationSecrets: { ca, secrets: [secret()] } } : {}),
     budgetTokens: 1000,
     onBudgetExceeded: () => {},
