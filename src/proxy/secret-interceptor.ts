@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { createSecureContext, rootCertificates, type SecureContext, TLSSocket } from 'node:tls';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { AuditSink } from '../audit-sink.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, ProxyError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { type DestinationSecret, REDACTED_MARK, RedactingStream, secretForms } from './destination-secret.ts';
 import { type EgressCa, issueHostCertificate } from './egress-ca.ts';
@@ -39,12 +39,21 @@ export interface InterceptedTarget {
  * when a server compresses anyway, so the search sees the bytes as they are).
  */
 export async function createSecretInterceptor(options: SecretInterceptorOptions) {
-  const bySite = new Map<string, { secret: DestinationSecret; context: SecureContext }>();
+  const bySite = new Map<string, { secret: DestinationSecret; context: SecureContext; agent: https.Agent }>();
   for (const secret of options.secrets) {
     const site = `${secret.host}:${secret.port}`;
-    if (bySite.has(site)) throw new Error(`two secrets are bound to ${site}`);
+    if (bySite.has(site)) throw new ProxyError('secret_bound_twice', `two secrets are bound to ${site}`);
     const { certPem, keyPem } = await issueHostCertificate(options.ca, secret.host);
-    bySite.set(site, { secret, context: createSecureContext({ cert: certPem, key: keyPem }) });
+    bySite.set(site, {
+      secret,
+      context: createSecureContext({ cert: certPem, key: keyPem }),
+      // One pool per host: its connections are verified against that host's trust (ca_file).
+      agent: new https.Agent({
+        keepAlive: true,
+        maxSockets: 16,
+        ...(secret.upstreamCa ? { ca: [...rootCertificates, secret.upstreamCa] } : {}),
+      }),
+    });
   }
   const upstreams = new Set<http.ClientRequest>();
   const connections = new Set<Socket>();
@@ -52,7 +61,7 @@ export async function createSecretInterceptor(options: SecretInterceptorOptions)
   const serve = (
     req: IncomingMessage,
     res: ServerResponse,
-    secret: DestinationSecret,
+    { secret, agent }: { secret: DestinationSecret; agent: https.Agent },
     target: InterceptedTarget,
   ): Promise<void> => {
     const method = req.method ?? 'GET';
@@ -91,8 +100,7 @@ export async function createSecretInterceptor(options: SecretInterceptorOptions)
         method,
         path: requestPath,
         headers,
-        agent: false,
-        ...(secret.upstreamCa ? { ca: [...rootCertificates, secret.upstreamCa] } : {}),
+        agent,
       });
       upstreams.add(up);
       let finished = false;
@@ -190,7 +198,7 @@ export async function createSecretInterceptor(options: SecretInterceptorOptions)
         client.destroy();
       });
       const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
-        serve(req, res, entry.secret, target).catch((error: unknown) => {
+        serve(req, res, entry, target).catch((error: unknown) => {
           options.log.error(
             { taskId: options.taskId, err: errorMessage(error) },
             'intercepted request failed',
@@ -205,6 +213,7 @@ export async function createSecretInterceptor(options: SecretInterceptorOptions)
     close(): void {
       for (const up of upstreams) up.destroy();
       for (const socket of connections) socket.destroy();
+      for (const { agent } of bySite.values()) agent.destroy();
       upstreams.clear();
       connections.clear();
     },
