@@ -155,6 +155,7 @@ export class VmTaskRunner implements TaskRunner {
         id: vm.id,
         image: this.#deps.sandbox.imageDigest,
         accelerator: vm.accel,
+        start: vm.start,
         bootMs: Math.round(vm.bootMs),
         limits,
       });

@@ -11,7 +11,8 @@ import { startTaskProxy, type TaskProxy } from '../../src/proxy/task-proxy.ts';
 import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { installDebianPackages } from '../../src/sandbox/guest-apt.ts';
 import { GUEST_CA_ENV, installEgressCa } from '../../src/sandbox/guest-ca.ts';
-import { type MicroVm, MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
+import type { MicroVm } from '../../src/sandbox/micro-vm.ts';
+import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
 import { GUEST_PROXY_ADDRESS } from '../../src/sandbox/qemu-args.ts';
 import { type DebianFixtureServer, serveDebianFixture } from '../helpers/debian-fixture.ts';
 import {

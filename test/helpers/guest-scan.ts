@@ -3,7 +3,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import type { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
+import type { MicroVm } from '../../src/sandbox/micro-vm.ts';
 
 /**
  * Everything a secrets scan reads out of a running VM, searched on the host (the secret looked for
