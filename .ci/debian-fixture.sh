@@ -18,7 +18,10 @@ die() { printf '\033[1;31mdebian fixture:\033[0m %s\n' "$*" >&2; exit 1; }
 image=$(bash vm-images/build.sh --print-dir)
 [ -f "$image/rootfs.ext4" ] || die "no VM image at $image: build it first (bash vm-images/build.sh)"
 cache="${AIRLOCK_CACHE_DIR:-/var/cache/airlock}"
-key=$( (echo "${FIXTURE_PACKAGES[*]} $SUITE"; cat "$image/manifest.json"; cat "$0") | sha256sum | cut -c1-16)
+# Keyed by what decides its content: the packages asked for and the image's own package list.
+image_packages=$(grep -o '"packageListHash":"[^"]*"' "$image/manifest.json" 2>/dev/null || true)
+[ -n "$image_packages" ] || image_packages=$(cat "$image/manifest.json" 2>/dev/null || true)
+key=$( (echo "${FIXTURE_PACKAGES[*]} $SUITE $image_packages"; cat "$0") | sha256sum | cut -c1-16)
 out="$cache/debian-fixture/$key"
 if [ "${1:-}" = --print-dir ]; then echo "$out"; exit 0; fi
 if [ -f "$out/dists/$SUITE/Release" ]; then say "cached at $out"; echo "$out"; exit 0; fi
