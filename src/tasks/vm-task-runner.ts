@@ -98,23 +98,26 @@ export class VmTaskRunner implements TaskRunner {
       const credential = this.#credential(task);
       await credential.token();
       const reads = this.#readRepositories(task);
-      // Minted now, so a repository the installation does not cover fails the task with GitHub's
-      // reason instead of failing the guest's fetch later; the task's own token goes with it.
-      await reads.readRepositories?.credential.token().catch(async (error: unknown) => {
-        await credential.revoke().catch(() => undefined);
-        throw error;
-      });
       const secrets = this.#deps.destinationSecrets?.(task) ?? [];
-      if (secrets.length) {
-        // The CA's key stays in the task's proxy directory on the host, and goes with it.
-        egressCa = await createEgressCa({
-          dir: path.join(this.#deps.dataDir, 'proxy', task.id, 'egress-ca'),
-          hosts: secrets.map((s) => s.host),
-          label: task.id,
-        });
-        audit.append(task.id, 'proxy.secrets_bound', {
-          secrets: secrets.map((s) => ({ name: s.name, host: s.host, port: s.port })),
-        });
+      try {
+        // Minted now, so a repository the installation does not cover fails the task with
+        // GitHub's reason instead of failing the guest's fetch later.
+        await reads.readRepositories?.credential.token();
+        if (secrets.length) {
+          // The CA's key stays in the task's proxy directory on the host, and goes with it.
+          egressCa = await createEgressCa({
+            dir: path.join(this.#deps.dataDir, 'proxy', task.id, 'egress-ca'),
+            hosts: secrets.map((s) => s.host),
+            label: task.id,
+          });
+          audit.append(task.id, 'proxy.secrets_bound', {
+            secrets: secrets.map((s) => ({ name: s.name, host: s.host, port: s.port })),
+          });
+        }
+      } catch (error) {
+        // No proxy holds the tokens yet to revoke them when it closes.
+        await Promise.allSettled([credential.revoke(), reads.readRepositories?.credential.revoke()]);
+        throw error;
       }
       proxy = await startTaskProxy({
         taskId: task.id,
