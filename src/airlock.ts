@@ -10,6 +10,7 @@ import type { OctokitTuning } from './github/octokit-factory.ts';
 import { type TaskCredential, taskCredential } from './github/task-token.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
+import { resolveDestinationSecrets } from './policy/destination-secrets.ts';
 import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
 import { policyFor } from './policy/policy-for.ts';
 import { allowedModelFeatures } from './policy/policy-violations.ts';
@@ -110,6 +111,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const tasks = new TaskStore(db, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
+  const secrets = resolveDestinationSecrets(policy.secrets, ports.environment ?? {});
+  for (const secret of secrets.values()) {
+    for (const value of [...secret.values, secret.headerValue]) ports.redactor.add(value);
+  }
   const sandbox = ports.runner
     ? undefined
     : await (
@@ -199,6 +204,8 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
       ...(gh ? { held } : {}),
+      readRepositories: (task) => rulesFor(task.repoFullName).read_repositories,
+      destinationSecrets: (task) => rulesFor(task.repoFullName).secrets.map((name) => secrets.get(name)!),
     });
   }
 

@@ -35,6 +35,11 @@ export const AppConfig = z.object({
   cacheDir: z.string().min(1).default('/var/cache/airlock'),
   /** AIRLOCK_POLICY: the operator's policy file (src/policy); the built-in policy when unset. */
   policyFile: z.string().min(1).optional(),
+  /**
+   * AIRLOCK_DEBIAN_SOURCES: an apt sources file (one-line or deb822) naming the Debian archive
+   * environment builds install packages from; unset: this host's own apt sources.
+   */
+  debianSources: z.string().min(1).optional(),
   /** LOG_LEVEL */
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** LOG_FORMAT: pretty (for people) or json (for collectors); unset: pretty on a terminal, else json. */
@@ -164,6 +169,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     snapshots: env.AIRLOCK_SNAPSHOTS || undefined,
     warmPool: env.AIRLOCK_WARM_POOL || undefined,
     policyFile: env.AIRLOCK_POLICY || undefined,
+    debianSources: env.AIRLOCK_DEBIAN_SOURCES || undefined,
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT || undefined,
     github: hasApp
@@ -245,6 +251,7 @@ const ENV_NAMES: Record<string, string> = {
   snapshots: 'AIRLOCK_SNAPSHOTS',
   warmPool: 'AIRLOCK_WARM_POOL',
   policyFile: 'AIRLOCK_POLICY',
+  debianSources: 'AIRLOCK_DEBIAN_SOURCES',
   logLevel: 'LOG_LEVEL',
   logFormat: 'LOG_FORMAT',
   'registration.host': 'AIRLOCK_REGISTRATION_HOST',

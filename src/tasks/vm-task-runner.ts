@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
@@ -7,8 +8,11 @@ import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { whenAborted } from '../process/when-aborted.ts';
+import type { DestinationSecret } from '../proxy/destination-secret.ts';
+import { createEgressCa, type EgressCa } from '../proxy/egress-ca.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
+import { GUEST_CA_ENV, installEgressCa } from '../sandbox/guest-ca.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
 import type { HeldResults } from './held-results.ts';
@@ -47,6 +51,10 @@ export interface VmTaskRunnerDeps {
   modelFeatures(task: Task): readonly string[];
   /** Where results wait for approval before they are pushed (`approval.before_push: always`). */
   held?: Pick<HeldResults, 'prepare' | 'repoPath'>;
+  /** The credentials the operator grants the task's repository (policy `secrets:`); none when unset. */
+  destinationSecrets?(task: Task): readonly DestinationSecret[];
+  /** Other repositories (owner/name) the task may fetch read-only (policy `read_repositories:`). */
+  readRepositories?(task: Task): readonly string[];
 }
 
 const AGENT_UID = 1000;
@@ -91,10 +99,33 @@ export class VmTaskRunner implements TaskRunner {
     const signal = AbortSignal.any([ctx.signal, budget.signal]);
     let proxy: TaskProxy | undefined;
     let vm: Vm | undefined;
+    let egressCa: EgressCa | undefined;
     try {
       const credential = this.#credential(task);
       await credential.token();
       await held?.prepare(task, this.#deps.gitUrl(owner, repo), () => credential.token());
+      const reads = this.#readRepositories(task);
+      const secrets = this.#deps.destinationSecrets?.(task) ?? [];
+      try {
+        // Minted now, so a repository the installation does not cover fails the task with
+        // GitHub's reason instead of failing the guest's fetch later.
+        await reads.readRepositories?.credential.token();
+        if (secrets.length) {
+          // The CA's key stays in the task's proxy directory on the host, and goes with it.
+          egressCa = await createEgressCa({
+            dir: path.join(this.#deps.dataDir, 'proxy', task.id, 'egress-ca'),
+            hosts: secrets.map((s) => s.host),
+            label: task.id,
+          });
+          audit.append(task.id, 'proxy.secrets_bound', {
+            secrets: secrets.map((s) => ({ name: s.name, host: s.host, port: s.port })),
+          });
+        }
+      } catch (error) {
+        // No proxy holds the tokens yet to revoke them when it closes.
+        await Promise.allSettled([credential.revoke(), reads.readRepositories?.credential.revoke()]);
+        throw error;
+      }
       proxy = await startTaskProxy({
         taskId: task.id,
         repository: { owner, name: repo },
@@ -104,6 +135,8 @@ export class VmTaskRunner implements TaskRunner {
         credential,
         models: this.#deps.models,
         egressAllow: config.egress.allow,
+        ...(egressCa ? { destinationSecrets: { ca: egressCa, secrets } } : {}),
+        ...reads,
         modelFeatures: this.#deps.modelFeatures(task),
         budgetTokens: config.budget.max_tokens,
         ...(held ? { holdPushesIn: held.repoPath(task.id) } : {}),
@@ -152,7 +185,9 @@ export class VmTaskRunner implements TaskRunner {
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed), died, stopped]);
+      if (egressCa) await installEgressCa(vm, egressCa);
+      const trust = egressCa ? GUEST_CA_ENV : {};
+      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed, trust), died, stopped]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -173,6 +208,7 @@ export class VmTaskRunner implements TaskRunner {
         const closed = await proxy.close();
         audit.append(task.id, 'cleanup.proxy', { ...closed, usage: proxy.usage() });
       }
+      if (egressCa) await rm(egressCa.dir, { recursive: true, force: true });
     }
   }
 
@@ -187,6 +223,30 @@ export class VmTaskRunner implements TaskRunner {
     );
   }
 
+  /** The read-only credential for the other repositories the task may fetch, if any. */
+  #readRepositories(task: Task): { readRepositories?: { names: string[]; credential: TaskCredential } } {
+    const names = (this.#deps.readRepositories?.(task) ?? []).filter(
+      (name) => name.toLowerCase() !== task.repoFullName.toLowerCase(),
+    );
+    if (!names.length) return {};
+    if (task.installationId === null || !this.#deps.token)
+      throw new TaskFailure(
+        'setup_failed',
+        `read_repositories (${names.join(', ')}) needs a GitHub App installation to mint a read-only token; this task has none`,
+      );
+    const { owner, repo } = splitRepo(task.repoFullName);
+    const credential = taskCredential(
+      { ...this.#deps.token, audit: this.#deps.audit },
+      {
+        taskId: task.id,
+        installationId: task.installationId,
+        repository: { owner, name: repo },
+        readOnly: names.map((name) => splitRepo(name).repo),
+      },
+    );
+    return { readRepositories: { names, credential } };
+  }
+
   async #work(
     task: Task,
     config: RepoConfig,
@@ -194,6 +254,7 @@ export class VmTaskRunner implements TaskRunner {
     ctx: TaskRunContext,
     signal: AbortSignal,
     pushed: { head?: string; held: boolean },
+    trust: Readonly<Record<string, string>>,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -204,6 +265,7 @@ export class VmTaskRunner implements TaskRunner {
       HTTP_PROXY: `${PROXY}:80`,
       HTTPS_PROXY: `${PROXY}:80`,
       NO_PROXY: GUEST_PROXY_ADDRESS,
+      ...trust,
     };
     const sh = async (
       what: string,

@@ -207,6 +207,44 @@ describe('git through the task proxy', () => {
     );
   });
 
+  it('fetches other repositories it is granted read-only, with a token scoped to them, and never pushes there', async () => {
+    await gh.createRepo('acme', 'unrelated', { files: { 'x.txt': 'x\n' } });
+    const readCredential = taskCredential(
+      { appId: gh.app.id, privateKey: gh.app.privateKey, baseUrl: gh.apiUrl, redactor, audit },
+      { taskId: 't1', installationId, repository: { owner: 'acme', name: 'widgets' }, readOnly: ['secrets'] },
+    );
+    const remote = await start({ readRepositories: { names: ['acme/secrets'], credential: readCredential } });
+    const dir = path.join(work, 'dependency');
+    await git(['clone', '--quiet', remote.replace('widgets', 'secrets'), dir]);
+    expect((await git(['show', 'HEAD:key.txt'], { cwd: dir })).stdout).toBe('private\n');
+
+    // The token that read it covers that repository alone, with contents: read.
+    const readToken = await readCredential.token();
+    const minted = gh.state.tokens.find((t) => t.token === readToken);
+    expect(minted).toMatchObject({
+      repositories: ['acme/secrets'],
+      permissions: { contents: 'read', metadata: 'read' },
+    });
+
+    // Pushing there is refused by the proxy before anything goes upstream, whatever the branch.
+    await git(['commit', '--quiet', '--allow-empty', '-m', 'x'], { cwd: dir });
+    for (const refspec of ['HEAD:main', `HEAD:${BRANCH}`]) {
+      const push = await git(['push', 'origin', refspec], { cwd: dir, fail: true });
+      expect(push.stderr).toContain('airlock: acme/secrets is read-only for this task');
+    }
+    expect(gh.state.pushes).toEqual([]);
+    // A repository not granted stays out of reach.
+    const other = await git(['clone', remote.replace('widgets', 'unrelated'), path.join(work, 'u')], {
+      fail: true,
+    });
+    expect(other.stderr).toContain('airlock: this task can only reach acme/widgets (and read acme/secrets)');
+
+    const closed = await proxy!.close();
+    expect(closed.tokenRevoked).toBe(true);
+    expect(gh.state.tokens.find((t) => t.token === readToken)?.revoked).toBe(true);
+    expect(JSON.stringify(audit.events)).not.toContain(readToken);
+  });
+
   it('caps the pack size of a push', async () => {
     const dir = await cloneAndCommit(await start({ maxPackBytes: 64 * 1024 }));
     await writeFile(path.join(dir, 'big.bin'), randomBytes(8 * 1024 * 1024));
