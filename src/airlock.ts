@@ -4,10 +4,15 @@ import { startRetention } from './audit/retention.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
+import type { EnvironmentBuilder } from './environments/environment-builder.ts';
+import { EnvironmentStore } from './environments/environment-store.ts';
+import { Environments } from './environments/environments.ts';
+import type { SnapshotSandbox } from './environments/snapshot-sandbox.ts';
+import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
-import type { TaskCredential } from './github/task-token.ts';
+import { type TaskCredential, taskCredential } from './github/task-token.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
 import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
@@ -19,7 +24,7 @@ import type { Sandbox } from './sandbox/sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
 import { startCheckpointer } from './store/checkpointer.ts';
 import { type Db, openDatabase } from './store/database.ts';
-import type { Task } from './tasks/task.ts';
+import { splitRepo, type Task } from './tasks/task.ts';
 import type { LifecycleDeps, StateListener } from './tasks/task-lifecycle.ts';
 import type { TaskRunner } from './tasks/task-runner.ts';
 import { TaskStore } from './tasks/task-store.ts';
@@ -50,10 +55,16 @@ export interface AirlockPorts {
    * git, so webhooks-to-PR logic is tested without booting VMs); the product runs VmTaskRunner.
    */
   runner?: TaskRunner;
+  /**
+   * Builds environments instead of microVMs. Only control-plane tests pass one (with their runner
+   * double); the product builds with VmEnvironmentBuilder on its sandbox.
+   */
+  environmentBuilder?: EnvironmentBuilder;
   /** Where task repositories live when not on GitHub (local mode's loopback git server). */
   repositories?: {
     gitUrl(owner: string, name: string): string;
-    credentialFor(task: Task): TaskCredential;
+    /** The credential for a task's or an environment build's repository. */
+    credentialFor(subject: { repoFullName: string }): TaskCredential;
   };
   /** Model API upstreams; by default from settings.models. */
   models?: ModelUpstreams;
@@ -74,6 +85,8 @@ export interface Airlock {
   tasks: TaskStore;
   metrics: AirlockMetrics;
   sandbox: OpenedSandbox | undefined;
+  /** Repositories' environments and their builds (absent without a sandbox or a builder). */
+  environments: Environments | undefined;
   /** The parts every task's lifecycle runs on (scheduler and local mode alike). */
   lifecycle: LifecycleDeps;
   /** The GitHub side (webhooks, intake, scheduler, reporting), when GitHub App credentials are set. */
@@ -119,28 +132,57 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     },
   };
 
+  const gh = settings.github;
+  const gitUrl =
+    ports.repositories?.gitUrl ??
+    ((owner: string, name: string) => `${gh?.webUrl.replace(/\/$/, '')}/${owner}/${name}.git`);
+  const tokenDeps = gh
+    ? { appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, redactor: ports.redactor }
+    : undefined;
+  const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
+  const environments = builder
+    ? new Environments({
+        store: new EnvironmentStore(db, clock),
+        builder,
+        audit,
+        clock,
+        log,
+        dataDir: settings.dataDir,
+        diskBudgetBytes: settings.environments.diskGib * 2 ** 30,
+      })
+    : undefined;
+  function vmBuilder(opened: Sandbox | undefined): EnvironmentBuilder | undefined {
+    // Until the sandbox's snapshot API is on main, only a sandbox that has it builds environments.
+    if (!opened || !('freeze' in opened)) return undefined;
+    return new VmEnvironmentBuilder({
+      sandbox: opened as unknown as SnapshotSandbox,
+      dataDir: settings.dataDir,
+      gitUrl,
+      credentialFor: (build) => {
+        if (ports.repositories) return ports.repositories.credentialFor(build);
+        if (build.installationId === null || !tokenDeps)
+          throw new Error('the build has no GitHub installation to mint a token for');
+        const { owner, repo } = splitRepo(build.repoFullName);
+        return taskCredential(
+          { ...tokenDeps, audit },
+          { taskId: build.id, installationId: build.installationId, repository: { owner, name: repo } },
+        );
+      },
+    });
+  }
+
   let github: GitHubPlane | undefined;
   const promptThread = async (task: Task): Promise<PromptThread | undefined> => github?.promptThread(task);
   if (sandbox && !ports.runner) {
-    const gh = settings.github;
-    const webUrl = gh?.webUrl.replace(/\/$/, '');
     lifecycle.runner = new VmTaskRunner({
       sandbox: sandbox.sandbox,
       audit,
       log,
       dataDir: settings.dataDir,
-      ...(gh
-        ? {
-            token: {
-              appId: gh.appId,
-              privateKey: gh.privateKey,
-              baseUrl: gh.apiUrl,
-              redactor: ports.redactor,
-            },
-          }
-        : {}),
+      ...(tokenDeps ? { token: tokenDeps } : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
-      gitUrl: ports.repositories?.gitUrl ?? ((owner, name) => `${webUrl}/${owner}/${name}.git`),
+      ...(environments ? { environments } : {}),
+      gitUrl,
       models: ports.models ?? modelUpstreams(settings.models),
       app: { slug: () => github?.appSlug() ?? 'airlock' },
       promptThread,
@@ -163,11 +205,15 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       reaper: sandbox?.sandbox ?? { reapOrphans: async () => [] },
       listeners,
       rulesFor,
+      ...(environments ? { environments } : {}),
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
     });
   }
+
+  // After the GitHub plane listens for builds that end: recovery may fail an interrupted one.
+  await environments?.start();
 
   let stopped: Promise<void> | undefined;
   return {
@@ -179,12 +225,14 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     tasks,
     metrics,
     sandbox,
+    environments,
     lifecycle,
     github,
     stop: () => {
       stopped ??= (async () => {
         stopRetention();
         await github?.stop();
+        await environments?.stop();
         audit.flush();
         await checkpointer.stop();
         db.close();

@@ -15,6 +15,7 @@ import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
 import type { PromptThread } from './task-thread.ts';
+import { workspaceSteps } from './workspace-steps.ts';
 
 /** How long teardown waits for the guest's last exec records. */
 const AUDIT_SYNC_TIMEOUT_MS = 5_000;
@@ -143,7 +144,7 @@ export class VmTaskRunner implements TaskRunner {
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed), died, stopped]);
+      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed, false), died, stopped]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -185,6 +186,7 @@ export class VmTaskRunner implements TaskRunner {
     ctx: TaskRunContext,
     signal: AbortSignal,
     pushed: { head?: string },
+    restored: boolean,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -218,21 +220,8 @@ export class VmTaskRunner implements TaskRunner {
     };
 
     const remote = `${PROXY}/git/${owner}/${repo}.git`;
-    const { start } = task;
-    const clone = ['git', 'clone', '--quiet'];
-    if (start.from === 'own_branch') clone.push('--branch', task.branch);
-    if (start.from === 'ref') clone.push('--branch', start.ref);
-    await sh('git clone', { argv: [...clone, remote, REPO_DIR], cwd: '/work' }, 'internal');
-    if (start.from === 'pull_head') {
-      const ref = `refs/pull/${start.pull}/head`;
-      await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', ref] }, 'internal');
-      await sh(
-        'git checkout',
-        { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] },
-        'internal',
-      );
-    } else if (start.from === 'ref') {
-      await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
+    for (const step of workspaceSteps(task, remote, REPO_DIR, restored)) {
+      await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
     }
     const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
 
@@ -242,7 +231,7 @@ export class VmTaskRunner implements TaskRunner {
     }
 
     const branchDiff =
-      start.from === 'own_branch'
+      task.start.from === 'own_branch'
         ? await sh(
             'git diff --stat',
             { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },
