@@ -2,6 +2,7 @@ import type { AuditSink } from '../audit-sink.ts';
 import type { Logger } from '../logger.ts';
 import type { EnvironmentConfig } from './environment-key.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
+import type { VmSnapshot } from './snapshot-sandbox.ts';
 
 /** What a builder is given for one build. */
 export interface BuildRequest {
@@ -37,6 +38,6 @@ export interface EnvironmentBuilder {
   /** The VM image environments are built on (part of every environment's spec). */
   readonly imageDigest: string;
   build(request: BuildRequest): Promise<BuiltSource>;
-  /** Whether a snapshot made earlier still restores here (not another image, QEMU or host). */
-  usable(dir: string): Promise<boolean>;
+  /** A snapshot made earlier, or undefined when it no longer restores here (another image, QEMU or host). */
+  open(dir: string): Promise<VmSnapshot | undefined>;
 }

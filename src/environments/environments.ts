@@ -14,6 +14,7 @@ import type { EnvironmentBuilder } from './environment-builder.ts';
 import { type Collection, environmentsToCollect } from './environment-gc.ts';
 import { type EnvironmentConfig, environmentSpecHash, hasEnvironment } from './environment-key.ts';
 import type { EnvironmentBuild, EnvironmentRecord, EnvironmentStore, NewBuild } from './environment-store.ts';
+import type { VmSnapshot } from './snapshot-sandbox.ts';
 
 /** A current environment unused this long is collected. */
 export const ENV_IDLE_MS = 30 * 86_400_000;
@@ -34,6 +35,7 @@ export interface EnvironmentsDeps {
 /** An environment a task restores from; released when the task's VM is gone. */
 export interface EnvironmentLease {
   env: EnvironmentRecord;
+  snapshot: VmSnapshot;
   release(): void;
 }
 
@@ -125,24 +127,26 @@ export class Environments {
     const { config } = task;
     if (!hasEnvironment(config)) return undefined;
     const { store, audit } = this.#deps;
-    const current = await this.#usableCurrent(task.repoFullName);
-    if (current) {
-      const stale = this.#staleness(current, config);
+    const usable = await this.#usableCurrent(task.repoFullName);
+    if (usable) {
+      const { env } = usable;
+      const stale = this.#staleness(env, config);
       if (stale) this.#requestIfNone(task, config, { kind: 'stale', detail: stale });
       audit.append(task.id, 'environment.restore', {
-        environment: current.id,
-        build: current.buildId,
-        commit: current.commitSha,
-        key: current.envKey,
+        environment: env.id,
+        build: env.buildId,
+        commit: env.commitSha,
+        key: env.envKey,
         ...(stale ? { stale } : {}),
       });
-      return this.#lease(current);
+      return this.#lease(usable.env, usable.snapshot);
     }
     const build = this.#requestIfNone(task, config, { kind: 'task' });
     audit.append(task.id, 'environment.waiting', { build: build.id });
     const ended = await this.waitFor(build.id, signal);
     const made = ended.environmentId ? store.environment(ended.environmentId) : undefined;
-    if (ended.state !== 'succeeded' || !made || made.state !== 'ready') {
+    const snapshot = made?.state === 'ready' ? await this.#deps.builder.open(made.dir) : undefined;
+    if (ended.state !== 'succeeded' || !made || !snapshot) {
       throw new TaskFailure(
         'setup_failed',
         `the environment build ${ended.id} failed and ${task.repoFullName} has no earlier environment: ${ended.reason ?? 'no reason recorded'}`,
@@ -154,7 +158,7 @@ export class Environments {
       commit: made.commitSha,
       key: made.envKey,
     });
-    return this.#lease(made);
+    return this.#lease(made, snapshot);
   }
 
   /** Queues a build unless one is queued or running for the repository, and starts it when it can. */
@@ -243,10 +247,14 @@ export class Environments {
     await this.#running;
   }
 
-  async #usableCurrent(repoFullName: string): Promise<EnvironmentRecord | undefined> {
+  async #usableCurrent(
+    repoFullName: string,
+  ): Promise<{ env: EnvironmentRecord; snapshot: VmSnapshot } | undefined> {
     const { store } = this.#deps;
     const current = store.current(repoFullName);
-    if (!current || (await this.#deps.builder.usable(current.dir))) return current;
+    if (!current) return undefined;
+    const snapshot = await this.#deps.builder.open(current.dir);
+    if (snapshot) return { env: current, snapshot };
     if (!this.#leases.get(current.id)) {
       store.markCollected(current.id, 'its snapshot no longer restores here (another image, QEMU or host)');
       await rm(current.dir, { recursive: true, force: true });
@@ -291,12 +299,13 @@ export class Environments {
     });
   }
 
-  #lease(env: EnvironmentRecord): EnvironmentLease {
+  #lease(env: EnvironmentRecord, snapshot: VmSnapshot): EnvironmentLease {
     this.#deps.store.touch(env.id);
     this.#leases.set(env.id, (this.#leases.get(env.id) ?? 0) + 1);
     let released = false;
     return {
       env,
+      snapshot,
       release: () => {
         if (released) return;
         released = true;

@@ -15,7 +15,7 @@ import {
   parseLsFiles,
 } from './environment-key.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
-import type { SnapshotSandbox } from './snapshot-sandbox.ts';
+import type { SnapshotSandbox, VmSnapshot } from './snapshot-sandbox.ts';
 
 /** The workspace, where the task runner expects it after a restore. */
 export const WORKSPACE_DIR = '/work/repo';
@@ -54,8 +54,8 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
     return this.#deps.sandbox.imageDigest;
   }
 
-  async usable(dir: string): Promise<boolean> {
-    return (await this.#deps.sandbox.openSnapshot(dir)) !== undefined;
+  open(dir: string): Promise<VmSnapshot | undefined> {
+    return this.#deps.sandbox.openSnapshot(dir);
   }
 
   async build(request: BuildRequest): Promise<BuiltSource> {

@@ -3,6 +3,8 @@ import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
+import type { EnvironmentLease, Environments } from '../environments/environments.ts';
+import type { VmSnapshot } from '../environments/snapshot-sandbox.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
@@ -10,7 +12,7 @@ import { whenAborted } from '../process/when-aborted.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
-import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
+import type { GuestExec, Sandbox, Vm, VmSpec } from '../sandbox/sandbox.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
@@ -45,6 +47,8 @@ export interface VmTaskRunnerDeps {
   earlierTasks(task: Task): Task[];
   /** The model features (`models.allow`) the repository asks for and the operator permits. */
   modelFeatures(task: Task): readonly string[];
+  /** Repositories' environments: a task of one that configures it restores from its snapshot. */
+  environments?: Pick<Environments, 'forTask'>;
 }
 
 const AGENT_UID = 1000;
@@ -86,7 +90,10 @@ export class VmTaskRunner implements TaskRunner {
     const signal = AbortSignal.any([ctx.signal, budget.signal]);
     let proxy: TaskProxy | undefined;
     let vm: Vm | undefined;
+    let environment: EnvironmentLease | undefined;
     try {
+      // First, before a token or proxy is held: the task may wait here for its environment's build.
+      environment = await this.#deps.environments?.forTask(task, signal);
       const credential = this.#credential(task);
       await credential.token();
       proxy = await startTaskProxy({
@@ -111,23 +118,27 @@ export class VmTaskRunner implements TaskRunner {
         log: ctx.log,
       });
       const { limits } = config;
-      vm = await this.#deps.sandbox.create(
-        {
-          taskId: task.id,
-          cpus: limits.cpus,
-          memoryMib: limits.memory_mib,
-          diskMib: limits.disk_mib,
-          proxySocket: proxy.address,
-          outputLimitBytes: limits.output_kib * 1024,
-        },
-        signal,
-      );
+      // A restore has the snapshot's shape: the limits the environment was built with.
+      const shape = environment?.snapshot.shape ?? {
+        cpus: limits.cpus,
+        memoryMib: limits.memory_mib,
+        diskMib: limits.disk_mib,
+      };
+      const spec: VmSpec & { from?: VmSnapshot } = {
+        taskId: task.id,
+        ...shape,
+        proxySocket: proxy.address,
+        outputLimitBytes: limits.output_kib * 1024,
+        ...(environment ? { from: environment.snapshot } : {}),
+      };
+      vm = await this.#deps.sandbox.create(spec, signal);
       audit.append(task.id, 'vm.created', {
         id: vm.id,
         image: this.#deps.sandbox.imageDigest,
         accelerator: vm.accel,
         bootMs: Math.round(vm.bootMs),
         limits,
+        ...(environment ? { environment: environment.env.id, shape } : {}),
       });
       vm.onExecAudit((record) => audit.append(task.id, 'vm.exec', { ...record }));
       vm.onExecAuditLoss(({ kind, ...loss }) =>
@@ -144,7 +155,11 @@ export class VmTaskRunner implements TaskRunner {
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed, false), died, stopped]);
+      return await Promise.race([
+        this.#work(task, config, vm, ctx, signal, pushed, environment !== undefined),
+        died,
+        stopped,
+      ]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -165,6 +180,8 @@ export class VmTaskRunner implements TaskRunner {
         const closed = await proxy.close();
         audit.append(task.id, 'cleanup.proxy', { ...closed, usage: proxy.usage() });
       }
+      // Only now, with its VM gone, may the environment's files be collected.
+      environment?.release();
     }
   }
 

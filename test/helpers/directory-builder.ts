@@ -1,4 +1,4 @@
-import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type {
@@ -12,6 +12,7 @@ import {
   keyFilePathspecs,
   parseLsFiles,
 } from '../../src/environments/environment-key.ts';
+import type { VmSnapshot } from '../../src/environments/snapshot-sandbox.ts';
 import { runProcess } from '../../src/process/run-process.ts';
 import { whenAborted } from '../../src/process/when-aborted.ts';
 
@@ -67,17 +68,20 @@ export class DirectoryBuilder implements EnvironmentBuilder {
         throw new Error(failure);
       }
       await mkdir(request.dir, { recursive: true });
-      await writeFile(path.join(request.dir, 'snapshot.json'), JSON.stringify({ commitSha }));
+      await writeFile(
+        path.join(request.dir, 'snapshot.json'),
+        JSON.stringify({ commitSha, createdAt: new Date().toISOString() }),
+      );
       return source;
     } finally {
       await rm(work, { recursive: true, force: true });
     }
   }
 
-  async usable(dir: string): Promise<boolean> {
-    return access(path.join(dir, 'snapshot.json')).then(
-      () => true,
-      () => false,
-    );
+  async open(dir: string): Promise<VmSnapshot | undefined> {
+    const text = await readFile(path.join(dir, 'snapshot.json'), 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    const { createdAt } = JSON.parse(text) as { createdAt: string };
+    return { dir, key: 'test-snapshot', shape: { cpus: 2, memoryMib: 2048, diskMib: 8192 }, createdAt };
   }
 }
