@@ -4,6 +4,7 @@ import type { ReactionTarget } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
 import type { Decision, IntakeDeps } from '../tasks/intake.ts';
 import { decided } from '../tasks/intake.ts';
+import { policyViolations } from '../policy/policy-violations.ts';
 import { hasEnvironment, touchesEnvironment } from './environment-key.ts';
 
 type PushIntent = Extract<Intent, { type: 'push' }>;
@@ -24,6 +25,13 @@ export function pushDecision(
   if (!hasEnvironment(config)) return decided({ status: 'ignored', outcome: 'no environment configured' });
   if (intent.complete && !touchesEnvironment(config, intent.paths))
     return decided({ status: 'ignored', outcome: 'no key file changed' });
+  // A build's VM takes the repository's limits and egress: within the operator's policy, as a task's.
+  const violations = policyViolations(deps.rulesFor(intent.origin.repo.fullName), config);
+  if (violations.length)
+    return decided({
+      status: 'refused',
+      outcome: `beyond the operator policy: ${violations.map((v) => v.field).join(', ')}`,
+    });
   const environments = deps.environments;
   const { origin } = intent;
   return {

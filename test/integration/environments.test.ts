@@ -119,12 +119,21 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     expect(await readdir(h.airlock.environments!.root)).toEqual([path.basename(fresh.dir)]);
   });
 
-  it('builds nothing for a push that changes no key file, nor for one to another branch', async () => {
+  it('builds nothing for a push that changes no key file, or whose config goes beyond the operator policy', async () => {
     await pushToMain({ 'src/index.js': 'console.log(1)\n' });
     await h.plane.quiesce();
     expect(builder.builds).toEqual([]);
-    const outcomes = h.db.prepare('SELECT outcome FROM deliveries WHERE intent_json LIKE \'%"push"%\'').all();
-    expect(outcomes).toEqual([{ outcome: 'no key file changed' }]);
+    // A config past the operator's caps builds nothing either: a build's VM has the repository's limits.
+    await pushToMain({ '.github/airlock.yml': `${CONFIG}limits:\n  cpus: 16\n` });
+    await h.plane.quiesce();
+    expect(builder.builds).toEqual([]);
+    const outcomes = h.db
+      .prepare(`SELECT outcome FROM deliveries WHERE intent_json LIKE '%"push"%' ORDER BY received_at`)
+      .all();
+    expect(outcomes).toEqual([
+      { outcome: 'no key file changed' },
+      { outcome: 'beyond the operator policy: limits.cpus' },
+    ]);
   });
 
   it('fails the first task with the build’s reason and comments on its issue with the log tail and a link', async () => {
