@@ -81,6 +81,22 @@ export function environmentBehaviour(got: Map<string, string | undefined>): RunB
   };
 }
 
+/** A repository's git URL on the emulator carrying an installation token (tests push with it). */
+export async function installationRemote(
+  emulator: GitHubEmulator,
+  installationId: number,
+  fullName: string,
+): Promise<string> {
+  const auth = createAppAuth({
+    appId: emulator.app.id,
+    privateKey: emulator.app.privateKey,
+    request: new Octokit({ baseUrl: emulator.apiUrl }).request,
+  });
+  const { token } = await auth({ type: 'installation', installationId });
+  const [owner, name] = fullName.split('/') as [string, string];
+  return emulator.gitUrl(owner, name).replace('http://', `http://x-access-token:${token}@`);
+}
+
 /** The control plane as tests see it: the GitHub plane, the task store, and a way to wait. */
 export type PlaneView = GitHubPlane & { quiesce(): Promise<void> };
 
@@ -178,16 +194,7 @@ export async function startHarness(
     webhookUrl,
     installationId,
     repo: 'acme/widgets',
-    gitRemote: async (fullName) => {
-      const auth = createAppAuth({
-        appId: emulator.app.id,
-        privateKey: emulator.app.privateKey,
-        request: new Octokit({ baseUrl: emulator.apiUrl }).request,
-      });
-      const { token } = await auth({ type: 'installation', installationId });
-      const [owner, name] = fullName.split('/') as [string, string];
-      return emulator.gitUrl(owner, name).replace('http://', `http://x-access-token:${token}@`);
-    },
+    gitRemote: (fullName) => installationRemote(emulator, installationId, fullName),
     send: (event, payload, opts) => emulator.sendWebhook(webhookUrl, event, payload, opts),
     restart: async () => {
       await airlock.stop();
