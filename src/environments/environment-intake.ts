@@ -2,9 +2,9 @@ import { REPO_CONFIG_PATH, type RepoConfig } from '../config/repo-config.ts';
 import { ConfigError } from '../errors.ts';
 import type { ReactionTarget } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
+import { policyViolations } from '../policy/policy-violations.ts';
 import type { Decision, IntakeDeps } from '../tasks/intake.ts';
 import { decided } from '../tasks/intake.ts';
-import { policyViolations } from '../policy/policy-violations.ts';
 import { hasEnvironment, touchesEnvironment } from './environment-key.ts';
 
 type PushIntent = Extract<Intent, { type: 'push' }>;
