@@ -241,6 +241,16 @@ ${timelineView({
 
   if (deps.environments)
     app.route('/environments', environmentPages({ ...deps, environments: deps.environments }));
+  else
+    app.get('/environments', (c) =>
+      c.html(
+        messagePage(
+          'No environments',
+          'This airlock builds no environments: its sandbox keeps no snapshots.',
+          pageViewer(c.get('viewer')),
+        ).value,
+      ),
+    );
 
   return app;
 }
