@@ -1,10 +1,14 @@
-// npm run bench -- proxy [--files N] [--blobs N] [--blob-mib N] [--runs N] [--sse-events N]
+// npm run bench -- proxy [--files N] [--blobs N] [--blob-mib N] [--runs N] [--sse-events N] [--against DIR]
 // Generates (once, cached under /tmp) a repository of about 20,000 files and 200 MB of history,
 // serves it with the GitHub emulator, and measures in one run: clone and push direct against the
 // same operations through a task proxy (running in its own process, as in production), the
-// latency the proxy adds to SSE events, and the proxy's peak RSS and CPU time per phase.
-// The proxy process gets airlock's own Node flags (src/process/node-flags.ts); BENCH_PROXY_NODE_ARGS
-// adds more (e.g. "--cpu-prof --trace-gc").
+// latency the proxy adds to SSE events, and the proxy's peak RSS and CPU time per phase and per
+// clone. The proxy process gets airlock's own Node flags (src/process/node-flags.ts);
+// BENCH_PROXY_NODE_ARGS adds more (e.g. "--cpu-prof --trace-gc").
+// --against DIR also starts the task proxy of another checkout (e.g. `git worktree add DIR COMMIT`
+// with node_modules copied in) and alternates its clones and pushes with this one's in the same
+// run, so two versions are compared under the same load: on a shared machine the spread between
+// separate runs is larger than the difference being looked for.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     'blob-mib': { type: 'string', default: '24' },
     runs: { type: 'string', default: '5' },
     'sse-events': { type: 'string', default: '2000' },
+    against: { type: 'string' },
     'serve-proxy': { type: 'boolean', default: false },
   },
 });
@@ -88,7 +93,7 @@ async function bench(): Promise<void> {
 
   const gh = await startGitHubEmulator();
   const work = await mkdtemp(path.join(tmpdir(), 'airlock-bench-proxy-'));
-  let child: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
   const sse = createServer((req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -113,75 +118,76 @@ async function bench(): Promise<void> {
     await new Promise<void>((resolve) => sse.listen(0, '127.0.0.1', resolve));
     const modelUrl = `http://127.0.0.1:${(sse.address() as AddressInfo).port}`;
 
-    child = spawn(
-      process.execPath,
-      [
-        ...NODE_FLAGS,
-        ...(process.env.BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-        fileURLToPath(import.meta.url),
-        '--serve-proxy',
-      ],
-      {
-        stdio: ['pipe', 'pipe', 'inherit'],
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      },
-    );
-    child.stdin!.end(
-      JSON.stringify({
-        appId: gh.app.id,
-        privateKey: gh.app.privateKey,
-        apiUrl: gh.apiUrl,
-        gitBase: gh.url,
-        installationId,
-        modelUrl,
-      }),
-    );
-    const proxyAddress = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child!.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        // Node flags such as --trace-gc also write to stdout: the address is the line that is one.
-        const address = /^http:\/\/\S+$/m.exec(out);
-        if (address) resolve(address[0]);
-        process.stderr.write(chunk); // keep the pipe drained: a full pipe would block the child
-      });
-      child!.on('exit', (code) => reject(new Error(`proxy child exited with ${code}`)));
+    const settings = JSON.stringify({
+      appId: gh.app.id,
+      privateKey: gh.app.privateKey,
+      apiUrl: gh.apiUrl,
+      gitBase: gh.url,
+      installationId,
+      modelUrl,
     });
+    const proxy = await startProxyChild(fileURLToPath(import.meta.url), settings);
+    children.push(proxy.child);
+    const against = values.against
+      ? await startProxyChild(path.resolve(values.against, 'bench/proxy.ts'), settings)
+      : undefined;
+    if (against) children.push(against.child);
+    const child = proxy.child;
+    const proxyAddress = proxy.address;
     const phases: Record<string, unknown> = { start: await processStats(child.pid!) };
+    const againstPhases: Record<string, unknown> = against
+      ? { start: await processStats(against.child.pid!) }
+      : {};
     const token = await mintDirectToken(gh.apiUrl, gh.app, installationId);
     const direct = gh.gitUrl('bench', 'big').replace('http://', `http://x-access-token:${token}@`);
     const proxied = `${proxyAddress}/git/bench/big.git`;
 
-    // Clone: alternate direct and proxied so drift on a shared machine hits both alike.
-    const clone = { direct: [] as number[], proxy: [] as number[] };
+    // Clone: alternate direct and proxied so drift on a shared machine hits both alike; with
+    // --against, the two proxies take turns going first.
+    type Kind = 'direct' | 'proxy' | 'against';
+    const urls: Record<Kind, string> = {
+      direct,
+      proxy: proxied,
+      against: against ? `${against.address}/git/bench/big.git` : '',
+    };
+    const pids: Partial<Record<Kind, number>> = {
+      proxy: child.pid!,
+      ...(against ? { against: against.child.pid! } : {}),
+    };
+    const order = (i: number): Kind[] =>
+      !against
+        ? ['direct', 'proxy']
+        : i % 2 === 0
+          ? ['direct', 'proxy', 'against']
+          : ['direct', 'against', 'proxy'];
+    const clone: Record<Kind, number[]> = { direct: [], proxy: [], against: [] };
+    const cloneCpu: Record<Kind, number[]> = { direct: [], proxy: [], against: [] };
     for (let i = 0; i < runs; i++) {
-      for (const [kind, url] of [
-        ['direct', direct],
-        ['proxy', proxied],
-      ] as const) {
+      for (const kind of order(i)) {
         const dir = path.join(work, `clone-${kind}-${i}`);
+        const pid = pids[kind];
+        const cpuBefore = pid ? (await processStats(pid)).cpu_s : 0;
         const started = performance.now();
-        await git(['clone', '--quiet', '--no-checkout', url, dir], work);
+        await git(['clone', '--quiet', '--no-checkout', urls[kind], dir], work);
         clone[kind].push(performance.now() - started);
+        if (pid) cloneCpu[kind].push((await processStats(pid)).cpu_s - cpuBefore);
         process.stderr.write(`clone ${kind} ${round(clone[kind].at(-1)!, 0)} ms\n`);
-        if (i < runs - 1 || kind === 'direct') await rm(dir, { recursive: true, force: true });
+        if (i < runs - 1 || kind !== 'proxy') await rm(dir, { recursive: true, force: true });
       }
     }
 
     phases.after_clones = await processStats(child.pid!);
+    if (against) againstPhases.after_clones = await processStats(against.child.pid!);
     // Push: each run sends a new commit with a fresh random blob to the task branch.
     const pushDir = path.join(work, `clone-proxy-${runs - 1}`);
-    const push = { direct: [] as number[], proxy: [] as number[] };
+    const push: Record<Kind, number[]> = { direct: [], proxy: [], against: [] };
     for (let i = 0; i < runs; i++) {
-      for (const [kind, url] of [
-        ['direct', direct],
-        ['proxy', proxied],
-      ] as const) {
+      for (const kind of order(i)) {
         await writeFile(path.join(pushDir, 'push.bin'), randomBytes(blobMib * 1024 * 1024));
         await git(['add', 'push.bin'], pushDir);
         await git(['commit', '--quiet', '-m', `push ${kind} ${i}`], pushDir);
         const started = performance.now();
-        await git(['push', '--quiet', '--force', url, 'HEAD:refs/heads/airlock/bench'], pushDir);
+        await git(['push', '--quiet', '--force', urls[kind], 'HEAD:refs/heads/airlock/bench'], pushDir);
         push[kind].push(performance.now() - started);
         process.stderr.write(`push ${kind} ${round(push[kind].at(-1)!, 0)} ms\n`);
         await git(['reset', '--quiet', '--hard', 'HEAD~1'], pushDir);
@@ -189,14 +195,18 @@ async function bench(): Promise<void> {
     }
 
     phases.after_pushes = await processStats(child.pid!);
+    if (against) againstPhases.after_pushes = await processStats(against.child.pid!);
     // SSE: per-event delay from the upstream's write to the client's read, direct vs proxied.
     const sseDirect: number[] = [];
     const sseProxy: number[] = [];
+    const sseAgainst: number[] = [];
     for (let i = 0; i < 2; i++) {
       sseDirect.push(...(await sseDelays(`${modelUrl}/v1/messages`)));
       sseProxy.push(...(await sseDelays(`${proxyAddress}/anthropic/v1/messages`)));
+      if (against) sseAgainst.push(...(await sseDelays(`${against.address}/anthropic/v1/messages`)));
     }
     phases.after_sse = await processStats(child.pid!);
+    if (against) againstPhases.after_sse = await processStats(against.child.pid!);
     const peak = (phases.after_sse as { peak_rss_mib: number }).peak_rss_mib;
 
     const cloneDirect = median(clone.direct);
@@ -220,13 +230,40 @@ async function bench(): Promise<void> {
       sse_proxy_p50_ms: round(quantile(sseProxy, 0.5), 3),
       sse_proxy_p99_ms: round(quantile(sseProxy, 0.99), 3),
       sse_added_latency_p99_ms: round(quantile(sseProxy, 0.99) - quantile(sseDirect, 0.99), 3),
+      proxy_cpu_per_clone_s: round(median(cloneCpu.proxy), 3),
       proxy_rss_mib: peak,
       proxy_process: phases,
-      samples: { clone, push },
+      ...(against
+        ? {
+            against: {
+              tree: path.resolve(values.against!),
+              clone_ms: round(median(clone.against), 0),
+              clone_p95_ms: round(quantile(clone.against, 0.95), 0),
+              clone_pair_ratio_median: round(median(clone.against.map((a, i) => a / clone.direct[i]!)), 3),
+              push_ms: round(median(push.against), 0),
+              push_pair_ratio_median: round(median(push.against.map((a, i) => a / push.direct[i]!)), 3),
+              // This proxy against the other, run by run (above 1: this one is slower).
+              clone_proxy_over_against_median: round(
+                median(clone.proxy.map((p, i) => p / clone.against[i]!)),
+                3,
+              ),
+              push_proxy_over_against_median: round(
+                median(push.proxy.map((p, i) => p / push.against[i]!)),
+                3,
+              ),
+              cpu_per_clone_s: round(median(cloneCpu.against), 3),
+              sse_added_latency_p99_ms: round(quantile(sseAgainst, 0.99) - quantile(sseDirect, 0.99), 3),
+              rss_mib: (againstPhases.after_sse as { peak_rss_mib: number }).peak_rss_mib,
+              process: againstPhases,
+            },
+          }
+        : {}),
+      samples: { clone, push, clone_cpu_s: cloneCpu },
     });
   } finally {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child!.once('exit', resolve));
+    for (const child of children) {
+      if (child.exitCode !== null) continue;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM'); // the proxy revokes its token on the way out
       await exited;
     }
@@ -235,6 +272,42 @@ async function bench(): Promise<void> {
     await gh.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Starts `script --serve-proxy` (this file, or the same file in another checkout) with airlock's
+ * Node flags, hands it the settings on stdin and waits for the address it prints.
+ */
+async function startProxyChild(
+  script: string,
+  settings: string,
+): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...NODE_FLAGS,
+      ...(process.env.BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      script,
+      '--serve-proxy',
+    ],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    },
+  );
+  child.stdin!.end(settings);
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      // Node flags such as --trace-gc also write to stdout: the address is the line that is one.
+      const address = /^http:\/\/\S+$/m.exec(out);
+      if (address) resolve(address[0]);
+      process.stderr.write(chunk); // keep the pipe drained: a full pipe would block the child
+    });
+    child.on('exit', (code) => reject(new Error(`proxy child ${script} exited with ${code}`)));
+  });
+  return { child, address };
 }
 
 /** The proxy child's CPU seconds so far and its resident and peak memory, in MiB. */

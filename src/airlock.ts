@@ -118,7 +118,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
   const sandbox = ports.runner
     ? undefined
-    : await (ports.openSandbox ?? (() => openSandbox({ ...settings, log })))();
+    : await (
+        ports.openSandbox ??
+        (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
+      )();
 
   // The GitHub plane attaches its reporting to state changes once it exists.
   const listeners: StateListener[] = [];

@@ -56,7 +56,13 @@ fi
 started=$(date +%s)
 mkdir -p "$(dirname "$out")"
 work=$(mktemp -d "$(dirname "$out")/.build-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# A build cut short can leave mmdebstrap's mounts (proc, sys, dev) inside the work tree: unmount
+# them before deleting, and never delete across a mount.
+cleanup() {
+  awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
+  rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
 mkdir -p "$work/out"
 
 # --- kernel ------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ export default async function run(args: string[]): Promise<number> {
       cacheDir: config.cacheDir,
       dataDir: config.dataDir,
       accel: config.accel,
+      snapshots: config.snapshots,
       log,
     });
     progress(`sandbox: ${opened.accel.accel} (${opened.accel.reason})`);

@@ -83,6 +83,21 @@ export const AppConfig = z.object({
   /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /**
+   * AIRLOCK_SNAPSHOTS: `on` restores every VM from a snapshot (the base image's, made once per VM
+   * shape and kept in the cache directory, or its repository's environment); `off` boots each cold.
+   */
+  snapshots: z.enum(['on', 'off'], { message: 'AIRLOCK_SNAPSHOTS must be on or off' }).default('on'),
+  /**
+   * AIRLOCK_WARM_POOL: restored, paused VMs kept ready per snapshot in use, so a task takes one at
+   * once. They count against AIRLOCK_MAX_CONCURRENT_TASKS (the pool fills only below it).
+   */
+  warmPool: z.coerce
+    .number({ message: 'AIRLOCK_WARM_POOL must be a whole number' })
+    .int({ message: 'AIRLOCK_WARM_POOL must be a whole number' })
+    .min(0, { message: 'AIRLOCK_WARM_POOL must be 0 or more' })
+    .max(32, { message: 'AIRLOCK_WARM_POOL is at most 32' })
+    .default(0),
+  /**
    * AIRLOCK_OPERATORS: GitHub logins (comma-separated) of the people who run this airlock: signed
    * in, they see every task, local runs included.
    */
@@ -153,6 +168,8 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       apiUrl: env.GITHUB_API_URL,
     },
     cacheDir: env.AIRLOCK_CACHE_DIR,
+    snapshots: env.AIRLOCK_SNAPSHOTS || undefined,
+    warmPool: env.AIRLOCK_WARM_POOL || undefined,
     policyFile: env.AIRLOCK_POLICY || undefined,
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT || undefined,
@@ -233,6 +250,8 @@ const ENV_NAMES: Record<string, string> = {
   publicUrl: 'AIRLOCK_PUBLIC_URL',
   dataDir: 'AIRLOCK_DATA_DIR',
   cacheDir: 'AIRLOCK_CACHE_DIR',
+  snapshots: 'AIRLOCK_SNAPSHOTS',
+  warmPool: 'AIRLOCK_WARM_POOL',
   policyFile: 'AIRLOCK_POLICY',
   logLevel: 'LOG_LEVEL',
   logFormat: 'LOG_FORMAT',

@@ -25,8 +25,24 @@ export async function createVmDisks(options: {
   await Promise.all([qcow2Over(options.rootfs, options.overlay), qcow2Over(template, options.scratch)]);
 }
 
-function qcow2Over(backing: string, file: string) {
-  return runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing, file], {
+/**
+ * Creates a restored VM's two disks: copy-on-write overlays on a snapshot's frozen disks, so the
+ * clone sees exactly what the frozen VM had written and changes only its own files.
+ */
+export async function createCloneDisks(options: {
+  frozenRoot: string;
+  frozenScratch: string;
+  overlay: string;
+  scratch: string;
+}): Promise<void> {
+  await Promise.all([
+    qcow2Over(options.frozenRoot, options.overlay, 'qcow2'),
+    qcow2Over(options.frozenScratch, options.scratch, 'qcow2'),
+  ]);
+}
+
+function qcow2Over(backing: string, file: string, backingFormat: 'raw' | 'qcow2' = 'raw') {
+  return runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file], {
     timeoutMs: 10_000,
   });
 }

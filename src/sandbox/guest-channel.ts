@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SandboxError } from '../errors.ts';
 import type { ExecAuditLoss, ExecAuditRecord } from './exec-audit.ts';
@@ -144,6 +144,26 @@ export class GuestChannel {
     if (message.type !== 'killed')
       throw new SandboxError('guest_error', `guest answered ${message.type} to kill_user_processes`);
     return { processes: message.processes, survivors: message.survivors };
+  }
+
+  /**
+   * Makes a VM restored from a snapshot its own before anything runs in it: reseeds the kernel's
+   * RNG from host entropy, sets the clock, gives it a host name and machine id.
+   */
+  async resume(identity: { hostname: string }): Promise<void> {
+    await this.#request({
+      type: 'resume',
+      id: randomUUID(),
+      seedHex: randomBytes(64).toString('hex'),
+      epochMs: Date.now(),
+      hostname: identity.hostname,
+      machineId: randomBytes(16).toString('hex'),
+    });
+  }
+
+  /** Whether no request is waiting for the guest (a VM is frozen only then). */
+  get idle(): boolean {
+    return this.#pending.size === 0;
   }
 
   /** Asks the guest to power off (best effort). */

@@ -32,6 +32,16 @@ export const HostMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('sync_audit'), id: z.string() }),
   // Ends every process of one unprivileged user; answered with `killed`.
   z.object({ type: z.literal('kill_user_processes'), id: z.string(), uid: z.number().int().positive() }),
+  // Sent once to a VM restored from a snapshot, before anything runs in it: fresh entropy for the
+  // kernel (credited, then the CRNG reseeded), the time, a host name and a machine id of its own.
+  z.object({
+    type: z.literal('resume'),
+    id: z.string(),
+    seedHex: z.string().regex(/^[0-9a-f]{64,}$/),
+    epochMs: z.number().int().positive(),
+    hostname: z.string().regex(/^[a-z0-9-]{1,63}$/),
+    machineId: z.string().regex(/^[0-9a-f]{32}$/),
+  }),
   z.object({ type: z.literal('shutdown') }),
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;

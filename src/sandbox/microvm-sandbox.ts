@@ -1,21 +1,33 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
 import { SandboxError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { type ProcessHandle, spawnProcess } from '../process/spawn-process.ts';
+import { runProcess } from '../process/run-process.ts';
+import { spawnProcess } from '../process/spawn-process.ts';
 import { whenAborted } from '../process/when-aborted.ts';
-import { createVmDisks } from './disks.ts';
+import { createCloneDisks, createVmDisks } from './disks.ts';
 import { GuestChannel } from './guest-channel.ts';
-import type { GuestProcess, GuestReady } from './guest-protocol.ts';
-import { MAX_PROXY_CONNECTIONS, openProxyGate, type ProxyGate } from './proxy-gate.ts';
+import type { GuestReady } from './guest-protocol.ts';
+import { MicroVm, type MicroVmFiles } from './micro-vm.ts';
+import { MAX_PROXY_CONNECTIONS, openProxyGate } from './proxy-gate.ts';
 import { qemuArgs } from './qemu-args.ts';
-import { qmpExecute } from './qmp.ts';
-import type { Sandbox, Vm, VmSpec, VmTeardown } from './sandbox.ts';
+import { QmpSession, qmpExecute } from './qmp.ts';
+import type { Sandbox, Vm, VmShape, VmSnapshot, VmSpec } from './sandbox.ts';
 import type { VmImage } from './vm-image.ts';
 import { currentOwner, killProcessGroup, ownerAlive, processMatches, VmRegistry } from './vm-registry.ts';
+import {
+  copyMemory,
+  loadVmState,
+  readSnapshot,
+  SNAPSHOT_FILES,
+  type SnapshotHost,
+  sealSnapshot,
+  snapshotKey,
+} from './vm-snapshot.ts';
+import { type SpawnedVm, WarmPool } from './warm-pool.ts';
 
 /** Settings for {@link MicroVmSandbox}. */
 export interface MicroVmOptions {
@@ -27,11 +39,28 @@ export interface MicroVmOptions {
   tscKhz?: number;
   /** How long a boot may take before it counts as failed. */
   bootTimeoutMs?: number;
+  /**
+   * Where base snapshots are kept: one per VM shape, a cold boot of the image frozen once it is
+   * ready, from which every VM of that shape is restored. Unset: VMs boot cold unless given a
+   * snapshot.
+   */
+  snapshotDir?: string;
+  /** Restored, paused VMs kept ready per snapshot in use (AIRLOCK_WARM_POOL); none when unset. */
+  warmPool?: number;
+  /** VMs this host runs at once, warm ones included: the pool fills only below it. */
+  maxVms?: number;
 }
+
+/** How long a failed base snapshot keeps its shape on cold boots before it is tried again. */
+const BASE_RETRY_MS = 10 * 60_000;
+
+type Launch = { kind: 'cold' } | { kind: 'restore'; snapshot: VmSnapshot };
 
 /**
  * The microvm backend: one QEMU process (in its own process group) per VM, killed by the kernel
- * when the process that started it dies.
+ * when the process that started it dies. A VM is booted cold from the image or restored from a
+ * snapshot: copy-on-write disks over the frozen ones, RAM mapped privately from the frozen file,
+ * device state loaded over QMP, then made unique (entropy, clock, identity) before it is used.
  */
 export class MicroVmSandbox implements Sandbox {
   readonly accel: 'kvm' | 'tcg';
@@ -39,6 +68,10 @@ export class MicroVmSandbox implements Sandbox {
   readonly agentPackages: Readonly<Record<string, string>>;
   readonly #options: MicroVmOptions;
   readonly #registry: VmRegistry;
+  readonly #bases = new Map<string, Promise<VmSnapshot | undefined>>();
+  readonly #pool = new WarmPool();
+  readonly #filling = new Map<string, number>();
+  #host: Promise<SnapshotHost> | undefined;
 
   constructor(options: MicroVmOptions) {
     this.#options = options;
@@ -49,116 +82,45 @@ export class MicroVmSandbox implements Sandbox {
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<Vm> {
-    const started = performance.now();
-    const vmId = `vm-${spec.taskId.toLowerCase().replace(/[^a-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
-    const record = {
-      vmId,
-      taskId: spec.taskId,
-      startedAt: new Date().toISOString(),
-      owner: currentOwner(),
-    };
-    const dir = await this.#registry.open(record);
-    const files = {
-      overlay: path.join(dir, 'root.qcow2'),
-      scratch: path.join(dir, 'scratch.qcow2'),
-      controlSocket: path.join(dir, 'ctl.sock'),
-      qmpSocket: path.join(dir, 'qmp.sock'),
-      consoleLog: path.join(dir, 'console.log'),
-    };
-    let qemu: ProcessHandle | undefined;
-    let gate: ProxyGate | undefined;
+    const from = spec.from ?? (await this.#baseSnapshot(spec));
+    if (!from || from === 'cold') return this.#launch(spec, { kind: 'cold' }, signal);
+    if (!sameShape(from.shape, spec))
+      throw new SandboxError(
+        'snapshot_mismatch',
+        `the snapshot at ${from.dir} is for ${describeShape(from.shape)}, the VM asks for ${describeShape(spec)}`,
+      );
+    return this.#launch(spec, { kind: 'restore', snapshot: from }, signal);
+  }
+
+  async freeze(vm: Vm, dir: string): Promise<VmSnapshot> {
+    if (!(vm instanceof MicroVm)) throw new SandboxError('snapshot_failed', 'not a VM of this sandbox');
+    vm.checkFreezable();
+    const host = await this.#snapshotHost();
+    const partial = `${dir}.partial-${randomBytes(4).toString('hex')}`;
     try {
-      gate = spec.proxySocket
-        ? await openProxyGate({
-            socketPath: path.join(dir, 'proxy-gate.sock'),
-            target: spec.proxySocket,
-            maxConnections: spec.maxProxyConnections ?? MAX_PROXY_CONNECTIONS,
-          })
-        : undefined;
-      await createVmDisks({
-        rootfs: this.#options.image.rootfs,
-        overlay: files.overlay,
-        scratch: files.scratch,
-        diskMib: spec.diskMib,
-        templateDir: path.join(this.#options.dataDir, 'scratch-templates'),
-      });
-      const args = qemuArgs({
-        image: this.#options.image,
-        accel: this.accel,
-        cpus: spec.cpus,
-        memoryMib: spec.memoryMib,
-        ...files,
-        proxySocket: gate?.socketPath,
-        tscKhz: this.#options.tscKhz,
-      });
-      // No timeout: a VM lives as long as its task, whose runner destroys it. It must never
-      // outlive this process (invariant 10): the kernel kills it when this process dies.
-      qemu = await spawnProcess(this.#options.qemuBinary ?? 'qemu-system-x86_64', args, {
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-        detached: true,
-        dieWithOwner: true,
-      }).catch((cause) => {
-        throw new SandboxError('vm_spawn_failed', `QEMU did not start: ${(cause as Error).message}`, {
-          cause,
-          hint: 'is qemu-system-x86 installed?',
-        });
-      });
-      const pid = qemu.pid;
-      await this.#registry.setPid(record, pid);
-      const exited = qemu.exited.then(
-        (r) => `QEMU exited (${r.exitCode ?? r.signal}): ${r.stderr.trim().slice(-500)}`,
-      );
-      const socket = await connectControl(
-        files.controlSocket,
-        exited,
-        this.#options.bootTimeoutMs ?? 120_000,
-        signal,
-      );
-      const channel = new GuestChannel(socket, spec.outputLimitBytes, spec.execAuditRate);
-      const ready = await Promise.race([
-        channel.ready,
-        exited.then((why) => {
-          throw new SandboxError('vm_boot_failed', `the VM died while booting: ${why}`);
-        }),
-        timeout(this.#options.bootTimeoutMs ?? 120_000, 'the VM did not become ready'),
-        whenAborted(signal),
-      ]);
-      const failed = failedGuestSetup(ready);
-      if (failed) throw new SandboxError('vm_boot_failed', `the guest's set-up failed: ${failed}`);
-      const bootMs = performance.now() - started;
-      this.#options.log.info(
-        { vmId, taskId: spec.taskId, bootMs: Math.round(bootMs), guest: ready },
-        'VM ready',
-      );
-      return new MicroVm({
-        id: vmId,
-        taskId: spec.taskId,
-        accel: this.accel,
-        bootMs,
-        channel,
-        qemu,
-        exited,
-        registry: this.#registry,
-        files,
-        gate,
-      });
+      await mkdir(partial, { recursive: true, mode: 0o700 });
+      await vm.freezeInto(partial);
+      const snapshot = await sealSnapshot(partial, dir, host, vm.shape);
+      this.#options.log.info({ vmId: vm.id, taskId: vm.taskId, dir }, 'VM frozen into a snapshot');
+      return snapshot;
     } catch (error) {
-      qemu?.kill();
-      await qemu?.exited;
-      await gate?.close();
-      const consoleLog = await readFile(files.consoleLog, 'utf8').catch(() => '');
-      await this.#registry.remove(vmId);
-      const failure =
-        error instanceof SandboxError
-          ? error
-          : new SandboxError('vm_boot_failed', `could not boot the VM: ${(error as Error).message}`, {
-              cause: error,
-            });
-      if (consoleLog.trim()) {
-        failure.message += `\nguest console (last lines):\n${consoleLog.trim().split('\n').slice(-15).join('\n')}`;
-      }
-      throw failure;
+      await vm.destroy();
+      throw error instanceof SandboxError
+        ? error
+        : new SandboxError('snapshot_failed', `could not freeze VM ${vm.id}: ${(error as Error).message}`, {
+            cause: error,
+          });
+    } finally {
+      await rm(partial, { recursive: true, force: true });
     }
+  }
+
+  async openSnapshot(dir: string): Promise<VmSnapshot | undefined> {
+    return readSnapshot(dir, await this.#snapshotHost());
+  }
+
+  async drainWarmPool(snapshot: VmSnapshot): Promise<void> {
+    await this.#pool.drain(snapshot.key);
   }
 
   /**
@@ -179,6 +141,361 @@ export class MicroVmSandbox implements Sandbox {
     }
     return reaped;
   }
+
+  /** What every snapshot of this sandbox is keyed on; the QEMU version is asked once. */
+  #snapshotHost(): Promise<SnapshotHost> {
+    this.#host ??= (async () => {
+      const { stdout } = await runProcess(this.#options.qemuBinary ?? 'qemu-system-x86_64', ['--version'], {
+        timeoutMs: 10_000,
+      });
+      return {
+        imageDigest: this.imageDigest,
+        accel: this.accel,
+        qemu: stdout.split('\n')[0]?.trim() ?? '',
+        tscKhz: this.#options.tscKhz ?? null,
+      };
+    })();
+    return this.#host;
+  }
+
+  /**
+   * The base snapshot of a shape, made on first use by a cold boot frozen once ready; undefined
+   * (cold boots) when the sandbox keeps none or making it failed (tried again later).
+   */
+  async #baseSnapshot(shape: VmShape): Promise<VmSnapshot | undefined> {
+    const root = this.#options.snapshotDir;
+    if (!root) return undefined;
+    const host = await this.#snapshotHost();
+    const key = snapshotKey(host, shape);
+    let made = this.#bases.get(key);
+    if (!made) {
+      made = this.#makeBase(
+        root,
+        host,
+        { cpus: shape.cpus, memoryMib: shape.memoryMib, diskMib: shape.diskMib },
+        key,
+      );
+      this.#bases.set(key, made);
+      made.then((snapshot) => {
+        if (!snapshot) setTimeout(() => this.#bases.delete(key), BASE_RETRY_MS).unref();
+      });
+    }
+    return made;
+  }
+
+  async #makeBase(
+    root: string,
+    host: SnapshotHost,
+    shape: VmShape,
+    key: string,
+  ): Promise<VmSnapshot | undefined> {
+    const dir = path.join(root, `base-${key.slice(0, 16)}`);
+    const existing = await readSnapshot(dir, host);
+    if (existing) return existing;
+    await removeStaleBases(root, host);
+    const started = performance.now();
+    try {
+      const vm = await this.#launch(
+        { taskId: 'base-snapshot', ...shape, outputLimitBytes: 1024 * 1024, freezable: true },
+        { kind: 'cold' },
+      );
+      const snapshot = await this.freeze(vm, dir);
+      this.#options.log.info(
+        { dir, shape, ms: Math.round(performance.now() - started) },
+        'base snapshot made: VMs of this shape are restored from it',
+      );
+      return snapshot;
+    } catch (error) {
+      this.#options.log.warn(
+        { dir, shape, err: error },
+        'could not make a base snapshot: VMs of this shape boot cold for now',
+      );
+      return undefined;
+    }
+  }
+
+  /** Boots or restores a VM for `spec`; a restore takes a paused VM from the warm pool if one waits. */
+  async #launch(spec: VmSpec, how: Launch, signal?: AbortSignal): Promise<MicroVm> {
+    const started = performance.now();
+    const pooled = how.kind === 'restore' && !spec.freezable ? this.#pool.take(how.snapshot.key) : undefined;
+    // Warm VMs count against the host's VM limit: one of another snapshot makes room for a task's.
+    if (
+      !pooled &&
+      this.#pool.total() > 0 &&
+      this.#registry.list().length >= (this.#options.maxVms ?? Infinity)
+    )
+      await this.#pool.evictOne();
+    const vm = pooled ?? (await this.#spawn(spec, how, signal));
+    try {
+      if (pooled) await this.#registry.update(vm.record, { taskId: spec.taskId });
+      const channel = new GuestChannel(vm.socket, spec.outputLimitBytes, spec.execAuditRate);
+      const bootTimeoutMs = this.#options.bootTimeoutMs ?? 120_000;
+      const ready = how.kind === 'cold' ? coldReady(channel) : this.#wake(vm, channel, how.snapshot, spec);
+      const guest = await Promise.race([
+        ready,
+        vm.exited.then((why) => {
+          throw new SandboxError(
+            'vm_boot_failed',
+            `the VM died while ${how.kind === 'cold' ? 'booting' : 'restoring'}: ${why}`,
+          );
+        }),
+        timeout(bootTimeoutMs, `the VM did not become ready within ${bootTimeoutMs} ms`),
+        whenAborted(signal),
+      ]);
+      const bootMs = performance.now() - started;
+      this.#options.log.info(
+        {
+          vmId: vm.vmId,
+          taskId: spec.taskId,
+          start: how.kind === 'cold' ? 'cold' : pooled ? 'warm pool' : 'restored',
+          bootMs: Math.round(bootMs),
+          ...(guest ? { guest } : { snapshot: how.kind === 'restore' ? how.snapshot.dir : undefined }),
+        },
+        'VM ready',
+      );
+      if (how.kind === 'restore' && !spec.freezable) this.#refill(how.snapshot);
+      return new MicroVm({
+        id: vm.vmId,
+        taskId: spec.taskId,
+        accel: this.accel,
+        start: how.kind === 'cold' ? 'cold' : 'restored',
+        shape: { cpus: spec.cpus, memoryMib: spec.memoryMib, diskMib: spec.diskMib },
+        bootMs,
+        channel,
+        qemu: vm.qemu,
+        exited: vm.exited,
+        registry: this.#registry,
+        files: vm.files,
+        gate: vm.gate,
+      });
+    } catch (error) {
+      throw await this.#discard(vm, error);
+    }
+  }
+
+  /**
+   * Starts QEMU for a VM, its disks made and its control channel connected; a restore also has its
+   * frozen device state loaded, and waits paused (how the warm pool keeps it).
+   */
+  async #spawn(spec: VmSpec, how: Launch, signal?: AbortSignal): Promise<SpawnedVm> {
+    const vmId = `vm-${spec.taskId.toLowerCase().replace(/[^a-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
+    const record = {
+      vmId,
+      taskId: spec.taskId,
+      startedAt: new Date().toISOString(),
+      owner: currentOwner(),
+    };
+    const dir = await this.#registry.open(record);
+    const files: MicroVmFiles = {
+      overlay: path.join(dir, 'root.qcow2'),
+      scratch: path.join(dir, 'scratch.qcow2'),
+      controlSocket: path.join(dir, 'ctl.sock'),
+      qmpSocket: path.join(dir, 'qmp.sock'),
+      consoleLog: path.join(dir, 'console.log'),
+      memory: spec.freezable ? path.join(dir, 'memory.ram') : undefined,
+    };
+    const partial: Partial<SpawnedVm> & Pick<SpawnedVm, 'vmId' | 'record' | 'files'> = {
+      vmId,
+      record,
+      files,
+    };
+    try {
+      // A restored VM always gets a gate, so that one kept in the warm pool can be given its
+      // task's proxy when it is taken.
+      partial.gate =
+        spec.proxySocket || how.kind === 'restore'
+          ? await openProxyGate({
+              socketPath: path.join(dir, 'proxy-gate.sock'),
+              target: spec.proxySocket,
+              maxConnections: spec.maxProxyConnections ?? MAX_PROXY_CONNECTIONS,
+            })
+          : undefined;
+      const memoryFile = await this.#prepareDisks(spec, how, files);
+      const args = qemuArgs({
+        image: this.#options.image,
+        accel: this.accel,
+        cpus: spec.cpus,
+        memoryMib: spec.memoryMib,
+        ...files,
+        proxySocket: partial.gate?.socketPath,
+        tscKhz: this.#options.tscKhz,
+        memoryFile,
+        incoming: how.kind === 'restore',
+      });
+      // No timeout: a VM lives as long as its task, whose runner destroys it. It must never
+      // outlive this process (invariant 10): the kernel kills it when this process dies.
+      const qemu = await spawnProcess(this.#options.qemuBinary ?? 'qemu-system-x86_64', args, {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        detached: true,
+        dieWithOwner: true,
+      }).catch((cause) => {
+        throw new SandboxError('vm_spawn_failed', `QEMU did not start: ${(cause as Error).message}`, {
+          cause,
+          hint: 'is qemu-system-x86 installed?',
+        });
+      });
+      partial.qemu = qemu;
+      await this.#registry.setPid(record, qemu.pid);
+      const exited = qemu.exited.then(
+        (r) => `QEMU exited (${r.exitCode ?? r.signal}): ${r.stderr.trim().slice(-500)}`,
+      );
+      partial.exited = exited;
+      // A restored guest's control port must find its host connected when its state is loaded,
+      // or the guest agent reads end-of-file: connect first, then load.
+      partial.socket = await connectControl(
+        files.controlSocket,
+        exited,
+        this.#options.bootTimeoutMs ?? 120_000,
+        signal,
+      );
+      if (how.kind === 'restore') {
+        const qmp = await QmpSession.open(files.qmpSocket);
+        try {
+          await Promise.race([
+            loadVmState(qmp, path.join(how.snapshot.dir, SNAPSHOT_FILES.state)),
+            exited.then((why) => {
+              throw new SandboxError('vm_boot_failed', `the VM died while loading its snapshot: ${why}`);
+            }),
+          ]);
+        } finally {
+          qmp.close();
+        }
+      }
+      return partial as SpawnedVm;
+    } catch (error) {
+      throw await this.#discard(partial, error);
+    }
+  }
+
+  /**
+   * Runs a restored, paused VM and makes it unique before it is used (its set-up was checked when
+   * the frozen VM booted; the exec-audit lock holds until power-off, so it is still locked).
+   */
+  async #wake(vm: SpawnedVm, channel: GuestChannel, snapshot: VmSnapshot, spec: VmSpec): Promise<undefined> {
+    if (spec.proxySocket) vm.gate?.attach(spec.proxySocket);
+    await qmpExecute(vm.files.qmpSocket, 'cont');
+    await channel.resume({ hostname: `airlock-${vm.vmId.slice(-6)}` });
+    this.#options.log.debug({ vmId: vm.vmId, snapshot: snapshot.dir }, 'restored VM made unique');
+    return undefined;
+  }
+
+  /** Stops and deletes a VM that never became ready; returns the error to throw, with the guest's console. */
+  async #discard(vm: Partial<SpawnedVm> & Pick<SpawnedVm, 'vmId' | 'files'>, error: unknown): Promise<Error> {
+    vm.socket?.destroy();
+    vm.qemu?.kill();
+    await vm.qemu?.exited;
+    await vm.gate?.close();
+    const consoleLog = await readFile(vm.files.consoleLog, 'utf8').catch(() => '');
+    await this.#registry.remove(vm.vmId);
+    const failure =
+      error instanceof SandboxError
+        ? error
+        : new SandboxError('vm_boot_failed', `could not start the VM: ${(error as Error).message}`, {
+            cause: error,
+          });
+    if (consoleLog.trim()) {
+      failure.message += `\nguest console (last lines):\n${consoleLog.trim().split('\n').slice(-15).join('\n')}`;
+    }
+    return failure;
+  }
+
+  /**
+   * Tops up the warm pool of a snapshot in the background: paused VMs restored ahead of need,
+   * never more than the pool's size, and never past the host's VM limit (running VMs included).
+   */
+  #refill(snapshot: VmSnapshot): void {
+    const size = this.#options.warmPool ?? 0;
+    if (size <= 0) return;
+    const wanted = size - this.#pool.count(snapshot.key) - (this.#filling.get(snapshot.key) ?? 0);
+    for (let i = 0; i < wanted; i++) {
+      if (
+        this.#registry.list().length + this.#fillingTotal() >=
+        (this.#options.maxVms ?? Number.POSITIVE_INFINITY)
+      )
+        return;
+      this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 0) + 1);
+      this.#spawn(
+        { taskId: 'warm-pool', ...snapshot.shape, outputLimitBytes: 0 },
+        { kind: 'restore', snapshot },
+      )
+        .then(
+          (vm) =>
+            this.#pool.put(snapshot.key, vm, (gone) => this.#discard(gone, new Error('warm pool drained'))),
+          (error) =>
+            this.#options.log.warn({ snapshot: snapshot.dir, err: error }, 'could not fill the warm pool'),
+        )
+        .finally(() => this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 1) - 1));
+    }
+  }
+
+  #fillingTotal(): number {
+    let total = 0;
+    for (const n of this.#filling.values()) total += n;
+    return total;
+  }
+
+  /** Makes the VM's disks (and its RAM file) for a cold boot or a restore; returns how RAM is mapped. */
+  async #prepareDisks(spec: VmSpec, how: Launch, files: MicroVmFiles) {
+    if (how.kind === 'cold') {
+      await createVmDisks({
+        rootfs: this.#options.image.rootfs,
+        overlay: files.overlay,
+        scratch: files.scratch,
+        diskMib: spec.diskMib,
+        templateDir: path.join(this.#options.dataDir, 'scratch-templates'),
+      });
+      return files.memory ? { path: files.memory, mode: 'shared' as const } : undefined;
+    }
+    const frozen = how.snapshot.dir;
+    await createCloneDisks({
+      frozenRoot: path.join(frozen, SNAPSHOT_FILES.root),
+      frozenScratch: path.join(frozen, SNAPSHOT_FILES.scratch),
+      overlay: files.overlay,
+      scratch: files.scratch,
+    });
+    // A VM that may itself be frozen needs its RAM in a file of its own: a copy of the frozen one.
+    if (files.memory) {
+      await copyMemory(path.join(frozen, SNAPSHOT_FILES.memory), files.memory);
+      return { path: files.memory, mode: 'shared' as const };
+    }
+    return { path: path.join(frozen, SNAPSHOT_FILES.memory), mode: 'private' as const };
+  }
+}
+
+/** A cold boot is ready when the guest agent reports its set-up, and all of it worked. */
+async function coldReady(channel: GuestChannel): Promise<GuestReady> {
+  const ready = await channel.ready;
+  const failed = failedGuestSetup(ready);
+  if (failed) throw new SandboxError('vm_boot_failed', `the guest's set-up failed: ${failed}`);
+  return ready;
+}
+
+/** Deletes base snapshots made for another image, QEMU or host, and ones a crash left half-made. */
+async function removeStaleBases(root: string, host: SnapshotHost): Promise<void> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith('base-')) continue;
+    const dir = path.join(root, name);
+    const stale = name.includes('.partial-')
+      ? Date.now() - (await statMtime(dir)) > 3600_000
+      : !(await readSnapshot(dir, host));
+    if (stale) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function statMtime(file: string): Promise<number> {
+  return stat(file).then(
+    (s) => s.mtimeMs,
+    () => 0,
+  );
+}
+
+function sameShape(a: VmShape, b: VmShape): boolean {
+  return a.cpus === b.cpus && a.memoryMib === b.memoryMib && a.diskMib === b.diskMib;
+}
+
+function describeShape(shape: VmShape): string {
+  return `${shape.cpus} CPU, ${shape.memoryMib} MiB, ${shape.diskMib} MiB disk`;
 }
 
 /** `"@openai/codex@0.169.0 opencode-ai@1.18.33"` (the manifest's `agents`) as package → version. */
@@ -206,135 +523,6 @@ export function failedGuestSetup(ready: GuestReady): string | undefined {
   if (setup.network !== 0) failures.push(`the network could not be configured (network=${setup.network})`);
   if (setup.scratch !== 0) failures.push(`the scratch disk could not be mounted (scratch=${setup.scratch})`);
   return failures.length ? failures.join('; ') : undefined;
-}
-
-/** The host-side files of one VM, all inside its registry directory and deleted with it. */
-export interface MicroVmFiles {
-  overlay: string;
-  scratch: string;
-  controlSocket: string;
-  qmpSocket: string;
-  consoleLog: string;
-}
-
-export class MicroVm implements Vm {
-  readonly id: string;
-  readonly taskId: string;
-  readonly accel: 'kvm' | 'tcg';
-  readonly bootMs: number;
-  readonly exited: Promise<string>;
-  readonly files: MicroVmFiles;
-  readonly #channel: GuestChannel;
-  readonly #qemu: ProcessHandle;
-  readonly #registry: VmRegistry;
-  readonly #gate: ProxyGate | undefined;
-  #destroyed: Promise<VmTeardown> | undefined;
-  #limitHit = false;
-
-  constructor(parts: {
-    id: string;
-    taskId: string;
-    accel: 'kvm' | 'tcg';
-    bootMs: number;
-    channel: GuestChannel;
-    qemu: ProcessHandle;
-    exited: Promise<string>;
-    registry: VmRegistry;
-    files: MicroVmFiles;
-    gate?: ProxyGate | undefined;
-  }) {
-    this.files = parts.files;
-    this.id = parts.id;
-    this.taskId = parts.taskId;
-    this.accel = parts.accel;
-    this.bootMs = parts.bootMs;
-    this.#channel = parts.channel;
-    this.#qemu = parts.qemu;
-    this.#registry = parts.registry;
-    this.#gate = parts.gate;
-    this.exited = new Promise((resolve) => {
-      parts.exited.then((why) => resolve(this.#limitHit ? 'output limit exceeded' : why));
-      this.#channel.onOutputLimit = () => {
-        this.#limitHit = true;
-        this.#qemu.kill();
-        this.#channel.close(
-          new SandboxError('limit_exceeded', 'the task exceeded its output limit (limits.output_kib)'),
-        );
-      };
-    });
-  }
-
-  exec: Vm['exec'] = (request, onOutput, signal) => this.#channel.exec(request, onOutput, signal);
-  writeFile: Vm['writeFile'] = (file, content, options) => this.#channel.writeFile(file, content, options);
-  readFile: Vm['readFile'] = (file) => this.#channel.readFile(file);
-  onExecAudit: Vm['onExecAudit'] = (listener) => this.#channel.onExecAudit(listener);
-  onMalformed: Vm['onMalformed'] = (listener) => this.#channel.onMalformed(listener);
-  onExecAuditLoss: Vm['onExecAuditLoss'] = (listener) => this.#channel.onExecAuditLoss(listener);
-
-  /** Guest connections the proxy gate refused because the VM held its maximum. */
-  get refusedProxyConnections(): number {
-    return this.#gate?.refused ?? 0;
-  }
-
-  async killUserProcesses(uid: number): Promise<GuestProcess[]> {
-    const { processes, survivors } = await this.#channel.killUserProcesses(uid);
-    if (survivors.length) {
-      throw new SandboxError(
-        'guest_error',
-        `processes of guest user ${uid} survived SIGKILL (pids ${survivors.join(', ')})`,
-        { hint: 'a process stuck in the kernel: the VM is destroyed with the task' },
-      );
-    }
-    return processes;
-  }
-
-  async syncAudit(timeoutMs = 10_000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new SandboxError('guest_error', `exec audit did not catch up within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      const stopped = this.exited.then((why) => {
-        throw new SandboxError('guest_error', `the VM stopped before its exec audit caught up: ${why}`);
-      });
-      await Promise.race([this.#channel.syncAudit(), timeout, stopped]);
-    } finally {
-      clearTimeout(timer);
-      // Whatever was dropped over the rate is counted on the record before the VM goes.
-      this.#channel.flushExecAuditDrops();
-    }
-  }
-
-  /**
-   * Writes the guest's RAM to `file` (ELF core, through QEMU's monitor) for incident review and for
-   * the test that looks for credentials in guest memory.
-   */
-  async dumpGuestMemory(file: string): Promise<void> {
-    await qmpExecute(this.files.qmpSocket, 'dump-guest-memory', { paging: false, protocol: `file:${file}` });
-  }
-
-  destroy(): Promise<VmTeardown> {
-    this.#destroyed ??= (async () => {
-      this.#channel.close(new SandboxError('vm_destroyed', 'the VM was destroyed'));
-      this.#qemu.kill();
-      await this.#qemu.exited;
-      await this.#gate?.close();
-      const dir = path.dirname(this.files.overlay);
-      await this.#registry.remove(this.id);
-      // What the audit record says is what was checked here, after the fact.
-      return {
-        processGone: !processMatches(this.#qemu.pid, dir),
-        overlayDeleted: await stat(this.files.overlay).then(
-          () => false,
-          (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
-        ),
-      };
-    })();
-    return this.#destroyed;
-  }
 }
 
 async function connectControl(

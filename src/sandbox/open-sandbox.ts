@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Logger } from '../logger.ts';
 import { chooseAccelerator, hostTscKhz } from './accel-probe.ts';
 import { ensureVmImage } from './image-builder.ts';
@@ -5,12 +6,17 @@ import { MicroVmSandbox } from './microvm-sandbox.ts';
 
 /**
  * The production sandbox: the VM image (built on first use, with progress), the accelerator (a
- * cached probe boot decides under `auto`), and the microVM backend over them.
+ * cached probe boot decides under `auto`), and the microVM backend over them, restoring VMs from
+ * base snapshots kept beside the image unless snapshots are off.
  */
 export async function openSandbox(options: {
   cacheDir: string;
   dataDir: string;
   accel: 'auto' | 'kvm' | 'tcg';
+  snapshots: 'on' | 'off';
+  /** Warm VMs per snapshot in use (0: none), and the host's VM limit they count against. */
+  warmPool?: number;
+  maxVms?: number;
   log: Logger;
 }): Promise<{ sandbox: MicroVmSandbox; accel: { accel: 'kvm' | 'tcg'; reason: string } }> {
   const { log } = options;
@@ -23,6 +29,13 @@ export async function openSandbox(options: {
     dataDir: options.dataDir,
     log,
     tscKhz: hostTscKhz(),
+    ...(options.snapshots === 'on'
+      ? {
+          snapshotDir: path.join(options.cacheDir, 'snapshots'),
+          warmPool: options.warmPool ?? 0,
+          ...(options.maxVms ? { maxVms: options.maxVms } : {}),
+        }
+      : {}),
   });
   return { sandbox, accel };
 }

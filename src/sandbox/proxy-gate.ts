@@ -14,6 +14,8 @@ export interface ProxyGate {
   readonly socketPath: string;
   /** Connections refused because the VM already held its maximum. */
   readonly refused: number;
+  /** Points the gate at a task's proxy (a VM taken from the warm pool gets its task's only then). */
+  attach(target: string): void;
   close(): Promise<void>;
 }
 
@@ -25,13 +27,19 @@ export interface ProxyGate {
  */
 export async function openProxyGate(options: {
   socketPath: string;
-  target: string;
+  /** The task's proxy socket; until one is attached, every connection is closed at once. */
+  target?: string | undefined;
   maxConnections: number;
 }): Promise<ProxyGate> {
   const open = new Set<Socket>();
   let refused = 0;
+  let target = options.target;
   const server = createServer({ allowHalfOpen: true }, (guest) => {
-    const upstream = connect({ path: options.target, allowHalfOpen: true });
+    if (!target) {
+      guest.destroy();
+      return;
+    }
+    const upstream = connect({ path: target, allowHalfOpen: true });
     open.add(guest);
     open.add(upstream);
     const teardown = () => {
@@ -64,6 +72,9 @@ export async function openProxyGate(options: {
     socketPath: options.socketPath,
     get refused() {
       return refused;
+    },
+    attach(socketPath: string) {
+      target = socketPath;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -17,6 +17,14 @@ export interface QemuLaunch {
   tscKhz?: number | undefined;
   /** Initrd override (the bare boot of the benchmark and the accelerator probe). */
   initrd?: string;
+  /**
+   * Guest RAM in a file instead of anonymous memory: shared with the file for a VM that may be
+   * frozen into a snapshot (its RAM is then already saved), private copy-on-write over a frozen
+   * snapshot's file for a VM restored from it.
+   */
+  memoryFile?: { path: string; mode: 'shared' | 'private' } | undefined;
+  /** Start paused, waiting for its device state over QMP (`migrate-incoming`). */
+  incoming?: boolean;
 }
 
 /** The guest address of the task's proxy; forwarded to the task's proxy socket on the host. */
@@ -47,9 +55,24 @@ export function qemuArgs(launch: QemuLaunch): string[] {
   if (launch.proxySocket) {
     netdev.push(`guestfwd=tcp:${GUEST_PROXY_ADDRESS}:80-cmd:socat - UNIX-CONNECT:${launch.proxySocket}`);
   }
+  const memory = launch.memoryFile
+    ? [
+        '-object',
+        [
+          'memory-backend-file',
+          'id=mem',
+          `size=${launch.memoryMib}M`,
+          `mem-path=${launch.memoryFile.path}`,
+          // Private: copy-on-write over the frozen file, never written back. (QEMU 7.2's readonly=on
+          // would make guest RAM itself read-only.)
+          launch.memoryFile.mode === 'shared' ? 'share=on' : 'share=off',
+        ].join(','),
+      ]
+    : [];
   return [
+    ...memory,
     '-M',
-    'microvm,x-option-roms=off,rtc=off',
+    `microvm,x-option-roms=off,rtc=off${launch.memoryFile ? ',memory-backend=mem' : ''}`,
     '-nodefaults',
     '-no-user-config',
     '-nographic',
@@ -90,6 +113,7 @@ export function qemuArgs(launch: QemuLaunch): string[] {
     'virtserialport,chardev=ctl,name=airlock.ctl',
     '-qmp',
     `unix:${launch.qmpSocket},server=on,wait=off`,
+    ...(launch.incoming ? ['-incoming', 'defer', '-S'] : []),
     '-sandbox',
     // elevateprivileges=deny would also bind the guestfwd helpers (socat) and break the proxy route.
     'on,obsolete=deny,resourcecontrol=deny',

@@ -2,12 +2,29 @@ import type { ExecAuditLoss, ExecAuditRecord } from './exec-audit.ts';
 import type { ExecAuditRate } from './exec-audit-limiter.ts';
 import type { GuestProcess } from './guest-protocol.ts';
 
-/** Resources and wiring for one task's VM. */
-export interface VmSpec {
-  taskId: string;
+/** A VM's size: a snapshot restores only into a VM of exactly its shape. */
+export interface VmShape {
   cpus: number;
   memoryMib: number;
   diskMib: number;
+}
+
+/**
+ * A VM frozen on disk (its disks' content, its RAM, its device state), with its guest agent idle:
+ * restorable many times at once, each VM copy-on-write over the same files.
+ */
+export interface VmSnapshot {
+  /** The directory holding the frozen files; read-only once made. */
+  readonly dir: string;
+  /** sha256 over what a restore must match: image, accelerator, QEMU, host TSC, shape. */
+  readonly key: string;
+  readonly shape: VmShape;
+  readonly createdAt: string;
+}
+
+/** Resources and wiring for one task's VM. */
+export interface VmSpec extends VmShape {
+  taskId: string;
   /** Unix socket of this task's credential-proxy listener, forwarded to 10.0.2.100:80 in the guest. */
   proxySocket?: string;
   /** Cap on output streamed from the guest, in bytes; exceeding it ends the task. */
@@ -16,6 +33,13 @@ export interface VmSpec {
   execAuditRate?: ExecAuditRate;
   /** Connections the guest may hold open to its proxy at once (MAX_PROXY_CONNECTIONS when unset). */
   maxProxyConnections?: number;
+  /**
+   * Where the VM comes from: a snapshot to restore, or `cold` for a boot from the image. Unset: the
+   * base snapshot of the VM's shape (made on first use), or a cold boot if the sandbox keeps none.
+   */
+  from?: VmSnapshot | 'cold';
+  /** Keep the VM's RAM in a file of its own, so that {@link Sandbox.freeze} can save it. */
+  freezable?: boolean;
 }
 
 /** How a file is written into the guest. */
@@ -59,6 +83,8 @@ export interface Vm {
   readonly id: string;
   readonly taskId: string;
   readonly accel: 'kvm' | 'tcg';
+  /** Cold boot, or restored from a snapshot (then `bootMs` is the restore, spawn to ready). */
+  readonly start: 'cold' | 'restored';
   readonly bootMs: number;
   /**
    * Runs a command in the guest, streaming its output; resolves when its main process exits (after
@@ -101,6 +127,15 @@ export interface Sandbox {
   /** npm package → version of each agent CLI installed in the image (from its manifest). */
   readonly agentPackages: Readonly<Record<string, string>>;
   create(spec: VmSpec, signal?: AbortSignal): Promise<Vm>;
+  /**
+   * Freezes a VM created `freezable`, whose guest agent is idle, into `dir` (made atomically,
+   * read-only afterwards). The VM is gone afterwards, as if destroyed.
+   */
+  freeze(vm: Vm, dir: string): Promise<VmSnapshot>;
+  /** A snapshot made earlier; undefined when missing, incomplete, or made for another image, QEMU or host. */
+  openSnapshot(dir: string): Promise<VmSnapshot | undefined>;
+  /** Discards the warm VMs kept for a snapshot no longer used (its environment was rebuilt). */
+  drainWarmPool(snapshot: VmSnapshot): Promise<void>;
   /**
    * Destroys every VM and overlay in the data directory whose owner process is gone (crashed,
    * killed); returns the task ids they belonged to. VMs of a live owner are left alone.

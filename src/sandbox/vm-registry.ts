@@ -41,6 +41,13 @@ export class VmRegistry {
     });
   }
 
+  /** Rewrites a VM's record with `change` (a warm VM taken by a task gets the task's id). */
+  async update(record: VmRecord, change: Partial<VmRecord>): Promise<void> {
+    const file = path.join(this.dir(record.vmId), 'vm.json');
+    const current = VmRecord.parse(JSON.parse(readFileSync(file, 'utf8')));
+    await writeFile(file, JSON.stringify({ ...current, ...change }), { mode: 0o600 });
+  }
+
   /** Every VM record on disk (unreadable ones are returned with what could be read). */
   list(): Array<VmRecord & { dir: string }> {
     let names: string[];

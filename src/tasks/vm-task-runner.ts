@@ -136,6 +136,7 @@ export class VmTaskRunner implements TaskRunner {
         id: vm.id,
         image: this.#deps.sandbox.imageDigest,
         accelerator: vm.accel,
+        start: vm.start,
         bootMs: Math.round(vm.bootMs),
         limits,
         ...(environment ? { environment: environment.env.id, shape } : {}),

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
+import type { MicroVm } from '../../src/sandbox/micro-vm.ts';
 import type { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { inspectBeforeDestroy } from '../helpers/agent-files-sandbox.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';

@@ -1,4 +1,4 @@
-import { MicroVm } from '../../src/sandbox/microvm-sandbox.ts';
+import { MicroVm } from '../../src/sandbox/micro-vm.ts';
 import type { Sandbox, Vm } from '../../src/sandbox/sandbox.ts';
 
 /** Where an agent can leave files: its home, the workspace, and the guest's temporary directory. */
@@ -20,6 +20,9 @@ export function inspectBeforeDestroy(real: Sandbox, inspect: (vm: MicroVm) => Pr
       return real.agentPackages;
     },
     reapOrphans: () => real.reapOrphans(),
+    freeze: (vm, dir) => real.freeze(vm, dir),
+    openSnapshot: (dir) => real.openSnapshot(dir),
+    drainWarmPool: (snapshot) => real.drainWarmPool(snapshot),
     async create(spec, signal) {
       const vm = await real.create(spec, signal);
       if (!(vm instanceof MicroVm)) throw new Error('expected a microVM');

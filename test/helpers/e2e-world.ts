@@ -15,7 +15,7 @@ import type { PlaneView } from './control-plane-harness.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { settled } from './settled.ts';
 import { emulatorSettings } from './test-settings.ts';
-import { testVmImage } from './vm-image.ts';
+import { testSnapshotDir, testVmImage } from './vm-image.ts';
 import { waitFor } from './wait-for.ts';
 import { examplePayload } from './webhook-examples.ts';
 
@@ -44,6 +44,8 @@ export async function startE2eWorld(options: {
   models?: ModelUpstreams;
   /** Lets a test observe the real sandbox (for example, scan a VM before it is destroyed). */
   wrapSandbox?: (sandbox: Sandbox) => Sandbox;
+  /** Boot every VM cold instead of restoring it from the shared base snapshot. */
+  coldBoots?: boolean;
 }): Promise<E2eWorld> {
   const gh = await startGitHubEmulator({ appSlug: options.appSlug ?? 'airlock-e2e' });
   await gh.createRepo('acme', 'widgets', { files: options.files });
@@ -57,12 +59,14 @@ export async function startE2eWorld(options: {
     log,
     redactor,
     openSandbox: async () => {
+      const image = testVmImage();
       const real = new MicroVmSandbox({
-        image: testVmImage(),
+        image,
         accel: 'tcg',
         dataDir: dir,
         log,
         tscKhz: hostTscKhz(),
+        ...(options.coldBoots ? {} : { snapshotDir: testSnapshotDir(image) }),
       });
       return {
         sandbox: options.wrapSandbox ? options.wrapSandbox(real) : real,

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadVmImage, type VmImage } from '../../src/sandbox/vm-image.ts';
 
@@ -16,4 +17,12 @@ export function testVmImage(): VmImage {
       },
     );
   }
+}
+
+/**
+ * Where tests keep base snapshots: beside the images, as production keeps them in its cache
+ * directory, so every test file restores from the same ones (each made once, on first use).
+ */
+export function testSnapshotDir(image: VmImage): string {
+  return path.join(path.dirname(path.dirname(image.dir)), 'snapshots');
 }

@@ -138,6 +138,9 @@ function handle(line) {
           send({ type: 'error', id: message.id, message: `audit sync failed: ${error.message}` });
         });
         return;
+      case 'resume':
+        resume(message);
+        return send({ type: 'ok', id: message.id });
       case 'shutdown':
         spawnSync('/bin/sync');
         spawnSync('/bin/busybox', ['poweroff', '-f']);
@@ -148,6 +151,41 @@ function handle(line) {
   } catch (error) {
     send({ type: 'error', id: message.id, message: String(error?.message ?? error) });
   }
+}
+
+// A VM restored from a snapshot wakes up with its template's kernel RNG state, clock, hostname and
+// machine id, like every other VM restored from it. Before the host runs anything in it: the
+// host's fresh entropy is credited to the kernel's input pool and the CRNG reseeded from it at
+// once (RNDADDENTROPY, then RNDRESEEDCRNG: without the reseed, two clones could read the same bytes
+// until the kernel's next scheduled reseed), the clock is set, and the identity regenerated.
+// perl-base (Essential in Debian) makes the ioctls and syscalls Node cannot.
+const RESUME_SCRIPT = `
+open(my $r, '+<', '/dev/urandom') or die "open /dev/urandom: $!\n";
+my $seed = pack('H*', $ARGV[0]);
+length($seed) >= 32 or die "seed too short\n";
+ioctl($r, 0x40085203, pack('ii', length($seed) * 8, length($seed)) . $seed) or die "RNDADDENTROPY: $!\n";
+ioctl($r, 0x5207, 0) or die "RNDRESEEDCRNG: $!\n";
+syscall(227, 0, pack('qq', $ARGV[1], $ARGV[2])) == 0 or die "clock_settime: $!\n";
+my $name = $ARGV[3];
+syscall(170, $name, length($name)) == 0 or die "sethostname: $!\n";
+`;
+
+function resume(message) {
+  if (!/^[0-9a-f]{64,}$/.test(message.seedHex)) throw new Error('resume needs at least 32 bytes of seed');
+  if (!/^[a-z0-9-]{1,63}$/.test(message.hostname)) throw new Error('resume needs a plain host name');
+  if (!/^[0-9a-f]{32}$/.test(message.machineId)) throw new Error('resume needs a 32-hex-digit machine id');
+  const seconds = Math.floor(message.epochMs / 1000);
+  const nanoseconds = (message.epochMs % 1000) * 1_000_000;
+  const result = spawnSync(
+    '/usr/bin/perl',
+    ['-e', RESUME_SCRIPT, message.seedHex, String(seconds), String(nanoseconds), message.hostname],
+    { encoding: 'utf8', env: DEFAULT_ENV, timeout: 30_000 },
+  );
+  if (result.status !== 0)
+    throw new Error(
+      `could not make this VM unique: ${(result.stderr || result.error?.message || '').trim()}`,
+    );
+  writeRootFile('/etc/machine-id', Buffer.from(`${message.machineId}\n`), 0o444);
 }
 
 // Files the host writes land where task code has run before, as root. A path through a place the

@@ -1,0 +1,79 @@
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
+
+// A guest that lies about its head, on a real microVM: what the host records as pushed is the ref
+// update its proxy forwarded, never the guest's `git rev-parse HEAD`.
+//
+// The agent owns the workspace, .git/config included, and git runs programs named there when the
+// runner commits, diffs and pushes. This agent commits A and sets it aside, leaves a change for the
+// runner to commit (C, which `git rev-parse HEAD` then reports), and names an external diff program
+// that moves the branch to A while the runner diffs C: the push that follows sends A. C never
+// leaves the VM.
+let world: E2eWorld;
+
+const AGENT_SCRIPT = `#!/bin/bash
+set -e
+echo "what the proxy forwards" > pushed.txt
+git add pushed.txt
+git -c user.name=agent -c user.email=agent@example.invalid commit -q -m "set aside"
+pushed=$(git rev-parse HEAD)
+git reset -q --hard HEAD~1
+echo "Hello, reported world" > greeting.txt
+printf '#!/bin/sh\\ngit update-ref HEAD %s\\n' "$pushed" > .git/move-head
+chmod +x .git/move-head
+git config diff.external "$PWD/.git/move-head"
+echo "set aside $pushed"
+`;
+
+beforeAll(async () => {
+  world = await startE2eWorld({
+    files: {
+      'greeting.txt': 'Hello\n',
+      'scripts/agent.sh': AGENT_SCRIPT,
+      '.github/airlock.yml':
+        'agent: script\nscript: scripts/agent.sh\ntimeout_minutes: 20\nlimits:\n  cpus: 1\n  memory_mib: 768\n  disk_mib: 1024\n',
+    },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await world?.close();
+});
+
+it('records the head the proxy forwarded, not the one the guest reports', async () => {
+  const { gh, audit } = world;
+  const task = await world.labelIssue('Lie about the head', 'Push one commit, report another.');
+  expect(task.state, task.reason ?? '').toBe('succeeded');
+  const events = audit.events(task.id);
+
+  // What the agent set aside is what went through the proxy, and what GitHub holds.
+  const said = events.filter((e) => e.type === 'agent.event').map((e) => String(e.data.text));
+  const setAside = said.map((text) => /^set aside ([0-9a-f]{40})$/.exec(text)?.[1]).find(Boolean);
+  expect(setAside, said.join('\n')).toBeDefined();
+  const forwarded = events.filter(
+    (e) =>
+      e.type === 'git.ref_update' &&
+      e.data.decision === 'forwarded' &&
+      e.data.ref === `refs/heads/${task.branch}`,
+  );
+  expect(forwarded.map((e) => e.data.new)).toEqual([setAside]);
+  const repoDir = gh.state.repos.get('acme/widgets')!.dir;
+  const git = (...args: string[]) =>
+    execFileSync('git', ['--git-dir', repoDir, ...args], { encoding: 'utf8' }).trim();
+  expect(git('rev-parse', `refs/heads/${task.branch}`)).toBe(setAside);
+
+  // The guest reported the runner's own commit, which never left the VM.
+  const diff = events.find((e) => e.type === 'git.diff')!;
+  const reported = String(diff.data.head);
+  expect(reported).toMatch(/^[0-9a-f]{40}$/);
+  expect(reported).not.toBe(setAside);
+  expect(() => git('cat-file', '-e', reported)).toThrow();
+  const mismatch = events.filter((e) => e.type === 'git.head_mismatch');
+  expect(mismatch.map((e) => e.data)).toEqual([{ guest: reported, forwarded: setAside }]);
+
+  // The task record and its pull request carry the forwarded head.
+  expect(task.headSha).toBe(setAside);
+  const pr = gh.state.pulls.find((p) => p.head.ref === task.branch)!;
+  expect(pr.head.sha).toBe(setAside);
+}, 900_000);
