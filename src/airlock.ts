@@ -7,7 +7,6 @@ import { modelUpstreams } from './config/model-upstreams.ts';
 import type { EnvironmentBuilder } from './environments/environment-builder.ts';
 import { EnvironmentStore } from './environments/environment-store.ts';
 import { Environments } from './environments/environments.ts';
-import type { SnapshotSandbox } from './environments/snapshot-sandbox.ts';
 import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
@@ -155,10 +154,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       })
     : undefined;
   function vmBuilder(opened: Sandbox | undefined): EnvironmentBuilder | undefined {
-    // Until the sandbox's snapshot API is on main, only a sandbox that has it builds environments.
-    if (!opened || !('freeze' in opened)) return undefined;
+    if (!opened) return undefined;
     return new VmEnvironmentBuilder({
-      sandbox: opened as unknown as SnapshotSandbox,
+      sandbox: opened,
       dataDir: settings.dataDir,
       gitUrl,
       credentialFor: (build) => {

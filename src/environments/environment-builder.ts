@@ -1,8 +1,8 @@
 import type { AuditSink } from '../audit-sink.ts';
 import type { Logger } from '../logger.ts';
+import type { VmSnapshot } from '../sandbox/sandbox.ts';
 import type { EnvironmentConfig } from './environment-key.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
-import type { VmSnapshot } from './snapshot-sandbox.ts';
 
 /** What a builder is given for one build. */
 export interface BuildRequest {
@@ -40,4 +40,6 @@ export interface EnvironmentBuilder {
   build(request: BuildRequest): Promise<BuiltSource>;
   /** A snapshot made earlier, or undefined when it no longer restores here (another image, QEMU or host). */
   open(dir: string): Promise<VmSnapshot | undefined>;
+  /** An environment no longer serves (superseded, or about to be deleted): drop what is kept warm for it. */
+  retire(dir: string): Promise<void>;
 }

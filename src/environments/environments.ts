@@ -5,6 +5,7 @@ import type { Clock } from '../clock.ts';
 import { maxAgeMs } from '../config/repo-config.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { VmSnapshot } from '../sandbox/sandbox.ts';
 import type { Task } from '../tasks/task.ts';
 import { TaskFailure } from '../tasks/task-runner.ts';
 import { newTaskId } from '../tasks/task-store.ts';
@@ -14,7 +15,6 @@ import type { EnvironmentBuilder } from './environment-builder.ts';
 import { type Collection, environmentsToCollect } from './environment-gc.ts';
 import { type EnvironmentConfig, environmentSpecHash, hasEnvironment } from './environment-key.ts';
 import type { EnvironmentBuild, EnvironmentRecord, EnvironmentStore, NewBuild } from './environment-store.ts';
-import type { VmSnapshot } from './snapshot-sandbox.ts';
 
 /** A current environment unused this long is collected. */
 export const ENV_IDLE_MS = 30 * 86_400_000;
@@ -231,6 +231,7 @@ export class Environments {
       inUse: new Set([...this.#leases].filter(([, n]) => n > 0).map(([id]) => id)),
     });
     for (const { env, why } of chosen) {
+      await this.#retire(env);
       // The row goes first: a crash in between leaves a directory that start() removes.
       store.markCollected(env.id, why);
       await rm(env.dir, { recursive: true, force: true });
@@ -352,6 +353,7 @@ export class Environments {
       });
       const sizeBytes = await directoryBytes(dir);
       await output.close();
+      const previous = store.current(build.repoFullName);
       store.succeedBuild(build.id, { id: envId, dir, sizeBytes, ...source }, output.tail());
       audit.append(build.id, 'build.outcome', {
         state: 'succeeded',
@@ -361,6 +363,8 @@ export class Environments {
       });
       ended = store.build(build.id);
       log.info({ environment: envId, sizeBytes }, 'environment built');
+      // Its warm VMs go now; its files once no task holds it (collect, below).
+      if (previous) await this.#retire(previous);
     } catch (error) {
       await rm(dir, { recursive: true, force: true });
       const reason = this.#stop.signal.aborted
@@ -374,6 +378,15 @@ export class Environments {
     }
     this.#finished(ended);
     await this.collect();
+  }
+
+  /** Drops what the sandbox keeps warm for an environment; a failure is logged, never fatal. */
+  async #retire(env: EnvironmentRecord): Promise<void> {
+    await this.#deps.builder
+      .retire(env.dir)
+      .catch((error) =>
+        this.#deps.log.warn({ err: errorMessage(error), environment: env.id }, 'could not drain warm VMs'),
+      );
   }
 
   #finished(build: EnvironmentBuild): void {

@@ -4,7 +4,7 @@ import { errorMessage } from '../errors.ts';
 import type { TaskCredential } from '../github/task-token.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
-import type { GuestExec, Vm } from '../sandbox/sandbox.ts';
+import type { GuestExec, Sandbox, Vm, VmSnapshot } from '../sandbox/sandbox.ts';
 import { splitRepo } from '../tasks/task.ts';
 import type { BuildRequest, BuiltSource, EnvironmentBuilder } from './environment-builder.ts';
 import {
@@ -15,7 +15,6 @@ import {
   parseLsFiles,
 } from './environment-key.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
-import type { SnapshotSandbox, VmSnapshot } from './snapshot-sandbox.ts';
 
 /** The workspace, where the task runner expects it after a restore. */
 export const WORKSPACE_DIR = '/work/repo';
@@ -28,7 +27,7 @@ const BUILD_OUTPUT_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** What the VM builder needs from the rest of airlock. */
 export interface VmEnvironmentBuilderDeps {
-  sandbox: SnapshotSandbox;
+  sandbox: Pick<Sandbox, 'imageDigest' | 'create' | 'freeze' | 'openSnapshot' | 'drainWarmPool'>;
   dataDir: string;
   /** Upstream smart-HTTP URL of a repository. */
   gitUrl(owner: string, name: string): string;
@@ -56,6 +55,11 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
 
   open(dir: string): Promise<VmSnapshot | undefined> {
     return this.#deps.sandbox.openSnapshot(dir);
+  }
+
+  async retire(dir: string): Promise<void> {
+    const snapshot = await this.#deps.sandbox.openSnapshot(dir);
+    if (snapshot) await this.#deps.sandbox.drainWarmPool(snapshot);
   }
 
   async build(request: BuildRequest): Promise<BuiltSource> {

@@ -4,7 +4,6 @@ import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
 import type { EnvironmentLease, Environments } from '../environments/environments.ts';
-import type { VmSnapshot } from '../environments/snapshot-sandbox.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
@@ -124,7 +123,7 @@ export class VmTaskRunner implements TaskRunner {
         memoryMib: limits.memory_mib,
         diskMib: limits.disk_mib,
       };
-      const spec: VmSpec & { from?: VmSnapshot } = {
+      const spec: VmSpec = {
         taskId: task.id,
         ...shape,
         proxySocket: proxy.address,

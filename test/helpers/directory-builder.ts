@@ -12,9 +12,9 @@ import {
   keyFilePathspecs,
   parseLsFiles,
 } from '../../src/environments/environment-key.ts';
-import type { VmSnapshot } from '../../src/environments/snapshot-sandbox.ts';
 import { runProcess } from '../../src/process/run-process.ts';
 import { whenAborted } from '../../src/process/when-aborted.ts';
+import type { VmSnapshot } from '../../src/sandbox/sandbox.ts';
 
 /**
  * An environment builder for control-plane tests (tests only: the product builds in a microVM).
@@ -77,6 +77,9 @@ export class DirectoryBuilder implements EnvironmentBuilder {
       await rm(work, { recursive: true, force: true });
     }
   }
+
+  /** Nothing is kept warm without VMs. */
+  async retire(_dir: string): Promise<void> {}
 
   async open(dir: string): Promise<VmSnapshot | undefined> {
     const text = await readFile(path.join(dir, 'snapshot.json'), 'utf8').catch(() => undefined);
