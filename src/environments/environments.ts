@@ -8,9 +8,8 @@ import type { Logger } from '../logger.ts';
 import type { VmSnapshot } from '../sandbox/sandbox.ts';
 import type { Task } from '../tasks/task.ts';
 import { TaskFailure } from '../tasks/task-runner.ts';
-import { newTaskId } from '../tasks/task-store.ts';
 import { BuildLog } from './build-log.ts';
-import { directoryBytes } from './directory-bytes.ts';
+import { runBuild } from './build-run.ts';
 import type { EnvironmentBuilder } from './environment-builder.ts';
 import { type Collection, environmentsToCollect } from './environment-gc.ts';
 import { type EnvironmentConfig, environmentSpecHash, hasEnvironment } from './environment-key.ts';
@@ -330,52 +329,13 @@ export class Environments {
   }
 
   async #run(queued: EnvironmentBuild): Promise<void> {
-    const { store, audit, builder } = this.#deps;
-    const build = store.startBuild(queued.id);
-    const log = this.#deps.log.child({ build: build.id, repo: build.repoFullName });
-    const output = await BuildLog.open(this.#deps.dataDir, build.id);
-    const envId = `env-${newTaskId()}`;
-    const dir = path.join(this.root, envId);
-    audit.append(build.id, 'build.state', { state: 'running', environment: envId });
-    let ended: EnvironmentBuild;
-    try {
-      if (!hasEnvironment(build.config))
-        throw new Error(`${build.repoFullName}'s config has no environment section`);
-      const source = await builder.build({
-        build,
-        config: build.config,
-        dir,
-        signal: this.#stop.signal,
-        audit: { append: (_id, type, data) => audit.append(build.id, type, data) },
-        log,
-        output: (text) => output.write(text),
-        source: (s) => store.noteSource(build.id, { commitSha: s.commitSha, envKey: s.envKey }),
-      });
-      const sizeBytes = await directoryBytes(dir);
-      await output.close();
-      const previous = store.current(build.repoFullName);
-      store.succeedBuild(build.id, { id: envId, dir, sizeBytes, ...source }, output.tail());
-      audit.append(build.id, 'build.outcome', {
-        state: 'succeeded',
-        environment: envId,
-        sizeBytes,
-        ...source,
-      });
-      ended = store.build(build.id);
-      log.info({ environment: envId, sizeBytes }, 'environment built');
-      // Its warm VMs go now; its files once no task holds it (collect, below).
-      if (previous) await this.#retire(previous);
-    } catch (error) {
-      await rm(dir, { recursive: true, force: true });
-      const reason = this.#stop.signal.aborted
-        ? `interrupted: ${errorMessage(this.#stop.signal.reason)}`
-        : errorMessage(error);
-      output.write(`\nbuild failed: ${reason}\n`);
-      await output.close();
-      ended = store.failBuild(build.id, reason, output.tail());
-      audit.append(build.id, 'build.outcome', { state: 'failed', reason });
-      log.warn({ err: reason }, 'environment build failed');
-    }
+    const { ended, superseded } = await runBuild(
+      { ...this.#deps, root: this.root },
+      queued,
+      this.#stop.signal,
+    );
+    // Its warm VMs go now; its files once no task holds it (collect, below).
+    if (superseded) await this.#retire(superseded);
     this.#finished(ended);
     await this.collect();
   }
