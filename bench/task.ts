@@ -32,6 +32,8 @@ const world = await startE2eWorld({
     '.github/airlock.yml':
       'agent: script\nscript: scripts/agent.sh\nlimits:\n  cpus: 1\n  memory_mib: 512\n  disk_mib: 1024\n',
   },
+  // GitHub's spacing of writes stays, as in production: the draft PR's phase includes it.
+  octokit: { retryBaseMs: 5 },
 });
 const phases = {
   queue_ms: [] as number[],

@@ -21,9 +21,13 @@ import type { ModelUpstreams } from './proxy/model-proxy.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
+import { SpendLedger } from './spend/spend-ledger.ts';
 import { startCheckpointer } from './store/checkpointer.ts';
 import { type Db, openDatabase } from './store/database.ts';
-import { splitRepo, type Task } from './tasks/task.ts';
+import { ApprovalStore } from './tasks/approval-store.ts';
+import { HeldResults } from './tasks/held-results.ts';
+import { pushGate } from './tasks/push-gate.ts';
+import { isTerminal, splitRepo, type Task } from './tasks/task.ts';
 import type { LifecycleDeps, StateListener } from './tasks/task-lifecycle.ts';
 import type { TaskRunner } from './tasks/task-runner.ts';
 import { TaskStore } from './tasks/task-store.ts';
@@ -88,6 +92,9 @@ export interface Airlock {
   environments: Environments | undefined;
   /** The parts every task's lifecycle runs on (scheduler and local mode alike). */
   lifecycle: LifecycleDeps;
+  approvals: ApprovalStore;
+  held: HeldResults;
+  spend: SpendLedger;
   /** The GitHub side (webhooks, intake, scheduler, reporting), when GitHub App credentials are set. */
   github: GitHubPlane | undefined;
   stop(): Promise<void>;
@@ -122,8 +129,24 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
       )();
 
-  // The GitHub plane attaches its reporting to state changes once it exists.
-  const listeners: StateListener[] = [];
+  const approvals = new ApprovalStore(db, clock);
+  const held = new HeldResults(db, clock, settings.dataDir);
+  const spend = new SpendLedger(db, clock, policy.prices);
+
+  // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
+  // task spent is recorded once its proxy has closed, and a held result goes when its task ends.
+  const listeners: StateListener[] = [
+    (task) => {
+      if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
+      spend.record(task, audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
+      if (isTerminal(task.state) && held.get(task.id)?.discardedAt === null)
+        held
+          .discard(task.id)
+          .catch((error) =>
+            log.warn({ taskId: task.id, err: errorMessage(error) }, 'held result could not be deleted'),
+          );
+    },
+  ];
   const lifecycle: LifecycleDeps = {
     tasks,
     audit,
@@ -174,6 +197,24 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
 
   let github: GitHubPlane | undefined;
   const promptThread = async (task: Task): Promise<PromptThread | undefined> => github?.promptThread(task);
+  if (tokenDeps) {
+    // Only with GitHub: local mode's branch goes to the person's own repository, unapproved.
+    lifecycle.pushGate = pushGate({
+      ...lifecycle,
+      approvals,
+      held,
+      events: (taskId) => audit.events(taskId, { limit: 100_000 }, { types: ['vm.exec', 'proxy.egress'] }),
+      credentialFor: (task) => {
+        if (task.installationId === null) throw new Error(`task ${task.id} has no GitHub installation`);
+        const { owner, repo } = splitRepo(task.repoFullName);
+        return taskCredential(
+          { ...tokenDeps, audit },
+          { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
+        );
+      },
+      gitUrl,
+    });
+  }
   if (sandbox && !ports.runner) {
     lifecycle.runner = new VmTaskRunner({
       sandbox: sandbox.sandbox,
@@ -189,6 +230,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       promptThread,
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
+      ...(gh ? { held } : {}),
     });
   }
 
@@ -206,6 +248,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       reaper: sandbox?.sandbox ?? { reapOrphans: async () => [] },
       listeners,
       rulesFor,
+      approvals,
+      spend,
+      held,
       ...(environments ? { environments } : {}),
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
@@ -228,6 +273,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     sandbox,
     environments,
     lifecycle,
+    approvals,
+    held,
+    spend,
     github,
     stop: () => {
       stopped ??= (async () => {

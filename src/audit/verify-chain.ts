@@ -7,6 +7,7 @@ import {
   isConversationType,
   type StoredEventRow,
 } from './audit-event.ts';
+import { verifyApprovals } from './verify-approvals.ts';
 
 /** Where and how a chain breaks. */
 export interface ChainProblem {
@@ -27,7 +28,8 @@ export interface VerifyReport {
  * Recomputes every hash of a task's chain (or of every task) from the stored fields, and reports
  * the first place each chain breaks: a changed field, a missing or reordered event, a wrong link.
  * The text of prompts and model responses is checked against the digest its event carries; text
- * that is gone must be covered by an `audit.purged` event of the same chain.
+ * that is gone must be covered by an `audit.purged` event of the same chain. Approvals are
+ * checked against the chains that record them (see verifyApprovals).
  */
 export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
   const rows = db
@@ -116,6 +118,9 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
     }
   }
   settleMissing();
+  // Approvals are checked against chains that hold: a broken chain is already the finding.
+  const brokenTasks = new Set(problems.map((p) => p.taskId));
+  problems.push(...verifyApprovals(db, taskId).filter((p) => !brokenTasks.has(p.taskId)));
   return { ok: problems.length === 0, tasks, events, problems };
 }
 

@@ -213,6 +213,35 @@ export const RepoConfig = z
       .boolean()
       .default(false)
       .describe('Allow triggers from pull requests whose head is a fork.'),
+    approval: z
+      .object({
+        before_run: z
+          .enum(['never', 'untrusted', 'always'])
+          .default('untrusted')
+          .describe(
+            'When a task waits for a person with write access to approve it before it runs: `untrusted` when the text the agent would read (issue or pull request body, comments) was written by someone without write access, `always`, or `never`.',
+          ),
+        before_push: z
+          .enum(['never', 'always'])
+          .default('never')
+          .describe(
+            'With `always`, nothing the agent wrote reaches GitHub (so no CI runs it) until a person with write access approves the held result.',
+          ),
+        separate_approver: z
+          .boolean()
+          .default(false)
+          .describe('Require the approver to be someone other than the person who asked for the task.'),
+        expire_hours: z
+          .number()
+          .int()
+          .min(1)
+          .max(720)
+          .default(72)
+          .describe('How long a task waits for approval before it ends unapproved, in hours.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Which tasks wait for a person to approve them, before they run and before they push.'),
   })
   .strict();
 export type RepoConfig = z.infer<typeof RepoConfig>;

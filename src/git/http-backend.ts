@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { runProcess } from '../process/run-process.ts';
 
 const STDERR_KEEP_BYTES = 4096;
@@ -22,6 +23,11 @@ export async function serveGit(
     env?: Record<string, string>;
     /** Runs after the backend exits and before the response ends, so the client sees its effects. */
     beforeEnd?: () => Promise<void>;
+    /**
+     * The request body, when the caller has read part of `req` already (it is then sent as is:
+     * inflated, of unknown length). Defaults to `req` itself.
+     */
+    body?: AsyncIterable<Buffer> | NodeJS.ReadableStream;
   },
 ): Promise<void> {
   const backend = path.join(await gitExecPath(), 'git-http-backend');
@@ -40,8 +46,9 @@ export async function serveGit(
     HOME: options.projectRoot,
     ...options.env,
   };
-  if (req.headers['content-length']) env.CONTENT_LENGTH = req.headers['content-length'];
-  if (req.headers['content-encoding']) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
+  if (!options.body && req.headers['content-length']) env.CONTENT_LENGTH = req.headers['content-length'];
+  if (!options.body && req.headers['content-encoding'])
+    env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
   if (req.headers['git-protocol']) env.GIT_PROTOCOL = String(req.headers['git-protocol']);
   await new Promise<void>((resolve) => {
     const child = spawn(backend, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -57,8 +64,14 @@ export async function serveGit(
       res.end(headersDone ? undefined : `git http-backend failed: ${stderr.trim()}\n`);
       resolve();
     };
-    req.pipe(child.stdin);
-    child.stdin.on('error', () => req.resume());
+    if (options.body) {
+      pipeline(options.body, child.stdin).catch(() => {
+        if (!finished) child.kill('SIGKILL');
+      });
+    } else {
+      req.pipe(child.stdin);
+      child.stdin.on('error', () => req.resume());
+    }
     // A client that goes away must not leave the backend running.
     res.on('close', () => {
       if (!finished) child.kill('SIGKILL');

@@ -10,7 +10,11 @@ import type { Environments } from '../environments/environments.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
+import type { SpendLedger } from '../spend/spend-ledger.ts';
 import type { Db } from '../store/database.ts';
+import type { ApprovalStore } from '../tasks/approval-store.ts';
+import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
+import type { HeldResults } from '../tasks/held-results.ts';
 import { processPendingDeliveries } from '../tasks/intake.ts';
 import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from '../tasks/recovery.ts';
 import { Scheduler } from '../tasks/scheduler.ts';
@@ -51,6 +55,9 @@ export interface GitHubPlaneDeps {
   listeners: StateListener[];
   /** The operator policy in force for a repository. */
   rulesFor(repoFullName: string): EffectivePolicy;
+  approvals: ApprovalStore;
+  spend: SpendLedger;
+  held: HeldResults;
   /** Environment builds: queued by pushes and `/airlock rebuild`; failures are reported on GitHub. */
   environments?: Environments;
   health?: { accel: string; image: string };
@@ -130,6 +137,19 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       metricsPublic: settings.web.metricsPublic,
       fetch: tuning.fetch,
       ...(deps.environments ? { environments: deps.environments } : {}),
+      approvals: {
+        pending: () =>
+          deps.approvals.allPending().map((approval) => ({ approval, task: tasks.get(approval.taskId) })),
+        held: (taskId) => deps.held.get(taskId),
+        spend: deps.spend,
+        mayWrite: async (task, login) =>
+          task.installationId !== null &&
+          hasWriteAccess(await client.permission(task.installationId, task.repoFullName, login)),
+        decide: (input) =>
+          tasks.transaction(() =>
+            decideApproval({ ...deps.lifecycle, approvals: deps.approvals }, { ...input, channel: 'web' }),
+          ),
+      },
     }),
   );
   const server = await startHttpServer({
@@ -146,6 +166,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     log,
     ciVerdict: (taskId) => verdicts.forTask(taskId),
     auditHeadHash: (taskId) => deps.audit.headHash(taskId),
+    approval: (taskId) => deps.approvals.pending(taskId),
+    spend: (taskId) => deps.spend.ofTask(taskId),
   });
   const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
@@ -178,6 +200,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     wakeAll();
   });
 
+  const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
   const recovery = await recoverInFlightTasks({
     ...deps.lifecycle,
     reaper: deps.reaper,
@@ -209,6 +232,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const intakeLoop = startWorkLoop(
     'intake',
     async () => {
+      // Waiting tasks whose time is up end here, on the injected clock.
+      const expired = expireApprovals(approvalDeps);
       const n = await processPendingDeliveries({
         deliveries,
         tasks,
@@ -218,13 +243,17 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         log,
         cancelTask: (id, by) => scheduler.cancel(id, by),
         rulesFor: deps.rulesFor,
+        approvals: deps.approvals,
+        appLogin: () => `${identity.slug()}[bot]`,
+        spendCapReached: (repo) => deps.spend.capReached(repo, deps.rulesFor(repo).spend),
+        ...(deps.lifecycle.onState ? { onState: deps.lifecycle.onState } : {}),
         yieldToWebhooks: () => gate.yield(),
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
         ...(deps.environments ? { environments: deps.environments } : {}),
       });
-      if (n > 0) jobLoop.wake();
+      if (n > 0 || expired.length > 0) jobLoop.wake();
       if (identity.known()) scheduler.tick();
-      return n;
+      return n + expired.length;
     },
     log,
     pollMs,

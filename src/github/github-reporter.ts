@@ -1,4 +1,6 @@
 import type { Logger } from '../logger.ts';
+import type { TaskSpend } from '../spend/spend-ledger.ts';
+import type { Approval } from '../tasks/approval-store.ts';
 import { isTerminal, type Task, type TaskResult } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
 import { checkRunSummary } from './check-run-summary.ts';
@@ -18,6 +20,10 @@ export interface GitHubReporterDeps {
   auditHeadHash?(taskId: string): string | undefined;
   /** CI's verdict on the commit a task pushed, shown on its tracking comment. */
   ciVerdict?(taskId: string): CiVerdictLine | undefined;
+  /** The approval a task waits for, shown on its tracking comment. */
+  approval?(taskId: string): Approval | undefined;
+  /** What a task spent on model calls, once recorded. */
+  spend?(taskId: string): TaskSpend | undefined;
 }
 
 /**
@@ -79,10 +85,14 @@ export class GitHubReporter {
             .find((t) => t.id !== task.id && t.createdAt <= task.createdAt && !isTerminal(t.state))?.id
         : undefined;
     const ci = this.#deps.ciVerdict?.(task.id);
+    const approval = task.state === 'awaiting_approval' ? this.#deps.approval?.(task.id) : undefined;
+    const spend = this.#deps.spend?.(task.id);
     const body = trackingCommentBody(task, {
       publicUrl: this.#deps.publicUrl,
       ...(queuedBehind ? { queuedBehind } : {}),
       ...(ci ? { ci } : {}),
+      ...(approval ? { approval } : {}),
+      ...(spend ? { spend } : {}),
     });
     if (task.trackingCommentId) {
       await this.#deps.github.editComment(

@@ -2,6 +2,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
+import Bottleneck from 'bottleneck';
 import type { Logger } from '../logger.ts';
 
 /** Octokit with retries (5xx) and throttling (primary and secondary rate limits). */
@@ -21,7 +22,37 @@ export interface OctokitTuning {
   retryBaseMs?: number;
   /** Retries for 5xx answers. */
   retries?: number;
+  /**
+   * Least time between two writes, and between two writes that notify people (comments, PRs), in
+   * ms. GitHub asks for 1 s and 3 s, which the throttling plugin keeps by default; the emulator has
+   * no such limit, so its tests set both to 0.
+   */
+  writeSpacingMs?: { write: number; notifications: number };
   fetch?: typeof fetch;
+}
+
+const spacedLimiters = new Map<string, { write: Bottleneck.Group; notifications: Bottleneck.Group }>();
+
+/**
+ * The throttling plugin's write limiters for `writeSpacingMs` (none: the plugin's own, 1 s and 3 s).
+ * Like the plugin's, they are shared by every Octokit of the process with the same spacing.
+ */
+function writeLimiters(tuning: OctokitTuning): {
+  write?: Bottleneck.Group;
+  notifications?: Bottleneck.Group;
+} {
+  const spacing = tuning.writeSpacingMs;
+  if (!spacing) return {};
+  const key = `${spacing.write}/${spacing.notifications}`;
+  let limiters = spacedLimiters.get(key);
+  if (!limiters) {
+    limiters = {
+      write: new Bottleneck.Group({ maxConcurrent: 1, minTime: spacing.write }),
+      notifications: new Bottleneck.Group({ maxConcurrent: 1, minTime: spacing.notifications }),
+    };
+    spacedLimiters.set(key, limiters);
+  }
+  return limiters;
 }
 
 /**
@@ -43,6 +74,7 @@ export function installationOctokit(
     retry: { retryAfterBaseValue: tuning.retryBaseMs ?? 1000, retries: tuning.retries ?? 3 },
     throttle: {
       retryAfterBaseValue: tuning.retryBaseMs ?? 1000,
+      ...writeLimiters(tuning),
       fallbackSecondaryRateRetryAfter: 60,
       onRateLimit: (
         retryAfter: number,
@@ -84,6 +116,7 @@ export function appOctokit(credentials: GitHubAppCredentials, tuning: OctokitTun
     retry: { retryAfterBaseValue: tuning.retryBaseMs ?? 1000, retries: tuning.retries ?? 3 },
     throttle: {
       retryAfterBaseValue: tuning.retryBaseMs ?? 1000,
+      ...writeLimiters(tuning),
       onRateLimit: (_r: number, _o: unknown, _k: unknown, retryCount: number) => retryCount < 2,
       onSecondaryRateLimit: (_r: number, _o: unknown, _k: unknown, retryCount: number) => retryCount < 2,
     },

@@ -1,4 +1,7 @@
+import type { Approval } from '../tasks/approval-store.ts';
 import type { Task } from '../tasks/task.ts';
+import { approvalSection } from './approval-comment.ts';
+import { type SpendLine, spendLine } from './spend-line.ts';
 import {
   labelledUntrusted,
   untrustedCodeBlock,
@@ -14,6 +17,7 @@ const REASON_CHARS = 2_000;
 const BRANCH_CHARS = 255;
 
 const STATE_LINE: Record<Task['state'], string> = {
+  awaiting_approval: '⏸️ Waiting for approval',
   queued: '⏳ Queued',
   starting: '🚀 Starting a microVM',
   running: '🛠️ The agent is working',
@@ -29,6 +33,11 @@ export function auditUrl(publicUrl: string, taskId: string): string {
   return `${publicUrl.replace(/\/$/, '')}/tasks/${taskId}`;
 }
 
+/** The web UI's page for deciding what a task waits for. */
+export function approvalUrl(publicUrl: string, taskId: string): string {
+  return `${publicUrl.replace(/\/$/, '')}/approvals/${taskId}`;
+}
+
 /** CI's verdict on the commit a task pushed, as the tracking comment shows it. */
 export interface CiVerdictLine {
   headSha: string;
@@ -40,7 +49,15 @@ export interface CiVerdictLine {
 /** The body of a task's tracking comment, rendered from its current state. */
 export function trackingCommentBody(
   task: Task,
-  options: { publicUrl: string; queuedBehind?: string; ci?: CiVerdictLine },
+  options: {
+    publicUrl: string;
+    queuedBehind?: string;
+    ci?: CiVerdictLine;
+    /** The approval the task waits for, when it is `awaiting_approval`. */
+    approval?: Approval;
+    /** What the task's model calls cost, once its proxy has closed. */
+    spend?: SpendLine;
+  },
 ): string {
   const lines = [`**airlock** · task \`${task.id}\` · ${STATE_LINE[task.state]}`, ''];
   const who = `Requested by @${task.actorLogin}`;
@@ -52,6 +69,8 @@ export function trackingCommentBody(
   if (task.state === 'queued' && options.queuedBehind) {
     lines.push('', `Waiting for task \`${options.queuedBehind}\` on the same branch to finish.`);
   }
+  if (task.state === 'awaiting_approval' && options.approval)
+    lines.push('', ...approvalSection(task, options.approval, approvalUrl(options.publicUrl, task.id)));
   const changed = task.context.threadChanged;
   if (changed) {
     const what = [
@@ -79,6 +98,7 @@ export function trackingCommentBody(
     lines.push('', labelledUntrusted('Reason:', task.reason, REASON_CHARS));
     if (task.state !== 'cancelled') lines.push('', 'Comment `/airlock retry` to run it again.');
   }
+  if (options.spend) lines.push('', spendLine(options.spend));
   lines.push('', `[Audit record](${auditUrl(options.publicUrl, task.id)})`);
   return lines.join('\n');
 }

@@ -63,6 +63,18 @@ export function untrustedCodeSpan(text: string, maxChars: number): string {
   return run ? `${ticks} ${body} ${ticks}` : `${ticks}${body}${ticks}`;
 }
 
+/**
+ * Text with every hidden character made visible as `⟨U+XXXX⟩`: what a person approves must show
+ * what the agent gets, and zero-width, bidirectional or tag characters can carry instructions no
+ * reader would see (the other renderings drop them, which suits text that is only read).
+ */
+export function revealHidden(text: string): string {
+  return text.replace(/\r\n?/g, '\n').replace(HIDDEN, (c) => {
+    const code = c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    return `⟨U+${code}⟩`;
+  });
+}
+
 function plain(text: string, maxChars: number): string {
   return clipText(text.replace(/\r\n?/g, '\n').replace(HIDDEN, ''), maxChars);
 }

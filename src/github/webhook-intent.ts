@@ -93,7 +93,7 @@ export const IntentOrigin = z.object({
 export type IntentOrigin = z.infer<typeof IntentOrigin>;
 
 const CommandFields = z.object({
-  command: z.enum(['run', 'cancel', 'retry', 'rebuild']),
+  command: z.enum(['run', 'cancel', 'retry', 'approve', 'reject', 'rebuild']),
   instruction: z.string(),
   issueNumber: z.number(),
   isPullRequest: z.boolean(),
@@ -333,7 +333,9 @@ function prFields(pr: z.infer<typeof PullRequest>) {
 export function parseCommand(
   body: string,
   slug: string,
-): { command: 'run' | 'cancel' | 'retry' | 'rebuild'; instruction: string } | undefined {
+):
+  | { command: 'run' | 'cancel' | 'retry' | 'approve' | 'reject' | 'rebuild'; instruction: string }
+  | undefined {
   const lines = withoutQuotesAndCode(body);
   const slash = lines.findIndex((l) => /^\s*\/airlock(\s|$)/i.test(l));
   const mention = new RegExp(`(^|[^\\w/-])@${escapeRegExp(slug)}(\\[bot\\])?(?![\\w-])`, 'i');
@@ -352,8 +354,18 @@ export function parseCommand(
   if (word === 'retry' && instruction.split(/\s+/).length === 1) return { command: 'retry', instruction: '' };
   if (word === 'rebuild' && instruction.split(/\s+/).length === 1)
     return { command: 'rebuild', instruction: '' };
+  // `approve` and `reject` stand alone, or name the waiting task: `/airlock approve k3v9x2mq7p`.
+  const words = instruction.split(/\s+/);
+  if (
+    (word === 'approve' || word === 'reject') &&
+    words.length <= 2 &&
+    (words.length === 1 || TASK_ID.test(words[1]!))
+  )
+    return { command: word, instruction: words[1] ?? '' };
   return { command: 'run', instruction };
 }
+
+const TASK_ID = /^[a-z0-9]{10}$/;
 
 function withoutQuotesAndCode(body: string): string[] {
   const out: string[] = [];

@@ -8,7 +8,8 @@ const BOOT_BUCKETS_S = [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60];
 /**
  * airlock's Prometheus metrics. Task counts are read from the database at scrape time (so they
  * survive restarts); everything else is counted from the audit stream as events are written, and
- * from GitHub API answers. No label names a repository, a person or a task.
+ * from GitHub API answers. No label names a person or a task; only the spend gauges name a
+ * repository and its organisation, since spend per repository is what they are for.
  */
 export class AirlockMetrics {
   readonly registry = new Registry();
@@ -50,6 +51,42 @@ export class AirlockMetrics {
         this.reset();
         for (const r of byOutcome.all() as Array<{ state: string; outcome: string; n: number }>) {
           this.set({ state: r.state, outcome: r.outcome }, r.n);
+        }
+      },
+    });
+    const spend = db.prepare(
+      `SELECT owner, repo_full_name AS repo, month, sum(input_tokens) AS input, sum(output_tokens) AS output,
+         coalesce(sum(cost_usd), 0) AS cost FROM task_spend GROUP BY owner, repo_full_name, month`,
+    );
+    type SpendRow = {
+      owner: string;
+      repo: string;
+      month: string;
+      input: number;
+      output: number;
+      cost: number;
+    };
+    new Gauge({
+      name: 'airlock_spend_usd',
+      help: 'What model calls cost, in US dollars at the policy’s prices, by organisation, repository and UTC month.',
+      labelNames: ['org', 'repository', 'month'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of spend.all() as SpendRow[])
+          this.set({ org: r.owner, repository: r.repo, month: r.month }, r.cost);
+      },
+    });
+    new Gauge({
+      name: 'airlock_spend_tokens',
+      help: 'Model tokens used, by organisation, repository, UTC month and direction (input, output).',
+      labelNames: ['org', 'repository', 'month', 'direction'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of spend.all() as SpendRow[]) {
+          this.set({ org: r.owner, repository: r.repo, month: r.month, direction: 'input' }, r.input);
+          this.set({ org: r.owner, repository: r.repo, month: r.month, direction: 'output' }, r.output);
         }
       },
     });

@@ -88,7 +88,41 @@ const rule = {
       .describe('The lowest `approval.before_push` a repository may set (never < always).'),
   },
   allow_forks: z.boolean().describe('Whether a repository may set `allow_forks: true`.'),
+  spend: {
+    repo_monthly_usd: z
+      .number()
+      .positive()
+      .describe(
+        'The most one repository’s tasks may spend on model calls in a calendar month (UTC), in US dollars at the `prices` table; a task is refused once it is reached. No cap when unset.',
+      ),
+    org_monthly_usd: z
+      .number()
+      .positive()
+      .describe(
+        'The most all repositories of one organisation (or user) together may spend in a calendar month (UTC), in US dollars; a task is refused once it is reached. No cap when unset.',
+      ),
+  },
 };
+
+/** One model's price, in US dollars per million tokens. */
+const ModelPrice = z
+  .object({
+    input_usd_per_mtok: z
+      .number()
+      .nonnegative()
+      .describe('US dollars per million input tokens (cache reads and writes included).'),
+    output_usd_per_mtok: z.number().nonnegative().describe('US dollars per million output tokens.'),
+  })
+  .strict();
+export type ModelPrice = z.infer<typeof ModelPrice>;
+
+/** The monthly spend caps, each optional (no cap). */
+const SpendRules = z
+  .object({
+    repo_monthly_usd: rule.spend.repo_monthly_usd.optional(),
+    org_monthly_usd: rule.spend.org_monthly_usd.optional(),
+  })
+  .strict();
 
 /** Caps as the file states them: each optional, unset ones inherited. */
 const CapsRules = z
@@ -127,6 +161,7 @@ const DefaultRules = z
       .prefault({})
       .describe('The approval modes a repository may not go below.'),
     allow_forks: rule.allow_forks.default(true),
+    spend: SpendRules.prefault({}).describe('Monthly caps on what model calls may cost.'),
   })
   .strict();
 
@@ -154,6 +189,7 @@ const OverrideRules = z
       .optional()
       .describe('The approval modes a repository may not go below.'),
     allow_forks: rule.allow_forks.optional(),
+    spend: SpendRules.optional().describe('Monthly caps on what model calls may cost.'),
   })
   .strict();
 export type OverrideRules = z.infer<typeof OverrideRules>;
@@ -181,6 +217,12 @@ export const OperatorPolicyFile = z
       .record(repoName, OverrideRules)
       .default({})
       .describe('Overrides for one repository, keyed by owner/name; these win over its organisation’s.'),
+    prices: z
+      .record(modelPattern, ModelPrice)
+      .default({})
+      .describe(
+        'What model calls cost, keyed by model name (`*` matches any run of characters; the longest matching pattern wins). Calls to a model no entry matches are counted in tokens and cost nothing.',
+      ),
   })
   .strict();
 export type OperatorPolicyFile = z.infer<typeof OperatorPolicyFile>;

@@ -31,5 +31,6 @@ function applyOverride(rules: EffectivePolicy, override: OverrideRules | undefin
     egress: { ...rules.egress, ...override.egress },
     approval: { ...rules.approval, ...override.approval },
     allow_forks: override.allow_forks ?? rules.allow_forks,
+    spend: { ...rules.spend, ...override.spend },
   };
 }

@@ -7,9 +7,9 @@ type BeforeRun = EffectivePolicy['approval']['min_before_run'];
 type BeforePush = EffectivePolicy['approval']['min_before_push'];
 
 /**
- * What a repository asks for, as the policy reads it: its parsed `.github/airlock.yml`. `models`
- * and `approval` are optional here until RepoConfig carries them; a config without `approval`
- * is read as today's behaviour (no approval), so a policy that requires approval refuses it.
+ * What a repository asks for, as the policy reads it: its parsed `.github/airlock.yml` (which always
+ * carries `models` and `approval`, with their defaults). A request without `approval` is read as
+ * no approval at all, so a policy that requires approval refuses it.
  */
 export type PolicyRequest = Pick<
   RepoConfig,

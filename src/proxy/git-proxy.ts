@@ -1,10 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Readable, Transform } from 'node:stream';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { AuditSink } from '../audit-sink.ts';
 import { errorMessage } from '../errors.ts';
+import { serveGit } from '../git/http-backend.ts';
 import type { Logger } from '../logger.ts';
+import { runProcess } from '../process/run-process.ts';
 import {
   MAX_COMMAND_SECTION_BYTES,
   type ReceivePackCommands,
@@ -26,6 +29,12 @@ export interface GitProxyOptions {
   token: () => Promise<string>;
   /** Largest pack a push may send, in bytes. */
   maxPackBytes: number;
+  /**
+   * A bare repository on the host that receives the task's pushes instead of the upstream
+   * (`approval.before_push: always`): the ref checks are the same, nothing is sent upstream, and
+   * an update is recorded as `held` once the host sees the branch at the pushed commit.
+   */
+  holdPushesIn?: string;
   agents: UpstreamAgents;
   audit: AuditSink;
   log: Logger;
@@ -99,6 +108,11 @@ export function createGitProxy(
     if ((endpoint === 'info/refs') !== (req.method === 'GET')) {
       return refuse(res, 405, service, `airlock: ${req.method} is not allowed on ${endpoint}`);
     }
+    if (options.holdPushesIn && service === 'git-receive-pack') {
+      if (endpoint === 'git-receive-pack') return receivePack(req, res, undefined, {});
+      options.audit.append(options.taskId, 'proxy.git', { service, endpoint, repo, decision: 'held' });
+      return serveHeld(req, res, options.holdPushesIn, endpoint, url.search.slice(1));
+    }
     const target = new URL(`${upstreamBase}/${endpoint}${url.search}`);
     const headers = pickHeaders(req.headers, REQUEST_HEADERS);
     headers.authorization = `Basic ${Buffer.from(`x-access-token:${await options.token()}`).toString('base64')}`;
@@ -110,7 +124,7 @@ export function createGitProxy(
   async function receivePack(
     req: IncomingMessage,
     res: ServerResponse,
-    target: URL,
+    target: URL | undefined,
     headers: Record<string, unknown>,
   ): Promise<void> {
     const service = 'git-receive-pack';
@@ -162,7 +176,11 @@ export function createGitProxy(
       drain(iterator, req);
       return;
     }
-    options.audit.append(options.taskId, 'proxy.git', { service, repo, decision: 'forwarded' });
+    options.audit.append(options.taskId, 'proxy.git', {
+      service,
+      repo,
+      decision: target ? 'forwarded' : 'held',
+    });
     let packBytes = head.length - commands.length;
     const limit = options.maxPackBytes;
     const limiter = new Transform({
@@ -180,7 +198,9 @@ export function createGitProxy(
         yield next.value;
       }
     };
-    const outcome = await forward(req, res, target, headers, rest(), limiter);
+    const outcome = target
+      ? await forward(req, res, target, headers, rest(), limiter)
+      : await receiveHeld(req, res, rest(), limiter);
     if (outcome instanceof PackTooLarge) {
       const message = `airlock: the pushed pack exceeds the limit of ${formatBytes(limit)}`;
       for (const update of commands.updates) reasons.set(update.ref, message);
@@ -199,14 +219,55 @@ export function createGitProxy(
     }
     if (outcome === undefined && res.statusCode === 200) {
       for (const update of commands.updates) {
+        // A held update counts once the host sees the branch at the pushed commit.
+        if (!target && (await heldRef(options.holdPushesIn as string, update.ref)) !== update.newOid)
+          continue;
         options.audit.append(options.taskId, 'git.ref_update', {
           ref: update.ref,
           old: update.oldOid,
           new: update.newOid,
-          decision: 'forwarded',
+          decision: target ? 'forwarded' : 'held',
         });
       }
     }
+  }
+
+  /** Receives a checked push into the held repository; returns the error that stopped it, if any. */
+  async function receiveHeld(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: AsyncIterable<Buffer>,
+    limiter: Transform,
+  ): Promise<unknown> {
+    let failure: unknown;
+    const sent = pipeline(Readable.from(body), limiter).catch((error: unknown) => {
+      failure = error;
+    });
+    await serveGit(req, res, {
+      projectRoot: path.dirname(options.holdPushesIn as string),
+      pathInfo: `/${path.basename(options.holdPushesIn as string)}/git-receive-pack`,
+      query: '',
+      remoteUser: `airlock-task-${options.taskId}`,
+      body: limiter,
+    });
+    await sent;
+    return failure;
+  }
+
+  /** Serves the held repository's receive-pack advertisement. */
+  async function serveHeld(
+    req: IncomingMessage,
+    res: ServerResponse,
+    repoPath: string,
+    endpoint: string,
+    query: string,
+  ): Promise<void> {
+    await serveGit(req, res, {
+      projectRoot: path.dirname(repoPath),
+      pathInfo: `/${path.basename(repoPath)}/${endpoint}`,
+      query,
+      remoteUser: `airlock-task-${options.taskId}`,
+    });
   }
 
   /** Streams a request body upstream and the answer back; returns the error that stopped it, if any. */
@@ -251,6 +312,16 @@ export function createGitProxy(
       return error;
     }
   }
+}
+
+/** Where a ref of the held repository points, as the host reads it (undefined when absent). */
+async function heldRef(repoPath: string, ref: string): Promise<string | undefined> {
+  const result = await runProcess('git', ['--git-dir', repoPath, 'rev-parse', '--verify', '--quiet', ref], {
+    env: { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
+    timeoutMs: 30_000,
+    okExitCodes: [0, 1],
+  });
+  return result.exitCode === 0 ? result.stdout.trim() : undefined;
 }
 
 class PackTooLarge extends Error {

@@ -36,6 +36,8 @@ export interface ModelCall {
   estimate: { input: number; output: number } | undefined;
   /** Feature-header entries removed, for the audit event. */
   dropped: string[];
+  /** The model the request names (for spend, priced per model); undefined when it names none. */
+  model?: string | undefined;
 }
 
 /** What forwarding a model call needs from the task's model proxy. */
@@ -193,6 +195,7 @@ export async function forwardModelCall(
     context.audit.append(context.taskId, 'proxy.model', {
       provider,
       path,
+      ...(call.model ? { model: call.model } : {}),
       status,
       usage: meter.total(),
       ...(ending !== 'complete' ? { ending } : {}),

@@ -209,6 +209,7 @@ export function createModelProxy(options: ModelProxyOptions) {
           body,
           estimate,
           dropped,
+          model: requestModel(json),
         });
       } finally {
         releaseReservation?.();
@@ -237,4 +238,10 @@ function withStreamUsage(parsed: unknown): Buffer {
   return Buffer.from(
     JSON.stringify({ ...request, stream_options: { ...streamOptions, include_usage: true } }),
   );
+}
+
+/** The model a request body names, as forwarded (the provider bills by it); at most 100 characters. */
+function requestModel(json: unknown): string | undefined {
+  const model = (json as { model?: unknown } | null)?.model;
+  return typeof model === 'string' && model.length > 0 ? model.slice(0, 100) : undefined;
 }

@@ -53,6 +53,8 @@ export interface TaskProxyOptions {
   /** Called once when the budget is exceeded; the runner stops the task. */
   onBudgetExceeded(usage: TokenUsage): void;
   maxPackBytes?: number;
+  /** A host-side bare repository that receives the task's pushes instead of the upstream. */
+  holdPushesIn?: string;
   /** How long an idle client connection stays open (default `CLIENT_KEEP_ALIVE_MS`). */
   clientKeepAliveMs?: number;
   /** Name resolution for egress; defaults to the host's resolver, all addresses. */
@@ -116,6 +118,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     upstreamUrl: options.gitUrl(options.repository.owner, options.repository.name),
     token: () => options.credential.token(),
     maxPackBytes: options.maxPackBytes ?? DEFAULT_MAX_PACK_BYTES,
+    ...(options.holdPushesIn ? { holdPushesIn: options.holdPushesIn } : {}),
     agents,
     audit,
     log,

@@ -119,6 +119,11 @@ export class MicroVmSandbox implements Sandbox {
     return readSnapshot(dir, await this.#snapshotHost());
   }
 
+  /** Warm VMs waiting for `snapshot` now. */
+  warmCount(snapshot: VmSnapshot): number {
+    return this.#pool.count(snapshot.key);
+  }
+
   async drainWarmPool(snapshot: VmSnapshot): Promise<void> {
     await this.#pool.drain(snapshot.key);
   }

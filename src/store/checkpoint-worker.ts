@@ -16,6 +16,7 @@ const checkpoint = (): void => {
   }
 };
 const timer = setInterval(checkpoint, intervalMs);
+parentPort?.postMessage({ ready: true });
 parentPort?.on('message', (message) => {
   if (message !== 'stop') return;
   clearInterval(timer);

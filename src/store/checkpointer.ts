@@ -24,10 +24,12 @@ export function startCheckpointer(db: Db, log: Logger, options: { intervalMs?: n
   worker.unref();
   db.pragma('wal_autocheckpoint = 0');
   let failed = false;
+  let ready = false;
   const restore = () => {
     if (db.open) db.pragma(`wal_autocheckpoint = ${previous}`);
   };
-  worker.on('message', (message: { error?: string }) => {
+  worker.on('message', (message: { error?: string; ready?: boolean }) => {
+    if (message.ready) ready = true;
     if (message.error) log.warn({ err: message.error }, 'background checkpoint failed');
   });
   worker.once('error', (error) => {
@@ -38,6 +40,14 @@ export function startCheckpointer(db: Db, log: Logger, options: { intervalMs?: n
   return {
     stop: async () => {
       if (failed) return;
+      if (!ready) {
+        // Still starting (a short-lived airlock): it has checkpointed nothing, so the last
+        // checkpoint is made here instead of waiting for the thread to start only to stop it.
+        await worker.terminate();
+        restore();
+        if (db.open) db.pragma('wal_checkpoint(PASSIVE)');
+        return;
+      }
       const stopped = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
       // Held while it stops: a process with nothing else to do would otherwise exit before the
       // last checkpoint, with whatever awaited stop() never resumed.

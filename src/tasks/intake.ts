@@ -16,9 +16,12 @@ import type { Intent } from '../github/webhook-intent.ts';
 import type { Logger } from '../logger.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import { policyViolations } from '../policy/policy-violations.ts';
+import type { CapReached } from '../spend/spend-ledger.ts';
+import { ApprovalError, type ApprovalStore, type RunShown } from './approval-store.ts';
+import { decideApproval, requestApproval, runGateReason, runShown, threadAuthors } from './approvals.ts';
 import { refusalMessage, writeAccessRefusal } from './refusals.ts';
 import { isTerminal, type Task, type TaskStart } from './task.ts';
-import { recordTaskCreated } from './task-lifecycle.ts';
+import { recordTaskCreated, type StateListener } from './task-lifecycle.ts';
 import type { NewTask, TaskStore } from './task-store.ts';
 import { freezeThread, type IssueThread } from './task-thread.ts';
 
@@ -44,6 +47,13 @@ export interface IntakeDeps {
   yieldToWebhooks?(): Promise<void>;
   /** Environment builds (pushes to key files and `/airlock rebuild` queue one); absent without a sandbox. */
   environments?: Pick<Environments, 'enqueue' | 'wake'>;
+  approvals: ApprovalStore;
+  /** airlock's own login on GitHub (`slug[bot]`): its comments in a thread are not untrusted text. */
+  appLogin(): string;
+  /** The monthly spend cap a new task in this repository would go past, if any. */
+  spendCapReached(repoFullName: string): CapReached | undefined;
+  /** Told of each state a decision moves a task to (the lifecycle's listener). */
+  onState?: StateListener;
 }
 
 /** Outcome of processing one delivery. */
@@ -126,6 +136,9 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
   if (refusal) {
     return refuse(deps, intent, installationId, refusal.reason, refusal.message);
   }
+  // A decision on a waiting task does not depend on the repository's config as it is now.
+  if (intent.type === 'command' && (intent.command === 'approve' || intent.command === 'reject'))
+    return approvalFor(deps, intent);
   if (config instanceof ConfigError) {
     return refuse(
       deps,
@@ -146,6 +159,15 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
   if (intent.type === 'command' && intent.command === 'cancel') return cancelFor(deps, intent);
   const beyond = beyondPolicy(deps, intent, installationId, config);
   if (beyond) return beyond;
+  const cap = deps.spendCapReached(repo);
+  if (cap)
+    return refuse(
+      deps,
+      intent,
+      installationId,
+      `monthly spend cap reached: ${cap.scope} ${cap.name}, ${cap.month}`,
+      `⚠️ airlock did not start: ${cap.message}. Ask the operator of this airlock to raise the cap, or ask again after it resets.`,
+    );
   if (intent.type === 'label') return startFromLabel(deps, delivery, intent, config);
   if (intent.command === 'retry') return retryFor(deps, intent);
   if (intent.command === 'rebuild') return rebuildDecision(deps, intent, config, commentTarget(intent));
@@ -254,6 +276,7 @@ async function startFromLabel(
     issueNumber: intent.issueNumber,
     prNumber: null,
     instruction: null,
+    gate: await runGate(deps, intent, config, thread, null),
     baseRef: intent.origin.repo.defaultBranch,
     start: { from: 'ref', ref: intent.origin.repo.defaultBranch ?? 'main' },
     context: { issueTitle: intent.title },
@@ -277,6 +300,7 @@ async function startFromCommand(
     commentKind: intent.source,
   };
   if (!intent.isPullRequest) {
+    const thread = await frozenThread(deps, delivery, intent.issueNumber);
     return createTask(deps, intent, config, {
       kind: 'issue',
       issueNumber: intent.issueNumber,
@@ -285,7 +309,8 @@ async function startFromCommand(
       baseRef: intent.origin.repo.defaultBranch,
       start: { from: 'ref', ref: intent.origin.repo.defaultBranch ?? 'main' },
       context,
-      thread: await frozenThread(deps, delivery, intent.issueNumber),
+      thread,
+      gate: await runGate(deps, intent, config, thread, intent.instruction),
       trigger,
     });
   }
@@ -309,6 +334,7 @@ async function startFromCommand(
     : pr.fork
       ? { from: 'pull_head', pull: intent.issueNumber }
       : { from: 'ref', ref: pr.headRef };
+  const thread = await frozenThread(deps, delivery, intent.issueNumber);
   return createTask(deps, intent, config, {
     kind: ownBranch ? 'follow_up' : 'issue',
     issueNumber: null,
@@ -323,7 +349,8 @@ async function startFromCommand(
       headRef: pr.headRef,
       fork: pr.fork,
     },
-    thread: await frozenThread(deps, delivery, intent.issueNumber),
+    thread,
+    gate: await runGate(deps, intent, config, thread, intent.instruction),
     trigger,
   });
 }
@@ -346,7 +373,7 @@ function createTask(
   spec: Pick<
     NewTask,
     'kind' | 'issueNumber' | 'prNumber' | 'instruction' | 'baseRef' | 'context' | 'start' | 'thread'
-  > & { branch?: string; trigger: ReactionTarget },
+  > & { branch?: string; trigger: ReactionTarget; gate: RunGate | undefined },
 ): Decision {
   const { origin } = intent;
   const installationId = origin.installationId as number;
@@ -385,8 +412,13 @@ function createTask(
         context: spec.context,
         thread: spec.thread,
         config,
+        ...(spec.gate ? { state: 'awaiting_approval' as const } : {}),
       });
       announce(deps, task, spec.trigger);
+      if (spec.gate) {
+        requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
+        return { status: 'done', outcome: `task ${task.id} awaits approval to run`, taskId: task.id };
+      }
       return { status: 'done', outcome: `task ${task.id} queued`, taskId: task.id };
     },
   };
@@ -487,9 +519,99 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         config: last.config,
         parentTaskId: last.id,
         attempt: last.attempt + 1,
+        // The text was approved (or trusted) for the first attempt; `always` asks every time.
+        ...(last.config.approval.before_run === 'always' ? { state: 'awaiting_approval' as const } : {}),
       });
       announce(deps, task, commentTarget(intent));
+      if (task.state === 'awaiting_approval') {
+        const why = runGateReason('always', []) as string;
+        requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
+      }
       return { status: 'done', outcome: `task ${task.id} retries ${last.id}`, taskId: task.id };
+    },
+  };
+}
+
+/** Why a new task waits for approval before it runs, and what its approver is shown. */
+interface RunGate {
+  why: string;
+  shown: RunShown;
+}
+
+/**
+ * Whether a new task must be approved before it runs (see runGateReason): the authors of the
+ * frozen thread are asked about on GitHub, each once.
+ */
+async function runGate(
+  deps: IntakeDeps,
+  intent: TriggerIntent,
+  config: RepoConfig,
+  thread: IssueThread,
+  instruction: string | null,
+): Promise<RunGate | undefined> {
+  const mode = config.approval.before_run;
+  if (mode === 'never') return undefined;
+  const installationId = intent.origin.installationId as number;
+  const untrusted: string[] = [];
+  for (const author of threadAuthors(thread, deps.appLogin())) {
+    const permission = await deps.github.permission(installationId, intent.origin.repo.fullName, author);
+    if (!hasWriteAccess(permission)) untrusted.push(author);
+  }
+  const why = runGateReason(mode, untrusted);
+  return why ? { why, shown: runShown(thread, instruction, untrusted) } : undefined;
+}
+
+/**
+ * `/airlock approve` or `/airlock reject` from a person with write access (checked before): decides
+ * what the tasks on this issue or pull request wait for (or the one task named), as that person,
+ * through the comment channel. A refusal (nothing waits, the requester may not approve) is a reply.
+ */
+function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
+  const repo = intent.origin.repo.fullName;
+  const installationId = intent.origin.installationId as number;
+  const decision = intent.command as 'approve' | 'reject';
+  const sender = intent.origin.sender;
+  const named = intent.instruction;
+  const reply = (body: string) =>
+    deps.jobs.enqueue({ kind: 'comment', installationId, repo, issueNumber: intent.issueNumber, body });
+  return {
+    commit: () => {
+      const waiting = openTasksOn(deps, repo, intent.issueNumber).filter(
+        (t) => t.state === 'awaiting_approval' && (named === '' || t.id === named),
+      );
+      if (waiting.length === 0) {
+        reply(
+          `@${sender.login}, ${named ? `task \`${named}\` is not` : 'no airlock task here is'} waiting for approval.`,
+        );
+        return { status: 'ignored', outcome: `nothing waits for approval (${decision})` };
+      }
+      const done: string[] = [];
+      const refused: string[] = [];
+      for (const task of new Map(waiting.map((t) => [t.id, t])).values()) {
+        try {
+          decideApproval(deps, {
+            taskId: task.id,
+            decision,
+            by: { login: sender.login, id: sender.id },
+            channel: 'comment',
+          });
+          done.push(task.id);
+        } catch (error) {
+          if (!(error instanceof ApprovalError)) throw error;
+          refused.push(error.message);
+        }
+      }
+      deps.jobs.enqueue({
+        kind: 'react',
+        installationId,
+        repo,
+        target: commentTarget(intent),
+        content: done.length ? '+1' : 'confused',
+      });
+      if (refused.length) reply(refused.map((m) => `⚠️ ${m}`).join('\n'));
+      return done.length
+        ? { status: 'done', outcome: `${decision}d ${done.join(', ')} as @${sender.login}`, taskId: done[0] }
+        : { status: 'refused', outcome: refused.join('; ') };
     },
   };
 }

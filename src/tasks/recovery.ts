@@ -25,10 +25,11 @@ export type PushedHead = (task: Task) => string | undefined;
  * reaps orphaned VMs, re-queues tasks that had not started their agent, and fails those that had,
  * with a reason that says what was left: the proxy's record of a forwarded push tells whether the
  * branch reached GitHub. A task stopped while pushing whose push was forwarded is handed back to be
- * published. None is lost and none runs twice.
+ * published; one stopped while the host pushed its approved held result is queued to push it
+ * again. Tasks waiting for approval hold nothing and keep waiting. None is lost and none runs twice.
  */
 export async function recoverInFlightTasks(
-  deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'> & {
+  deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState' | 'pushGate'> & {
     reaper: OrphanReaper;
     pushedHead: PushedHead;
     log: Logger;
@@ -47,6 +48,12 @@ export async function recoverInFlightTasks(
     if (task.state === 'starting') {
       enterState(deps, task.id, 'queued', {
         reason: 're-queued: airlock restarted before the agent started',
+      });
+      report.requeued.push(task.id);
+    } else if (task.state === 'pushing' && !pushed && deps.pushGate?.releasing(task.id)) {
+      // The host was pushing an approved held result: pushing exactly that commit again is safe.
+      enterState(deps, task.id, 'queued', {
+        reason: 're-queued: airlock restarted while pushing the approved result',
       });
       report.requeued.push(task.id);
     } else if (task.state === 'pushing' && pushed) {

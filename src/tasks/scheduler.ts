@@ -49,7 +49,8 @@ export class Scheduler {
       return;
     }
     const task = this.#deps.tasks.find(taskId);
-    if (task && task.state === 'queued') finishTask(this.#deps, task.id, 'cancelled', by);
+    if (task && (task.state === 'queued' || task.state === 'awaiting_approval'))
+      finishTask(this.#deps, task.id, 'cancelled', by);
   }
 
   /** Ids of tasks running in this process. */
@@ -76,7 +77,7 @@ export class Scheduler {
         (t) =>
           t.id !== task.id &&
           t.createdAt < task.createdAt &&
-          (t.state === 'queued' || t.state === 'starting'),
+          (t.state === 'queued' || t.state === 'starting' || t.state === 'awaiting_approval'),
       );
   }
 

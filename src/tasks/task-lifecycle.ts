@@ -1,6 +1,7 @@
 import type { AuditSink } from '../audit-sink.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../logger.ts';
+import type { PushGate } from './push-gate.ts';
 import { isTerminal, type Task, type TaskResult, type TaskState } from './task.ts';
 import { failureOutcome, type TaskRunner, TaskTimedOut } from './task-runner.ts';
 import type { TaskStore } from './task-store.ts';
@@ -20,6 +21,8 @@ export interface LifecycleDeps {
   /** Opens the pull request for pushed work (absent in local mode: the branch is the result). */
   publish?: ResultPublisher;
   onState?: StateListener;
+  /** Holds results for approval before push, and pushes approved ones (absent in local mode). */
+  pushGate?: PushGate;
 }
 
 /** Records a new task's first audit events: who asked, through which delivery, and its config. */
@@ -103,8 +106,17 @@ export async function runTaskToEnd(
     enterState(deps, task.id, phase);
   };
   try {
-    let result = await deps.runner.run(task, { signal, enterPhase, log: options.log });
+    const context = { signal, enterPhase, log: options.log };
+    // An approved held result is pushed by the host; no VM runs again.
+    const releasing = deps.pushGate?.releasing(task.id) ?? false;
+    let result = releasing
+      ? await (deps.pushGate as PushGate).release(task, context)
+      : await deps.runner.run(task, context);
     if (signal.aborted) throw signal.reason;
+    if (result.outcome === 'changes_held') {
+      if (!deps.pushGate) throw new Error('the runner held a result, and nothing here can keep it');
+      return await deps.pushGate.hold(deps.tasks.get(task.id), result);
+    }
     if (state() === 'starting') enterPhase('running');
     if (result.outcome === 'changes_pushed' && deps.publish) {
       if (state() !== 'pushing') enterPhase('pushing');

@@ -38,6 +38,8 @@ export interface NewTask {
   config: RepoConfig;
   parentTaskId?: string | null;
   attempt?: number;
+  /** `awaiting_approval` when the task must be approved before it runs (queued otherwise). */
+  state?: 'queued' | 'awaiting_approval';
 }
 
 /** Filters for listing tasks. */
@@ -83,7 +85,7 @@ export class TaskStore {
         `INSERT INTO tasks (id, installation_id, repo_full_name, repo_id, issue_number, pr_number, kind, state, branch,
            base_ref, actor_login, actor_id, trigger_event, trigger_url, delivery_id, instruction, context_json, start_json,
            thread_json, config_json, parent_task_id, attempt, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(
         id,
@@ -93,6 +95,7 @@ export class TaskStore {
         input.issueNumber,
         input.prNumber,
         input.kind,
+        input.state ?? 'queued',
         branch,
         input.baseRef,
         input.actorLogin,
@@ -150,6 +153,13 @@ export class TaskStore {
            WHERE id = ?`,
         )
         .run(to, options.reason ?? null, now, to, now, isTerminal(to) ? 1 : 0, now, id);
+      // A task that ends waits for no one: an approval still pending is withdrawn with it.
+      if (isTerminal(to))
+        this.#db
+          .prepare(
+            `UPDATE approvals SET state = 'withdrawn', channel = 'cancel', decided_at = ? WHERE task_id = ? AND state = 'pending'`,
+          )
+          .run(now, id);
       return this.get(id);
     })();
   }

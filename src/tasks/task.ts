@@ -5,6 +5,7 @@ import { TaskStateError } from '../errors.ts';
 import { IssueThread } from './task-thread.ts';
 
 export const TaskState = z.enum([
+  'awaiting_approval',
   'queued',
   'starting',
   'running',
@@ -24,11 +25,16 @@ export const TERMINAL_STATES: readonly TaskState[] = ['succeeded', 'failed', 'ca
 /** States in which a task holds (or may hold) a VM, a proxy listener and a token. */
 export const ACTIVE_STATES: readonly TaskState[] = ['starting', 'running', 'pushing'];
 
+// A task waits for approval before it runs (created waiting, released to `queued`) or, holding its
+// result on the host, before it pushes (from `running` or `pushing`; released to `queued`, and the
+// scheduler then starts the push alone: `starting → pushing`).
 const TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
+  awaiting_approval: ['queued', 'cancelled', 'failed'],
   queued: ['starting', 'cancelled', 'failed'],
-  starting: ['running', 'queued', 'failed', 'cancelled', 'timed_out'],
-  running: ['pushing', 'succeeded', 'failed', 'cancelled', 'timed_out'],
-  pushing: ['succeeded', 'failed', 'cancelled', 'timed_out'],
+  starting: ['running', 'pushing', 'queued', 'failed', 'cancelled', 'timed_out'],
+  running: ['pushing', 'awaiting_approval', 'succeeded', 'failed', 'cancelled', 'timed_out'],
+  // `queued` again only for the push of an approved result cut short by a restart.
+  pushing: ['awaiting_approval', 'queued', 'succeeded', 'failed', 'cancelled', 'timed_out'],
   succeeded: [],
   failed: [],
   cancelled: [],
@@ -96,7 +102,8 @@ export type TaskStart = z.infer<typeof TaskStart>;
 
 /** The outcome the runner reports for a task that ended well. */
 export const TaskResult = z.object({
-  outcome: z.enum(['changes_pushed', 'no_changes']),
+  /** `changes_held`: the result is kept on the host until a person approves pushing it. */
+  outcome: z.enum(['changes_pushed', 'changes_held', 'no_changes']),
   headSha: z.string().optional(),
   summary: z.string().default(''),
   diffStat: z.string().optional(),

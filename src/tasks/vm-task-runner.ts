@@ -12,6 +12,7 @@ import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm, VmSpec } from '../sandbox/sandbox.ts';
+import type { HeldResults } from './held-results.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
@@ -48,6 +49,8 @@ export interface VmTaskRunnerDeps {
   modelFeatures(task: Task): readonly string[];
   /** Repositories' environments: a task of one that configures it restores from its snapshot. */
   environments?: Pick<Environments, 'forTask'>;
+  /** Where results wait for approval before they are pushed (`approval.before_push: always`). */
+  held?: Pick<HeldResults, 'prepare' | 'repoPath'>;
 }
 
 const AGENT_UID = 1000;
@@ -72,13 +75,16 @@ export class VmTaskRunner implements TaskRunner {
     const { audit } = this.#deps;
     const { config } = task;
     const { owner, repo } = splitRepo(task.repoFullName);
-    // What the host records as pushed is what its proxy forwarded, never what the guest says.
-    const pushed: { head?: string } = {};
+    // A result that waits for approval is pushed into a repository on the host, not upstream.
+    // (Local mode has no approvals: its branch goes to the person's own repository.)
+    const held = config.approval.before_push === 'always' ? this.#deps.held : undefined;
+    // What the host records as pushed is what its proxy forwarded (or held), never what the guest says.
+    const pushed: { head?: string; held: boolean } = { held: held !== undefined };
     const proxyAudit: AuditSink = {
       append: (taskId, type, data) => {
         if (
           type === 'git.ref_update' &&
-          data.decision === 'forwarded' &&
+          data.decision === (held ? 'held' : 'forwarded') &&
           data.ref === `refs/heads/${task.branch}`
         )
           pushed.head = String(data.new);
@@ -95,6 +101,7 @@ export class VmTaskRunner implements TaskRunner {
       environment = await this.#deps.environments?.forTask(task, signal);
       const credential = this.#credential(task);
       await credential.token();
+      await held?.prepare(task, this.#deps.gitUrl(owner, repo), () => credential.token());
       proxy = await startTaskProxy({
         taskId: task.id,
         repository: { owner, name: repo },
@@ -106,6 +113,7 @@ export class VmTaskRunner implements TaskRunner {
         egressAllow: config.egress.allow,
         modelFeatures: this.#deps.modelFeatures(task),
         budgetTokens: config.budget.max_tokens,
+        ...(held ? { holdPushesIn: held.repoPath(task.id) } : {}),
         onBudgetExceeded: (usage) =>
           budget.abort(
             new TaskFailure(
@@ -202,7 +210,7 @@ export class VmTaskRunner implements TaskRunner {
     vm: Vm,
     ctx: TaskRunContext,
     signal: AbortSignal,
-    pushed: { head?: string },
+    pushed: { head?: string; held: boolean },
     restored: boolean,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
@@ -308,12 +316,19 @@ export class VmTaskRunner implements TaskRunner {
     if (!pushed.head) {
       throw new TaskFailure(
         'push_refused',
-        `the proxy forwarded no update of ${task.branch}, so nothing reached GitHub`,
+        pushed.held
+          ? `the proxy held no update of ${task.branch}, so there is nothing to approve`
+          : `the proxy forwarded no update of ${task.branch}, so nothing reached GitHub`,
       );
     }
     if (pushed.head !== head)
       audit.append(task.id, 'git.head_mismatch', { guest: head, forwarded: pushed.head });
-    return { outcome: 'changes_pushed', headSha: pushed.head, summary, diffStat: diffStat.trim() };
+    return {
+      outcome: pushed.held ? 'changes_held' : 'changes_pushed',
+      headSha: pushed.head,
+      summary,
+      diffStat: diffStat.trim(),
+    };
   }
 
   async #runAgent(

@@ -31,13 +31,16 @@ export function diffView(task: Task, diff: AuditEvent | undefined): SafeHtml {
         : 'No diff: the task ended before any change was committed.';
     return html`<p class="muted">${why}</p>`;
   }
-  const patch = String(diff.data.patch ?? '');
+  return html`<pre aria-label="Diff stat" class="stat">${String(diff.data.stat ?? '')}</pre>
+<p class="muted">Base <code>${String(diff.data.base ?? '').slice(0, 12)}</code> → head <code>${String(diff.data.head ?? '').slice(0, 12)}</code></p>
+${patchSections(String(diff.data.patch ?? ''))}`;
+}
+
+/** A patch, one collapsible section per file, every line escaped (it is the agent's text). */
+export function patchSections(patch: string): SafeHtml[] {
   const files = patch.split(/^(?=diff --git )/m).filter((part) => part.trim());
-  const sections = files.map((part) => {
+  return files.map((part) => {
     const name = /^diff --git a\/(.*?) b\/(.*)$/m.exec(part)?.[2] ?? /^\+\+\+ b\/(.*)$/m.exec(part)?.[1];
     return html`<details open id="${name ? diffAnchor(name) : ''}" class="diff-file"><summary><code>${name ?? 'patch'}</code></summary><pre class="diff" aria-label="Patch">${patchLines(part)}</pre></details>`;
   });
-  return html`<pre aria-label="Diff stat" class="stat">${String(diff.data.stat ?? '')}</pre>
-<p class="muted">Base <code>${String(diff.data.base ?? '').slice(0, 12)}</code> → head <code>${String(diff.data.head ?? '').slice(0, 12)}</code></p>
-${sections}`;
 }

@@ -29,7 +29,7 @@ ${options.script ? html`<script src="/static/live.js" defer></script>` : ''}
   <nav aria-label="Account">
     ${
       options.viewer
-        ? html`<span>Signed in as <strong>${options.viewer.login}</strong></span>
+        ? html`<a href="/approvals">Approvals</a> <span>Signed in as <strong>${options.viewer.login}</strong></span>
     <form method="post" action="/logout"><button type="submit">Sign out</button></form>`
         : ''
     }

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { Db } from '../store/database.ts';
 import { apiRoutes } from './api-routes.ts';
+import { approvalRoutes, type WebApprovals } from './approval-routes.ts';
 import { authRoutes } from './auth-routes.ts';
 import type { EnvironmentPageDeps } from './environment-pages.ts';
 import { GitHubOAuth, UserTokenInvalid } from './github-oauth.ts';
@@ -51,6 +52,8 @@ export interface WebAppDeps {
   environments?: EnvironmentPageDeps['environments'];
   /** How often a live stream re-asks about access and sends a keep-alive, in ms. */
   live?: { recheckMs?: number; keepAliveMs?: number };
+  /** Pending approvals and spend (absent where nothing waits for approval, as in web-only tests). */
+  approvals?: WebApprovals;
 }
 
 /**
@@ -143,6 +146,8 @@ export function webApp(deps: WebAppDeps): Hono {
     }),
   );
   app.route('/api', apiRoutes(pageDeps));
+  if (deps.approvals)
+    app.route('/', approvalRoutes({ ...pageDeps, approvals: deps.approvals, log: deps.log }));
   app.route('/', pageRoutes(pageDeps));
 
   app.onError((error, c) => {

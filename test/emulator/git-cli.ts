@@ -24,11 +24,12 @@ export function gitEnv(extra: Record<string, string> = {}): Record<string, strin
 export async function gitText(
   gitDir: string | undefined,
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string; okExitCodes?: number[] } = {},
+  options: { env?: Record<string, string>; cwd?: string; okExitCodes?: number[]; input?: Buffer } = {},
 ): Promise<string> {
   const result = await runProcess('git', gitDir ? ['--git-dir', gitDir, ...args] : args, {
     env: gitEnv(options.env),
     cwd: options.cwd,
+    input: options.input,
     timeoutMs: GIT_TIMEOUT_MS,
     okExitCodes: options.okExitCodes,
   });

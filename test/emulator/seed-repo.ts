@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { gitText } from './git-cli.ts';
+import { gitEnv, gitText } from './git-cli.ts';
 
 /**
  * Creates a bare repository at `dir` whose default branch holds one commit of `files`, with
- * pushes over HTTP enabled.
+ * pushes over HTTP enabled. The commit is written by one `git fast-import`, as `git add` and
+ * `git commit` in a work tree would write it, with the emulator's author and date (gitEnv).
  */
 export async function seedBareRepo(
   dir: string,
@@ -13,26 +13,31 @@ export async function seedBareRepo(
 ): Promise<void> {
   mkdirSync(dir, { recursive: true });
   await gitText(dir, ['init', '--bare', '--quiet', `--initial-branch=${options.defaultBranch}`]);
-  await gitText(dir, ['config', 'http.receivepack', 'true']);
-  const work = mkdtempSync(path.join(tmpdir(), 'airlock-gh-seed-'));
-  try {
-    for (const [file, content] of Object.entries(options.files)) {
-      mkdirSync(path.dirname(path.join(work, file)), { recursive: true });
-      writeFileSync(path.join(work, file), content);
-    }
-    const env = {
-      GIT_WORK_TREE: work,
-      GIT_INDEX_FILE: path.join(tmpdir(), `airlock-gh-index-${process.pid}-${path.basename(work)}`),
-    };
-    try {
-      await gitText(dir, ['add', '-A', '.'], { env, cwd: work });
-      await gitText(dir, ['commit', '--quiet', '--allow-empty', '-m', 'Initial commit'], { env, cwd: work });
-    } finally {
-      rmSync(env.GIT_INDEX_FILE, { force: true });
-    }
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  appendFileSync(path.join(dir, 'config'), '[http]\n\treceivepack = true\n');
+  const env = gitEnv();
+  const when = `${Date.parse(env.GIT_COMMITTER_DATE!) / 1000} +0000`;
+  const data = (text: string | Buffer) => {
+    const bytes = Buffer.from(text);
+    return [Buffer.from(`data ${bytes.length}\n`), bytes, Buffer.from('\n')];
+  };
+  const stream = [
+    Buffer.from(`commit refs/heads/${options.defaultBranch}\n`),
+    Buffer.from(`author ${env.GIT_AUTHOR_NAME} <${env.GIT_AUTHOR_EMAIL}> ${when}\n`),
+    Buffer.from(`committer ${env.GIT_COMMITTER_NAME} <${env.GIT_COMMITTER_EMAIL}> ${when}\n`),
+    ...data('Initial commit\n'),
+    ...Object.entries(options.files).flatMap(([file, content]) => [
+      Buffer.from(`M 100644 inline ${fastImportPath(file)}\n`),
+      ...data(content),
+    ]),
+  ];
+  await gitText(dir, ['fast-import', '--quiet'], { input: Buffer.concat(stream) });
+}
+
+/** A path as fast-import reads it: C-style quoted when it has spaces, quotes or backslashes. */
+function fastImportPath(file: string): string {
+  if (/[\x00-\x1f\x7f]/.test(file))
+    throw new Error(`emulator: no control characters in file names: ${JSON.stringify(file)}`);
+  return /[\s"\\]/.test(file) ? JSON.stringify(file) : file;
 }
 
 /** Creates `dir` as a bare fork (full copy of refs) of the bare repository `parentDir`. */

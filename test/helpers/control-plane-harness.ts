@@ -15,7 +15,7 @@ import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import { pushCommit } from './git-push.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { settled } from './settled.ts';
-import { emulatorSettings } from './test-settings.ts';
+import { emulatorOctokit, emulatorSettings } from './test-settings.ts';
 
 /** What a test's runner double does for one task. */
 export type RunBehaviour = (task: Task, ctx: TaskRunContext, h: Harness) => Promise<TaskResult>;
@@ -129,6 +129,8 @@ export async function startHarness(
     files?: Record<string, string>;
     dataDir?: string;
     env?: Record<string, string>;
+    /** Settings that need the emulator (its OAuth client, say), added to `env`. */
+    envFor?: (emulator: GitHubEmulator) => Record<string, string>;
     /** The clock airlock's back-offs and time limits run on (a test moves a ManualClock by hand). */
     clock?: Clock;
     /** Builds environments (a DirectoryBuilder): without one, this airlock builds none. */
@@ -156,12 +158,13 @@ export async function startHarness(
         AIRLOCK_MAX_CONCURRENT_TASKS: '2',
         AIRLOCK_MAX_TASKS_PER_REPO: '1',
         ...options.env,
+        ...options.envFor?.(emulator),
       }),
       {
         log,
         redactor,
         runner,
-        octokit: { retryBaseMs: 5 },
+        octokit: emulatorOctokit,
         pollMs: 50,
         environment: options.env ?? {},
         ...(options.clock ? { clock: options.clock } : {}),

@@ -4,6 +4,7 @@ import { buildAirlock } from '../../src/airlock.ts';
 import { loadAppConfig } from '../../src/config/app-config.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { memoryLogger } from './memory-logger.ts';
+import { emulatorOctokit } from './test-settings.ts';
 
 const env = process.env as Record<string, string>;
 const airlock = await buildAirlock(
@@ -26,7 +27,7 @@ const airlock = await buildAirlock(
           ctx.enterPhase('running');
         }),
     },
-    octokit: { retryBaseMs: 5 },
+    octokit: emulatorOctokit,
     pollMs: 50,
   },
 );

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Airlock, buildAirlock } from '../../src/airlock.ts';
 import type { AuditLog } from '../../src/audit/audit-log.ts';
+import type { OctokitTuning } from '../../src/github/octokit-factory.ts';
 import type { ModelUpstreams } from '../../src/proxy/model-proxy.ts';
 import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
@@ -14,7 +15,7 @@ import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import type { PlaneView } from './control-plane-harness.ts';
 import { memoryLogger } from './memory-logger.ts';
 import { settled } from './settled.ts';
-import { emulatorSettings } from './test-settings.ts';
+import { emulatorOctokit, emulatorSettings } from './test-settings.ts';
 import { testSnapshotDir, testVmImage } from './vm-image.ts';
 import { waitFor } from './wait-for.ts';
 import { examplePayload } from './webhook-examples.ts';
@@ -33,8 +34,11 @@ export interface E2eWorld {
   installationId: number;
   /** Signs and POSTs a webhook to the app; throws unless it is accepted. */
   send(event: string, payload: unknown, deliveryId: string): Promise<void>;
-  /** Opens an issue as alice, labels it `airlock` by webhook and waits for the task to end. */
-  labelIssue(title: string, body: string): Promise<Task>;
+  /**
+   * Opens an issue as alice, labels it `airlock` by webhook and waits for the task to end (or to
+   * reach one of `until`).
+   */
+  labelIssue(title: string, body: string, until?: readonly Task['state'][]): Promise<Task>;
   close(): Promise<void>;
 }
 
@@ -46,6 +50,8 @@ export async function startE2eWorld(options: {
   wrapSandbox?: (sandbox: Sandbox) => Sandbox;
   /** Boot every VM cold instead of restoring it from the shared base snapshot. */
   coldBoots?: boolean;
+  /** Octokit's tuning (default: the emulator's, without GitHub's spacing of writes). */
+  octokit?: OctokitTuning;
 }): Promise<E2eWorld> {
   const gh = await startGitHubEmulator({ appSlug: options.appSlug ?? 'airlock-e2e' });
   await gh.createRepo('acme', 'widgets', { files: options.files });
@@ -74,7 +80,7 @@ export async function startE2eWorld(options: {
       };
     },
     models: options.models ?? {},
-    octokit: { retryBaseMs: 5 },
+    octokit: options.octokit ?? emulatorOctokit,
     pollMs: 100,
   });
   const github = airlock.github!;
@@ -94,7 +100,7 @@ export async function startE2eWorld(options: {
       const answer = await gh.sendWebhook(webhookUrl, event, payload, { deliveryId });
       if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
     },
-    async labelIssue(title, body) {
+    async labelIssue(title, body, until = ['succeeded', 'failed', 'cancelled', 'timed_out']) {
       const issue = gh.createIssue('acme/widgets', { title, body, user: 'alice' });
       const payload = examplePayload('issues', 'labeled', {
         repo: { id: 1, fullName: 'acme/widgets' },
@@ -107,14 +113,7 @@ export async function startE2eWorld(options: {
       const answer = await gh.sendWebhook(webhookUrl, 'issues', payload, { deliveryId });
       if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
       const task = await waitFor(
-        () =>
-          plane.tasks
-            .list()
-            .find(
-              (t) =>
-                t.issueNumber === issue.number &&
-                ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(t.state),
-            ),
+        () => plane.tasks.list().find((t) => t.issueNumber === issue.number && until.includes(t.state)),
         600_000,
         'the task to finish',
       );

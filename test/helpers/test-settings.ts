@@ -24,3 +24,10 @@ export function emulatorSettings(
     ...extra,
   });
 }
+
+/**
+ * Octokit tuning against the emulator: short retry back-offs, and no spacing between writes (GitHub
+ * asks for 1 s between writes and 3 s between comments; the emulator has no such limit). Retries
+ * and rate-limit handling stay on.
+ */
+export const emulatorOctokit = { retryBaseMs: 5, writeSpacingMs: { write: 0, notifications: 0 } };

@@ -363,3 +363,49 @@ function postReceivePack(
     req.end(body);
   });
 }
+
+describe('git through the task proxy, holding pushes on the host (approval.before_push)', () => {
+  it('receives the task branch into the held repository: nothing goes upstream and the token is not used for it', async () => {
+    const held = path.join(work, 'held', 't1.git');
+    await runProcess('git', ['init', '--quiet', '--bare', held], { timeoutMs: 30_000 });
+    let tokenAsked = 0;
+    const counting: TaskCredential = {
+      token: () => {
+        tokenAsked++;
+        return credential.token();
+      },
+      revoke: () => credential.revoke(),
+    };
+    const dir = await cloneAndCommit(await start({ holdPushesIn: held, credential: counting }));
+    const head = (await git(['rev-parse', 'HEAD'], { cwd: dir })).stdout.trim();
+    const askedForClone = tokenAsked;
+    expect(askedForClone).toBeGreaterThan(0);
+    await git(['push', '--quiet', 'origin', `HEAD:${BRANCH}`], { cwd: dir });
+
+    const there = await runProcess('git', ['--git-dir', held, 'rev-parse', `refs/heads/${BRANCH}`], {
+      timeoutMs: 30_000,
+    });
+    expect(there.stdout.trim()).toBe(head);
+    expect(await gh.branchSha('acme/widgets', BRANCH)).toBeUndefined();
+    expect(gh.state.pushes).toEqual([]);
+    const updates = audit.events.filter((e) => e.type === 'git.ref_update').map((e) => e.data);
+    expect(updates).toEqual([
+      expect.objectContaining({ ref: `refs/heads/${BRANCH}`, new: head, decision: 'held' }),
+    ]);
+    // The clone needed the token; the held push never asked for it.
+    expect(tokenAsked).toBe(askedForClone);
+
+    // The same ref checks apply: main is refused and stays untouched, in the held repository too.
+    const refused = await git(['push', 'origin', 'HEAD:main'], { cwd: dir, fail: true });
+    expect(refused.stderr).toContain(LIMIT);
+    const main = await runProcess(
+      'git',
+      ['--git-dir', held, 'rev-parse', '--verify', '--quiet', 'refs/heads/main'],
+      {
+        timeoutMs: 30_000,
+        okExitCodes: [0, 1],
+      },
+    );
+    expect(main.exitCode).toBe(1);
+  });
+});

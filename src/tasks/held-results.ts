@@ -1,0 +1,288 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { AuditEvent } from '../audit/audit-event.ts';
+import type { Clock } from '../clock.ts';
+import { ProcessError } from '../errors.ts';
+import { type ProcessResult, runProcess } from '../process/run-process.ts';
+import type { Db } from '../store/database.ts';
+import type { ChangedFile, PushShown } from './approval-store.ts';
+import type { Task } from './task.ts';
+
+const GIT_TIMEOUT_MS = 10 * 60_000;
+/** The most of a held patch kept in the record (the bundle holds the whole result). */
+const PATCH_MAX_BYTES = 2 * 1024 * 1024;
+/** Where the base a task started from is kept in its held repository. */
+const BASE_REF = 'refs/airlock/base';
+
+/** A held result as recorded. */
+export interface HeldResult {
+  taskId: string;
+  baseSha: string | null;
+  headSha: string;
+  repoPath: string;
+  bundlePath: string;
+  bundleSha256: string;
+  diffStat: string;
+  patch: string;
+  patchTruncated: boolean;
+  files: ChangedFile[];
+  heldAt: string;
+  discardedAt: string | null;
+}
+
+/** The ref a task's workspace starts from upstream, as its clone fetches it. */
+export function upstreamStartRef(task: Pick<Task, 'start' | 'branch'>): string {
+  if (task.start.from === 'own_branch') return `refs/heads/${task.branch}`;
+  if (task.start.from === 'ref') return `refs/heads/${task.start.ref}`;
+  return `refs/pull/${task.start.pull}/head`;
+}
+
+/**
+ * Results kept on the host until a person approves pushing them (`approval.before_push: always`).
+ * Each task has a bare repository under `<data>/held/`: the host fetches the task's starting point
+ * into it before the VM runs; the task's proxy receives the agent's push into it instead of
+ * forwarding it (the token is never used for that push); the host then computes the diff, the
+ * files and a git bundle from it. Approval pushes exactly the held commit upstream with a freshly
+ * minted token; rejection or expiry deletes it.
+ */
+export class HeldResults {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #dir: string;
+
+  constructor(db: Db, clock: Clock, dataDir: string) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#dir = path.join(dataDir, 'held');
+  }
+
+  /** The bare repository a task's held push is received into. */
+  repoPath(taskId: string): string {
+    return path.join(this.#dir, `${taskId}.git`);
+  }
+
+  /**
+   * Creates a task's held repository and fetches its starting point into it (so the agent's push
+   * carries only new objects, and the diff has a base the host observed). A start ref that does
+   * not exist upstream leaves the repository empty: the push then carries the whole history.
+   */
+  async prepare(task: Task, upstreamUrl: string, token: () => Promise<string>): Promise<void> {
+    const repo = this.repoPath(task.id);
+    await rm(repo, { recursive: true, force: true });
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    await git(['init', '--quiet', '--bare', repo], {});
+    const fetched = await git(
+      [
+        '--git-dir',
+        repo,
+        'fetch',
+        '--quiet',
+        '--no-tags',
+        upstreamUrl,
+        `+${upstreamStartRef(task)}:${BASE_REF}`,
+      ],
+      { auth: await token(), okExitCodes: [0, 128] },
+    );
+    if (fetched.exitCode !== 0 && !/couldn't find remote ref|not our ref/i.test(fetched.stderr))
+      throw new ProcessError(`fetching ${upstreamStartRef(task)} into the held repository failed`, {
+        exitCode: fetched.exitCode,
+        stderr: fetched.stderr,
+      });
+  }
+
+  /**
+   * Records the result a task's proxy received at `head`: checks the held repository's branch is
+   * there, computes the diff against the base the host fetched, writes the bundle, and returns
+   * what an approver is shown (with the commands and hosts from the task's record).
+   */
+  async hold(task: Task, head: string, events: readonly AuditEvent[]): Promise<PushShown> {
+    const repo = this.repoPath(task.id);
+    const at = ['--git-dir', repo];
+    const branchHead = (
+      await git([...at, 'rev-parse', '--verify', `refs/heads/${task.branch}^{commit}`], {})
+    ).stdout.trim();
+    if (branchHead !== head)
+      throw new ProcessError(
+        `the held repository's ${task.branch} is at ${branchHead}, not the pushed ${head}`,
+      );
+    const base = await git([...at, 'rev-parse', '--verify', '--quiet', `${BASE_REF}^{commit}`], {
+      okExitCodes: [0, 1],
+    });
+    const baseSha = base.exitCode === 0 ? base.stdout.trim() : null;
+    const from = baseSha
+      ? (await git([...at, 'merge-base', baseSha, head], { okExitCodes: [0, 1] })).stdout.trim() || null
+      : null;
+    // Against the empty tree when nothing upstream was fetched: everything is new.
+    const left = from ?? (await git([...at, 'hash-object', '-t', 'tree', '/dev/null'], {})).stdout.trim();
+    const diffStat = (await git([...at, 'diff', '--stat=120', left, head], {})).stdout;
+    const numstat = (await git([...at, 'diff', '--numstat', '-z', left, head], {})).stdout;
+    const fullPatch = (await git([...at, 'diff', left, head], {})).stdout;
+    const patchTruncated = Buffer.byteLength(fullPatch) > PATCH_MAX_BYTES;
+    const patch = patchTruncated
+      ? Buffer.from(fullPatch).subarray(0, PATCH_MAX_BYTES).toString('utf8')
+      : fullPatch;
+    const bundlePath = path.join(this.#dir, `${task.id}.bundle`);
+    const range = from ? [`${from}..refs/heads/${task.branch}`] : [`refs/heads/${task.branch}`];
+    await git([...at, 'bundle', 'create', '--quiet', bundlePath, ...range], {});
+    const bundleSha256 = createHash('sha256')
+      .update(await readFile(bundlePath))
+      .digest('hex');
+    const files = parseNumstat(numstat);
+    this.#db
+      .prepare(
+        `INSERT OR REPLACE INTO held_results (task_id, base_sha, head_sha, repo_path, bundle_path, bundle_sha256,
+           diff_stat, patch, patch_truncated, files_json, held_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        task.id,
+        from,
+        head,
+        repo,
+        bundlePath,
+        bundleSha256,
+        diffStat,
+        patch,
+        patchTruncated ? 1 : 0,
+        JSON.stringify(files),
+        this.#clock.now().toISOString(),
+      );
+    return {
+      gate: 'push',
+      base: from,
+      head,
+      diffStat: diffStat.trim(),
+      files,
+      patchSha256: createHash('sha256').update(fullPatch).digest('hex'),
+      commands: commandsRun(events),
+      hosts: hostsReached(events),
+    };
+  }
+
+  /** A task's held result, if one was recorded. */
+  get(taskId: string): HeldResult | undefined {
+    const r = this.#db.prepare('SELECT * FROM held_results WHERE task_id = ?').get(taskId) as
+      | Record<string, unknown>
+      | undefined;
+    if (!r) return undefined;
+    return {
+      taskId: String(r.task_id),
+      baseSha: (r.base_sha as string | null) ?? null,
+      headSha: String(r.head_sha),
+      repoPath: String(r.repo_path),
+      bundlePath: String(r.bundle_path),
+      bundleSha256: String(r.bundle_sha256),
+      diffStat: String(r.diff_stat),
+      patch: String(r.patch),
+      patchTruncated: r.patch_truncated === 1,
+      files: JSON.parse(String(r.files_json)) as ChangedFile[],
+      heldAt: String(r.held_at),
+      discardedAt: (r.discarded_at as string | null) ?? null,
+    };
+  }
+
+  /**
+   * Pushes exactly the held commit to the task's branch upstream, with `token` (minted for this
+   * push). Not forced: a branch that moved upstream while the result waited refuses it.
+   */
+  async release(task: Task, upstreamUrl: string, token: string, signal?: AbortSignal): Promise<string> {
+    const held = this.get(task.id);
+    if (!held || held.discardedAt) throw new ProcessError(`task ${task.id} holds no result to push`);
+    const pushed = await git(
+      [
+        '--git-dir',
+        held.repoPath,
+        'push',
+        '--quiet',
+        upstreamUrl,
+        `${held.headSha}:refs/heads/${task.branch}`,
+      ],
+      { auth: token, okExitCodes: [0, 1], ...(signal ? { signal } : {}) },
+    );
+    if (pushed.exitCode !== 0)
+      throw new ProcessError(
+        `pushing the approved commit ${held.headSha.slice(0, 12)} to ${task.branch} was refused`,
+        {
+          exitCode: pushed.exitCode,
+          stderr: pushed.stderr,
+        },
+      );
+    return held.headSha;
+  }
+
+  /** Deletes a task's held repository and bundle; the record of what was held stays. */
+  async discard(taskId: string): Promise<boolean> {
+    const repo = this.repoPath(taskId);
+    const existed = await stat(repo).then(
+      () => true,
+      () => false,
+    );
+    await rm(repo, { recursive: true, force: true });
+    await rm(path.join(this.#dir, `${taskId}.bundle`), { force: true });
+    this.#db
+      .prepare('UPDATE held_results SET discarded_at = ? WHERE task_id = ? AND discarded_at IS NULL')
+      .run(this.#clock.now().toISOString(), taskId);
+    return existed;
+  }
+}
+
+/** Runs git on the host: no system or global config, the token (if any) in an environment header. */
+async function git(
+  args: readonly string[],
+  options: { auth?: string; okExitCodes?: readonly number[]; signal?: AbortSignal },
+): Promise<ProcessResult> {
+  const env: Record<string, string> = {
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_TERMINAL_PROMPT: '0',
+    HOME: '/nonexistent',
+  };
+  if (options.auth) {
+    // In the environment (readable only by this user), never on the command line.
+    env.GIT_CONFIG_COUNT = '1';
+    env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
+    env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${Buffer.from(`x-access-token:${options.auth}`).toString('base64')}`;
+  }
+  const result = await runProcess('git', args, {
+    env,
+    timeoutMs: GIT_TIMEOUT_MS,
+    okExitCodes: options.okExitCodes ?? [0],
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  return result;
+}
+
+function parseNumstat(text: string): ChangedFile[] {
+  const files: ChangedFile[] = [];
+  const parts = text.split('\0');
+  for (let i = 0; i < parts.length; i++) {
+    const entry = parts[i]!;
+    if (!entry) continue;
+    const [added, deleted, name] = entry.split('\t') as [string, string, string];
+    // A rename is `added\tdeleted\t` followed by the old and new paths as their own fields.
+    const file = name === '' ? `${parts[++i]} → ${parts[++i]}` : name;
+    files.push({
+      path: file,
+      added: added === '-' ? null : Number(added),
+      deleted: deleted === '-' ? null : Number(deleted),
+    });
+  }
+  return files;
+}
+
+/** The commands a task's VM ran, from its exec audit, in order. */
+export function commandsRun(events: readonly AuditEvent[]): string[] {
+  return events
+    .filter((e) => e.type === 'vm.exec' && Array.isArray(e.data.argv))
+    .map((e) => (e.data.argv as unknown[]).map(String).join(' ').slice(0, 500));
+}
+
+/** The hosts the proxy let a task reach beyond git and the model API, each once. */
+export function hostsReached(events: readonly AuditEvent[]): string[] {
+  const hosts = events
+    .filter((e) => e.type === 'proxy.egress' && e.data.decision === 'allowed')
+    .map(
+      (e) => `${String(e.data.host)}${e.data.port && e.data.port !== 443 ? `:${String(e.data.port)}` : ''}`,
+    );
+  return [...new Set(hosts)];
+}
