@@ -78,6 +78,13 @@ export const AppConfig = z.object({
     /** AIRLOCK_MAX_TASKS_PER_REPO: VMs running at once for one repository. */
     maxPerRepo: positiveInt.default(1),
   }),
+  environments: z.object({
+    /** AIRLOCK_ENV_DISK_GIB: disk the environments' snapshots may take; the least recently used go beyond it. */
+    diskGib: z.coerce
+      .number()
+      .positive({ message: 'AIRLOCK_ENV_DISK_GIB must be a positive number of GiB' })
+      .default(50),
+  }),
   /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /**
@@ -193,6 +200,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       maxConcurrent: env.AIRLOCK_MAX_CONCURRENT_TASKS,
       maxPerRepo: env.AIRLOCK_MAX_TASKS_PER_REPO,
     },
+    environments: { diskGib: env.AIRLOCK_ENV_DISK_GIB || undefined },
     accel: env.AIRLOCK_ACCEL,
     operators: env.AIRLOCK_OPERATORS,
     adminToken: env.AIRLOCK_ADMIN_TOKEN,
@@ -266,6 +274,7 @@ const ENV_NAMES: Record<string, string> = {
   'models.openaiUpstreamUrl': 'OPENAI_UPSTREAM_URL',
   'scheduler.maxConcurrent': 'AIRLOCK_MAX_CONCURRENT_TASKS',
   'scheduler.maxPerRepo': 'AIRLOCK_MAX_TASKS_PER_REPO',
+  'environments.diskGib': 'AIRLOCK_ENV_DISK_GIB',
   accel: 'AIRLOCK_ACCEL',
   adminToken: 'AIRLOCK_ADMIN_TOKEN',
   operators: 'AIRLOCK_OPERATORS',

@@ -21,8 +21,8 @@ import { pickHeaders, type UpstreamAgents, upstreamRequest } from './upstream-re
 export interface GitProxyOptions {
   taskId: string;
   repository: { owner: string; name: string };
-  /** The task's branch, `airlock/…` (the only ref it may push). */
-  branch: string;
+  /** The task's branch, `airlock/…` (the only ref it may push); null: read-only (an environment build). */
+  branch: string | null;
   /** The upstream smart-HTTP URL of the task's repository (`https://github.com/o/r.git`). */
   upstreamUrl: string;
   /** The task's installation token; called per request so a refreshed token is picked up. */
@@ -80,7 +80,7 @@ const RESPONSE_HEADERS = [
 export function createGitProxy(
   options: GitProxyOptions,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const ownBranch = taskBranchRef(options.branch);
+  const ownBranch = options.branch === null ? null : taskBranchRef(options.branch);
   const repo = `${options.repository.owner}/${options.repository.name}`;
   const upstreamBase = options.upstreamUrl.replace(/\/+$/, '');
   const readable = new Set(options.readOnly?.repositories.map((r) => r.toLowerCase()) ?? []);
@@ -140,6 +140,9 @@ export function createGitProxy(
         asked,
       );
     }
+    if (service === 'git-receive-pack' && ownBranch === null) {
+      return refuse(res, 403, service, 'airlock: an environment build is read-only; it pushes nothing');
+    }
     if ((endpoint === 'info/refs') !== (req.method === 'GET')) {
       return refuse(res, 405, service, `airlock: ${req.method} is not allowed on ${endpoint}`, asked);
     }
@@ -171,6 +174,7 @@ export function createGitProxy(
     headers: Record<string, unknown>,
   ): Promise<void> {
     const service = 'git-receive-pack';
+    if (ownBranch === null) throw new Error('unreachable: read-only proxies refuse pushes before this');
     let body: Readable = req;
     if (req.headers['content-encoding'] === 'gzip') {
       body = req.pipe(createGunzip());

@@ -31,8 +31,8 @@ export const CLIENT_KEEP_ALIVE_MS = 10 * 60_000;
 export interface TaskProxyOptions {
   taskId: string;
   repository: { owner: string; name: string };
-  /** The only branch the task may push: `airlock/…`. */
-  branch: string;
+  /** The only branch the task may push: `airlock/…`; null for none (an environment build). */
+  branch: string | null;
   /**
    * Where to listen: a unix socket path (the VM's guestfwd helper connects to it; its directory is
    * created 0700 and the socket made 0600), or `{ tcp: true }` for 127.0.0.1 on a free port.

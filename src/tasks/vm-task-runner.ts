@@ -4,6 +4,7 @@ import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
+import type { EnvironmentLease, Environments } from '../environments/environments.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
@@ -14,12 +15,13 @@ import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_CA_ENV, installEgressCa } from '../sandbox/guest-ca.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
-import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
+import type { GuestExec, Sandbox, Vm, VmSpec } from '../sandbox/sandbox.ts';
 import type { HeldResults } from './held-results.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
 import type { PromptThread } from './task-thread.ts';
+import { workspaceSteps } from './workspace-steps.ts';
 
 /** How long teardown waits for the guest's last exec records. */
 const AUDIT_SYNC_TIMEOUT_MS = 5_000;
@@ -49,6 +51,8 @@ export interface VmTaskRunnerDeps {
   earlierTasks(task: Task): Task[];
   /** The model features (`models.allow`) the repository asks for and the operator permits. */
   modelFeatures(task: Task): readonly string[];
+  /** Repositories' environments: a task of one that configures it restores from its snapshot. */
+  environments?: Pick<Environments, 'forTask'>;
   /** Where results wait for approval before they are pushed (`approval.before_push: always`). */
   held?: Pick<HeldResults, 'prepare' | 'repoPath'>;
   /** The credentials the operator grants the task's repository (policy `secrets:`); none when unset. */
@@ -100,7 +104,10 @@ export class VmTaskRunner implements TaskRunner {
     let proxy: TaskProxy | undefined;
     let vm: Vm | undefined;
     let egressCa: EgressCa | undefined;
+    let environment: EnvironmentLease | undefined;
     try {
+      // First, before a token or proxy is held: the task may wait here for its environment's build.
+      environment = await this.#deps.environments?.forTask(task, signal);
       const credential = this.#credential(task);
       await credential.token();
       await held?.prepare(task, this.#deps.gitUrl(owner, repo), () => credential.token());
@@ -151,17 +158,20 @@ export class VmTaskRunner implements TaskRunner {
         log: ctx.log,
       });
       const { limits } = config;
-      vm = await this.#deps.sandbox.create(
-        {
-          taskId: task.id,
-          cpus: limits.cpus,
-          memoryMib: limits.memory_mib,
-          diskMib: limits.disk_mib,
-          proxySocket: proxy.address,
-          outputLimitBytes: limits.output_kib * 1024,
-        },
-        signal,
-      );
+      // A restore has the snapshot's shape: the limits the environment was built with.
+      const shape = environment?.snapshot.shape ?? {
+        cpus: limits.cpus,
+        memoryMib: limits.memory_mib,
+        diskMib: limits.disk_mib,
+      };
+      const spec: VmSpec = {
+        taskId: task.id,
+        ...shape,
+        proxySocket: proxy.address,
+        outputLimitBytes: limits.output_kib * 1024,
+        ...(environment ? { from: environment.snapshot } : {}),
+      };
+      vm = await this.#deps.sandbox.create(spec, signal);
       audit.append(task.id, 'vm.created', {
         id: vm.id,
         image: this.#deps.sandbox.imageDigest,
@@ -169,6 +179,7 @@ export class VmTaskRunner implements TaskRunner {
         start: vm.start,
         bootMs: Math.round(vm.bootMs),
         limits,
+        ...(environment ? { environment: environment.env.id, shape } : {}),
       });
       vm.onExecAudit((record) => audit.append(task.id, 'vm.exec', { ...record }));
       vm.onExecAuditLoss(({ kind, ...loss }) =>
@@ -187,7 +198,11 @@ export class VmTaskRunner implements TaskRunner {
       stopped.catch(() => {});
       if (egressCa) await installEgressCa(vm, egressCa);
       const trust = egressCa ? GUEST_CA_ENV : {};
-      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed, trust), died, stopped]);
+      return await Promise.race([
+        this.#work(task, config, vm, ctx, signal, pushed, trust, environment !== undefined),
+        died,
+        stopped,
+      ]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -209,6 +224,8 @@ export class VmTaskRunner implements TaskRunner {
         audit.append(task.id, 'cleanup.proxy', { ...closed, usage: proxy.usage() });
       }
       if (egressCa) await rm(egressCa.dir, { recursive: true, force: true });
+      // Only now, with its VM gone, may the environment's files be collected.
+      environment?.release();
     }
   }
 
@@ -255,6 +272,7 @@ export class VmTaskRunner implements TaskRunner {
     signal: AbortSignal,
     pushed: { head?: string; held: boolean },
     trust: Readonly<Record<string, string>>,
+    restored: boolean,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -289,21 +307,8 @@ export class VmTaskRunner implements TaskRunner {
     };
 
     const remote = `${PROXY}/git/${owner}/${repo}.git`;
-    const { start } = task;
-    const clone = ['git', 'clone', '--quiet'];
-    if (start.from === 'own_branch') clone.push('--branch', task.branch);
-    if (start.from === 'ref') clone.push('--branch', start.ref);
-    await sh('git clone', { argv: [...clone, remote, REPO_DIR], cwd: '/work' }, 'internal');
-    if (start.from === 'pull_head') {
-      const ref = `refs/pull/${start.pull}/head`;
-      await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', ref] }, 'internal');
-      await sh(
-        'git checkout',
-        { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] },
-        'internal',
-      );
-    } else if (start.from === 'ref') {
-      await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
+    for (const step of workspaceSteps(task, remote, REPO_DIR, restored)) {
+      await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
     }
     const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
 
@@ -313,7 +318,7 @@ export class VmTaskRunner implements TaskRunner {
     }
 
     const branchDiff =
-      start.from === 'own_branch'
+      task.start.from === 'own_branch'
         ? await sh(
             'git diff --stat',
             { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },

@@ -161,6 +161,19 @@ describe('git through the task proxy', () => {
     expect(gh.state.pushes).toHaveLength(1);
   });
 
+  it('serves an environment build read-only: it clones, and every push is refused before anything goes upstream', async () => {
+    const dir = await cloneAndCommit(await start({ branch: null }));
+    for (const target of [BRANCH, 'main']) {
+      const push = await git(['push', 'origin', `HEAD:${target}`], { cwd: dir, fail: true });
+      expect(push.stderr).toContain('airlock: an environment build is read-only; it pushes nothing');
+    }
+    expect(gh.state.pushes).toHaveLength(0);
+    expect(await gh.branchSha('acme/widgets', BRANCH)).toBeUndefined();
+    expect(audit.events.filter((e) => e.type === 'proxy.git' && e.data.decision === 'refused')).toHaveLength(
+      2,
+    );
+  });
+
   it('ignores a forged Authorization header from the client', async () => {
     const other = await mintTaskToken(
       { appId: gh.app.id, privateKey: gh.app.privateKey, baseUrl: gh.apiUrl, redactor },
