@@ -18,6 +18,7 @@ import { resolveDestinationSecrets } from './policy/destination-secrets.ts';
 import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
 import { policyFor } from './policy/policy-for.ts';
 import { allowedModelFeatures } from './policy/policy-violations.ts';
+import { type DebianSource, debianSourcesFor } from './proxy/debian-sources.ts';
 import type { ModelUpstreams } from './proxy/model-proxy.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
@@ -183,9 +184,14 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     : undefined;
   function vmBuilder(opened: Sandbox | undefined): EnvironmentBuilder | undefined {
     if (!opened) return undefined;
+    let archives: readonly DebianSource[] | undefined;
     return new VmEnvironmentBuilder({
       sandbox: opened,
       dataDir: settings.dataDir,
+      debianArchives: () => {
+        archives ??= debianSourcesFor(opened.debianRelease, settings.debianSources);
+        return archives;
+      },
       gitUrl,
       credentialFor: (build) => {
         if (ports.repositories) return ports.repositories.credentialFor(build);

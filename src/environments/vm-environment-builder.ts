@@ -2,7 +2,9 @@ import path from 'node:path';
 import type { AuditSink } from '../audit-sink.ts';
 import { errorMessage } from '../errors.ts';
 import type { TaskCredential } from '../github/task-token.ts';
+import type { DebianSource } from '../proxy/debian-sources.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
+import { installDebianPackages } from '../sandbox/guest-apt.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm, VmSnapshot } from '../sandbox/sandbox.ts';
 import { splitRepo } from '../tasks/task.ts';
@@ -33,6 +35,11 @@ export interface VmEnvironmentBuilderDeps {
   gitUrl(owner: string, name: string): string;
   /** The credential the build's read-only git proxy uses upstream. */
   credentialFor(build: EnvironmentBuild): TaskCredential;
+  /**
+   * The Debian archives `packages:` are installed from, through the build proxy's Debian route
+   * (AIRLOCK_DEBIAN_SOURCES, else the host's own apt sources); read when a build has packages.
+   */
+  debianArchives(): readonly DebianSource[];
 }
 
 /**
@@ -77,6 +84,7 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
         credential: this.#deps.credentialFor(build),
         models: {},
         egressAllow: config.egress.allow,
+        ...(config.environment.packages.length ? { debianArchives: this.#deps.debianArchives() } : {}),
         budgetTokens: 0,
         onBudgetExceeded: () => {},
         audit,
@@ -175,19 +183,10 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
     const { packages, setup } = config.environment;
     if (packages.length) {
       audit.append(build.id, 'build.packages', { packages });
-      const apt = ['-o', `Acquire::http::Proxy=${PROXY}:80`, '-o', 'Acquire::https::Proxy=' + `${PROXY}:80`];
-      const aptEnv = { DEBIAN_FRONTEND: 'noninteractive', HOME: '/root' };
-      await sh('apt-get update', {
-        argv: ['apt-get', ...apt, '-qq', 'update'],
-        uid: 0,
-        cwd: '/',
-        env: aptEnv,
-      });
-      await sh(`apt-get install ${packages.join(' ')}`, {
-        argv: ['apt-get', ...apt, '-y', '-qq', '--no-install-recommends', 'install', ...packages],
-        uid: 0,
-        cwd: '/',
-        env: aptEnv,
+      request.output(`$ apt-get install ${packages.join(' ')}\n`);
+      await installDebianPackages(vm, this.#deps.debianArchives(), packages, {
+        onOutput: (_stream, data) => request.output(data),
+        signal: request.signal,
       });
     }
     for (const command of setup) {

@@ -66,6 +66,8 @@ export class MicroVmSandbox implements Sandbox {
   readonly accel: 'kvm' | 'tcg';
   readonly imageDigest: string;
   readonly agentPackages: Readonly<Record<string, string>>;
+  /** The Debian release of the image (its packages come from that release's archive). */
+  readonly debianRelease: string;
   readonly #options: MicroVmOptions;
   readonly #registry: VmRegistry;
   readonly #bases = new Map<string, Promise<VmSnapshot | undefined>>();
@@ -78,6 +80,7 @@ export class MicroVmSandbox implements Sandbox {
     this.accel = options.accel;
     this.imageDigest = options.image.digest;
     this.agentPackages = parseAgentList(options.image.manifest.agents);
+    this.debianRelease = options.image.manifest.debian?.suite ?? 'bookworm';
     this.#registry = new VmRegistry(options.dataDir);
   }
 

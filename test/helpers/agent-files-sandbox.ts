@@ -19,6 +19,9 @@ export function inspectBeforeDestroy(real: Sandbox, inspect: (vm: MicroVm) => Pr
     get agentPackages() {
       return real.agentPackages;
     },
+    get debianRelease() {
+      return real.debianRelease;
+    },
     reapOrphans: () => real.reapOrphans(),
     freeze: (vm, dir) => real.freeze(vm, dir),
     openSnapshot: (dir) => real.openSnapshot(dir),
