@@ -21,6 +21,13 @@ import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
 import type { PromptThread } from './task-thread.ts';
+import {
+  commitWorkspace,
+  gitConfigEntries,
+  pushWorkspace,
+  resetGitMetadata,
+  runnerGit,
+} from './workspace-git.ts';
 import { workspaceSteps } from './workspace-steps.ts';
 
 /** How long teardown waits for the guest's last exec records. */
@@ -311,6 +318,10 @@ export class VmTaskRunner implements TaskRunner {
       await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
     }
     const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
+    const workspace = { vm, repoDir: REPO_DIR, uid: AGENT_UID, signal };
+    const cloned = await gitConfigEntries(workspace);
+    if ('error' in cloned)
+      throw new TaskFailure('internal', `could not read the clone's git config: ${cloned.error}`);
 
     for (const command of config.setup) {
       audit.append(task.id, 'task.setup', { command });
@@ -321,7 +332,7 @@ export class VmTaskRunner implements TaskRunner {
       task.start.from === 'own_branch'
         ? await sh(
             'git diff --stat',
-            { argv: ['git', 'diff', '--stat', 'origin/HEAD...HEAD'] },
+            runnerGit(workspace, ['diff', '--no-ext-diff', '--no-textconv', '--stat', 'origin/HEAD...HEAD']),
             'internal',
           ).catch(() => undefined)
         : undefined;
@@ -329,15 +340,10 @@ export class VmTaskRunner implements TaskRunner {
     await vm.writeFile(PROMPT_FILE, prompt.text, { mode: 0o644, uid: AGENT_UID });
     const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
 
-    await sh('git add', { argv: ['git', 'add', '-A'] }, 'internal');
-    const changed = await vm.exec({
-      argv: ['git', 'diff', '--cached', '--quiet'],
-      cwd: REPO_DIR,
-      uid: AGENT_UID,
-      env: agentEnv,
-    });
-    if (changed.code === 0) return { outcome: 'no_changes', summary };
-
+    // The agent has exited and its processes are gone: from here on, git runs nothing it left.
+    const reset = await resetGitMetadata(workspace, cloned.entries);
+    if (reset.config.length || reset.removed.length || reset.configUnreadable)
+      audit.append(task.id, 'git.metadata_reset', { ...reset });
     const bot = `${this.#deps.app.slug()}[bot]`;
     const message = [
       `airlock: ${task.issueNumber !== null ? `#${task.issueNumber} ` : ''}${task.context.issueTitle ?? `task ${task.id}`}`,
@@ -346,35 +352,18 @@ export class VmTaskRunner implements TaskRunner {
       '',
       `Co-authored-by: ${coAuthor(task)}`,
     ].join('\n');
-    await sh(
-      'git commit',
-      {
-        argv: [
-          'git',
-          '-c',
-          `user.name=${bot}`,
-          '-c',
-          `user.email=${bot}@users.noreply.github.com`,
-          'commit',
-          '--quiet',
-          '-F',
-          '-',
-        ],
-        stdin: message,
-      },
-      'internal',
-    );
-    const head = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
-    const diffStat = await sh('git diff --stat', { argv: ['git', 'diff', '--stat', base, head] }, 'internal');
-    const patch = await sh('git diff', { argv: ['git', 'diff', base, head] }, 'internal');
-    audit.append(task.id, 'git.diff', { base, head, stat: diffStat, patch: patch.slice(0, 256 * 1024) });
+    const commit = await commitWorkspace(workspace, {
+      base,
+      name: bot,
+      email: `${bot}@users.noreply.github.com`,
+      message,
+    });
+    if (!commit) return { outcome: 'no_changes', summary };
+    const { head, stat: diffStat, patch } = commit;
+    audit.append(task.id, 'git.diff', { base, head, stat: diffStat, patch });
 
     ctx.enterPhase('pushing');
-    await sh(
-      'git push',
-      { argv: ['git', 'push', '--quiet', 'origin', `HEAD:refs/heads/${task.branch}`] },
-      'push_refused',
-    );
+    await pushWorkspace(workspace, remote, task.branch);
     if (!pushed.head) {
       throw new TaskFailure(
         'push_refused',

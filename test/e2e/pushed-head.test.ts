@@ -1,15 +1,18 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { overrideVms } from '../helpers/agent-files-sandbox.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
 
 // A guest that lies about its head, on a real microVM: what the host records as pushed is the ref
 // update its proxy forwarded, never the guest's `git rev-parse HEAD`.
 //
-// The agent owns the workspace, .git/config included, and git runs programs named there when the
-// runner commits, diffs and pushes. This agent commits A and sets it aside, leaves a change for the
-// runner to commit (C, which `git rev-parse HEAD` then reports), and names an external diff program
-// that moves the branch to A while the runner diffs C: the push that follows sends A. C never
-// leaves the VM.
+// The agent itself can no longer move the branch once it has exited: its processes are killed and
+// the runner's git runs nothing from its repository's metadata (git-metadata.test.ts). The claim
+// is about the guest as a whole, so the test plays a guest that keeps a foothold past the agent
+// (what a guest root would have): the agent commits A and sets it aside on a branch, leaves a
+// change for the runner to commit (C, which `git rev-parse HEAD` then reports), and just before
+// the runner's push a process in the guest, as the agent user, moves HEAD to A. The push sends A;
+// C never leaves the VM.
 let world: E2eWorld;
 
 const AGENT_SCRIPT = `#!/bin/bash
@@ -17,13 +20,10 @@ set -e
 echo "what the proxy forwards" > pushed.txt
 git add pushed.txt
 git -c user.name=agent -c user.email=agent@example.invalid commit -q -m "set aside"
-pushed=$(git rev-parse HEAD)
+git branch aside
 git reset -q --hard HEAD~1
 echo "Hello, reported world" > greeting.txt
-printf '#!/bin/sh\\ngit update-ref HEAD %s\\n' "$pushed" > .git/move-head
-chmod +x .git/move-head
-git config diff.external "$PWD/.git/move-head"
-echo "set aside $pushed"
+echo "set aside $(git rev-parse aside)"
 `;
 
 beforeAll(async () => {
@@ -34,6 +34,21 @@ beforeAll(async () => {
       '.github/airlock.yml':
         'agent: script\nscript: scripts/agent.sh\ntimeout_minutes: 20\nlimits:\n  cpus: 1\n  memory_mib: 768\n  disk_mib: 1024\n',
     },
+    wrapSandbox: (real) =>
+      overrideVms(real, (vm) => ({
+        async exec(request, onOutput, signal) {
+          if (request.argv[0] === 'git' && request.argv.includes('push')) {
+            const moved = await vm.exec({
+              argv: ['git', 'update-ref', 'HEAD', 'refs/heads/aside'],
+              cwd: '/work/repo',
+              uid: 1000,
+              env: { HOME: '/home/agent' },
+            });
+            if (moved.code !== 0) throw new Error(`moving HEAD in the guest failed (exit ${moved.code})`);
+          }
+          return vm.exec(request, onOutput, signal);
+        },
+      })),
   });
 }, 120_000);
 

@@ -5,10 +5,13 @@ import type { Sandbox, Vm } from '../../src/sandbox/sandbox.ts';
 const AGENT_WRITABLE = ['/home/agent', '/work', '/tmp'];
 
 /**
- * The real sandbox, with `inspect` run on each of its VMs just before the VM is destroyed (the
- * VM is still running, so the test can read its disks, memory or files).
+ * The real sandbox, whose VMs have the methods `override` gives for them in place of their own
+ * (the test plays a part of the guest, or looks at it at a chosen moment).
  */
-export function inspectBeforeDestroy(real: Sandbox, inspect: (vm: MicroVm) => Promise<void>): Sandbox {
+export function overrideVms(
+  real: Sandbox,
+  override: (vm: MicroVm) => Partial<Pick<Vm, 'exec' | 'destroy'>>,
+): Sandbox {
   return {
     get accel() {
       return real.accel;
@@ -29,20 +32,30 @@ export function inspectBeforeDestroy(real: Sandbox, inspect: (vm: MicroVm) => Pr
     async create(spec, signal) {
       const vm = await real.create(spec, signal);
       if (!(vm instanceof MicroVm)) throw new Error('expected a microVM');
+      const overrides: Partial<Vm> = override(vm);
       return new Proxy(vm, {
         get(target, property) {
-          if (property === 'destroy') {
-            return async () => {
-              await inspect(target);
-              return target.destroy();
-            };
-          }
+          const own = overrides[property as keyof Vm];
+          if (own !== undefined) return own;
           const value = Reflect.get(target, property, target);
           return typeof value === 'function' ? value.bind(target) : value;
         },
       }) as Vm;
     },
   };
+}
+
+/**
+ * The real sandbox, with `inspect` run on each of its VMs just before the VM is destroyed (the
+ * VM is still running, so the test can read its disks, memory or files).
+ */
+export function inspectBeforeDestroy(real: Sandbox, inspect: (vm: MicroVm) => Promise<void>): Sandbox {
+  return overrideVms(real, (vm) => ({
+    async destroy() {
+      await inspect(vm);
+      return vm.destroy();
+    },
+  }));
 }
 
 /**
