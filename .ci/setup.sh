@@ -20,8 +20,8 @@ command -v node >/dev/null && command -v npm >/dev/null \
   || die "Node.js and npm are required (Debian: apt-get install nodejs npm). airlock pins its own Node 24 through npm."
 
 # --- Debian packages -------------------------------------------------------------------------
-packages=(git qemu-system-x86 qemu-utils socat ca-certificates)
-if [ "$purpose" = test ]; then packages+=(chromium); fi
+packages=(git qemu-system-x86 qemu-utils socat ca-certificates openssl)
+if [ "$purpose" = test ]; then packages+=(chromium curl dpkg-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -53,6 +53,11 @@ fi
 # --- VM image ----------------------------------------------------------------------------------
 if [ -f vm-images/build.sh ]; then
   bash vm-images/build.sh
+fi
+
+# --- test fixtures ------------------------------------------------------------------------------
+if [ "$purpose" = test ]; then
+  bash .ci/debian-fixture.sh
 fi
 
 say "ready (Node $(node_modules/.bin/node -v), purpose: $purpose)"

@@ -4,15 +4,21 @@ import { startRetention } from './audit/retention.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
+import type { EnvironmentBuilder } from './environments/environment-builder.ts';
+import { EnvironmentStore } from './environments/environment-store.ts';
+import { Environments } from './environments/environments.ts';
+import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { type TaskCredential, taskCredential } from './github/task-token.ts';
 import type { Logger } from './logger.ts';
 import { AirlockMetrics } from './metrics/airlock-metrics.ts';
+import { resolveDestinationSecrets } from './policy/destination-secrets.ts';
 import { loadOperatorPolicy } from './policy/load-operator-policy.ts';
 import { policyFor } from './policy/policy-for.ts';
 import { allowedModelFeatures } from './policy/policy-violations.ts';
+import { type DebianSource, debianSourcesFor } from './proxy/debian-sources.ts';
 import type { ModelUpstreams } from './proxy/model-proxy.ts';
 import { openSandbox } from './sandbox/open-sandbox.ts';
 import type { Sandbox } from './sandbox/sandbox.ts';
@@ -54,10 +60,16 @@ export interface AirlockPorts {
    * git, so webhooks-to-PR logic is tested without booting VMs); the product runs VmTaskRunner.
    */
   runner?: TaskRunner;
+  /**
+   * Builds environments instead of microVMs. Only control-plane tests pass one (with their runner
+   * double); the product builds with VmEnvironmentBuilder on its sandbox.
+   */
+  environmentBuilder?: EnvironmentBuilder;
   /** Where task repositories live when not on GitHub (local mode's loopback git server). */
   repositories?: {
     gitUrl(owner: string, name: string): string;
-    credentialFor(task: Task): TaskCredential;
+    /** The credential for a task's or an environment build's repository. */
+    credentialFor(subject: { repoFullName: string }): TaskCredential;
   };
   /** Model API upstreams; by default from settings.models. */
   models?: ModelUpstreams;
@@ -78,6 +90,8 @@ export interface Airlock {
   tasks: TaskStore;
   metrics: AirlockMetrics;
   sandbox: OpenedSandbox | undefined;
+  /** Repositories' environments and their builds (absent without a sandbox or a builder). */
+  environments: Environments | undefined;
   /** The parts every task's lifecycle runs on (scheduler and local mode alike). */
   lifecycle: LifecycleDeps;
   approvals: ApprovalStore;
@@ -110,6 +124,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const tasks = new TaskStore(db, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
+  const secrets = resolveDestinationSecrets(policy.secrets, ports.environment ?? {});
+  for (const secret of secrets.values()) {
+    for (const value of [...secret.values, secret.headerValue]) ports.redactor.add(value);
+  }
   const sandbox = ports.runner
     ? undefined
     : await (
@@ -145,20 +163,53 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     },
   };
 
+  const gh = settings.github;
+  const gitUrl =
+    ports.repositories?.gitUrl ??
+    ((owner: string, name: string) => `${gh?.webUrl.replace(/\/$/, '')}/${owner}/${name}.git`);
+  const tokenDeps = gh
+    ? { appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, redactor: ports.redactor }
+    : undefined;
+  const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
+  const environments = builder
+    ? new Environments({
+        store: new EnvironmentStore(db, clock),
+        builder,
+        audit,
+        clock,
+        log,
+        dataDir: settings.dataDir,
+        diskBudgetBytes: settings.environments.diskGib * 2 ** 30,
+      })
+    : undefined;
+  function vmBuilder(opened: Sandbox | undefined): EnvironmentBuilder | undefined {
+    if (!opened) return undefined;
+    let archives: readonly DebianSource[] | undefined;
+    return new VmEnvironmentBuilder({
+      sandbox: opened,
+      dataDir: settings.dataDir,
+      debianArchives: () => {
+        archives ??= debianSourcesFor(opened.debianRelease, settings.debianSources);
+        return archives;
+      },
+      gitUrl,
+      credentialFor: (build) => {
+        if (ports.repositories) return ports.repositories.credentialFor(build);
+        if (build.installationId === null || !tokenDeps)
+          throw new Error('the build has no GitHub installation to mint a token for');
+        const { owner, repo } = splitRepo(build.repoFullName);
+        return taskCredential(
+          { ...tokenDeps, audit },
+          { taskId: build.id, installationId: build.installationId, repository: { owner, name: repo } },
+        );
+      },
+    });
+  }
+
   let github: GitHubPlane | undefined;
   const promptThread = async (task: Task): Promise<PromptThread | undefined> => github?.promptThread(task);
-  const gh = settings.github;
-  const webUrl = gh?.webUrl.replace(/\/$/, '');
-  const gitUrl =
-    ports.repositories?.gitUrl ?? ((owner: string, name: string) => `${webUrl}/${owner}/${name}.git`);
-  if (gh) {
+  if (tokenDeps) {
     // Only with GitHub: local mode's branch goes to the person's own repository, unapproved.
-    const tokenDeps = {
-      appId: gh.appId,
-      privateKey: gh.privateKey,
-      baseUrl: gh.apiUrl,
-      redactor: ports.redactor,
-    };
     lifecycle.pushGate = pushGate({
       ...lifecycle,
       approvals,
@@ -181,17 +232,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       audit,
       log,
       dataDir: settings.dataDir,
-      ...(gh
-        ? {
-            token: {
-              appId: gh.appId,
-              privateKey: gh.privateKey,
-              baseUrl: gh.apiUrl,
-              redactor: ports.redactor,
-            },
-          }
-        : {}),
+      ...(tokenDeps ? { token: tokenDeps } : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
+      ...(environments ? { environments } : {}),
       gitUrl,
       models: ports.models ?? modelUpstreams(settings.models),
       app: { slug: () => github?.appSlug() ?? 'airlock' },
@@ -199,6 +242,8 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
       ...(gh ? { held } : {}),
+      readRepositories: (task) => rulesFor(task.repoFullName).read_repositories,
+      destinationSecrets: (task) => rulesFor(task.repoFullName).secrets.map((name) => secrets.get(name)!),
     });
   }
 
@@ -219,11 +264,15 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       approvals,
       spend,
       held,
+      ...(environments ? { environments } : {}),
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
     });
   }
+
+  // After the GitHub plane listens for builds that end: recovery may fail an interrupted one.
+  await environments?.start();
 
   let stopped: Promise<void> | undefined;
   return {
@@ -235,6 +284,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     tasks,
     metrics,
     sandbox,
+    environments,
     lifecycle,
     approvals,
     held,
@@ -244,6 +294,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       stopped ??= (async () => {
         stopRetention();
         await github?.stop();
+        await environments?.stop();
         audit.flush();
         await checkpointer.stop();
         db.close();

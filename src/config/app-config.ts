@@ -35,6 +35,11 @@ export const AppConfig = z.object({
   cacheDir: z.string().min(1).default('/var/cache/airlock'),
   /** AIRLOCK_POLICY: the operator's policy file (src/policy); the built-in policy when unset. */
   policyFile: z.string().min(1).optional(),
+  /**
+   * AIRLOCK_DEBIAN_SOURCES: an apt sources file (one-line or deb822) naming the Debian archive
+   * environment builds install packages from; unset: this host's own apt sources.
+   */
+  debianSources: z.string().min(1).optional(),
   /** LOG_LEVEL */
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** LOG_FORMAT: pretty (for people) or json (for collectors); unset: pretty on a terminal, else json. */
@@ -72,6 +77,13 @@ export const AppConfig = z.object({
     maxConcurrent: positiveInt.default(2),
     /** AIRLOCK_MAX_TASKS_PER_REPO: VMs running at once for one repository. */
     maxPerRepo: positiveInt.default(1),
+  }),
+  environments: z.object({
+    /** AIRLOCK_ENV_DISK_GIB: disk the environments' snapshots may take; the least recently used go beyond it. */
+    diskGib: z.coerce
+      .number()
+      .positive({ message: 'AIRLOCK_ENV_DISK_GIB must be a positive number of GiB' })
+      .default(50),
   }),
   /** AIRLOCK_ACCEL: auto probes KVM with a test boot and falls back to TCG. */
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
@@ -164,6 +176,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     snapshots: env.AIRLOCK_SNAPSHOTS || undefined,
     warmPool: env.AIRLOCK_WARM_POOL || undefined,
     policyFile: env.AIRLOCK_POLICY || undefined,
+    debianSources: env.AIRLOCK_DEBIAN_SOURCES || undefined,
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT || undefined,
     github: hasApp
@@ -187,6 +200,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       maxConcurrent: env.AIRLOCK_MAX_CONCURRENT_TASKS,
       maxPerRepo: env.AIRLOCK_MAX_TASKS_PER_REPO,
     },
+    environments: { diskGib: env.AIRLOCK_ENV_DISK_GIB || undefined },
     accel: env.AIRLOCK_ACCEL,
     operators: env.AIRLOCK_OPERATORS,
     adminToken: env.AIRLOCK_ADMIN_TOKEN,
@@ -245,6 +259,7 @@ const ENV_NAMES: Record<string, string> = {
   snapshots: 'AIRLOCK_SNAPSHOTS',
   warmPool: 'AIRLOCK_WARM_POOL',
   policyFile: 'AIRLOCK_POLICY',
+  debianSources: 'AIRLOCK_DEBIAN_SOURCES',
   logLevel: 'LOG_LEVEL',
   logFormat: 'LOG_FORMAT',
   'registration.host': 'AIRLOCK_REGISTRATION_HOST',
@@ -259,6 +274,7 @@ const ENV_NAMES: Record<string, string> = {
   'models.openaiUpstreamUrl': 'OPENAI_UPSTREAM_URL',
   'scheduler.maxConcurrent': 'AIRLOCK_MAX_CONCURRENT_TASKS',
   'scheduler.maxPerRepo': 'AIRLOCK_MAX_TASKS_PER_REPO',
+  'environments.diskGib': 'AIRLOCK_ENV_DISK_GIB',
   accel: 'AIRLOCK_ACCEL',
   adminToken: 'AIRLOCK_ADMIN_TOKEN',
   operators: 'AIRLOCK_OPERATORS',

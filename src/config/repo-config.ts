@@ -13,6 +13,81 @@ const hostName = z
   })
   .transform((h) => h.toLowerCase());
 
+/** Lock files that key an environment when `key_files` is unset (matched at any depth). */
+export const DEFAULT_KEY_FILES = [
+  'package-lock.json',
+  'npm-shrinkwrap.json',
+  'yarn.lock',
+  'pnpm-lock.yaml',
+  'bun.lockb',
+  'bun.lock',
+  'requirements*.txt',
+  'poetry.lock',
+  'uv.lock',
+  'Pipfile.lock',
+  'go.sum',
+  'Cargo.lock',
+  'Gemfile.lock',
+  'composer.lock',
+  'mix.lock',
+  'gradle.lockfile',
+  'packages.lock.json',
+].map((name) => `**/${name}`);
+
+/** How old an environment may get, as `<n>h` or `<n>d`. */
+const MaxAge = z
+  .string()
+  .regex(/^[1-9][0-9]{0,3}[hd]$/, { message: 'must be a number of hours or days, such as 12h or 7d' });
+
+const debianPackage = z.string().regex(/^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$/, {
+  message: 'must be a Debian package name, optionally pinned as name=version',
+});
+
+const keyFilePattern = z
+  .string()
+  .min(1)
+  .max(300)
+  .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), {
+    message: 'must be a path or glob inside the repository (no leading / and no ..)',
+  });
+
+/** The `environment:` section: what is built once into the repository's golden VM. */
+export const Environment = z
+  .object({
+    packages: z
+      .array(debianPackage)
+      .max(200)
+      .default([])
+      .describe(
+        'Debian packages installed as root while the environment is built, from the Debian archive the host is configured with.',
+      ),
+    setup: z
+      .array(z.string().min(1).max(2000))
+      .max(20)
+      .default([])
+      .describe(
+        'Shell commands run as the agent user in the cloned workspace while the environment is built (npm ci, pip install -r requirements.txt, go mod download, ...); egress only through the allowlist.',
+      ),
+    key_files: z
+      .array(keyFilePattern)
+      .max(50)
+      .optional()
+      .describe(
+        `Files (paths or globs such as **/package.json) whose content keys the environment: a change to one on the default branch rebuilds it. Default: the lock files present (${DEFAULT_KEY_FILES.map((p) => p.slice(3)).join(', ')}).`,
+      ),
+    max_age: MaxAge.default('7d').describe(
+      'How old the environment may get before it is rebuilt (the old one keeps serving until then), as 12h or 7d.',
+    ),
+  })
+  .strict();
+export type Environment = z.infer<typeof Environment>;
+
+/** An environment's `max_age` in milliseconds. */
+export function maxAgeMs(maxAge: string): number {
+  const n = Number(maxAge.slice(0, -1));
+  return n * (maxAge.endsWith('d') ? 24 : 1) * 3600_000;
+}
+
 /**
  * Per-repository settings from .github/airlock.yml. Every field is optional; a missing file means
  * all defaults. Unknown keys are errors, so a typo is reported instead of silently ignored.
@@ -42,7 +117,12 @@ export const RepoConfig = z
       .array(z.string().min(1).max(2000))
       .max(20)
       .default([])
-      .describe('Shell commands run in the workspace before the agent (egress only through the allowlist).'),
+      .describe(
+        "Shell commands run as the agent user in each task's workspace before the agent (after the environment is restored, when one is configured; egress only through the allowlist).",
+      ),
+    environment: Environment.optional().describe(
+      "The repository's environment: toolchain and dependencies installed once into a golden VM that every task restores from. Unset: tasks boot the base image and clone.",
+    ),
     timeout_minutes: z
       .number()
       .int()

@@ -5,6 +5,8 @@ import { ciHeadOf, handleCiResult } from '../ci/ci-follow-up.ts';
 import { CiVerdicts } from '../ci/ci-verdicts.ts';
 import type { Clock } from '../clock.ts';
 import type { AppConfig } from '../config/app-config.ts';
+import { buildFailureComment } from '../environments/build-report.ts';
+import type { Environments } from '../environments/environments.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
@@ -56,6 +58,8 @@ export interface GitHubPlaneDeps {
   approvals: ApprovalStore;
   spend: SpendLedger;
   held: HeldResults;
+  /** Environment builds: queued by pushes and `/airlock rebuild`; failures are reported on GitHub. */
+  environments?: Environments;
   health?: { accel: string; image: string };
   octokit?: OctokitTuning;
   pollMs?: number;
@@ -132,6 +136,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       metrics: deps.metrics,
       metricsPublic: settings.web.metricsPublic,
       fetch: tuning.fetch,
+      ...(deps.environments ? { environments: deps.environments } : {}),
       approvals: {
         pending: () =>
           deps.approvals.allPending().map((approval) => ({ approval, task: tasks.get(approval.taskId) })),
@@ -181,6 +186,19 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     wakeAll();
   });
   deps.lifecycle.publish = reporter.publish;
+  // A failed build is reported where the person who caused it looks: the issue or pull request.
+  deps.environments?.onBuildFinished((build) => {
+    const issueNumber = build.trigger.issueNumber;
+    if (build.state !== 'failed' || build.installationId === null || issueNumber === undefined) return;
+    jobs.enqueue({
+      kind: 'comment',
+      installationId: build.installationId,
+      repo: build.repoFullName,
+      issueNumber,
+      body: buildFailureComment(build, settings.publicUrl),
+    });
+    wakeAll();
+  });
 
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
   const recovery = await recoverInFlightTasks({
@@ -231,6 +249,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         ...(deps.lifecycle.onState ? { onState: deps.lifecycle.onState } : {}),
         yieldToWebhooks: () => gate.yield(),
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
+        ...(deps.environments ? { environments: deps.environments } : {}),
       });
       if (n > 0 || expired.length > 0) jobLoop.wake();
       if (identity.known()) scheduler.tick();

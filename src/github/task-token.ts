@@ -45,21 +45,30 @@ type MintedToken = z.infer<typeof MintedToken>;
 /** The only permission GitHub adds to every installation token, and the only one allowed beside ours. */
 const IMPLIED_PERMISSIONS: Record<string, string> = { metadata: 'read' };
 
+/** The only permission a read-only token for other repositories holds. */
+export const READ_TOKEN_PERMISSIONS = { contents: 'read' } as const;
+
 /**
- * Why a minted token is not scoped to exactly `repository` with `contents: write` (plus the
+ * Why a minted token is not scoped to exactly `repositories` with `contents: <level>` (plus the
  * `metadata: read` GitHub always adds), or undefined when it is. What GitHub did not state counts
  * as broader, never as what was asked for.
  */
-function tokenScopeProblem(minted: MintedToken, repository: string): string | undefined {
+function tokenScopeProblem(
+  minted: MintedToken,
+  repositories: readonly string[],
+  contents: 'read' | 'write',
+): string | undefined {
+  const asked = repositories.join(', ');
   if (minted.repository_selection === 'all') return 'it covers every repository of the installation';
   if (minted.repositories === undefined) return "GitHub's answer does not list the token's repositories";
-  const names = minted.repositories.map((r) => r.full_name);
-  if (names.length !== 1 || names[0]!.toLowerCase() !== repository.toLowerCase())
-    return `it covers ${names.length ? names.join(', ') : 'no repository'} instead of ${repository} alone`;
+  const names = minted.repositories.map((r) => r.full_name.toLowerCase()).sort();
+  const wantedNames = repositories.map((r) => r.toLowerCase()).sort();
+  if (names.join() !== wantedNames.join())
+    return `it covers ${names.length ? minted.repositories.map((r) => r.full_name).join(', ') : 'no repository'} instead of ${asked} alone`;
   if (minted.permissions === undefined) return "GitHub's answer does not state the token's permissions";
-  const wanted: Record<string, string> = { ...IMPLIED_PERMISSIONS, ...TASK_TOKEN_PERMISSIONS };
-  if (minted.permissions.contents !== TASK_TOKEN_PERMISSIONS.contents)
-    return `its contents permission is ${minted.permissions.contents ?? 'missing'}, not write`;
+  const wanted: Record<string, string> = { ...IMPLIED_PERMISSIONS, contents };
+  if (minted.permissions.contents !== contents)
+    return `its contents permission is ${minted.permissions.contents ?? 'missing'}, not ${contents}`;
   const extra = Object.entries(minted.permissions).filter(([name, level]) => wanted[name] !== level);
   if (extra.length) return `it also grants ${extra.map(([name, level]) => `${name}: ${level}`).join(', ')}`;
   return undefined;
@@ -72,11 +81,29 @@ function tokenScopeProblem(minted: MintedToken, repository: string): string | un
  * concurrent callers for the same installation and repository, even with `refresh: true`, which
  * would give two tasks one token that the first to end revokes for both.
  */
-export async function mintTaskToken(
+export function mintTaskToken(
   deps: TaskTokenDeps,
   params: { installationId: number; repository: { owner: string; name: string } },
 ): Promise<TaskToken> {
-  const fullName = `${params.repository.owner}/${params.repository.name}`;
+  return mintRepositoryToken(deps, {
+    installationId: params.installationId,
+    owner: params.repository.owner,
+    names: [params.repository.name],
+    contents: TASK_TOKEN_PERMISSIONS.contents,
+  });
+}
+
+/**
+ * Mints an installation token for `names` (repositories of `owner`, the installation's account)
+ * with `contents: read` or `write` and nothing else, checked as {@link mintTaskToken} checks.
+ */
+export async function mintRepositoryToken(
+  deps: TaskTokenDeps,
+  params: { installationId: number; owner: string; names: readonly string[]; contents: 'read' | 'write' },
+): Promise<TaskToken> {
+  const fullNames = params.names.map((name) => `${params.owner}/${name}`);
+  const fullName = fullNames.join(', ');
+  const permissions = { contents: params.contents };
   let answer: unknown;
   try {
     // An app JWT is signed locally; nothing about it is shared between callers.
@@ -85,8 +112,8 @@ export async function mintTaskToken(
     });
     const response = await request(deps)('POST /app/installations/{installation_id}/access_tokens', {
       installation_id: params.installationId,
-      repositories: [params.repository.name],
-      permissions: { ...TASK_TOKEN_PERMISSIONS },
+      repositories: [...params.names],
+      permissions,
       headers: { authorization: `bearer ${jwt}` },
     });
     answer = response.data;
@@ -95,7 +122,7 @@ export async function mintTaskToken(
     throw new GitHubError(`could not mint a token for ${fullName} (installation ${params.installationId})`, {
       cause,
       status,
-      hint: 'check that the app is installed on the repository and was granted Contents: read and write',
+      hint: `check that the app is installed on ${fullNames.length > 1 ? 'each repository' : 'the repository'} and was granted Contents: ${params.contents === 'write' ? 'read and write' : 'read'}`,
     });
   }
   // Whatever the answer's shape, a value GitHub handed out must never reach a log, and is revoked
@@ -105,7 +132,7 @@ export async function mintTaskToken(
   if (token !== undefined) deps.redactor.add(token);
   const parsed = MintedToken.safeParse(answer);
   const problem = parsed.success
-    ? tokenScopeProblem(parsed.data, fullName)
+    ? tokenScopeProblem(parsed.data, fullNames, params.contents)
     : `the answer is not an installation token (${parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')})`;
   if (problem !== undefined || !parsed.success) {
     const revoked =
@@ -117,7 +144,7 @@ export async function mintTaskToken(
           );
     throw new TaskFailure(
       'github_failed',
-      `GitHub's answer to the token mint for ${fullName} does not show the one scope a task may hold: ${problem}; ${revoked}. A task's token must cover ${fullName} alone with contents: write (and the metadata: read GitHub adds); check the app's installation and GITHUB_API_URL`,
+      `GitHub's answer to the token mint for ${fullName} does not show the one scope a task may hold: ${problem}; ${revoked}. A task's token must cover ${fullName} alone with contents: ${params.contents} (and the metadata: read GitHub adds); check the app's installation and GITHUB_API_URL`,
     );
   }
   const minted = parsed.data;
@@ -164,7 +191,13 @@ export const TOKEN_RENEW_MARGIN_MS = 10 * 60_000;
  */
 export function taskCredential(
   deps: TaskTokenDeps & { audit: AuditSink; now?: () => number },
-  params: { taskId: string; installationId: number; repository: { owner: string; name: string } },
+  params: {
+    taskId: string;
+    installationId: number;
+    repository: { owner: string; name: string };
+    /** Instead of the task's own token: a read-only one for these other repositories (names, without the owner). */
+    readOnly?: readonly string[];
+  },
 ): TaskCredential {
   const now = deps.now ?? Date.now;
   let current: Promise<TaskToken> | undefined;
@@ -173,7 +206,14 @@ export function taskCredential(
   const live = new Set<string>();
 
   const mint = async (): Promise<TaskToken> => {
-    const minted = await mintTaskToken(deps, params);
+    const minted = params.readOnly
+      ? await mintRepositoryToken(deps, {
+          installationId: params.installationId,
+          owner: params.repository.owner,
+          names: params.readOnly,
+          contents: READ_TOKEN_PERMISSIONS.contents,
+        })
+      : await mintTaskToken(deps, params);
     live.add(minted.token);
     deps.audit.append(params.taskId, 'token.minted', {
       repository: minted.repositories,
@@ -187,7 +227,9 @@ export function taskCredential(
     await revokeTaskToken(deps, token);
     live.delete(token);
     deps.audit.append(params.taskId, 'token.revoked', {
-      repository: `${params.repository.owner}/${params.repository.name}`,
+      repository: params.readOnly
+        ? params.readOnly.map((name) => `${params.repository.owner}/${name}`)
+        : `${params.repository.owner}/${params.repository.name}`,
     });
   };
 

@@ -54,6 +54,20 @@ const ReviewEvent = z.object({
   review: z.object({ id: z.number(), body: z.string().nullable(), state: z.string(), html_url: z.string() }),
 });
 /** A check suite, check run or workflow run. */
+const PushEvent = z.object({
+  ref: z.string(),
+  after: z.string(),
+  forced: z.boolean().optional(),
+  deleted: z.boolean().optional(),
+  compare: z.string().nullable().optional(),
+  commits: z.array(
+    z.object({
+      added: z.array(z.string()).default([]),
+      removed: z.array(z.string()).default([]),
+      modified: z.array(z.string()).default([]),
+    }),
+  ),
+});
 const CiRun = z.object({
   id: z.number(),
   head_sha: z.string(),
@@ -79,7 +93,7 @@ export const IntentOrigin = z.object({
 export type IntentOrigin = z.infer<typeof IntentOrigin>;
 
 const CommandFields = z.object({
-  command: z.enum(['run', 'cancel', 'retry', 'approve', 'reject']),
+  command: z.enum(['run', 'cancel', 'retry', 'approve', 'reject', 'rebuild']),
   instruction: z.string(),
   issueNumber: z.number(),
   isPullRequest: z.boolean(),
@@ -116,8 +130,22 @@ export const Intent = z.discriminatedUnion('type', [
     name: z.string(),
     id: z.number(),
   }),
+  /** A push to the repository's default branch: the paths it changed, for environments. */
+  z.object({
+    type: z.literal('push'),
+    origin: IntentOrigin,
+    ref: z.string(),
+    after: z.string(),
+    paths: z.array(z.string()),
+    /** False when the listed commits may not be all of it (a forced or very long push). */
+    complete: z.boolean(),
+    url: z.string().nullable(),
+  }),
 ]);
 export type Intent = z.infer<typeof Intent>;
+
+/** GitHub lists at most this many commits in a push delivery; a longer push may have more changes. */
+const PUSH_COMMITS_LISTED = 2048;
 
 const CI_EVENTS = new Set(['check_suite', 'check_run', 'workflow_run']);
 
@@ -263,6 +291,25 @@ export function webhookIntent(
         id: run.id,
       };
     }
+    case 'push': {
+      const parsed = PushEvent.safeParse(payload);
+      if (!parsed.success) return { ignored: 'push without its ref or commits' };
+      const push = parsed.data;
+      const defaultBranch = repository.default_branch;
+      if (!defaultBranch || push.ref !== `refs/heads/${defaultBranch}`)
+        return { ignored: 'not a push to the default branch' };
+      if (push.deleted) return { ignored: 'the default branch was deleted' };
+      const paths = new Set(push.commits.flatMap((c) => [...c.added, ...c.removed, ...c.modified]));
+      return {
+        type: 'push',
+        origin,
+        ref: push.ref,
+        after: push.after,
+        paths: [...paths],
+        complete: !push.forced && push.commits.length < PUSH_COMMITS_LISTED,
+        url: push.compare ?? null,
+      };
+    }
     default:
       return { ignored: `event ${delivery.name} is not a trigger` };
   }
@@ -286,7 +333,9 @@ function prFields(pr: z.infer<typeof PullRequest>) {
 export function parseCommand(
   body: string,
   slug: string,
-): { command: 'run' | 'cancel' | 'retry' | 'approve' | 'reject'; instruction: string } | undefined {
+):
+  | { command: 'run' | 'cancel' | 'retry' | 'approve' | 'reject' | 'rebuild'; instruction: string }
+  | undefined {
   const lines = withoutQuotesAndCode(body);
   const slash = lines.findIndex((l) => /^\s*\/airlock(\s|$)/i.test(l));
   const mention = new RegExp(`(^|[^\\w/-])@${escapeRegExp(slug)}(\\[bot\\])?(?![\\w-])`, 'i');
@@ -303,6 +352,8 @@ export function parseCommand(
   if (word === 'cancel' && instruction.split(/\s+/).length === 1)
     return { command: 'cancel', instruction: '' };
   if (word === 'retry' && instruction.split(/\s+/).length === 1) return { command: 'retry', instruction: '' };
+  if (word === 'rebuild' && instruction.split(/\s+/).length === 1)
+    return { command: 'rebuild', instruction: '' };
   // `approve` and `reject` stand alone, or name the waiting task: `/airlock approve k3v9x2mq7p`.
   const words = instruction.split(/\s+/);
   if (

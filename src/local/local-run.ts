@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type Airlock, buildAirlock, type OpenedSandbox } from '../airlock.ts';
 import type { AppConfig } from '../config/app-config.ts';
 import { parseRepoConfig, type RepoConfig } from '../config/repo-config.ts';
+import { BuildLog } from '../environments/build-log.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { runProcess } from '../process/run-process.ts';
@@ -54,7 +56,9 @@ export async function runLocalTask(
   const repo = await inspectRepository(request.repoPath);
   const repoConfig = await readRepoConfig(repo.top, request);
   await mkdir(deps.config.dataDir, { recursive: true });
-  const git = await startLocalGitServer(repo.gitDir, path.basename(repo.top));
+  // Named after its directory and path, so two checkouts of the same name never share an environment.
+  const pathTag = createHash('sha256').update(repo.top).digest('hex').slice(0, 8);
+  const git = await startLocalGitServer(repo.gitDir, `${path.basename(repo.top)}-${pathTag}`);
   let airlock: Airlock | undefined;
   try {
     // Local mode is airlock without GitHub: the same core, the repository served by a loopback
@@ -105,6 +109,21 @@ export async function runLocalTask(
         deps.progress(`${moved.state.padEnd(9)} ${elapsed()}${moved.reason ? `  ${moved.reason}` : ''}`),
     };
     deps.progress(`task ${task.id} on ${repo.top} (${repoConfig.agent} agent, base ${repo.branch})`);
+    if (repoConfig.environment) {
+      const current = airlock.environments?.store.current(fullName);
+      deps.progress(
+        !airlock.environments
+          ? 'environment: this sandbox keeps no snapshots; the task boots the base image'
+          : current
+            ? `environment ${current.id} (built ${current.createdAt} at ${current.commitSha.slice(0, 12)})`
+            : 'environment: none yet; building it first (later runs restore it)',
+      );
+      airlock.environments?.onBuildFinished((build) =>
+        deps.progress(
+          `environment build ${build.id} ${build.state}${build.reason ? `: ${build.reason}` : ''} (log: ${BuildLog.file(deps.config.dataDir, build.id)})`,
+        ),
+      );
+    }
     const heartbeat = setInterval(
       () => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`),
       15_000,

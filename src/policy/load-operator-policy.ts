@@ -68,9 +68,16 @@ export function parseOperatorPolicy(
     throw new ConfigError(`policy file ${source} is invalid`, issues);
   }
   const file = parsed.data;
-  const clashes = [...sameNames('orgs', file.orgs), ...sameNames('repos', file.repos)];
+  const clashes = [
+    ...sameNames('orgs', file.orgs),
+    ...sameNames('repos', file.repos),
+    ...referenceProblems(file),
+  ];
   if (clashes.length) throw new ConfigError(`policy file ${source} is invalid`, clashes);
-  return { ...file, defaults: { ...file.defaults, caps: { ...caps, ...file.defaults.caps } } };
+  return {
+    ...file,
+    defaults: { ...file.defaults, caps: { ...caps, ...file.defaults.caps }, read_repositories: [] },
+  };
 }
 
 /** The built-in caps with any `AIRLOCK_MAX_*` variable applied; throws naming a bad variable. */
@@ -86,6 +93,57 @@ function envCaps(env: Record<string, string | undefined>): PolicyCaps {
   }
   if (issues.length) throw new ConfigError('airlock settings are invalid', issues);
   return caps;
+}
+
+/** Secrets granted but not defined, two secrets bound to one host and port, read_repositories of another owner. */
+function referenceProblems(file: OperatorPolicyFile): string[] {
+  const problems: string[] = [];
+  const defined = new Set(Object.keys(file.secrets));
+  const grants: Array<[string, string[] | undefined]> = [
+    ['defaults.secrets', file.defaults.secrets],
+    ...Object.entries(file.orgs).map(([k, v]): [string, string[] | undefined] => [
+      `orgs.${k}.secrets`,
+      v.secrets,
+    ]),
+    ...Object.entries(file.repos).map(([k, v]): [string, string[] | undefined] => [
+      `repos.${k}.secrets`,
+      v.secrets,
+    ]),
+  ];
+  for (const [where, names] of grants) {
+    for (const name of names ?? []) {
+      if (!defined.has(name)) problems.push(`\`${where}\` names ${name}, which \`secrets:\` does not define`);
+    }
+  }
+  const owners: Array<[string, string, string[] | undefined]> = [
+    ...Object.entries(file.orgs).map(([k, v]): [string, string, string[] | undefined] => [
+      `orgs.${k}`,
+      k,
+      v.read_repositories,
+    ]),
+    ...Object.entries(file.repos).map(([k, v]): [string, string, string[] | undefined] => [
+      `repos.${k}`,
+      k.split('/')[0]!,
+      v.read_repositories,
+    ]),
+  ];
+  for (const [where, owner, names] of owners) {
+    for (const name of names ?? []) {
+      if (name.split('/')[0]!.toLowerCase() !== owner.toLowerCase())
+        problems.push(
+          `\`${where}.read_repositories\` names ${name}, which is not of ${owner} (one installation covers one owner)`,
+        );
+    }
+  }
+  const sites = new Map<string, string>();
+  for (const [name, secret] of Object.entries(file.secrets)) {
+    const site = `${secret.host}:${secret.port}`;
+    const first = sites.get(site);
+    if (first)
+      problems.push(`\`secrets.${first}\` and \`secrets.${name}\` are both bound to ${site}: keep one`);
+    else sites.set(site, name);
+  }
+  return problems;
 }
 
 /** GitHub names are case-insensitive, so `Acme` and `acme` would be two entries for one owner. */

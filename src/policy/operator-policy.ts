@@ -40,6 +40,10 @@ const featureName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'must be a feature name such as web_search' });
 
+const secretName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, { message: 'must be a secret name such as npm-private' });
+
 const BEFORE_RUN = ['never', 'untrusted', 'always'] as const;
 const BEFORE_PUSH = ['never', 'always'] as const;
 
@@ -102,6 +106,16 @@ const rule = {
         'The most all repositories of one organisation (or user) together may spend in a calendar month (UTC), in US dollars; a task is refused once it is reached. No cap when unset.',
       ),
   },
+  read_repositories: z
+    .array(z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, { message: 'must be owner/name' }))
+    .describe(
+      'Other repositories of the same owner (so the same installation) that this repository’s tasks may fetch through the git proxy, never push, with a read-only token scoped to them. Only in `orgs` and `repos` entries, naming repositories of that owner.',
+    ),
+  secrets: z
+    .array(secretName)
+    .describe(
+      'Names of the `secrets` whose credentials the proxy adds to this repository’s requests to their hosts (its tasks and environment builds). The VM never holds them.',
+    ),
 };
 
 /** One model's price, in US dollars per million tokens. */
@@ -162,6 +176,7 @@ const DefaultRules = z
       .describe('The approval modes a repository may not go below.'),
     allow_forks: rule.allow_forks.default(true),
     spend: SpendRules.prefault({}).describe('Monthly caps on what model calls may cost.'),
+    secrets: rule.secrets.default([]),
   })
   .strict();
 
@@ -190,6 +205,8 @@ const OverrideRules = z
       .describe('The approval modes a repository may not go below.'),
     allow_forks: rule.allow_forks.optional(),
     spend: SpendRules.optional().describe('Monthly caps on what model calls may cost.'),
+    read_repositories: rule.read_repositories.optional(),
+    secrets: rule.secrets.optional(),
   })
   .strict();
 export type OverrideRules = z.infer<typeof OverrideRules>;
@@ -200,6 +217,83 @@ const orgName = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, {
 const repoName = z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, {
   message: 'must be a repository as owner/name',
 });
+
+const hostName = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i, {
+    message: 'must be one host name such as npm.corp.example (no scheme, port, path or wildcard)',
+  })
+  .transform((h) => h.toLowerCase());
+
+/** Where a secret's value is read from: never written in the policy file itself. */
+const SecretValue = z.union([
+  z
+    .object({
+      env: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be an environment variable name' })
+        .describe('The environment variable of the airlock process that holds the value.'),
+    })
+    .strict(),
+  z
+    .object({
+      file: z
+        .string()
+        .startsWith('/', { message: 'must be an absolute path' })
+        .describe('A file on the host that holds the value (trailing newline ignored), read at start.'),
+    })
+    .strict(),
+]);
+
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+const RESERVED_HEADERS = ['host', 'connection', 'content-length', 'transfer-encoding', 'proxy-authorization'];
+
+/** A credential bound to one destination; the proxy adds it to requests to that host only. */
+const DestinationSecretRule = z
+  .object({
+    host: hostName.describe('The one host the credential is sent to (exact name).'),
+    port: z.number().int().min(1).max(65535).default(443).describe('The HTTPS port of that host.'),
+    header: z
+      .string()
+      .regex(HEADER_NAME, { message: 'must be an HTTP header name' })
+      .refine((h) => !RESERVED_HEADERS.includes(h.toLowerCase()), {
+        message: `cannot be one of ${RESERVED_HEADERS.join(', ')}`,
+      })
+      .optional()
+      .describe('Send the value in this header (e.g. Authorization, X-Api-Key).'),
+    scheme: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9._-]*$/, { message: 'must be one word such as Bearer' })
+      .optional()
+      .describe('Put this word before the value in the header (e.g. Bearer, token).'),
+    basic: z
+      .object({
+        username: z
+          .string()
+          .min(1)
+          .regex(/^[^:]+$/, { message: 'cannot contain ":"' })
+          .describe('The user name sent with the value as password.'),
+      })
+      .strict()
+      .optional()
+      .describe('Send HTTP Basic credentials: this user name, and the value as the password.'),
+    value: SecretValue.describe('Where the value is read from: `{ env: NAME }` or `{ file: /path }`.'),
+    ca_file: z
+      .string()
+      .startsWith('/', { message: 'must be an absolute path' })
+      .optional()
+      .describe(
+        'PEM CA certificates to trust for this host’s own certificate, when it is not publicly trusted.',
+      ),
+  })
+  .strict()
+  .refine((s) => (s.header === undefined) !== (s.basic === undefined), {
+    message: 'needs exactly one of `header:` and `basic:`',
+  })
+  .refine((s) => s.scheme === undefined || s.header !== undefined, {
+    message: '`scheme:` goes with `header:` only',
+  });
+export type DestinationSecretRule = z.infer<typeof DestinationSecretRule>;
 
 /**
  * The operator's policy file (`AIRLOCK_POLICY`): what any repository on this airlock may ask for.
@@ -223,6 +317,12 @@ export const OperatorPolicyFile = z
       .describe(
         'What model calls cost, keyed by model name (`*` matches any run of characters; the longest matching pattern wins). Calls to a model no entry matches are counted in tokens and cost nothing.',
       ),
+    secrets: z
+      .record(secretName, DestinationSecretRule)
+      .default({})
+      .describe(
+        'Credentials bound to one destination each, keyed by a name that `secrets:` rules grant to repositories. The proxy adds them to requests to their host; values come from the environment or a file, never this file.',
+      ),
   })
   .strict();
 export type OperatorPolicyFile = z.infer<typeof OperatorPolicyFile>;
@@ -231,7 +331,10 @@ export type OperatorPolicyFile = z.infer<typeof OperatorPolicyFile>;
 export type PolicyCaps = { -readonly [K in keyof typeof BUILT_IN_CAPS]: number };
 
 /** The rules for one repository, every field decided. */
-export type PolicyRules = Omit<OperatorPolicyFile['defaults'], 'caps'> & { caps: PolicyCaps };
+export type PolicyRules = Omit<OperatorPolicyFile['defaults'], 'caps'> & {
+  caps: PolicyCaps;
+  read_repositories: string[];
+};
 
 /** A loaded policy: the file with its defaults complete (see `loadOperatorPolicy`). */
 export type OperatorPolicy = Omit<OperatorPolicyFile, 'defaults'> & { defaults: PolicyRules };

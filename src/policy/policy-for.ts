@@ -32,5 +32,7 @@ function applyOverride(rules: EffectivePolicy, override: OverrideRules | undefin
     approval: { ...rules.approval, ...override.approval },
     allow_forks: override.allow_forks ?? rules.allow_forks,
     spend: { ...rules.spend, ...override.spend },
+    secrets: override.secrets ?? rules.secrets,
+    read_repositories: override.read_repositories ?? rules.read_repositories,
   };
 }

@@ -10,6 +10,7 @@ import {
   egressDecision,
   type LookupAll,
 } from './egress-policy.ts';
+import type { SecretInterceptor } from './secret-interceptor.ts';
 import { readClientHello } from './tls-client-hello.ts';
 import { HOP_BY_HOP } from './upstream-request.ts';
 
@@ -23,6 +24,8 @@ export interface EgressProxyOptions {
   ports?: readonly number[];
   lookup: LookupAll;
   addressAllowed: AddressAllowed;
+  /** Terminates TLS for the hosts with a bound secret and adds it; every other host is tunnelled. */
+  interceptor?: SecretInterceptor;
   audit: AuditSink;
   log: Logger;
 }
@@ -58,7 +61,8 @@ export function createEgressProxy(options: EgressProxyOptions) {
   const authorize = (host: string, port: number) =>
     egressDecision(host, port, {
       allow: options.allow,
-      ports,
+      // A secret's own port is open for its host alone.
+      ports: options.interceptor?.intercepts(host, port) ? [...ports, port] : ports,
       lookup: options.lookup,
       addressAllowed: options.addressAllowed,
     });
@@ -76,10 +80,17 @@ export function createEgressProxy(options: EgressProxyOptions) {
       }
       const host = url.hostname;
       const port = Number(url.port || 80);
+      const bound = options.interceptor?.boundTo(host);
       const decision: EgressDecision =
-        url.protocol === 'http:'
-          ? await authorize(host, port)
-          : { ok: false, addresses: [], reason: `${url.protocol} requests must use CONNECT` };
+        url.protocol !== 'http:'
+          ? { ok: false, addresses: [], reason: `${url.protocol} requests must use CONNECT` }
+          : bound
+            ? {
+                ok: false,
+                addresses: [],
+                reason: `${host} has a credential bound to it, which is only sent over https`,
+              }
+            : await authorize(host, port);
       if (!decision.ok) {
         audit(method, host, port, { ...decision, allowed: false });
         res
@@ -179,6 +190,20 @@ export function createEgressProxy(options: EgressProxyOptions) {
             true,
           );
         }
+        if (options.interceptor?.intercepts(host, port)) {
+          audit('CONNECT', host, port, {
+            addresses: decision.addresses,
+            allowed: true,
+            reason: 'TLS terminated to add the bound credential',
+          });
+          options.interceptor.intercept(client, hello, {
+            host,
+            port,
+            address: decision.address,
+            addresses: decision.addresses,
+          });
+          return;
+        }
         const bytes = { up: hello.length, down: 0 };
         const upstream = tcpConnect({ host: decision.address, port });
         upstreams.add(upstream);
@@ -217,6 +242,7 @@ export function createEgressProxy(options: EgressProxyOptions) {
 
     /** Cuts every open upstream connection (the task is over). */
     close(): void {
+      options.interceptor?.close();
       for (const upstream of upstreams) upstream.destroy();
       upstreams.clear();
     },

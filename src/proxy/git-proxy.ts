@@ -21,12 +21,21 @@ import { pickHeaders, type UpstreamAgents, upstreamRequest } from './upstream-re
 export interface GitProxyOptions {
   taskId: string;
   repository: { owner: string; name: string };
-  /** The task's branch, `airlock/…` (the only ref it may push). */
-  branch: string;
+  /** The task's branch, `airlock/…` (the only ref it may push); null: read-only (an environment build). */
+  branch: string | null;
   /** The upstream smart-HTTP URL of the task's repository (`https://github.com/o/r.git`). */
   upstreamUrl: string;
   /** The task's installation token; called per request so a refreshed token is picked up. */
   token: () => Promise<string>;
+  /**
+   * Other repositories of the same installation the task may fetch (never push), as owner/name,
+   * with a token scoped to them alone (read-only).
+   */
+  readOnly?: {
+    repositories: readonly string[];
+    upstreamUrl(owner: string, name: string): string;
+    token: () => Promise<string>;
+  };
   /** Largest pack a push may send, in bytes. */
   maxPackBytes: number;
   /**
@@ -71,14 +80,21 @@ const RESPONSE_HEADERS = [
 export function createGitProxy(
   options: GitProxyOptions,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const ownBranch = taskBranchRef(options.branch);
+  const ownBranch = options.branch === null ? null : taskBranchRef(options.branch);
   const repo = `${options.repository.owner}/${options.repository.name}`;
   const upstreamBase = options.upstreamUrl.replace(/\/+$/, '');
+  const readable = new Set(options.readOnly?.repositories.map((r) => r.toLowerCase()) ?? []);
 
-  const refuse = (res: ServerResponse, status: number, service: string, message: string) => {
+  const refuse = (
+    res: ServerResponse,
+    status: number,
+    service: string,
+    message: string,
+    target: string = repo,
+  ) => {
     options.audit.append(options.taskId, 'proxy.git', {
       service,
-      repo,
+      repo: target,
       decision: 'refused',
       reason: message,
     });
@@ -91,8 +107,20 @@ export function createGitProxy(
     if (!match) return refuse(res, 404, 'unknown', `airlock: no git endpoint at ${url.pathname}`);
     const [, owner, name, endpoint] = match as unknown as [string, string, string, string];
     const service = endpoint === 'info/refs' ? (url.searchParams.get('service') ?? '') : endpoint;
-    if (`${owner}/${name}`.toLowerCase() !== repo.toLowerCase()) {
-      return refuse(res, 403, service, `airlock: this task can only reach ${repo}, not ${owner}/${name}`);
+    const asked = `${owner}/${name}`;
+    const own = asked.toLowerCase() === repo.toLowerCase();
+    const readOnly = !own && readable.has(asked.toLowerCase()) ? options.readOnly : undefined;
+    if (!own && !readOnly) {
+      const also = options.readOnly?.repositories.length
+        ? ` (and read ${options.readOnly.repositories.join(', ')})`
+        : '';
+      return refuse(
+        res,
+        403,
+        service,
+        `airlock: this task can only reach ${repo}${also}, not ${asked}`,
+        asked,
+      );
     }
     if (!SERVICES.has(service)) {
       return refuse(
@@ -100,21 +128,42 @@ export function createGitProxy(
         403,
         service,
         'airlock: only smart HTTP (git-upload-pack, git-receive-pack) is served',
+        asked,
       );
     }
+    if (readOnly && service === 'git-receive-pack') {
+      return refuse(
+        res,
+        403,
+        service,
+        `airlock: ${asked} is read-only for this task; pushes go to ${repo} only`,
+        asked,
+      );
+    }
+    if (service === 'git-receive-pack' && ownBranch === null) {
+      return refuse(res, 403, service, 'airlock: an environment build is read-only; it pushes nothing');
+    }
     if ((endpoint === 'info/refs') !== (req.method === 'GET')) {
-      return refuse(res, 405, service, `airlock: ${req.method} is not allowed on ${endpoint}`);
+      return refuse(res, 405, service, `airlock: ${req.method} is not allowed on ${endpoint}`, asked);
     }
     if (options.holdPushesIn && service === 'git-receive-pack') {
       if (endpoint === 'git-receive-pack') return receivePack(req, res, undefined, {});
       options.audit.append(options.taskId, 'proxy.git', { service, endpoint, repo, decision: 'held' });
       return serveHeld(req, res, options.holdPushesIn, endpoint, url.search.slice(1));
     }
-    const target = new URL(`${upstreamBase}/${endpoint}${url.search}`);
+    const base = readOnly ? readOnly.upstreamUrl(owner, name).replace(/\/+$/, '') : upstreamBase;
+    const target = new URL(`${base}/${endpoint}${url.search}`);
     const headers = pickHeaders(req.headers, REQUEST_HEADERS);
-    headers.authorization = `Basic ${Buffer.from(`x-access-token:${await options.token()}`).toString('base64')}`;
+    const token = await (readOnly ? readOnly.token() : options.token());
+    headers.authorization = `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
     if (endpoint === 'git-receive-pack') return receivePack(req, res, target, headers);
-    options.audit.append(options.taskId, 'proxy.git', { service, endpoint, repo, decision: 'forwarded' });
+    options.audit.append(options.taskId, 'proxy.git', {
+      service,
+      endpoint,
+      repo: asked,
+      decision: 'forwarded',
+      ...(readOnly ? { access: 'read' } : {}),
+    });
     await forward(req, res, target, headers, req);
   };
 
@@ -125,6 +174,7 @@ export function createGitProxy(
     headers: Record<string, unknown>,
   ): Promise<void> {
     const service = 'git-receive-pack';
+    if (ownBranch === null) throw new Error('unreachable: read-only proxies refuse pushes before this');
     let body: Readable = req;
     if (req.headers['content-encoding'] === 'gzip') {
       body = req.pipe(createGunzip());

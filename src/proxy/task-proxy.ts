@@ -7,10 +7,15 @@ import { errorMessage, ProxyError } from '../errors.ts';
 import type { TaskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { type AddressAllowed, isPublicAddress } from './address-policy.ts';
+import { createDebianProxy, DEBIAN_ROUTE } from './debian-proxy.ts';
+import type { DebianSource } from './debian-sources.ts';
+import type { DestinationSecret } from './destination-secret.ts';
+import type { EgressCa } from './egress-ca.ts';
 import { type LookupAll, lookupAll } from './egress-policy.ts';
 import { createEgressProxy } from './egress-proxy.ts';
 import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
 import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
+import { createSecretInterceptor } from './secret-interceptor.ts';
 import { createUpstreamAgents } from './upstream-request.ts';
 
 /**
@@ -26,8 +31,8 @@ export const CLIENT_KEEP_ALIVE_MS = 10 * 60_000;
 export interface TaskProxyOptions {
   taskId: string;
   repository: { owner: string; name: string };
-  /** The only branch the task may push: `airlock/…`. */
-  branch: string;
+  /** The only branch the task may push: `airlock/…`; null for none (an environment build). */
+  branch: string | null;
   /**
    * Where to listen: a unix socket path (the VM's guestfwd helper connects to it; its directory is
    * created 0700 and the socket made 0600), or `{ tcp: true }` for 127.0.0.1 on a free port.
@@ -37,11 +42,27 @@ export interface TaskProxyOptions {
   gitUrl(owner: string, name: string): string;
   /** The task's GitHub credential; revoked when the proxy closes. */
   credential: TaskCredential;
+  /**
+   * Other repositories of the installation the task may fetch but never push (owner/name), and the
+   * read-only credential scoped to them; revoked when the proxy closes.
+   */
+  readRepositories?: { names: readonly string[]; credential: TaskCredential };
   models: ModelUpstreams;
   /** Host names (and `*.domain` wildcards) the VM may reach beyond git and the model APIs. */
   egressAllow: readonly string[];
   /** Ports allowlisted hosts may be reached on (default 80 and 443). */
   egressPorts?: readonly number[];
+  /**
+   * Credentials the operator bound to destinations, granted to this task, and the CA the guest
+   * trusts for their hosts (its key stays on the host). Their hosts are reachable on their ports;
+   * TLS to them is terminated here so the credential can be added. Every other host is tunnelled.
+   */
+  destinationSecrets?: { ca: EgressCa; secrets: readonly DestinationSecret[] };
+  /**
+   * Serve the Debian archives at `/debian/N/` (read-only, audited per request), for environment
+   * builds that install packages as root; archive N is the N-th entry. Unset for tasks: no route.
+   */
+  debianArchives?: readonly DebianSource[];
   /**
    * Model API features that make the provider reach elsewhere (names from MODEL_FEATURES, e.g.
    * `web_search`) this task may use: the repository's `models.allow` intersected with what the
@@ -117,6 +138,15 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     branch: options.branch,
     upstreamUrl: options.gitUrl(options.repository.owner, options.repository.name),
     token: () => options.credential.token(),
+    ...(options.readRepositories?.names.length
+      ? {
+          readOnly: {
+            repositories: options.readRepositories.names,
+            upstreamUrl: options.gitUrl,
+            token: () => options.readRepositories!.credential.token(),
+          },
+        }
+      : {}),
     maxPackBytes: options.maxPackBytes ?? DEFAULT_MAX_PACK_BYTES,
     ...(options.holdPushesIn ? { holdPushesIn: options.holdPushesIn } : {}),
     agents,
@@ -133,10 +163,19 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     audit,
     log,
   });
+  const debian = options.debianArchives?.length
+    ? createDebianProxy({ taskId, archives: options.debianArchives, agents, audit, log })
+    : undefined;
+  const bound = options.destinationSecrets;
+  const interceptor = bound?.secrets.length
+    ? await createSecretInterceptor({ taskId, ca: bound.ca, secrets: bound.secrets, audit, log })
+    : undefined;
+  const boundSecrets = bound?.secrets ?? [];
   const egress = createEgressProxy({
     taskId,
-    allow: options.egressAllow,
+    allow: [...options.egressAllow, ...boundSecrets.map((s) => s.host)],
     ...(options.egressPorts ? { ports: options.egressPorts } : {}),
+    ...(interceptor ? { interceptor } : {}),
     lookup: options.lookup ?? lookupAll,
     addressAllowed: options.addressAllowed ?? isPublicAddress,
     audit,
@@ -162,6 +201,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
       return;
     }
     if (target.startsWith('/git/')) return git(req, res);
+    if (debian && target.startsWith(DEBIAN_ROUTE)) return debian(req, res);
     if (models.handles(target)) return models.handle(req, res);
     const message = `airlock: ${req.method} ${target.split('?')[0]} is not served by the task proxy`;
     audit.append(taskId, 'proxy.refused', { method: req.method, path: target.split('?')[0] });
@@ -240,13 +280,16 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
           );
         }
         const listenerClosed = !server.listening && socketGone;
-        const tokenRevoked = await options.credential.revoke().then(
-          () => true,
-          (error: unknown) => {
-            log.error({ taskId, err: errorMessage(error) }, 'could not revoke the task token');
-            return false;
-          },
-        );
+        const credentials = [
+          options.credential,
+          ...(options.readRepositories ? [options.readRepositories.credential] : []),
+        ];
+        const revocations = await Promise.allSettled(credentials.map((c) => c.revoke()));
+        for (const outcome of revocations) {
+          if (outcome.status === 'rejected')
+            log.error({ taskId, err: errorMessage(outcome.reason) }, 'could not revoke the task token');
+        }
+        const tokenRevoked = revocations.every((outcome) => outcome.status === 'fulfilled');
         log.info({ taskId, usage: models.usage(), listenerClosed, tokenRevoked }, 'task proxy closed');
         return { listenerClosed, tokenRevoked };
       })();

@@ -30,8 +30,8 @@ export class GuestChannel {
   readonly #auditListeners: Array<(r: ExecAuditRecord) => void> = [];
   readonly #malformedListeners: Array<(line: string, error: string) => void> = [];
   readonly #lossListeners: Array<(loss: ExecAuditLoss) => void> = [];
-  readonly #execLimiter: ExecAuditLimiter;
-  readonly #outputLimit: number;
+  #execLimiter: ExecAuditLimiter;
+  #outputLimit: number;
   #outputBytes = 0;
   #closed: Error | undefined;
   #ready: { resolve(m: GuestReady): void; reject(e: Error): void } | undefined;
@@ -159,6 +159,16 @@ export class GuestChannel {
       hostname: identity.hostname,
       machineId: randomBytes(16).toString('hex'),
     });
+  }
+
+  /**
+   * Starts the channel's accounting afresh for a task (a warm VM's channel was opened before its
+   * task existed): the task's output limit and exec-record rate, nothing counted yet.
+   */
+  startTask(outputLimitBytes: number, execAuditRate = DEFAULT_EXEC_AUDIT_RATE): void {
+    this.#outputLimit = outputLimitBytes;
+    this.#outputBytes = 0;
+    this.#execLimiter = new ExecAuditLimiter(execAuditRate, (summary) => this.#lost(summary));
   }
 
   /** Whether no request is waiting for the guest (a VM is frozen only then). */

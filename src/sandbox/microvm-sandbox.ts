@@ -66,6 +66,8 @@ export class MicroVmSandbox implements Sandbox {
   readonly accel: 'kvm' | 'tcg';
   readonly imageDigest: string;
   readonly agentPackages: Readonly<Record<string, string>>;
+  /** The Debian release of the image (its packages come from that release's archive). */
+  readonly debianRelease: string;
   readonly #options: MicroVmOptions;
   readonly #registry: VmRegistry;
   readonly #bases = new Map<string, Promise<VmSnapshot | undefined>>();
@@ -78,6 +80,7 @@ export class MicroVmSandbox implements Sandbox {
     this.accel = options.accel;
     this.imageDigest = options.image.digest;
     this.agentPackages = parseAgentList(options.image.manifest.agents);
+    this.debianRelease = options.image.manifest.debian?.suite ?? 'bookworm';
     this.#registry = new VmRegistry(options.dataDir);
   }
 
@@ -233,7 +236,8 @@ export class MicroVmSandbox implements Sandbox {
     const vm = pooled ?? (await this.#spawn(spec, how, signal));
     try {
       if (pooled) await this.#registry.update(vm.record, { taskId: spec.taskId });
-      const channel = new GuestChannel(vm.socket, spec.outputLimitBytes, spec.execAuditRate);
+      const channel = vm.channel ?? new GuestChannel(vm.socket, spec.outputLimitBytes, spec.execAuditRate);
+      vm.channel?.startTask(spec.outputLimitBytes, spec.execAuditRate);
       const bootTimeoutMs = this.#options.bootTimeoutMs ?? 120_000;
       const ready = how.kind === 'cold' ? coldReady(channel) : this.#wake(vm, channel, how.snapshot, spec);
       const guest = await Promise.race([
@@ -423,6 +427,7 @@ export class MicroVmSandbox implements Sandbox {
         { taskId: 'warm-pool', ...snapshot.shape, outputLimitBytes: 0 },
         { kind: 'restore', snapshot },
       )
+        .then((vm) => this.#warmUp(vm))
         .then(
           (vm) =>
             this.#pool.put(snapshot.key, vm, (gone) => this.#discard(gone, new Error('warm pool drained'))),
@@ -430,6 +435,26 @@ export class MicroVmSandbox implements Sandbox {
             this.#options.log.warn({ snapshot: snapshot.dir, err: error }, 'could not fill the warm pool'),
         )
         .finally(() => this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 1) - 1));
+    }
+  }
+
+  /**
+   * Runs a restored VM once and pauses it again: made unique, one command run as the agent user.
+   * Under TCG a restored VM translates the guest's code afresh as it first runs it; a warm VM has
+   * done that before its task takes it, so the task only pays `cont` and a fresh reseed.
+   */
+  async #warmUp(vm: SpawnedVm): Promise<SpawnedVm> {
+    try {
+      const channel = new GuestChannel(vm.socket, 1024 * 1024);
+      vm.channel = channel;
+      await qmpExecute(vm.files.qmpSocket, 'cont');
+      await channel.resume({ hostname: `airlock-${vm.vmId.slice(-6)}` });
+      await channel.exec({ argv: ['/bin/true'], uid: 1000 });
+      await channel.syncAudit();
+      await qmpExecute(vm.files.qmpSocket, 'stop');
+      return vm;
+    } catch (error) {
+      throw await this.#discard(vm, error);
     }
   }
 

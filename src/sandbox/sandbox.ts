@@ -124,6 +124,8 @@ export interface Sandbox {
   readonly accel: 'kvm' | 'tcg';
   /** sha256 of the image manifest, recorded in each task's audit record. */
   readonly imageDigest: string;
+  /** The Debian release of the image (environment builds install packages from its archive). */
+  readonly debianRelease: string;
   /** npm package → version of each agent CLI installed in the image (from its manifest). */
   readonly agentPackages: Readonly<Record<string, string>>;
   create(spec: VmSpec, signal?: AbortSignal): Promise<Vm>;

@@ -8,6 +8,8 @@ import { SandboxError } from '../errors.ts';
 export const ImageManifest = z
   .object({
     recipeHash: z.string(),
+    /** The Debian release the root file system was made from. */
+    debian: z.object({ suite: z.string() }).passthrough().optional(),
     files: z.record(z.string(), z.object({ sha256: z.string(), bytes: z.number() }).passthrough()),
   })
   .passthrough();

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { ProcessHandle } from '../process/spawn-process.ts';
+import type { GuestChannel } from './guest-channel.ts';
 import type { MicroVmFiles } from './micro-vm.ts';
 import type { ProxyGate } from './proxy-gate.ts';
 import type { VmRecord } from './vm-registry.ts';
@@ -13,13 +14,18 @@ export interface SpawnedVm {
   qemu: ProcessHandle;
   exited: Promise<string>;
   socket: Socket;
+  /**
+   * A warm VM's channel: it was run once before it was paused (made unique, one command as the
+   * agent user), so that the code a task runs first is already translated under TCG.
+   */
+  channel?: GuestChannel;
 }
 
 /** How long warm VMs of a snapshot nobody has taken from are kept. */
 export const WARM_IDLE_MS = 10 * 60_000;
 
 /**
- * Restored, paused VMs kept per snapshot so that a task takes one at once (AIRLOCK_WARM_POOL). A
+ * Restored, warmed-up, paused VMs kept per snapshot so that a task takes one at once (AIRLOCK_WARM_POOL). A
  * VM that dies while waiting leaves the pool; the VMs of a snapshot nobody took from for
  * WARM_IDLE_MS, or that is drained (its environment rebuilt), are discarded.
  */

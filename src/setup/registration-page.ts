@@ -13,6 +13,7 @@ const PERMISSION_REASONS: Record<string, string> = {
 const EVENT_REASONS: Record<string, string> = {
   issues: 'the airlock label on an issue starts a task',
   issue_comment: '/airlock commands in comments',
+  push: 'rebuilding an environment when its key files change on the default branch',
   pull_request: 'follow-ups on its own pull requests',
   pull_request_review: 'review feedback becomes a follow-up task',
   pull_request_review_comment: 'review feedback becomes a follow-up task',

@@ -5,6 +5,8 @@ import {
   REPO_CONFIG_PATH,
   type RepoConfig,
 } from '../config/repo-config.ts';
+import { pushDecision, rebuildDecision } from '../environments/environment-intake.ts';
+import type { Environments } from '../environments/environments.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import { hasWriteAccess } from '../github/collaborator-permission.ts';
 import type { DeliveryLog, StoredDelivery } from '../github/delivery-log.ts';
@@ -43,6 +45,8 @@ export interface IntakeDeps {
   onCiResult?(intent: Extract<Intent, { type: 'ci' }>): Promise<string>;
   /** Waits while webhooks are being acknowledged (see IngressGate). */
   yieldToWebhooks?(): Promise<void>;
+  /** Environment builds (pushes to key files and `/airlock rebuild` queue one); absent without a sandbox. */
+  environments?: Pick<Environments, 'enqueue' | 'wake'>;
   approvals: ApprovalStore;
   /** airlock's own login on GitHub (`slug[bot]`): its comments in a thread are not untrusted text. */
   appLogin(): string;
@@ -53,7 +57,7 @@ export interface IntakeDeps {
 }
 
 /** Outcome of processing one delivery. */
-type Outcome = { status: 'done' | 'ignored' | 'refused'; outcome: string; taskId?: string };
+export type Outcome = { status: 'done' | 'ignored' | 'refused'; outcome: string; taskId?: string };
 
 /**
  * What intake decided for a delivery, once every GitHub read is done: `commit` writes it (tasks,
@@ -61,12 +65,12 @@ type Outcome = { status: 'done' | 'ignored' | 'refused'; outcome: string; taskId
  * so a crash leaves either all of it or none; `afterCommit` acts on what lives outside the database
  * (aborting a running task).
  */
-interface Decision {
+export interface Decision {
   commit(): Outcome;
   afterCommit?(): void;
 }
 
-const decided = (outcome: Outcome): Decision => ({ commit: () => outcome });
+export const decided = (outcome: Outcome): Decision => ({ commit: () => outcome });
 
 /**
  * Turns stored deliveries into tasks: checks who asked (bots, permission, forks), reads the
@@ -120,6 +124,7 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
     intent.origin.repo.defaultBranch ?? undefined,
   );
   const config = parsedConfig(text);
+  if (intent.type === 'push') return pushDecision(deps, intent, config);
 
   if (intent.type === 'label') {
     const label = config instanceof ConfigError ? configuredLabel(text) : config.label;
@@ -165,6 +170,7 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
     );
   if (intent.type === 'label') return startFromLabel(deps, delivery, intent, config);
   if (intent.command === 'retry') return retryFor(deps, intent);
+  if (intent.command === 'rebuild') return rebuildDecision(deps, intent, config, commentTarget(intent));
   return startFromCommand(deps, delivery, intent, config);
 }
 

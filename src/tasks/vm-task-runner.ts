@@ -1,16 +1,21 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
+import type { EnvironmentLease, Environments } from '../environments/environments.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { whenAborted } from '../process/when-aborted.ts';
+import type { DestinationSecret } from '../proxy/destination-secret.ts';
+import { createEgressCa, type EgressCa } from '../proxy/egress-ca.ts';
 import type { ModelUpstreams } from '../proxy/model-proxy.ts';
 import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
+import { GUEST_CA_ENV, installEgressCa } from '../sandbox/guest-ca.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
-import type { GuestExec, Sandbox, Vm } from '../sandbox/sandbox.ts';
+import type { GuestExec, Sandbox, Vm, VmSpec } from '../sandbox/sandbox.ts';
 import type { HeldResults } from './held-results.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
@@ -23,6 +28,7 @@ import {
   resetGitMetadata,
   runnerGit,
 } from './workspace-git.ts';
+import { workspaceSteps } from './workspace-steps.ts';
 
 /** How long teardown waits for the guest's last exec records. */
 const AUDIT_SYNC_TIMEOUT_MS = 5_000;
@@ -52,8 +58,14 @@ export interface VmTaskRunnerDeps {
   earlierTasks(task: Task): Task[];
   /** The model features (`models.allow`) the repository asks for and the operator permits. */
   modelFeatures(task: Task): readonly string[];
+  /** Repositories' environments: a task of one that configures it restores from its snapshot. */
+  environments?: Pick<Environments, 'forTask'>;
   /** Where results wait for approval before they are pushed (`approval.before_push: always`). */
   held?: Pick<HeldResults, 'prepare' | 'repoPath'>;
+  /** The credentials the operator grants the task's repository (policy `secrets:`); none when unset. */
+  destinationSecrets?(task: Task): readonly DestinationSecret[];
+  /** Other repositories (owner/name) the task may fetch read-only (policy `read_repositories:`). */
+  readRepositories?(task: Task): readonly string[];
 }
 
 const AGENT_UID = 1000;
@@ -98,10 +110,36 @@ export class VmTaskRunner implements TaskRunner {
     const signal = AbortSignal.any([ctx.signal, budget.signal]);
     let proxy: TaskProxy | undefined;
     let vm: Vm | undefined;
+    let egressCa: EgressCa | undefined;
+    let environment: EnvironmentLease | undefined;
     try {
+      // First, before a token or proxy is held: the task may wait here for its environment's build.
+      environment = await this.#deps.environments?.forTask(task, signal);
       const credential = this.#credential(task);
       await credential.token();
       await held?.prepare(task, this.#deps.gitUrl(owner, repo), () => credential.token());
+      const reads = this.#readRepositories(task);
+      const secrets = this.#deps.destinationSecrets?.(task) ?? [];
+      try {
+        // Minted now, so a repository the installation does not cover fails the task with
+        // GitHub's reason instead of failing the guest's fetch later.
+        await reads.readRepositories?.credential.token();
+        if (secrets.length) {
+          // The CA's key stays in the task's proxy directory on the host, and goes with it.
+          egressCa = await createEgressCa({
+            dir: path.join(this.#deps.dataDir, 'proxy', task.id, 'egress-ca'),
+            hosts: secrets.map((s) => s.host),
+            label: task.id,
+          });
+          audit.append(task.id, 'proxy.secrets_bound', {
+            secrets: secrets.map((s) => ({ name: s.name, host: s.host, port: s.port })),
+          });
+        }
+      } catch (error) {
+        // No proxy holds the tokens yet to revoke them when it closes.
+        await Promise.allSettled([credential.revoke(), reads.readRepositories?.credential.revoke()]);
+        throw error;
+      }
       proxy = await startTaskProxy({
         taskId: task.id,
         repository: { owner, name: repo },
@@ -111,6 +149,8 @@ export class VmTaskRunner implements TaskRunner {
         credential,
         models: this.#deps.models,
         egressAllow: config.egress.allow,
+        ...(egressCa ? { destinationSecrets: { ca: egressCa, secrets } } : {}),
+        ...reads,
         modelFeatures: this.#deps.modelFeatures(task),
         budgetTokens: config.budget.max_tokens,
         ...(held ? { holdPushesIn: held.repoPath(task.id) } : {}),
@@ -125,17 +165,20 @@ export class VmTaskRunner implements TaskRunner {
         log: ctx.log,
       });
       const { limits } = config;
-      vm = await this.#deps.sandbox.create(
-        {
-          taskId: task.id,
-          cpus: limits.cpus,
-          memoryMib: limits.memory_mib,
-          diskMib: limits.disk_mib,
-          proxySocket: proxy.address,
-          outputLimitBytes: limits.output_kib * 1024,
-        },
-        signal,
-      );
+      // A restore has the snapshot's shape: the limits the environment was built with.
+      const shape = environment?.snapshot.shape ?? {
+        cpus: limits.cpus,
+        memoryMib: limits.memory_mib,
+        diskMib: limits.disk_mib,
+      };
+      const spec: VmSpec = {
+        taskId: task.id,
+        ...shape,
+        proxySocket: proxy.address,
+        outputLimitBytes: limits.output_kib * 1024,
+        ...(environment ? { from: environment.snapshot } : {}),
+      };
+      vm = await this.#deps.sandbox.create(spec, signal);
       audit.append(task.id, 'vm.created', {
         id: vm.id,
         image: this.#deps.sandbox.imageDigest,
@@ -143,6 +186,7 @@ export class VmTaskRunner implements TaskRunner {
         start: vm.start,
         bootMs: Math.round(vm.bootMs),
         limits,
+        ...(environment ? { environment: environment.env.id, shape } : {}),
       });
       vm.onExecAudit((record) => audit.append(task.id, 'vm.exec', { ...record }));
       vm.onExecAuditLoss(({ kind, ...loss }) =>
@@ -159,7 +203,13 @@ export class VmTaskRunner implements TaskRunner {
       // Both settle after the work is done too (teardown, later aborts): keep those outcomes handled.
       died.catch(() => {});
       stopped.catch(() => {});
-      return await Promise.race([this.#work(task, config, vm, ctx, signal, pushed), died, stopped]);
+      if (egressCa) await installEgressCa(vm, egressCa);
+      const trust = egressCa ? GUEST_CA_ENV : {};
+      return await Promise.race([
+        this.#work(task, config, vm, ctx, signal, pushed, trust, environment !== undefined),
+        died,
+        stopped,
+      ]);
     } catch (error) {
       if (signal.aborted && budget.signal.aborted) throw budget.signal.reason;
       throw error;
@@ -180,6 +230,9 @@ export class VmTaskRunner implements TaskRunner {
         const closed = await proxy.close();
         audit.append(task.id, 'cleanup.proxy', { ...closed, usage: proxy.usage() });
       }
+      if (egressCa) await rm(egressCa.dir, { recursive: true, force: true });
+      // Only now, with its VM gone, may the environment's files be collected.
+      environment?.release();
     }
   }
 
@@ -194,6 +247,30 @@ export class VmTaskRunner implements TaskRunner {
     );
   }
 
+  /** The read-only credential for the other repositories the task may fetch, if any. */
+  #readRepositories(task: Task): { readRepositories?: { names: string[]; credential: TaskCredential } } {
+    const names = (this.#deps.readRepositories?.(task) ?? []).filter(
+      (name) => name.toLowerCase() !== task.repoFullName.toLowerCase(),
+    );
+    if (!names.length) return {};
+    if (task.installationId === null || !this.#deps.token)
+      throw new TaskFailure(
+        'setup_failed',
+        `read_repositories (${names.join(', ')}) needs a GitHub App installation to mint a read-only token; this task has none`,
+      );
+    const { owner, repo } = splitRepo(task.repoFullName);
+    const credential = taskCredential(
+      { ...this.#deps.token, audit: this.#deps.audit },
+      {
+        taskId: task.id,
+        installationId: task.installationId,
+        repository: { owner, name: repo },
+        readOnly: names.map((name) => splitRepo(name).repo),
+      },
+    );
+    return { readRepositories: { names, credential } };
+  }
+
   async #work(
     task: Task,
     config: RepoConfig,
@@ -201,6 +278,8 @@ export class VmTaskRunner implements TaskRunner {
     ctx: TaskRunContext,
     signal: AbortSignal,
     pushed: { head?: string; held: boolean },
+    trust: Readonly<Record<string, string>>,
+    restored: boolean,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -211,6 +290,7 @@ export class VmTaskRunner implements TaskRunner {
       HTTP_PROXY: `${PROXY}:80`,
       HTTPS_PROXY: `${PROXY}:80`,
       NO_PROXY: GUEST_PROXY_ADDRESS,
+      ...trust,
     };
     const sh = async (
       what: string,
@@ -234,21 +314,8 @@ export class VmTaskRunner implements TaskRunner {
     };
 
     const remote = `${PROXY}/git/${owner}/${repo}.git`;
-    const { start } = task;
-    const clone = ['git', 'clone', '--quiet'];
-    if (start.from === 'own_branch') clone.push('--branch', task.branch);
-    if (start.from === 'ref') clone.push('--branch', start.ref);
-    await sh('git clone', { argv: [...clone, remote, REPO_DIR], cwd: '/work' }, 'internal');
-    if (start.from === 'pull_head') {
-      const ref = `refs/pull/${start.pull}/head`;
-      await sh('git fetch', { argv: ['git', 'fetch', '--quiet', 'origin', ref] }, 'internal');
-      await sh(
-        'git checkout',
-        { argv: ['git', 'checkout', '--quiet', '-B', task.branch, 'FETCH_HEAD'] },
-        'internal',
-      );
-    } else if (start.from === 'ref') {
-      await sh('git checkout', { argv: ['git', 'checkout', '--quiet', '-B', task.branch] }, 'internal');
+    for (const step of workspaceSteps(task, remote, REPO_DIR, restored)) {
+      await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
     }
     const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
     const workspace = { vm, repoDir: REPO_DIR, uid: AGENT_UID, signal };
@@ -262,7 +329,7 @@ export class VmTaskRunner implements TaskRunner {
     }
 
     const branchDiff =
-      start.from === 'own_branch'
+      task.start.from === 'own_branch'
         ? await sh(
             'git diff --stat',
             runnerGit(workspace, ['diff', '--no-ext-diff', '--no-textconv', '--stat', 'origin/HEAD...HEAD']),

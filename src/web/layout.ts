@@ -25,6 +25,7 @@ ${options.script ? html`<script src="/static/live.js" defer></script>` : ''}
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
   <a class="brand" href="/tasks">airlock</a>
+  ${options.viewer ? html`<nav aria-label="Sections"><a href="/tasks">Tasks</a> <a href="/environments">Environments</a></nav>` : ''}
   <nav aria-label="Account">
     ${
       options.viewer

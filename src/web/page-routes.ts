@@ -4,6 +4,7 @@ import { taskRecordJson, taskRecordJsonl } from '../audit/audit-export.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { ChainVerdicts } from '../audit/chain-verdicts.ts';
 import { isTerminal, type Task } from '../tasks/task.ts';
+import { type EnvironmentPageDeps, environmentPages } from './environment-pages.ts';
 import { html } from './html.ts';
 import { layout, messagePage, type PageViewer } from './layout.ts';
 import { liveTaskStream } from './live-stream.ts';
@@ -70,6 +71,8 @@ export interface PageDeps extends ViewerDeps {
   /** https://github.com or the GHES host, for links back to issues, PRs and check runs. */
   githubWebUrl: string;
   live: { recheckMs: number; keepAliveMs: number };
+  /** Environment builds, when this airlock builds environments. */
+  environments?: EnvironmentPageDeps['environments'];
 }
 
 type Env = { Variables: { viewer: Extract<Viewer, { kind: 'person' }> } };
@@ -95,6 +98,8 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
 
   app.use('/tasks', requirePerson);
   app.use('/tasks/*', requirePerson);
+  app.use('/environments', requirePerson);
+  app.use('/environments/*', requirePerson);
   async function requirePerson(c: Context<Env>, next: Next) {
     const viewer = sessionViewer(c, deps);
     if (viewer?.kind !== 'person') {
@@ -233,6 +238,19 @@ ${timelineView({
       ...deps.live,
     });
   });
+
+  if (deps.environments)
+    app.route('/environments', environmentPages({ ...deps, environments: deps.environments }));
+  else
+    app.get('/environments', (c) =>
+      c.html(
+        messagePage(
+          'No environments',
+          'This airlock builds no environments: its sandbox keeps no snapshots.',
+          pageViewer(c.get('viewer')),
+        ).value,
+      ),
+    );
 
   return app;
 }

@@ -10,6 +10,7 @@ import type { Db } from '../store/database.ts';
 import { apiRoutes } from './api-routes.ts';
 import { approvalRoutes, type WebApprovals } from './approval-routes.ts';
 import { authRoutes } from './auth-routes.ts';
+import type { EnvironmentPageDeps } from './environment-pages.ts';
 import { GitHubOAuth, UserTokenInvalid } from './github-oauth.ts';
 import { LIVE_SCRIPT, messagePage, STYLESHEET } from './layout.ts';
 import { pageRoutes } from './page-routes.ts';
@@ -47,6 +48,8 @@ export interface WebAppDeps {
   metricsPublic: boolean;
   /** fetch for GitHub calls (tests point nothing here: they use a real emulator). */
   fetch?: typeof fetch;
+  /** Environment builds to show (absent when this airlock builds none). */
+  environments?: EnvironmentPageDeps['environments'];
   /** How often a live stream re-asks about access and sends a keep-alive, in ms. */
   live?: { recheckMs?: number; keepAliveMs?: number };
   /** Pending approvals and spend (absent where nothing waits for approval, as in web-only tests). */
@@ -84,6 +87,7 @@ export function webApp(deps: WebAppDeps): Hono {
     access,
     clock: deps.clock,
     adminToken: deps.adminToken,
+    ...(deps.environments ? { environments: deps.environments } : {}),
     live: {
       recheckMs: deps.live?.recheckMs ?? Math.max(5_000, deps.accessCacheSeconds * 1000),
       keepAliveMs: deps.live?.keepAliveMs ?? 15_000,

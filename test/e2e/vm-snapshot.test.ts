@@ -168,6 +168,43 @@ describe('VMs restored from a snapshot', () => {
     expect((await run(two, 'cat /work/state')).stdout).toBe('prepared\n');
   }, 240_000);
 
+  it('hands out warm VMs, made unique, and drains them when asked', async () => {
+    const pooled = new MicroVmSandbox({
+      image,
+      accel: 'tcg',
+      dataDir: path.join(dir, 'pool-data'),
+      log: logs.log,
+      tscKhz: hostTscKhz(),
+      snapshotDir: path.join(dir, 'snapshots'),
+      warmPool: 1,
+    });
+    const snapshot = await sandbox.openSnapshot(path.join(dir, 'env-snapshot'));
+    if (!snapshot) throw new Error('snapshot expected');
+    const first = await track(pooled.create(spec('pool-first', { from: snapshot })));
+    const deadline = Date.now() + 200_000;
+    while (pooled.warmCount(snapshot) < 1 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(pooled.warmCount(snapshot)).toBe(1);
+    const socket = path.join(dir, 'warm.sock');
+    const randoms = clientHelloRecorder(socket);
+    const warm = await track(pooled.create(spec('pool-warm', { from: snapshot, proxySocket: socket })));
+    expect(warm.start).toBe('restored');
+    // Its task's proxy is attached when it is taken, and it is its own machine.
+    await run(
+      warm,
+      `node -e "require('node:tls').connect({ host: '10.0.2.100', port: 80 }).on('error', () => {})"`,
+    );
+    expect(randoms).toHaveLength(1);
+    const [a, b] = await Promise.all([
+      run(first, 'hostname; cat /work/state'),
+      run(warm, 'hostname; cat /work/state'),
+    ]);
+    expect(a.stdout.split('\n')[0]).not.toBe(b.stdout.split('\n')[0]);
+    expect(b.stdout.split('\n')[1]).toBe('prepared');
+    await pooled.drainWarmPool(snapshot);
+    expect(pooled.warmCount(snapshot)).toBe(0);
+  }, 400_000);
+
   it('refuses a snapshot of another shape, and a VM that was not created freezable', async () => {
     const snapshot = await sandbox.openSnapshot(path.join(dir, 'env-snapshot'));
     if (!snapshot) throw new Error('snapshot expected');

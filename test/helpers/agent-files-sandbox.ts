@@ -22,6 +22,9 @@ export function overrideVms(
     get agentPackages() {
       return real.agentPackages;
     },
+    get debianRelease() {
+      return real.debianRelease;
+    },
     reapOrphans: () => real.reapOrphans(),
     freeze: (vm, dir) => real.freeze(vm, dir),
     openSnapshot: (dir) => real.openSnapshot(dir),

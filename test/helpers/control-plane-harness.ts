@@ -5,6 +5,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { type Airlock, buildAirlock } from '../../src/airlock.ts';
 import type { Clock } from '../../src/clock.ts';
+import type { EnvironmentBuilder } from '../../src/environments/environment-builder.ts';
 import type { GitHubPlane } from '../../src/github/github-plane.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import type { Db } from '../../src/store/database.ts';
@@ -63,6 +64,39 @@ export function pushFileBehaviour(file: string, content: string): RunBehaviour {
   };
 }
 
+/**
+ * A behaviour that takes the task's environment as the VM runner does (waiting for its build when
+ * there is none yet), notes which one it got in `got`, then pushes like pushFileBehaviour.
+ */
+export function environmentBehaviour(got: Map<string, string | undefined>): RunBehaviour {
+  const push = pushFileBehaviour('CHANGES.md', 'made by the test runner\n');
+  return async (task, ctx, h) => {
+    const lease = await h.airlock.environments?.forTask(task, ctx.signal);
+    try {
+      got.set(task.id, lease?.env.id);
+      return await push(task, ctx, h);
+    } finally {
+      lease?.release();
+    }
+  };
+}
+
+/** A repository's git URL on the emulator carrying an installation token (tests push with it). */
+export async function installationRemote(
+  emulator: GitHubEmulator,
+  installationId: number,
+  fullName: string,
+): Promise<string> {
+  const auth = createAppAuth({
+    appId: emulator.app.id,
+    privateKey: emulator.app.privateKey,
+    request: new Octokit({ baseUrl: emulator.apiUrl }).request,
+  });
+  const { token } = await auth({ type: 'installation', installationId });
+  const [owner, name] = fullName.split('/') as [string, string];
+  return emulator.gitUrl(owner, name).replace('http://', `http://x-access-token:${token}@`);
+}
+
 /** The control plane as tests see it: the GitHub plane, the task store, and a way to wait. */
 export type PlaneView = GitHubPlane & { quiesce(): Promise<void> };
 
@@ -99,6 +133,8 @@ export async function startHarness(
     envFor?: (emulator: GitHubEmulator) => Record<string, string>;
     /** The clock airlock's back-offs and time limits run on (a test moves a ManualClock by hand). */
     clock?: Clock;
+    /** Builds environments (a DirectoryBuilder): without one, this airlock builds none. */
+    environmentBuilder?: EnvironmentBuilder;
   } = {},
 ): Promise<Harness> {
   const emulator = await startGitHubEmulator({ appSlug: 'airlock-test' });
@@ -132,6 +168,7 @@ export async function startHarness(
         pollMs: 50,
         environment: options.env ?? {},
         ...(options.clock ? { clock: options.clock } : {}),
+        ...(options.environmentBuilder ? { environmentBuilder: options.environmentBuilder } : {}),
       },
     );
   let airlock = await boot();
@@ -160,16 +197,7 @@ export async function startHarness(
     webhookUrl,
     installationId,
     repo: 'acme/widgets',
-    gitRemote: async (fullName) => {
-      const auth = createAppAuth({
-        appId: emulator.app.id,
-        privateKey: emulator.app.privateKey,
-        request: new Octokit({ baseUrl: emulator.apiUrl }).request,
-      });
-      const { token } = await auth({ type: 'installation', installationId });
-      const [owner, name] = fullName.split('/') as [string, string];
-      return emulator.gitUrl(owner, name).replace('http://', `http://x-access-token:${token}@`);
-    },
+    gitRemote: (fullName) => installationRemote(emulator, installationId, fullName),
     send: (event, payload, opts) => emulator.sendWebhook(webhookUrl, event, payload, opts),
     restart: async () => {
       await airlock.stop();

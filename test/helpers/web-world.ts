@@ -10,6 +10,8 @@ import type { AgentName } from '../../src/agents/agent-adapter.ts';
 import { agentAdapter } from '../../src/agents/agent-registry.ts';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
+import { BuildLog } from '../../src/environments/build-log.ts';
+import { EnvironmentStore } from '../../src/environments/environment-store.ts';
 import { AirlockMetrics } from '../../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { type Db, openDatabase } from '../../src/store/database.ts';
@@ -27,6 +29,10 @@ export interface WebWorld {
   db: Db;
   audit: AuditLog;
   tasks: TaskStore;
+  /** Environment builds the pages show (written by tests as the builds would). */
+  environments: EnvironmentStore;
+  /** AIRLOCK_DATA_DIR of this world (build logs live under it). */
+  dataDir: string;
   metrics: AirlockMetrics;
   clock: ManualClock;
   /** http://127.0.0.1:PORT */
@@ -92,6 +98,7 @@ export async function startWebWorld(
   const metrics = new AirlockMetrics(db, { processMetrics: false });
   audit.subscribe((e) => metrics.observeAuditEvent(e));
   const tasks = new TaskStore(db, clock);
+  const environments = new EnvironmentStore(db, clock);
   const adminToken = randomBytes(24).toString('hex');
   const { log, lines } = memoryLogger();
 
@@ -120,6 +127,7 @@ export async function startWebWorld(
     fetch: metrics.countGitHubErrors(),
     ...(options.live ? { live: options.live } : {}),
     ...(options.operators ? { operators: options.operators } : {}),
+    environments: { store: environments, log: (buildId) => BuildLog.read(dir, buildId) },
   });
 
   const repoIds = new Map([...emulator.state.repos.values()].map((r) => [r.fullName, r.id]));
@@ -136,6 +144,8 @@ export async function startWebWorld(
     db,
     audit,
     tasks,
+    environments,
+    dataDir: dir,
     metrics,
     clock,
     url,

@@ -471,7 +471,8 @@ describe('when a check fails', () => {
   });
 
   it('does not auto-fix work that came from a pull request from a fork', async () => {
-    const harness = await start('allow_forks: true\nci:\n  autofix: true\n');
+    // mallory's pull request would wait for approval before it runs; that gate is not the subject here.
+    const harness = await start('allow_forks: true\nci:\n  autofix: true\napproval:\n  before_run: never\n');
     await harness.emulator.createRepo('mallory', 'widgets', { fork: { of: harness.repo } });
     harness.emulator.addUser('mallory', { id: 104 });
     const forkPrNumber = harness.emulator.state.nextNumber(harness.repo);

@@ -369,7 +369,9 @@ describe('a replayed webhook body', () => {
 
 describe('the prompt is what was approved', () => {
   it('runs on the issue text as it was when a writer labelled it, not as edited while it waited', async () => {
-    h = await startHarness();
+    // What the agent reads is the subject here, not the approval gate an outsider's text would
+    // otherwise wait at (test/integration/approval.test.ts covers that).
+    h = await startHarness({ files: { '.github/airlock.yml': 'approval:\n  before_run: never\n' } });
     h.emulator.addUser('mallory', { id: 666 });
     const issue = h.emulator.createIssue(h.repo, {
       title: 'Friendlier greeting',

@@ -161,6 +161,19 @@ describe('git through the task proxy', () => {
     expect(gh.state.pushes).toHaveLength(1);
   });
 
+  it('serves an environment build read-only: it clones, and every push is refused before anything goes upstream', async () => {
+    const dir = await cloneAndCommit(await start({ branch: null }));
+    for (const target of [BRANCH, 'main']) {
+      const push = await git(['push', 'origin', `HEAD:${target}`], { cwd: dir, fail: true });
+      expect(push.stderr).toContain('airlock: an environment build is read-only; it pushes nothing');
+    }
+    expect(gh.state.pushes).toHaveLength(0);
+    expect(await gh.branchSha('acme/widgets', BRANCH)).toBeUndefined();
+    expect(audit.events.filter((e) => e.type === 'proxy.git' && e.data.decision === 'refused')).toHaveLength(
+      2,
+    );
+  });
+
   it('ignores a forged Authorization header from the client', async () => {
     const other = await mintTaskToken(
       { appId: gh.app.id, privateKey: gh.app.privateKey, baseUrl: gh.apiUrl, redactor },
@@ -205,6 +218,44 @@ describe('git through the task proxy', () => {
     expect(audit.events).toContainEqual(
       expect.objectContaining({ type: 'proxy.git', data: expect.objectContaining({ decision: 'refused' }) }),
     );
+  });
+
+  it('fetches other repositories it is granted read-only, with a token scoped to them, and never pushes there', async () => {
+    await gh.createRepo('acme', 'unrelated', { files: { 'x.txt': 'x\n' } });
+    const readCredential = taskCredential(
+      { appId: gh.app.id, privateKey: gh.app.privateKey, baseUrl: gh.apiUrl, redactor, audit },
+      { taskId: 't1', installationId, repository: { owner: 'acme', name: 'widgets' }, readOnly: ['secrets'] },
+    );
+    const remote = await start({ readRepositories: { names: ['acme/secrets'], credential: readCredential } });
+    const dir = path.join(work, 'dependency');
+    await git(['clone', '--quiet', remote.replace('widgets', 'secrets'), dir]);
+    expect((await git(['show', 'HEAD:key.txt'], { cwd: dir })).stdout).toBe('private\n');
+
+    // The token that read it covers that repository alone, with contents: read.
+    const readToken = await readCredential.token();
+    const minted = gh.state.tokens.find((t) => t.token === readToken);
+    expect(minted).toMatchObject({
+      repositories: ['acme/secrets'],
+      permissions: { contents: 'read', metadata: 'read' },
+    });
+
+    // Pushing there is refused by the proxy before anything goes upstream, whatever the branch.
+    await git(['commit', '--quiet', '--allow-empty', '-m', 'x'], { cwd: dir });
+    for (const refspec of ['HEAD:main', `HEAD:${BRANCH}`]) {
+      const push = await git(['push', 'origin', refspec], { cwd: dir, fail: true });
+      expect(push.stderr).toContain('airlock: acme/secrets is read-only for this task');
+    }
+    expect(gh.state.pushes).toEqual([]);
+    // A repository not granted stays out of reach.
+    const other = await git(['clone', remote.replace('widgets', 'unrelated'), path.join(work, 'u')], {
+      fail: true,
+    });
+    expect(other.stderr).toContain('airlock: this task can only reach acme/widgets (and read acme/secrets)');
+
+    const closed = await proxy!.close();
+    expect(closed.tokenRevoked).toBe(true);
+    expect(gh.state.tokens.find((t) => t.token === readToken)?.revoked).toBe(true);
+    expect(JSON.stringify(audit.events)).not.toContain(readToken);
   });
 
   it('caps the pack size of a push', async () => {

@@ -140,7 +140,7 @@ describe('loadOperatorPolicy', () => {
 
   it('generates a JSON Schema for editors, and the copy in docs/ is current', () => {
     const schema = operatorPolicyJsonSchema() as JsonSchemaNode;
-    expect(Object.keys(schema.properties ?? {})).toEqual(['defaults', 'orgs', 'repos', 'prices']);
+    expect(Object.keys(schema.properties ?? {})).toEqual(['defaults', 'orgs', 'repos', 'prices', 'secrets']);
     const undescribed: string[] = [];
     const walk = (node: JsonSchemaNode, at: string): void => {
       for (const [name, field] of Object.entries(node.properties ?? {})) {

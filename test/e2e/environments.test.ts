@@ -1,0 +1,152 @@
+import { execFileSync } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { installationRemote } from '../helpers/control-plane-harness.ts';
+import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
+import { pushCommit } from '../helpers/git-push.ts';
+import { waitFor } from '../helpers/wait-for.ts';
+import { examplePayload } from '../helpers/webhook-examples.ts';
+
+// Environments on real microVMs: a Node repository whose npm-ci-like setup runs once, at build,
+// into the workspace every task then restores; a key-file change rebuilds while the old
+// environment serves. (A stop mid-build is covered on the control plane: the sandbox's freeze
+// makes its directory atomically, and recovery removes what is not a recorded environment.)
+let world: E2eWorld;
+
+// What `npm ci` stands for: slow work keyed by the lock file, leaving files git does not track.
+const SETUP = `#!/bin/bash
+set -e
+mkdir -p node_modules/left-pad
+cp package-lock.json node_modules/.installed-from
+echo "setup ran at $(cat /proc/sys/kernel/random/uuid)" >> setup-runs.log
+`;
+const AGENT = `#!/bin/bash
+set -e
+test -f node_modules/.installed-from
+{ cat setup-runs.log; echo "lock: $(cat node_modules/.installed-from)"; git log -1 --format=%s; } > seen.txt
+echo "done"
+`;
+const CONFIG = `agent: script
+script: scripts/agent.sh
+timeout_minutes: 20
+limits:
+  cpus: 1
+  memory_mib: 768
+  disk_mib: 1024
+environment:
+  setup: [bash scripts/setup.sh]
+  key_files: [package-lock.json]
+`;
+
+beforeAll(async () => {
+  world = await startE2eWorld({
+    files: {
+      '.gitignore': 'node_modules/\nsetup-runs.log\n',
+      'package-lock.json': '{"lockfileVersion":3,"v":1}\n',
+      'scripts/setup.sh': SETUP,
+      'scripts/agent.sh': AGENT,
+      '.github/airlock.yml': CONFIG,
+    },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await world?.close();
+});
+
+const seen = (branch: string) =>
+  execFileSync(
+    'git',
+    ['--git-dir', world.gh.state.repos.get('acme/widgets')!.dir, 'show', `${branch}:seen.txt`],
+    {
+      encoding: 'utf8',
+    },
+  );
+
+async function pushToMain(files: Record<string, string>, message: string): Promise<void> {
+  const sha = await pushCommit({
+    remote: await installationRemote(world.gh, world.installationId, 'acme/widgets'),
+    base: 'main',
+    branch: 'main',
+    files,
+    message,
+  });
+  const payload = examplePayload('push', null, {
+    repo: { id: 1, fullName: 'acme/widgets' },
+    sender: { login: 'alice', id: 101 },
+    installationId: world.installationId,
+  });
+  Object.assign(payload, { ref: 'refs/heads/main', after: sha, forced: false, deleted: false });
+  payload.commits = [{ ...payload.commits?.[0], added: [], removed: [], modified: Object.keys(files) }];
+  await world.send('push', payload, `push-${sha}`);
+}
+
+it('runs setup once, at build; each task restores the workspace, fetches the delta and starts from it', async () => {
+  const first = await world.labelIssue('First', 'Report what you see.');
+  expect(first.state, first.reason ?? '').toBe('succeeded');
+  const store = world.airlock.environments!.store;
+  const [build] = store.listBuilds();
+  expect(build).toMatchObject({ state: 'succeeded', trigger: { kind: 'task' } });
+  expect(seen(first.branch).match(/setup ran at/g)).toHaveLength(1);
+
+  await pushToMain({ 'README.md': 'changed after the build\n' }, 'a change after the build');
+  await world.plane.quiesce();
+  const second = await world.labelIssue('Second', 'Report what you see.');
+  expect(second.state, second.reason ?? '').toBe('succeeded');
+  const report = seen(second.branch);
+  // The same setup run (the build's), the lock file it installed from, and the latest commit.
+  expect(report.match(/setup ran at/g)).toHaveLength(1);
+  expect(report.split('\n')[0]).toBe(seen(first.branch).split('\n')[0]);
+  expect(report).toContain('a change after the build');
+  expect(store.listBuilds()).toHaveLength(1);
+
+  for (const task of [first, second]) {
+    const types = world.audit.events(task.id).map((e) => e.type);
+    expect(types).toContain('environment.restore');
+    expect(types).not.toContain('task.setup');
+    const created = world.audit.events(task.id).find((e) => e.type === 'vm.created')!;
+    expect(created.data.environment).toBe(build!.environmentId);
+  }
+  const buildTypes = world.audit.events(build!.id).map((e) => e.type);
+  for (const type of [
+    'build.created',
+    'vm.created',
+    'vm.exec',
+    'proxy.git',
+    'build.source',
+    'build.setup',
+    'vm.frozen',
+    'build.outcome',
+  ])
+    expect(buildTypes, type).toContain(type);
+  expect(world.audit.verify(build!.id).ok).toBe(true);
+}, 1_200_000);
+
+it('rebuilds when a key file changes, while the old environment keeps serving', async () => {
+  const store = world.airlock.environments!.store;
+  const old = store.current('acme/widgets')!;
+  // The new setup takes a while, so a task arrives while it builds.
+  await pushToMain(
+    { 'package-lock.json': '{"lockfileVersion":3,"v":2}\n', 'scripts/setup.sh': `${SETUP}sleep 30\n` },
+    'bump the lock file',
+  );
+  await waitFor(() => store.openBuild('acme/widgets')?.state === 'running', 120_000, 'the rebuild to run');
+  const during = await world.labelIssue('During', 'Report what you see.');
+  expect(during.state, during.reason ?? '').toBe('succeeded');
+  expect(seen(during.branch)).toContain('"v":1');
+  expect(world.audit.events(during.id).find((e) => e.type === 'environment.restore')?.data.environment).toBe(
+    old.id,
+  );
+
+  await waitFor(() => store.current('acme/widgets')?.id !== old.id, 900_000, 'the new environment');
+  const after = await world.labelIssue('After', 'Report what you see.');
+  expect(after.state, after.reason ?? '').toBe('succeeded');
+  expect(seen(after.branch)).toContain('"v":2');
+  // Superseded and no longer held: its snapshot is gone from disk.
+  await waitFor(
+    () => store.environment(old.id).state === 'collected',
+    60_000,
+    'the old environment collected',
+  );
+  expect(await readdir(world.airlock.environments!.root)).toEqual([store.current('acme/widgets')!.id]);
+}, 1_800_000);

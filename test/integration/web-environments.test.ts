@@ -1,0 +1,63 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
+import { BuildLog } from '../../src/environments/build-log.ts';
+import { startWebWorld, type WebWorld } from '../helpers/web-world.ts';
+
+let w: WebWorld;
+beforeEach(async () => {
+  w = await startWebWorld();
+});
+afterEach(async () => {
+  await w.close();
+});
+
+/** A failed build of a repository, with its log and the start of its record, as a build leaves them. */
+async function failedBuild(repo: string, log: string) {
+  const build = w.environments.createBuild({
+    repoFullName: repo,
+    repoId: w.emulator.state.repos.get(repo)?.id ?? null,
+    installationId: 1,
+    trigger: { kind: 'command', by: 'alice', issueNumber: 3 },
+    config: DEFAULT_REPO_CONFIG,
+  });
+  w.audit.append(build.id, 'build.created', { repository: repo });
+  w.environments.startBuild(build.id);
+  const file = BuildLog.file(w.dataDir, build.id);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, log);
+  w.environments.failBuild(build.id, 'setup `npm ci` failed (exit 1)', log);
+  w.audit.append(build.id, 'build.outcome', { state: 'failed' });
+  return build;
+}
+
+describe('environment pages', () => {
+  it('show a build, its log and its record to people who can read its repository, and no one else', async () => {
+    // A person's access is asked about the installations tasks were recorded under.
+    w.addTask('acme/widgets');
+    const widgets = await failedBuild(
+      'acme/widgets',
+      '$ setup `npm ci`\n<script>alert(1)</script> npm ERR! 404\n',
+    );
+    const vault = await failedBuild('acme/vault', 'secret vault output\n');
+
+    const bob = await w.signIn('bob');
+    const list = await (await w.get('/environments', { cookie: bob })).text();
+    expect(list).toContain(`/environments/builds/${widgets.id}`);
+    expect(list).not.toContain(vault.id);
+
+    const page = await w.get(`/environments/builds/${widgets.id}`, { cookie: bob });
+    expect(page.status).toBe(200);
+    const text = await page.text();
+    expect(text).toContain('setup `npm ci` failed (exit 1)');
+    expect(text).toContain('&lt;script&gt;alert(1)&lt;/script&gt; npm ERR! 404');
+    expect(text).toContain('2 events, chain verified');
+    expect(text).toContain('build.outcome');
+
+    const hidden = await w.get(`/environments/builds/${vault.id}`, { cookie: bob });
+    expect(hidden.status).toBe(404);
+    expect(await hidden.text()).not.toContain('secret vault output');
+    expect((await w.get(`/environments/builds/${widgets.id}`)).status).toBe(401);
+  });
+});
