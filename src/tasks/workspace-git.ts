@@ -22,7 +22,7 @@ const OPTIONS = [
   // The attributes file outside the repository (default: under $HOME/.config).
   ['core.attributesFile', '/dev/null'],
   // A dirty submodule is found by `git status` inside it, which would read that repository's own
-  // config: filters and all. A moved submodule head is still seen (read from its refs).
+  // config, filters and all (`git add` does not heed this: see commitWorkspace).
   ['diff.ignoreSubmodules', 'dirty'],
   // No gc or maintenance left running in the background after a commit.
   ['gc.auto', '0'],
@@ -44,6 +44,8 @@ const REMOVED = ['hooks', 'info/attributes', 'info/grafts', 'config.worktree', '
 
 /** Largest listing of the agent's config kept for the record. */
 const MAX_LISTING_CHARS = 64 * 1024;
+/** Largest index listing read (the paths of every file in the repository). */
+const MAX_INDEX_CHARS = 256 * 1024 * 1024;
 /** Largest patch kept for the record. */
 const MAX_PATCH_CHARS = 256 * 1024;
 
@@ -203,7 +205,20 @@ export async function commitWorkspace(
   workspace: Workspace,
   commit: { base: string; name: string; email: string; message: string },
 ): Promise<WorkspaceCommit | undefined> {
-  await gitStep(workspace, ['add', '-A']);
+  // `git add -A` asks each submodule in the index whether it is dirty by running `git status`
+  // inside it, under that repository's own config (filters and all), whatever diff.ignoreSubmodules
+  // says: they are left out of the runner's add, so a moved submodule is committed only if the agent
+  // staged it itself.
+  const index = await gitStep(workspace, ['ls-files', '--stage', '-z'], { maxChars: MAX_INDEX_CHARS });
+  if (index.length >= MAX_INDEX_CHARS)
+    throw new TaskFailure('internal', `the workspace's index lists more than ${MAX_INDEX_CHARS} characters`);
+  const submodules = index
+    .split('\0')
+    .filter((entry) => entry.startsWith('160000 '))
+    .map((entry) => `:(exclude,literal)${entry.slice(entry.indexOf('\t') + 1)}`);
+  await gitStep(workspace, ['add', '-A', '--pathspec-from-file=-', '--pathspec-file-nul'], {
+    stdin: ['.', ...submodules].join('\0'),
+  });
   const changed = await workspace.vm.exec(
     runnerGit(workspace, ['diff', '--cached', '--quiet']),
     undefined,

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -161,7 +161,9 @@ it('runs none of the programs an agent can name in its git metadata, and commits
   const nestedClean = await plant(path.join(dir, 'nested-clean'), 'nested-clean', 'cat');
   execFileSync('git', ['config', 'filter.nested.clean', nestedClean], { cwd: nested, env: cleanEnv() });
   agentGit('add', 'nested');
-  await writeFile(path.join(nested, 'file'), 'dirty\n');
+  // Same size, later mtime: git status can only tell by filtering and hashing the content.
+  await writeFile(path.join(nested, 'file'), 'y\n');
+  await utimes(path.join(nested, 'file'), new Date(Date.now() + 60_000), new Date(Date.now() + 60_000));
   // The base commit replaced by another, so a diff from it would show other content.
   const other = agentGit('commit-tree', '-m', 'other', agentGit('mktree').trim()).trim();
   agentGit('replace', base, other);
