@@ -199,6 +199,12 @@ async function failedChecks(
   }
   const requester = requesterOf(deps.tasks, task) ?? task.actorLogin;
   const followUp = deps.tasks.transaction(() => {
+    // The decision above awaited GitHub: another judgement of this head (its check suite and a
+    // recheck, say) may have started its follow-up meanwhile. One follow-up per failing head.
+    const raced = deps.tasks
+      .onBranch(repo, task.branch)
+      .find((t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha);
+    if (raced) return raced;
     const created = deps.tasks.create({
       installationId,
       repoFullName: repo,
