@@ -9,12 +9,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { chooseAccelerator, hostTscKhz } from '../src/sandbox/accel-probe.ts';
+import { hostTscKhz } from '../src/sandbox/accel-probe.ts';
 import type { MicroVm } from '../src/sandbox/micro-vm.ts';
 import { MicroVmSandbox } from '../src/sandbox/microvm-sandbox.ts';
 import type { Vm, VmSnapshot } from '../src/sandbox/sandbox.ts';
 import { memoryLogger } from '../test/helpers/memory-logger.ts';
 import { testVmImage } from '../test/helpers/vm-image.ts';
+import { benchAccelerator } from './bench-accel.ts';
 import { median, quantile, round, writeResults } from './stats.ts';
 
 const { values } = parseArgs({
@@ -25,14 +26,7 @@ const fleet = Number(values.fleet);
 const image = testVmImage();
 const { log } = memoryLogger();
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-start-'));
-const accel = (
-  await chooseAccelerator({
-    setting: (process.env.AIRLOCK_ACCEL as 'auto') ?? 'auto',
-    image,
-    cacheDir: path.join(dir, 'cache'),
-    log,
-  })
-).accel;
+const accel = await benchAccelerator(image, dir, log);
 const sandbox = new MicroVmSandbox({
   image,
   accel,
@@ -67,12 +61,13 @@ function privateMib(vm: Vm): number {
   return (kb('Private_Clean') + kb('Private_Dirty')) / 1024;
 }
 
+/** Resolves when a warm VM waits for `snapshot`; fails if the pool has not filled in 5 minutes. */
 async function waitWarm(snapshot: VmSnapshot): Promise<void> {
-  const deadline = Date.now() + 300_000;
-  while (sandbox.warmCount(snapshot) < 1) {
-    if (Date.now() > deadline) throw new Error('the warm pool did not fill');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('the warm pool did not fill within 5 minutes')), 300_000);
+  });
+  await Promise.race([sandbox.whenWarm(snapshot), expired]).finally(() => clearTimeout(timer));
 }
 
 try {

@@ -8,12 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { chooseAccelerator, hostTscKhz } from '../src/sandbox/accel-probe.ts';
+import { hostTscKhz } from '../src/sandbox/accel-probe.ts';
 import { createVmDisks } from '../src/sandbox/disks.ts';
 import { MicroVmSandbox } from '../src/sandbox/microvm-sandbox.ts';
 import { qemuArgs } from '../src/sandbox/qemu-args.ts';
 import { memoryLogger } from '../test/helpers/memory-logger.ts';
 import { testVmImage } from '../test/helpers/vm-image.ts';
+import { benchAccelerator } from './bench-accel.ts';
 import { median, quantile, round, writeResults } from './stats.ts';
 
 const { values } = parseArgs({
@@ -24,14 +25,7 @@ const concurrent = Number(values.concurrent);
 const image = testVmImage();
 const { log } = memoryLogger();
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-vm-'));
-const accel = (
-  await chooseAccelerator({
-    setting: (process.env.AIRLOCK_ACCEL as 'auto') ?? 'auto',
-    image,
-    cacheDir: path.join(dir, 'cache'),
-    log,
-  })
-).accel;
+const accel = await benchAccelerator(image, dir, log);
 const tscKhz = hostTscKhz();
 const sandbox = new MicroVmSandbox({ image, accel, dataDir: dir, log, tscKhz });
 const spec = { cpus: 1, memoryMib: 512, diskMib: 1024, outputLimitBytes: 1e6 };

@@ -127,6 +127,11 @@ export class MicroVmSandbox implements Sandbox {
     return this.#pool.count(snapshot.key);
   }
 
+  /** Resolves once a warm VM waits for `snapshot`. */
+  whenWarm(snapshot: VmSnapshot): Promise<void> {
+    return this.#pool.whenWarm(snapshot.key);
+  }
+
   async drainWarmPool(snapshot: VmSnapshot): Promise<void> {
     await this.#pool.drain(snapshot.key);
   }

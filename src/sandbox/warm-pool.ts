@@ -33,6 +33,7 @@ export class WarmPool {
   readonly #waiting = new Map<string, SpawnedVm[]>();
   readonly #idle = new Map<string, NodeJS.Timeout>();
   readonly #discard = new Map<SpawnedVm, (vm: SpawnedVm) => Promise<unknown>>();
+  readonly #waiters: Array<{ key: string; resolve(): void }> = [];
 
   count(key: string): number {
     return this.#waiting.get(key)?.length ?? 0;
@@ -52,6 +53,16 @@ export class WarmPool {
     this.#discard.set(vm, discard);
     vm.exited.then(() => this.#remove(key, vm));
     this.#touch(key);
+    for (const waiter of this.#waiters.filter((w) => w.key === key)) {
+      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  }
+
+  /** Resolves once a VM waits for `key` (at once if one does). */
+  whenWarm(key: string): Promise<void> {
+    if (this.count(key) > 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ key, resolve }));
   }
 
   /** VMs waiting, over every snapshot. */
