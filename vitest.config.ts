@@ -32,6 +32,8 @@ class LongestFirst extends BaseSequencer {
   }
 }
 
+// One PostgreSQL cluster serves the whole run (root-level global set-up; the projects do not
+// inherit it, or each would start its own).
 // VM tests boot real microVMs under TCG on CI machines: give them room.
 // Unit and integration files share their worker's modules (isolate: false): each file imports
 // airlock anew otherwise, which costs more than most of their tests. They open and close their
@@ -41,13 +43,14 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    globalSetup: ['test/helpers/postgres-global.ts'],
     maxWorkers: 2,
     reporters: ['default'],
     sequence: { sequencer: LongestFirst },
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], isolate: false },
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], isolate: false, globalSetup: [] },
       },
       {
         extends: true,
@@ -55,9 +58,10 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'src/**/*.test.ts'],
           isolate: false,
+          globalSetup: [],
         },
       },
-      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'] } },
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: [] } },
     ],
   },
 });

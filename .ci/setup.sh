@@ -21,7 +21,8 @@ command -v node >/dev/null && command -v npm >/dev/null \
 
 # --- Debian packages -------------------------------------------------------------------------
 packages=(git qemu-system-x86 qemu-utils socat ca-certificates openssl)
-if [ "$purpose" = test ]; then packages+=(chromium curl dpkg-dev); fi
+# postgresql: the store tests run on SQLite and on a throwaway PostgreSQL cluster each.
+if [ "$purpose" = test ]; then packages+=(chromium curl dpkg-dev postgresql); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

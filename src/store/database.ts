@@ -1,15 +1,47 @@
+import { EventEmitter } from 'node:events';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Schema } from './schema.ts';
 
 export type Db = Database.Database;
+export type Dialect = 'sqlite' | 'postgres';
+/** The typed query builder over airlock's tables, on either database. */
+export type Kdb = Kysely<Schema>;
 
 const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 
+/** Where the database is: an embedded SQLite file (or ':memory:'), or a PostgreSQL URL. */
+export type StoreLocation = { file: string } | { url: string };
+
+/**
+ * airlock's database, whichever engine holds it: the query builder every store uses, and
+ * notifications between processes (PostgreSQL LISTEN/NOTIFY; in-process on SQLite, where one
+ * process is all there is).
+ */
+export interface Store {
+  readonly dialect: Dialect;
+  readonly db: Kdb;
+  /** The embedded connection, on SQLite only (its checkpointer uses it). */
+  readonly sqlite: Db | null;
+  /** Tells every listener of `channel`, in every process on this database. */
+  notify(channel: string, payload?: string): Promise<void>;
+  /** Calls `onMessage` for each notification on `channel` until the returned stop is called. */
+  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+/** Opens the database at `where` and applies its pending migrations. */
+export async function openStore(where: StoreLocation): Promise<Store> {
+  return 'url' in where ? openPostgres(where.url) : openSqliteStore(openDatabase(where.file));
+}
+
 /**
  * Opens (creating if needed) airlock's SQLite database in WAL mode and applies every pending
- * migration from src/store/migrations, in file-name order, each in its own transaction.
+ * migration from src/store/migrations/sqlite, in file-name order, each in its own transaction.
  * Pass ':memory:' for a private in-memory database.
  */
 export function openDatabase(file: string): Db {
@@ -19,16 +51,39 @@ export function openDatabase(file: string): Db {
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
-  // 64 MiB of page cache: the audit table grows to hundreds of MB, and appends touch many tasks' pages.
+  // Page cache for the audit table, which grows to hundreds of MB with appends spread over many
+  // tasks' pages.
   db.pragma('cache_size = -65536');
-  // Checkpoint the write-ahead log every ~40 MB instead of ~4 MB: audit bursts rewrite the same
-  // pages, and fewer, larger checkpoints copy each of them once (measured by bench/audit.ts).
+  // Checkpoint the write-ahead log every ~10,000 pages instead of 1,000: audit bursts rewrite the
+  // same pages, and fewer, larger checkpoints copy each of them once (bench/audit.ts).
   db.pragma('wal_autocheckpoint = 10000');
   migrate(db);
   return db;
 }
 
-/** Applies the migrations that have not run yet; returns their names. */
+/** Wraps an open SQLite connection as a Store. */
+export function openSqliteStore(sqlite: Db): Store {
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  return {
+    dialect: 'sqlite',
+    db: new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }),
+    sqlite,
+    async notify(channel, payload = '') {
+      events.emit(channel, payload);
+    },
+    async listen(channel, onMessage) {
+      events.on(channel, onMessage);
+      return async () => void events.off(channel, onMessage);
+    },
+    async close() {
+      events.removeAllListeners();
+      if (sqlite.open) sqlite.close();
+    },
+  };
+}
+
+/** Applies the SQLite migrations that have not run yet; returns their names. */
 export function migrate(db: Db): string[] {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)');
   const done = new Set(
@@ -37,13 +92,11 @@ export function migrate(db: Db): string[] {
       .all()
       .map((row) => (row as { name: string }).name),
   );
-  const pending = readdirSync(MIGRATIONS_DIR)
-    .filter((f) => f.endsWith('.sql') && !done.has(f))
-    .sort();
+  const pending = migrationFiles('sqlite').filter((f) => !done.has(f));
   for (const name of pending) {
-    const sql = readFileSync(path.join(MIGRATIONS_DIR, name), 'utf8');
+    const text = readFileSync(path.join(MIGRATIONS_DIR, 'sqlite', name), 'utf8');
     db.transaction(() => {
-      db.exec(sql);
+      db.exec(text);
       db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(
         name,
         new Date().toISOString(),
@@ -51,4 +104,133 @@ export function migrate(db: Db): string[] {
     })();
   }
   return pending;
+}
+
+function migrationFiles(dialect: Dialect): string[] {
+  return readdirSync(path.join(MIGRATIONS_DIR, dialect))
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
+}
+
+// bigint columns (counts, GitHub ids) read back as numbers, as SQLite's integers do; none comes
+// near 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+async function openPostgres(url: string): Promise<Store> {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // An idle client that loses its server (restart, failover) must not take the process with it:
+  // the next query gets a fresh connection or a clear error.
+  pool.on('error', () => {});
+  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migratePostgres(db);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  const listener = new PgListener(url);
+  return {
+    dialect: 'postgres',
+    db,
+    sqlite: null,
+    async notify(channel, payload = '') {
+      await sql`SELECT pg_notify(${channel}, ${payload})`.execute(db);
+    },
+    listen: (channel, onMessage) => listener.listen(channel, onMessage),
+    async close() {
+      await listener.close();
+      await db.destroy();
+    },
+  };
+}
+
+/**
+ * Applies pending PostgreSQL migrations, all in one transaction under an advisory lock: replicas
+ * that start at once apply each migration once, and the others wait and find them done.
+ */
+export async function migratePostgres(db: Kdb): Promise<string[]> {
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(hashtext('airlock.migrations'))`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`.execute(
+      trx,
+    );
+    const done = new Set(
+      (await trx.selectFrom('schema_migrations').select('name').execute()).map((r) => r.name),
+    );
+    const pending = migrationFiles('postgres').filter((f) => !done.has(f));
+    for (const name of pending) {
+      await sql.raw(readFileSync(path.join(MIGRATIONS_DIR, 'postgres', name), 'utf8')).execute(trx);
+      await trx
+        .insertInto('schema_migrations')
+        .values({ name, applied_at: new Date().toISOString() })
+        .execute();
+    }
+    return pending;
+  });
+}
+
+/**
+ * One connection that LISTENs for every channel this process cares about. When it drops, it
+ * reconnects with back-off and listens again; listeners also poll, so a notification missed in
+ * that gap delays work but loses none.
+ */
+class PgListener {
+  readonly #url: string;
+  readonly #handlers = new Map<string, Set<(payload: string) => void>>();
+  #client: Promise<pg.Client> | null = null;
+  #closed = false;
+  #retryMs = 250;
+
+  constructor(url: string) {
+    this.#url = url;
+  }
+
+  async listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>> {
+    let set = this.#handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.#handlers.set(channel, set);
+      const client = await this.#connected();
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    }
+    set.add(onMessage);
+    return async () => {
+      set.delete(onMessage);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const client = await this.#client?.catch(() => null);
+    await client?.end().catch(() => {});
+  }
+
+  #connected(): Promise<pg.Client> {
+    this.#client ??= this.#connect();
+    return this.#client;
+  }
+
+  async #connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.#url });
+    client.on('notification', (message) => {
+      for (const handler of this.#handlers.get(message.channel) ?? []) handler(message.payload ?? '');
+    });
+    client.on('error', () => this.#reconnect());
+    client.on('end', () => this.#reconnect());
+    await client.connect();
+    for (const channel of this.#handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    this.#retryMs = 250;
+    return client;
+  }
+
+  #reconnect(): void {
+    if (this.#closed) return;
+    this.#client = null;
+    const delay = this.#retryMs;
+    this.#retryMs = Math.min(this.#retryMs * 2, 10_000);
+    setTimeout(() => {
+      if (this.#closed || this.#client) return;
+      this.#connected().catch(() => this.#reconnect());
+    }, delay).unref();
+  }
 }

@@ -1,0 +1,31 @@
+import pg from 'pg';
+import { inject } from 'vitest';
+import { type Dialect, openStore, type Store } from '../../src/store/database.ts';
+
+/** The databases every store test runs on. */
+export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];
+
+/**
+ * A new, empty, migrated database for one test: an in-memory SQLite, or a fresh database in the
+ * run's PostgreSQL cluster (test/helpers/postgres-global.ts).
+ */
+export async function openTestStore(dialect: Dialect): Promise<Store> {
+  if (dialect === 'sqlite') return openStore({ file: ':memory:' });
+  return openStore({ url: await createTestDatabase() });
+}
+
+/** Creates an empty database in the run's PostgreSQL cluster and returns its URL. */
+export async function createTestDatabase(): Promise<string> {
+  const admin = inject('postgresUrl');
+  const name = `t_${Math.random().toString(36).slice(2, 12)}`;
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
