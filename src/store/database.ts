@@ -1,11 +1,13 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Schema } from './schema.ts';
+import { SerialSqliteDialect } from './sqlite-dialect.ts';
 
 export type Db = Database.Database;
 export type Dialect = 'sqlite' | 'postgres';
@@ -18,20 +20,106 @@ const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '
 export type StoreLocation = { file: string } | { url: string };
 
 /**
- * airlock's database, whichever engine holds it: the query builder every store uses, and
- * notifications between processes (PostgreSQL LISTEN/NOTIFY; in-process on SQLite, where one
- * process is all there is).
+ * airlock's database, whichever engine holds it: the query builder every store uses, ambient
+ * transactions, and notifications between processes (PostgreSQL LISTEN/NOTIFY; in-process on
+ * SQLite, where one process is all there is).
  */
 export interface Store {
   readonly dialect: Dialect;
+  /**
+   * The query builder: inside `transaction()` (in the same async context) it is that transaction,
+   * so every store's writes there commit or roll back together; elsewhere, the database.
+   */
   readonly db: Kdb;
   /** The embedded connection, on SQLite only (its checkpointer uses it). */
   readonly sqlite: Db | null;
+  /**
+   * Runs `fn` in one transaction, every store's queries in it included (see `db`); a call inside
+   * another transaction joins it. On PostgreSQL the transaction is serializable and re-run, up to
+   * a few times, when the database reports a conflict, so `fn` must only read and write the
+   * database; what else should follow the commit goes in `afterCommit`.
+   */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** True inside `transaction()`. */
+  inTransaction(): boolean;
+  /**
+   * Runs `fn` inside the current transaction just before it commits (after the body), or throws
+   * outside one. Used to write what was queued during the body (audit events).
+   */
+  beforeCommit(fn: () => Promise<void>): void;
+  /** Runs `fn` once the current transaction has committed (at once outside one). */
+  afterCommit(fn: () => void): void;
   /** Tells every listener of `channel`, in every process on this database. */
   notify(channel: string, payload?: string): Promise<void>;
   /** Calls `onMessage` for each notification on `channel` until the returned stop is called. */
   listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+interface Ambient {
+  trx: Transaction<Schema>;
+  before: Array<() => Promise<void>>;
+  after: Array<() => void>;
+}
+
+/** How often a serializable transaction is tried when PostgreSQL reports a conflict. */
+const SERIALIZATION_TRIES = 8;
+
+/** The parts of a Store that are the same on both engines: ambient transactions. */
+function transactions(base: Kdb, dialect: Dialect) {
+  const ambient = new AsyncLocalStorage<Ambient>();
+  const current = () => {
+    const here = ambient.getStore();
+    if (!here) throw new Error('not inside a transaction');
+    return here;
+  };
+  const once = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const after: Array<() => void> = [];
+    const builder =
+      dialect === 'postgres' ? base.transaction().setIsolationLevel('serializable') : base.transaction();
+    const result = await builder.execute((trx) =>
+      ambient.run({ trx, before: [], after }, async () => {
+        const value = await fn();
+        const here = current();
+        // A hook may queue another (an audit write that links further events).
+        while (here.before.length > 0) await here.before.shift()!();
+        return value;
+      }),
+    );
+    for (const f of after) f();
+    return result;
+  };
+  return {
+    get db(): Kdb {
+      return ambient.getStore()?.trx ?? base;
+    },
+    async transaction<T>(fn: () => Promise<T>): Promise<T> {
+      if (ambient.getStore()) return fn();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await once(fn);
+        } catch (error) {
+          if (attempt >= SERIALIZATION_TRIES || !isSerializationFailure(error)) throw error;
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+        }
+      }
+    },
+    inTransaction: () => ambient.getStore() !== undefined,
+    beforeCommit(fn: () => Promise<void>) {
+      current().before.push(fn);
+    },
+    afterCommit(fn: () => void) {
+      const here = ambient.getStore();
+      if (here) here.after.push(fn);
+      else fn();
+    },
+  };
+}
+
+/** PostgreSQL's serialization_failure and deadlock_detected: the transaction may simply be run again. */
+function isSerializationFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40001' || code === '40P01';
 }
 
 /** Opens the database at `where` and applies its pending migrations. */
@@ -65,12 +153,20 @@ export function openDatabase(file: string): Db {
 export function openSqliteStore(sqlite: Db): Store {
   const events = new EventEmitter();
   events.setMaxListeners(0);
+  const ambient = transactions(new Kysely<Schema>({ dialect: new SerialSqliteDialect(sqlite) }), 'sqlite');
   return {
     dialect: 'sqlite',
-    db: new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }),
+    get db() {
+      return ambient.db;
+    },
+    transaction: ambient.transaction,
+    inTransaction: ambient.inTransaction,
+    beforeCommit: ambient.beforeCommit,
+    afterCommit: ambient.afterCommit,
     sqlite,
     async notify(channel, payload = '') {
-      events.emit(channel, payload);
+      // Listeners hear of a change once it is committed, as PostgreSQL's NOTIFY does.
+      ambient.afterCommit(() => events.emit(channel, payload));
     },
     async listen(channel, onMessage) {
       events.on(channel, onMessage);
@@ -129,12 +225,20 @@ async function openPostgres(url: string): Promise<Store> {
     throw error;
   }
   const listener = new PgListener(url);
+  const ambient = transactions(db, 'postgres');
   return {
     dialect: 'postgres',
-    db,
+    get db() {
+      return ambient.db;
+    },
+    transaction: ambient.transaction,
+    inTransaction: ambient.inTransaction,
+    beforeCommit: ambient.beforeCommit,
+    afterCommit: ambient.afterCommit,
     sqlite: null,
     async notify(channel, payload = '') {
-      await sql`SELECT pg_notify(${channel}, ${payload})`.execute(db);
+      // Inside a transaction, PostgreSQL delivers it at commit (and not at all on rollback).
+      await sql`SELECT pg_notify(${channel}, ${payload})`.execute(ambient.db);
     },
     listen: (channel, onMessage) => listener.listen(channel, onMessage),
     async close() {

@@ -44,3 +44,103 @@ describe.each(DIALECTS)('the store on %s', (dialect) => {
     await expect(got).resolves.toBe('hello');
   });
 });
+
+describe.each(DIALECTS)('transactions on %s', (dialect) => {
+  let store: Store | null = null;
+  afterEach(async () => {
+    await store?.close();
+    store = null;
+  });
+  const job = (kind: string) => ({
+    kind,
+    payload_json: '{}',
+    status: 'pending' as const,
+    not_before: 'a',
+    created_at: 'b',
+  });
+  const kinds = async (s: Store) =>
+    (await s.db.selectFrom('github_jobs').select('kind').orderBy('id').execute()).map((r) => r.kind);
+
+  it('rolls back every write made through the store inside it, nested calls included', async () => {
+    store = await openTestStore(dialect);
+    const s = store;
+    await expect(
+      s.transaction(async () => {
+        await s.db.insertInto('github_jobs').values(job('outer')).execute();
+        await s.transaction(async () => {
+          await s.db.insertInto('github_jobs').values(job('inner')).execute();
+        });
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    expect(await kinds(s)).toEqual([]);
+  });
+
+  it('keeps other queries out of an open transaction until it commits', async () => {
+    store = await openTestStore(dialect);
+    const s = store;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let inside: () => void = () => {};
+    const entered = new Promise<void>((resolve) => {
+      inside = resolve;
+    });
+    const committed = s.transaction(async () => {
+      await s.db.insertInto('github_jobs').values(job('first')).execute();
+      inside();
+      await held;
+    });
+    await entered;
+    const outside = s.db.insertInto('github_jobs').values(job('second')).execute();
+    release();
+    await Promise.all([committed, outside]);
+    expect(await kinds(s)).toEqual(['first', 'second']);
+  });
+
+  it('runs after-commit hooks only once the transaction committed, and before-commit hooks inside it', async () => {
+    store = await openTestStore(dialect);
+    const s = store;
+    const seen: string[] = [];
+    await s.transaction(async () => {
+      s.beforeCommit(async () => {
+        seen.push(`before:${s.inTransaction()}`);
+        await s.db.insertInto('github_jobs').values(job('hooked')).execute();
+      });
+      s.afterCommit(() => seen.push('after'));
+      seen.push('body');
+    });
+    await expect(
+      s.transaction(async () => {
+        s.afterCommit(() => seen.push('never'));
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+    expect(seen).toEqual(['body', 'before:true', 'after']);
+    expect(await kinds(s)).toEqual(['hooked']);
+  });
+
+  it('gives two read-then-write transactions racing on one row the result of running them one after the other', async () => {
+    store = await openTestStore(dialect);
+    const s = store;
+    await s.db.insertInto('github_jobs').values(job('counter')).execute();
+    const bump = () =>
+      s.transaction(async () => {
+        const row = await s.db
+          .selectFrom('github_jobs')
+          .select('attempts')
+          .where('id', '=', 1)
+          .executeTakeFirstOrThrow();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        await s.db
+          .updateTable('github_jobs')
+          .set({ attempts: row.attempts + 1 })
+          .where('id', '=', 1)
+          .execute();
+      });
+    await Promise.all(Array.from({ length: 6 }, bump));
+    const row = await s.db.selectFrom('github_jobs').select('attempts').executeTakeFirstOrThrow();
+    expect(row.attempts).toBe(6);
+  });
+});
