@@ -25,7 +25,7 @@ import type { Sandbox } from './sandbox/sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
 import { SpendLedger } from './spend/spend-ledger.ts';
 import { startCheckpointer } from './store/checkpointer.ts';
-import { type Db, openDatabase } from './store/database.ts';
+import { type Db, openDatabase, openSqliteStore, type Store } from './store/database.ts';
 import { ApprovalStore } from './tasks/approval-store.ts';
 import { HeldResults } from './tasks/held-results.ts';
 import { pushGate } from './tasks/push-gate.ts';
@@ -85,6 +85,8 @@ export interface Airlock {
   settings: AppConfig;
   log: Logger;
   clock: Clock;
+  /** The database, through the query layer every store moves to (see src/store/database.ts). */
+  store: Store;
   db: Db;
   audit: AuditLog;
   tasks: TaskStore;
@@ -111,6 +113,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const { log } = ports;
   const clock = ports.clock ?? systemClock;
   const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
+  const store = openSqliteStore(db);
   const checkpointer = startCheckpointer(db, log);
   const audit = new AuditLog(db, clock, ports.redactor, {
     keepConversation: settings.retention.promptDays !== 0,
@@ -251,6 +254,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     github = await startGitHubPlane({
       settings,
       github: settings.github,
+      store,
       db,
       clock,
       log,
@@ -279,6 +283,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     settings,
     log,
     clock,
+    store,
     db,
     audit,
     tasks,
@@ -297,7 +302,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         await environments?.stop();
         audit.flush();
         await checkpointer.stop();
-        db.close();
+        await store.close();
       })();
       return stopped;
     },

@@ -11,7 +11,7 @@ import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import type { SpendLedger } from '../spend/spend-ledger.ts';
-import type { Db } from '../store/database.ts';
+import type { Db, Store } from '../store/database.ts';
 import type { ApprovalStore } from '../tasks/approval-store.ts';
 import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
 import type { HeldResults } from '../tasks/held-results.ts';
@@ -43,6 +43,7 @@ const INBOX_PRUNE_INTERVAL_MS = 6 * 3600 * 1000;
 export interface GitHubPlaneDeps {
   settings: AppConfig;
   github: NonNullable<AppConfig['github']>;
+  store: Store;
   db: Db;
   clock: Clock;
   log: Logger;
