@@ -37,9 +37,11 @@ export interface Store {
    * Runs `fn` in one transaction, every store's queries in it included (see `db`); a call inside
    * another transaction joins it. On PostgreSQL the transaction is serializable and re-run, up to
    * a few times, when the database reports a conflict, so `fn` must only read and write the
-   * database; what else should follow the commit goes in `afterCommit`.
+   * database; what else should follow the commit goes in `afterCommit`. `readCommitted` asks
+   * PostgreSQL for READ COMMITTED instead, for a body that takes its own locks first (an advisory
+   * lock, `FOR UPDATE SKIP LOCKED`) and must then read what committed while it waited.
    */
-  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  transaction<T>(fn: () => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** True inside `transaction()`. */
   inTransaction(): boolean;
   /**
@@ -54,6 +56,11 @@ export interface Store {
   /** Calls `onMessage` for each notification on `channel` until the returned stop is called. */
   listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+export interface TransactionOptions {
+  /** PostgreSQL only: READ COMMITTED rather than SERIALIZABLE (see Store.transaction). */
+  readCommitted?: boolean;
 }
 
 interface Ambient {
@@ -73,10 +80,12 @@ function transactions(base: Kdb, dialect: Dialect) {
     if (!here) throw new Error('not inside a transaction');
     return here;
   };
-  const once = async <T>(fn: () => Promise<T>): Promise<T> => {
+  const once = async <T>(fn: () => Promise<T>, options: TransactionOptions): Promise<T> => {
     const after: Array<() => void> = [];
     const builder =
-      dialect === 'postgres' ? base.transaction().setIsolationLevel('serializable') : base.transaction();
+      dialect === 'postgres'
+        ? base.transaction().setIsolationLevel(options.readCommitted ? 'read committed' : 'serializable')
+        : base.transaction();
     const result = await builder.execute((trx) =>
       ambient.run({ trx, before: [], after }, async () => {
         const value = await fn();
@@ -93,11 +102,11 @@ function transactions(base: Kdb, dialect: Dialect) {
     get db(): Kdb {
       return ambient.getStore()?.trx ?? base;
     },
-    async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    async transaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
       if (ambient.getStore()) return fn();
       for (let attempt = 1; ; attempt++) {
         try {
-          return await once(fn);
+          return await once(fn, options);
         } catch (error) {
           if (attempt >= SERIALIZATION_TRIES || !isSerializationFailure(error)) throw error;
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
