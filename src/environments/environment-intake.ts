@@ -35,7 +35,7 @@ export function pushDecision(
   const environments = deps.environments;
   const { origin } = intent;
   return {
-    commit: () => {
+    commit: async () => {
       const build = environments.enqueue({
         repoFullName: origin.repo.fullName,
         repoId: origin.repo.id,
@@ -72,8 +72,8 @@ export function rebuildDecision(
       ? `\`${REPO_CONFIG_PATH}\` on the default branch has no \`environment:\` section`
       : 'this airlock builds no environments (it has no sandbox)';
     return {
-      commit: () => {
-        deps.jobs.enqueue({
+      commit: async () => {
+        await deps.jobs.enqueue({
           kind: 'comment',
           installationId,
           repo,
@@ -85,7 +85,7 @@ export function rebuildDecision(
     };
   }
   return {
-    commit: () => {
+    commit: async () => {
       const build = environments.enqueue({
         repoFullName: repo,
         repoId: origin.repo.id,
@@ -98,7 +98,7 @@ export function rebuildDecision(
           url: intent.url,
         },
       });
-      deps.jobs.enqueue({ kind: 'react', installationId, repo, target, content: '+1' });
+      await deps.jobs.enqueue({ kind: 'react', installationId, repo, target, content: '+1' });
       return { status: 'done', outcome: `environment build ${build.id} queued` };
     },
     afterCommit: () => environments.wake(),

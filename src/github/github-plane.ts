@@ -7,10 +7,12 @@ import type { Clock } from '../clock.ts';
 import type { AppConfig } from '../config/app-config.ts';
 import { buildFailureComment } from '../environments/build-report.ts';
 import type { Environments } from '../environments/environments.ts';
+import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import type { SpendLedger } from '../spend/spend-ledger.ts';
+import { coalescedNotify } from '../store/coalesced-notify.ts';
 import type { Db, Store } from '../store/database.ts';
 import type { ApprovalStore } from '../tasks/approval-store.ts';
 import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
@@ -27,14 +29,14 @@ import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
 import { appIdentity } from './app-identity.ts';
 import { hasWriteAccess } from './collaborator-permission.ts';
-import { DeliveryLog } from './delivery-log.ts';
+import { DELIVERIES_CHANNEL, DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
-import { type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
+import { GITHUB_JOBS_CHANNEL, type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
 import { GitHubReporter } from './github-reporter.ts';
 import { IngressGate } from './ingress-gate.ts';
 import type { OctokitTuning } from './octokit-factory.ts';
 import { recordIntents } from './webhook-dispatch.ts';
-import { INBOX_KEEP_DAYS, WebhookInbox } from './webhook-inbox.ts';
+import { INBOX_CHANNEL, INBOX_KEEP_DAYS, WebhookInbox } from './webhook-inbox.ts';
 import { webhookListener } from './webhook-route.ts';
 
 const INBOX_PRUNE_INTERVAL_MS = 6 * 3600 * 1000;
@@ -91,12 +93,17 @@ export interface GitHubPlane {
  * known, since telling airlock's own comments from people's needs its slug.
  */
 export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPlane> {
-  const { db, clock, log, settings, github, tasks } = deps;
+  const { db, store, clock, log, settings, github, tasks } = deps;
   const pollMs = deps.pollMs ?? 1000;
-  const inbox = new WebhookInbox(db, clock);
-  const deliveries = new DeliveryLog(db, clock);
-  const jobs = new GitHubJobQueue(db, clock);
-  const verdicts = new CiVerdicts(db, clock);
+  const inbox = new WebhookInbox(store, clock);
+  const deliveries = new DeliveryLog(store, clock);
+  const jobs = new GitHubJobQueue(store, clock);
+  const verdicts = new CiVerdicts(store, clock);
+  if (store.dialect === 'sqlite') {
+    // One process owns an SQLite database: claims left in it are a previous process's.
+    const released = (await deliveries.releaseClaims()) + (await jobs.releaseClaims());
+    if (released > 0) log.info({ released }, 'claims of the previous process released');
+  }
   const tuning = { fetch: deps.metrics.countGitHubErrors(), ...deps.octokit };
   const client = new GitHubClient(
     { appId: github.appId, privateKey: github.privateKey, apiUrl: github.apiUrl },
@@ -153,10 +160,19 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       },
     }),
   );
+  // Other processes on the database hear of a stored delivery too (folded: one notification at a
+  // time); this one wakes its loops at once.
+  const announceStored = coalescedNotify(store, INBOX_CHANNEL, (error) =>
+    log.warn({ err: errorMessage(error) }, 'stored webhooks could not be announced'),
+  );
+  const stored = () => {
+    wakeAll();
+    announceStored();
+  };
   const server = await startHttpServer({
     host: settings.host,
     port: settings.port,
-    webhooks: webhookListener({ inbox, stored: wakeAll, secret: github.webhookSecret, log, gate }),
+    webhooks: webhookListener({ inbox, stored, secret: github.webhookSecret, log, gate }),
     fetch: web.fetch,
   });
 
@@ -170,20 +186,31 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     approval: (taskId) => deps.approvals.pending(taskId),
     spend: (taskId) => deps.spend.ofTask(taskId),
   });
-  const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
+  const ciDeps = { store, tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
     if (job.kind !== 'ci_recheck') return reporter.execute(job);
     const head = headToRecheck(tasks, tasks.get(job.taskId));
     if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
   };
+  // Listeners are called synchronously: inside a transaction, the jobs they queue join it just
+  // before it commits; outside one, they are queued at once (a failure is logged).
+  const queueFromListener = (what: string, queue: () => Promise<void>) => {
+    if (store.inTransaction()) store.beforeCommit(queue);
+    else
+      void queue().catch((error) =>
+        log.error({ err: errorMessage(error) }, `GitHub jobs for ${what} could not be queued`),
+      );
+  };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
   deps.listeners.push((task) => {
-    jobs.enqueue({ kind: 'tracking', taskId: task.id });
-    if (task.headSha || task.checkRunId) jobs.enqueue({ kind: 'check_run', taskId: task.id });
-    if (isTerminal(task.state) && task.prNumber !== null)
-      jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
+    queueFromListener(`task ${task.id}`, async () => {
+      await jobs.enqueue({ kind: 'tracking', taskId: task.id });
+      if (task.headSha || task.checkRunId) await jobs.enqueue({ kind: 'check_run', taskId: task.id });
+      if (isTerminal(task.state) && task.prNumber !== null)
+        await jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
+    });
     wakeAll();
   });
   deps.lifecycle.publish = reporter.publish;
@@ -191,13 +218,16 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   deps.environments?.onBuildFinished((build) => {
     const issueNumber = build.trigger.issueNumber;
     if (build.state !== 'failed' || build.installationId === null || issueNumber === undefined) return;
-    jobs.enqueue({
-      kind: 'comment',
-      installationId: build.installationId,
-      repo: build.repoFullName,
-      issueNumber,
-      body: buildFailureComment(build, settings.publicUrl),
-    });
+    const installationId = build.installationId;
+    queueFromListener(`build ${build.id}`, () =>
+      jobs.enqueue({
+        kind: 'comment',
+        installationId,
+        repo: build.repoFullName,
+        issueNumber,
+        body: buildFailureComment(build, settings.publicUrl),
+      }),
+    );
     wakeAll();
   });
 
@@ -226,7 +256,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const intentLoop = startWorkLoop(
     'webhooks',
     async () =>
-      identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0,
+      identity.known() ? recordIntents({ store, inbox, deliveries, appSlug: identity.slug(), log, gate }) : 0,
     log,
     pollMs,
   );
@@ -236,6 +266,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       // Waiting tasks whose time is up end here, on the injected clock.
       const expired = expireApprovals(approvalDeps);
       const n = await processPendingDeliveries({
+        store,
         deliveries,
         tasks,
         jobs,
@@ -260,16 +291,28 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     pollMs,
   );
   loops.push(intentLoop, intakeLoop, jobLoop);
+  // Work another process queued on the database wakes this one's loop at once; polling stays.
+  const unlisten = [
+    await store.listen(INBOX_CHANNEL, () => intentLoop.wake()),
+    await store.listen(DELIVERIES_CHANNEL, () => intakeLoop.wake()),
+    await store.listen(GITHUB_JOBS_CHANNEL, () => jobLoop.wake()),
+  ];
 
   // The inbox keeps a dispatched delivery's row (without its body) as the dedupe record for a month,
   // and the delivery log its intent and outcome for as long.
-  const pruneInbox = () => {
-    const pruned = inbox.prune(INBOX_KEEP_DAYS);
-    const processed = deliveries.prune(INBOX_KEEP_DAYS);
+  const pruneInbox = async () => {
+    const pruned = await inbox.prune(INBOX_KEEP_DAYS);
+    const processed = await deliveries.prune(INBOX_KEEP_DAYS);
     if (pruned + processed > 0) log.info({ pruned, processed }, 'old webhook rows deleted');
   };
-  pruneInbox();
-  const pruneTimer = setInterval(pruneInbox, INBOX_PRUNE_INTERVAL_MS);
+  await pruneInbox();
+  const pruneTimer = setInterval(
+    () =>
+      void pruneInbox().catch((error) =>
+        log.warn({ err: errorMessage(error) }, 'old webhook rows could not be deleted'),
+      ),
+    INBOX_PRUNE_INTERVAL_MS,
+  );
   pruneTimer.unref();
 
   return {
@@ -300,12 +343,13 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       if (result.editedAfterTrigger || result.leftOut.length) {
         const threadChanged = { edited: result.editedAfterTrigger, leftOut: result.leftOut.length };
         tasks.update(task.id, { context: { ...tasks.get(task.id).context, threadChanged } });
-        jobs.enqueue({ kind: 'tracking', taskId: task.id });
+        await jobs.enqueue({ kind: 'tracking', taskId: task.id });
       }
       return result;
     },
     stop: async () => {
       clearInterval(pruneTimer);
+      for (const stopListening of unlisten) await stopListening();
       identity.stop();
       // Not awaited: live-update streams would hold it open; the process exits after stop.
       void server.close();

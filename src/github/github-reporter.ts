@@ -19,7 +19,7 @@ export interface GitHubReporterDeps {
   /** The audit chain's head hash for a task, shown on its check run. */
   auditHeadHash?(taskId: string): string | undefined;
   /** CI's verdict on the commit a task pushed, shown on its tracking comment. */
-  ciVerdict?(taskId: string): CiVerdictLine | undefined;
+  ciVerdict?(taskId: string): Promise<CiVerdictLine | undefined>;
   /** The approval a task waits for, shown on its tracking comment. */
   approval?(taskId: string): Approval | undefined;
   /** What a task spent on model calls, once recorded. */
@@ -84,7 +84,7 @@ export class GitHubReporter {
             .onBranch(task.repoFullName, task.branch)
             .find((t) => t.id !== task.id && t.createdAt <= task.createdAt && !isTerminal(t.state))?.id
         : undefined;
-    const ci = this.#deps.ciVerdict?.(task.id);
+    const ci = await this.#deps.ciVerdict?.(task.id);
     const approval = task.state === 'awaiting_approval' ? this.#deps.approval?.(task.id) : undefined;
     const spend = this.#deps.spend?.(task.id);
     const body = trackingCommentBody(task, {

@@ -97,6 +97,8 @@ export interface DeliveriesTable {
   received_at: string;
   processed_at: string | null;
   not_before: string | null;
+  claimed_by: string | null;
+  claimed_until: string | null;
 }
 
 export interface WebhookInboxTable {
@@ -122,6 +124,8 @@ export interface GithubJobsTable {
   last_error: string | null;
   created_at: string;
   done_at: string | null;
+  claimed_by: string | null;
+  claimed_until: string | null;
 }
 
 export interface ApprovalsTable {

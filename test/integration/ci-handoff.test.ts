@@ -230,7 +230,7 @@ describe('when every check passes', () => {
       await harness.send('check_run', checkRunPayload(job, task.branch), { deliveryId: `cr-${job.id}` });
     }
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('cs-pass')).toMatchObject({
+    expect(await harness.plane.deliveries.get('cs-pass')).toMatchObject({
       status: 'done',
       outcome: 'already judged',
     });
@@ -252,7 +252,7 @@ describe('when every check passes', () => {
     Object.assign(preview, { status: 'in_progress', conclusion: null });
     await harness.send('check_run', checkRunPayload(jobs[0]!, task.branch), { deliveryId: 'cr-first' });
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('cr-first')).toMatchObject({
+    expect(await harness.plane.deliveries.get('cr-first')).toMatchObject({
       status: 'done',
       outcome: 'waiting for the other checks',
     });
@@ -262,7 +262,7 @@ describe('when every check passes', () => {
     Object.assign(ci, { status: 'completed', conclusion: 'success' });
     await harness.send('check_run', checkRunPayload(jobs[1]!, task.branch), { deliveryId: 'cr-last' });
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('cr-last')).toMatchObject({
+    expect(await harness.plane.deliveries.get('cr-last')).toMatchObject({
       status: 'done',
       outcome: 'waiting for workflow Preview',
     });
@@ -309,11 +309,15 @@ describe('when every check passes', () => {
       });
       const response = await hh.send('workflow_run', workflowRunPayload(run), { deliveryId: 'early' });
       expect(response.status).toBe(200);
-      await waitFor(() => hh.plane.deliveries.get('early')?.status === 'done', 10_000, 'the early event');
+      await waitFor(
+        async () => (await hh.plane.deliveries.get('early'))?.status === 'done',
+        10_000,
+        'the early event',
+      );
       return result;
     });
     const { task, pr } = await agentPr();
-    expect(harness.plane.deliveries.get('early')?.outcome).toMatch(/still pushing/);
+    expect((await harness.plane.deliveries.get('early'))?.outcome).toMatch(/still pushing/);
     await waitFor(() => !pr.draft, 10_000, 'the PR to leave draft after the task ended');
     await harness.plane.quiesce();
     expect(prComments(pr.number, 'CI passed')).toHaveLength(1);
@@ -550,7 +554,7 @@ describe('events airlock does not act on', () => {
     await harness.send('check_run', checkRunPayload(own, task.branch), { deliveryId: 'own-run' });
 
     for (const id of ['main-run', 'main-suite', 'feature-run', 'fork-run', 'own-run']) {
-      expect(harness.plane.deliveries.get(id), id).toBeUndefined();
+      expect(await harness.plane.deliveries.get(id), id).toBeUndefined();
     }
 
     // An airlock branch, but a commit that is not the task's head.
@@ -558,7 +562,7 @@ describe('events airlock does not act on', () => {
       deliveryId: 'stale',
     });
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('stale')).toMatchObject({
+    expect(await harness.plane.deliveries.get('stale')).toMatchObject({
       status: 'done',
       outcome: 'not the head commit of an airlock branch',
     });

@@ -119,7 +119,7 @@ describe('a labelled issue', () => {
     await h.send('issues', labelPayload(issue.number, 'alice', 'User', 'bug'), { deliveryId: 'other-label' });
     await h.plane.quiesce();
     expect(h.plane.tasks.list()).toHaveLength(0);
-    expect(h.plane.deliveries.get('other-label')).toMatchObject({ status: 'ignored' });
+    expect(await h.plane.deliveries.get('other-label')).toMatchObject({ status: 'ignored' });
   });
 });
 
@@ -136,7 +136,7 @@ describe('refusals', () => {
     );
     expect(replies).toHaveLength(1);
     expect(replies[0].body).toMatch(/@bob.*write access.*`read`/s);
-    expect(h.plane.deliveries.get('bob-1')).toMatchObject({
+    expect(await h.plane.deliveries.get('bob-1')).toMatchObject({
       status: 'refused',
       outcome: 'bob has read permission',
     });
@@ -148,7 +148,7 @@ describe('refusals', () => {
     await h.send('issues', labelPayload(issue.number, 'renovate', 'Bot'), { deliveryId: 'bot-1' });
     await h.plane.quiesce();
     expect(h.plane.tasks.list()).toHaveLength(0);
-    expect(h.plane.deliveries.get('bot-1')).toMatchObject({
+    expect(await h.plane.deliveries.get('bot-1')).toMatchObject({
       status: 'refused',
       outcome: 'sender renovate is a Bot',
     });
@@ -168,7 +168,7 @@ describe('refusals', () => {
     await h.send('pull_request_review_comment', payload, { deliveryId: 'fork-1' });
     await h.plane.quiesce();
     expect(h.plane.tasks.list()).toHaveLength(0);
-    expect(h.plane.deliveries.get('fork-1')).toMatchObject({
+    expect(await h.plane.deliveries.get('fork-1')).toMatchObject({
       status: 'refused',
       outcome: 'pull request comes from a fork',
     });
@@ -196,7 +196,7 @@ describe('the webhook endpoint', () => {
     });
     expect(response.status).toBe(401);
     expect(inboxRow('forged')).toBeUndefined();
-    expect(h.plane.deliveries.get('forged')).toBeUndefined();
+    expect(await h.plane.deliveries.get('forged')).toBeUndefined();
   });
 
   it('answers 400 to a malformed body and to missing headers', async () => {
@@ -216,13 +216,13 @@ describe('the webhook endpoint', () => {
     const unsigned = await fetch(h.webhookUrl, { method: 'POST', body: '{}', headers });
     expect(unsigned.status).toBe(400);
     expect(inboxRow('bad-json')).toBeUndefined();
-    expect(h.plane.deliveries.get('bad-json')).toBeUndefined();
+    expect(await h.plane.deliveries.get('bad-json')).toBeUndefined();
   });
 
   it('keeps a delivery stored before a crash and dispatches it after the restart', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Stored, then a crash', user: 'alice' });
     await h.plane.stop(); // as if the process died right after answering GitHub
-    new WebhookInbox(h.db, systemClock).store(
+    await new WebhookInbox(h.airlock.store, systemClock).store(
       'stored-1',
       'issues',
       JSON.stringify(labelPayload(issue.number)),
@@ -237,10 +237,10 @@ describe('the webhook endpoint', () => {
   it('sets aside a delivery that cannot be read, at once, and keeps going', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'After a bad one', user: 'alice' });
     await h.plane.stop();
-    const inbox = new WebhookInbox(h.db, systemClock);
+    const inbox = new WebhookInbox(h.airlock.store, systemClock);
     // Stored bodies are verified JSON objects; a damaged row must not stop the ones behind it.
-    inbox.store('damaged-1', 'issues', '{"action": ');
-    inbox.store('good-1', 'issues', JSON.stringify(labelPayload(issue.number)));
+    await inbox.store('damaged-1', 'issues', '{"action": ');
+    await inbox.store('good-1', 'issues', JSON.stringify(labelPayload(issue.number)));
     await h.restart();
     await waitFor(() => h.plane.tasks.list().find((t) => t.deliveryId === 'good-1'), 10_000, 'the task');
     // Reading a delivery is pure: what fails once fails every time, so it is set aside, not retried.

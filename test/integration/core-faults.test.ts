@@ -193,7 +193,7 @@ describe('task creation and the delivery outcome are one write', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Atomic', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'atomic-1' });
     await waitFor(
-      () => (h.plane.deliveries.get('atomic-1')?.outcome ?? '').includes('simulated crash'),
+      async () => ((await h.plane.deliveries.get('atomic-1'))?.outcome ?? '').includes('simulated crash'),
       15_000,
       'the failed write',
     );
@@ -201,7 +201,7 @@ describe('task creation and the delivery outcome are one write', () => {
     h.db.exec('DROP TRIGGER crash_once');
     const task = await waitFor(() => h.plane.tasks.list()[0], 20_000, 'the task after the retry');
     await h.plane.quiesce();
-    expect(h.plane.deliveries.get('atomic-1')).toMatchObject({ status: 'done', taskId: task.id });
+    expect(await h.plane.deliveries.get('atomic-1')).toMatchObject({ status: 'done', taskId: task.id });
     expect(h.plane.tasks.list()).toHaveLength(1);
     const types = h.audit.types(task.id);
     expect(types.slice(0, 2)).toEqual(['task.created', 'task.config']);
@@ -243,14 +243,14 @@ describe('a GitHub outage during intake', () => {
       gaps.push(wait);
       clock.advance(Math.max(wait, 0) + 1);
       await waitFor(() => attempts() > before, 15_000, `the attempt after ${gaps.length} waits`);
-      expect(h.plane.deliveries.get('outage-1')?.status).toBe('pending');
+      expect((await h.plane.deliveries.get('outage-1'))?.status).toBe('pending');
     }
     expect(gaps.at(-1)).toBeGreaterThan(gaps[0]!);
     h.emulator.clearFailures();
     clock.advance(notBefore() - clock.now().getTime() + 1);
     const task = await waitFor(() => h.plane.tasks.list()[0], 20_000, 'the task once GitHub is back');
     expect(task.issueNumber).toBe(issue.number);
-    expect(h.plane.deliveries.get('outage-1')).toMatchObject({ status: 'done', taskId: task.id });
+    expect(await h.plane.deliveries.get('outage-1')).toMatchObject({ status: 'done', taskId: task.id });
   });
 });
 
@@ -345,7 +345,7 @@ describe('GitHub unreachable at start', () => {
       15_000,
       'the log to name the settings and URL',
     );
-    expect(h.plane.inbox.waiting(10).map((d) => d.deliveryId)).toEqual(['down-1']);
+    expect((await h.plane.inbox.waiting(10)).map((d) => d.deliveryId)).toEqual(['down-1']);
     h.emulator.clearFailures();
     const task = await waitFor(() => h.plane.tasks.list()[0], 30_000, 'the task once GitHub answers');
     expect(task.deliveryId).toBe('down-1');
@@ -444,7 +444,11 @@ describe('the operator policy', () => {
     });
     const issue = h.emulator.createIssue(h.repo, { title: 'Big machine', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'too-big' });
-    await waitFor(() => h.plane.deliveries.get('too-big')?.status === 'refused', 20_000, 'the refusal');
+    await waitFor(
+      async () => (await h.plane.deliveries.get('too-big'))?.status === 'refused',
+      20_000,
+      'the refusal',
+    );
     await h.plane.quiesce();
     expect(h.plane.tasks.list()).toHaveLength(0);
     const comment = h.emulator.state.comments.find(
