@@ -126,7 +126,8 @@ describe.each(DIALECTS)('task leases on %s', (dialect) => {
 
   it('never lets workers claiming at once exceed a repository limit together', async () => {
     const { store, clock, leases } = await open();
-    for (let i = 0; i < 20; i++) await addTask(store, clock, { id: `t${String(i).padStart(2, '0')}` });
+    // More queued tasks than one claim looks at, so concurrent claims see different candidates.
+    for (let i = 0; i < 200; i++) await addTask(store, clock, { id: `t${String(i).padStart(3, '0')}` });
     const claims = await Promise.all(
       ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((w) => leases.claim(w, { free: 5, maxPerRepo: 2 })),
     );
