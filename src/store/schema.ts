@@ -58,6 +58,8 @@ export interface TasksTable {
   lease_owner: string | null;
   /** When that worker's hold on the task ends unless it renews it. */
   lease_expires_at: string | null;
+  /** Who asked to cancel the task while a worker runs it (the worker stops it). */
+  cancel_requested_by: string | null;
 }
 
 export interface WorkersTable {
