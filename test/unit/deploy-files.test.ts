@@ -278,6 +278,15 @@ describe('Kubernetes manifests', () => {
     expect(control.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
   });
 
+  it.each([
+    ['Deployment', 'airlock-control'],
+    ['DaemonSet', 'airlock-worker'],
+  ])('the %s %s gets no Service variables', (kind, name) => {
+    // Service airlock-internal would set AIRLOCK_INTERNAL_PORT=tcp://… in every pod, over
+    // airlock's own setting (a worker would then refuse it as not a port).
+    expect(findManifest(kind, name).spec.template.spec.enableServiceLinks).toBe(false);
+  });
+
   it('run workers on labelled nodes only, with /dev/kvm from the node', () => {
     const spec = findManifest('DaemonSet', 'airlock-worker').spec.template.spec;
     expect(Object.keys(spec.nodeSelector)).toEqual(['airlock/kvm']);
