@@ -194,13 +194,15 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
   };
   // Listeners are called synchronously: inside a transaction, the jobs they queue join it just
-  // before it commits; outside one, they are queued at once (a failure is logged).
+  // before it commits, and the loops are woken once it has (a loop woken inside would run its step
+  // in the transaction's context); outside one, the jobs are queued at once (a failure is logged).
   const queueFromListener = (what: string, queue: () => Promise<void>) => {
     if (store.inTransaction()) store.beforeCommit(queue);
     else
       void queue().catch((error) =>
         log.error({ err: errorMessage(error) }, `GitHub jobs for ${what} could not be queued`),
       );
+    store.afterCommit(wakeAll);
   };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
@@ -211,7 +213,6 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       if (isTerminal(task.state) && task.prNumber !== null)
         await jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
     });
-    wakeAll();
   });
   deps.lifecycle.publish = reporter.publish;
   // A failed build is reported where the person who caused it looks: the issue or pull request.
@@ -228,7 +229,6 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         body: buildFailureComment(build, settings.publicUrl),
       }),
     );
-    wakeAll();
   });
 
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
