@@ -94,7 +94,7 @@ export class DeliveryLog {
     const rows = await this.#store.db
       .selectFrom('deliveries')
       .select(['delivery_id', 'intent_json', 'status', 'attempts', 'received_at'])
-      .where('status', '=', 'pending')
+      .where('status', '=', sql.lit('pending'))
       .where((eb) => eb.or([eb('not_before', 'is', null), eb('not_before', '<=', now)]))
       .orderBy('received_at')
       .orderBy('delivery_id')
@@ -121,10 +121,12 @@ export class DeliveryLog {
             this.#store.db,
           );
         }
+        // The status is a literal so that both databases' planners may walk the partial indexes
+        // of migration 013 (pending ones in order, claimed ones by repository).
         const row = await this.#store.db
           .selectFrom('deliveries as d')
           .select(['d.delivery_id', 'd.intent_json', 'd.status', 'd.attempts', 'd.received_at'])
-          .where('d.status', '=', 'pending')
+          .where('d.status', '=', sql.lit('pending'))
           .where((eb) => eb.or([eb('d.not_before', 'is', null), eb('d.not_before', '<=', now)]))
           .where((eb) => eb.or([eb('d.claimed_until', 'is', null), eb('d.claimed_until', '<=', now)]))
           .where((eb) =>
@@ -134,8 +136,8 @@ export class DeliveryLog {
                   .selectFrom('deliveries as busy')
                   .select('busy.delivery_id')
                   .whereRef('busy.repo_full_name', '=', 'd.repo_full_name')
-                  .where('busy.status', '=', 'pending')
-                  .where('busy.claimed_until', '>', now),
+                  .where('busy.claimed_until', '>', now)
+                  .where('busy.status', '=', sql.lit('pending')),
               ),
             ),
           )
@@ -228,7 +230,7 @@ export class DeliveryLog {
     const row = await this.#store.db
       .selectFrom('deliveries')
       .select('delivery_id')
-      .where('status', '=', 'pending')
+      .where('status', '=', sql.lit('pending'))
       .limit(1)
       .executeTakeFirst();
     return row !== undefined;

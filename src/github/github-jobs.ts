@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import { errorMessage } from '../errors.ts';
@@ -66,6 +67,11 @@ export type GitHubJobExecutor = (job: GitHubJob) => Promise<void>;
  */
 export const GITHUB_JOBS_CHANNEL = 'airlock_github_jobs';
 
+/*
+ * Queries name the status 'pending' as a literal, not a parameter, so that both databases' planners
+ * may use the partial indexes on pending jobs (migration 013).
+ */
+
 /** Kinds rendered from the task's state when they run: one waiting is as good as two. */
 const COALESCED = new Set<GitHubJob['kind']>(['tracking', 'check_run']);
 
@@ -133,7 +139,7 @@ export class GitHubJobQueue {
                     eb
                       .selectFrom('github_jobs')
                       .select('id')
-                      .where('status', '=', 'pending')
+                      .where('status', '=', sql.lit('pending'))
                       .where('kind', '=', job.kind)
                       .where('task_id', '=', taskId)
                       .where('attempts', '=', 0),
@@ -156,7 +162,7 @@ export class GitHubJobQueue {
     const last = await this.#store.db
       .selectFrom('github_jobs')
       .select((eb) => eb.fn.max('id').as('id'))
-      .where('status', '=', 'pending')
+      .where('status', '=', sql.lit('pending'))
       .executeTakeFirst();
     if (last?.id === undefined || last.id === null) return 0;
     let ran = 0;
@@ -191,7 +197,7 @@ export class GitHubJobQueue {
     let query = this.#store.db
       .selectFrom('github_jobs')
       .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('status', '=', 'pending');
+      .where('status', '=', sql.lit('pending'));
     if (dueBy !== undefined) query = query.where('not_before', '<=', dueBy);
     return Number((await query.executeTakeFirstOrThrow()).n);
   }
@@ -215,7 +221,7 @@ export class GitHubJobQueue {
         const oldest = eb
           .selectFrom('github_jobs')
           .select('id')
-          .where('status', '=', 'pending')
+          .where('status', '=', sql.lit('pending'))
           .where('not_before', '<=', now)
           .where((w) => w.or([w('claimed_until', 'is', null), w('claimed_until', '<=', now)]))
           .where('id', '<=', lastId)
