@@ -1,8 +1,8 @@
 import { setImmediate as turn } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
-import { DeliveryLog } from '../../src/github/delivery-log.ts';
-import { GitHubJobQueue } from '../../src/github/github-jobs.ts';
+import { DELIVERIES_CHANNEL, DeliveryLog } from '../../src/github/delivery-log.ts';
+import { GITHUB_JOBS_CHANNEL, GitHubJobQueue } from '../../src/github/github-jobs.ts';
 import { recordIntents } from '../../src/github/webhook-dispatch.ts';
 import { WebhookInbox } from '../../src/github/webhook-inbox.ts';
 import { openStore, type Store } from '../../src/store/database.ts';
@@ -136,5 +136,37 @@ describe('the GitHub queues shared by several processes on PostgreSQL', () => {
     expect(await first.pendingCount()).toBe(0);
     const attempts = await all[0]!.db.selectFrom('github_jobs').select('attempts').distinct().execute();
     expect(attempts).toEqual([{ attempts: 1 }]);
+  });
+
+  it("wakes another process's loops: a job queued or a delivery recorded is heard there once committed", async () => {
+    const [a, b] = await processes(2);
+    let committing = false;
+    const heard: Array<{ channel: string; beforeCommit: boolean }> = [];
+    const hear = async (channel: string) => {
+      let resolve: () => void = () => {};
+      const once = new Promise<void>((r) => {
+        resolve = r;
+      });
+      await b!.listen(channel, () => {
+        heard.push({ channel, beforeCommit: !committing });
+        resolve();
+      });
+      // In an object: an async function returning a promise would wait for it.
+      return { once };
+    };
+    const jobHeard = (await hear(GITHUB_JOBS_CHANNEL)).once;
+    const deliveryHeard = (await hear(DELIVERIES_CHANNEL)).once;
+    await a!.transaction(async () => {
+      await new GitHubJobQueue(a!, systemClock).enqueue({ kind: 'tracking', taskId: 't1' });
+      await new DeliveryLog(a!, systemClock).record(labelIntent('d-1'));
+      a!.beforeCommit(async () => {
+        committing = true;
+      });
+    });
+    await Promise.all([jobHeard, deliveryHeard]);
+    expect(heard.sort((x, y) => x.channel.localeCompare(y.channel))).toEqual([
+      { channel: DELIVERIES_CHANNEL, beforeCommit: false },
+      { channel: GITHUB_JOBS_CHANNEL, beforeCommit: false },
+    ]);
   });
 });
