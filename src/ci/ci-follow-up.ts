@@ -219,6 +219,9 @@ async function failedChecks(
       .onBranch(repo, task.branch)
       .find((t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha);
     if (raced) return raced;
+    // Or judged it without one: its verdict stands. (On PostgreSQL the transaction is serializable,
+    // so two judgements cannot both find none here and both go on.)
+    if (await deps.verdicts.find(repo, sha)) return undefined;
     const created = deps.tasks.create({
       installationId,
       repoFullName: repo,
@@ -258,6 +261,7 @@ async function failedChecks(
     await announce(deps, created);
     return created;
   });
+  if (!followUp) return 'already judged';
   return `CI failed; follow-up ${followUp.id} (attempt ${decision.attempt})`;
 }
 
