@@ -13,6 +13,7 @@ import type { GitHubClient, PullInfo } from '../github/github-client.ts';
 import type { GitHubJobQueue } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
 import type { Logger } from '../logger.ts';
+import type { Store } from '../store/database.ts';
 import { announce } from '../tasks/intake.ts';
 import type { Task } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
@@ -22,6 +23,8 @@ import type { CiVerdicts } from './ci-verdicts.ts';
 
 /** What the CI follow-up needs. */
 export interface CiFollowUpDeps {
+  /** The database: a verdict and what it starts are written in one transaction. */
+  store: Pick<Store, 'transaction'>;
   tasks: TaskStore;
   verdicts: CiVerdicts;
   jobs: Pick<GitHubJobQueue, 'enqueue'>;
@@ -78,7 +81,7 @@ const ACTIONS_APP = 'github-actions';
 export async function handleCiResult(deps: CiFollowUpDeps, intent: CiHead): Promise<string> {
   const repo = intent.repo.fullName;
   const { installationId } = intent;
-  const head = branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
+  const head = await branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
   if ('why' in head) return head.why;
   const { task } = head;
   if (task.prNumber === null) return `task ${task.id} has no pull request`;
@@ -113,11 +116,14 @@ interface Judged {
   sha: string;
 }
 
-function passed(deps: CiFollowUpDeps, { task, pr, runs, ci, installationId, sha }: Judged): string {
+async function passed(
+  deps: CiFollowUpDeps,
+  { task, pr, runs, ci, installationId, sha }: Judged,
+): Promise<string> {
   const repo = task.repoFullName;
-  const requester = requesterOf(deps.tasks, task);
+  const requester = await requesterOf(deps.tasks, task);
   const done: string[] = [];
-  deps.tasks.transaction(() => {
+  await deps.store.transaction(async () => {
     if (ci.ready_for_review && pr.draft) {
       deps.jobs.enqueue(
         { kind: 'ready_for_review', installationId, repo, pullNumber: pr.number, pullNodeId: pr.nodeId },
@@ -170,7 +176,7 @@ async function failedChecks(
   }
   const fingerprint = failureFingerprint(failures);
   // Bounded per PR: every CI follow-up on the branch counts, whoever asked for the work since.
-  const attempts = deps.tasks.onBranch(repo, task.branch).filter((t) => t.kind === 'ci_fix');
+  const attempts = (await deps.tasks.onBranch(repo, task.branch)).filter((t) => t.kind === 'ci_fix');
   const decision = decideAutofix({
     autofix: ci.autofix,
     maxAttempts: ci.max_attempts,
@@ -191,21 +197,21 @@ async function failedChecks(
       { taskId: task.id },
     );
   if (!decision.fix) {
-    deps.tasks.transaction(() => {
+    await deps.store.transaction(async () => {
       recordVerdict(deps, task, sha, 'failed', `not retried: ${why}`, fingerprint, { failures: names });
       comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). airlock is not starting a follow-up: ${why}`);
     });
     return `CI failed; no follow-up: ${why}`;
   }
-  const requester = requesterOf(deps.tasks, task) ?? task.actorLogin;
-  const followUp = deps.tasks.transaction(() => {
+  const requester = (await requesterOf(deps.tasks, task)) ?? task.actorLogin;
+  const followUp = await deps.store.transaction(async () => {
     // The decision above awaited GitHub: another judgement of this head (its check suite and a
     // recheck, say) may have started its follow-up meanwhile. One follow-up per failing head.
-    const raced = deps.tasks
-      .onBranch(repo, task.branch)
-      .find((t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha);
+    const raced = (await deps.tasks.onBranch(repo, task.branch)).find(
+      (t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha,
+    );
     if (raced) return raced;
-    const created = deps.tasks.create({
+    const created = await deps.tasks.create({
       installationId,
       repoFullName: repo,
       repoId: task.repoId,

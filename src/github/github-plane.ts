@@ -7,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { AppConfig } from '../config/app-config.ts';
 import { buildFailureComment } from '../environments/build-report.ts';
 import type { Environments } from '../environments/environments.ts';
+import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
@@ -139,15 +140,20 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       fetch: tuning.fetch,
       ...(deps.environments ? { environments: deps.environments } : {}),
       approvals: {
-        pending: () =>
-          deps.approvals.allPending().map((approval) => ({ approval, task: tasks.get(approval.taskId) })),
+        pending: async () =>
+          Promise.all(
+            (await deps.approvals.allPending()).map(async (approval) => ({
+              approval,
+              task: await tasks.get(approval.taskId),
+            })),
+          ),
         held: (taskId) => deps.held.get(taskId),
         spend: deps.spend,
         mayWrite: async (task, login) =>
           task.installationId !== null &&
           hasWriteAccess(await client.permission(task.installationId, task.repoFullName, login)),
         decide: (input) =>
-          tasks.transaction(() =>
+          deps.store.transaction(() =>
             decideApproval({ ...deps.lifecycle, approvals: deps.approvals }, { ...input, channel: 'web' }),
           ),
       },
@@ -165,16 +171,16 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     tasks,
     publicUrl: settings.publicUrl,
     log,
-    ciVerdict: (taskId) => verdicts.forTask(taskId),
-    auditHeadHash: (taskId) => deps.audit.headHash(taskId),
+    ciVerdict: async (taskId) => verdicts.forTask(taskId),
+    auditHeadHash: async (taskId) => deps.audit.headHash(taskId),
     approval: (taskId) => deps.approvals.pending(taskId),
     spend: (taskId) => deps.spend.ofTask(taskId),
   });
-  const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
+  const ciDeps = { store: deps.store, tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
     if (job.kind !== 'ci_recheck') return reporter.execute(job);
-    const head = headToRecheck(tasks, tasks.get(job.taskId));
+    const head = await headToRecheck(tasks, await tasks.get(job.taskId));
     if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
   };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
@@ -184,7 +190,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     if (task.headSha || task.checkRunId) jobs.enqueue({ kind: 'check_run', taskId: task.id });
     if (isTerminal(task.state) && task.prNumber !== null)
       jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
-    wakeAll();
+    // The loops look once the change is committed (a state change may be part of a transaction).
+    deps.store.afterCommit(wakeAll);
   });
   deps.lifecycle.publish = reporter.publish;
   // A failed build is reported where the person who caused it looks: the issue or pull request.
@@ -220,13 +227,18 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
 
   const scheduler = new Scheduler({ ...deps.lifecycle, log, limits: settings.scheduler });
   for (const { task, result } of recovery.toPublish) {
-    void publishRecovered(deps.lifecycle, task, result, log.child({ taskId: task.id }));
+    const taskLog = log.child({ taskId: task.id });
+    publishRecovered(deps.lifecycle, task, result, taskLog).catch((error) =>
+      taskLog.error({ err: errorMessage(error) }, 'recovered task could not be finished'),
+    );
   }
   const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
   const intentLoop = startWorkLoop(
     'webhooks',
     async () =>
-      identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0,
+      identity.known()
+        ? recordIntents({ inbox, deliveries, store: deps.store, appSlug: identity.slug(), log, gate })
+        : 0,
     log,
     pollMs,
   );
@@ -234,8 +246,9 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     'intake',
     async () => {
       // Waiting tasks whose time is up end here, on the injected clock.
-      const expired = expireApprovals(approvalDeps);
+      const expired = await expireApprovals(approvalDeps);
       const n = await processPendingDeliveries({
+        store: deps.store,
         deliveries,
         tasks,
         jobs,
@@ -253,7 +266,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         ...(deps.environments ? { environments: deps.environments } : {}),
       });
       if (n > 0 || expired.length > 0) jobLoop.wake();
-      if (identity.known()) scheduler.tick();
+      if (identity.known()) await scheduler.tick();
       return n + expired.length;
     },
     log,
@@ -299,7 +312,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       const result = promptThread(task.thread, current, mayWrite);
       if (result.editedAfterTrigger || result.leftOut.length) {
         const threadChanged = { edited: result.editedAfterTrigger, leftOut: result.leftOut.length };
-        tasks.update(task.id, { context: { ...tasks.get(task.id).context, threadChanged } });
+        await tasks.update(task.id, { context: { ...(await tasks.get(task.id)).context, threadChanged } });
         jobs.enqueue({ kind: 'tracking', taskId: task.id });
       }
       return result;

@@ -1,5 +1,6 @@
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { Store } from '../store/database.ts';
 import type { DeliveryLog } from './delivery-log.ts';
 import type { IngressGate } from './ingress-gate.ts';
 import type { WebhookInbox } from './webhook-inbox.ts';
@@ -19,7 +20,7 @@ const BATCH = 100;
 export async function recordIntents(deps: {
   inbox: WebhookInbox;
   deliveries: DeliveryLog;
-  tasks: { transaction<T>(fn: () => T): T };
+  store: Pick<Store, 'transaction'>;
   appSlug: string;
   log: Logger;
   gate?: IngressGate;
@@ -49,7 +50,7 @@ export async function recordIntents(deps: {
       deps.log.debug({ ...fields, reason: intent.ignored }, 'webhook ignored');
       continue;
     }
-    const stored = deps.tasks.transaction(() => {
+    const stored = await deps.store.transaction(async () => {
       const result = deps.deliveries.record(intent, delivery.receivedAt);
       deps.inbox.done(id);
       return result;

@@ -53,6 +53,8 @@ export interface TasksTable {
   finished_at: string | null;
   start_json: Generated<string>;
   thread_json: string | null;
+  /** Arrival order among rows of one `created_at` (SQLite fills it in after the insert). */
+  seq: Generated<number | null>;
 }
 
 export interface AuditEventsTable {
@@ -200,4 +202,6 @@ export interface EnvironmentsTable {
   last_used_at: string;
   collected_at: string | null;
   collected_why: string | null;
+  /** Arrival order among rows of one `created_at` (SQLite fills it in after the insert). */
+  seq: Generated<number | null>;
 }

@@ -17,6 +17,7 @@ import type { Logger } from '../logger.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import { policyViolations } from '../policy/policy-violations.ts';
 import type { CapReached } from '../spend/spend-ledger.ts';
+import type { Store } from '../store/database.ts';
 import { ApprovalError, type ApprovalStore, type RunShown } from './approval-store.ts';
 import { decideApproval, requestApproval, runGateReason, runShown, threadAuthors } from './approvals.ts';
 import { refusalMessage, writeAccessRefusal } from './refusals.ts';
@@ -31,6 +32,8 @@ type TriggerIntent = LabelIntent | CommandIntent;
 
 /** What intake needs from the rest of the control plane. */
 export interface IntakeDeps {
+  /** The database: a delivery's decision is written in one of its transactions. */
+  store: Pick<Store, 'transaction'>;
   deliveries: DeliveryLog;
   tasks: TaskStore;
   jobs: Pick<GitHubJobQueue, 'enqueue'>;
@@ -38,7 +41,7 @@ export interface IntakeDeps {
   audit: AuditSink;
   log: Logger;
   /** Cancels a queued or running task (the scheduler owns running ones). */
-  cancelTask(taskId: string, reason: string): void;
+  cancelTask(taskId: string, reason: string): Promise<void>;
   /** The operator policy in force for a repository: what its config may ask for. */
   rulesFor(repoFullName: string): EffectivePolicy;
   /** CI results for agent branches; returns the outcome to record. */
@@ -51,7 +54,7 @@ export interface IntakeDeps {
   /** airlock's own login on GitHub (`slug[bot]`): its comments in a thread are not untrusted text. */
   appLogin(): string;
   /** The monthly spend cap a new task in this repository would go past, if any. */
-  spendCapReached(repoFullName: string): CapReached | undefined;
+  spendCapReached(repoFullName: string): Promise<CapReached | undefined>;
   /** Told of each state a decision moves a task to (the lifecycle's listener). */
   onState?: StateListener;
 }
@@ -66,11 +69,11 @@ export type Outcome = { status: 'done' | 'ignored' | 'refused'; outcome: string;
  * (aborting a running task).
  */
 export interface Decision {
-  commit(): Outcome;
-  afterCommit?(): void;
+  commit(): Promise<Outcome>;
+  afterCommit?(): void | Promise<void>;
 }
 
-export const decided = (outcome: Outcome): Decision => ({ commit: () => outcome });
+export const decided = (outcome: Outcome): Decision => ({ commit: async () => outcome });
 
 /**
  * Turns stored deliveries into tasks: checks who asked (bots, permission, forks), reads the
@@ -89,12 +92,12 @@ export async function processPendingDeliveries(deps: IntakeDeps): Promise<number
     });
     try {
       const decision = await decide(delivery, deps);
-      const result = deps.tasks.transaction(() => {
-        const outcome = decision.commit();
+      const result = await deps.store.transaction(async () => {
+        const outcome = await decision.commit();
         deps.deliveries.finish(delivery.deliveryId, outcome.status, outcome.outcome, outcome.taskId);
         return outcome;
       });
-      decision.afterCommit?.();
+      await decision.afterCommit?.();
       log.info(
         { status: result.status, outcome: result.outcome, taskId: result.taskId },
         'delivery processed',
@@ -159,7 +162,7 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
   if (intent.type === 'command' && intent.command === 'cancel') return cancelFor(deps, intent);
   const beyond = beyondPolicy(deps, intent, installationId, config);
   if (beyond) return beyond;
-  const cap = deps.spendCapReached(repo);
+  const cap = await deps.spendCapReached(repo);
   if (cap)
     return refuse(
       deps,
@@ -192,7 +195,7 @@ function refuse(
   message: string,
 ): Decision {
   return {
-    commit: () => {
+    commit: async () => {
       deps.jobs.enqueue(
         {
           kind: 'comment',
@@ -326,7 +329,7 @@ async function startFromCommand(
   }
   // Only a branch airlock itself created for this pull request is continued; a branch that
   // merely has an airlock-like name (a fork's, or one a person pushed) is never written to.
-  const ownBranch = !pr.fork && deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber);
+  const ownBranch = !pr.fork && (await deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber));
   // A fork's branch lives in the fork, out of the task token's reach: such work starts from the
   // PR's head as the base repository keeps it (refs/pull/N/head) and is proposed against its base.
   const start: TaskStart = ownBranch
@@ -379,11 +382,11 @@ function createTask(
   const installationId = origin.installationId as number;
   const repo = origin.repo.fullName;
   return {
-    commit: () => {
+    commit: async () => {
       if (spec.kind === 'issue' && spec.issueNumber !== null) {
-        const working = deps.tasks
-          .list({ repoFullName: repo, issueNumber: spec.issueNumber, limit: 20 })
-          .find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
+        const working = (
+          await deps.tasks.list({ repoFullName: repo, issueNumber: spec.issueNumber, limit: 20 })
+        ).find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
         if (working) {
           deps.jobs.enqueue({ kind: 'react', installationId, repo, target: spec.trigger, content: '+1' });
           return {
@@ -393,7 +396,7 @@ function createTask(
           };
         }
       }
-      const task = deps.tasks.create({
+      const task = await deps.tasks.create({
         installationId,
         repoFullName: repo,
         repoId: origin.repo.id,
@@ -416,7 +419,7 @@ function createTask(
       });
       announce(deps, task, spec.trigger);
       if (spec.gate) {
-        requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
+        await requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
         return { status: 'done', outcome: `task ${task.id} awaits approval to run`, taskId: task.id };
       }
       return { status: 'done', outcome: `task ${task.id} queued`, taskId: task.id };
@@ -443,19 +446,19 @@ export function announce(
   deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
 }
 
-function openTasksOn(deps: IntakeDeps, repo: string, number: number): Task[] {
+async function openTasksOn(deps: IntakeDeps, repo: string, number: number): Promise<Task[]> {
   return [
-    ...deps.tasks.list({ repoFullName: repo, issueNumber: number, limit: 50 }),
-    ...deps.tasks.list({ repoFullName: repo, prNumber: number, limit: 50 }),
+    ...(await deps.tasks.list({ repoFullName: repo, issueNumber: number, limit: 50 })),
+    ...(await deps.tasks.list({ repoFullName: repo, prNumber: number, limit: 50 })),
   ];
 }
 
-function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Decision {
+async function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Promise<Decision> {
   const repo = intent.origin.repo.fullName;
   const by = `cancelled by ${intent.origin.sender.login}`;
-  const open = openTasksOn(deps, repo, intent.issueNumber).filter((t) => !isTerminal(t.state));
+  const open = (await openTasksOn(deps, repo, intent.issueNumber)).filter((t) => !isTerminal(t.state));
   return {
-    commit: () => {
+    commit: async () => {
       if (intent.type === 'command' && intent.origin.installationId !== null) {
         deps.jobs.enqueue({
           kind: 'react',
@@ -469,8 +472,8 @@ function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Decision {
         ? { status: 'done', outcome: `cancelled ${open.map((t) => t.id).join(', ')}` }
         : { status: 'ignored', outcome: 'nothing to cancel' };
     },
-    afterCommit: () => {
-      for (const task of open) deps.cancelTask(task.id, by);
+    afterCommit: async () => {
+      for (const task of open) await deps.cancelTask(task.id, by);
     },
   };
 }
@@ -484,8 +487,8 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
   const repo = intent.origin.repo.fullName;
   const installationId = intent.origin.installationId as number;
   return {
-    commit: () => {
-      const last = openTasksOn(deps, repo, intent.issueNumber)
+    commit: async () => {
+      const last = (await openTasksOn(deps, repo, intent.issueNumber))
         .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
         .find((t) => t.state === 'failed' || t.state === 'timed_out');
       if (!last) {
@@ -498,7 +501,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         });
         return { status: 'ignored', outcome: 'no failed task to retry' };
       }
-      const task = deps.tasks.create({
+      const task = await deps.tasks.create({
         installationId,
         repoFullName: repo,
         repoId: last.repoId,
@@ -525,7 +528,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
       announce(deps, task, commentTarget(intent));
       if (task.state === 'awaiting_approval') {
         const why = runGateReason('always', []) as string;
-        requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
+        await requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
       }
       return { status: 'done', outcome: `task ${task.id} retries ${last.id}`, taskId: task.id };
     },
@@ -575,8 +578,8 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
   const reply = (body: string) =>
     deps.jobs.enqueue({ kind: 'comment', installationId, repo, issueNumber: intent.issueNumber, body });
   return {
-    commit: () => {
-      const waiting = openTasksOn(deps, repo, intent.issueNumber).filter(
+    commit: async () => {
+      const waiting = (await openTasksOn(deps, repo, intent.issueNumber)).filter(
         (t) => t.state === 'awaiting_approval' && (named === '' || t.id === named),
       );
       if (waiting.length === 0) {
@@ -589,7 +592,7 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
       const refused: string[] = [];
       for (const task of new Map(waiting.map((t) => [t.id, t])).values()) {
         try {
-          decideApproval(deps, {
+          await decideApproval(deps, {
             taskId: task.id,
             decision,
             by: { login: sender.login, id: sender.id },
