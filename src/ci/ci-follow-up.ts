@@ -76,7 +76,7 @@ const ACTIONS_APP = 'github-actions';
  * when the repository enables it and the policy allows, starts a bounded follow-up with the
  * failing checks' annotations and log tails. Each head commit is judged once (a failed one may
  * later pass when a person re-runs a check). GitHub writes go through the durable job queue, in
- * the same SQLite transaction as the verdict, so a retry never acts twice.
+ * the same transaction as the verdict, so a retry never acts twice.
  */
 export async function handleCiResult(deps: CiFollowUpDeps, intent: CiHead): Promise<string> {
   const repo = intent.repo.fullName;
