@@ -23,6 +23,7 @@ import type { CiVerdicts } from './ci-verdicts.ts';
 
 /** What the CI follow-up needs. */
 export interface CiFollowUpDeps {
+  /** The database: a verdict and what it starts are written in one transaction. */
   store: Pick<Store, 'transaction'>;
   tasks: TaskStore;
   verdicts: CiVerdicts;
@@ -81,7 +82,7 @@ const ACTIONS_APP = 'github-actions';
 export async function handleCiResult(deps: CiFollowUpDeps, intent: CiHead): Promise<string> {
   const repo = intent.repo.fullName;
   const { installationId } = intent;
-  const head = branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
+  const head = await branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
   if ('why' in head) return head.why;
   const { task } = head;
   if (task.prNumber === null) return `task ${task.id} has no pull request`;
@@ -121,7 +122,7 @@ async function passed(
   { task, pr, runs, ci, installationId, sha }: Judged,
 ): Promise<string> {
   const repo = task.repoFullName;
-  const requester = requesterOf(deps.tasks, task);
+  const requester = await requesterOf(deps.tasks, task);
   const markReady = ci.ready_for_review && pr.draft;
   const reviewer = ci.request_reviewer && requester && requester !== pr.author ? requester : undefined;
   const done = [
@@ -180,7 +181,7 @@ async function failedChecks(
   }
   const fingerprint = failureFingerprint(failures);
   // Bounded per PR: every CI follow-up on the branch counts, whoever asked for the work since.
-  const attempts = deps.tasks.onBranch(repo, task.branch).filter((t) => t.kind === 'ci_fix');
+  const attempts = (await deps.tasks.onBranch(repo, task.branch)).filter((t) => t.kind === 'ci_fix');
   const decision = decideAutofix({
     autofix: ci.autofix,
     maxAttempts: ci.max_attempts,
@@ -211,18 +212,18 @@ async function failedChecks(
       return `CI failed; no follow-up: ${why}`;
     });
   }
-  const requester = requesterOf(deps.tasks, task) ?? task.actorLogin;
+  const requester = (await requesterOf(deps.tasks, task)) ?? task.actorLogin;
   const followUp = await deps.store.transaction(async () => {
     // The decision above awaited GitHub: another judgement of this head (its check suite and a
     // recheck, say) may have started its follow-up meanwhile. One follow-up per failing head.
-    const raced = deps.tasks
-      .onBranch(repo, task.branch)
-      .find((t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha);
+    const raced = (await deps.tasks.onBranch(repo, task.branch)).find(
+      (t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha,
+    );
     if (raced) return raced;
     // Or judged it without one: its verdict stands. (On PostgreSQL the transaction is serializable,
     // so two judgements cannot both find none here and both go on.)
     if (await deps.verdicts.find(repo, sha)) return undefined;
-    const created = deps.tasks.create({
+    const created = await deps.tasks.create({
       installationId,
       repoFullName: repo,
       repoId: task.repoId,

@@ -36,7 +36,7 @@ export function pushDecision(
   const { origin } = intent;
   return {
     commit: async () => {
-      const build = environments.enqueue({
+      const build = await environments.enqueue({
         repoFullName: origin.repo.fullName,
         repoId: origin.repo.id,
         installationId: origin.installationId,
@@ -86,7 +86,7 @@ export function rebuildDecision(
   }
   return {
     commit: async () => {
-      const build = environments.enqueue({
+      const build = await environments.enqueue({
         repoFullName: repo,
         repoId: origin.repo.id,
         installationId,

@@ -146,15 +146,20 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       fetch: tuning.fetch,
       ...(deps.environments ? { environments: deps.environments } : {}),
       approvals: {
-        pending: () =>
-          deps.approvals.allPending().map((approval) => ({ approval, task: tasks.get(approval.taskId) })),
+        pending: async () =>
+          Promise.all(
+            (await deps.approvals.allPending()).map(async (approval) => ({
+              approval,
+              task: await tasks.get(approval.taskId),
+            })),
+          ),
         held: (taskId) => deps.held.get(taskId),
         spend: deps.spend,
         mayWrite: async (task, login) =>
           task.installationId !== null &&
           hasWriteAccess(await client.permission(task.installationId, task.repoFullName, login)),
         decide: (input) =>
-          tasks.transaction(() =>
+          deps.store.transaction(() =>
             decideApproval({ ...deps.lifecycle, approvals: deps.approvals }, { ...input, channel: 'web' }),
           ),
       },
@@ -181,8 +186,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     tasks,
     publicUrl: settings.publicUrl,
     log,
-    ciVerdict: (taskId) => verdicts.forTask(taskId),
-    auditHeadHash: (taskId) => deps.audit.headHash(taskId),
+    ciVerdict: async (taskId) => verdicts.forTask(taskId),
+    auditHeadHash: async (taskId) => deps.audit.headHash(taskId),
     approval: (taskId) => deps.approvals.pending(taskId),
     spend: (taskId) => deps.spend.ofTask(taskId),
   });
@@ -190,7 +195,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
     if (job.kind !== 'ci_recheck') return reporter.execute(job);
-    const head = headToRecheck(tasks, tasks.get(job.taskId));
+    const head = await headToRecheck(tasks, await tasks.get(job.taskId));
     if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
   };
   // Listeners are called synchronously: inside a transaction, the jobs they queue join it just
@@ -250,7 +255,10 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
 
   const scheduler = new Scheduler({ ...deps.lifecycle, log, limits: settings.scheduler });
   for (const { task, result } of recovery.toPublish) {
-    void publishRecovered(deps.lifecycle, task, result, log.child({ taskId: task.id }));
+    const taskLog = log.child({ taskId: task.id });
+    publishRecovered(deps.lifecycle, task, result, taskLog).catch((error) =>
+      taskLog.error({ err: errorMessage(error) }, 'recovered task could not be finished'),
+    );
   }
   const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
   const intentLoop = startWorkLoop(
@@ -264,7 +272,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     'intake',
     async () => {
       // Waiting tasks whose time is up end here, on the injected clock.
-      const expired = expireApprovals(approvalDeps);
+      const expired = await expireApprovals(approvalDeps);
       const n = await processPendingDeliveries({
         store,
         deliveries,
@@ -284,7 +292,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         ...(deps.environments ? { environments: deps.environments } : {}),
       });
       if (n > 0 || expired.length > 0) jobLoop.wake();
-      if (identity.known()) scheduler.tick();
+      if (identity.known()) await scheduler.tick();
       return n + expired.length;
     },
     log,
@@ -342,7 +350,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       const result = promptThread(task.thread, current, mayWrite);
       if (result.editedAfterTrigger || result.leftOut.length) {
         const threadChanged = { edited: result.editedAfterTrigger, leftOut: result.leftOut.length };
-        tasks.update(task.id, { context: { ...tasks.get(task.id).context, threadChanged } });
+        await tasks.update(task.id, { context: { ...(await tasks.get(task.id)).context, threadChanged } });
         await jobs.enqueue({ kind: 'tracking', taskId: task.id });
       }
       return result;

@@ -40,7 +40,7 @@ export interface IntakeDeps {
   audit: AuditSink;
   log: Logger;
   /** Cancels a queued or running task (the scheduler owns running ones). */
-  cancelTask(taskId: string, reason: string): void;
+  cancelTask(taskId: string, reason: string): Promise<void>;
   /** The operator policy in force for a repository: what its config may ask for. */
   rulesFor(repoFullName: string): EffectivePolicy;
   /** CI results for agent branches; returns the outcome to record. */
@@ -53,7 +53,7 @@ export interface IntakeDeps {
   /** airlock's own login on GitHub (`slug[bot]`): its comments in a thread are not untrusted text. */
   appLogin(): string;
   /** The monthly spend cap a new task in this repository would go past, if any. */
-  spendCapReached(repoFullName: string): CapReached | undefined;
+  spendCapReached(repoFullName: string): Promise<CapReached | undefined>;
   /** Told of each state a decision moves a task to (the lifecycle's listener). */
   onState?: StateListener;
 }
@@ -69,7 +69,7 @@ export type Outcome = { status: 'done' | 'ignored' | 'refused'; outcome: string;
  */
 export interface Decision {
   commit(): Promise<Outcome>;
-  afterCommit?(): void;
+  afterCommit?(): void | Promise<void>;
 }
 
 export const decided = (outcome: Outcome): Decision => ({ commit: async () => outcome });
@@ -116,7 +116,7 @@ async function takeIn(delivery: ClaimedDelivery, deps: IntakeDeps): Promise<void
       await deps.deliveries.finish(delivery, outcome.status, outcome.outcome, outcome.taskId);
       return outcome;
     });
-    decision.afterCommit?.();
+    await decision.afterCommit?.();
     log.info({ status: result.status, outcome: result.outcome, taskId: result.taskId }, 'delivery processed');
   } catch (error) {
     const next = await deps.deliveries.retryLater(delivery, error);
@@ -177,7 +177,7 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
   if (intent.type === 'command' && intent.command === 'cancel') return cancelFor(deps, intent);
   const beyond = beyondPolicy(deps, intent, installationId, config);
   if (beyond) return beyond;
-  const cap = deps.spendCapReached(repo);
+  const cap = await deps.spendCapReached(repo);
   if (cap)
     return refuse(
       deps,
@@ -344,7 +344,7 @@ async function startFromCommand(
   }
   // Only a branch airlock itself created for this pull request is continued; a branch that
   // merely has an airlock-like name (a fork's, or one a person pushed) is never written to.
-  const ownBranch = !pr.fork && deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber);
+  const ownBranch = !pr.fork && (await deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber));
   // A fork's branch lives in the fork, out of the task token's reach: such work starts from the
   // PR's head as the base repository keeps it (refs/pull/N/head) and is proposed against its base.
   const start: TaskStart = ownBranch
@@ -399,9 +399,9 @@ function createTask(
   return {
     commit: async () => {
       if (spec.kind === 'issue' && spec.issueNumber !== null) {
-        const working = deps.tasks
-          .list({ repoFullName: repo, issueNumber: spec.issueNumber, limit: 20 })
-          .find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
+        const working = (
+          await deps.tasks.list({ repoFullName: repo, issueNumber: spec.issueNumber, limit: 20 })
+        ).find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
         if (working) {
           await deps.jobs.enqueue({
             kind: 'react',
@@ -417,7 +417,7 @@ function createTask(
           };
         }
       }
-      const task = deps.tasks.create({
+      const task = await deps.tasks.create({
         installationId,
         repoFullName: repo,
         repoId: origin.repo.id,
@@ -440,7 +440,7 @@ function createTask(
       });
       await announce(deps, task, spec.trigger);
       if (spec.gate) {
-        requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
+        await requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
         return { status: 'done', outcome: `task ${task.id} awaits approval to run`, taskId: task.id };
       }
       return { status: 'done', outcome: `task ${task.id} queued`, taskId: task.id };
@@ -467,17 +467,17 @@ export async function announce(
   await deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
 }
 
-function openTasksOn(deps: IntakeDeps, repo: string, number: number): Task[] {
+async function openTasksOn(deps: IntakeDeps, repo: string, number: number): Promise<Task[]> {
   return [
-    ...deps.tasks.list({ repoFullName: repo, issueNumber: number, limit: 50 }),
-    ...deps.tasks.list({ repoFullName: repo, prNumber: number, limit: 50 }),
+    ...(await deps.tasks.list({ repoFullName: repo, issueNumber: number, limit: 50 })),
+    ...(await deps.tasks.list({ repoFullName: repo, prNumber: number, limit: 50 })),
   ];
 }
 
-function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Decision {
+async function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Promise<Decision> {
   const repo = intent.origin.repo.fullName;
   const by = `cancelled by ${intent.origin.sender.login}`;
-  const open = openTasksOn(deps, repo, intent.issueNumber).filter((t) => !isTerminal(t.state));
+  const open = (await openTasksOn(deps, repo, intent.issueNumber)).filter((t) => !isTerminal(t.state));
   return {
     commit: async () => {
       if (intent.type === 'command' && intent.origin.installationId !== null) {
@@ -493,8 +493,8 @@ function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Decision {
         ? { status: 'done', outcome: `cancelled ${open.map((t) => t.id).join(', ')}` }
         : { status: 'ignored', outcome: 'nothing to cancel' };
     },
-    afterCommit: () => {
-      for (const task of open) deps.cancelTask(task.id, by);
+    afterCommit: async () => {
+      for (const task of open) await deps.cancelTask(task.id, by);
     },
   };
 }
@@ -509,7 +509,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
   const installationId = intent.origin.installationId as number;
   return {
     commit: async () => {
-      const last = openTasksOn(deps, repo, intent.issueNumber)
+      const last = (await openTasksOn(deps, repo, intent.issueNumber))
         .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
         .find((t) => t.state === 'failed' || t.state === 'timed_out');
       if (!last) {
@@ -522,7 +522,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         });
         return { status: 'ignored', outcome: 'no failed task to retry' };
       }
-      const task = deps.tasks.create({
+      const task = await deps.tasks.create({
         installationId,
         repoFullName: repo,
         repoId: last.repoId,
@@ -549,7 +549,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
       await announce(deps, task, commentTarget(intent));
       if (task.state === 'awaiting_approval') {
         const why = runGateReason('always', []) as string;
-        requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
+        await requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
       }
       return { status: 'done', outcome: `task ${task.id} retries ${last.id}`, taskId: task.id };
     },
@@ -600,7 +600,7 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
     deps.jobs.enqueue({ kind: 'comment', installationId, repo, issueNumber: intent.issueNumber, body });
   return {
     commit: async () => {
-      const waiting = openTasksOn(deps, repo, intent.issueNumber).filter(
+      const waiting = (await openTasksOn(deps, repo, intent.issueNumber)).filter(
         (t) => t.state === 'awaiting_approval' && (named === '' || t.id === named),
       );
       if (waiting.length === 0) {
@@ -613,7 +613,7 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
       const refused: string[] = [];
       for (const task of new Map(waiting.map((t) => [t.id, t])).values()) {
         try {
-          decideApproval(deps, {
+          await decideApproval(deps, {
             taskId: task.id,
             decision,
             by: { login: sender.login, id: sender.id },
