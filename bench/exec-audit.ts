@@ -20,7 +20,7 @@ import { DEFAULT_REPO_CONFIG } from '../src/config/repo-config.ts';
 import { DEFAULT_EXEC_AUDIT_RATE, type ExecAuditRate } from '../src/sandbox/exec-audit-limiter.ts';
 import { GuestChannel } from '../src/sandbox/guest-channel.ts';
 import { SecretRedactor } from '../src/secrets.ts';
-import { openDatabase } from '../src/store/database.ts';
+import { openDatabase, openSqliteStore } from '../src/store/database.ts';
 import { TaskStore } from '../src/tasks/task-store.ts';
 import { quantile, round, writeResults } from './stats.ts';
 
@@ -32,7 +32,8 @@ const rate = Number(values.rate);
 
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-exec-'));
 const db = openDatabase(path.join(dir, 'airlock.sqlite'));
-const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
+const store = openSqliteStore(db);
+const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
 const tasks = new TaskStore(db, systemClock);
 const newTask = () =>
   tasks.create({
@@ -158,8 +159,8 @@ try {
   };
   writeResults('exec-audit', figures);
 } finally {
-  audit.flush();
+  await audit.flush();
   acks.close();
-  db.close();
+  await store.close();
   await rm(dir, { recursive: true, force: true });
 }

@@ -114,16 +114,20 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const clock = ports.clock ?? systemClock;
   const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
   const store = openSqliteStore(db);
-  const checkpointer = startCheckpointer(db, log);
-  const audit = new AuditLog(db, clock, ports.redactor, {
+  const checkpointer = startCheckpointer(store, log);
+  const audit = new AuditLog(store, clock, ports.redactor, {
     keepConversation: settings.retention.promptDays !== 0,
     // Bursts (exec audit, agent output, proxy traffic from several VMs) commit once per event-loop turn.
     groupCommit: { maxEvents: AUDIT_GROUP_COMMIT_MAX_EVENTS },
-    onError: (error) => log.error({ err: errorMessage(error) }, 'audit events could not be stored'),
+    onError: (error, what) =>
+      log.error(
+        { err: errorMessage(error) },
+        what === 'commit' ? 'audit events could not be stored' : 'an audit listener failed',
+      ),
   });
-  const metrics = new AirlockMetrics(db);
+  const metrics = new AirlockMetrics(store);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
-  const stopRetention = startRetention({ db, audit, clock, log }, { days: settings.retention.promptDays });
+  const stopRetention = startRetention({ store, audit, clock, log }, { days: settings.retention.promptDays });
   const tasks = new TaskStore(db, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
@@ -142,12 +146,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const held = new HeldResults(db, clock, settings.dataDir);
   const spend = new SpendLedger(db, clock, policy.prices);
 
-  // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
-  // task spent is recorded once its proxy has closed, and a held result goes when its task ends.
+  // The GitHub plane attaches its reporting to state changes once it exists; a held result goes
+  // when its task ends.
   const listeners: StateListener[] = [
     (task) => {
-      if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
-      spend.record(task, audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
       if (isTerminal(task.state) && held.get(task.id)?.discardedAt === null)
         held
           .discard(task.id)
@@ -156,13 +158,30 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
           );
     },
   ];
+  // What a task spent is recorded once its proxy has closed (it ended, or waits for approval),
+  // from its record, before the listeners hear of it: what GitHub is told includes it.
+  const recordSpend = async (task: Task) => {
+    try {
+      spend.record(task, await audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
+    } catch (error) {
+      log.error({ taskId: task.id, err: errorMessage(error) }, 'the task’s spend could not be recorded');
+    }
+  };
   const lifecycle: LifecycleDeps = {
     tasks,
     audit,
     clock,
     runner: ports.runner ?? unreachableRunner(),
     onState: (task) => {
-      for (const listener of listeners) listener(task);
+      const tell = () => {
+        for (const listener of listeners) listener(task);
+      };
+      if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return tell();
+      void recordSpend(task)
+        .then(tell)
+        .catch((error) =>
+          log.error({ taskId: task.id, err: errorMessage(error) }, 'a state listener failed'),
+        );
     },
   };
 
@@ -297,10 +316,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     github,
     stop: () => {
       stopped ??= (async () => {
-        stopRetention();
+        await stopRetention();
         await github?.stop();
         await environments?.stop();
-        audit.flush();
+        await audit.flush();
         await checkpointer.stop();
         await store.close();
       })();

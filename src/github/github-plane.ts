@@ -118,7 +118,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   web.route(
     '/',
     webApp({
-      db,
+      store: deps.store,
       audit: deps.audit,
       clock,
       log,
@@ -318,11 +318,11 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
 }
 
 /** The last update of a task's own branch its proxy forwarded, from the task's record. */
-function forwardedHead(audit: AuditLog, task: Task): string | undefined {
+async function forwardedHead(audit: AuditLog, task: Task): Promise<string | undefined> {
   const ref = `refs/heads/${task.branch}`;
-  const updates = audit
-    .events(task.id)
-    .filter((e) => e.type === 'git.ref_update' && e.data.decision === 'forwarded' && e.data.ref === ref);
+  const updates = (await audit.events(task.id, {}, { types: ['git.ref_update'] })).filter(
+    (e) => e.type === 'git.ref_update' && e.data.decision === 'forwarded' && e.data.ref === ref,
+  );
   const last = updates.at(-1)?.data.new;
   return typeof last === 'string' ? last : undefined;
 }

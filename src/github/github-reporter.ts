@@ -17,7 +17,7 @@ export interface GitHubReporterDeps {
   publicUrl: string;
   log: Logger;
   /** The audit chain's head hash for a task, shown on its check run. */
-  auditHeadHash?(taskId: string): string | undefined;
+  auditHeadHash?(taskId: string): Promise<string | undefined>;
   /** CI's verdict on the commit a task pushed, shown on its tracking comment. */
   ciVerdict?(taskId: string): CiVerdictLine | undefined;
   /** The approval a task waits for, shown on its tracking comment. */
@@ -109,7 +109,7 @@ export class GitHubReporter {
 
   async #checkRun(task: Task): Promise<void> {
     if (task.installationId === null || !task.headSha) return;
-    const head = this.#deps.auditHeadHash?.(task.id);
+    const head = await this.#deps.auditHeadHash?.(task.id);
     const done =
       task.state === 'succeeded' ||
       task.state === 'failed' ||
