@@ -150,7 +150,10 @@ async function insertRows(store: Store, rows: Array<{ event: ChainEvent; link: C
   }
 }
 
-/** Each task's latest event, one statement for each place they are read from. */
+/**
+ * Each task's latest event, one statement for each place they are read from: two index lookups
+ * a task (a GROUP BY or a join on max(seq) would read every event of a long chain, each commit).
+ */
 async function chainHeads(
   taskIds: readonly string[],
   from: (taskId: string) => Kdb,
@@ -162,18 +165,13 @@ async function chainHeads(
   }
   const heads = new Map<string, { seq: number; hash: string }>();
   for (const [db, ids] of bySource) {
-    const rows = await db
-      .selectFrom('audit_events as e')
-      .select(['e.task_id', 'e.seq', 'e.hash'])
-      .where('e.task_id', 'in', ids)
-      .where('e.seq', '=', (eb) =>
-        eb
-          .selectFrom('audit_events as h')
-          .select((h) => h.fn.max('h.seq').as('seq'))
-          .whereRef('h.task_id', '=', 'e.task_id'),
-      )
-      .execute();
-    for (const r of rows) heads.set(r.task_id, { seq: r.seq, hash: r.hash });
+    const latest = (column: 'seq' | 'hash') =>
+      sql`(SELECT ${sql.ref(column)} FROM audit_events WHERE task_id = v.column1 ORDER BY seq DESC LIMIT 1)`;
+    const { rows } = await sql<{ task_id: string; seq: number | null; hash: string | null }>`
+      SELECT v.column1 AS task_id, ${latest('seq')} AS seq, ${latest('hash')} AS hash
+      FROM (VALUES ${sql.join(ids.map((id) => sql`(${id})`))}) AS v`.execute(db);
+    for (const r of rows)
+      if (r.seq !== null && r.hash !== null) heads.set(r.task_id, { seq: Number(r.seq), hash: r.hash });
   }
   return heads;
 }
