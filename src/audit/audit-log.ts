@@ -6,7 +6,13 @@ import type { SecretRedactor } from '../secrets.ts';
 import type { Kdb, Store } from '../store/database.ts';
 import { type AuditEvent, CONTENT_KEY, canonicalJson, isConversationEvent } from './audit-event.ts';
 import { AuditQueries, type EventFilter, type EventPage } from './audit-queries.ts';
-import { type ChainEvent, type ChainLink, type ChainWrite, writeChains } from './chain-writer.ts';
+import {
+  type ChainEvent,
+  type ChainLink,
+  type ChainReads,
+  type ChainWrite,
+  writeChains,
+} from './chain-writer.ts';
 import { type VerifyReport, verifyAuditChains } from './verify-chain.ts';
 
 export * from './audit-event.ts';
@@ -81,6 +87,12 @@ export class AuditLog implements AuditSink {
   /** Events appended outside a transaction, in append order, until they are committed. */
   #queue: QueuedEvent[] = [];
   readonly #transactions = new WeakMap<Kdb, TransactionEvents>();
+  /**
+   * SQLite: each chain's head as of this log's last commit to it, so a commit need not read it
+   * (written from committed transactions only; a head that another writer has moved on is found
+   * out by the insert, and read; see writeChains).
+   */
+  readonly #heads = new Map<string, { seq: number; hash: string }>();
   /** The group commit being written, if one is. */
   #groupWrite: Promise<void> | undefined;
   #groupScheduled = false;
@@ -271,7 +283,7 @@ export class AuditLog implements AuditSink {
           const result = await writeChains(
             this.#store,
             batch.filter((e) => e.state === 'writing'),
-            { from: () => this.#store.db, storedAt: (e) => e.writtenAt?.link },
+            { from: () => this.#store.db, storedAt: (e) => e.writtenAt?.link, ...this.#remembered() },
           );
           this.#store.afterCommit(() => this.#committed(result));
         },
@@ -317,14 +329,26 @@ export class AuditLog implements AuditSink {
     const result = await writeChains(this.#store, events, {
       from: (taskId) => (committed && !entry.wrote.has(taskId) ? committed : this.#store.db),
       storedAt: (e) => (isQueued(e) ? e.writtenAt?.link : undefined),
+      ...this.#remembered(),
     });
     for (const taskId of tasks) entry.wrote.add(taskId);
     for (const { event, link } of result.written) if (isQueued(event)) event.writtenAt = { link, by: entry };
     this.#store.afterCommit(() => this.#committed(result));
   }
 
+  #remembered(): Pick<ChainReads<PreparedEvent>, 'remembered'> {
+    return this.#store.dialect === 'sqlite' ? { remembered: (taskId) => this.#heads.get(taskId) } : {};
+  }
+
   /** After a commit: the events it stored leave the queue, and listeners hear of them in append order. */
   #committed(result: ChainWrite<PreparedEvent>): void {
+    if (this.#store.dialect === 'sqlite') {
+      if (this.#heads.size > 50_000) this.#heads.clear();
+      for (const { event, link } of [...result.found, ...result.written]) {
+        const known = this.#heads.get(event.taskId);
+        if (!known || link.seq > known.seq) this.#heads.set(event.taskId, { seq: link.seq, hash: link.hash });
+      }
+    }
     const stored = [...result.written, ...result.found]
       // Another commit may have told of a queued event already (it found it stored).
       .filter(({ event }) => !isQueued(event) || event.state !== 'done')
