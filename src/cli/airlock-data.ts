@@ -1,15 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { AppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
 import { openDatabase, openSqliteStore, openStore, type Store } from '../store/database.ts';
 
-/** Where a command finds airlock's data: the data folder's SQLite file, or a PostgreSQL database. */
-export interface AirlockData {
-  dataDir: string;
-  /** DATABASE_URL (postgres://...): the shared database of a deployment on PostgreSQL. */
-  databaseUrl?: string | undefined;
-}
+/** Where a command finds airlock's data: DATABASE_URL's PostgreSQL database, or the data folder's SQLite file. */
+export type AirlockData = Pick<AppConfig, 'dataDir' | 'databaseUrl'>;
 
 /** The database file under a data folder, as an absolute path (so messages name it exactly). */
 export function databaseFile(dataDir: string): string {
@@ -22,22 +19,6 @@ export function databaseName(where: AirlockData): string {
   const url = new URL(where.databaseUrl);
   if (url.password) url.password = '***';
   return url.toString();
-}
-
-/** Where the commands' data is, from the environment: DATABASE_URL if set, else the data folder. */
-export function airlockData(dataDir: string, env: Record<string, string | undefined>): AirlockData {
-  const url = env.DATABASE_URL?.trim();
-  if (!url) return { dataDir };
-  if (!/^postgres(ql)?:\/\//.test(url)) {
-    throw new AirlockError(
-      'config',
-      'DATABASE_URL must be a PostgreSQL URL (postgres://user@host/database)',
-      {
-        hint: 'unset DATABASE_URL to use the SQLite database in AIRLOCK_DATA_DIR',
-      },
-    );
-  }
-  return { dataDir, databaseUrl: url };
 }
 
 /**

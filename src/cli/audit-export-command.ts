@@ -8,7 +8,7 @@ import { AirlockError } from '../errors.ts';
 import { SecretRedactor } from '../secrets.ts';
 import { ALL_REPOS } from '../web/repo-access.ts';
 import { TaskQuery } from '../web/task-query.ts';
-import { airlockData, databaseName, openAirlockData } from './airlock-data.ts';
+import { databaseName, openAirlockData } from './airlock-data.ts';
 
 /** `airlock audit export <task-id> [--format json|jsonl]`: writes a task's record to stdout. */
 export default async function auditExport(args: string[]): Promise<number> {
@@ -23,12 +23,11 @@ export default async function auditExport(args: string[]): Promise<number> {
     throw new AirlockError('usage', `--format must be json or jsonl, not ${values.format}`);
   }
   const config = loadAppConfig(process.env);
-  const where = airlockData(config.dataDir, process.env);
-  const store = await openAirlockData(where, 'read');
+  const store = await openAirlockData(config, 'read');
   try {
     const task = await new TaskQuery(store).find(ALL_REPOS, taskId);
     if (!task)
-      throw new AirlockError('not_found', `task ${taskId} does not exist in ${databaseName(where)}`, {
+      throw new AirlockError('not_found', `task ${taskId} does not exist in ${databaseName(config)}`, {
         hint: 'check the task id (it is in the task page URL and in the output of airlock run)',
       });
     const events = await new AuditLog(store, systemClock, new SecretRedactor()).events(taskId);

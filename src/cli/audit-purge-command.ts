@@ -6,7 +6,7 @@ import { systemClock } from '../clock.ts';
 import { loadAppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
 import { SecretRedactor } from '../secrets.ts';
-import { airlockData, openAirlockData } from './airlock-data.ts';
+import { openAirlockData } from './airlock-data.ts';
 
 /**
  * `airlock audit purge --older-than <days> --reason <text> [--task id] [--repo owner/name] [--dry-run]`:
@@ -39,7 +39,7 @@ export default async function auditPurge(args: string[]): Promise<number> {
     );
   }
   const config = loadAppConfig(process.env);
-  const store = await openAirlockData(airlockData(config.dataDir, process.env), 'write');
+  const store = await openAirlockData(config, 'write');
   try {
     const audit = new AuditLog(store, systemClock, new SecretRedactor());
     const report = await purgeConversation(

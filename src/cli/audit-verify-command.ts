@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { verifyAuditChains } from '../audit/verify-chain.ts';
 import { loadAppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
-import { airlockData, databaseName, openAirlockData } from './airlock-data.ts';
+import { databaseName, openAirlockData } from './airlock-data.ts';
 
 /** `airlock audit verify [task-id]`: recomputes the hash chains and says where one breaks. */
 export default async function auditVerify(args: string[]): Promise<number> {
@@ -10,13 +10,12 @@ export default async function auditVerify(args: string[]): Promise<number> {
   const [taskId, extra] = positionals;
   if (extra) throw new AirlockError('usage', 'airlock audit verify takes at most one task id');
   const config = loadAppConfig(process.env);
-  const where = airlockData(config.dataDir, process.env);
-  const store = await openAirlockData(where, 'read');
+  const store = await openAirlockData(config, 'read');
   try {
     const report = await verifyAuditChains(store, taskId);
     // A mistyped id checks nothing; saying "ok" would make the typo look like a verified record.
     if (taskId && report.tasks === 0) {
-      throw new AirlockError('not_found', `task ${taskId} has no audit record in ${databaseName(where)}`, {
+      throw new AirlockError('not_found', `task ${taskId} has no audit record in ${databaseName(config)}`, {
         hint: 'check the task id (it is in the task page URL and in the output of airlock run)',
       });
     }
