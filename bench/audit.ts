@@ -44,14 +44,15 @@ emulator.setPermission('acme/widgets', 'alice', 'read');
 const installationId = emulator.installApp('acme');
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-audit-'));
 const db = openDatabase(path.join(dir, 'airlock.sqlite'));
+// One SQLite connection under both, as the composition root has it.
+const store = openSqliteStore(db);
 const redactor = new SecretRedactor();
 redactor.add(`ghs_${randomBytes(18).toString('hex')}`);
 // Configured as in production (src/full-airlock.ts): group commit, at most 512 events at once.
-const audit = new AuditLog(db, systemClock, redactor, { groupCommit: { maxEvents: 512 } });
+const audit = new AuditLog(store, systemClock, redactor, { groupCommit: { maxEvents: 512 } });
 // As in production: the metrics observe every event as it is appended.
-const metrics = new AirlockMetrics(db, { processMetrics: false });
+const metrics = new AirlockMetrics(store, { processMetrics: false });
 audit.subscribe((event) => metrics.observeAuditEvent(event));
-const store = openSqliteStore(db);
 const tasks = new TaskStore(store, systemClock);
 
 const newTask = async () =>
@@ -184,7 +185,7 @@ for (let group = 0; group < taskCount; group += concurrent) {
     await nextTurn();
   }
 }
-audit.flush();
+await audit.flush();
 const appendSeconds = (performance.now() - appendStarted) / 1000;
 const appendCpuUsed = process.cpuUsage(appendCpu);
 
@@ -194,11 +195,11 @@ for (let n = 0; n < 10_000; n++) {
   const [type, data] = n === 0 ? eventFor(0, big) : eventFor(3 + (n % 8), big);
   audit.append(big, type, data);
 }
-audit.flush();
+await audit.flush();
 const verifyRuns: number[] = [];
 for (let i = 0; i < 7; i++) {
   const t0 = performance.now();
-  const report = verifyAuditChains(db, big);
+  const report = await verifyAuditChains(store, big);
   verifyRuns.push(performance.now() - t0);
   if (!report.ok || report.events !== 10_000)
     throw new Error(`verify failed: ${JSON.stringify(report.problems)}`);
@@ -206,7 +207,7 @@ for (let i = 0; i < 7; i++) {
 
 // Task pages, through the web app with a real session and access check.
 const app = webApp({
-  db,
+  store,
   audit,
   clock: systemClock,
   log: createLogger({ level: 'silent', redactor }),
@@ -257,13 +258,13 @@ for (let i = 0; i < 50; i++) {
   listTimes.push(performance.now() - t0);
 }
 
-const whole = verifyAuditChains(db);
+const whole = await verifyAuditChains(store);
 const dbBytes = (
   db.prepare('SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()').get() as {
     n: number;
   }
 ).n;
-db.close();
+await store.close();
 await emulator.close();
 await rm(dir, { recursive: true, force: true });
 

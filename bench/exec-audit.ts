@@ -32,8 +32,9 @@ const rate = Number(values.rate);
 
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-exec-'));
 const db = openDatabase(path.join(dir, 'airlock.sqlite'));
-const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
-const tasks = new TaskStore(openSqliteStore(db), systemClock);
+const store = openSqliteStore(db);
+const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
+const tasks = new TaskStore(store, systemClock);
 const newTask = async () =>
   (
     await tasks.create({
@@ -160,8 +161,8 @@ try {
   };
   writeResults('exec-audit', figures);
 } finally {
-  audit.flush();
+  await audit.flush();
   acks.close();
-  db.close();
+  await store.close();
   await rm(dir, { recursive: true, force: true });
 }

@@ -52,7 +52,7 @@ try {
   for (let i = 0; i < count; i++) {
     const task = await world.labelIssue(`Task ${i}`, `Task ${i}: generate the lines.`);
     if (task.state !== 'succeeded') throw new Error(`task ${task.id} ended ${task.state}: ${task.reason}`);
-    const events = world.audit.events(task.id);
+    const events = await world.audit.events(task.id);
     const at = (match: (e: (typeof events)[number]) => boolean, what: string) => {
       const event = events.find(match);
       if (!event) throw new Error(`task ${task.id} has no ${what} event`);

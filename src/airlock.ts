@@ -114,16 +114,20 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const clock = ports.clock ?? systemClock;
   const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
   const store = openSqliteStore(db);
-  const checkpointer = startCheckpointer(db, log);
-  const audit = new AuditLog(db, clock, ports.redactor, {
+  const checkpointer = startCheckpointer(store, log);
+  const audit = new AuditLog(store, clock, ports.redactor, {
     keepConversation: settings.retention.promptDays !== 0,
     // Bursts (exec audit, agent output, proxy traffic from several VMs) commit once per event-loop turn.
     groupCommit: { maxEvents: AUDIT_GROUP_COMMIT_MAX_EVENTS },
-    onError: (error) => log.error({ err: errorMessage(error) }, 'audit events could not be stored'),
+    onError: (error, what) =>
+      log.error(
+        { err: errorMessage(error) },
+        what === 'commit' ? 'audit events could not be stored' : 'an audit listener failed',
+      ),
   });
-  const metrics = new AirlockMetrics(db);
+  const metrics = new AirlockMetrics(store);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
-  const stopRetention = startRetention({ db, audit, clock, log }, { days: settings.retention.promptDays });
+  const stopRetention = startRetention({ store, audit, clock, log }, { days: settings.retention.promptDays });
   const tasks = new TaskStore(store, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
@@ -143,11 +147,12 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const spend = new SpendLedger(store, clock, policy.prices);
 
   // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
-  // task spent is recorded once its proxy has closed, and a held result goes when its task ends.
+  // task spent is recorded once its proxy has closed (it ended, or waits for approval), from its
+  // record, so what GitHub is told includes it; a held result goes when its task ends.
   const listeners: StateListener[] = [
     async (task) => {
       if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
-      await spend.record(task, audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
+      await spend.record(task, await audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
       if (isTerminal(task.state) && (await held.get(task.id))?.discardedAt === null)
         // Files go once the ending is committed (it may be part of a transaction).
         store.afterCommit(() => {
@@ -259,7 +264,6 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       settings,
       github: settings.github,
       store,
-      db,
       clock,
       log,
       audit,
@@ -301,10 +305,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     github,
     stop: () => {
       stopped ??= (async () => {
-        stopRetention();
+        await stopRetention();
         await github?.stop();
         await environments?.stop();
-        audit.flush();
+        await audit.flush();
         await checkpointer.stop();
         await store.close();
       })();

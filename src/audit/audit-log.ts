@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
 import type { AuditSink } from '../audit-sink.ts';
 import type { Clock } from '../clock.ts';
 import type { SecretRedactor } from '../secrets.ts';
-import type { Db } from '../store/database.ts';
-import {
-  type AuditEvent,
-  CONTENT_KEY,
-  canonicalJson,
-  type EventRowValues,
-  eventHash,
-  GENESIS_HASH,
-  isConversationEvent,
-} from './audit-event.ts';
+import type { Kdb, Store } from '../store/database.ts';
+import { type AuditEvent, CONTENT_KEY, canonicalJson, isConversationEvent } from './audit-event.ts';
 import { AuditQueries, type EventFilter, type EventPage } from './audit-queries.ts';
+import {
+  type ChainEvent,
+  type ChainLink,
+  type ChainReads,
+  type ChainWrite,
+  writeChains,
+} from './chain-writer.ts';
 import { type VerifyReport, verifyAuditChains } from './verify-chain.ts';
 
 export * from './audit-event.ts';
@@ -25,141 +25,112 @@ export interface AuditLogOptions {
   keepConversation?: boolean;
   /**
    * Group commit: events appended outside a transaction are committed together at the end of the
-   * current turn of the event loop (or once `maxEvents` are waiting), instead of one commit each.
-   * Off: every append is committed before it returns.
+   * current turn of the event loop (or once `maxEvents` are waiting), in one transaction. Off: a
+   * commit starts at once (what is appended while one is being written goes in the next).
    */
   groupCommit?: { maxEvents: number };
-  /** Told when a grouped commit fails (the next append also throws it). */
-  onError?: (error: unknown) => void;
+  /**
+   * Told when appended events could not be committed (the next append also throws it), or when a
+   * listener failed (the event is stored).
+   */
+  onError?: (error: unknown, what: 'commit' | 'listener') => void;
 }
 
 /** An event scrubbed and serialized, not yet linked into its chain. */
-interface PreparedEvent {
-  taskId: string;
-  ts: string;
-  type: string;
-  storedJson: string;
-  /** The kept text of a conversation event, stored beside the chain. */
-  payloadJson: string | undefined;
+interface PreparedEvent extends ChainEvent {
+  /** Its place in this process's order of appends. */
+  n: number;
   clean: Record<string, unknown>;
   content: { sha256: string; bytes: number; kept: boolean } | undefined;
 }
 
-/** An event linked into its chain: its place and hashes. */
-interface LinkedEvent extends PreparedEvent {
-  seq: number;
-  prevHash: string;
-  hash: string;
+/** An event appended outside a transaction, until it is known to be committed. */
+interface QueuedEvent extends PreparedEvent {
+  /** `writing`: in the group commit's transaction; `done`: committed, or given up with it. */
+  state: 'queued' | 'writing' | 'done';
+  /**
+   * Where a caller's transaction wrote it, ahead of its own events of the same task (see
+   * #writeInTransaction). Whether that transaction committed is read back from the chain.
+   */
+  writtenAt?: { link: ChainLink; by: TransactionEvents };
 }
 
+/** The events appended in one open transaction, written just before it commits. */
+interface TransactionEvents {
+  events: PreparedEvent[];
+  /** Whether a before-commit write of `events` is registered. */
+  hooked: boolean;
+  /** The chains this transaction has written already (it holds their locks; only it sees their heads). */
+  wrote: Set<string>;
+}
+
+const isQueued = (e: PreparedEvent): e is QueuedEvent => 'state' in e;
+
 /**
- * The append-only, hash-chained audit log. Every string is scrubbed of registered secrets and
- * credential-shaped text before it is hashed and stored; SQLite triggers refuse UPDATE and DELETE.
- * An event's place in its chain is fixed when it is appended; listeners hear of it once it is stored.
+ * The append-only, hash-chained audit log, one chain per task, on either database. Every string
+ * is scrubbed of registered secrets and credential-shaped text before it is hashed and stored;
+ * the database refuses UPDATE and DELETE.
+ *
+ * `append` returns at once. Inside a transaction (`store.transaction`), the event is written in
+ * it, just before it commits, so it commits or rolls back with the caller's writes. Otherwise it
+ * is queued for the group commit. Either way an event is linked into its chain (its sequence
+ * number and hashes) in the transaction that writes it, under its task's lock: writers in several
+ * processes share one chain. Listeners hear of an event once it is committed.
  */
 export class AuditLog implements AuditSink {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
   readonly #redactor: SecretRedactor;
   readonly #options: AuditLogOptions;
-  /**
-   * Each task's chain head (seq, hash) as linked so far, events waiting for a group commit
-   * included. An event written in a transaction someone else controls is not committed until that
-   * transaction is, and may never be: its task's entry is dropped so the next append reads the
-   * head again.
-   */
-  readonly #heads = new Map<string, { seq: number; hash: string }>();
-  /** Set while appendMany's own top-level transaction runs: its outcome is known here. */
-  #ownTransaction = false;
-  readonly #insert;
-  readonly #insertPayload;
-  readonly #writeBatch: (events: readonly LinkedEvent[]) => void;
-  readonly #selectHead;
   readonly #queries: AuditQueries;
   readonly #listeners = new Set<(event: AuditEvent) => void>();
-  #pending: LinkedEvent[] = [];
-  #flushScheduled = false;
+  /** Events appended outside a transaction, in append order, until they are committed. */
+  #queue: QueuedEvent[] = [];
+  readonly #transactions = new WeakMap<Kdb, TransactionEvents>();
+  /**
+   * SQLite: each chain's head as of this log's last commit to it, so a commit need not read it
+   * (written from committed transactions only; a head that another writer has moved on is found
+   * out by the insert, and read; see writeChains).
+   */
+  readonly #heads = new Map<string, { seq: number; hash: string }>();
+  /** The group commit being written, if one is. */
+  #groupWrite: Promise<void> | undefined;
+  #groupScheduled = false;
+  #appended = 0;
   #failure: unknown;
 
-  constructor(db: Db, clock: Clock, redactor: SecretRedactor, options: AuditLogOptions = {}) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock, redactor: SecretRedactor, options: AuditLogOptions = {}) {
+    this.#store = store;
     this.#clock = clock;
     this.#redactor = redactor;
     this.#options = options;
-    this.#insert = db.prepare(
-      'INSERT INTO audit_events (task_id, seq, ts, type, data_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    this.#insertPayload = db.prepare('INSERT INTO audit_payloads (task_id, seq, data_json) VALUES (?, ?, ?)');
-    this.#writeBatch = db.transaction((events: readonly LinkedEvent[]) => {
-      // One transaction: each event and its text are stored together or not at all.
-      for (const e of events) this.#insertRow(e, false);
-    });
-    this.#selectHead = db.prepare(
-      'SELECT seq, hash FROM audit_events WHERE task_id = ? ORDER BY seq DESC LIMIT 1',
-    );
-    this.#queries = new AuditQueries(db);
+    this.#queries = new AuditQueries(store);
   }
 
   /**
-   * Appends one event to a task's chain. Inside a caller's transaction the event is written in it;
-   * otherwise it is committed before this returns, or with group commit by the end of this turn.
+   * Appends one event to a task's chain: inside a caller's transaction, written in it before it
+   * commits; otherwise committed with the next group commit.
    */
   append(taskId: string, type: string, data: Record<string, unknown>): void {
-    if (this.#failure !== undefined) {
-      const cause = this.#failure;
-      this.#failure = undefined;
-      throw new Error('an earlier audit write failed; its events were not stored', { cause });
-    }
-    const prepared = this.#prepare(taskId, type, data);
-    const group = this.#options.groupCommit;
-    if (group && !this.#db.inTransaction) {
-      this.#pending.push(this.#link(prepared));
-      if (this.#pending.length >= group.maxEvents) this.flush();
-      else if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(() => this.#scheduledFlush());
-      }
-      return;
-    }
-    // Events waiting for a group commit are not flushed here: inside a caller's transaction they
-    // would roll back with it. They keep their sequence numbers and follow by the end of the turn.
-    if (!this.#db.inTransaction) this.flush();
-    this.#commit([this.#link(prepared)], (events) => {
-      for (const e of events) this.#insertRow(e, true);
-    });
-    // Written in the caller's transaction, which may yet roll back.
-    if (this.#db.inTransaction && !this.#ownTransaction) this.#heads.delete(taskId);
+    this.#throwEarlierFailure();
+    this.#enqueue([this.#prepare(taskId, type, data)]);
   }
 
-  /** Appends several events in one transaction (fast path for bursts such as exec audit). */
+  /** Appends several events, all or none (one that cannot be serialized stores none of them). */
   appendMany(events: ReadonlyArray<{ taskId: string; type: string; data: Record<string, unknown> }>): void {
-    const own = !this.#db.inTransaction;
-    if (own) {
-      this.flush();
-      this.#ownTransaction = true;
-    }
-    try {
-      this.#db.transaction(() => {
-        for (const e of events) this.append(e.taskId, e.type, e.data);
-      })();
-    } catch (error) {
-      // Rolled back: none of these events was stored, so the cached heads are ahead of the table.
-      for (const e of events) this.#heads.delete(e.taskId);
-      throw error;
-    } finally {
-      if (own) this.#ownTransaction = false;
-    }
+    this.#throwEarlierFailure();
+    this.#enqueue(events.map((e) => this.#prepare(e.taskId, e.type, e.data)));
   }
 
   /**
-   * Commits every event still waiting for a group commit. Inside a transaction it does nothing:
-   * they are committed on their own once it is over.
+   * Commits every event appended outside a transaction before this call. Inside a transaction it
+   * does nothing: they are committed on their own once it is over. A failed commit is not thrown
+   * here: it goes to `onError`, and the next append throws it.
    */
-  flush(): void {
-    if (this.#pending.length === 0 || this.#db.inTransaction) return;
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#commit(batch, this.#writeBatch);
+  async flush(): Promise<void> {
+    if (this.#store.inTransaction()) return;
+    const upTo = this.#appended;
+    while (this.#queue.some((e) => e.n <= upTo && e.state !== 'done')) await this.#commitQueued();
   }
 
   // Reads. Each commits the events waiting for a group commit first, so a reader never sees less
@@ -169,50 +140,49 @@ export class AuditLog implements AuditSink {
    * A task's events in chain order, with the kept text of conversation events: every event, or a
    * page after `afterSeq` / before `beforeSeq`, optionally filtered.
    */
-  events(taskId: string, page: EventPage = {}, filter: EventFilter = {}): AuditEvent[] {
-    this.flush();
+  async events(taskId: string, page: EventPage = {}, filter: EventFilter = {}): Promise<AuditEvent[]> {
+    await this.flush();
     return this.#queries.events(taskId, page, filter);
   }
 
   /** The latest of a task's events that matches a filter (its latest diff, its outcome...). */
-  latest(taskId: string, filter: EventFilter): AuditEvent | undefined {
-    this.flush();
+  async latest(taskId: string, filter: EventFilter): Promise<AuditEvent | undefined> {
+    await this.flush();
     return this.#queries.latest(taskId, filter);
   }
 
   /** The sequence numbers of a task's events that match a filter, first `limit` of them. */
-  seqs(taskId: string, filter: EventFilter, limit = 1000): number[] {
-    this.flush();
+  async seqs(taskId: string, filter: EventFilter, limit = 1000): Promise<number[]> {
+    await this.flush();
     return this.#queries.seqs(taskId, filter, limit);
   }
 
   /** How many events of each type a task's chain holds. */
-  typeCounts(taskId: string): Map<string, number> {
-    this.flush();
+  async typeCounts(taskId: string): Promise<Map<string, number>> {
+    await this.flush();
     return this.#queries.typeCounts(taskId);
   }
 
   /** The chain's latest stored event: its sequence number (the event count) and hash. */
-  head(taskId: string): { seq: number; hash: string } | undefined {
-    this.flush();
+  async head(taskId: string): Promise<{ seq: number; hash: string } | undefined> {
+    await this.flush();
     return this.#queries.head(taskId);
   }
 
   /** The hash of a task's latest event (shown on the PR's check run). */
-  headHash(taskId: string): string | undefined {
-    const head = this.#head(taskId);
-    return head.seq === 0 ? undefined : head.hash;
+  async headHash(taskId: string): Promise<string | undefined> {
+    return (await this.head(taskId))?.hash;
   }
 
   /** Recomputes a task's chain (or every chain) from what is stored; see {@link verifyAuditChains}. */
-  verify(taskId?: string): VerifyReport {
-    this.flush();
-    return verifyAuditChains(this.#db, taskId);
+  async verify(taskId?: string): Promise<VerifyReport> {
+    await this.flush();
+    return verifyAuditChains(this.#store, taskId);
   }
 
   /** The kept prompt and model-response texts of a task (what a purge would delete). */
-  keptTexts(taskId: string): Array<{ seq: number; bytes: number }> {
-    this.flush();
+  async keptTexts(taskId: string): Promise<Array<{ seq: number; bytes: number }>> {
+    await this.flush();
     return this.#queries.keptTexts(taskId);
   }
 
@@ -221,12 +191,15 @@ export class AuditLog implements AuditSink {
    * caller's record of who and why) is appended to the task's chain, then the texts are deleted.
    * The chained digests remain, so the chain still verifies. Returns what went.
    */
-  purgeTexts(taskId: string, record: Record<string, unknown>): { payloads: number; bytes: number } {
-    this.flush();
-    // Deleted text is overwritten in the database file, not just unlinked from it.
-    this.#db.pragma('secure_delete = ON');
-    return this.#db.transaction(() => {
-      const texts = this.#queries.keptTexts(taskId);
+  async purgeTexts(
+    taskId: string,
+    record: Record<string, unknown>,
+  ): Promise<{ payloads: number; bytes: number }> {
+    await this.flush();
+    // SQLite: deleted text is overwritten in the database file, not just unlinked from it.
+    if (this.#store.dialect === 'sqlite') await sql`PRAGMA secure_delete = ON`.execute(this.#store.db);
+    return this.#store.transaction(async () => {
+      const texts = await this.#queries.keptTexts(taskId);
       if (texts.length === 0) return { payloads: 0, bytes: 0 };
       const bytes = texts.reduce((sum, t) => sum + t.bytes, 0);
       this.append(taskId, 'audit.purged', {
@@ -235,15 +208,158 @@ export class AuditLog implements AuditSink {
         what: 'prompt and model-response text',
         ...record,
       });
-      for (const t of texts) this.#queries.deleteText(taskId, t.seq);
+      // The database refuses each deletion until the chain holds the purge, which is written just
+      // before commit: the deletions are registered after it, so they run after it.
+      this.#store.beforeCommit(() =>
+        this.#queries.deleteTexts(
+          taskId,
+          texts.map((t) => t.seq),
+        ),
+      );
       return { payloads: texts.length, bytes };
-    })();
+    });
   }
 
-  /** Subscribes to new events (live updates); returns the unsubscribe function. */
+  /** Subscribes to new events (live updates), heard once committed; returns the unsubscribe function. */
   subscribe(listener: (event: AuditEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  #throwEarlierFailure(): void {
+    if (this.#failure === undefined) return;
+    const cause = this.#failure;
+    this.#failure = undefined;
+    throw new Error('an earlier audit write failed; its events were not stored', { cause });
+  }
+
+  #enqueue(events: PreparedEvent[]): void {
+    if (this.#store.inTransaction()) {
+      // The transaction's handle is the same object for its whole life: one entry per transaction.
+      const trx = this.#store.db;
+      let entry = this.#transactions.get(trx);
+      if (!entry) {
+        entry = { events: [], hooked: false, wrote: new Set() };
+        this.#transactions.set(trx, entry);
+      }
+      entry.events.push(...events);
+      if (!entry.hooked) {
+        entry.hooked = true;
+        const hooked = entry;
+        this.#store.beforeCommit(() => this.#writeInTransaction(hooked));
+      }
+      return;
+    }
+    for (const e of events) this.#queue.push({ ...e, state: 'queued' });
+    const group = this.#options.groupCommit;
+    if (!group || this.#queue.length >= group.maxEvents) void this.#commitQueued();
+    else if (!this.#groupScheduled) {
+      this.#groupScheduled = true;
+      setImmediate(() => {
+        this.#groupScheduled = false;
+        void this.#commitQueued();
+      });
+    }
+  }
+
+  /** The group commit: one at a time; when one ends, the next starts if events are waiting. */
+  #commitQueued(): Promise<void> {
+    this.#groupWrite ??= this.#writeQueued().finally(() => {
+      this.#groupWrite = undefined;
+      if (this.#queue.some((e) => e.state === 'queued')) void this.#commitQueued();
+    });
+    return this.#groupWrite;
+  }
+
+  async #writeQueued(): Promise<void> {
+    if (!this.#queue.some((e) => e.state === 'queued')) return;
+    let batch: QueuedEvent[] | undefined;
+    try {
+      await this.#store.transaction(
+        async () => {
+          // Taken once the transaction holds its connection: on SQLite no caller's transaction is
+          // open then, half-way through writing some of them ahead of its own.
+          batch ??= this.#take();
+          const result = await writeChains(
+            this.#store,
+            batch.filter((e) => e.state === 'writing'),
+            { from: () => this.#store.db, storedAt: (e) => e.writtenAt?.link, ...this.#remembered() },
+          );
+          this.#store.afterCommit(() => this.#committed(result));
+        },
+        { readCommitted: true },
+      );
+    } catch (error) {
+      // Given up: what this commit held is not stored, and the next append says so.
+      for (const e of batch ?? []) if (e.state === 'writing') e.state = 'done';
+      this.#sweep();
+      this.#failure = error;
+      this.#options.onError?.(error, 'commit');
+    }
+  }
+
+  #take(): QueuedEvent[] {
+    const batch = this.#queue.filter((e) => e.state === 'queued');
+    for (const e of batch) e.state = 'writing';
+    return batch;
+  }
+
+  /**
+   * Writes a transaction's events just before it commits, and ahead of them the events of the same
+   * tasks appended earlier and still waiting for a group commit, so that a chain keeps the order
+   * of appends. Those stay queued until this transaction is known to have committed; if it rolls
+   * back, the group commit finds them missing from the chain and writes them.
+   */
+  async #writeInTransaction(entry: TransactionEvents): Promise<void> {
+    const own = entry.events;
+    entry.events = [];
+    entry.hooked = false;
+    const tasks = new Set(own.map((e) => e.taskId));
+    const inGroup = () => this.#queue.some((e) => e.state === 'writing' && tasks.has(e.taskId));
+    // On PostgreSQL a group commit runs beside this transaction: earlier events of these tasks that
+    // it is writing go first. Not once this transaction holds chains' locks, which it may need.
+    if (this.#store.dialect === 'postgres' && entry.wrote.size === 0 && this.#groupWrite && inGroup())
+      await this.#groupWrite;
+    // Not those this transaction wrote already (in an earlier call): they are in it.
+    const earlier = this.#queue.filter(
+      (e) => e.state === 'queued' && tasks.has(e.taskId) && e.writtenAt?.by !== entry,
+    );
+    const events = [...earlier, ...own].sort((a, b) => a.n - b.n);
+    const committed = this.#store.committed;
+    const result = await writeChains(this.#store, events, {
+      from: (taskId) => (committed && !entry.wrote.has(taskId) ? committed : this.#store.db),
+      storedAt: (e) => (isQueued(e) ? e.writtenAt?.link : undefined),
+      ...this.#remembered(),
+    });
+    for (const taskId of tasks) entry.wrote.add(taskId);
+    for (const { event, link } of result.written) if (isQueued(event)) event.writtenAt = { link, by: entry };
+    this.#store.afterCommit(() => this.#committed(result));
+  }
+
+  #remembered(): Pick<ChainReads<PreparedEvent>, 'remembered'> {
+    return this.#store.dialect === 'sqlite' ? { remembered: (taskId) => this.#heads.get(taskId) } : {};
+  }
+
+  /** After a commit: the events it stored leave the queue, and listeners hear of them in append order. */
+  #committed(result: ChainWrite<PreparedEvent>): void {
+    if (this.#store.dialect === 'sqlite') {
+      if (this.#heads.size > 50_000) this.#heads.clear();
+      for (const { event, link } of [...result.found, ...result.written]) {
+        const known = this.#heads.get(event.taskId);
+        if (!known || link.seq > known.seq) this.#heads.set(event.taskId, { seq: link.seq, hash: link.hash });
+      }
+    }
+    const stored = [...result.written, ...result.found]
+      // Another commit may have told of a queued event already (it found it stored).
+      .filter(({ event }) => !isQueued(event) || event.state !== 'done')
+      .sort((a, b) => a.event.n - b.event.n);
+    for (const { event } of stored) if (isQueued(event)) event.state = 'done';
+    this.#sweep();
+    for (const { event, link } of stored) this.#notify(event, link);
+  }
+
+  #sweep(): void {
+    this.#queue = this.#queue.filter((e) => e.state !== 'done');
   }
 
   #prepare(taskId: string, type: string, data: Record<string, unknown>): PreparedEvent {
@@ -261,6 +377,7 @@ export class AuditLog implements AuditSink {
         }
       : undefined;
     return {
+      n: ++this.#appended,
       taskId,
       ts,
       type,
@@ -271,77 +388,16 @@ export class AuditLog implements AuditSink {
     };
   }
 
-  #link(e: PreparedEvent): LinkedEvent {
-    const head = this.#head(e.taskId);
-    const seq = head.seq + 1;
-    const hash = eventHash({
-      taskId: e.taskId,
-      seq,
-      ts: e.ts,
-      type: e.type,
-      dataJson: e.storedJson,
-      prevHash: head.hash,
-    });
-    this.#heads.set(e.taskId, { seq, hash });
-    return { ...e, seq, prevHash: head.hash, hash };
-  }
-
-  #insertRow(e: LinkedEvent, savepoint: boolean): void {
-    const row: EventRowValues = [e.taskId, e.seq, e.ts, e.type, e.storedJson, e.prevHash, e.hash];
-    if (e.payloadJson === undefined) {
-      this.#insert.run(...row);
-      return;
-    }
-    const both = () => {
-      this.#insert.run(...row);
-      this.#insertPayload.run(e.taskId, e.seq, e.payloadJson);
-    };
-    // Outside a batch, a savepoint stores the event and its text together or not at all.
-    if (savepoint) this.#db.transaction(both)();
-    else both();
-  }
-
-  /** Writes linked events, then tells listeners. */
-  #commit(events: LinkedEvent[], write: (events: readonly LinkedEvent[]) => void): void {
-    let stored = events;
-    try {
-      write(stored);
-    } catch (error) {
-      for (const e of events) this.#heads.delete(e.taskId);
-      // Another process (the CLI's purge, a second control plane) appended to one of these chains
-      // since its head was cached: re-read the heads and link again, once.
-      if ((error as { code?: string }).code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw error;
-      stored = events.map((e) => this.#link(e));
-      write(stored);
-    }
-    for (const e of stored) this.#notify(e);
-  }
-
-  #scheduledFlush(): void {
-    this.#flushScheduled = false;
-    try {
-      this.flush();
-    } catch (error) {
-      this.#failure = error;
-      this.#options.onError?.(error);
-    }
-    // A transaction left open across turns held the flush back: try again next turn.
-    if (this.#pending.length > 0 && !this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#scheduledFlush());
-    }
-  }
-
-  #notify(e: LinkedEvent): void {
+  #notify(e: PreparedEvent, link: ChainLink): void {
     if (this.#listeners.size === 0) return;
     const event: AuditEvent = {
       taskId: e.taskId,
-      seq: e.seq,
+      seq: link.seq,
       ts: e.ts,
       type: e.type,
       data: e.content && !e.content.kept ? {} : e.clean,
-      prevHash: e.prevHash,
-      hash: e.hash,
+      prevHash: link.prevHash,
+      hash: link.hash,
       ...(e.content
         ? {
             content: {
@@ -352,19 +408,13 @@ export class AuditLog implements AuditSink {
           }
         : {}),
     };
-    for (const listener of this.#listeners) listener(event);
-  }
-
-  #head(taskId: string): { seq: number; hash: string } {
-    let head = this.#heads.get(taskId);
-    if (!head) {
-      const row = this.#selectHead.get(taskId) as { seq: number; hash: string } | undefined;
-      head = row ?? { seq: 0, hash: GENESIS_HASH };
-      // An event still waiting for its group commit may be later than the table's last.
-      const waiting = this.#pending.findLast((e) => e.taskId === taskId);
-      if (waiting && waiting.seq > head.seq) head = { seq: waiting.seq, hash: waiting.hash };
-      this.#heads.set(taskId, head);
+    for (const listener of this.#listeners) {
+      // The event is stored whatever a listener does; its failure is its own.
+      try {
+        listener(event);
+      } catch (error) {
+        this.#options.onError?.(error, 'listener');
+      }
     }
-    return head;
   }
 }

@@ -1,6 +1,7 @@
-import type Database from 'better-sqlite3';
-import type { Db } from '../store/database.ts';
-import { type AuditEvent, type StoredEventRow, storedRowToEvent } from './audit-event.ts';
+import { type RawBuilder, sql } from 'kysely';
+import type { Kdb, Store } from '../store/database.ts';
+import { jsonText } from '../store/json-text.ts';
+import { type AuditEvent, storedRowToEvent } from './audit-event.ts';
 
 /** Which events of a task to read: by type, or only the refusals. */
 export interface EventFilter {
@@ -27,118 +28,139 @@ export function isRefusalEvent(event: Pick<AuditEvent, 'type' | 'data'>): boolea
   return event.data.decision === 'refused' || REFUSAL_TYPES.includes(event.type);
 }
 
-// The same condition as isRefusalEvent, in SQL (refusals are never conversation events, so their
-// data is in data_json itself).
-const REFUSAL_SQL = `(json_extract(e.data_json, '$.decision') = 'refused' OR e.type IN (${REFUSAL_TYPES.map((t) => `'${t}'`).join(', ')}))`;
-
-const EVENT_COLUMNS = `e.task_id, e.seq, e.ts, e.type, e.data_json, e.prev_hash, e.hash, p.data_json AS payload_json
-  FROM audit_events e LEFT JOIN audit_payloads p ON p.task_id = e.task_id AND p.seq = e.seq`;
-
-function filterSql(filter: EventFilter): { sql: string; args: unknown[] } {
-  const where: string[] = [];
-  const args: unknown[] = [];
-  if (filter.types) {
-    where.push(filter.types.length ? `e.type IN (${filter.types.map(() => '?').join(', ')})` : '0');
-    args.push(...filter.types);
-  }
-  if (filter.excludeTypes?.length) {
-    where.push(`e.type NOT IN (${filter.excludeTypes.map(() => '?').join(', ')})`);
-    args.push(...filter.excludeTypes);
-  }
-  if (filter.refusals) where.push(REFUSAL_SQL);
-  return { sql: where.length ? ` AND ${where.join(' AND ')}` : '', args };
+/** The stored events (`audit_events` as `e`) with their kept texts, as storedRowToEvent reads them. */
+export function selectStoredEvents(db: Kdb) {
+  return db
+    .selectFrom('audit_events as e')
+    .leftJoin('audit_payloads as p', (join) =>
+      join.onRef('p.task_id', '=', 'e.task_id').onRef('p.seq', '=', 'e.seq'),
+    )
+    .select([
+      'e.task_id',
+      'e.seq',
+      'e.ts',
+      'e.type',
+      'e.data_json',
+      'e.prev_hash',
+      'e.hash',
+      'p.data_json as payload_json',
+    ]);
 }
 
 /**
- * The SQL behind {@link AuditLog}'s reads. It reads only what is committed: AuditLog commits the
- * events waiting for a group commit before it asks.
+ * The SQL behind {@link AuditLog}'s reads, on either database. It reads only what is committed
+ * (or written in the caller's transaction): AuditLog commits the events waiting for a group
+ * commit before it asks.
  */
 export class AuditQueries {
-  readonly #db: Db;
-  readonly #head;
-  readonly #keptTexts;
-  readonly #deleteText;
-  /** Prepared statements by SQL text: the filter shapes pages use are few. */
-  readonly #statements = new Map<string, Database.Statement<unknown[]>>();
+  readonly #store: Store;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#head = db.prepare('SELECT seq, hash FROM audit_events WHERE task_id = ? ORDER BY seq DESC LIMIT 1');
-    this.#keptTexts = db.prepare(
-      'SELECT seq, length(data_json) AS bytes FROM audit_payloads WHERE task_id = ? ORDER BY seq',
-    );
-    this.#deleteText = db.prepare('DELETE FROM audit_payloads WHERE task_id = ? AND seq = ?');
-  }
-
-  #prepare(sql: string): Database.Statement<unknown[]> {
-    let statement = this.#statements.get(sql);
-    if (!statement) {
-      if (this.#statements.size >= 200) this.#statements.clear();
-      statement = this.#db.prepare(sql);
-      this.#statements.set(sql, statement);
-    }
-    return statement;
+  constructor(store: Store) {
+    this.#store = store;
   }
 
   /** A page of a task's events in chain order. */
-  events(taskId: string, page: EventPage, filter: EventFilter): AuditEvent[] {
-    const f = filterSql(filter);
+  async events(taskId: string, page: EventPage, filter: EventFilter): Promise<AuditEvent[]> {
     const limit = page.limit ?? 1_000_000;
+    const query = this.#withPayloads()
+      .where('e.task_id', '=', taskId)
+      .where('e.seq', '>', page.afterSeq ?? 0)
+      .where(this.#filter(filter));
     if (page.beforeSeq !== undefined) {
       // Backwards: the `limit` events just before `beforeSeq`, returned in chain order.
-      return this.#prepare(
-        `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ? AND e.seq < ? AND e.seq > ?${f.sql} ORDER BY e.seq DESC LIMIT ?`,
-      )
-        .all(taskId, page.beforeSeq, page.afterSeq ?? 0, ...f.args, limit)
-        .map((row) => storedRowToEvent(row as StoredEventRow))
-        .reverse();
+      const rows = await query
+        .where('e.seq', '<', page.beforeSeq)
+        .orderBy('e.seq', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map(storedRowToEvent).reverse();
     }
-    return this.#prepare(
-      `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ? AND e.seq > ?${f.sql} ORDER BY e.seq LIMIT ?`,
-    )
-      .all(taskId, page.afterSeq ?? 0, ...f.args, limit)
-      .map((row) => storedRowToEvent(row as StoredEventRow));
+    return (await query.orderBy('e.seq').limit(limit).execute()).map(storedRowToEvent);
   }
 
   /** The latest event matching a filter. */
-  latest(taskId: string, filter: EventFilter): AuditEvent | undefined {
-    const f = filterSql(filter);
-    const row = this.#prepare(
-      `SELECT ${EVENT_COLUMNS} WHERE e.task_id = ?${f.sql} ORDER BY e.seq DESC LIMIT 1`,
-    ).get(taskId, ...f.args);
-    return row ? storedRowToEvent(row as StoredEventRow) : undefined;
+  async latest(taskId: string, filter: EventFilter): Promise<AuditEvent | undefined> {
+    const row = await this.#withPayloads()
+      .where('e.task_id', '=', taskId)
+      .where(this.#filter(filter))
+      .orderBy('e.seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? storedRowToEvent(row) : undefined;
   }
 
   /** How many of a task's events there are of each type. */
-  typeCounts(taskId: string): Map<string, number> {
-    const rows = this.#prepare(
-      'SELECT type, count(*) AS n FROM audit_events WHERE task_id = ? GROUP BY type ORDER BY type',
-    ).all(taskId) as Array<{ type: string; n: number }>;
-    return new Map(rows.map((r) => [r.type, r.n]));
+  async typeCounts(taskId: string): Promise<Map<string, number>> {
+    const rows = await this.#store.db
+      .selectFrom('audit_events')
+      .select(['type', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('task_id', '=', taskId)
+      .groupBy('type')
+      .orderBy('type')
+      .execute();
+    return new Map(rows.map((r) => [r.type, Number(r.n)]));
   }
 
   /** The sequence numbers of a task's events that match a filter (e.g. its refusals). */
-  seqs(taskId: string, filter: EventFilter, limit: number): number[] {
-    const f = filterSql(filter);
-    return (
-      this.#prepare(
-        `SELECT e.seq FROM audit_events e WHERE e.task_id = ?${f.sql} ORDER BY e.seq LIMIT ?`,
-      ).all(taskId, ...f.args, limit) as Array<{ seq: number }>
-    ).map((r) => r.seq);
+  async seqs(taskId: string, filter: EventFilter, limit: number): Promise<number[]> {
+    const rows = await this.#store.db
+      .selectFrom('audit_events as e')
+      .select('e.seq')
+      .where('e.task_id', '=', taskId)
+      .where(this.#filter(filter))
+      .orderBy('e.seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.seq);
   }
 
-  /** The chain's committed head. */
-  head(taskId: string): { seq: number; hash: string } | undefined {
-    return this.#head.get(taskId) as { seq: number; hash: string } | undefined;
+  /** The chain's head as this transaction (or, outside one, the database) sees it. */
+  async head(taskId: string): Promise<{ seq: number; hash: string } | undefined> {
+    return this.#store.db
+      .selectFrom('audit_events')
+      .select(['seq', 'hash'])
+      .where('task_id', '=', taskId)
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
   }
 
   /** The kept prompt and model-response texts of a task: their events' numbers and sizes. */
-  keptTexts(taskId: string): Array<{ seq: number; bytes: number }> {
-    return this.#keptTexts.all(taskId) as Array<{ seq: number; bytes: number }>;
+  async keptTexts(taskId: string): Promise<Array<{ seq: number; bytes: number }>> {
+    const rows = await this.#store.db
+      .selectFrom('audit_payloads')
+      .select(['seq', sql<number>`length(data_json)`.as('bytes')])
+      .where('task_id', '=', taskId)
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) => ({ seq: r.seq, bytes: Number(r.bytes) }));
   }
 
-  /** Deletes one kept text (the database refuses unless the chain records the purge first). */
-  deleteText(taskId: string, seq: number): void {
-    this.#deleteText.run(taskId, seq);
+  /** Deletes kept texts (the database refuses unless the chain records their purge first). */
+  async deleteTexts(taskId: string, seqs: readonly number[]): Promise<void> {
+    await this.#store.db
+      .deleteFrom('audit_payloads')
+      .where('task_id', '=', taskId)
+      .where('seq', 'in', seqs)
+      .execute();
+  }
+
+  #withPayloads() {
+    return selectStoredEvents(this.#store.db);
+  }
+
+  /** The SQL condition for a filter, over `audit_events` as `e`. */
+  #filter(filter: EventFilter): RawBuilder<boolean> {
+    const parts: RawBuilder<unknown>[] = [];
+    if (filter.types)
+      parts.push(filter.types.length ? sql`e.type IN (${sql.join(filter.types)})` : sql`1 = 0`);
+    if (filter.excludeTypes?.length) parts.push(sql`e.type NOT IN (${sql.join(filter.excludeTypes)})`);
+    if (filter.refusals) {
+      // The same condition as isRefusalEvent (refusals are never conversation events, so their
+      // data is in data_json itself).
+      const decision = jsonText(this.#store.dialect, 'e.data_json', 'decision');
+      parts.push(sql`(${decision} = 'refused' OR e.type IN (${sql.join(REFUSAL_TYPES)}))`);
+    }
+    return parts.length ? sql<boolean>`${sql.join(parts, sql` AND `)}` : sql<boolean>`1 = 1`;
   }
 }

@@ -47,20 +47,21 @@ export class ChainVerdicts {
   }
 
   /** The verdict on one task's chain, recomputed only when its head moved or the answer is old. */
-  of(taskId: string): ChainVerdict {
-    const head = this.#audit.head(taskId);
+  async of(taskId: string): Promise<ChainVerdict> {
+    const head = await this.#audit.head(taskId);
     const now = this.#clock.now();
     const cached = this.#cache.get(taskId);
     const age = cached ? now.getTime() - Date.parse(cached.checkedAt) : Number.POSITIVE_INFINITY;
     if (cached && (age < this.#growingMs || (cached.headHash === head?.hash && age < this.#maxAgeMs))) {
       return cached;
     }
-    const report = this.#audit.verify(taskId);
-    const gapTypes = [...this.#audit.typeCounts(taskId).keys()].filter(isExecAuditGapType);
+    const report = await this.#audit.verify(taskId);
+    const gapTypes = [...(await this.#audit.typeCounts(taskId)).keys()].filter(isExecAuditGapType);
     const gaps = gapTypes.length
-      ? this.#audit
-          .events(taskId, { limit: 100 }, { types: gapTypes })
-          .map((e) => ({ seq: e.seq, type: e.type }))
+      ? (await this.#audit.events(taskId, { limit: 100 }, { types: gapTypes })).map((e) => ({
+          seq: e.seq,
+          type: e.type,
+        }))
       : [];
     const verdict: ChainVerdict = {
       state: !head ? 'empty' : report.ok ? 'verified' : 'broken',

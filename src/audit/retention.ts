@@ -1,7 +1,8 @@
+import { sql } from 'kysely';
 import { type Clock, daysBefore } from '../clock.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import type { AuditLog } from './audit-log.ts';
 
 /** What to purge: the kept prompt and model-response text of tasks that ended before a cutoff. */
@@ -32,34 +33,36 @@ export interface PurgeReport {
  * task's own chain, then the text is deleted (the database refuses the deletion without that event).
  * The chained digests remain, so the chain still verifies and still proves what was said.
  */
-export function purgeConversation(
-  deps: { db: Db; audit: AuditLog; clock: Clock },
+export async function purgeConversation(
+  deps: { store: Store; audit: AuditLog; clock: Clock },
   request: PurgeRequest,
-): PurgeReport {
-  const { db, audit } = deps;
+): Promise<PurgeReport> {
+  const { store, audit } = deps;
   const cutoff = daysBefore(deps.clock, request.olderThanDays);
-  const where = ['finished_at IS NOT NULL', 'finished_at <= ?'];
-  const args: unknown[] = [cutoff];
-  if (request.taskId) where.push('id = ?') && args.push(request.taskId);
-  if (request.repoFullName) where.push('repo_full_name = ?') && args.push(request.repoFullName);
   const finished = (
-    db
-      .prepare(`SELECT id FROM tasks WHERE ${where.join(' AND ')} ORDER BY finished_at`)
-      .all(...args) as Array<{ id: string }>
+    await store.db
+      .selectFrom('tasks')
+      .select('id')
+      .where('finished_at', 'is not', null)
+      .where('finished_at', '<=', cutoff)
+      .$if(request.taskId !== undefined, (q) => q.where('id', '=', request.taskId!))
+      .$if(request.repoFullName !== undefined, (q) => q.where('repo_full_name', '=', request.repoFullName!))
+      .orderBy('finished_at')
+      .execute()
   ).map((r) => r.id);
   const tasks: string[] = [];
   let payloads = 0;
   let bytes = 0;
   for (const taskId of finished) {
     if (request.dryRun) {
-      const texts = audit.keptTexts(taskId);
+      const texts = await audit.keptTexts(taskId);
       if (texts.length === 0) continue;
       tasks.push(taskId);
       payloads += texts.length;
       bytes += texts.reduce((sum, t) => sum + t.bytes, 0);
       continue;
     }
-    const purged = audit.purgeTexts(taskId, {
+    const purged = await audit.purgeTexts(taskId, {
       reason: request.reason,
       operator: request.operator,
       olderThanDays: request.olderThanDays,
@@ -69,24 +72,27 @@ export function purgeConversation(
     payloads += purged.payloads;
     bytes += purged.bytes;
   }
-  // Move the overwritten pages out of the write-ahead log into the file (best effort: readers may hold it).
-  if (!request.dryRun && payloads > 0) db.pragma('wal_checkpoint(PASSIVE)');
+  // SQLite: move the overwritten pages out of the write-ahead log into the file (best effort:
+  // readers may hold it). PostgreSQL reuses the space of deleted rows after its vacuum.
+  if (!request.dryRun && payloads > 0 && store.dialect === 'sqlite')
+    await sql`PRAGMA wal_checkpoint(PASSIVE)`.execute(store.db);
   return { tasks, payloads, bytes, dryRun: Boolean(request.dryRun) };
 }
 
 /**
  * Applies the retention policy now and then (hourly by default): purges the text of tasks that
- * ended more than `days` days ago. Returns a function that stops it.
+ * ended more than `days` days ago, one run at a time. Returns a function that stops it and waits
+ * for a run under way.
  */
 export function startRetention(
-  deps: { db: Db; audit: AuditLog; clock: Clock; log: Logger },
+  deps: { store: Store; audit: AuditLog; clock: Clock; log: Logger },
   policy: { days: number | null; intervalMs?: number },
-): () => void {
+): () => Promise<void> {
   const { days } = policy;
-  if (days === null) return () => {};
-  const run = () => {
+  if (days === null) return async () => {};
+  const purge = async () => {
     try {
-      const report = purgeConversation(deps, {
+      const report = await purgeConversation(deps, {
         olderThanDays: days,
         reason: `retention policy: prompt and model-response text is kept ${days} day(s) after a task ends`,
         operator: 'retention-policy',
@@ -104,8 +110,17 @@ export function startRetention(
       );
     }
   };
+  let running: Promise<void> | undefined;
+  const run = () => {
+    running ??= purge().finally(() => {
+      running = undefined;
+    });
+  };
   run();
   const timer = setInterval(run, policy.intervalMs ?? 3_600_000);
   timer.unref();
-  return () => clearInterval(timer);
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import type { ChainProblem } from './verify-chain.ts';
 
 interface ApprovalRow {
@@ -27,33 +27,46 @@ interface ApprovalEvent {
  * channel, on which digest); and every push the host made of a held result follows an approval
  * of that push in the same chain.
  */
-export function verifyApprovals(db: Db, taskId?: string): ChainProblem[] {
+export async function verifyApprovals(store: Store, taskId?: string): Promise<ChainProblem[]> {
   const problems: ChainProblem[] = [];
-  const rows = db
-    .prepare(`SELECT * FROM approvals ${taskId ? 'WHERE task_id = ?' : ''} ORDER BY task_id, id`)
-    .all(...(taskId ? [taskId] : [])) as ApprovalRow[];
-  const eventsOf = db.prepare(
-    `SELECT seq, type, data_json FROM audit_events WHERE task_id = ?
-     AND type IN ('approval.requested', 'approval.decided', 'git.ref_update') ORDER BY seq`,
-  );
+  const rows: ApprovalRow[] = await store.db
+    .selectFrom('approvals')
+    .select([
+      'id',
+      'task_id',
+      'gate',
+      'state',
+      'shown_json',
+      'shown_digest',
+      'decided_by',
+      'decided_by_id',
+      'channel',
+    ])
+    .$if(taskId !== undefined, (q) => q.where('task_id', '=', taskId!))
+    .orderBy('task_id')
+    .orderBy('id')
+    .execute();
   const byTask = new Map<string, ApprovalRow[]>();
   for (const row of rows) byTask.set(row.task_id, [...(byTask.get(row.task_id) ?? []), row]);
-  const tasks = taskId
-    ? [taskId]
-    : [
-        ...new Set([
-          ...byTask.keys(),
-          ...(
-            db
-              .prepare(`SELECT DISTINCT task_id FROM audit_events WHERE type = 'git.ref_update'`)
-              .all() as Array<{ task_id: string }>
-          ).map((r) => r.task_id),
-        ]),
-      ];
+  const pushers = taskId
+    ? []
+    : await store.db
+        .selectFrom('audit_events')
+        .select('task_id')
+        .distinct()
+        .where('type', '=', 'git.ref_update')
+        .execute();
+  const tasks = taskId ? [taskId] : [...new Set([...byTask.keys(), ...pushers.map((r) => r.task_id)])];
   for (const task of tasks) {
-    const events = (eventsOf.all(task) as Array<{ seq: number; type: string; data_json: string }>).map(
-      (e): ApprovalEvent => ({ seq: e.seq, type: e.type, data: JSON.parse(e.data_json) }),
-    );
+    const events = (
+      await store.db
+        .selectFrom('audit_events')
+        .select(['seq', 'type', 'data_json'])
+        .where('task_id', '=', task)
+        .where('type', 'in', ['approval.requested', 'approval.decided', 'git.ref_update'])
+        .orderBy('seq')
+        .execute()
+    ).map((e): ApprovalEvent => ({ seq: e.seq, type: e.type, data: JSON.parse(e.data_json) }));
     const fail = (seq: number, problem: string) => problems.push({ taskId: task, seq, problem });
     for (const row of byTask.get(task) ?? []) {
       const requested = events.find((e) => e.type === 'approval.requested' && e.data.approval === row.id);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Db } from '../store/database.ts';
+import { sql } from 'kysely';
+import type { Store } from '../store/database.ts';
 import {
   CONTENT_KEY,
   eventHash,
@@ -7,6 +8,7 @@ import {
   isConversationType,
   type StoredEventRow,
 } from './audit-event.ts';
+import { selectStoredEvents } from './audit-queries.ts';
 import { verifyApprovals } from './verify-approvals.ts';
 
 /** Where and how a chain breaks. */
@@ -31,14 +33,7 @@ export interface VerifyReport {
  * that is gone must be covered by an `audit.purged` event of the same chain. Approvals are
  * checked against the chains that record them (see verifyApprovals).
  */
-export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
-  const rows = db
-    .prepare(
-      `SELECT e.task_id, e.seq, e.ts, e.type, e.data_json, e.prev_hash, e.hash, p.data_json AS payload_json
-       FROM audit_events e LEFT JOIN audit_payloads p ON p.task_id = e.task_id AND p.seq = e.seq
-       ${taskId ? 'WHERE e.task_id = ?' : ''} ORDER BY e.task_id, e.seq`,
-    )
-    .iterate(...(taskId ? [taskId] : [])) as IterableIterator<StoredEventRow>;
+export async function verifyAuditChains(store: Store, taskId?: string): Promise<VerifyReport> {
   const problems: ChainProblem[] = [];
   let tasks = 0;
   let events = 0;
@@ -60,7 +55,7 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
       });
     }
   };
-  for (const row of rows) {
+  for await (const row of storedEvents(store, taskId)) {
     events++;
     if (row.task_id !== current) {
       settleMissing();
@@ -120,8 +115,31 @@ export function verifyAuditChains(db: Db, taskId?: string): VerifyReport {
   settleMissing();
   // Approvals are checked against chains that hold: a broken chain is already the finding.
   const brokenTasks = new Set(problems.map((p) => p.taskId));
-  problems.push(...verifyApprovals(db, taskId).filter((p) => !brokenTasks.has(p.taskId)));
+  problems.push(...(await verifyApprovals(store, taskId)).filter((p) => !brokenTasks.has(p.taskId)));
   return { ok: problems.length === 0, tasks, events, problems };
+}
+
+/** Rows of audit_events read at once while verifying: every chain need not fit in memory. */
+const VERIFY_PAGE_ROWS = 5000;
+
+/** Stored events with their texts, in (task, seq) order, read a page at a time after the last row. */
+async function* storedEvents(store: Store, taskId: string | undefined): AsyncGenerator<StoredEventRow> {
+  let after: { taskId: string; seq: number } | undefined;
+  for (;;) {
+    const rows: StoredEventRow[] = await selectStoredEvents(store.db)
+      .$if(taskId !== undefined, (q) => q.where('e.task_id', '=', taskId!))
+      .$if(after !== undefined, (q) =>
+        q.where(sql<boolean>`(e.task_id, e.seq) > (${after!.taskId}, ${after!.seq})`),
+      )
+      .orderBy('e.task_id')
+      .orderBy('e.seq')
+      .limit(VERIFY_PAGE_ROWS)
+      .execute();
+    yield* rows;
+    const last = rows.at(-1);
+    if (!last || rows.length < VERIFY_PAGE_ROWS) return;
+    after = { taskId: last.task_id, seq: last.seq };
+  }
 }
 
 function contentDigest(dataJson: string): { sha256: string; kept: boolean } | undefined {

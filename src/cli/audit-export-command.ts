@@ -6,9 +6,9 @@ import { systemClock } from '../clock.ts';
 import { loadAppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
 import { SecretRedactor } from '../secrets.ts';
-import { openSqliteStore } from '../store/database.ts';
-import { TaskStore } from '../tasks/task-store.ts';
-import { databaseFile, openAirlockData } from './airlock-data.ts';
+import { ALL_REPOS } from '../web/repo-access.ts';
+import { TaskQuery } from '../web/task-query.ts';
+import { databaseName, openAirlockData } from './airlock-data.ts';
 
 /** `airlock audit export <task-id> [--format json|jsonl]`: writes a task's record to stdout. */
 export default async function auditExport(args: string[]): Promise<number> {
@@ -23,25 +23,21 @@ export default async function auditExport(args: string[]): Promise<number> {
     throw new AirlockError('usage', `--format must be json or jsonl, not ${values.format}`);
   }
   const config = loadAppConfig(process.env);
-  const db = openAirlockData(config.dataDir, 'read');
+  const store = await openAirlockData(config, 'read');
   try {
-    const task = await new TaskStore(openSqliteStore(db), systemClock).find(taskId);
+    const task = await new TaskQuery(store).find(ALL_REPOS, taskId);
     if (!task)
-      throw new AirlockError(
-        'not_found',
-        `task ${taskId} does not exist in ${databaseFile(config.dataDir)}`,
-        {
-          hint: 'check the task id (it is in the task page URL and in the output of airlock run)',
-        },
-      );
-    const events = new AuditLog(db, systemClock, new SecretRedactor()).events(taskId);
+      throw new AirlockError('not_found', `task ${taskId} does not exist in ${databaseName(config)}`, {
+        hint: 'check the task id (it is in the task page URL and in the output of airlock run)',
+      });
+    const events = await new AuditLog(store, systemClock, new SecretRedactor()).events(taskId);
     process.stdout.write(
       values.format === 'json'
-        ? taskRecordJson(task, events, verifyAuditChains(db, taskId))
+        ? taskRecordJson(task, events, await verifyAuditChains(store, taskId))
         : taskRecordJsonl(events),
     );
     return 0;
   } finally {
-    db.close();
+    await store.close();
   }
 }

@@ -39,11 +39,11 @@ export default async function auditPurge(args: string[]): Promise<number> {
     );
   }
   const config = loadAppConfig(process.env);
-  const db = openAirlockData(config.dataDir, 'write');
+  const store = await openAirlockData(config, 'write');
   try {
-    const audit = new AuditLog(db, systemClock, new SecretRedactor());
-    const report = purgeConversation(
-      { db, audit, clock: systemClock },
+    const audit = new AuditLog(store, systemClock, new SecretRedactor());
+    const report = await purgeConversation(
+      { store, audit, clock: systemClock },
       {
         olderThanDays: Number(days[1]),
         reason: values.reason ?? '',
@@ -60,6 +60,6 @@ export default async function auditPurge(args: string[]): Promise<number> {
     );
     return 0;
   } finally {
-    db.close();
+    await store.close();
   }
 }

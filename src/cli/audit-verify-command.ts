@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { verifyAuditChains } from '../audit/verify-chain.ts';
 import { loadAppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
-import { databaseFile, openAirlockData } from './airlock-data.ts';
+import { databaseName, openAirlockData } from './airlock-data.ts';
 
 /** `airlock audit verify [task-id]`: recomputes the hash chains and says where one breaks. */
 export default async function auditVerify(args: string[]): Promise<number> {
@@ -10,18 +10,14 @@ export default async function auditVerify(args: string[]): Promise<number> {
   const [taskId, extra] = positionals;
   if (extra) throw new AirlockError('usage', 'airlock audit verify takes at most one task id');
   const config = loadAppConfig(process.env);
-  const db = openAirlockData(config.dataDir, 'read');
+  const store = await openAirlockData(config, 'read');
   try {
-    const report = verifyAuditChains(db, taskId);
+    const report = await verifyAuditChains(store, taskId);
     // A mistyped id checks nothing; saying "ok" would make the typo look like a verified record.
     if (taskId && report.tasks === 0) {
-      throw new AirlockError(
-        'not_found',
-        `task ${taskId} has no audit record in ${databaseFile(config.dataDir)}`,
-        {
-          hint: 'check the task id (it is in the task page URL and in the output of airlock run)',
-        },
-      );
+      throw new AirlockError('not_found', `task ${taskId} has no audit record in ${databaseName(config)}`, {
+        hint: 'check the task id (it is in the task page URL and in the output of airlock run)',
+      });
     }
     for (const p of report.problems) process.stdout.write(`task ${p.taskId}: ${p.problem}\n`);
     process.stdout.write(
@@ -29,6 +25,6 @@ export default async function auditVerify(args: string[]): Promise<number> {
     );
     return report.ok ? 0 : 1;
   } finally {
-    db.close();
+    await store.close();
   }
 }

@@ -13,7 +13,7 @@ import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import type { SpendLedger } from '../spend/spend-ledger.ts';
 import { coalescedNotify } from '../store/coalesced-notify.ts';
-import type { Db, Store } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import type { ApprovalStore } from '../tasks/approval-store.ts';
 import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
 import type { HeldResults } from '../tasks/held-results.ts';
@@ -46,7 +46,6 @@ export interface GitHubPlaneDeps {
   settings: AppConfig;
   github: NonNullable<AppConfig['github']>;
   store: Store;
-  db: Db;
   clock: Clock;
   log: Logger;
   audit: AuditLog;
@@ -93,7 +92,7 @@ export interface GitHubPlane {
  * known, since telling airlock's own comments from people's needs its slug.
  */
 export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPlane> {
-  const { db, store, clock, log, settings, github, tasks } = deps;
+  const { store, clock, log, settings, github, tasks } = deps;
   const pollMs = deps.pollMs ?? 1000;
   const inbox = new WebhookInbox(store, clock);
   const deliveries = new DeliveryLog(store, clock);
@@ -125,7 +124,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   web.route(
     '/',
     webApp({
-      db,
+      store: deps.store,
       audit: deps.audit,
       clock,
       log,
@@ -370,11 +369,11 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
 }
 
 /** The last update of a task's own branch its proxy forwarded, from the task's record. */
-function forwardedHead(audit: AuditLog, task: Task): string | undefined {
+async function forwardedHead(audit: AuditLog, task: Task): Promise<string | undefined> {
   const ref = `refs/heads/${task.branch}`;
-  const updates = audit
-    .events(task.id)
-    .filter((e) => e.type === 'git.ref_update' && e.data.decision === 'forwarded' && e.data.ref === ref);
+  const updates = (await audit.events(task.id, {}, { types: ['git.ref_update'] })).filter(
+    (e) => e.type === 'git.ref_update' && e.data.decision === 'forwarded' && e.data.ref === ref,
+  );
   const last = updates.at(-1)?.data.new;
   return typeof last === 'string' ? last : undefined;
 }

@@ -149,16 +149,9 @@ export async function runLocalTask(
 
     const recordFile = path.join(deps.config.dataDir, 'records', `${task.id}.jsonl`);
     await mkdir(path.dirname(recordFile), { recursive: true });
-    await writeFile(
-      recordFile,
-      audit
-        .events(task.id)
-        .map((e) => `${JSON.stringify(e)}\n`)
-        .join(''),
-      {
-        mode: 0o600,
-      },
-    );
+    await writeFile(recordFile, (await audit.events(task.id)).map((e) => `${JSON.stringify(e)}\n`).join(''), {
+      mode: 0o600,
+    });
     return { task: finished, recordFile, database: path.join(deps.config.dataDir, 'airlock.sqlite') };
   } finally {
     await git.close();

@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { AuditEvent } from '../audit/audit-log.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
+import { jsonText } from '../store/json-text.ts';
 
 const PHASE_BUCKETS_S = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 const BOOT_BUCKETS_S = [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60];
@@ -22,24 +23,36 @@ export class AirlockMetrics {
   /** Where each unfinished task is, and since when (epoch ms), to time its phases. */
   readonly #inPhase = new Map<string, { phase: string; since: number }>();
 
-  constructor(db: Db, options: { processMetrics?: boolean } = {}) {
+  constructor(store: Store, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (options.processMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'airlock_' });
-    const byState = db.prepare('SELECT state, count(*) AS n FROM tasks GROUP BY state');
-    const byOutcome = db.prepare(
-      `SELECT state, coalesce(json_extract(result_json, '$.outcome'), 'none') AS outcome, count(*) AS n
-       FROM tasks WHERE finished_at IS NOT NULL GROUP BY 1, 2`,
-    );
+    // Read at scrape time, through the store's current connection.
+    const byState = () =>
+      store.db
+        .selectFrom('tasks')
+        .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
+        .groupBy('state')
+        .execute();
+    const byOutcome = () => {
+      const outcome = jsonText(store.dialect, 'result_json', 'outcome');
+      return store.db
+        .selectFrom('tasks')
+        .select(['state', (eb) => eb.fn.coalesce(outcome, eb.val('none')).as('outcome')])
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('finished_at', 'is not', null)
+        .groupBy(['state', outcome])
+        .execute();
+    };
     new Gauge({
       name: 'airlock_tasks',
       help: 'Tasks by current state.',
       labelNames: ['state'],
       registers,
-      collect() {
+      async collect() {
+        const rows = await byState();
         this.reset();
-        for (const r of byState.all() as Array<{ state: string; n: number }>)
-          this.set({ state: r.state }, r.n);
+        for (const r of rows) this.set({ state: r.state }, Number(r.n));
       },
     });
     new Gauge({
@@ -47,34 +60,34 @@ export class AirlockMetrics {
       help: 'Finished tasks by final state and outcome (changes_pushed, no_changes, ...; none when the task failed before one).',
       labelNames: ['state', 'outcome'],
       registers,
-      collect() {
+      async collect() {
+        const rows = await byOutcome();
         this.reset();
-        for (const r of byOutcome.all() as Array<{ state: string; outcome: string; n: number }>) {
-          this.set({ state: r.state, outcome: r.outcome }, r.n);
-        }
+        for (const r of rows) this.set({ state: r.state, outcome: String(r.outcome) }, Number(r.n));
       },
     });
-    const spend = db.prepare(
-      `SELECT owner, repo_full_name AS repo, month, sum(input_tokens) AS input, sum(output_tokens) AS output,
-         coalesce(sum(cost_usd), 0) AS cost FROM task_spend GROUP BY owner, repo_full_name, month`,
-    );
-    type SpendRow = {
-      owner: string;
-      repo: string;
-      month: string;
-      input: number;
-      output: number;
-      cost: number;
-    };
+    const spend = () =>
+      store.db
+        .selectFrom('task_spend')
+        .select((eb) => [
+          'owner',
+          'repo_full_name as repo',
+          'month',
+          eb.fn.sum<number>('input_tokens').as('input'),
+          eb.fn.sum<number>('output_tokens').as('output'),
+          eb.fn.coalesce(eb.fn.sum<number>('cost_usd'), eb.lit(0)).as('cost'),
+        ])
+        .groupBy(['owner', 'repo_full_name', 'month'])
+        .execute();
     new Gauge({
       name: 'airlock_spend_usd',
       help: 'What model calls cost, in US dollars at the policy’s prices, by organisation, repository and UTC month.',
       labelNames: ['org', 'repository', 'month'],
       registers,
-      collect() {
+      async collect() {
+        const rows = await spend();
         this.reset();
-        for (const r of spend.all() as SpendRow[])
-          this.set({ org: r.owner, repository: r.repo, month: r.month }, r.cost);
+        for (const r of rows) this.set({ org: r.owner, repository: r.repo, month: r.month }, Number(r.cost));
       },
     });
     new Gauge({
@@ -82,11 +95,13 @@ export class AirlockMetrics {
       help: 'Model tokens used, by organisation, repository, UTC month and direction (input, output).',
       labelNames: ['org', 'repository', 'month', 'direction'],
       registers,
-      collect() {
+      async collect() {
+        const rows = await spend();
         this.reset();
-        for (const r of spend.all() as SpendRow[]) {
-          this.set({ org: r.owner, repository: r.repo, month: r.month, direction: 'input' }, r.input);
-          this.set({ org: r.owner, repository: r.repo, month: r.month, direction: 'output' }, r.output);
+        for (const r of rows) {
+          const labels = { org: r.owner, repository: r.repo, month: r.month };
+          this.set({ ...labels, direction: 'input' }, Number(r.input));
+          this.set({ ...labels, direction: 'output' }, Number(r.output));
         }
       },
     });

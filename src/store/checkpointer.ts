@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.ts';
-import type { Db } from './database.ts';
+import type { Store } from './database.ts';
 
 /** A running background checkpointer. */
 export interface Checkpointer {
@@ -14,9 +14,16 @@ export interface Checkpointer {
  * the event loop for tens of milliseconds (a webhook answer waits behind it). Instead, a worker
  * thread with its own connection runs a passive checkpoint every `intervalMs`, concurrently with
  * the writers, and the main connection's automatic checkpoints are turned off while it runs.
+ * SQLite only, by nature (it works on the embedded connection and its file); on PostgreSQL, and
+ * for an in-memory database, there is nothing to do.
  */
-export function startCheckpointer(db: Db, log: Logger, options: { intervalMs?: number } = {}): Checkpointer {
-  if (db.memory) return { stop: async () => {} };
+export function startCheckpointer(
+  store: Store,
+  log: Logger,
+  options: { intervalMs?: number } = {},
+): Checkpointer {
+  const db = store.sqlite;
+  if (!db || db.memory) return { stop: async () => {} };
   const previous = db.pragma('wal_autocheckpoint', { simple: true }) as number;
   const worker = new Worker(new URL('./checkpoint-worker.ts', import.meta.url), {
     workerData: { file: db.name, intervalMs: options.intervalMs ?? 1000 },

@@ -34,6 +34,14 @@ export interface Store {
   /** The embedded connection, on SQLite only (its checkpointer uses it). */
   readonly sqlite: Db | null;
   /**
+   * PostgreSQL only: a query builder outside any transaction, on connections of its own, for a
+   * read that must see what is committed now while the current transaction's snapshot is older
+   * (a serializable transaction's; the audit chain's head once its lock is held). Only for plain
+   * reads, which wait on nothing. Null on SQLite, where a transaction holds the write lock from its
+   * start and so sees everything committed.
+   */
+  readonly committed: Kdb | null;
+  /**
    * Runs `fn` in one transaction, every store's queries in it included (see `db`); a call inside
    * another transaction joins it. On PostgreSQL the transaction is serializable and re-run, up to
    * a few times, when the database reports a conflict, so `fn` must only read and write the
@@ -190,6 +198,7 @@ export function openSqliteStore(sqlite: Db): Store {
     beforeCommit: ambient.beforeCommit,
     afterCommit: ambient.afterCommit,
     sqlite,
+    committed: null,
     async notify(channel, payload = '') {
       // Listeners hear of a change once it is committed, as PostgreSQL's NOTIFY does.
       ambient.afterCommit(() => events.emit(channel, payload));
@@ -252,6 +261,11 @@ async function openPostgres(url: string): Promise<Store> {
   }
   const listener = new PgListener(url);
   const ambient = transactions(db, 'postgres');
+  // Apart from the main pool, so that transactions holding every connection of it never wait for
+  // one here (its reads wait on nothing, so these connections are always given back).
+  const sidePool = new pg.Pool({ connectionString: url, max: 2 });
+  sidePool.on('error', () => {});
+  const committed = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: sidePool }) });
   return {
     dialect: 'postgres',
     get db() {
@@ -262,6 +276,7 @@ async function openPostgres(url: string): Promise<Store> {
     beforeCommit: ambient.beforeCommit,
     afterCommit: ambient.afterCommit,
     sqlite: null,
+    committed,
     async notify(channel, payload = '') {
       // Inside a transaction, PostgreSQL delivers it at commit (and not at all on rollback).
       await sql`SELECT pg_notify(${channel}, ${payload})`.execute(ambient.db);
@@ -269,6 +284,7 @@ async function openPostgres(url: string): Promise<Store> {
     listen: (channel, onMessage) => listener.listen(channel, onMessage),
     async close() {
       await listener.close();
+      await committed.destroy();
       await db.destroy();
     },
   };

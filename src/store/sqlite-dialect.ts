@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import {
-  type CompiledQuery,
+  CompiledQuery,
   type DatabaseConnection,
   type Driver,
   type QueryResult,
@@ -42,6 +42,16 @@ class SerialSqliteDriver extends SqliteDriver {
     if (this.#held) await new Promise<void>((resolve) => this.#waiting.push(resolve));
     this.#held = true;
     return this.#connection;
+  }
+
+  /**
+   * Takes SQLite's write lock at BEGIN: a transaction that reads and then writes (an audit chain's
+   * head, then its next event) must not find, at its first write, that another process (the CLI's
+   * purge) committed since its read, which SQLite answers with SQLITE_BUSY_SNAPSHOT rather than a
+   * wait. In this process the one connection serializes transactions anyway.
+   */
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
 
   override async releaseConnection(): Promise<void> {

@@ -15,7 +15,7 @@ export interface PushGateDeps extends Pick<LifecycleDeps, 'tasks' | 'audit' | 'o
   approvals: ApprovalStore;
   held: HeldResults;
   /** A task's record, for the commands it ran and the hosts it reached. */
-  events(taskId: string): AuditEvent[];
+  events(taskId: string): Promise<AuditEvent[]>;
   /** A fresh credential for the task's repository (minted for the approved push, then revoked). */
   credentialFor(task: Task): TaskCredential;
   gitUrl(owner: string, name: string): string;
@@ -46,7 +46,7 @@ export function pushGate(deps: PushGateDeps): PushGate {
 
     async hold(task, result) {
       if (!result.headSha) throw new TaskFailure('internal', 'a held result has no commit');
-      const shown = await deps.held.hold(task, result.headSha, deps.events(task.id));
+      const shown = await deps.held.hold(task, result.headSha, await deps.events(task.id));
       const held = await deps.held.get(task.id);
       deps.audit.append(task.id, 'git.held', {
         ref: `refs/heads/${task.branch}`,

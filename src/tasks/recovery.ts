@@ -18,7 +18,7 @@ export interface RecoveryReport {
 }
 
 /** The last update of a task's own branch that its proxy forwarded upstream, from its record. */
-export type PushedHead = (task: Task) => string | undefined;
+export type PushedHead = (task: Task) => Promise<string | undefined>;
 
 /**
  * Resolves every task a previous process left in flight. Runs at start, before the scheduler:
@@ -38,7 +38,7 @@ export async function recoverInFlightTasks(
   const reapedVms = await deps.reaper.reapOrphans();
   const report: RecoveryReport = { requeued: [], failed: [], reapedVms, toPublish: [] };
   for (const task of await deps.tasks.active()) {
-    const pushed = deps.pushedHead(task);
+    const pushed = await deps.pushedHead(task);
     deps.audit.append(task.id, 'task.recovered', {
       from: task.state,
       vm: reapedVms.includes(task.id) ? 'destroyed' : 'none found',

@@ -47,15 +47,15 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
 
   app.get('/tasks', async (c) => {
     const q = TaskListQuery.parse(c.req.query());
-    const page = deps.query.list(await viewerScope(c.get('viewer'), deps), listFilter(q), q.page, q.per_page);
+    const scope = await viewerScope(c.get('viewer'), deps);
+    const page = await deps.query.list(scope, listFilter(q), q.page, q.per_page);
     return c.json({ tasks: page.tasks, page: page.page, per_page: page.perPage, total: page.total });
   });
 
   app.get('/tasks/:id', async (c) => {
     const task = await findTask(c);
     if (!task) return notFound(c);
-    const head = deps.audit.head(task.id);
-    const verdict = deps.verdicts.of(task.id);
+    const [head, verdict] = await Promise.all([deps.audit.head(task.id), deps.verdicts.of(task.id)]);
     return c.json({
       task,
       chain: {
@@ -70,7 +70,10 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
     const task = await findTask(c);
     if (!task) return notFound(c);
     const limit = EventsLimit.parse(c.req.query('limit'));
-    const events = deps.audit.events(task.id, { afterSeq: AfterSeq.parse(c.req.query('after')), limit });
+    const events = await deps.audit.events(task.id, {
+      afterSeq: AfterSeq.parse(c.req.query('after')),
+      limit,
+    });
     const last = events.at(-1)?.seq;
     return c.json({ events, next_after: events.length === limit && last !== undefined ? last : null });
   });
@@ -78,7 +81,7 @@ export function apiRoutes(deps: PageDeps): Hono<Env> {
   app.get('/tasks/:id/verify', async (c) => {
     const task = await findTask(c);
     if (!task) return notFound(c);
-    return c.json(deps.audit.verify(task.id));
+    return c.json(await deps.audit.verify(task.id));
   });
 
   app.get('/tasks/:id/export', async (c) => {

@@ -75,8 +75,11 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
       );
     }
     const log = await deps.environments.log(build.id);
-    const verdict = deps.audit.verify(build.id);
-    const events = deps.audit.events(build.id, { limit: 2000 }, { excludeTypes: ['vm.exec'] });
+    const [verdict, events, typeCounts] = await Promise.all([
+      deps.audit.verify(build.id),
+      deps.audit.events(build.id, { limit: 2000 }, { excludeTypes: ['vm.exec'] }),
+      deps.audit.typeCounts(build.id),
+    ]);
     const body = html`<h1>Environment build <code>${build.id}</code></h1>
 <p>${build.repoFullName} · <span class="state state-${build.state}">${build.state}</span>${build.reason ? html` · ${build.reason}` : ''}</p>
 <dl>
@@ -89,7 +92,7 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
 <h2>Log</h2>
 ${logBlock(log)}
 <h2>Record</h2>
-<p class="muted">Every event of the build's audit chain but the exec audit (${deps.audit.typeCounts(build.id).get('vm.exec') ?? 0} processes).</p>
+<p class="muted">Every event of the build's audit chain but the exec audit (${typeCounts.get('vm.exec') ?? 0} processes).</p>
 <ol class="timeline">${events.map((e) => html`<li><code>${e.seq}</code> ${e.ts} <strong>${e.type}</strong> ${eventSummary(e)}</li>`)}</ol>`;
     return c.html(layout({ title: `Build ${build.id}`, viewer: pageViewer(viewer), body }).value);
   });

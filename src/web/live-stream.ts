@@ -19,7 +19,7 @@ export interface LiveStreamOptions {
    * Re-renders the page's panels (header, outcome, steps, diff) by element id: sent after new
    * events, at most once per `panelsMs`, and once more when the task ends.
    */
-  panels?: () => Record<string, string>;
+  panels?: () => Promise<Record<string, string>>;
   panelsMs?: number;
 }
 
@@ -70,11 +70,11 @@ export function liveTaskStream(c: Context, o: LiveStreamOptions): Response {
       if (!force && Date.now() - panelsSentAt < panelsMs) return;
       panelsDue = false;
       panelsSentAt = Date.now();
-      await stream.writeSSE({ event: 'panels', data: JSON.stringify(o.panels()) });
+      await stream.writeSSE({ event: 'panels', data: JSON.stringify(await o.panels()) });
     };
     try {
       // Subscribed first, then the backlog: nothing written in between is missed (duplicates are skipped).
-      for (const event of o.audit.events(o.taskId, { afterSeq: o.afterSeq })) await send(event);
+      for (const event of await o.audit.events(o.taskId, { afterSeq: o.afterSeq })) await send(event);
       await sendPanels(true);
       let nextCheck = Date.now() + o.recheckMs;
       while (!ended && !o.finished && !stream.aborted) {

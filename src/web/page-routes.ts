@@ -26,10 +26,12 @@ export const STEPS_LIMIT = 1500;
 const TRAFFIC_TYPES = ['proxy.egress', 'proxy.git', 'proxy.model'];
 
 /** The events the steps are built from: no exec audit, and of the proxy traffic only refusals. */
-function stepEvents(audit: AuditLog, taskId: string): AuditEvent[] {
+async function stepEvents(audit: AuditLog, taskId: string): Promise<AuditEvent[]> {
   const page = { limit: STEPS_LIMIT + 1 };
-  const story = audit.events(taskId, page, { excludeTypes: ['vm.exec', ...TRAFFIC_TYPES] });
-  const refused = audit.events(taskId, page, { types: TRAFFIC_TYPES, refusals: true });
+  const [story, refused] = await Promise.all([
+    audit.events(taskId, page, { excludeTypes: ['vm.exec', ...TRAFFIC_TYPES] }),
+    audit.events(taskId, page, { types: TRAFFIC_TYPES, refusals: true }),
+  ]);
   return [...story, ...refused].sort((a, b) => a.seq - b.seq).slice(0, STEPS_LIMIT + 1);
 }
 
@@ -41,23 +43,27 @@ const TimelineQuery = z.object({
 });
 
 /** Reads what the task page shows. */
-export function taskPageParts(
+export async function taskPageParts(
   deps: Pick<PageDeps, 'audit' | 'verdicts' | 'clock' | 'githubWebUrl'>,
   task: Task,
   options: { steps?: boolean } = {},
-): TaskPageParts {
-  const events = options.steps === false ? [] : stepEvents(deps.audit, task.id);
+): Promise<TaskPageParts> {
+  const [events, state, verdict, diff] = await Promise.all([
+    options.steps === false ? [] : stepEvents(deps.audit, task.id),
+    deps.audit.latest(task.id, { types: ['task.state'] }),
+    deps.verdicts.of(task.id),
+    deps.audit.latest(task.id, { types: ['git.diff'] }),
+  ]);
   const capped = events.length > STEPS_LIMIT;
-  const state = deps.audit.latest(task.id, { types: ['task.state'] });
   return {
     task,
-    verdict: deps.verdicts.of(task.id),
+    verdict,
     phase: state
       ? { state: String(state.data.state), since: state.ts }
       : { state: task.state, since: task.createdAt },
     steps: taskSteps(capped ? events.slice(0, STEPS_LIMIT) : events, task.finishedAt),
     stepsCapped: capped,
-    diff: deps.audit.latest(task.id, { types: ['git.diff'] }),
+    diff,
     webUrl: deps.githubWebUrl,
     now: deps.clock.now().toISOString(),
   };
@@ -137,15 +143,15 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     const q = TaskListQuery.parse(c.req.query());
     const scope = await viewerScope(viewer, deps);
     const filter = listFilter(q);
-    const page = deps.query.list(scope, filter, q.page, q.per_page);
-    const now = deps.clock.now().toISOString();
-    const body = taskListView(
-      page,
-      filter,
+    const [page, repositories] = await Promise.all([
+      deps.query.list(scope, filter, q.page, q.per_page),
       deps.query.repositories(scope),
-      (t) => deps.verdicts.of(t.id),
-      now,
+    ]);
+    const verdicts = new Map(
+      await Promise.all(page.tasks.map(async (t) => [t.id, await deps.verdicts.of(t.id)] as const)),
     );
+    const now = deps.clock.now().toISOString();
+    const body = taskListView(page, filter, repositories, (t) => verdicts.get(t.id)!, now);
     return c.html(layout({ title: 'Tasks', viewer: pageViewer(viewer), body, script: true }).value);
   });
 
@@ -156,7 +162,7 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     // The timeline's old address: its paging now lives under /timeline.
     if (c.req.query('after') !== undefined)
       return c.redirect(`/tasks/${task.id}/timeline?after=${AfterSeq.parse(c.req.query('after'))}`, 302);
-    const parts = taskPageParts(deps, task);
+    const parts = await taskPageParts(deps, task);
     return c.html(
       layout({
         title: taskTitle(task),
@@ -173,35 +179,34 @@ export function pageRoutes(deps: PageDeps): Hono<Env> {
     if (!task) return notFound(c);
     const q = TimelineQuery.parse({ ...c.req.query(), type: c.req.queries('type') ?? [] });
     const filter = { types: q.type.length ? q.type : undefined, refusals: q.only === 'refusals' };
-    const events =
-      q.before !== undefined
-        ? deps.audit.events(task.id, { beforeSeq: q.before, limit: TIMELINE_PAGE }, filter)
-        : deps.audit.events(task.id, { afterSeq: q.after, limit: TIMELINE_PAGE }, filter);
+    const events = await (q.before !== undefined
+      ? deps.audit.events(task.id, { beforeSeq: q.before, limit: TIMELINE_PAGE }, filter)
+      : deps.audit.events(task.id, { afterSeq: q.after, limit: TIMELINE_PAGE }, filter));
     const first = events[0]?.seq;
     const last = events.at(-1)?.seq;
-    const earlier =
-      first !== undefined && deps.audit.events(task.id, { beforeSeq: first, limit: 1 }, filter).length
-        ? first
-        : undefined;
-    const later =
-      last !== undefined && deps.audit.events(task.id, { afterSeq: last, limit: 1 }, filter).length
-        ? last
-        : undefined;
-    const parts = taskPageParts(deps, task, { steps: false });
-    const refusalSeqs = deps.audit.seqs(task.id, { refusals: true }, 10_000);
+    const [before, after, parts, refusalSeqs, typeCounts, outcome] = await Promise.all([
+      first === undefined ? [] : deps.audit.events(task.id, { beforeSeq: first, limit: 1 }, filter),
+      last === undefined ? [] : deps.audit.events(task.id, { afterSeq: last, limit: 1 }, filter),
+      taskPageParts(deps, task, { steps: false }),
+      deps.audit.seqs(task.id, { refusals: true }, 10_000),
+      deps.audit.typeCounts(task.id),
+      deps.audit.latest(task.id, { types: ['task.outcome'] }),
+    ]);
+    const earlier = before.length ? first : undefined;
+    const later = after.length ? last : undefined;
     const body = html`<div id="task-header">${taskHeader({ ...parts, view: 'timeline' })}</div>
 ${liveBlock(task, last ?? q.after, 'timeline')}
 ${timelineView({
   taskId: task.id,
   events,
   verdict: parts.verdict,
-  typeCounts: deps.audit.typeCounts(task.id),
+  typeCounts,
   filter: { types: q.type, refusals: filter.refusals },
   earlier,
   later,
   firstRefusal: refusalSeqs[0],
   refusals: refusalSeqs.length,
-  outcome: deps.audit.latest(task.id, { types: ['task.outcome'] })?.seq,
+  outcome: outcome?.seq,
   live: !isTerminal(task.state),
   lastSeq: last ?? q.after,
 })}`;
@@ -231,9 +236,9 @@ ${timelineView({
       afterSeq: AfterSeq.parse(lastEventId ?? c.req.query('after')),
       finished: isTerminal(task.state),
       stillAllowed: async () => scopeCovers(await viewerScope(viewer, deps), task),
-      panels: () => {
-        const now = deps.query.find(ALL_REPOS, task.id) ?? task;
-        return taskPanels(taskPageParts(deps, now, { steps: view === 'steps' }), view);
+      panels: async () => {
+        const now = (await deps.query.find(ALL_REPOS, task.id)) ?? task;
+        return taskPanels(await taskPageParts(deps, now, { steps: view === 'steps' }), view);
       },
       ...deps.live,
     });
@@ -256,14 +261,16 @@ ${timelineView({
 }
 
 /** A task's record as a download, in JSON (with the chain's verification) or JSON Lines. */
-export function exportResponse(
+export async function exportResponse(
   deps: Pick<PageDeps, 'audit'>,
   task: Task,
   format: 'json' | 'jsonl',
-): Response {
-  const events = deps.audit.events(task.id);
+): Promise<Response> {
+  const events = await deps.audit.events(task.id);
   const body =
-    format === 'json' ? taskRecordJson(task, events, deps.audit.verify(task.id)) : taskRecordJsonl(events);
+    format === 'json'
+      ? taskRecordJson(task, events, await deps.audit.verify(task.id))
+      : taskRecordJsonl(events);
   return new Response(body, {
     headers: {
       'content-type':

@@ -1,4 +1,6 @@
-import type { Db } from '../store/database.ts';
+import { type ExpressionBuilder, type SqlBool, sql } from 'kysely';
+import type { Store } from '../store/database.ts';
+import type { Schema } from '../store/schema.ts';
 import type { Task, TaskState } from '../tasks/task.ts';
 import { rowToTask } from '../tasks/task-store.ts';
 import type { AccessScope } from './repo-access.ts';
@@ -18,15 +20,19 @@ export interface TaskPage {
   perPage: number;
 }
 
-/** The SQL condition (and its arguments) that limits rows of `tasks` to a scope. */
-function scopeSql(scope: AccessScope): { sql: string; args: unknown[] } {
-  if (scope.all) return { sql: '1', args: [] };
+type TasksEb = ExpressionBuilder<Schema, 'tasks'>;
+
+/** The condition that limits rows of `tasks` to a scope. */
+function inScope(eb: TasksEb, scope: AccessScope) {
+  if (scope.all) return sql<SqlBool>`1 = 1`;
   const ids = [...scope.repoIds];
   const names = [...scope.repoNames];
-  if (ids.length === 0 && names.length === 0) return { sql: '0', args: [] };
-  const idList = ids.length ? `repo_id IN (${ids.map(() => '?').join(', ')})` : '0';
-  const nameList = names.length ? `lower(repo_full_name) IN (${names.map(() => '?').join(', ')})` : '0';
-  return { sql: `(${idList} OR (repo_id IS NULL AND ${nameList}))`, args: [...ids, ...names] };
+  if (ids.length === 0 && names.length === 0) return sql<SqlBool>`1 = 0`;
+  const either = [];
+  if (ids.length) either.push(eb('repo_id', 'in', ids));
+  if (names.length)
+    either.push(eb.and([eb('repo_id', 'is', null), eb(eb.fn('lower', ['repo_full_name']), 'in', names)]));
+  return eb.or(either);
 }
 
 /**
@@ -34,58 +40,71 @@ function scopeSql(scope: AccessScope): { sql: string; args: unknown[] } {
  * indistinguishable from one that does not exist.
  */
 export class TaskQuery {
-  readonly #db: Db;
-  readonly #installations;
+  readonly #store: Store;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#installations = db.prepare(
-      'SELECT DISTINCT installation_id AS id FROM tasks WHERE installation_id IS NOT NULL',
-    );
+  constructor(store: Store) {
+    this.#store = store;
   }
 
   /** The installations that tasks were recorded under (what a person's access is asked about). */
-  installationIds(): number[] {
-    return (this.#installations.all() as Array<{ id: number }>).map((r) => r.id);
+  async installationIds(): Promise<number[]> {
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .select('installation_id')
+      .distinct()
+      .where('installation_id', 'is not', null)
+      .execute();
+    return rows.map((r) => r.installation_id!);
   }
 
   /** One page of tasks, newest first. */
-  list(scope: AccessScope, filter: TaskListFilter, page: number, perPage: number): TaskPage {
-    const { sql, args } = this.#where(scope, filter);
-    const total = (
-      this.#db.prepare(`SELECT count(*) AS n FROM tasks WHERE ${sql}`).get(...args) as { n: number }
-    ).n;
-    const tasks = this.#db
-      .prepare(`SELECT * FROM tasks WHERE ${sql} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`)
-      .all(...args, perPage, (page - 1) * perPage)
-      .map(rowToTask);
-    return { tasks, total, page, perPage };
+  async list(scope: AccessScope, filter: TaskListFilter, page: number, perPage: number): Promise<TaskPage> {
+    const where = (eb: TasksEb) => {
+      const all = [inScope(eb, scope)];
+      if (filter.repo) all.push(eb(eb.fn('lower', ['repo_full_name']), '=', filter.repo.toLowerCase()));
+      if (filter.state) all.push(eb('state', '=', filter.state));
+      if (filter.actor) all.push(eb(eb.fn('lower', ['actor_login']), '=', filter.actor.toLowerCase()));
+      return eb.and(all);
+    };
+    const { n } = await this.#store.db
+      .selectFrom('tasks')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where(where)
+      .executeTakeFirstOrThrow();
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where(where)
+      .orderBy('created_at', 'desc')
+      // Tasks created in the same millisecond: the later insert first on SQLite; by id on PostgreSQL,
+      // whose rows have no insertion order.
+      .orderBy(this.#store.dialect === 'sqlite' ? sql`rowid` : sql`id`, 'desc')
+      .limit(perPage)
+      .offset((page - 1) * perPage)
+      .execute();
+    return { tasks: rows.map(rowToTask), total: Number(n), page, perPage };
   }
 
   /** A task, if it exists and lies inside the scope. */
-  find(scope: AccessScope, id: string): Task | undefined {
-    const { sql, args } = scopeSql(scope);
-    const row = this.#db.prepare(`SELECT * FROM tasks WHERE id = ? AND ${sql}`).get(id, ...args);
+  async find(scope: AccessScope, id: string): Promise<Task | undefined> {
+    const row = await this.#store.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('id', '=', id)
+      .where((eb) => inScope(eb, scope))
+      .executeTakeFirst();
     return row ? rowToTask(row) : undefined;
   }
 
   /** The repositories with tasks inside the scope (for the filter menu). */
-  repositories(scope: AccessScope): string[] {
-    const { sql, args } = scopeSql(scope);
-    return (
-      this.#db
-        .prepare(`SELECT DISTINCT repo_full_name AS name FROM tasks WHERE ${sql} ORDER BY name`)
-        .all(...args) as Array<{ name: string }>
-    ).map((r) => r.name);
-  }
-
-  #where(scope: AccessScope, filter: TaskListFilter): { sql: string; args: unknown[] } {
-    const scoped = scopeSql(scope);
-    const where = [scoped.sql];
-    const args = [...scoped.args];
-    if (filter.repo) where.push('lower(repo_full_name) = ?') && args.push(filter.repo.toLowerCase());
-    if (filter.state) where.push('state = ?') && args.push(filter.state);
-    if (filter.actor) where.push('lower(actor_login) = ?') && args.push(filter.actor.toLowerCase());
-    return { sql: where.join(' AND '), args };
+  async repositories(scope: AccessScope): Promise<string[]> {
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .select('repo_full_name')
+      .distinct()
+      .where((eb) => inScope(eb, scope))
+      .orderBy('repo_full_name')
+      .execute();
+    return rows.map((r) => r.repo_full_name);
   }
 }

@@ -46,6 +46,6 @@ export async function viewerScope(viewer: Viewer, deps: ViewerDeps): Promise<Acc
   if (!deps.access) return { all: false, repoIds: new Set(), repoNames: new Set() };
   return deps.access.scope(
     { userId: viewer.session.userId, token: viewer.session.token },
-    deps.query.installationIds(),
+    await deps.query.installationIds(),
   );
 }

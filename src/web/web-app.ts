@@ -6,7 +6,7 @@ import type { Clock } from '../clock.ts';
 import { errorMessage, GitHubError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import { apiRoutes } from './api-routes.ts';
 import { approvalRoutes, type WebApprovals } from './approval-routes.ts';
 import { authRoutes } from './auth-routes.ts';
@@ -22,7 +22,7 @@ import { clearSession } from './web-session.ts';
 
 /** Everything the web UI, the JSON API and /metrics are built from. */
 export interface WebAppDeps {
-  db: Db;
+  store: Store;
   audit: AuditLog;
   clock: Clock;
   log: Logger;
@@ -76,7 +76,7 @@ export function webApp(deps: WebAppDeps): Hono {
   const access = oauth
     ? new RepoAccess({ source: oauth, clock: deps.clock, ttlMs: deps.accessCacheSeconds * 1000 })
     : undefined;
-  const query = new TaskQuery(deps.db);
+  const query = new TaskQuery(deps.store);
   const pageDeps = {
     query,
     audit: deps.audit,

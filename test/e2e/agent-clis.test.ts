@@ -132,7 +132,7 @@ for (const c of CASES) {
         'Co-authored-by: alice <101+alice@users.noreply.github.com>',
       );
 
-      const record = world.audit.events(task.id);
+      const record = await world.audit.events(task.id);
       const events = record.filter((e) => e.type === 'agent.event').map((e) => e.data as AgentEvent);
       expect(events[0]).toMatchObject({ kind: 'session' });
       expect(events.filter((e) => e.kind === 'file_edit')).toEqual([

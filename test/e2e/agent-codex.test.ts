@@ -76,9 +76,8 @@ afterAll(async () => {
   await model?.close();
 });
 
-const agentEvents = (task: Task) =>
-  world.audit
-    .events(task.id)
+const agentEvents = async (task: Task) =>
+  (await world.audit.events(task.id))
     .filter((e) => e.type === 'agent.event')
     .map((e) => e.data as AgentEvent);
 
@@ -117,7 +116,7 @@ it('runs Codex in the VM: it patches files and runs a command through the proxy,
   expect(world.gh.state.pulls.find((p) => p.head.ref === task.branch)).toMatchObject({ draft: true });
 
   // The normalized events, in the order the agent produced them.
-  const events = agentEvents(task);
+  const events = await agentEvents(task);
   const meaningful = events.filter((e) => e.kind !== 'raw');
   expect(meaningful.map((e) => e.kind)).toEqual([
     'session',
@@ -149,7 +148,7 @@ it('runs Codex in the VM: it patches files and runs a command through the proxy,
     outputTokens: 3 * SCRIPTED_USAGE.output,
     cachedInputTokens: 0,
   });
-  const record = world.audit.events(task.id);
+  const record = await world.audit.events(task.id);
   const types = record.map((e) => e.type);
   expect(types.indexOf('task.prompt')).toBeLessThan(types.indexOf('agent.event'));
   expect(types.lastIndexOf('agent.event')).toBeLessThan(types.indexOf('agent.exit'));
@@ -168,7 +167,7 @@ it('runs Codex in the VM: it patches files and runs a command through the proxy,
   });
   // Codex was configured to try nothing but the model: no egress attempt at all.
   expect(record.filter((e) => e.type === 'proxy.egress').map((e) => e.data.host)).toEqual([]);
-  expect(verifyAuditChains(world.db, task.id).ok).toBe(true);
+  expect((await verifyAuditChains(world.store, task.id)).ok).toBe(true);
 
   // The model saw only what came through the proxy: three turns, each with the real key that the
   // proxy put on, carrying the tool outputs back.
@@ -217,7 +216,7 @@ it('ends with no change when the agent changes nothing, and the tracking comment
   );
   expect(comment?.body).toContain('The agent made no change.');
   expect(comment?.body).toContain('> No change is needed: the greeting already says hello.');
-  expect(agentEvents(task).filter((e) => e.kind === 'message')).toEqual([
+  expect((await agentEvents(task)).filter((e) => e.kind === 'message')).toEqual([
     { kind: 'message', role: 'assistant', text: 'No change is needed: the greeting already says hello.' },
   ]);
 }, 900_000);
@@ -228,7 +227,7 @@ it("fails with the agent's own reason when the CLI cannot finish, and pushes not
   expect(task.reason).toMatch(/^agent_failed: the codex agent exited with 1: /);
   expect(task.reason).toContain('scripted refusal: this request cannot be served');
   expect(world.gh.state.pushes.some((p) => p.ref === `refs/heads/${task.branch}`)).toBe(false);
-  const events = world.audit.events(task.id);
+  const events = await world.audit.events(task.id);
   expect(
     events.some(
       (e) =>

@@ -61,7 +61,7 @@ it('holds the agent’s push on the host until approval, then pushes exactly the
   expect(git(held.repoPath, 'show', `${held.headSha}:greeting.txt`)).toBe('Hello, held world\n');
   expect(held.baseSha).toBe(git(repoDir, 'rev-parse', 'main').trim());
   expect(existsSync(held.bundlePath)).toBe(true);
-  const events = audit.events(task.id);
+  const events = await audit.events(task.id);
   const update = events.find((e) => e.type === 'git.ref_update')!;
   expect(update.data).toMatchObject({
     ref: `refs/heads/${task.branch}`,
@@ -107,6 +107,6 @@ it('holds the agent’s push on the host until approval, then pushes exactly the
   expect(await gh.branchSha('acme/widgets', task.branch)).toBe(held.headSha);
   expect(gh.state.pushes.map((p) => p.ref)).toEqual([`refs/heads/${task.branch}`]);
   expect(gh.state.pulls.find((p) => p.head.ref === task.branch)).toMatchObject({ draft: true });
-  expect(verifyAuditChains(world.db, task.id).ok).toBe(true);
+  expect((await verifyAuditChains(world.store, task.id)).ok).toBe(true);
   await waitFor(() => !existsSync(held.repoPath), 15_000, 'the held repository to be deleted');
 }, 900_000);

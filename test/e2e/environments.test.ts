@@ -101,13 +101,13 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   expect(await store.listBuilds()).toHaveLength(1);
 
   for (const task of [first, second]) {
-    const types = world.audit.events(task.id).map((e) => e.type);
+    const types = (await world.audit.events(task.id)).map((e) => e.type);
     expect(types).toContain('environment.restore');
     expect(types).not.toContain('task.setup');
-    const created = world.audit.events(task.id).find((e) => e.type === 'vm.created')!;
+    const created = (await world.audit.events(task.id)).find((e) => e.type === 'vm.created')!;
     expect(created.data.environment).toBe(build!.environmentId);
   }
-  const buildTypes = world.audit.events(build!.id).map((e) => e.type);
+  const buildTypes = (await world.audit.events(build!.id)).map((e) => e.type);
   for (const type of [
     'build.created',
     'vm.created',
@@ -119,7 +119,7 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
     'build.outcome',
   ])
     expect(buildTypes, type).toContain(type);
-  expect(world.audit.verify(build!.id).ok).toBe(true);
+  expect((await world.audit.verify(build!.id)).ok).toBe(true);
 }, 1_200_000);
 
 it('rebuilds when a key file changes, while the old environment keeps serving', async () => {
@@ -138,9 +138,9 @@ it('rebuilds when a key file changes, while the old environment keeps serving', 
   const during = await world.labelIssue('During', 'Report what you see.');
   expect(during.state, during.reason ?? '').toBe('succeeded');
   expect(seen(during.branch)).toContain('"v":1');
-  expect(world.audit.events(during.id).find((e) => e.type === 'environment.restore')?.data.environment).toBe(
-    old.id,
-  );
+  expect(
+    (await world.audit.events(during.id)).find((e) => e.type === 'environment.restore')?.data.environment,
+  ).toBe(old.id);
 
   await waitFor(
     async () => (await store.current('acme/widgets'))?.id !== old.id,

@@ -62,7 +62,7 @@ it('runs nothing the agent put in its git metadata after it exits: hooks, extern
   const { gh, audit } = world;
   const task = await world.labelIssue('Plant git programs', 'Change the greeting.');
   expect(task.state, task.reason ?? '').toBe('succeeded');
-  const events = audit.events(task.id);
+  const events = await audit.events(task.id);
 
   // None of the planted programs ran: no marker in the guest, none of them in its exec record
   // (a script's record names its interpreter, then the script).

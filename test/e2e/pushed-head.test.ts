@@ -60,7 +60,7 @@ it('records the head the proxy forwarded, not the one the guest reports', async 
   const { gh, audit } = world;
   const task = await world.labelIssue('Lie about the head', 'Push one commit, report another.');
   expect(task.state, task.reason ?? '').toBe('succeeded');
-  const events = audit.events(task.id);
+  const events = await audit.events(task.id);
 
   // What the agent set aside is what went through the proxy, and what GitHub holds.
   const said = events.filter((e) => e.type === 'agent.event').map((e) => String(e.data.text));

@@ -53,11 +53,11 @@ afterAll(async () => {
   upstream?.close();
 });
 
-function expectStoppedCleanly(taskId: string) {
-  const types = world.audit.events(taskId).map((e) => e.type);
-  const cleanupVm = world.audit.events(taskId).find((e) => e.type === 'cleanup.vm')!;
+async function expectStoppedCleanly(taskId: string) {
+  const types = (await world.audit.events(taskId)).map((e) => e.type);
+  const cleanupVm = (await world.audit.events(taskId)).find((e) => e.type === 'cleanup.vm')!;
   expect(cleanupVm.data).toMatchObject({ processGone: true, overlayDeleted: true });
-  const cleanupProxy = world.audit.events(taskId).find((e) => e.type === 'cleanup.proxy')!;
+  const cleanupProxy = (await world.audit.events(taskId)).find((e) => e.type === 'cleanup.proxy')!;
   expect(cleanupProxy.data).toMatchObject({ listenerClosed: true, tokenRevoked: true });
   expect(types).toContain('token.revoked');
   expect(types).not.toContain('git.diff');
@@ -74,9 +74,9 @@ it('stops a task whose model use goes over its budget', async () => {
   const task = await world.labelIssue('Spend', 'SCENARIO: budget');
   expect(task.state).toBe('failed');
   expect(task.reason).toMatch(/^budget_exceeded: the task used 600 model tokens, over its budget/);
-  const types = world.audit.events(task.id).map((e) => e.type);
+  const types = (await world.audit.events(task.id)).map((e) => e.type);
   expect(types).toContain('proxy.budget_exceeded');
-  expectStoppedCleanly(task.id);
+  await expectStoppedCleanly(task.id);
 }, 600_000);
 
 it('cancels a running task when the person who asked says /airlock cancel', async () => {
@@ -98,7 +98,9 @@ it('cancels a running task when the person who asked says /airlock cancel', asyn
       const task = (await world.plane.tasks.list()).find((t) => t.issueNumber === issue.number);
       const working =
         task &&
-        world.audit.events(task.id).some((e) => e.type === 'agent.event' && e.data.text === 'working');
+        (await world.audit.events(task.id)).some(
+          (e) => e.type === 'agent.event' && e.data.text === 'working',
+        );
       return working ? task : undefined;
     },
     300_000,
@@ -133,5 +135,5 @@ it('cancels a running task when the person who asked says /airlock cancel', asyn
   );
   await world.plane.quiesce();
   expect(task.reason).toContain('alice');
-  expectStoppedCleanly(task.id);
+  await expectStoppedCleanly(task.id);
 }, 600_000);

@@ -38,7 +38,7 @@ afterAll(async () => {
 });
 
 it('turns a labelled issue into a pushed branch and a draft PR, made in a microVM', async () => {
-  const { gh, audit, db } = world;
+  const { gh, audit, store } = world;
   const task = await world.labelIssue('Friendlier greeting', 'Make the greeting friendlier.');
   const issue = gh.state.issues.find((i) => i.number === task.issueNumber)!;
   expect(task.state).toBe('succeeded');
@@ -65,7 +65,7 @@ it('turns a labelled issue into a pushed branch and a draft PR, made in a microV
   expect(gh.state.pushes.map((p) => p.ref)).toEqual([`refs/heads/${task.branch}`]);
 
   // The record: the VM, every process it ran, the refused push, the diff, the revoked token.
-  const events = audit.events(task.id);
+  const events = await audit.events(task.id);
   const types = events.map((e) => e.type);
   for (const type of [
     'task.created',
@@ -88,5 +88,5 @@ it('turns a labelled issue into a pushed branch and a draft PR, made in a microV
   const said = events.filter((e) => e.type === 'agent.event').map((e) => String(e.data.text));
   expect(said).toContain('no credentials in my environment');
   expect(said).toContain(`airlock: pushes are limited to refs/heads/${task.branch}`);
-  expect(verifyAuditChains(db, task.id).ok).toBe(true);
+  expect((await verifyAuditChains(store, task.id)).ok).toBe(true);
 }, 900_000);

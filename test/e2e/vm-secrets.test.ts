@@ -193,7 +193,7 @@ it('keeps them out on the error paths too: a refused push, a provider refusing t
   expect(contains(found.scratch, 'airlock: pushes are limited to')).toBe(true);
   expect(contains(found.scratch, "refused airlock's credentials (HTTP 401)")).toBe(true);
   expect(upstream.keys.slice(keysBefore)).toEqual([MODEL_KEY, MODEL_KEY]);
-  expect(world.audit.events(task.id).map((e) => e.type)).toContain('proxy.budget_exceeded');
+  expect((await world.audit.events(task.id)).map((e) => e.type)).toContain('proxy.budget_exceeded');
 
   // Task tokens are the ones scoped to contents alone; this task's is among them, revoked.
   const taskTokens = world.gh.state.tokens.filter(

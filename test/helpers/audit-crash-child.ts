@@ -2,13 +2,13 @@
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openStore } from '../../src/store/database.ts';
 
-const db = openDatabase(process.env.DB_FILE!);
-const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
+const store = await openStore({ file: process.env.DB_FILE! });
+const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
 let n = 0;
 let told = false;
-const burst = () => {
+const burst = async () => {
   for (let i = 0; i < 50; i++) {
     n++;
     audit.append(`task-${n % 5}`, n % 3 ? 'vm.exec' : 'agent.event', {
@@ -21,9 +21,9 @@ const burst = () => {
     told = true;
     // The parent kills from this line on, so what it may expect to find must be committed first;
     // the appends after it are group-committed as before.
-    audit.flush();
+    await audit.flush();
     process.stdout.write(`committed ${n}\n`);
   }
   setImmediate(burst);
 };
-burst();
+void burst();

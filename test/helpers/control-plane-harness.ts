@@ -108,7 +108,7 @@ export interface Harness {
   db: Db;
   dir: string;
   runner: DoubleRunner;
-  audit: { types(taskId: string): string[] };
+  audit: { types(taskId: string): Promise<string[]> };
   logLines: string[];
   webhookUrl: string;
   installationId: number;
@@ -192,7 +192,7 @@ export async function startHarness(
     },
     dir,
     runner,
-    audit: { types: (taskId) => airlock.audit.events(taskId).map((e) => e.type) },
+    audit: { types: async (taskId) => (await airlock.audit.events(taskId)).map((e) => e.type) },
     logLines: lines,
     webhookUrl,
     installationId,

@@ -9,7 +9,7 @@ import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
 import type { Sandbox } from '../../src/sandbox/sandbox.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import type { Db } from '../../src/store/database.ts';
+import type { Db, Store } from '../../src/store/database.ts';
 import type { Task } from '../../src/tasks/task.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
 import type { PlaneView } from './control-plane-harness.ts';
@@ -31,6 +31,7 @@ export interface E2eWorld {
   plane: PlaneView;
   audit: AuditLog;
   db: Db;
+  store: Store;
   installationId: number;
   /** Signs and POSTs a webhook to the app; throws unless it is accepted. */
   send(event: string, payload: unknown, deliveryId: string): Promise<void>;
@@ -85,7 +86,7 @@ export async function startE2eWorld(options: {
   });
   const github = airlock.github!;
   const plane: PlaneView = Object.assign(Object.create(github), { quiesce: () => settled(airlock) });
-  const { audit, db } = airlock;
+  const { audit, db, store } = airlock;
   const webhookUrl = github.server.webhookUrl;
   let deliveries = 0;
 
@@ -95,6 +96,7 @@ export async function startE2eWorld(options: {
     plane,
     audit,
     db,
+    store,
     installationId,
     async send(event, payload, deliveryId) {
       const answer = await gh.sendWebhook(webhookUrl, event, payload, { deliveryId });

@@ -14,7 +14,7 @@ import { BuildLog } from '../../src/environments/build-log.ts';
 import { EnvironmentStore } from '../../src/environments/environment-store.ts';
 import { AirlockMetrics } from '../../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { type Db, openDatabase, openSqliteStore } from '../../src/store/database.ts';
+import { type Db, openDatabase, openSqliteStore, type Store } from '../../src/store/database.ts';
 import type { Task } from '../../src/tasks/task.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { type WebAppDeps, webApp } from '../../src/web/web-app.ts';
@@ -27,6 +27,7 @@ import { memoryLogger } from './memory-logger.ts';
 export interface WebWorld {
   emulator: GitHubEmulator;
   db: Db;
+  store: Store;
   audit: AuditLog;
   tasks: TaskStore;
   /** Environment builds the pages show (written by tests as the builds would). */
@@ -92,13 +93,13 @@ export async function startWebWorld(
 
   const dir = await mkdtemp(path.join(tmpdir(), 'airlock-web-'));
   const db = openDatabase(path.join(dir, 'airlock.sqlite'));
+  // One SQLite connection under both, as the composition root has it.
+  const store = openSqliteStore(db);
   const clock = new ManualClock();
   // As the control plane runs it: group commit.
-  const audit = new AuditLog(db, clock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
-  const metrics = new AirlockMetrics(db, { processMetrics: false });
+  const audit = new AuditLog(store, clock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
+  const metrics = new AirlockMetrics(store, { processMetrics: false });
   audit.subscribe((e) => metrics.observeAuditEvent(e));
-  // The stores on the query layer, over the same connection the web reads use.
-  const store = openSqliteStore(db);
   const tasks = new TaskStore(store, clock);
   const environments = new EnvironmentStore(store, clock);
   const adminToken = randomBytes(24).toString('hex');
@@ -109,7 +110,7 @@ export async function startWebWorld(
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   app = webApp({
-    db,
+    store,
     audit,
     clock,
     log,
@@ -144,6 +145,7 @@ export async function startWebWorld(
   return {
     emulator,
     db,
+    store,
     audit,
     tasks,
     environments,
@@ -286,7 +288,8 @@ export async function startWebWorld(
     close: async () => {
       (server as import('node:http').Server).closeAllConnections();
       server.close();
-      db.close();
+      await audit.flush();
+      await store.close();
       await emulator.close();
       await rm(dir, { recursive: true, force: true });
     },

@@ -107,7 +107,7 @@ describe('approval before run', { timeout: 240_000 }, () => {
     expect(h.runner.runs).toEqual([waiting.id]);
     const decided = (await h.airlock.approvals.forTask(waiting.id))[0]!;
     expect(decided).toMatchObject({ state: 'approved', decidedBy: 'alice', channel: 'comment' });
-    const events = h.airlock.audit.events(waiting.id).filter((e) => e.type.startsWith('approval.'));
+    const events = (await h.airlock.audit.events(waiting.id)).filter((e) => e.type.startsWith('approval.'));
     expect(events.map((e) => e.type)).toEqual(['approval.requested', 'approval.decided']);
     expect(events[1]!.data).toMatchObject({
       decision: 'approved',
@@ -115,11 +115,11 @@ describe('approval before run', { timeout: 240_000 }, () => {
       channel: 'comment',
       shownDigest: pending!.shownDigest,
     });
-    expect(verifyAuditChains(h.db, waiting.id).ok).toBe(true);
+    expect((await verifyAuditChains(h.airlock.store, waiting.id)).ok).toBe(true);
 
     // `airlock audit verify` holds the approvals to what the chain recorded.
     h.db.prepare(`UPDATE approvals SET decided_by = 'mallory' WHERE task_id = ?`).run(waiting.id);
-    const report = verifyAuditChains(h.db, waiting.id);
+    const report = await verifyAuditChains(h.airlock.store, waiting.id);
     expect(report.ok).toBe(false);
     expect(report.problems[0]?.problem).toMatch(/does not match the decision the task's record holds/);
   });
@@ -282,10 +282,10 @@ describe('approval before push', { timeout: 240_000 }, () => {
     expect(done.headSha).toBe(held.headSha);
     expect(done.prNumber).toEqual(expect.any(Number));
     expect(h.runner.runs).toEqual([task.id]);
-    const updates = h.airlock.audit.events(task.id).filter((e) => e.type === 'git.ref_update');
+    const updates = (await h.airlock.audit.events(task.id)).filter((e) => e.type === 'git.ref_update');
     expect(updates.at(-1)?.data).toMatchObject({ decision: 'forwarded', by: 'host', new: held.headSha });
-    expect(h.airlock.audit.events(task.id).some((e) => e.type === 'token.minted')).toBe(true);
-    expect(verifyAuditChains(h.db, task.id).ok).toBe(true);
+    expect((await h.airlock.audit.events(task.id)).some((e) => e.type === 'token.minted')).toBe(true);
+    expect((await verifyAuditChains(h.airlock.store, task.id)).ok).toBe(true);
 
     // What the approver saw cannot be swapped afterwards without verify saying so.
     h.db
@@ -293,7 +293,7 @@ describe('approval before push', { timeout: 240_000 }, () => {
         `UPDATE approvals SET shown_json = replace(shown_json, 'HELD.md', 'OTHER.md') WHERE task_id = ?`,
       )
       .run(task.id);
-    expect(verifyAuditChains(h.db, task.id).problems.map((p) => p.problem)).toEqual([
+    expect((await verifyAuditChains(h.airlock.store, task.id)).problems.map((p) => p.problem)).toEqual([
       expect.stringMatching(/what approval \d+ showed was changed after it was recorded/),
     ]);
   });

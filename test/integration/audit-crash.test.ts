@@ -8,7 +8,7 @@ import { AuditLog } from '../../src/audit/audit-log.ts';
 import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
 import { systemClock } from '../../src/clock.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openStore } from '../../src/store/database.ts';
 
 const child = fileURLToPath(new URL('../helpers/audit-crash-child.ts', import.meta.url));
 let dir: string;
@@ -39,15 +39,16 @@ it('kill -9 during group-committed appends leaves chains that verify, and a new 
     proc.kill('SIGKILL');
     await new Promise((r) => proc.once('exit', r));
   }
-  const db = openDatabase(file);
+  const store = await openStore({ file });
   try {
-    const report = verifyAuditChains(db);
+    const report = await verifyAuditChains(store);
     expect(report).toMatchObject({ ok: true, tasks: 5 });
     expect(report.events).toBeGreaterThanOrEqual(5_000);
-    const audit = new AuditLog(db, systemClock, new SecretRedactor());
+    const audit = new AuditLog(store, systemClock, new SecretRedactor());
     for (let t = 0; t < 5; t++) audit.append(`task-${t}`, 'task.recovered', { from: 'running' });
-    expect(verifyAuditChains(db)).toMatchObject({ ok: true, events: report.events + 5 });
+    await audit.flush();
+    expect(await verifyAuditChains(store)).toMatchObject({ ok: true, events: report.events + 5 });
   } finally {
-    db.close();
+    await store.close();
   }
 });

@@ -218,7 +218,7 @@ describe('when every check passes', () => {
       (c) => c.issueNumber === issue && c.body.startsWith(`**airlock** · task \`${task.id}\``),
     );
     expect(tracking?.body).toContain('CI passed');
-    expect(harness.audit.types(task.id)).toContain('ci.verdict');
+    expect(await harness.audit.types(task.id)).toContain('ci.verdict');
 
     // GitHub redelivers, and every other completion event for the same commit arrives too.
     await harness.send('workflow_run', workflowRunPayload(run), { deliveryId: 'wr-pass' });

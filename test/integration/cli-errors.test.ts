@@ -8,7 +8,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openStore } from '../../src/store/database.ts';
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 let dir: string;
@@ -73,10 +73,12 @@ it('an unknown command or option is an error that says what is unknown', () => {
   expect(option.stderr).toContain('airlock run --help');
 });
 
-it('audit verify of a task that does not exist is an error, not "ok"', () => {
-  const db = openDatabase(path.join(dir, 'airlock.sqlite'));
-  new AuditLog(db, systemClock, new SecretRedactor()).append('t1', 'step', {});
-  db.close();
+it('audit verify of a task that does not exist is an error, not "ok"', async () => {
+  const store = await openStore({ file: path.join(dir, 'airlock.sqlite') });
+  const audit = new AuditLog(store, systemClock, new SecretRedactor());
+  audit.append('t1', 'step', {});
+  await audit.flush();
+  await store.close();
   const result = airlock('audit', 'verify', 'nosuchtask');
   expect(result.status).toBe(1);
   expect(result.stdout).not.toContain('ok');

@@ -7,7 +7,8 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openStore } from '../../src/store/database.ts';
+import { tamper } from '../helpers/audit-tamper.ts';
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 let dir: string;
@@ -24,14 +25,14 @@ const airlock = (...args: string[]) =>
     encoding: 'utf8',
   });
 
-it('airlock audit verify says which event of which task was changed', () => {
-  const db = openDatabase(path.join(dir, 'airlock.sqlite'));
-  const audit = new AuditLog(db, systemClock, new SecretRedactor());
+it('airlock audit verify says which event of which task was changed', async () => {
+  const store = await openStore({ file: path.join(dir, 'airlock.sqlite') });
+  const audit = new AuditLog(store, systemClock, new SecretRedactor());
   for (let i = 0; i < 3; i++) audit.append('t1', 'step', { i });
+  await audit.flush();
   expect(airlock('audit', 'verify').stdout).toMatch(/^ok: 1 task\(s\), 3 event\(s\)/m);
-  db.exec('DROP TRIGGER audit_events_append_only_update');
-  db.prepare(`UPDATE audit_events SET data_json = '{"i":9}' WHERE task_id = 't1' AND seq = 2`).run();
-  db.close();
+  await tamper(store, `UPDATE audit_events SET data_json = '{"i":9}' WHERE task_id = 't1' AND seq = 2`);
+  await store.close();
   const result = airlock('audit', 'verify', 't1');
   expect(result.status).toBe(1);
   expect(result.stdout).toContain('task t1: event 2 (step) was changed after it was written');

@@ -100,7 +100,7 @@ describe('a labelled issue', () => {
     const check = h.emulator.state.checkRuns.find((c) => c.head_sha === task!.headSha)!;
     expect(check).toMatchObject({ name: 'airlock', status: 'completed', conclusion: 'success' });
     expect(check.details_url).toBe(`http://airlock.test/tasks/${task!.id}`);
-    expect(h.audit.types(task!.id)).toEqual(
+    expect(await h.audit.types(task!.id)).toEqual(
       expect.arrayContaining(['task.created', 'task.state', 'task.outcome']),
     );
   });

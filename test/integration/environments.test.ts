@@ -83,11 +83,11 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     expect(got.get((await taskOf(first))!.id)).toBe(build!.environmentId);
     expect(got.get((await taskOf(second))!.id)).toBe(build!.environmentId);
     // The build's own record: a chain of its own that verifies.
-    const types = h.airlock.audit.events(build!.id).map((e) => e.type);
+    const types = (await h.airlock.audit.events(build!.id)).map((e) => e.type);
     expect(types).toEqual(['build.created', 'build.state', 'build.outcome']);
-    expect(h.airlock.audit.verify(build!.id).ok).toBe(true);
-    expect(h.audit.types((await taskOf(first))!.id)).toContain('environment.waiting');
-    expect(h.audit.types((await taskOf(second))!.id)).toContain('environment.restore');
+    expect((await h.airlock.audit.verify(build!.id)).ok).toBe(true);
+    expect(await h.audit.types((await taskOf(first))!.id)).toContain('environment.waiting');
+    expect(await h.audit.types((await taskOf(second))!.id)).toContain('environment.restore');
     expect(await h.airlock.environments!.log(build!.id)).toContain('$ setup `npm ci`');
   });
 
@@ -235,6 +235,6 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     });
     expect(await readdir(h.airlock.environments!.root)).toEqual([]);
     expect(await store().ready()).toEqual([]);
-    expect(h.airlock.audit.verify(building.id).ok).toBe(true);
+    expect((await h.airlock.audit.verify(building.id)).ok).toBe(true);
   });
 });

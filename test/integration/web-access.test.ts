@@ -155,7 +155,7 @@ describe('a person with read access to one repository', () => {
     expect(page).toContain('refused CONNECT evil.example:443');
     expect(page).toContain('<span class="add">+# new acme/widgets</span>');
     expect(page).toContain(`href="${w.emulator.webUrl}/acme/widgets/issues/${widgets.issueNumber}"`);
-    expect(page).toContain(w.audit.headHash(widgets.id)!);
+    expect(page).toContain((await w.audit.headHash(widgets.id))!);
     const timeline = await text(await w.get(`/tasks/${widgets.id}/timeline`, { cookie: bob, ...html }));
     expect(timeline).toContain('<code>task.created</code>');
     expect(timeline).toContain('refused CONNECT evil.example:443');
@@ -200,7 +200,7 @@ describe('a person with read access to one repository', () => {
 
   it('the live stream carries only that task’s events', async () => {
     const controller = new AbortController();
-    const after = w.audit.events(widgetsRunning.id).length;
+    const after = (await w.audit.events(widgetsRunning.id)).length;
     const response = await fetch(`${w.url}/tasks/${widgetsRunning.id}/live?after=${after}`, {
       headers: { cookie: bob },
       signal: controller.signal,
@@ -271,7 +271,7 @@ describe('the admin token', () => {
     const one = (await (await w.get(`/api/tasks/${vault.id}`, auth)).json()) as {
       chain: { head_hash: string };
     };
-    expect(one.chain.head_hash).toBe(w.audit.headHash(vault.id));
+    expect(one.chain.head_hash).toBe(await w.audit.headHash(vault.id));
     expect(await (await w.get(`/api/tasks/${vault.id}/verify`, auth)).json()).toMatchObject({ ok: true });
     expect((await w.get('/tasks', { ...auth, ...html })).status).toBe(302);
   });

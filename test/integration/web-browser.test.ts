@@ -97,7 +97,7 @@ it('signs in with GitHub, lists, filters, opens a task, reads the timeline, foll
     .split('\n')
     .map((l) => JSON.parse(l));
   expect(lines.map((e: { seq: number }) => e.seq)).toEqual(lines.map((_: unknown, i: number) => i + 1));
-  expect(lines.at(-1).hash).toBe(w.audit.headHash(done.id));
+  expect(lines.at(-1).hash).toBe(await w.audit.headHash(done.id));
   const [json] = await Promise.all([
     page.waitForEvent('download'),
     page.getByRole('link', { name: 'Export JSON', exact: true }).click(),
@@ -153,7 +153,7 @@ it('shows the verified badge on a clean task and the broken one, linked to the e
     fixture: 'claude-edit-run',
     title: 'Tampered',
   });
-  w.audit.flush(); // what airlock has committed is what someone with the database file can change
+  await w.audit.flush(); // what airlock has committed is what someone with the database file can change
   w.db.exec('DROP TRIGGER IF EXISTS audit_events_append_only_update');
   w.db
     .prepare(`UPDATE audit_events SET ts = '2020-01-01T00:00:00.000Z' WHERE task_id = ? AND seq = 7`)

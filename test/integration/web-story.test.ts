@@ -20,8 +20,8 @@ afterAll(async () => {
 });
 
 /** Edits a stored event behind airlock's back, as someone with the database file could. */
-function tamper(taskId: string, seq: number): void {
-  w.audit.flush(); // what airlock has committed is what someone with the database file can change
+async function tamper(taskId: string, seq: number): Promise<void> {
+  await w.audit.flush(); // what airlock has committed is what someone with the database file can change
   w.db.exec('DROP TRIGGER IF EXISTS audit_events_append_only_update');
   w.db
     .prepare(`UPDATE audit_events SET data_json = '{"argv":["rm","-rf","/"]}' WHERE task_id = ? AND seq = ?`)
@@ -41,7 +41,7 @@ describe('verification on every page', () => {
       title: 'Tampered run',
     });
     expect(await page(`/tasks/${clean.id}`)).toContain('data-verdict="verified"');
-    tamper(bad.id, 5);
+    await tamper(bad.id, 5);
     w.clock.advance(11 * 60_000);
     const badPage = await page(`/tasks/${bad.id}`);
     expect(badPage).toContain('data-verdict="broken"');
@@ -141,8 +141,8 @@ describe('task identity, time and words', () => {
       fixture: 'claude-edit-run',
       title: 'Purged',
     });
-    purgeConversation(
-      { db: w.db, audit: w.audit, clock: w.clock },
+    await purgeConversation(
+      { store: w.store, audit: w.audit, clock: w.clock },
       { olderThanDays: 0, taskId: task.id, reason: 'pasted a customer list', operator: 'alice' },
     );
     const body = await page(`/tasks/${task.id}/timeline`);

@@ -1,114 +1,160 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type AuditEvent, AuditLog } from '../../src/audit/audit-log.ts';
 import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
 import { systemClock } from '../../src/clock.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { type Db, openDatabase } from '../../src/store/database.ts';
+import type { Store } from '../../src/store/database.ts';
+import { storedEvents } from '../helpers/audit-tamper.ts';
+import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
-let dir: string;
-let db: Db;
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'airlock-group-'));
-  db = openDatabase(path.join(dir, 'airlock.sqlite'));
-});
-afterEach(async () => {
-  db.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-const stored = () => (db.prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
-
-it('commits a turn’s events together at the end of the turn, then tells listeners', async () => {
-  const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
-  const heard: AuditEvent[] = [];
-  audit.subscribe((e) => heard.push(e));
-  for (let i = 0; i < 10; i++) audit.append(`t${i % 2}`, 'vm.exec', { argv: ['true', String(i)] });
-  expect(stored()).toBe(0);
-  expect(heard).toEqual([]);
-  expect(audit.headHash('t0')).toMatch(/^[0-9a-f]{64}$/);
-  await nextTurn();
-  expect(stored()).toBe(10);
-  expect(heard.map((e) => [e.taskId, e.seq])).toEqual(
-    Array.from({ length: 10 }, (_, i) => [`t${i % 2}`, Math.floor(i / 2) + 1]),
-  );
-  expect(verifyAuditChains(db)).toMatchObject({ ok: true, events: 10 });
-});
-
-it('commits early when maxEvents are waiting, and when a reader asks', () => {
-  const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 4 } });
-  for (let i = 0; i < 6; i++) audit.append('t', 'step', { i });
-  expect(stored()).toBe(4);
-  expect(audit.events('t').map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
-  expect(stored()).toBe(6);
-});
-
-it('writes inside a caller’s transaction, so it commits or rolls back with it', () => {
-  const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
-  db.transaction(() => audit.append('t', 'ci.verdict', { verdict: 'passed' }))();
-  expect(stored()).toBe(1);
-});
-
-it('links again when another process appended to the same chain meanwhile', async () => {
-  const server = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
-  server.append('t', 'task.created', {});
-  await nextTurn();
-  const cli = new AuditLog(db, systemClock, new SecretRedactor());
-  cli.append('t', 'audit.purged', { purged: [] });
-  server.append('t', 'ci.verdict', { verdict: 'passed' });
-  server.append('t', 'ci.verdict', { verdict: 'failed' });
-  await nextTurn();
-  expect(server.events('t').map((e) => [e.seq, e.type])).toEqual([
-    [1, 'task.created'],
-    [2, 'audit.purged'],
-    [3, 'ci.verdict'],
-    [4, 'ci.verdict'],
-  ]);
-  expect(verifyAuditChains(db, 't').ok).toBe(true);
-});
-
-it('a failed grouped commit is reported and thrown at the next append', async () => {
-  const errors: unknown[] = [];
-  const audit = new AuditLog(db, systemClock, new SecretRedactor(), {
-    groupCommit: { maxEvents: 100 },
-    onError: (e) => errors.push(e),
+describe.each(DIALECTS)('group commit on %s', (dialect) => {
+  let store: Store;
+  beforeEach(async () => {
+    store = await openTestStore(dialect);
   });
-  audit.append('t', 'step', {});
-  db.exec(
-    `CREATE TRIGGER refuse BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk is full'); END`,
-  );
-  await nextTurn();
-  expect(String(errors[0])).toContain('disk is full');
-  expect(() => audit.append('t', 'step', {})).toThrow(/an earlier audit write failed/);
-  db.exec('DROP TRIGGER refuse');
-  audit.append('t', 'step', { after: true });
-  expect(audit.events('t').map((e) => e.seq)).toEqual([1]);
-  expect(verifyAuditChains(db).ok).toBe(true);
-});
+  afterEach(async () => {
+    await store.close();
+  });
+  const stored = () => storedEvents(store);
+  /** Events committed on SQLite's one connection, without a turn of the event loop. */
+  const storedNow = () =>
+    (store.sqlite!.prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
 
-it('never commits waiting events inside a caller’s transaction, so its rollback loses none of them', async () => {
-  const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
-  audit.append('t', 'step.1', {});
-  audit.append('t', 'step.2', {});
-  expect(() =>
-    db.transaction(() => {
-      audit.append('t', 'step.rolled-back', {});
-      audit.appendMany([{ taskId: 'u', type: 'step.rolled-back', data: {} }]);
-      throw new Error('the caller gives up');
-    })(),
-  ).toThrow('the caller gives up');
-  audit.append('t', 'step.3', {});
-  db.transaction(() => audit.append('t', 'step.4', {}))();
-  await nextTurn();
-  expect(audit.events('t').map((e) => `${e.seq} ${e.type}`)).toEqual([
-    '1 step.1',
-    '2 step.2',
-    '3 step.3',
-    '4 step.4',
-  ]);
-  expect(audit.events('u')).toEqual([]);
-  expect(verifyAuditChains(db)).toMatchObject({ ok: true, events: 4 });
+  it('commits a turn’s events together at the end of the turn, then tells listeners', async () => {
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+    const heard: AuditEvent[] = [];
+    audit.subscribe((e) => heard.push(e));
+    for (let i = 0; i < 10; i++) audit.append(`t${i % 2}`, 'vm.exec', { argv: ['true', String(i)] });
+    if (dialect === 'sqlite') expect(storedNow()).toBe(0);
+    expect(heard).toEqual([]);
+    // SQLite commits within the next turn; PostgreSQL's commit takes round trips.
+    if (dialect === 'sqlite') await nextTurn();
+    else await waitFor(() => heard.length === 10, 10_000, 'the group commit');
+    expect(await stored()).toBe(10);
+    expect(heard.map((e) => [e.taskId, e.seq])).toEqual(
+      Array.from({ length: 10 }, (_, i) => [`t${i % 2}`, Math.floor(i / 2) + 1]),
+    );
+    expect(await audit.headHash('t0')).toBe(heard[8]!.hash);
+    expect(await verifyAuditChains(store)).toMatchObject({ ok: true, events: 10 });
+  });
+
+  it('commits early when maxEvents are waiting, and when a reader asks', async () => {
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 4 } });
+    for (let i = 0; i < 4; i++) audit.append('t', 'step', { i });
+    // On SQLite, a query waits behind the commit the fourth append started (within this turn).
+    if (dialect === 'sqlite') expect(await stored()).toBe(4);
+    audit.append('t', 'step', { i: 4 });
+    audit.append('t', 'step', { i: 5 });
+    expect((await audit.events('t')).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await stored()).toBe(6);
+  });
+
+  it('writes inside a caller’s transaction, so it commits or rolls back with it', async () => {
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+    await store.transaction(async () => audit.append('t', 'ci.verdict', { verdict: 'passed' }));
+    expect(await stored()).toBe(1);
+  });
+
+  it('links again when another process appended to the same chain meanwhile', async () => {
+    const server = new AuditLog(store, systemClock, new SecretRedactor(), {
+      groupCommit: { maxEvents: 100 },
+    });
+    server.append('t', 'task.created', {});
+    await server.flush();
+    const cli = new AuditLog(store, systemClock, new SecretRedactor());
+    cli.append('t', 'audit.purged', { purged: [] });
+    await cli.flush();
+    server.append('t', 'ci.verdict', { verdict: 'passed' });
+    server.append('t', 'ci.verdict', { verdict: 'failed' });
+    expect((await server.events('t')).map((e) => [e.seq, e.type])).toEqual([
+      [1, 'task.created'],
+      [2, 'audit.purged'],
+      [3, 'ci.verdict'],
+      [4, 'ci.verdict'],
+    ]);
+    expect((await verifyAuditChains(store, 't')).ok).toBe(true);
+  });
+
+  it('a failed grouped commit is reported and thrown at the next append', async () => {
+    const errors: unknown[] = [];
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), {
+      groupCommit: { maxEvents: 100 },
+      onError: (e) => errors.push(e),
+    });
+    if (dialect === 'sqlite') {
+      await sql`CREATE TRIGGER refuse BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk is full'); END`.execute(
+        store.db,
+      );
+    } else {
+      await sql`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'disk is full'; END $$`.execute(store.db);
+      await sql`CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse()`.execute(
+        store.db,
+      );
+    }
+    audit.append('t', 'step', {});
+    if (dialect === 'sqlite') await nextTurn();
+    else await waitFor(() => errors.length > 0, 10_000, 'the failed commit');
+    expect(String(errors[0])).toContain('disk is full');
+    expect(() => audit.append('t', 'step', {})).toThrow(/an earlier audit write failed/);
+    await sql`DROP TRIGGER refuse${sql.raw(dialect === 'postgres' ? ' ON audit_events' : '')}`.execute(
+      store.db,
+    );
+    audit.append('t', 'step', { after: true });
+    expect((await audit.events('t')).map((e) => e.seq)).toEqual([1]);
+    expect((await verifyAuditChains(store)).ok).toBe(true);
+  });
+
+  it('never commits waiting events inside a caller’s transaction, so its rollback loses none of them', async () => {
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+    audit.append('t', 'step.1', {});
+    audit.append('t', 'step.2', {});
+    await expect(
+      store.transaction(async () => {
+        audit.append('t', 'step.rolled-back', {});
+        audit.appendMany([{ taskId: 'u', type: 'step.rolled-back', data: {} }]);
+        throw new Error('the caller gives up');
+      }),
+    ).rejects.toThrow('the caller gives up');
+    audit.append('t', 'step.3', {});
+    await store.transaction(async () => audit.append('t', 'step.4', {}));
+    await nextTurn();
+    expect((await audit.events('t')).map((e) => `${e.seq} ${e.type}`)).toEqual([
+      '1 step.1',
+      '2 step.2',
+      '3 step.3',
+      '4 step.4',
+    ]);
+    expect(await audit.events('u')).toEqual([]);
+    expect(await verifyAuditChains(store)).toMatchObject({ ok: true, events: 4 });
+  });
+
+  it('loses no waiting event when a transaction wrote it ahead of its own and then rolled back', async () => {
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+    const heard: string[] = [];
+    audit.subscribe((e) => heard.push(`${e.seq} ${e.type}`));
+    audit.append('t', 'step.1', {});
+    await expect(
+      store.transaction(async () => {
+        audit.append('t', 'step.rolled-back', {});
+        // Runs after the audit write: the transaction rolls back with both events written in it.
+        store.beforeCommit(async () => {
+          throw new Error('a later write fails');
+        });
+      }),
+    ).rejects.toThrow('a later write fails');
+    audit.append('t', 'step.2', {});
+    await store.transaction(async () => audit.append('t', 'step.3', {}));
+    await audit.flush();
+    expect((await audit.events('t')).map((e) => `${e.seq} ${e.type}`)).toEqual([
+      '1 step.1',
+      '2 step.2',
+      '3 step.3',
+    ]);
+    expect(heard).toEqual(['1 step.1', '2 step.2', '3 step.3']);
+    expect(await verifyAuditChains(store)).toMatchObject({ ok: true, events: 3 });
+  });
 });
