@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { AuditLog } from './audit/audit-log.ts';
 import { startRetention } from './audit/retention.ts';
@@ -5,10 +6,12 @@ import { type Clock, systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
 import type { EnvironmentBuilder } from './environments/environment-builder.ts';
+import { hasEnvironment } from './environments/environment-key.ts';
 import { EnvironmentStore } from './environments/environment-store.ts';
 import { Environments } from './environments/environments.ts';
 import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
+import { GitHubJobQueue, jobsForState } from './github/github-jobs.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { type TaskCredential, taskCredential } from './github/task-token.ts';
@@ -25,16 +28,23 @@ import type { Sandbox } from './sandbox/sandbox.ts';
 import type { SecretRedactor } from './secrets.ts';
 import { SpendLedger } from './spend/spend-ledger.ts';
 import { startCheckpointer } from './store/checkpointer.ts';
-import { type Db, openDatabase, openSqliteStore, type Store } from './store/database.ts';
+import { openDatabase, openSqliteStore, openStore, type Store } from './store/database.ts';
 import { ApprovalStore } from './tasks/approval-store.ts';
 import { HeldResults } from './tasks/held-results.ts';
 import { pushGate } from './tasks/push-gate.ts';
 import { isTerminal, splitRepo, type Task } from './tasks/task.ts';
 import type { LifecycleDeps, StateListener } from './tasks/task-lifecycle.ts';
 import type { TaskRunner } from './tasks/task-runner.ts';
+import { TaskFailure } from './tasks/task-runner.ts';
+import { localTaskRuns, type TaskRuns } from './tasks/task-runs.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import type { PromptThread } from './tasks/task-thread.ts';
 import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+import { type AppInfo, ControlPlaneClient, remoteCredential } from './workers/control-channel.ts';
+import { controlPlaneServices, type InternalApi, startInternalApi } from './workers/internal-api.ts';
+import { leasedTaskRuns } from './workers/leased-task-runs.ts';
+import { TaskLeases, type WorkerIdentity } from './workers/task-leases.ts';
+import { TASKS_CHANNEL } from './workers/task-worker.ts';
 
 /** Events a group commit holds at most before committing early. */
 const AUDIT_GROUP_COMMIT_MAX_EVENTS = 512;
@@ -87,7 +97,6 @@ export interface Airlock {
   clock: Clock;
   /** The database, through the query layer every store moves to (see src/store/database.ts). */
   store: Store;
-  db: Db;
   audit: AuditLog;
   tasks: TaskStore;
   metrics: AirlockMetrics;
@@ -101,6 +110,10 @@ export interface Airlock {
   spend: SpendLedger;
   /** The GitHub side (webhooks, intake, scheduler, reporting), when GitHub App credentials are set. */
   github: GitHubPlane | undefined;
+  /** Where tasks run (this process's scheduler, or leases on PostgreSQL); absent in local mode. */
+  runs: TaskRuns | undefined;
+  /** The internal API for workers, on a control plane with PostgreSQL and AIRLOCK_WORKER_SECRET. */
+  internal: InternalApi | undefined;
   stop(): Promise<void>;
 }
 
@@ -112,8 +125,12 @@ export interface Airlock {
 export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Promise<Airlock> {
   const { log } = ports;
   const clock = ports.clock ?? systemClock;
-  const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
-  const store = openSqliteStore(db);
+  const { role } = settings;
+  // One host: SQLite under the data directory. Several: the PostgreSQL every process shares.
+  const store = settings.databaseUrl
+    ? await openStore({ url: settings.databaseUrl })
+    : openSqliteStore(openDatabase(path.join(settings.dataDir, 'airlock.sqlite')));
+  const shared = store.dialect === 'postgres';
   const checkpointer = startCheckpointer(store, log);
   const audit = new AuditLog(store, clock, ports.redactor, {
     keepConversation: settings.retention.promptDays !== 0,
@@ -135,20 +152,23 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   for (const secret of secrets.values()) {
     for (const value of [...secret.values, secret.headerValue]) ports.redactor.add(value);
   }
-  const sandbox = ports.runner
-    ? undefined
-    : await (
-        ports.openSandbox ??
-        (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
-      )();
+  // A control plane runs no task: it has no sandbox.
+  const sandbox =
+    ports.runner || role === 'control'
+      ? undefined
+      : await (
+          ports.openSandbox ??
+          (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
+        )();
 
   const approvals = new ApprovalStore(store, clock);
   const held = new HeldResults(store, clock, settings.dataDir);
   const spend = new SpendLedger(store, clock, policy.prices);
 
-  // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
-  // task spent is recorded once its proxy has closed (it ended, or waits for approval), from its
-  // record, so what GitHub is told includes it; a held result goes when its task ends.
+  // The GitHub plane attaches its reporting to state changes once it exists (a worker queues the
+  // same GitHub jobs for the control plane); before it, what the task spent is recorded once its
+  // proxy has closed (it ended, or waits for approval), from its record, so what GitHub is told
+  // includes it; a held result goes when its task ends.
   const listeners: StateListener[] = [
     async (task) => {
       if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
@@ -174,14 +194,41 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     },
   };
 
+  // A worker holds no GitHub App key: what needs it, it asks the control plane for.
+  const control = role === 'worker' ? await connectToControlPlane(settings, log) : undefined;
   const gh = settings.github;
+  const webUrl = control?.app.webUrl ?? gh?.webUrl;
   const gitUrl =
     ports.repositories?.gitUrl ??
-    ((owner: string, name: string) => `${gh?.webUrl.replace(/\/$/, '')}/${owner}/${name}.git`);
+    ((owner: string, name: string) => `${webUrl?.replace(/\/$/, '')}/${owner}/${name}.git`);
   const tokenDeps = gh
     ? { appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, redactor: ports.redactor }
     : undefined;
-  const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
+  const remote = control
+    ? (task: Task, kind: 'task' | 'read') =>
+        remoteCredential({
+          client: control.client,
+          taskId: task.id,
+          kind,
+          githubApiUrl: control.app.apiUrl,
+          audit,
+          redactor: ports.redactor,
+        })
+    : undefined;
+  const credentialFor = (task: Task): TaskCredential => {
+    if (remote) return remote(task, 'task');
+    if (task.installationId === null || !tokenDeps)
+      throw new Error(`task ${task.id} has no GitHub installation`);
+    const { owner, repo } = splitRepo(task.repoFullName);
+    return taskCredential(
+      { ...tokenDeps, audit },
+      { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
+    );
+  };
+
+  // Environment builds run on the host that keeps their snapshots; with several hosts they are
+  // not built yet (docs/deploy.md), and a task that needs one fails saying so.
+  const builder = shared ? undefined : (ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox));
   const environments = builder
     ? new Environments({
         store: new EnvironmentStore(store, clock),
@@ -218,8 +265,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   }
 
   let github: GitHubPlane | undefined;
-  const promptThread = async (task: Task): Promise<PromptThread | undefined> => github?.promptThread(task);
-  if (tokenDeps) {
+  const promptThread = async (task: Task): Promise<PromptThread | undefined> =>
+    control ? control.client.promptThread(task.id) : github?.promptThread(task);
+  if (tokenDeps || control) {
     // Only with GitHub: local mode's branch goes to the person's own repository, unapproved.
     lifecycle.pushGate = pushGate({
       ...lifecycle,
@@ -227,14 +275,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       approvals,
       held,
       events: (taskId) => audit.events(taskId, { limit: 100_000 }, { types: ['vm.exec', 'proxy.egress'] }),
-      credentialFor: (task) => {
-        if (task.installationId === null) throw new Error(`task ${task.id} has no GitHub installation`);
-        const { owner, repo } = splitRepo(task.repoFullName);
-        return taskCredential(
-          { ...tokenDeps, audit },
-          { taskId: task.id, installationId: task.installationId, repository: { owner, name: repo } },
-        );
-      },
+      credentialFor,
       gitUrl,
     });
   }
@@ -246,20 +287,80 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       dataDir: settings.dataDir,
       ...(tokenDeps ? { token: tokenDeps } : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
-      ...(environments ? { environments } : {}),
+      ...(remote
+        ? {
+            credentialFor: (task: Task) => remote(task, 'task'),
+            readCredentialFor: (task: Task) => remote(task, 'read'),
+          }
+        : {}),
+      environments: environments ?? noEnvironments(shared),
       gitUrl,
       models: ports.models ?? modelUpstreams(settings.models),
-      app: { slug: () => github?.appSlug() ?? 'airlock' },
+      app: { slug: () => control?.app.slug ?? github?.appSlug() ?? 'airlock' },
       promptThread,
       earlierTasks: (task) => tasks.onBranch(task.repoFullName, task.branch),
       modelFeatures: (task) => allowedModelFeatures(rulesFor(task.repoFullName), task.config),
-      ...(gh ? { held } : {}),
+      ...(gh || control ? { held } : {}),
       readRepositories: (task) => rulesFor(task.repoFullName).read_repositories,
       destinationSecrets: (task) => rulesFor(task.repoFullName).secrets.map((name) => secrets.get(name)!),
     });
   }
 
-  if (settings.github) {
+  // Where tasks run: on one host, this process's scheduler; on PostgreSQL, workers that lease
+  // them (this process is one unless it is a control plane only).
+  const reaper = sandbox?.sandbox ?? { reapOrphans: async () => [] };
+  const leases = shared
+    ? new TaskLeases(store, clock, { leaseMs: settings.cluster.leaseSeconds * 1000 })
+    : undefined;
+  const identity: WorkerIdentity = {
+    id:
+      role === 'control'
+        ? `control-${settings.cluster.workerName}-${process.pid}`
+        : settings.cluster.workerName,
+    host: hostname(),
+    pid: process.pid,
+    capacity: settings.scheduler.maxConcurrent,
+  };
+  const runs: TaskRuns | undefined =
+    leases && (gh || control)
+      ? leasedTaskRuns({
+          store,
+          lifecycle,
+          audit,
+          leases,
+          log,
+          ownerId: identity.id,
+          ...(role === 'control'
+            ? {}
+            : { worker: { identity, maxPerRepo: settings.scheduler.maxPerRepo, reaper, ...pollMs(ports) } }),
+        })
+      : gh
+        ? localTaskRuns({ lifecycle, audit, reaper, log, limits: settings.scheduler })
+        : undefined;
+
+  if (control) {
+    lifecycle.publish = (task, result) => control.client.publish(task.id, result);
+    // What GitHub hears of a task's state, queued for the control plane's job loop.
+    const jobs = new GitHubJobQueue(store, clock);
+    listeners.push((task) => {
+      const queue = async () => {
+        for (const job of jobsForState(task)) await jobs.enqueue(job);
+      };
+      if (store.inTransaction()) store.beforeCommit(queue);
+      else
+        void queue().catch((error) =>
+          log.error({ taskId: task.id, err: errorMessage(error) }, 'GitHub jobs could not be queued'),
+        );
+    });
+  }
+  // A task (re)queued anywhere wakes the workers (a new task is told by the plane's tick).
+  if (leases)
+    listeners.push((task) => {
+      if (task.state === 'queued')
+        store.afterCommit(() => void store.notify(TASKS_CHANNEL).catch(() => undefined));
+    });
+
+  if (settings.github && role !== 'worker' && runs) {
     github = await startGitHubPlane({
       settings,
       github: settings.github,
@@ -270,7 +371,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       tasks,
       metrics,
       lifecycle,
-      reaper: sandbox?.sandbox ?? { reapOrphans: async () => [] },
+      runs,
       listeners,
       rulesFor,
       approvals,
@@ -281,7 +382,34 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
     });
+  } else if (runs) {
+    // A worker: no webhooks, no web; it recovers what it left on this host and takes work.
+    await runs.start();
   }
+  const plane = github;
+  const internal =
+    tokenDeps && shared && plane && settings.cluster.workerSecret
+      ? await startInternalApi({
+          host: settings.cluster.internalHost,
+          port: settings.cluster.internalPort,
+          store,
+          secret: settings.cluster.workerSecret,
+          clock,
+          log,
+          services: controlPlaneServices({
+            token: tokenDeps,
+            audit,
+            readRepositories: (task) => rulesFor(task.repoFullName).read_repositories,
+            promptThread: (task) => plane.promptThread(task),
+            publish: () => lifecycle.publish,
+            app: () => ({
+              slug: plane.appSlug(),
+              webUrl: settings.github!.webUrl,
+              apiUrl: settings.github!.apiUrl,
+            }),
+          }),
+        })
+      : undefined;
 
   // After the GitHub plane listens for builds that end: recovery may fail an interrupted one.
   await environments?.start();
@@ -292,7 +420,6 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     log,
     clock,
     store,
-    db,
     audit,
     tasks,
     metrics,
@@ -303,16 +430,70 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     held,
     spend,
     github,
+    runs,
+    internal,
     stop: () => {
       stopped ??= (async () => {
         await stopRetention();
-        await github?.stop();
+        await internal?.close();
+        if (github) await github.stop();
+        else await runs?.stop();
         await environments?.stop();
         await audit.flush();
         await checkpointer.stop();
         await store.close();
       })();
       return stopped;
+    },
+  };
+}
+
+function pollMs(ports: AirlockPorts): { pollMs?: number } {
+  return ports.pollMs ? { pollMs: ports.pollMs } : {};
+}
+
+/**
+ * A worker's link to the control plane: its client, and what it learns of the GitHub App there
+ * (slug, and the GitHub its tasks clone from). Asked at start, again with back-off while the control
+ * plane does not answer (workers may start first).
+ */
+async function connectToControlPlane(
+  settings: AppConfig,
+  log: Logger,
+): Promise<{ client: ControlPlaneClient; app: AppInfo }> {
+  const client = new ControlPlaneClient({
+    url: settings.cluster.controlUrl!,
+    secret: settings.cluster.workerSecret!,
+    workerId: settings.cluster.workerName,
+  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return { client, app: await client.app() };
+    } catch (error) {
+      const waitMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+      log.warn(
+        { err: errorMessage(error), retryInMs: waitMs, controlUrl: settings.cluster.controlUrl },
+        'the control plane does not answer yet',
+      );
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
+/**
+ * Where environments are not built (several hosts share the database): a task whose repository
+ * configures one fails with that reason rather than running without its toolchain.
+ */
+function noEnvironments(shared: boolean): Pick<Environments, 'forTask'> {
+  return {
+    forTask: async (task) => {
+      if (!hasEnvironment(task.config)) return undefined;
+      throw new TaskFailure(
+        'setup_failed',
+        shared
+          ? 'this repository configures an `environment:`, and airlock running on several hosts does not build environments yet (see docs/deploy.md); remove the section or run airlock on one host'
+          : 'this repository configures an `environment:`, and this airlock has no environment builder',
+      );
     },
   };
 }

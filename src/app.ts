@@ -3,7 +3,6 @@ import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { buildAirlock } from './airlock.ts';
 import { type AppConfig, loadAppConfig } from './config/app-config.ts';
-import { ConfigError } from './errors.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { SecretRedactor } from './secrets.ts';
 import { startRegistrationServer } from './setup-mode.ts';
@@ -22,16 +21,6 @@ export interface RunningAirlock {
 export async function startAirlock(environment: Record<string, string | undefined>): Promise<RunningAirlock> {
   const env = { ...readDotEnv('.env'), ...environment };
   const config = loadAppConfig(env);
-  if (config.role !== 'all')
-    // The settings of the split roles are read and checked (docs/deploy.md); the process that runs
-    // them is not built yet. Refusing beats starting something else (the registration page).
-    throw new ConfigError(`AIRLOCK_ROLE=${config.role} cannot run yet`, [
-      'this version runs the control plane and the worker in one process only (AIRLOCK_ROLE=all, the default); the split roles are being built (see docs/deploy.md)',
-    ]);
-  if (config.databaseUrl)
-    throw new ConfigError('DATABASE_URL cannot be used yet', [
-      'this version keeps its state in SQLite under AIRLOCK_DATA_DIR; its stores are moving to PostgreSQL (see docs/deploy.md): unset DATABASE_URL',
-    ]);
   const redactor = new SecretRedactor();
   for (const secret of [
     config.github?.webhookSecret,
@@ -47,13 +36,26 @@ export async function startAirlock(environment: Record<string, string | undefine
   }
   const log = createLogger({ level: config.logLevel, format: config.logFormat, redactor });
 
-  if (!config.github) {
+  if (!config.github && config.role !== 'worker') {
     const server = await startRegistrationServer(config, { log });
     return { config, log, stop: server.stop };
   }
   const airlock = await buildAirlock(config, { log, redactor, environment: env });
-  const port = airlock.github?.server.port;
-  log.info({ port, webhooks: `${config.publicUrl}/api/github/webhooks` }, 'airlock is running');
+  if (config.role === 'worker')
+    log.info(
+      { worker: config.cluster.workerName, controlUrl: config.cluster.controlUrl },
+      'airlock worker is running',
+    );
+  else
+    log.info(
+      {
+        role: config.role,
+        port: airlock.github?.server.port,
+        webhooks: `${config.publicUrl}/api/github/webhooks`,
+        ...(airlock.internal ? { internalPort: airlock.internal.port } : {}),
+      },
+      'airlock is running',
+    );
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'stopping: cancelling running tasks, destroying their VMs, revoking their tokens');

@@ -6,6 +6,7 @@ import type { Logger } from '../logger.ts';
 import { retryAfterFailure } from '../store/backoff.ts';
 import { type Claim, leaseEnd, newClaim, releaseClaims, whileClaimed } from '../store/claim-lease.ts';
 import type { Store } from '../store/database.ts';
+import { isTerminal, type Task } from '../tasks/task.ts';
 
 /** What a reaction is put on: an issue or pull request, or one comment on it. */
 export const ReactionTarget = z.union([
@@ -57,6 +58,21 @@ export const GitHubJob = z.discriminatedUnion('kind', [
   }),
 ]);
 export type GitHubJob = z.infer<typeof GitHubJob>;
+
+/**
+ * What GitHub hears of a task in a new state: its tracking comment and check run (rendered from
+ * the task when the job runs) and, once a task with a pull request ends, a new look at its CI.
+ * Queued by whichever process wrote the state: the control plane, or a worker.
+ */
+export function jobsForState(task: Task): GitHubJob[] {
+  return [
+    { kind: 'tracking', taskId: task.id },
+    ...(task.headSha || task.checkRunId ? [{ kind: 'check_run' as const, taskId: task.id }] : []),
+    ...(isTerminal(task.state) && task.prNumber !== null
+      ? [{ kind: 'ci_recheck' as const, taskId: task.id }]
+      : []),
+  ];
+}
 
 /** Runs one job against GitHub. */
 export type GitHubJobExecutor = (job: GitHubJob) => Promise<void>;

@@ -18,10 +18,10 @@ import type { ApprovalStore } from '../tasks/approval-store.ts';
 import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
 import type { HeldResults } from '../tasks/held-results.ts';
 import { processPendingDeliveries } from '../tasks/intake.ts';
-import { type OrphanReaper, type RecoveryReport, recoverInFlightTasks } from '../tasks/recovery.ts';
-import { Scheduler } from '../tasks/scheduler.ts';
-import { isTerminal, type Task } from '../tasks/task.ts';
-import { type LifecycleDeps, publishRecovered, type StateListener } from '../tasks/task-lifecycle.ts';
+import type { RecoveryReport } from '../tasks/recovery.ts';
+import type { Task } from '../tasks/task.ts';
+import type { LifecycleDeps, StateListener } from '../tasks/task-lifecycle.ts';
+import type { TaskRuns } from '../tasks/task-runs.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
 import { type PromptThread, promptThread } from '../tasks/task-thread.ts';
 import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
@@ -31,7 +31,7 @@ import { appIdentity } from './app-identity.ts';
 import { hasWriteAccess } from './collaborator-permission.ts';
 import { DELIVERIES_CHANNEL, DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
-import { GITHUB_JOBS_CHANNEL, type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
+import { GITHUB_JOBS_CHANNEL, type GitHubJob, GitHubJobQueue, jobsForState } from './github-jobs.ts';
 import { GitHubReporter } from './github-reporter.ts';
 import { IngressGate } from './ingress-gate.ts';
 import type { OctokitTuning } from './octokit-factory.ts';
@@ -52,7 +52,8 @@ export interface GitHubPlaneDeps {
   tasks: TaskStore;
   metrics: AirlockMetrics;
   lifecycle: LifecycleDeps;
-  reaper: OrphanReaper;
+  /** Where queued tasks run (started once the webhook listener is up). */
+  runs: TaskRuns;
   /** The lifecycle's state listeners: the plane adds GitHub reporting to them. */
   listeners: StateListener[];
   /** The operator policy in force for a repository. */
@@ -74,7 +75,8 @@ export interface GitHubPlane {
   deliveries: DeliveryLog;
   inbox: WebhookInbox;
   jobs: GitHubJobQueue;
-  scheduler: Scheduler;
+  /** Where tasks run: this process's scheduler, or workers leasing them. */
+  runs: TaskRuns;
   client: GitHubClient;
   recovery: RecoveryReport;
   /** The app's slug once GitHub has told it (`airlock` until then). */
@@ -212,10 +214,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
   deps.listeners.push((task) => {
     queueFromListener(`task ${task.id}`, async () => {
-      await jobs.enqueue({ kind: 'tracking', taskId: task.id });
-      if (task.headSha || task.checkRunId) await jobs.enqueue({ kind: 'check_run', taskId: task.id });
-      if (isTerminal(task.state) && task.prNumber !== null)
-        await jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
+      for (const job of jobsForState(task)) await jobs.enqueue(job);
     });
   });
   deps.lifecycle.publish = reporter.publish;
@@ -236,29 +235,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   });
 
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
-  const recovery = await recoverInFlightTasks({
-    ...deps.lifecycle,
-    reaper: deps.reaper,
-    log,
-    pushedHead: (task) => forwardedHead(deps.audit, task),
-  });
-  log.info(
-    {
-      reaped: recovery.reapedVms.length,
-      requeued: recovery.requeued.length,
-      failed: recovery.failed.length,
-      toPublish: recovery.toPublish.length,
-    },
-    'recovered in-flight tasks',
-  );
-
-  const scheduler = new Scheduler({ ...deps.lifecycle, log, limits: settings.scheduler });
-  for (const { task, result } of recovery.toPublish) {
-    const taskLog = log.child({ taskId: task.id });
-    publishRecovered(deps.lifecycle, task, result, taskLog).catch((error) =>
-      taskLog.error({ err: errorMessage(error) }, 'recovered task could not be finished'),
-    );
-  }
+  const runs = deps.runs;
+  const recovery = await runs.start();
   const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
   const intentLoop = startWorkLoop(
     'webhooks',
@@ -280,7 +258,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         github: client,
         audit: deps.audit,
         log,
-        cancelTask: (id, by) => scheduler.cancel(id, by),
+        cancelTask: (id, by) => runs.cancel(id, by),
         rulesFor: deps.rulesFor,
         approvals: deps.approvals,
         appLogin: () => `${identity.slug()}[bot]`,
@@ -291,7 +269,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         ...(deps.environments ? { environments: deps.environments } : {}),
       });
       if (n > 0 || expired.length > 0) jobLoop.wake();
-      if (identity.known()) await scheduler.tick();
+      if (identity.known()) await runs.tick();
       return n + expired.length;
     },
     log,
@@ -328,7 +306,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     deliveries,
     inbox,
     jobs,
-    scheduler,
+    runs,
     client,
     recovery,
     appSlug: identity.slug,
@@ -362,18 +340,8 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       void server.close();
       await intentLoop.stop();
       await intakeLoop.stop();
-      await scheduler.stop();
+      await runs.stop();
       await jobLoop.stop();
     },
   };
-}
-
-/** The last update of a task's own branch its proxy forwarded, from the task's record. */
-async function forwardedHead(audit: AuditLog, task: Task): Promise<string | undefined> {
-  const ref = `refs/heads/${task.branch}`;
-  const updates = (await audit.events(task.id, {}, { types: ['git.ref_update'] })).filter(
-    (e) => e.type === 'git.ref_update' && e.data.decision === 'forwarded' && e.data.ref === ref,
-  );
-  const last = updates.at(-1)?.data.new;
-  return typeof last === 'string' ? last : undefined;
 }

@@ -22,38 +22,55 @@ export type PushedHead = (task: Task) => Promise<string | undefined>;
 
 /**
  * Resolves every task a previous process left in flight. Runs at start, before the scheduler:
- * reaps orphaned VMs, re-queues tasks that had not started their agent, and fails those that had,
+ * reaps orphaned VMs, then recovers every active task (see {@link recoverTasks}). Tasks waiting
+ * for approval hold nothing and keep waiting. None is lost and none runs twice.
+ */
+export async function recoverInFlightTasks(deps: RecoveryDeps): Promise<RecoveryReport> {
+  const reapedVms = await deps.reaper.reapOrphans();
+  return recoverTasks(deps, await deps.tasks.active(), { reapedVms, stopped: 'airlock restarted' });
+}
+
+/** What recovery needs: the lifecycle's records, where the VMs are, and the proxy's record. */
+export type RecoveryDeps = Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState' | 'pushGate'> & {
+  reaper: OrphanReaper;
+  pushedHead: PushedHead;
+  log: Logger;
+};
+
+/**
+ * Resolves tasks whose run stopped with the process (or worker) that ran them, by one rule
+ * wherever it stopped: re-queues tasks that had not started their agent, and fails those that had,
  * with a reason that says what was left: the proxy's record of a forwarded push tells whether the
  * branch reached GitHub. A task stopped while pushing whose push was forwarded is handed back to be
  * published; one stopped while the host pushed its approved held result is queued to push it
- * again. Tasks waiting for approval hold nothing and keep waiting. None is lost and none runs twice.
+ * again. `stopped` says what stopped them (`airlock restarted`, `worker w1 stopped renewing its
+ * lease`), in each reason and record.
  */
-export async function recoverInFlightTasks(
-  deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState' | 'pushGate'> & {
-    reaper: OrphanReaper;
-    pushedHead: PushedHead;
-    log: Logger;
-  },
+export async function recoverTasks(
+  deps: Omit<RecoveryDeps, 'reaper'>,
+  tasks: readonly Task[],
+  how: { reapedVms: readonly string[]; stopped: string },
 ): Promise<RecoveryReport> {
-  const reapedVms = await deps.reaper.reapOrphans();
-  const report: RecoveryReport = { requeued: [], failed: [], reapedVms, toPublish: [] };
-  for (const task of await deps.tasks.active()) {
+  const { reapedVms, stopped } = how;
+  const report: RecoveryReport = { requeued: [], failed: [], reapedVms: [...reapedVms], toPublish: [] };
+  for (const task of tasks) {
     const pushed = await deps.pushedHead(task);
     deps.audit.append(task.id, 'task.recovered', {
       from: task.state,
+      stopped,
       vm: reapedVms.includes(task.id) ? 'destroyed' : 'none found',
-      token: 'held in memory only; it died with the previous process and expires within an hour',
+      token: 'held in memory only; it died with the process that ran the task and expires within an hour',
       pushedHead: pushed ?? null,
     });
     if (task.state === 'starting') {
       await enterState(deps, task.id, 'queued', {
-        reason: 're-queued: airlock restarted before the agent started',
+        reason: `re-queued: ${stopped} before the agent started`,
       });
       report.requeued.push(task.id);
     } else if (task.state === 'pushing' && !pushed && (await deps.pushGate?.releasing(task.id))) {
       // The host was pushing an approved held result: pushing exactly that commit again is safe.
       await enterState(deps, task.id, 'queued', {
-        reason: 're-queued: airlock restarted while pushing the approved result',
+        reason: `re-queued: ${stopped} while pushing the approved result`,
       });
       report.requeued.push(task.id);
     } else if (task.state === 'pushing' && pushed) {
@@ -69,15 +86,18 @@ export async function recoverInFlightTasks(
         deps,
         task.id,
         'failed',
-        `interrupted: airlock restarted while the task was ${task.state}; ${left}. Comment \`/airlock retry\` to run it again.`,
+        `interrupted: ${stopped} while the task was ${task.state}; ${left}. Comment \`/airlock retry\` to run it again.`,
       );
       report.failed.push(task.id);
     }
-    deps.log.warn({ taskId: task.id, from: task.state, pushed: pushed ?? null }, 'recovered in-flight task');
+    deps.log.warn(
+      { taskId: task.id, from: task.state, pushed: pushed ?? null, stopped },
+      'recovered in-flight task',
+    );
   }
   return report;
 }
 
 function agentSummary(task: Task): string {
-  return task.result?.summary ?? 'The agent finished and its branch was pushed before airlock restarted.';
+  return task.result?.summary ?? 'The agent finished and its branch was pushed before its run stopped.';
 }

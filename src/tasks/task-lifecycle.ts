@@ -4,7 +4,7 @@ import { TaskStateError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PushGate } from './push-gate.ts';
 import { isTerminal, type Task, type TaskResult, type TaskState } from './task.ts';
-import { failureOutcome, type TaskRunner, TaskTimedOut } from './task-runner.ts';
+import { failureOutcome, TaskAbandoned, type TaskRunner, TaskTimedOut } from './task-runner.ts';
 import type { TaskStore } from './task-store.ts';
 
 /** Publishes a pushed result (opens or updates the PR); returns the result with PR details. */
@@ -146,7 +146,14 @@ export async function runTaskToEnd(
     });
     return await finishTask(deps, task.id, 'succeeded', successReason(result));
   } catch (error) {
-    const ended = failureOutcome(signal.aborted ? signal.reason : error);
+    const why = signal.aborted ? signal.reason : error;
+    // Another process holds the task now (this worker lost its lease) and recovers it: writing
+    // here would race its recovery. What ran is in the record; the task is left as it stands.
+    if (why instanceof TaskAbandoned) {
+      options.log.error({ taskId: task.id, err: why.message }, 'task abandoned: its lease was lost');
+      return deps.tasks.get(task.id);
+    }
+    const ended = failureOutcome(why);
     if (ended.state === 'failed') options.log.warn({ taskId: task.id, err: ended.reason }, 'task failed');
     return await finishTask(deps, task.id, ended.state, ended.reason);
   } finally {

@@ -45,6 +45,11 @@ export interface VmTaskRunnerDeps {
    * to the task's repository (minted from `token`); local mode passes its local server's secret.
    */
   credentialFor?(task: Task): TaskCredential;
+  /**
+   * The read-only credential for the other repositories a task may fetch (`names`). Defaults to
+   * one minted from `token`; a worker asks the control plane, which holds the App key.
+   */
+  readCredentialFor?(task: Task, names: readonly string[]): TaskCredential;
   /** Upstream smart-HTTP URL of a repository. */
   gitUrl(owner: string, name: string): string;
   models: ModelUpstreams;
@@ -254,6 +259,8 @@ export class VmTaskRunner implements TaskRunner {
       (name) => name.toLowerCase() !== task.repoFullName.toLowerCase(),
     );
     if (!names.length) return {};
+    if (this.#deps.readCredentialFor)
+      return { readRepositories: { names, credential: this.#deps.readCredentialFor(task, names) } };
     if (task.installationId === null || !this.#deps.token)
       throw new TaskFailure(
         'setup_failed',

@@ -38,8 +38,13 @@ export interface ControlPlaneServices {
   promptThread(task: Task): Promise<PromptThread | undefined>;
   /** Opens (or updates) the task's pull request for a pushed result; returns it with PR details. */
   publish(task: Task, result: TaskResult): Promise<TaskResult>;
-  appSlug(): string;
+  /** The app's slug and the GitHub a worker's tasks clone from and revoke their tokens at. */
+  app(): AppInfo;
 }
+
+/** What a worker learns of the GitHub App from the control plane. */
+export const AppInfo = z.object({ slug: z.string().min(1), webUrl: z.url(), apiUrl: z.url() });
+export type AppInfo = z.infer<typeof AppInfo>;
 
 const WORKER_HEADER = 'x-airlock-worker';
 
@@ -105,7 +110,7 @@ export function controlChannelApi(deps: {
       }
     };
 
-  app.get('/v1/app', (c) => c.json({ slug: deps.services.appSlug() }));
+  app.get('/v1/app', (c) => c.json(deps.services.app()));
   app.post(
     '/v1/tasks/:id/token',
     withTask((task) => deps.services.mintTaskToken(task)),
@@ -160,8 +165,8 @@ export class ControlPlaneClient {
     this.#fetch = options.fetch ?? fetch;
   }
 
-  async appSlug(): Promise<string> {
-    return z.object({ slug: z.string() }).parse(await this.#call('GET', '/v1/app')).slug;
+  async app(): Promise<AppInfo> {
+    return AppInfo.parse(await this.#call('GET', '/v1/app'));
   }
 
   async mintTaskToken(taskId: string): Promise<TaskToken> {

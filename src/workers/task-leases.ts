@@ -85,7 +85,7 @@ export class TaskLeases {
           .selectAll()
           .where('state', '=', 'queued')
           .orderBy('created_at')
-          .orderBy('id')
+          .orderBy('seq')
           .limit(CANDIDATES)
           .$if(postgres, (q) => q.forUpdate().skipLocked())
           .execute();
@@ -125,7 +125,7 @@ export class TaskLeases {
                   eb('state', 'in', ['queued', 'awaiting_approval']),
                   eb.or([
                     eb('created_at', '<', row.created_at),
-                    eb.and([eb('created_at', '=', row.created_at), eb('id', '<', row.id)]),
+                    eb.and([eb('created_at', '=', row.created_at), eb('seq', '<', row.seq ?? 0)]),
                   ]),
                 ]),
               ]),

@@ -188,7 +188,7 @@ export async function startHarness(
       return plane;
     },
     get db() {
-      return airlock.db;
+      return airlock.store.sqlite!;
     },
     dir,
     runner,
@@ -208,7 +208,9 @@ export async function startHarness(
       // HARNESS_LOG=1 shows what airlock logged at warn and above, for a failing test.
       if (process.env.HARNESS_LOG) {
         process.stderr.write(lines.filter((l) => /"level":[456]0/.test(l)).join(''));
-        const rows = airlock.db.prepare('SELECT delivery_id, status, outcome FROM deliveries').all();
+        const rows = airlock.store
+          .sqlite!.prepare('SELECT delivery_id, status, outcome FROM deliveries')
+          .all();
         process.stderr.write(
           `${JSON.stringify((await airlock.tasks.list()).map((t) => [t.kind, t.state, t.reason, t.start]))}\n`,
         );

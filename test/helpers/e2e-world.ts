@@ -86,7 +86,8 @@ export async function startE2eWorld(options: {
   });
   const github = airlock.github!;
   const plane: PlaneView = Object.assign(Object.create(github), { quiesce: () => settled(airlock) });
-  const { audit, db, store } = airlock;
+  const { audit, store } = airlock;
+  const db = store.sqlite!;
   const webhookUrl = github.server.webhookUrl;
   let deliveries = 0;
 

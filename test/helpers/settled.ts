@@ -13,7 +13,7 @@ export async function settled(airlock: Airlock, timeoutMs = 60_000): Promise<voi
     (await plane.inbox.waiting(1)).length === 0 &&
     (await plane.deliveries.pending(1)).length === 0 &&
     (await airlock.tasks.queued(1)).length === 0 &&
-    plane.scheduler.runningIds().length === 0 &&
+    plane.runs.runningIds().length === 0 &&
     (await plane.jobs.dueCount()) === 0;
   // Idle on two polls in a row: a loop step that was between its reads and its writes has ended.
   let idleBefore = false;

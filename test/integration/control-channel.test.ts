@@ -88,7 +88,7 @@ describe.each(DIALECTS)('the control plane channel on %s', (dialect) => {
         mintReadToken: async () => undefined,
         promptThread: async () => undefined,
         publish: async (_task, result) => ({ ...result, prNumber: 9, prUrl: 'https://example.test/pull/9' }),
-        appSlug: () => 'airlock-test',
+        app: () => ({ slug: 'airlock-test', webUrl: gh.webUrl, apiUrl: gh.apiUrl }),
       },
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
@@ -122,7 +122,7 @@ describe.each(DIALECTS)('the control plane channel on %s', (dialect) => {
     clock.advance(30_001);
     await expect(client('w1').mintTaskToken('t1')).rejects.toThrow(/HTTP 403/);
     expect(minted).toEqual(['t1']);
-    expect(await client('w1').appSlug()).toBe('airlock-test');
+    expect(await client('w1').app()).toEqual({ slug: 'airlock-test', webUrl: gh.webUrl, apiUrl: gh.apiUrl });
   });
 
   it('gives the worker a credential it revokes itself, and publishes through the control plane', async () => {
