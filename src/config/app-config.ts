@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import { TRACING_ENV_NAMES, TracingSettings, tracingEnvironment } from '../tracing/tracing-settings.ts';
 
 const positiveInt = z.coerce.number().int().positive();
 
@@ -154,6 +155,8 @@ export const AppConfig = z.object({
       .default(90)
       .transform((v) => (v === 'forever' ? null : v)),
   }),
+  /** OTEL_*: traces, exported over OTLP when an endpoint is set (see docs/observability.md). */
+  tracing: TracingSettings,
 });
 export type AppConfig = z.infer<typeof AppConfig>;
 
@@ -211,6 +214,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       metricsPublic: env.AIRLOCK_METRICS_PUBLIC,
     },
     retention: { promptDays: env.AIRLOCK_PROMPT_RETENTION_DAYS || undefined },
+    tracing: tracingEnvironment(env),
   };
   const parsed = AppConfig.safeParse(raw);
   if (!parsed.success) {
@@ -283,4 +287,5 @@ const ENV_NAMES: Record<string, string> = {
   'web.accessCacheSeconds': 'AIRLOCK_ACCESS_CACHE_SECONDS',
   'web.metricsPublic': 'AIRLOCK_METRICS_PUBLIC',
   'retention.promptDays': 'AIRLOCK_PROMPT_RETENTION_DAYS',
+  ...TRACING_ENV_NAMES,
 };

@@ -16,6 +16,8 @@ export const StoredDelivery = z.object({
   attempts: z.number(),
   /** When airlock stored the delivery: the moment of the request, for freezing what was asked. */
   receivedAt: z.string(),
+  /** The W3C traceparent intake continues the delivery's trace from (null for none). */
+  traceParent: z.string().nullable(),
 });
 export type StoredDelivery = z.infer<typeof StoredDelivery>;
 
@@ -33,8 +35,8 @@ export class DeliveryLog {
     this.#db = db;
     this.#clock = clock;
     this.#insert = db.prepare(
-      `INSERT INTO deliveries (delivery_id, event, action, installation_id, repo_full_name, intent_json, status, received_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (delivery_id) DO NOTHING`,
+      `INSERT INTO deliveries (delivery_id, event, action, installation_id, repo_full_name, intent_json, status, received_at, trace_parent)
+       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (delivery_id) DO NOTHING`,
     );
     this.#prune = db.prepare("DELETE FROM deliveries WHERE status <> 'pending' AND received_at < ?");
   }
@@ -50,9 +52,10 @@ export class DeliveryLog {
 
   /**
    * Stores an intent; returns 'duplicate' when this delivery id was seen before. `receivedAt` is
-   * when the delivery reached airlock (the inbox's time), defaulting to now.
+   * when the delivery reached airlock (the inbox's time), defaulting to now; `traceParent` the
+   * span intake's span is to be a child of.
    */
-  record(intent: Intent, receivedAt?: string): 'recorded' | 'duplicate' {
+  record(intent: Intent, receivedAt?: string, traceParent?: string): 'recorded' | 'duplicate' {
     const o = intent.origin;
     const result = this.#insert.run(
       o.deliveryId,
@@ -62,6 +65,7 @@ export class DeliveryLog {
       o.repo.fullName,
       JSON.stringify(intent),
       receivedAt ?? this.#clock.now().toISOString(),
+      traceParent ?? null,
     );
     return result.changes === 1 ? 'recorded' : 'duplicate';
   }
@@ -70,7 +74,7 @@ export class DeliveryLog {
   pending(limit = 50): StoredDelivery[] {
     return this.#db
       .prepare(
-        `SELECT delivery_id, intent_json, status, attempts, received_at FROM deliveries
+        `SELECT delivery_id, intent_json, status, attempts, received_at, trace_parent FROM deliveries
          WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?)
          ORDER BY received_at, rowid LIMIT ?`,
       )
@@ -83,6 +87,7 @@ export class DeliveryLog {
           status: r.status,
           attempts: r.attempts,
           receivedAt: r.received_at,
+          traceParent: r.trace_parent,
         });
       });
   }

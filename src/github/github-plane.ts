@@ -23,6 +23,8 @@ import { type LifecycleDeps, publishRecovered, type StateListener } from '../tas
 import type { TaskStore } from '../tasks/task-store.ts';
 import { type PromptThread, promptThread } from '../tasks/task-thread.ts';
 import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
+import { inSpan } from '../tracing/in-span.ts';
+import { contextOf } from '../tracing/trace-parent.ts';
 import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
 import { appIdentity } from './app-identity.ts';
@@ -92,6 +94,7 @@ export interface GitHubPlane {
  */
 export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPlane> {
   const { db, clock, log, settings, github, tasks } = deps;
+  const { tracer } = deps.lifecycle;
   const pollMs = deps.pollMs ?? 1000;
   const inbox = new WebhookInbox(db, clock);
   const deliveries = new DeliveryLog(db, clock);
@@ -156,7 +159,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const server = await startHttpServer({
     host: settings.host,
     port: settings.port,
-    webhooks: webhookListener({ inbox, stored: wakeAll, secret: github.webhookSecret, log, gate }),
+    webhooks: webhookListener({ inbox, stored: wakeAll, secret: github.webhookSecret, log, gate, tracer }),
     fetch: web.fetch,
   });
 
@@ -173,9 +176,15 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
-    if (job.kind !== 'ci_recheck') return reporter.execute(job);
-    const head = headToRecheck(tasks, tasks.get(job.taskId));
-    if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
+    // A task's jobs are spans of its trace; the others (replies to refused deliveries) start their own.
+    const taskId = 'taskId' in job ? job.taskId : undefined;
+    const parent = contextOf(taskId ? tasks.find(taskId)?.context.traceParent : undefined);
+    const attributes = { 'airlock.github.job': job.kind, ...(taskId ? { 'airlock.task.id': taskId } : {}) };
+    await inSpan(tracer, 'github.job', { parent, attributes }, async () => {
+      if (job.kind !== 'ci_recheck') return reporter.execute(job);
+      const head = headToRecheck(tasks, tasks.get(job.taskId));
+      if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
+    });
   };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
@@ -226,7 +235,9 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const intentLoop = startWorkLoop(
     'webhooks',
     async () =>
-      identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0,
+      identity.known()
+        ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate, tracer })
+        : 0,
     log,
     pollMs,
   );
@@ -249,6 +260,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         spendCapReached: (repo) => deps.spend.capReached(repo, deps.rulesFor(repo).spend),
         ...(deps.lifecycle.onState ? { onState: deps.lifecycle.onState } : {}),
         yieldToWebhooks: () => gate.yield(),
+        tracer,
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
         ...(deps.environments ? { environments: deps.environments } : {}),
       });

@@ -1,8 +1,11 @@
+import type { Span, Tracer } from '@opentelemetry/api';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { failSpan } from '../tracing/in-span.ts';
+import { contextOf, traceParentOf, withSpan } from '../tracing/trace-parent.ts';
 import type { DeliveryLog } from './delivery-log.ts';
 import type { IngressGate } from './ingress-gate.ts';
-import type { WebhookInbox } from './webhook-inbox.ts';
+import type { InboxDelivery, WebhookInbox } from './webhook-inbox.ts';
 import { webhookIntent } from './webhook-intent.ts';
 
 /** Work done between two looks at the webhook gate, so a burst of deliveries is answered first. */
@@ -16,14 +19,7 @@ const BATCH = 100;
  * the error on its row (a bug to look at, not a transient failure to retry). Returns how many
  * deliveries it handled.
  */
-export async function recordIntents(deps: {
-  inbox: WebhookInbox;
-  deliveries: DeliveryLog;
-  tasks: { transaction<T>(fn: () => T): T };
-  appSlug: string;
-  log: Logger;
-  gate?: IngressGate;
-}): Promise<number> {
+export async function recordIntents(deps: DispatchDeps): Promise<number> {
   const batch = deps.inbox.waiting(BATCH);
   let sliceEnds = 0;
   for (const delivery of batch) {
@@ -31,33 +27,60 @@ export async function recordIntents(deps: {
       await deps.gate?.yield();
       sliceEnds = performance.now() + SLICE_MS;
     }
-    const { deliveryId: id, event: name } = delivery;
-    const fields = { deliveryId: id, event: name };
-    let intent: ReturnType<typeof webhookIntent>;
-    try {
-      intent = webhookIntent({ id, name, payload: JSON.parse(delivery.payload) }, { slug: deps.appSlug });
-    } catch (error) {
-      deps.inbox.done(id, errorMessage(error));
-      deps.log.error(
-        { ...fields, err: errorMessage(error) },
-        'webhook set aside: its payload could not be read',
-      );
-      continue;
-    }
-    if ('ignored' in intent) {
-      deps.inbox.done(id);
-      deps.log.debug({ ...fields, reason: intent.ignored }, 'webhook ignored');
-      continue;
-    }
-    const stored = deps.tasks.transaction(() => {
-      const result = deps.deliveries.record(intent, delivery.receivedAt);
-      deps.inbox.done(id);
-      return result;
-    });
-    deps.log.info(
-      { ...fields, intent: intent.type, repo: intent.origin.repo.fullName, stored },
-      'webhook accepted',
+    // The delivery's trace, continued from the listener's span (stored with the body).
+    const span = deps.tracer.startSpan(
+      'webhook.dispatch',
+      { attributes: { 'airlock.delivery.id': delivery.deliveryId, 'airlock.github.event': delivery.event } },
+      contextOf(delivery.traceParent),
     );
+    try {
+      withSpan(span, () => dispatchOne(deps, delivery, span));
+    } finally {
+      span.end();
+    }
   }
   return batch.length;
+}
+
+interface DispatchDeps {
+  inbox: WebhookInbox;
+  deliveries: DeliveryLog;
+  tasks: { transaction<T>(fn: () => T): T };
+  appSlug: string;
+  log: Logger;
+  gate?: IngressGate;
+  tracer: Tracer;
+}
+
+function dispatchOne(deps: DispatchDeps, delivery: InboxDelivery, span: Span): void {
+  const { deliveryId: id, event: name } = delivery;
+  const fields = { deliveryId: id, event: name };
+  let intent: ReturnType<typeof webhookIntent>;
+  try {
+    intent = webhookIntent({ id, name, payload: JSON.parse(delivery.payload) }, { slug: deps.appSlug });
+  } catch (error) {
+    deps.inbox.done(id, errorMessage(error));
+    failSpan(span, error, { 'airlock.webhook.intent': 'unreadable' });
+    deps.log.error(
+      { ...fields, err: errorMessage(error) },
+      'webhook set aside: its payload could not be read',
+    );
+    return;
+  }
+  if ('ignored' in intent) {
+    deps.inbox.done(id);
+    span.setAttribute('airlock.webhook.intent', 'ignored');
+    deps.log.debug({ ...fields, reason: intent.ignored }, 'webhook ignored');
+    return;
+  }
+  span.setAttributes({ 'airlock.webhook.intent': intent.type, 'airlock.repo': intent.origin.repo.fullName });
+  const stored = deps.tasks.transaction(() => {
+    const result = deps.deliveries.record(intent, delivery.receivedAt, traceParentOf(span));
+    deps.inbox.done(id);
+    return result;
+  });
+  deps.log.info(
+    { ...fields, intent: intent.type, repo: intent.origin.repo.fullName, stored },
+    'webhook accepted',
+  );
 }

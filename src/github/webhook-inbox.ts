@@ -9,6 +9,8 @@ export interface InboxDelivery {
   /** The body as GitHub sent it (verified, valid JSON). */
   payload: string;
   receivedAt: string;
+  /** The W3C traceparent of the listener's span for it (null without one). */
+  traceParent: string | null;
 }
 
 /**
@@ -32,11 +34,11 @@ export class WebhookInbox {
   constructor(db: Db, clock: Clock) {
     this.#clock = clock;
     this.#insert = db.prepare(
-      `INSERT INTO webhook_inbox (delivery_id, event, payload, body_sha256, received_at) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO webhook_inbox (delivery_id, event, payload, body_sha256, received_at, trace_parent) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
     );
     this.#waiting = db.prepare(
-      `SELECT delivery_id, event, payload, received_at FROM webhook_inbox
+      `SELECT delivery_id, event, payload, received_at, trace_parent FROM webhook_inbox
        WHERE dispatched_at IS NULL ORDER BY received_at, rowid LIMIT ?`,
     );
     this.#dispatched = db.prepare(
@@ -48,11 +50,13 @@ export class WebhookInbox {
   /**
    * Stores a delivery; 'duplicate' when its id, or the same body under another id, was stored
    * before (a captured signed body re-posted with a new delivery id is the same request).
+   * `traceParent` is the delivery's trace, continued by the stages after this one.
    */
-  store(deliveryId: string, event: string, payload: string): 'stored' | 'duplicate' {
+  store(deliveryId: string, event: string, payload: string, traceParent?: string): 'stored' | 'duplicate' {
     const at = this.#clock.now().toISOString();
     const digest = createHash('sha256').update(payload).digest('hex');
-    return this.#insert.run(deliveryId, event, payload, digest, at).changes === 1 ? 'stored' : 'duplicate';
+    const inserted = this.#insert.run(deliveryId, event, payload, digest, at, traceParent ?? null);
+    return inserted.changes === 1 ? 'stored' : 'duplicate';
   }
 
   /** Deliveries not yet dispatched, oldest first. */
@@ -63,12 +67,14 @@ export class WebhookInbox {
         event: string;
         payload: string;
         received_at: string;
+        trace_parent: string | null;
       }>
     ).map((r) => ({
       deliveryId: r.delivery_id,
       event: r.event,
       payload: r.payload,
       receivedAt: r.received_at,
+      traceParent: r.trace_parent,
     }));
   }
 

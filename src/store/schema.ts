@@ -97,6 +97,7 @@ export interface DeliveriesTable {
   received_at: string;
   processed_at: string | null;
   not_before: string | null;
+  trace_parent: string | null;
 }
 
 export interface WebhookInboxTable {
@@ -108,6 +109,7 @@ export interface WebhookInboxTable {
   attempts: Generated<number>;
   error: string | null;
   body_sha256: string | null;
+  trace_parent: string | null;
 }
 
 export interface GithubJobsTable {

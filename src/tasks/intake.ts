@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import type { AuditSink } from '../audit-sink.ts';
 import {
   configuredLabel,
@@ -17,6 +18,8 @@ import type { Logger } from '../logger.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import { policyViolations } from '../policy/policy-violations.ts';
 import type { CapReached } from '../spend/spend-ledger.ts';
+import { failSpan, inSpan } from '../tracing/in-span.ts';
+import { contextOf, withTraceParent } from '../tracing/trace-parent.ts';
 import { ApprovalError, type ApprovalStore, type RunShown } from './approval-store.ts';
 import { decideApproval, requestApproval, runGateReason, runShown, threadAuthors } from './approvals.ts';
 import { refusalMessage, writeAccessRefusal } from './refusals.ts';
@@ -54,6 +57,8 @@ export interface IntakeDeps {
   spendCapReached(repoFullName: string): CapReached | undefined;
   /** Told of each state a decision moves a task to (the lifecycle's listener). */
   onState?: StateListener;
+  /** Starts each delivery's `delivery.intake` span, in the delivery's trace. */
+  tracer: Tracer;
 }
 
 /** Outcome of processing one delivery. */
@@ -87,22 +92,41 @@ export async function processPendingDeliveries(deps: IntakeDeps): Promise<number
       installation: delivery.intent.origin.installationId,
       repo: delivery.intent.origin.repo.fullName,
     });
-    try {
-      const decision = await decide(delivery, deps);
-      const result = deps.tasks.transaction(() => {
-        const outcome = decision.commit();
-        deps.deliveries.finish(delivery.deliveryId, outcome.status, outcome.outcome, outcome.taskId);
-        return outcome;
-      });
-      decision.afterCommit?.();
-      log.info(
-        { status: result.status, outcome: result.outcome, taskId: result.taskId },
-        'delivery processed',
-      );
-    } catch (error) {
-      const next = deps.deliveries.retryLater(delivery.deliveryId, error);
-      log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
-    }
+    const attributes = {
+      'airlock.delivery.id': delivery.deliveryId,
+      'airlock.delivery.attempt': delivery.attempts + 1,
+      'airlock.webhook.intent': delivery.intent.type,
+      'airlock.repo': delivery.intent.origin.repo.fullName,
+    };
+    // In the delivery's trace; a task created here carries this span's traceparent.
+    await inSpan(
+      deps.tracer,
+      'delivery.intake',
+      { parent: contextOf(delivery.traceParent), attributes },
+      async (span) => {
+        try {
+          const decision = await decide(delivery, deps);
+          const result = deps.tasks.transaction(() => {
+            const outcome = decision.commit();
+            deps.deliveries.finish(delivery.deliveryId, outcome.status, outcome.outcome, outcome.taskId);
+            return outcome;
+          });
+          decision.afterCommit?.();
+          span.setAttributes({
+            'airlock.delivery.status': result.status,
+            ...(result.taskId ? { 'airlock.task.id': result.taskId } : {}),
+          });
+          log.info(
+            { status: result.status, outcome: result.outcome, taskId: result.taskId },
+            'delivery processed',
+          );
+        } catch (error) {
+          const next = deps.deliveries.retryLater(delivery.deliveryId, error);
+          failSpan(span, error, { 'airlock.delivery.status': 'giveUp' in next ? 'failed' : 'retrying' });
+          log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
+        }
+      },
+    );
   }
   return pending.length;
 }
@@ -409,7 +433,7 @@ function createTask(
         triggerUrl: intent.url,
         deliveryId: origin.deliveryId,
         instruction: spec.instruction,
-        context: spec.context,
+        context: withTraceParent(spec.context),
         thread: spec.thread,
         config,
         ...(spec.gate ? { state: 'awaiting_approval' as const } : {}),
@@ -514,7 +538,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         triggerUrl: intent.url,
         deliveryId: intent.origin.deliveryId,
         instruction: last.instruction,
-        context: last.context,
+        context: withTraceParent(last.context),
         thread: last.thread,
         config: last.config,
         parentTaskId: last.id,

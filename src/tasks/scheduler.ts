@@ -1,7 +1,13 @@
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Task } from './task.ts';
-import { enterState, finishTask, type LifecycleDeps, runTaskToEnd } from './task-lifecycle.ts';
+import {
+  enterState,
+  finishTask,
+  type LifecycleDeps,
+  recordTimeInQueue,
+  runTaskToEnd,
+} from './task-lifecycle.ts';
 import { TaskCancelled } from './task-runner.ts';
 
 /** What the scheduler needs: a task's lifecycle parts, a log and the concurrency limits. */
@@ -83,6 +89,7 @@ export class Scheduler {
 
   #start(queued: Task): void {
     const task = enterState(this.#deps, queued.id, 'starting', { from: ['queued'] });
+    recordTimeInQueue(this.#deps.tracer, task, this.#deps.clock.now());
     const controller = new AbortController();
     const log = this.#deps.log.child({
       taskId: task.id,

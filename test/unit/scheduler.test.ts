@@ -9,6 +9,7 @@ import { type NewTask, TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { RecordingAudit } from '../helpers/recording-audit.ts';
+import { idOnlyTracer } from '../helpers/test-tracer.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 /** A runner double whose tasks finish when the test says so. */
@@ -84,6 +85,7 @@ describe('Scheduler', () => {
       onState: (task) => states.push(`${task.id}:${task.state}`),
       log: memoryLogger().log,
       limits,
+      tracer: idOnlyTracer(),
     });
     return { tasks, runner, audit, clock, states, scheduler };
   }
