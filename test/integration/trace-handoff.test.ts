@@ -1,0 +1,112 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
+import { openDatabase } from '../../src/store/database.ts';
+import { enterState, recordTimeInQueue, runTaskToEnd } from '../../src/tasks/task-lifecycle.ts';
+import type { TaskRunner } from '../../src/tasks/task-runner.ts';
+import { TaskStore } from '../../src/tasks/task-store.ts';
+import { withTraceParent } from '../../src/tracing/trace-parent.ts';
+import { startTracing, type Tracing } from '../../src/tracing/tracing.ts';
+import { TracingSettings } from '../../src/tracing/tracing-settings.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
+import { memoryLogger } from '../helpers/memory-logger.ts';
+import { type OtlpReceiver, spansOfTrace, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { RecordingAudit } from '../helpers/recording-audit.ts';
+
+let dir: string;
+let receiver: OtlpReceiver;
+const started: Tracing[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'airlock-trace-handoff-'));
+  receiver = await startOtlpReceiver();
+});
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((t) => t.shutdown()));
+  await receiver.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A process's tracing as buildAirlock starts it, exporting to the test's receiver. */
+function processTracing(role: 'control-plane' | 'worker'): Tracing {
+  const tracing = startTracing(TracingSettings.parse({ endpoint: `${receiver.endpoint}/v1/traces` }), {
+    role,
+  });
+  started.push(tracing);
+  return tracing;
+}
+
+it("runs a task in the trace it was created in, from the task's row, under another tracer provider", async () => {
+  const clock = new ManualClock();
+  const file = path.join(dir, 'airlock.sqlite');
+  // The control plane: intake creates the task inside its span, on its own connection and provider.
+  const controlPlane = processTracing('control-plane');
+  const creator = new TaskStore(openDatabase(file), clock);
+  const { task: created, intakeSpan } = controlPlane.tracer.startActiveSpan('delivery.intake', (span) => {
+    const task = creator.create({
+      installationId: 1,
+      repoFullName: 'acme/widgets',
+      repoId: 7,
+      issueNumber: 1,
+      prNumber: null,
+      kind: 'issue',
+      baseRef: 'main',
+      actorLogin: 'alice',
+      actorId: 1,
+      triggerEvent: 'issues.labeled',
+      triggerUrl: null,
+      deliveryId: null,
+      instruction: null,
+      context: withTraceParent({ issueTitle: 'Handed over' }),
+      start: { from: 'ref', ref: 'main' },
+      config: DEFAULT_REPO_CONFIG,
+    });
+    span.end();
+    return { task, intakeSpan: span.spanContext() };
+  });
+
+  // A worker: another connection and another tracer provider; it knows the task only by its row.
+  clock.advance(1500);
+  const worker = processTracing('worker');
+  const { log, lines } = memoryLogger();
+  const deps = {
+    tasks: new TaskStore(openDatabase(file), clock),
+    audit: new RecordingAudit(),
+    clock,
+    tracer: worker.tracer,
+    runner: {
+      run: async (_task, ctx) => {
+        ctx.enterPhase('running');
+        ctx.log.info('the worker runs the task');
+        return { outcome: 'no_changes', summary: '' };
+      },
+    } satisfies TaskRunner,
+  };
+  const claimed = enterState(deps, created.id, 'starting', { from: ['queued'] });
+  recordTimeInQueue(worker.tracer, claimed, clock.now());
+  const finished = await runTaskToEnd(deps, claimed, { signal: new AbortController().signal, log });
+  expect(finished.state).toBe('succeeded');
+  await Promise.all([controlPlane.flush(), worker.flush()]);
+
+  const trace = spansOfTrace(receiver.spans, intakeSpan.traceId);
+  const [intake] = trace.get('delivery.intake') ?? [];
+  const [queued] = trace.get('task.queued') ?? [];
+  const [run] = trace.get('task.run') ?? [];
+  expect(intake?.resource['airlock.role']).toBe('control-plane');
+  expect(run?.resource['airlock.role']).toBe('worker');
+  expect(run?.resource['service.instance.id']).not.toBe(intake?.resource['service.instance.id']);
+  expect(run).toMatchObject({
+    parentSpanId: intakeSpan.spanId,
+    attributes: { 'airlock.task.id': created.id },
+  });
+  // Time in queue on the injected clock: from creation to the worker's claim.
+  expect(queued).toMatchObject({
+    parentSpanId: intakeSpan.spanId,
+    attributes: { 'airlock.task.wait_ms': 1500 },
+  });
+  expect(queued!.endNs - queued!.startNs).toBe(1_500_000_000n);
+  const line = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'the worker runs the task');
+  expect(line).toMatchObject({ trace_id: intakeSpan.traceId, span_id: run!.spanId });
+});
