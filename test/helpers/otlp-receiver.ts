@@ -29,6 +29,8 @@ export interface OtlpReceiver {
   spans: ReceivedSpan[];
   /** The headers of every export request received. */
   requests: IncomingHttpHeaders[];
+  /** Every export's body as sent (uncompressed): all that left the process. */
+  bodies: Buffer[];
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export interface OtlpReceiver {
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const requests: IncomingHttpHeaders[] = [];
+  const bodies: Buffer[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -49,6 +52,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       requests.push(req.headers);
       let body = Buffer.concat(chunks);
       if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+      bodies.push(body);
       spans.push(...decodeExportRequest(body));
       // An empty ExportTraceServiceResponse: everything accepted.
       res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
@@ -60,6 +64,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     endpoint: `http://127.0.0.1:${port}`,
     spans,
     requests,
+    bodies,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
