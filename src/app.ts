@@ -29,6 +29,8 @@ export async function startAirlock(environment: Record<string, string | undefine
     config.adminToken,
     config.github?.clientSecret,
     config.web.sessionSecret,
+    // OTLP headers carry a trace backend's API key.
+    ...Object.values(config.tracing.headers),
   ]) {
     if (secret && secret.length >= 8) redactor.add(secret);
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { context, type Tracer } from '@opentelemetry/api';
+import { context, DiagLogLevel, diag, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -14,6 +14,8 @@ import {
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { errorMessage } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import type { TracingSettings } from './tracing-settings.ts';
 
 /** Which part of airlock a process runs, recorded as the `airlock.role` resource attribute. */
@@ -27,9 +29,9 @@ export interface Tracing {
   tracer: Tracer;
   /** Whether spans are sent to a collector; without an endpoint they only carry ids. */
   exporting: boolean;
-  /** Sends every ended span now (tests, and before a process exits). */
+  /** Sends every ended span now (tests, and before a process exits); a failure is logged, not thrown. */
   flush(): Promise<void>;
-  /** Flushes and stops exporting; safe to call twice. */
+  /** Flushes and stops exporting; safe to call twice; a failure is logged, not thrown. */
   shutdown(): Promise<void>;
 }
 
@@ -39,9 +41,32 @@ export interface Tracing {
  * trace and span ids, which is what log lines and task records carry: ids cost a few random
  * numbers, recording and export cost nothing.
  */
-export function startTracing(settings: TracingSettings, options: { role: AirlockRole }): Tracing {
+export function startTracing(
+  settings: TracingSettings,
+  options: { role: AirlockRole; log?: Logger },
+): Tracing {
   useAsyncContext();
   const exporting = settings.endpoint !== undefined;
+  // An export that fails (collector down, wrong endpoint, refused headers) is said in airlock's log:
+  // the SDK reports background exports through its diagnostic logger, a flush to its caller.
+  const log = options.log?.child({ component: 'tracing' });
+  const reported = (error: unknown) =>
+    log?.warn(
+      { err: errorMessage(error), endpoint: settings.endpoint },
+      'traces: spans could not be exported',
+    );
+  if (exporting && log) {
+    diag.setLogger(
+      {
+        error: (message, ...args) => log.warn({ detail: args.map(String) }, `traces: ${message}`),
+        warn: (message, ...args) => log.warn({ detail: args.map(String) }, `traces: ${message}`),
+        info: () => {},
+        debug: () => {},
+        verbose: () => {},
+      },
+      { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+    );
+  }
   const provider = new TracerProvider({
     resource: resourceFromAttributes({
       ...settings.resourceAttributes,
@@ -67,9 +92,9 @@ export function startTracing(settings: TracingSettings, options: { role: Airlock
   return {
     tracer: provider.getTracer(TRACER_NAME),
     exporting,
-    flush: () => provider.forceFlush(),
+    flush: () => provider.forceFlush().catch(reported),
     shutdown: () => {
-      stopped ??= provider.shutdown();
+      stopped ??= provider.shutdown().catch(reported);
       return stopped;
     },
   };

@@ -110,3 +110,18 @@ it("runs a task in the trace it was created in, from the task's row, under anoth
   const line = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'the worker runs the task');
   expect(line).toMatchObject({ trace_id: intakeSpan.traceId, span_id: run!.spanId });
 });
+
+it("says in airlock's log when spans cannot be exported, and stops all the same", async () => {
+  const closed = await startOtlpReceiver();
+  const endpoint = `${closed.endpoint}/v1/traces`;
+  await closed.close();
+  const { log, lines } = memoryLogger();
+  const tracing = startTracing(TracingSettings.parse({ endpoint, timeoutMs: 500 }), { role: 'all', log });
+  tracing.tracer.startSpan('lost').end();
+  await tracing.flush();
+  await tracing.shutdown();
+  const warning = lines
+    .map((l) => JSON.parse(l))
+    .find((l) => l.msg === 'traces: spans could not be exported');
+  expect(warning).toMatchObject({ level: 40, component: 'tracing', endpoint });
+});
