@@ -115,7 +115,9 @@ export interface Airlock {
 export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Promise<Airlock> {
   const { log } = ports;
   const clock = ports.clock ?? systemClock;
-  const tracing = startTracing(settings.tracing, { role: settings.github ? 'all' : 'local', log });
+  // Local mode is the one-process role built without GitHub.
+  const role = settings.role === 'all' && !settings.github ? 'local' : settings.role;
+  const tracing = startTracing(settings.tracing, { role, log });
   const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
   const store = openSqliteStore(db);
   const checkpointer = startCheckpointer(db, log);

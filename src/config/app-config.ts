@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
@@ -25,6 +26,47 @@ export const AppConfig = z.object({
     host: z.string().min(1).default('127.0.0.1'),
     webUrl: z.url().default('https://github.com'),
     apiUrl: z.url().default('https://api.github.com'),
+  }),
+  /**
+   * AIRLOCK_ROLE: `all` (the default: control plane and worker in one process, as `npm start`
+   * runs it), `control` (webhooks, intake, GitHub jobs, web UI, API; no VMs) or `worker` (leases
+   * tasks and runs their VMs; no GitHub App key). See docs/deploy.md.
+   */
+  role: z
+    .enum(['all', 'control', 'worker'], { message: 'AIRLOCK_ROLE must be all, control or worker' })
+    .default('all'),
+  /**
+   * DATABASE_URL: a PostgreSQL URL (postgres://user:password@host:5432/airlock) that control
+   * planes and workers share; unset: embedded SQLite under AIRLOCK_DATA_DIR (one process).
+   */
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, {
+      message: 'DATABASE_URL must be a PostgreSQL URL: postgres://user:password@host:5432/db',
+    })
+    .optional(),
+  cluster: z.object({
+    /** AIRLOCK_LEASE_SECONDS: how long a worker's hold on a task lasts unless its heartbeat renews it. */
+    leaseSeconds: z.coerce.number().int().min(3).max(600).default(30),
+    /**
+     * AIRLOCK_WORKER_SECRET: the secret workers present to the control plane's internal API (at
+     * least 32 characters; generate one with: openssl rand -hex 32).
+     */
+    workerSecret: z
+      .string()
+      .min(32, { message: 'AIRLOCK_WORKER_SECRET must be at least 32 characters (openssl rand -hex 32)' })
+      .optional(),
+    /** AIRLOCK_INTERNAL_HOST / AIRLOCK_INTERNAL_PORT: where the control plane serves workers. */
+    internalHost: z.string().min(1).default('127.0.0.1'),
+    internalPort: z.coerce.number().int().min(0).max(65535).default(3001),
+    /** AIRLOCK_CONTROL_URL: the control plane's internal API, as a worker reaches it. */
+    controlUrl: z
+      .url({ message: 'AIRLOCK_CONTROL_URL must be a URL such as http://airlock-control:3001' })
+      .optional(),
+    /** AIRLOCK_WORKER_NAME: a worker's stable name (its host's by default); its restart recovers its tasks at once. */
+    workerName: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, { message: 'AIRLOCK_WORKER_NAME: letters, digits, . _ - (up to 64)' }),
   }),
   /** AIRLOCK_PUBLIC_URL: the URL people reach airlock at; audit links on GitHub point here. */
   publicUrl: z.url({
@@ -162,6 +204,11 @@ export type AppConfig = z.infer<typeof AppConfig>;
 
 /** Reads and validates settings from an environment; throws a ConfigError naming each bad variable. */
 export function loadAppConfig(env: Record<string, string | undefined>): AppConfig {
+  // Before anything reads the key file: a worker must never load the App key at all.
+  if (env.AIRLOCK_ROLE === 'worker' && (env.PRIVATE_KEY || env.PRIVATE_KEY_PATH))
+    throw new ConfigError('airlock settings are invalid', [
+      'a worker never holds the GitHub App private key: unset PRIVATE_KEY and PRIVATE_KEY_PATH in its environment (the control plane mints each task its token)',
+    ]);
   const privateKey = env.PRIVATE_KEY ?? readKeyFile(env.PRIVATE_KEY_PATH);
   const hasApp = Boolean(env.APP_ID || privateKey || env.WEBHOOK_SECRET);
   const port = env.PORT ?? '3000';
@@ -169,6 +216,21 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     host: env.HOST,
     port,
     publicUrl: env.AIRLOCK_PUBLIC_URL ?? `http://localhost:${port}`,
+    role: env.AIRLOCK_ROLE || undefined,
+    databaseUrl: env.DATABASE_URL || undefined,
+    cluster: {
+      leaseSeconds: env.AIRLOCK_LEASE_SECONDS || undefined,
+      workerSecret: env.AIRLOCK_WORKER_SECRET || undefined,
+      internalHost: env.AIRLOCK_INTERNAL_HOST || undefined,
+      internalPort: env.AIRLOCK_INTERNAL_PORT || undefined,
+      controlUrl: env.AIRLOCK_CONTROL_URL || undefined,
+      workerName:
+        env.AIRLOCK_WORKER_NAME ||
+        os
+          .hostname()
+          .replace(/[^A-Za-z0-9._-]/g, '-')
+          .slice(0, 64),
+    },
     dataDir: env.AIRLOCK_DATA_DIR,
     registration: {
       host: env.AIRLOCK_REGISTRATION_HOST || undefined,
@@ -228,6 +290,8 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     throw new ConfigError('airlock settings are invalid', issues);
   }
   const config = parsed.data;
+  const roleProblems = roleIssues(config);
+  if (roleProblems.length) throw new ConfigError('airlock settings are invalid', roleProblems);
   const oauth = [config.github?.clientId, config.github?.clientSecret].filter(Boolean).length;
   if (oauth === 1) {
     throw new ConfigError('airlock settings are invalid', [
@@ -240,6 +304,39 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
     ]);
   }
   return { ...config, dataDir: path.resolve(config.dataDir), cacheDir: path.resolve(config.cacheDir) };
+}
+
+/** What a role needs and must not have (docs/deploy.md). */
+function roleIssues(config: AppConfig): string[] {
+  const issues: string[] = [];
+  const role = config.role;
+  if (role !== 'all' && !config.databaseUrl)
+    issues.push(
+      `AIRLOCK_ROLE=${role} needs DATABASE_URL (postgres://…): control planes and workers share their state through PostgreSQL`,
+    );
+  if (role === 'worker') {
+    if (config.github)
+      issues.push(
+        'a worker takes no GitHub App settings: unset APP_ID and WEBHOOK_SECRET in its environment',
+      );
+    if (!config.cluster.controlUrl)
+      issues.push(
+        'AIRLOCK_CONTROL_URL is required for a worker: the control plane internal API (e.g. http://airlock-control:3001)',
+      );
+    if (!config.cluster.workerSecret)
+      issues.push(
+        'AIRLOCK_WORKER_SECRET is required for a worker: the secret the control plane expects from workers',
+      );
+  }
+  if (role === 'control') {
+    if (!config.github)
+      issues.push('AIRLOCK_ROLE=control needs the GitHub App settings (APP_ID, PRIVATE_KEY, WEBHOOK_SECRET)');
+    if (!config.cluster.workerSecret)
+      issues.push(
+        'AIRLOCK_WORKER_SECRET is required for a control plane: workers present it to its internal API',
+      );
+  }
+  return issues;
 }
 
 function readKeyFile(file: string | undefined): string | undefined {
@@ -287,5 +384,13 @@ const ENV_NAMES: Record<string, string> = {
   'web.accessCacheSeconds': 'AIRLOCK_ACCESS_CACHE_SECONDS',
   'web.metricsPublic': 'AIRLOCK_METRICS_PUBLIC',
   'retention.promptDays': 'AIRLOCK_PROMPT_RETENTION_DAYS',
+  role: 'AIRLOCK_ROLE',
+  databaseUrl: 'DATABASE_URL',
+  'cluster.leaseSeconds': 'AIRLOCK_LEASE_SECONDS',
+  'cluster.workerSecret': 'AIRLOCK_WORKER_SECRET',
+  'cluster.internalHost': 'AIRLOCK_INTERNAL_HOST',
+  'cluster.internalPort': 'AIRLOCK_INTERNAL_PORT',
+  'cluster.controlUrl': 'AIRLOCK_CONTROL_URL',
+  'cluster.workerName': 'AIRLOCK_WORKER_NAME',
   ...TRACING_ENV_NAMES,
 };

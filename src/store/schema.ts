@@ -18,6 +18,7 @@ export interface Schema {
   task_spend: TaskSpendTable;
   environment_builds: EnvironmentBuildsTable;
   environments: EnvironmentsTable;
+  workers: WorkersTable;
   schema_migrations: { name: string; applied_at: string };
 }
 
@@ -53,6 +54,22 @@ export interface TasksTable {
   finished_at: string | null;
   start_json: Generated<string>;
   thread_json: string | null;
+  /** The worker running the task, while it runs (migration 010). */
+  lease_owner: string | null;
+  /** When that worker's hold on the task ends unless it renews it. */
+  lease_expires_at: string | null;
+  /** Who asked to cancel the task while a worker runs it (the worker stops it). */
+  cancel_requested_by: string | null;
+}
+
+export interface WorkersTable {
+  id: string;
+  host: string;
+  pid: number;
+  capacity: number;
+  started_at: string;
+  heartbeat_at: string;
+  stopped_at: string | null;
 }
 
 export interface AuditEventsTable {

@@ -40,6 +40,12 @@ export interface TaskRunner {
   run(task: Task, context: TaskRunContext): Promise<TaskResult>;
 }
 
+/**
+ * Why a process stops a task it was running without ending it: the task is no longer its to
+ * finish (a worker whose lease was taken). Nothing about the task is written after it.
+ */
+export class TaskAbandoned extends Error {}
+
 /** Abort reasons the scheduler uses, so runners and the scheduler agree on what happened. */
 export class TaskCancelled extends Error {
   readonly by: string;

@@ -18,8 +18,11 @@ import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TracingSettings } from './tracing-settings.ts';
 
-/** Which part of airlock a process runs, recorded as the `airlock.role` resource attribute. */
-export type AirlockRole = 'all' | 'control-plane' | 'worker' | 'local';
+/**
+ * Which part of airlock a process runs (AIRLOCK_ROLE, or `local` for `airlock run`), recorded as
+ * the `airlock.role` resource attribute.
+ */
+export type AirlockRole = 'all' | 'control' | 'worker' | 'local';
 
 /** The name airlock's spans are recorded under (the instrumentation scope). */
 export const TRACER_NAME = 'airlock';

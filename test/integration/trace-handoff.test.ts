@@ -30,7 +30,7 @@ afterEach(async () => {
 });
 
 /** A process's tracing as buildAirlock starts it, exporting to the test's receiver. */
-function processTracing(role: 'control-plane' | 'worker'): Tracing {
+function processTracing(role: 'control' | 'worker'): Tracing {
   const tracing = startTracing(TracingSettings.parse({ endpoint: `${receiver.endpoint}/v1/traces` }), {
     role,
   });
@@ -42,7 +42,7 @@ it("runs a task in the trace it was created in, from the task's row, under anoth
   const clock = new ManualClock();
   const file = path.join(dir, 'airlock.sqlite');
   // The control plane: intake creates the task inside its span, on its own connection and provider.
-  const controlPlane = processTracing('control-plane');
+  const controlPlane = processTracing('control');
   const creator = new TaskStore(openDatabase(file), clock);
   const { task: created, intakeSpan } = controlPlane.tracer.startActiveSpan('delivery.intake', (span) => {
     const task = creator.create({
@@ -94,7 +94,7 @@ it("runs a task in the trace it was created in, from the task's row, under anoth
   const [intake] = trace.get('delivery.intake') ?? [];
   const [queued] = trace.get('task.queued') ?? [];
   const [run] = trace.get('task.run') ?? [];
-  expect(intake?.resource['airlock.role']).toBe('control-plane');
+  expect(intake?.resource['airlock.role']).toBe('control');
   expect(run?.resource['airlock.role']).toBe('worker');
   expect(run?.resource['service.instance.id']).not.toBe(intake?.resource['service.instance.id']);
   expect(run).toMatchObject({

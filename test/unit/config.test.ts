@@ -51,6 +51,70 @@ describe('loadAppConfig', () => {
   });
 });
 
+describe('loadAppConfig: roles (docs/deploy.md)', () => {
+  const secret = 'w'.repeat(40);
+  const db = 'postgres://airlock@db.internal:5432/airlock';
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadAppConfig(env);
+      return '';
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as Error).message;
+    }
+  };
+
+  it('runs both roles in one process on SQLite by default', () => {
+    const config = loadAppConfig({});
+    expect(config.role).toBe('all');
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.cluster.leaseSeconds).toBe(30);
+  });
+
+  it('reads a worker that has what it needs and no App key', () => {
+    const config = loadAppConfig({
+      AIRLOCK_ROLE: 'worker',
+      DATABASE_URL: db,
+      AIRLOCK_CONTROL_URL: 'http://control.internal:3001',
+      AIRLOCK_WORKER_SECRET: secret,
+      AIRLOCK_WORKER_NAME: 'kvm-host-1',
+    });
+    expect(config).toMatchObject({ role: 'worker', databaseUrl: db, github: undefined });
+    expect(config.cluster).toMatchObject({
+      controlUrl: 'http://control.internal:3001',
+      workerName: 'kvm-host-1',
+    });
+  });
+
+  it('refuses a worker given the App private key, before reading the key file', () => {
+    const message = problems({
+      AIRLOCK_ROLE: 'worker',
+      DATABASE_URL: db,
+      PRIVATE_KEY_PATH: '/nonexistent.pem',
+      AIRLOCK_CONTROL_URL: 'http://control.internal:3001',
+      AIRLOCK_WORKER_SECRET: secret,
+    });
+    expect(message).toMatch(/a worker never holds the GitHub App private key/);
+    expect(message).not.toMatch(/cannot be read/);
+    expect(problems({ AIRLOCK_ROLE: 'worker', PRIVATE_KEY: pem })).toMatch(
+      /never holds the GitHub App private key/,
+    );
+  });
+
+  it('names what each split role is missing', () => {
+    const worker = problems({ AIRLOCK_ROLE: 'worker' });
+    expect(worker).toMatch(/AIRLOCK_ROLE=worker needs DATABASE_URL/);
+    expect(worker).toMatch(/AIRLOCK_CONTROL_URL is required for a worker/);
+    expect(worker).toMatch(/AIRLOCK_WORKER_SECRET is required for a worker/);
+    const control = problems({ AIRLOCK_ROLE: 'control', DATABASE_URL: db });
+    expect(control).toMatch(/needs the GitHub App settings/);
+    expect(control).toMatch(/AIRLOCK_WORKER_SECRET is required for a control plane/);
+    expect(problems({ DATABASE_URL: 'mysql://x' })).toMatch(/DATABASE_URL must be a PostgreSQL URL/);
+    expect(problems({ AIRLOCK_ROLE: 'boss' })).toMatch(/AIRLOCK_ROLE must be all, control or worker/);
+    expect(problems({ AIRLOCK_WORKER_SECRET: 'short' })).toMatch(/AIRLOCK_WORKER_SECRET must be at least 32/);
+  });
+});
+
 describe('parseRepoConfig', () => {
   it('reads models.allow by feature name, none by default, and names a misspelt feature', () => {
     expect(DEFAULT_REPO_CONFIG.models.allow).toEqual([]);

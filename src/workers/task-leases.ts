@@ -1,0 +1,257 @@
+import { sql } from 'kysely';
+import type { Clock } from '../clock.ts';
+import type { Store } from '../store/database.ts';
+import { ACTIVE_STATES, type Task } from '../tasks/task.ts';
+import { rowToTask } from '../tasks/task-store.ts';
+
+/** Who a worker is: one process, on one host, running up to `capacity` tasks at once. */
+export interface WorkerIdentity {
+  id: string;
+  host: string;
+  pid: number;
+  capacity: number;
+}
+
+/** How many tasks a claim may take: the worker's free slots, and the per-repository limit. */
+export interface ClaimLimits {
+  free: number;
+  maxPerRepo: number;
+}
+
+/** Queued tasks looked at per claim, oldest first; tasks a claim skips wait for a later one. */
+const CANDIDATES = 64;
+
+/**
+ * Leases on tasks: how workers (in one process or many, on SQLite or PostgreSQL) take queued
+ * tasks without two ever running one, and how a task whose worker died is found.
+ *
+ * A claim moves queued tasks to `starting` under the worker's lease, within the worker's free
+ * slots and the per-repository limit counted across every worker, one task per branch at a time
+ * and in arrival order on each branch. On PostgreSQL it reads candidates with `FOR UPDATE SKIP
+ * LOCKED` (competing workers pass over each other's rows instead of waiting) and takes a
+ * transaction-scoped advisory lock per repository it claims in, so two workers cannot both count
+ * a repository's running tasks, see room, and exceed its limit. On SQLite one connection
+ * serialises claims.
+ *
+ * A lease lasts `leaseMs` from its last renewal. A worker renews its leases (its heartbeat) well
+ * within that; one whose lease ended has lost the task, which `takeExpired` hands to recovery.
+ * Times are the injected clock's: hosts keep their clocks in sync (NTP), far inside the lease.
+ */
+export class TaskLeases {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #leaseMs: number;
+
+  constructor(store: Store, clock: Clock, options: { leaseMs: number }) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#leaseMs = options.leaseMs;
+  }
+
+  get leaseMs(): number {
+    return this.#leaseMs;
+  }
+
+  /** Records a worker that starts (or starts again under the same id). */
+  async register(worker: WorkerIdentity): Promise<void> {
+    const now = this.#now();
+    await this.#store.db
+      .insertInto('workers')
+      .values({ ...worker, started_at: now, heartbeat_at: now, stopped_at: null })
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet({ capacity: worker.capacity, heartbeat_at: now, stopped_at: null }),
+      )
+      .execute();
+  }
+
+  /** Records that a worker stopped on purpose (its tasks were ended or handed back first). */
+  async unregister(workerId: string): Promise<void> {
+    await this.#store.db
+      .updateTable('workers')
+      .set({ stopped_at: this.#now() })
+      .where('id', '=', workerId)
+      .execute();
+  }
+
+  /** Takes queued tasks for `workerId` within `limits`; returns them, now `starting` and leased. */
+  async claim(workerId: string, limits: ClaimLimits): Promise<Task[]> {
+    if (limits.free <= 0) return [];
+    const postgres = this.#store.dialect === 'postgres';
+    return this.#store.transaction(
+      async () => {
+        const db = () => this.#store.db;
+        const candidates = await db()
+          .selectFrom('tasks')
+          .selectAll()
+          .where('state', '=', 'queued')
+          .orderBy('created_at')
+          .orderBy('id')
+          .limit(CANDIDATES)
+          .$if(postgres, (q) => q.forUpdate().skipLocked())
+          .execute();
+        const claimed: Task[] = [];
+        const lockedRepos = new Set<string>();
+        const now = this.#now();
+        const until = this.#until();
+        for (const row of candidates) {
+          if (claimed.length >= limits.free) break;
+          const repo = row.repo_full_name;
+          if (postgres && !lockedRepos.has(repo)) {
+            const { rows } = await sql<{ locked: boolean }>`
+              SELECT pg_try_advisory_xact_lock(hashtext('airlock.claim'), hashtext(${repo})) AS locked`.execute(
+              db(),
+            );
+            // Another worker is claiming in this repository at this moment: its tasks wait.
+            if (!rows[0]?.locked) continue;
+            lockedRepos.add(repo);
+          }
+          const running = await db()
+            .selectFrom('tasks')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('repo_full_name', '=', repo)
+            .where('state', 'in', ACTIVE_STATES)
+            .executeTakeFirstOrThrow();
+          if (Number(running.n) >= limits.maxPerRepo) continue;
+          const branchBusy = await db()
+            .selectFrom('tasks')
+            .select('id')
+            .where('repo_full_name', '=', repo)
+            .where('branch', '=', row.branch)
+            .where('id', '!=', row.id)
+            .where((eb) =>
+              eb.or([
+                eb('state', 'in', ACTIVE_STATES),
+                eb.and([
+                  eb('state', 'in', ['queued', 'awaiting_approval']),
+                  eb.or([
+                    eb('created_at', '<', row.created_at),
+                    eb.and([eb('created_at', '=', row.created_at), eb('id', '<', row.id)]),
+                  ]),
+                ]),
+              ]),
+            )
+            .limit(1)
+            .executeTakeFirst();
+          if (branchBusy) continue;
+          const taken = await db()
+            .updateTable('tasks')
+            .set({
+              state: 'starting',
+              lease_owner: workerId,
+              lease_expires_at: until,
+              started_at: now,
+              updated_at: now,
+            })
+            .where('id', '=', row.id)
+            .where('state', '=', 'queued')
+            .returningAll()
+            .executeTakeFirst();
+          if (taken) claimed.push(rowToTask(taken));
+        }
+        return claimed;
+      },
+      { readCommitted: true },
+    );
+  }
+
+  /**
+   * The heartbeat: extends `workerId`'s leases on its running tasks and records that it is alive.
+   * Returns the ids of the tasks it still holds; a task it runs that is not among them was taken
+   * from it (its lease had ended) and must be stopped.
+   */
+  async renew(workerId: string): Promise<Set<string>> {
+    const now = this.#now();
+    return this.#store.transaction(async () => {
+      await this.#store.db
+        .updateTable('workers')
+        .set({ heartbeat_at: now })
+        .where('id', '=', workerId)
+        .execute();
+      const held = await this.#store.db
+        .updateTable('tasks')
+        .set({ lease_expires_at: this.#until() })
+        .where('lease_owner', '=', workerId)
+        .where('state', 'in', ACTIVE_STATES)
+        .returning('id')
+        .execute();
+      return new Set(held.map((r) => r.id));
+    });
+  }
+
+  /** Lets go of a task that has ended (or gone back to the queue). */
+  async release(taskId: string, workerId: string): Promise<void> {
+    await this.#store.db
+      .updateTable('tasks')
+      .set({ lease_owner: null, lease_expires_at: null })
+      .where('id', '=', taskId)
+      .where('lease_owner', '=', workerId)
+      .execute();
+  }
+
+  /**
+   * Takes over, for `workerId`, the running tasks whose lease ended (their worker stopped
+   * renewing), so that exactly one process recovers each: returns them, leased to `workerId`.
+   */
+  async takeExpired(workerId: string): Promise<Task[]> {
+    const now = this.#now();
+    const taken = await this.#store.db
+      .updateTable('tasks')
+      .set({ lease_owner: workerId, lease_expires_at: this.#until() })
+      .where('state', 'in', ACTIVE_STATES)
+      .where('lease_expires_at', '<', now)
+      .returningAll()
+      .execute();
+    return taken.map(rowToTask);
+  }
+
+  /**
+   * Takes over the running tasks of workers that are certainly gone: on SQLite, every one but
+   * `workerId` (one process is all there is, so they belong to its previous life); with
+   * `previousIds`, the tasks of those worker ids (a worker restarting under its stable id).
+   */
+  async takeFromGone(workerId: string, previousIds: readonly string[] = []): Promise<Task[]> {
+    const until = this.#until();
+    const sole = this.#store.dialect === 'sqlite';
+    if (!sole && previousIds.length === 0) return [];
+    const taken = await this.#store.db
+      .updateTable('tasks')
+      .set({ lease_owner: workerId, lease_expires_at: until })
+      .where('state', 'in', ACTIVE_STATES)
+      .where((eb) =>
+        sole
+          ? eb.or([eb('lease_owner', 'is', null), eb('lease_owner', '!=', workerId)])
+          : eb('lease_owner', 'in', previousIds),
+      )
+      .returningAll()
+      .execute();
+    return taken.map(rowToTask);
+  }
+
+  /** Workers and their last heartbeat, newest first (for the operator's view). */
+  async workers(): Promise<
+    Array<WorkerIdentity & { startedAt: string; heartbeatAt: string; stoppedAt: string | null }>
+  > {
+    const rows = await this.#store.db
+      .selectFrom('workers')
+      .selectAll()
+      .orderBy('heartbeat_at', 'desc')
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      host: r.host,
+      pid: r.pid,
+      capacity: r.capacity,
+      startedAt: r.started_at,
+      heartbeatAt: r.heartbeat_at,
+      stoppedAt: r.stopped_at,
+    }));
+  }
+
+  #now(): string {
+    return this.#clock.now().toISOString();
+  }
+
+  #until(): string {
+    return new Date(this.#clock.now().getTime() + this.#leaseMs).toISOString();
+  }
+}
