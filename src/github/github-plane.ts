@@ -24,7 +24,7 @@ import type { TaskStore } from '../tasks/task-store.ts';
 import { type PromptThread, promptThread } from '../tasks/task-thread.ts';
 import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
 import { inSpan } from '../tracing/in-span.ts';
-import { contextOf } from '../tracing/trace-parent.ts';
+import { contextOf, spanContextOf } from '../tracing/trace-parent.ts';
 import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
 import { appIdentity } from './app-identity.ts';
@@ -176,11 +176,20 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
-    // A task's jobs are spans of its trace; the others (replies to refused deliveries) start their own.
+    // A task's reporting jobs are spans of its trace; the others (replies to refused deliveries)
+    // start their own. A CI recheck starts its own too, linked to the task's: a CI fix it starts
+    // is a task with a trace of its own.
     const taskId = 'taskId' in job ? job.taskId : undefined;
-    const parent = contextOf(taskId ? tasks.find(taskId)?.context.traceParent : undefined);
+    const taskTrace = taskId ? tasks.find(taskId)?.context.traceParent : undefined;
+    const recheck = job.kind === 'ci_recheck';
+    const linked = recheck ? spanContextOf(taskTrace) : undefined;
     const attributes = { 'airlock.github.job': job.kind, ...(taskId ? { 'airlock.task.id': taskId } : {}) };
-    await inSpan(tracer, 'github.job', { parent, attributes }, async () => {
+    const options = {
+      parent: contextOf(recheck ? undefined : taskTrace),
+      attributes,
+      ...(linked ? { links: [{ context: linked }] } : {}),
+    };
+    await inSpan(tracer, 'github.job', options, async () => {
       if (job.kind !== 'ci_recheck') return reporter.execute(job);
       const head = headToRecheck(tasks, tasks.get(job.taskId));
       if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);

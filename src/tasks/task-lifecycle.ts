@@ -1,4 +1,5 @@
 import { type Link, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
 import type { AuditSink } from '../audit-sink.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../logger.ts';
@@ -119,10 +120,12 @@ export async function runTaskToEnd(
     async (span) => {
       const ended = await runToEnd(deps, task, options);
       span.setAttribute('airlock.task.state', ended.state);
-      if (ended.state !== 'succeeded') {
+      // A failure is named by its kind (`agent_failed: …` → agent_failed), never its words. A
+      // cancelled task, or one whose result waits for approval, did not fail.
+      if (ended.state === 'failed' || ended.state === 'timed_out') {
         const kind =
-          ended.state === 'failed' ? (/^(\w+):/.exec(ended.reason ?? '')?.[1] ?? 'failed') : ended.state;
-        span.setAttribute('error.type', kind);
+          ended.state === 'failed' ? (/^(\w+):/.exec(ended.reason ?? '')?.[1] ?? 'failed') : 'timed_out';
+        span.setAttribute(ATTR_ERROR_TYPE, kind);
         span.setStatus({ code: SpanStatusCode.ERROR, message: kind });
       }
       return ended;

@@ -52,6 +52,8 @@ export async function startE2eWorld(options: {
   coldBoots?: boolean;
   /** Octokit's tuning (default: the emulator's, without GitHub's spacing of writes). */
   octokit?: OctokitTuning;
+  /** More settings, as environment variables (OTEL_EXPORTER_OTLP_ENDPOINT, say). */
+  env?: Record<string, string>;
 }): Promise<E2eWorld> {
   const gh = await startGitHubEmulator({ appSlug: options.appSlug ?? 'airlock-e2e' });
   await gh.createRepo('acme', 'widgets', { files: options.files });
@@ -61,28 +63,31 @@ export async function startE2eWorld(options: {
   const dir = await mkdtemp(path.join(tmpdir(), 'airlock-e2e-'));
   const redactor = new SecretRedactor();
   const { log } = memoryLogger(redactor);
-  const airlock = await buildAirlock(emulatorSettings(gh, dir, { AIRLOCK_MAX_CONCURRENT_TASKS: '1' }), {
-    log,
-    redactor,
-    openSandbox: async () => {
-      const image = testVmImage();
-      const real = new MicroVmSandbox({
-        image,
-        accel: 'tcg',
-        dataDir: dir,
-        log,
-        tscKhz: hostTscKhz(),
-        ...(options.coldBoots ? {} : { snapshotDir: testSnapshotDir(image) }),
-      });
-      return {
-        sandbox: options.wrapSandbox ? options.wrapSandbox(real) : real,
-        accel: { accel: 'tcg', reason: 'tests run under TCG' },
-      };
+  const airlock = await buildAirlock(
+    emulatorSettings(gh, dir, { AIRLOCK_MAX_CONCURRENT_TASKS: '1', ...options.env }),
+    {
+      log,
+      redactor,
+      openSandbox: async () => {
+        const image = testVmImage();
+        const real = new MicroVmSandbox({
+          image,
+          accel: 'tcg',
+          dataDir: dir,
+          log,
+          tscKhz: hostTscKhz(),
+          ...(options.coldBoots ? {} : { snapshotDir: testSnapshotDir(image) }),
+        });
+        return {
+          sandbox: options.wrapSandbox ? options.wrapSandbox(real) : real,
+          accel: { accel: 'tcg', reason: 'tests run under TCG' },
+        };
+      },
+      models: options.models ?? {},
+      octokit: options.octokit ?? emulatorOctokit,
+      pollMs: 100,
     },
-    models: options.models ?? {},
-    octokit: options.octokit ?? emulatorOctokit,
-    pollMs: 100,
-  });
+  );
   const github = airlock.github!;
   const plane: PlaneView = Object.assign(Object.create(github), { quiesce: () => settled(airlock) });
   const { audit, db } = airlock;

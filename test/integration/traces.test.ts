@@ -130,9 +130,17 @@ describe('a task traced from its webhook to its end', () => {
       expect(job.parentSpanId).toBe(intake.spanId);
       expect(job.attributes['airlock.task.id']).toBe(task!.id);
     }
-    // Every span this airlock ended for the task is in this one trace.
+    // Every span this airlock ended for the task is in this one trace, but for the CI recheck once
+    // it ended: a trace of its own (a CI fix it starts is a task of its own), linked to the task's.
+    const recheck = (s: ReceivedSpan) => s.attributes['airlock.github.job'] === 'ci_recheck';
     const taskSpans = receiver.spans.filter((s) => s.attributes['airlock.task.id'] === task!.id);
-    expect(new Set(taskSpans.map((s) => s.traceId))).toEqual(new Set([receive.traceId]));
+    expect(new Set(taskSpans.filter((s) => !recheck(s)).map((s) => s.traceId))).toEqual(
+      new Set([receive.traceId]),
+    );
+    const [recheckSpan] = taskSpans.filter(recheck);
+    expect(recheckSpan?.parentSpanId).toBe('');
+    expect(recheckSpan?.traceId).not.toBe(receive.traceId);
+    expect(recheckSpan?.links).toEqual([{ traceId: receive.traceId, spanId: intake.spanId, attributes: {} }]);
 
     // The record names the trace, and the log lines written on the way carry it.
     const created = h.airlock.audit.events(task!.id).find((e) => e.type === 'task.created');
