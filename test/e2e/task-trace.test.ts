@@ -86,4 +86,4 @@ it("records the VM, the workspace, the agent, the push and each proxy request in
   const posts = git.filter((s) => s.attributes['http.request.method'] === 'POST');
   expect(posts.length).toBeGreaterThanOrEqual(2);
   expect(posts.some((s) => push.startNs <= s.startNs && s.endNs <= push.endNs)).toBe(true);
-});
+}, 900_000);
