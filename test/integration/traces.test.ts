@@ -199,4 +199,42 @@ describe('a task traced from its webhook to its end', () => {
     ]);
     expect(h.plane.tasks.get(retry.id).context.traceParent).toContain(second.traceId);
   });
+
+  it('gives a follow-up on an airlock branch a trace of its own, linked to the task that made the branch', async () => {
+    const issue = h.emulator.createIssue(h.repo, { title: 'Base work', user: 'alice' });
+    await h.send('issues', labelPayload(issue.number), { deliveryId: 'base-work' });
+    const first = await waitFor(() => h.plane.tasks.list().find((t) => t.state === 'succeeded'), 15_000);
+    await h.plane.quiesce();
+    const pr = h.emulator.state.pulls.find((p) => p.number === first.prNumber)!;
+    const payload = examplePayload('pull_request_review_comment', 'created', world());
+    payload.pull_request = {
+      ...payload.pull_request,
+      number: pr.number,
+      title: pr.title,
+      head: pr.head,
+      base: pr.base,
+    };
+    payload.comment = {
+      ...payload.comment,
+      body: '@airlock-test use a constant here',
+      path: 'CHANGES.md',
+      line: 1,
+      diff_hunk: '@@ -0,0 +1 @@\n+made',
+    };
+    await h.send('pull_request_review_comment', payload, { deliveryId: 'review-work' });
+    const followUp = await waitFor(
+      () => h.plane.tasks.list().find((t) => t.kind === 'follow_up' && t.state === 'succeeded'),
+      15_000,
+    );
+    await h.plane.quiesce();
+
+    const base = await deliverySpan('base-work');
+    const review = await deliverySpan('review-work');
+    const baseIntake = only(spansOfTrace(receiver.spans, base.traceId), 'delivery.intake');
+    const followUpRun = only(spansOfTrace(receiver.spans, review.traceId), 'task.run');
+    expect(followUpRun.attributes['airlock.task.id']).toBe(followUp.id);
+    expect(followUpRun.links).toEqual([
+      { traceId: base.traceId, spanId: baseIntake.spanId, attributes: { 'airlock.task.id': first.id } },
+    ]);
+  });
 });
