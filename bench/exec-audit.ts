@@ -20,7 +20,7 @@ import { DEFAULT_REPO_CONFIG } from '../src/config/repo-config.ts';
 import { DEFAULT_EXEC_AUDIT_RATE, type ExecAuditRate } from '../src/sandbox/exec-audit-limiter.ts';
 import { GuestChannel } from '../src/sandbox/guest-channel.ts';
 import { SecretRedactor } from '../src/secrets.ts';
-import { openDatabase } from '../src/store/database.ts';
+import { openDatabase, openSqliteStore } from '../src/store/database.ts';
 import { TaskStore } from '../src/tasks/task-store.ts';
 import { quantile, round, writeResults } from './stats.ts';
 
@@ -33,27 +33,29 @@ const rate = Number(values.rate);
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-exec-'));
 const db = openDatabase(path.join(dir, 'airlock.sqlite'));
 const audit = new AuditLog(db, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
-const tasks = new TaskStore(db, systemClock);
-const newTask = () =>
-  tasks.create({
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 1,
-    issueNumber: 1,
-    prNumber: null,
-    kind: 'issue',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 101,
-    triggerEvent: 'issues',
-    triggerUrl: 'http://127.0.0.1/acme/widgets/issues/1',
-    deliveryId: null,
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    config: DEFAULT_REPO_CONFIG,
-  }).id;
-const webhookTask = newTask();
+const tasks = new TaskStore(openSqliteStore(db), systemClock);
+const newTask = async () =>
+  (
+    await tasks.create({
+      installationId: 1,
+      repoFullName: 'acme/widgets',
+      repoId: 1,
+      issueNumber: 1,
+      prNumber: null,
+      kind: 'issue',
+      baseRef: 'main',
+      actorLogin: 'alice',
+      actorId: 101,
+      triggerEvent: 'issues',
+      triggerUrl: 'http://127.0.0.1/acme/widgets/issues/1',
+      deliveryId: null,
+      instruction: null,
+      context: {},
+      start: { from: 'ref', ref: 'main' },
+      config: DEFAULT_REPO_CONFIG,
+    })
+  ).id;
+const webhookTask = await newTask();
 
 // The acknowledgement: what the webhook route does on the control plane's thread, reduced to one
 // audit row and an answer.
@@ -89,7 +91,7 @@ function measureAcks(ms: number): Promise<number[]> {
 
 /** Floods a fresh channel with exec records at `rate`/s for the run; returns what it measured. */
 async function flood(execAuditRate: ExecAuditRate) {
-  const taskId = newTask();
+  const taskId = await newTask();
   const socketPath = path.join(dir, `ctl-${taskId}.sock`);
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));

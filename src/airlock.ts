@@ -130,7 +130,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const metrics = new AirlockMetrics(db);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
   const stopRetention = startRetention({ db, audit, clock, log }, { days: settings.retention.promptDays });
-  const tasks = new TaskStore(db, clock);
+  const tasks = new TaskStore(store, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
   const secrets = resolveDestinationSecrets(policy.secrets, ports.environment ?? {});
@@ -144,22 +144,25 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
       )();
 
-  const approvals = new ApprovalStore(db, clock);
-  const held = new HeldResults(db, clock, settings.dataDir);
-  const spend = new SpendLedger(db, clock, policy.prices);
+  const approvals = new ApprovalStore(store, clock);
+  const held = new HeldResults(store, clock, settings.dataDir);
+  const spend = new SpendLedger(store, clock, policy.prices);
 
   // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
   // task spent is recorded once its proxy has closed, and a held result goes when its task ends.
   const listeners: StateListener[] = [
-    (task) => {
+    async (task) => {
       if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
-      spend.record(task, audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
-      if (isTerminal(task.state) && held.get(task.id)?.discardedAt === null)
-        held
-          .discard(task.id)
-          .catch((error) =>
-            log.warn({ taskId: task.id, err: errorMessage(error) }, 'held result could not be deleted'),
-          );
+      await spend.record(task, audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
+      if (isTerminal(task.state) && (await held.get(task.id))?.discardedAt === null)
+        // Files go once the ending is committed (it may be part of a transaction).
+        store.afterCommit(() => {
+          held
+            .discard(task.id)
+            .catch((error) =>
+              log.warn({ taskId: task.id, err: errorMessage(error) }, 'held result could not be deleted'),
+            );
+        });
     },
   ];
   const lifecycle: LifecycleDeps = {
@@ -168,8 +171,8 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     clock,
     runner: ports.runner ?? unreachableRunner(),
     tracer: tracing.tracer,
-    onState: (task) => {
-      for (const listener of listeners) listener(task);
+    onState: async (task) => {
+      for (const listener of listeners) await listener(task);
     },
   };
 
@@ -183,7 +186,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
   const environments = builder
     ? new Environments({
-        store: new EnvironmentStore(db, clock),
+        store: new EnvironmentStore(store, clock),
         builder,
         audit,
         clock,
@@ -222,6 +225,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     // Only with GitHub: local mode's branch goes to the person's own repository, unapproved.
     lifecycle.pushGate = pushGate({
       ...lifecycle,
+      store,
       approvals,
       held,
       events: (taskId) => audit.events(taskId, { limit: 100_000 }, { types: ['vm.exec', 'proxy.egress'] }),

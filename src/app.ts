@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { buildAirlock } from './airlock.ts';
 import { type AppConfig, loadAppConfig } from './config/app-config.ts';
+import { ConfigError } from './errors.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { SecretRedactor } from './secrets.ts';
 import { startRegistrationServer } from './setup-mode.ts';
@@ -21,6 +22,16 @@ export interface RunningAirlock {
 export async function startAirlock(environment: Record<string, string | undefined>): Promise<RunningAirlock> {
   const env = { ...readDotEnv('.env'), ...environment };
   const config = loadAppConfig(env);
+  if (config.role !== 'all')
+    // The settings of the split roles are read and checked (docs/deploy.md); the process that runs
+    // them is not built yet. Refusing beats starting something else (the registration page).
+    throw new ConfigError(`AIRLOCK_ROLE=${config.role} cannot run yet`, [
+      'this version runs the control plane and the worker in one process only (AIRLOCK_ROLE=all, the default); the split roles are being built (see docs/deploy.md)',
+    ]);
+  if (config.databaseUrl)
+    throw new ConfigError('DATABASE_URL cannot be used yet', [
+      'this version keeps its state in SQLite under AIRLOCK_DATA_DIR; its stores are moving to PostgreSQL (see docs/deploy.md): unset DATABASE_URL',
+    ]);
   const redactor = new SecretRedactor();
   for (const secret of [
     config.github?.webhookSecret,

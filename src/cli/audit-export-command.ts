@@ -6,6 +6,7 @@ import { systemClock } from '../clock.ts';
 import { loadAppConfig } from '../config/app-config.ts';
 import { AirlockError } from '../errors.ts';
 import { SecretRedactor } from '../secrets.ts';
+import { openSqliteStore } from '../store/database.ts';
 import { TaskStore } from '../tasks/task-store.ts';
 import { databaseFile, openAirlockData } from './airlock-data.ts';
 
@@ -24,7 +25,7 @@ export default async function auditExport(args: string[]): Promise<number> {
   const config = loadAppConfig(process.env);
   const db = openAirlockData(config.dataDir, 'read');
   try {
-    const task = new TaskStore(db, systemClock).find(taskId);
+    const task = await new TaskStore(openSqliteStore(db), systemClock).find(taskId);
     if (!task)
       throw new AirlockError(
         'not_found',

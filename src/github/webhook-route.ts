@@ -32,7 +32,7 @@ export type WebhookListener = (req: IncomingMessage, res: ServerResponse) => voi
  * INSERT stands between GitHub and its answer.
  */
 export function webhookListener(deps: {
-  inbox: WebhookInbox;
+  inbox: Pick<WebhookInbox, 'store'>;
   /** Called when a new delivery is stored. */
   stored(): void;
   secret: string;
@@ -99,7 +99,7 @@ export function webhookListener(deps: {
     }
     const span = trace.getActiveSpan();
     span?.setAttributes({ 'airlock.delivery.id': id, 'airlock.github.event': name });
-    const stored = deps.inbox.store(id, name, text, traceParentOf(span));
+    const stored = await deps.inbox.store(id, name, text, traceParentOf(span));
     span?.setAttribute('airlock.webhook.stored', stored);
     reply(res, 200, stored === 'stored' ? { ok: true } : { ok: true, duplicate: true });
     if (stored === 'stored') deps.stored();

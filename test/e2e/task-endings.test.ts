@@ -94,8 +94,8 @@ it('cancels a running task when the person who asked says /airlock cancel', asyn
   labeled.label = { ...labeled.label, name: 'airlock' };
   await world.send('issues', labeled, 'cancel-label');
   const running = await waitFor(
-    () => {
-      const task = world.plane.tasks.list().find((t) => t.issueNumber === issue.number);
+    async () => {
+      const task = (await world.plane.tasks.list()).find((t) => t.issueNumber === issue.number);
       const working =
         task &&
         world.audit.events(task.id).some((e) => e.type === 'agent.event' && e.data.text === 'working');
@@ -124,8 +124,8 @@ it('cancels a running task when the person who asked says /airlock cancel', asyn
   await world.send('issue_comment', comment, 'cancel-comment');
 
   const task = await waitFor(
-    () => {
-      const t = world.plane.tasks.get(running.id);
+    async () => {
+      const t = await world.plane.tasks.get(running.id);
       return t.state === 'cancelled' ? t : undefined;
     },
     120_000,

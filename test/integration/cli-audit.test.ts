@@ -8,7 +8,7 @@ import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openDatabase, openSqliteStore } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -17,31 +17,33 @@ let taskId: string;
 beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'airlock-cli-audit-'));
   const db = openDatabase(path.join(dir, 'airlock.sqlite'));
-  const tasks = new TaskStore(db, systemClock);
+  const tasks = new TaskStore(openSqliteStore(db), systemClock);
   const audit = new AuditLog(db, systemClock, new SecretRedactor());
-  taskId = tasks.create({
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 7,
-    issueNumber: 3,
-    prNumber: null,
-    kind: 'issue',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 101,
-    triggerEvent: 'issues',
-    triggerUrl: null,
-    deliveryId: null,
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    config: DEFAULT_REPO_CONFIG,
-  }).id;
+  taskId = (
+    await tasks.create({
+      installationId: 1,
+      repoFullName: 'acme/widgets',
+      repoId: 7,
+      issueNumber: 3,
+      prNumber: null,
+      kind: 'issue',
+      baseRef: 'main',
+      actorLogin: 'alice',
+      actorId: 101,
+      triggerEvent: 'issues',
+      triggerUrl: null,
+      deliveryId: null,
+      instruction: null,
+      context: {},
+      start: { from: 'ref', ref: 'main' },
+      config: DEFAULT_REPO_CONFIG,
+    })
+  ).id;
   audit.append(taskId, 'task.created', { actor: { login: 'alice' } });
   audit.append(taskId, 'task.prompt', { text: 'the-prompt-text' });
   audit.append(taskId, 'agent.event', { kind: 'message', text: 'the-model-said' });
-  tasks.transition(taskId, 'starting');
-  tasks.transition(taskId, 'failed', { reason: 'test' });
+  await tasks.transition(taskId, 'starting');
+  await tasks.transition(taskId, 'failed', { reason: 'test' });
   db.close();
 });
 afterEach(async () => {

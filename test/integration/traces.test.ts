@@ -81,9 +81,13 @@ describe('a task traced from its webhook to its end', () => {
     };
     const issue = h.emulator.createIssue(h.repo, { title: 'Trace it', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'traced-1' });
-    await waitFor(() => h.plane.tasks.list()[0]?.state === 'succeeded', 15_000, 'task to succeed');
+    await waitFor(
+      async () => (await h.plane.tasks.list())[0]?.state === 'succeeded',
+      15_000,
+      'task to succeed',
+    );
     await h.plane.quiesce();
-    const [task] = h.plane.tasks.list();
+    const [task] = await h.plane.tasks.list();
 
     const receive = await deliverySpan('traced-1');
     expect(receive.parentSpanId).toBe('');
@@ -169,12 +173,16 @@ describe('a task traced from its webhook to its end', () => {
     }) satisfies RunBehaviour;
     const issue = h.emulator.createIssue(h.repo, { title: 'Flaky', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'first-try' });
-    await waitFor(() => h.plane.tasks.list()[0]?.state === 'failed', 15_000, 'task to fail');
+    await waitFor(async () => (await h.plane.tasks.list())[0]?.state === 'failed', 15_000, 'task to fail');
     await h.send('issue_comment', commentPayload(issue.number, '/airlock retry'), {
       deliveryId: 'retry-try',
     });
-    const retry = await waitFor(() => h.plane.tasks.list().find((t) => t.kind === 'retry'));
-    await waitFor(() => h.plane.tasks.get(retry.id).state === 'succeeded', 15_000, 'retry to succeed');
+    const retry = await waitFor(async () => (await h.plane.tasks.list()).find((t) => t.kind === 'retry'));
+    await waitFor(
+      async () => (await h.plane.tasks.get(retry.id)).state === 'succeeded',
+      15_000,
+      'retry to succeed',
+    );
     await h.plane.quiesce();
 
     const first = await deliverySpan('first-try');
@@ -194,16 +202,19 @@ describe('a task traced from its webhook to its end', () => {
       {
         traceId: first.traceId,
         spanId: firstIntake.spanId,
-        attributes: { 'airlock.task.id': h.plane.tasks.get(retry.parentTaskId!).id },
+        attributes: { 'airlock.task.id': (await h.plane.tasks.get(retry.parentTaskId!)).id },
       },
     ]);
-    expect(h.plane.tasks.get(retry.id).context.traceParent).toContain(second.traceId);
+    expect((await h.plane.tasks.get(retry.id)).context.traceParent).toContain(second.traceId);
   });
 
   it('gives a follow-up on an airlock branch a trace of its own, linked to the task that made the branch', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Base work', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'base-work' });
-    const first = await waitFor(() => h.plane.tasks.list().find((t) => t.state === 'succeeded'), 15_000);
+    const first = await waitFor(
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'succeeded'),
+      15_000,
+    );
     await h.plane.quiesce();
     const pr = h.emulator.state.pulls.find((p) => p.number === first.prNumber)!;
     const payload = examplePayload('pull_request_review_comment', 'created', world());
@@ -223,7 +234,7 @@ describe('a task traced from its webhook to its end', () => {
     };
     await h.send('pull_request_review_comment', payload, { deliveryId: 'review-work' });
     const followUp = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.kind === 'follow_up' && t.state === 'succeeded'),
+      async () => (await h.plane.tasks.list()).find((t) => t.kind === 'follow_up' && t.state === 'succeeded'),
       15_000,
     );
     await h.plane.quiesce();

@@ -9,7 +9,7 @@ import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
 import type { Clock } from '../../src/clock.ts';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import { type Db, openDatabase } from '../../src/store/database.ts';
+import { type Db, openDatabase, openSqliteStore } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 
 let dir: string;
@@ -19,8 +19,8 @@ const clock: Clock = { now: () => now, after: () => () => {} };
 let audit: AuditLog;
 let tasks: TaskStore;
 
-function finishedTask(repo = 'acme/widgets'): string {
-  const task = tasks.create({
+async function finishedTask(repo = 'acme/widgets'): Promise<string> {
+  const task = await tasks.create({
     installationId: 1,
     repoFullName: repo,
     repoId: 7,
@@ -42,9 +42,9 @@ function finishedTask(repo = 'acme/widgets'): string {
   audit.append(task.id, 'task.prompt', { text: 'PROMPT-TEXT-ZEBRA make the greeting friendlier' });
   audit.append(task.id, 'agent.event', { kind: 'message', text: 'MODEL-SAID-GIRAFFE done' });
   audit.append(task.id, 'agent.exit', { code: 0 });
-  tasks.transition(task.id, 'starting');
-  tasks.transition(task.id, 'running');
-  tasks.transition(task.id, 'succeeded');
+  await tasks.transition(task.id, 'starting');
+  await tasks.transition(task.id, 'running');
+  await tasks.transition(task.id, 'succeeded');
   return task.id;
 }
 
@@ -53,7 +53,7 @@ beforeEach(async () => {
   db = openDatabase(path.join(dir, 'airlock.sqlite'));
   now = new Date('2026-01-01T00:00:00Z');
   audit = new AuditLog(db, clock, new SecretRedactor());
-  tasks = new TaskStore(db, clock);
+  tasks = new TaskStore(openSqliteStore(db), clock);
 });
 afterEach(async () => {
   db.close();
@@ -61,8 +61,8 @@ afterEach(async () => {
 });
 
 describe('prompt and model-response retention', () => {
-  it('keeps the text beside the chain: the chain holds its digest, readers get the text', () => {
-    const id = finishedTask();
+  it('keeps the text beside the chain: the chain holds its digest, readers get the text', async () => {
+    const id = await finishedTask();
     const [, prompt, said, exit] = audit.events(id);
     expect(prompt).toMatchObject({
       data: { text: expect.stringContaining('ZEBRA') },
@@ -77,8 +77,8 @@ describe('prompt and model-response retention', () => {
     expect(verifyAuditChains(db).ok).toBe(true);
   });
 
-  it('purges only with a record in the chain; the chain still verifies', () => {
-    const id = finishedTask();
+  it('purges only with a record in the chain; the chain still verifies', async () => {
+    const id = await finishedTask();
     expect(() => db.prepare('DELETE FROM audit_payloads WHERE task_id = ?').run(id)).toThrow(
       /records the purge/,
     );
@@ -105,9 +105,9 @@ describe('prompt and model-response retention', () => {
     expect(bytes).not.toContain('MODEL-SAID-GIRAFFE');
   });
 
-  it('a dry run changes nothing; --task narrows the purge', () => {
-    const a = finishedTask();
-    const b = finishedTask();
+  it('a dry run changes nothing; --task narrows the purge', async () => {
+    const a = await finishedTask();
+    const b = await finishedTask();
     now = new Date('2026-01-02T00:00:00Z');
     expect(
       purgeConversation(
@@ -120,8 +120,8 @@ describe('prompt and model-response retention', () => {
     expect(audit.events(b)[1]?.content?.state).toBe('purged');
   });
 
-  it('verify catches text deleted or changed behind the purge rule', () => {
-    const id = finishedTask();
+  it('verify catches text deleted or changed behind the purge rule', async () => {
+    const id = await finishedTask();
     db.exec('DROP TRIGGER audit_payloads_purge_only; DROP TRIGGER audit_payloads_never_change');
     db.prepare(`UPDATE audit_payloads SET data_json = '{"text":"forged"}' WHERE task_id = ? AND seq = 3`).run(
       id,
@@ -160,9 +160,9 @@ describe('what the retention policy covers', () => {
 });
 
 describe('retention with group commit (as the control plane runs it)', () => {
-  it('the purge record is written in the purge transaction, so the deletion is allowed', () => {
+  it('the purge record is written in the purge transaction, so the deletion is allowed', async () => {
     audit = new AuditLog(db, clock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
-    const id = finishedTask();
+    const id = await finishedTask();
     now = new Date('2026-02-01T00:00:00Z');
     const report = purgeConversation(
       { db, audit, clock },

@@ -183,3 +183,19 @@ describe('parseRepoConfig', () => {
     );
   });
 });
+
+describe('startAirlock: what this version runs', () => {
+  it('refuses the split roles and DATABASE_URL clearly instead of starting something else', async () => {
+    const { startAirlock } = await import('../../src/app.ts');
+    const worker = {
+      AIRLOCK_ROLE: 'worker',
+      DATABASE_URL: 'postgres://airlock@db.internal/airlock',
+      AIRLOCK_CONTROL_URL: 'http://control.internal:3001',
+      AIRLOCK_WORKER_SECRET: 'w'.repeat(40),
+    };
+    await expect(startAirlock(worker)).rejects.toThrow(/AIRLOCK_ROLE=worker cannot run yet/);
+    await expect(startAirlock({ DATABASE_URL: 'postgres://airlock@db.internal/airlock' })).rejects.toThrow(
+      /DATABASE_URL cannot be used yet/,
+    );
+  });
+});
