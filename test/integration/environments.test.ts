@@ -117,6 +117,9 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
       collectedWhy: `superseded by ${fresh.id}`,
     });
     expect(await readdir(h.airlock.environments!.root)).toEqual([path.basename(fresh.dir)]);
+    // A build that succeeds says nothing on GitHub.
+    await h.plane.quiesce();
+    expect(h.emulator.state.commitComments).toEqual([]);
   });
 
   it('builds nothing for a push that changes no key file, or whose config goes beyond the operator policy', async () => {
@@ -156,6 +159,28 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     expect(body).toContain('npm ERR! 404 left-pad');
     expect(body).toContain(`/environments/builds/${build!.id}`);
     expect(await readdir(h.airlock.environments!.root)).toEqual([]);
+  });
+
+  it('reports a failed build from a push on the pushed commit, with the log tail and a link', async () => {
+    const first = await labelIssue('First');
+    await waitFor(() => taskOf(first)?.state === 'succeeded', WAIT_MS, 'first task');
+    builder.failNext = 'setup `npm ci` failed (exit 1): npm ERR! 404 left-pad';
+    const sha = await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"packages":{}}\n' });
+    await waitFor(() => store().listBuilds()[0]?.state === 'failed', WAIT_MS, 'the rebuild to fail');
+    const [build] = store().listBuilds();
+    expect(build!.trigger).toMatchObject({ kind: 'push', by: 'alice', commitSha: sha });
+    const comment = await waitFor(
+      () => h.emulator.state.commitComments.find((c) => c.commitSha === sha),
+      15_000,
+      'the commit comment',
+    );
+    expect(comment.body).toContain('could not build the environment of acme/widgets');
+    expect(comment.body).toContain('after a push by @alice');
+    expect(comment.body).toContain('npm ERR! 404 left-pad');
+    expect(comment.body).toContain(`/environments/builds/${build!.id}`);
+    expect(comment.body).toContain('Tasks keep running on the last good environment');
+    // Only there: the issue of the task that built the last good environment hears nothing of it.
+    expect(h.emulator.state.comments.filter((c) => c.body.includes('could not build'))).toEqual([]);
   });
 
   it('runs a task on the last good environment when a rebuild fails', async () => {
