@@ -29,6 +29,8 @@ export async function startAirlock(environment: Record<string, string | undefine
     config.adminToken,
     config.github?.clientSecret,
     config.web.sessionSecret,
+    config.cluster.workerSecret,
+    databasePassword(config.databaseUrl),
   ]) {
     if (secret && secret.length >= 8) redactor.add(secret);
   }
@@ -48,6 +50,16 @@ export async function startAirlock(environment: Record<string, string | undefine
     });
   }
   return { config, log, stop: airlock.stop };
+}
+
+/** The password in a PostgreSQL URL, if it has one (kept out of every log line). */
+function databasePassword(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function readDotEnv(file: string): Record<string, string> {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { runProcess } from '../process/run-process.ts';
 
@@ -54,7 +54,9 @@ async function scratchTemplate(dir: string, diskMib: number): Promise<string> {
   await mkdir(dir, { recursive: true });
   const partial = `${file}.${randomBytes(4).toString('hex')}.partial`;
   try {
-    const handle = await open(partial, 'w', 0o444);
+    // Writable while mkfs writes it (root's rights hid a read-only mode; any other user could not
+    // make it), read-only once it is the template.
+    const handle = await open(partial, 'w', 0o644);
     await handle.truncate(diskMib * 1024 * 1024);
     await handle.close();
     await runProcess(
@@ -72,6 +74,7 @@ async function scratchTemplate(dir: string, diskMib: number): Promise<string> {
       ],
       { timeoutMs: 60_000 },
     );
+    await chmod(partial, 0o444);
     await rename(partial, file);
   } finally {
     await rm(partial, { force: true });
