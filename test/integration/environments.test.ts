@@ -122,6 +122,34 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     expect(h.emulator.state.commitComments).toEqual([]);
   });
 
+  it('builds again after a running build when a push changes a key file meanwhile', async () => {
+    const first = await labelIssue('First');
+    await waitFor(() => taskOf(first)?.state === 'succeeded', WAIT_MS, 'first task');
+    const release = builder.hold();
+    await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"v":2}\n' });
+    await waitFor(() => store().openBuild(h.repo)?.state === 'running', WAIT_MS, 'the rebuild to run');
+    const running = store().openBuild(h.repo)!;
+    // Pushed after the running build cloned: it cannot build this change, so one more is queued,
+    // and a third push while that one waits joins it.
+    const second = await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"v":3}\n' });
+    await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"v":4}\n' });
+    await h.plane.quiesce();
+    expect(
+      store()
+        .listBuilds()
+        .map((b) => b.state),
+    ).toEqual(['queued', 'running', 'succeeded']);
+    expect(store().listBuilds()[0]!.trigger).toMatchObject({ kind: 'push', commitSha: second });
+    release();
+    await waitFor(() => !store().openBuild(h.repo), WAIT_MS, 'both builds');
+    const [latest] = store().listBuilds();
+    expect(latest).toMatchObject({ state: 'succeeded' });
+    expect(store().build(running.id).state).toBe('succeeded');
+    expect(store().current(h.repo)?.id).toBe(latest!.environmentId);
+    // Built from the last push.
+    expect(store().current(h.repo)?.commitSha).toBe(await h.emulator.branchSha(h.repo, 'main'));
+  });
+
   it('builds nothing for a push that changes no key file, or whose config goes beyond the operator policy', async () => {
     await pushToMain({ 'src/index.js': 'console.log(1)\n' });
     await h.plane.quiesce();
