@@ -1,10 +1,11 @@
-import { readdirSync, readFileSync, watch } from 'node:fs';
+import { watch } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { EnvironmentRecord } from '../../src/environments/environment-store.ts';
 import { startAirlockProcess } from '../helpers/airlock-process.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
+import { processesNaming } from '../helpers/processes.ts';
 import { emulatorEnv } from '../helpers/test-settings.ts';
 import { testVmImage } from '../helpers/vm-image.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -63,19 +64,6 @@ afterAll(async () => {
 const environmentsRoot = () => path.join(world.dataDir, 'environments');
 const vmDirs = () => readdir(path.join(world.dataDir, 'vms')).catch(() => [] as string[]);
 
-/** Processes whose command line names the world's data directory (its VMs' QEMU processes). */
-function processesOnDataDir(): number[] {
-  const found: number[] = [];
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(world.dataDir)) found.push(Number(pid));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return found;
-}
-
 /** The next task restores the last good environment and runs. */
 async function expectTaskOnGoodEnvironment(title: string): Promise<void> {
   const task = await world.labelIssue(title, 'Report what you see.', { timeoutMs: 1_200_000 });
@@ -131,7 +119,11 @@ it('a build killed outright while it freezes leaves nothing half-made: the next 
     ).not.toEqual([]);
     expect(await vmDirs()).not.toEqual([]);
     // The VM died with its owner.
-    await waitFor(() => processesOnDataDir().length === 0, 30_000, 'the build VM to die with airlock');
+    await waitFor(
+      () => processesNaming(world.dataDir).length === 0,
+      30_000,
+      'the build VM to die with airlock',
+    );
   });
 
   const store = world.airlock.environments!.store;
@@ -161,7 +153,7 @@ it('a build stopped during its setup leaves nothing half-made, fails as interrup
   await world.restart(async () => {
     expect(await readdir(environmentsRoot())).toEqual([path.basename(good.dir)]);
     expect(await vmDirs()).toEqual([]);
-    expect(processesOnDataDir()).toEqual([]);
+    expect(processesNaming(world.dataDir)).toEqual([]);
   });
 
   const stopped = world.airlock.environments!.store.build(build.id);
