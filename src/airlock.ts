@@ -313,6 +313,8 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         stopRetention();
         await github?.stop();
         await environments?.stop();
+        // Warm VMs are nobody's task's: they go with this airlock, not only with its process.
+        await sandbox?.sandbox.close();
         audit.flush();
         await checkpointer.stop();
         await store.close();

@@ -238,20 +238,21 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     });
   });
   deps.lifecycle.publish = reporter.publish;
-  // A failed build is reported where the person who caused it looks: the issue or pull request.
+  // A failed build is reported where the person who caused it looks: the issue or pull request
+  // that asked for it, or the commit whose push triggered it.
   deps.environments?.onBuildFinished((build) => {
-    const issueNumber = build.trigger.issueNumber;
-    if (build.state !== 'failed' || build.installationId === null || issueNumber === undefined) return;
-    const installationId = build.installationId;
-    queueFromListener(`build ${build.id}`, () =>
-      jobs.enqueue({
-        kind: 'comment',
-        installationId,
-        repo: build.repoFullName,
-        issueNumber,
-        body: buildFailureComment(build, settings.publicUrl),
-      }),
-    );
+    const { issueNumber, commitSha } = build.trigger;
+    if (build.state !== 'failed' || build.installationId === null) return;
+    const where = { installationId: build.installationId, repo: build.repoFullName };
+    const body = buildFailureComment(build, settings.publicUrl);
+    if (issueNumber !== undefined)
+      queueFromListener(`build ${build.id}`, () =>
+        jobs.enqueue({ kind: 'comment', ...where, issueNumber, body }),
+      );
+    else if (build.trigger.kind === 'push' && commitSha)
+      queueFromListener(`build ${build.id}`, () =>
+        jobs.enqueue({ kind: 'commit_comment', ...where, commitSha, body }),
+      );
   });
 
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
