@@ -35,6 +35,7 @@ import type { TaskRunner } from './tasks/task-runner.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import type { PromptThread } from './tasks/task-thread.ts';
 import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+import { startTracing, type Tracing } from './tracing/tracing.ts';
 
 /** Events a group commit holds at most before committing early. */
 const AUDIT_GROUP_COMMIT_MAX_EVENTS = 512;
@@ -101,6 +102,8 @@ export interface Airlock {
   spend: SpendLedger;
   /** The GitHub side (webhooks, intake, scheduler, reporting), when GitHub App credentials are set. */
   github: GitHubPlane | undefined;
+  /** This process's tracing (exported over OTLP when an endpoint is set). */
+  tracing: Tracing;
   stop(): Promise<void>;
 }
 
@@ -112,6 +115,9 @@ export interface Airlock {
 export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Promise<Airlock> {
   const { log } = ports;
   const clock = ports.clock ?? systemClock;
+  // Local mode is the one-process role built without GitHub.
+  const role = settings.role === 'all' && !settings.github ? 'local' : settings.role;
+  const tracing = startTracing(settings.tracing, { role, log });
   const db = openDatabase(path.join(settings.dataDir, 'airlock.sqlite'));
   const store = openSqliteStore(db);
   const checkpointer = startCheckpointer(store, log);
@@ -169,6 +175,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     audit,
     clock,
     runner: ports.runner ?? unreachableRunner(),
+    tracer: tracing.tracer,
     onState: async (task) => {
       for (const listener of listeners) await listener(task);
     },
@@ -243,6 +250,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       sandbox: sandbox.sandbox,
       audit,
       log,
+      tracer: tracing.tracer,
       dataDir: settings.dataDir,
       ...(tokenDeps ? { token: tokenDeps } : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
@@ -303,14 +311,18 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     held,
     spend,
     github,
+    tracing,
     stop: () => {
       stopped ??= (async () => {
         await stopRetention();
         await github?.stop();
         await environments?.stop();
+        // Warm VMs are nobody's task's: they go with this airlock, not only with its process.
+        await sandbox?.sandbox.close();
         await audit.flush();
         await checkpointer.stop();
         await store.close();
+        await tracing.shutdown();
       })();
       return stopped;
     },
