@@ -53,28 +53,34 @@ const audit = new AuditLog(store, systemClock, redactor, { groupCommit: { maxEve
 // As in production: the metrics observe every event as it is appended.
 const metrics = new AirlockMetrics(store, { processMetrics: false });
 audit.subscribe((event) => metrics.observeAuditEvent(event));
-const tasks = new TaskStore(db, systemClock);
+const tasks = new TaskStore(store, systemClock);
 
-const newTask = () =>
-  tasks.create({
-    installationId,
-    repoFullName: repo.fullName,
-    repoId: repo.id,
-    issueNumber: 1,
-    prNumber: null,
-    kind: 'issue',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 101,
-    triggerEvent: 'issues',
-    triggerUrl: `${emulator.webUrl}/acme/widgets/issues/1`,
-    deliveryId: null,
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    config: DEFAULT_REPO_CONFIG,
-  }).id;
-const ids = tasks.transaction(() => Array.from({ length: taskCount }, newTask));
+const newTask = async () =>
+  (
+    await tasks.create({
+      installationId,
+      repoFullName: repo.fullName,
+      repoId: repo.id,
+      issueNumber: 1,
+      prNumber: null,
+      kind: 'issue',
+      baseRef: 'main',
+      actorLogin: 'alice',
+      actorId: 101,
+      triggerEvent: 'issues',
+      triggerUrl: `${emulator.webUrl}/acme/widgets/issues/1`,
+      deliveryId: null,
+      instruction: null,
+      context: {},
+      start: { from: 'ref', ref: 'main' },
+      config: DEFAULT_REPO_CONFIG,
+    })
+  ).id;
+const ids = await store.transaction(async () => {
+  const made: string[] = [];
+  for (let i = 0; i < taskCount; i++) made.push(await newTask());
+  return made;
+});
 
 const PATCH = `--- a/src/app.ts\n+++ b/src/app.ts\n${'@@ -1,3 +1,3 @@\n-const greeting = "hello";\n+const greeting = "hello, friend";\n context line\n'.repeat(40)}`;
 const PROMPT = `You are working on acme/widgets issue #1: Make the greeting friendlier.\n${'Context from the issue thread. '.repeat(30)}`;
@@ -184,7 +190,7 @@ const appendSeconds = (performance.now() - appendStarted) / 1000;
 const appendCpuUsed = process.cpuUsage(appendCpu);
 
 // Verify a 10,000-event chain (a long task).
-const big = newTask();
+const big = await newTask();
 for (let n = 0; n < 10_000; n++) {
   const [type, data] = n === 0 ? eventFor(0, big) : eventFor(3 + (n % 8), big);
   audit.append(big, type, data);

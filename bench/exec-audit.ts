@@ -34,27 +34,29 @@ const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-exec-'));
 const db = openDatabase(path.join(dir, 'airlock.sqlite'));
 const store = openSqliteStore(db);
 const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
-const tasks = new TaskStore(db, systemClock);
-const newTask = () =>
-  tasks.create({
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 1,
-    issueNumber: 1,
-    prNumber: null,
-    kind: 'issue',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 101,
-    triggerEvent: 'issues',
-    triggerUrl: 'http://127.0.0.1/acme/widgets/issues/1',
-    deliveryId: null,
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    config: DEFAULT_REPO_CONFIG,
-  }).id;
-const webhookTask = newTask();
+const tasks = new TaskStore(store, systemClock);
+const newTask = async () =>
+  (
+    await tasks.create({
+      installationId: 1,
+      repoFullName: 'acme/widgets',
+      repoId: 1,
+      issueNumber: 1,
+      prNumber: null,
+      kind: 'issue',
+      baseRef: 'main',
+      actorLogin: 'alice',
+      actorId: 101,
+      triggerEvent: 'issues',
+      triggerUrl: 'http://127.0.0.1/acme/widgets/issues/1',
+      deliveryId: null,
+      instruction: null,
+      context: {},
+      start: { from: 'ref', ref: 'main' },
+      config: DEFAULT_REPO_CONFIG,
+    })
+  ).id;
+const webhookTask = await newTask();
 
 // The acknowledgement: what the webhook route does on the control plane's thread, reduced to one
 // audit row and an answer.
@@ -90,7 +92,7 @@ function measureAcks(ms: number): Promise<number[]> {
 
 /** Floods a fresh channel with exec records at `rate`/s for the run; returns what it measured. */
 async function flood(execAuditRate: ExecAuditRate) {
-  const taskId = newTask();
+  const taskId = await newTask();
   const socketPath = path.join(dir, `ctl-${taskId}.sock`);
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));

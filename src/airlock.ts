@@ -128,7 +128,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const metrics = new AirlockMetrics(store);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
   const stopRetention = startRetention({ store, audit, clock, log }, { days: settings.retention.promptDays });
-  const tasks = new TaskStore(db, clock);
+  const tasks = new TaskStore(store, clock);
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
   const secrets = resolveDestinationSecrets(policy.secrets, ports.environment ?? {});
@@ -142,46 +142,35 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         (() => openSandbox({ ...settings, maxVms: settings.scheduler.maxConcurrent, log }))
       )();
 
-  const approvals = new ApprovalStore(db, clock);
-  const held = new HeldResults(db, clock, settings.dataDir);
-  const spend = new SpendLedger(db, clock, policy.prices);
+  const approvals = new ApprovalStore(store, clock);
+  const held = new HeldResults(store, clock, settings.dataDir);
+  const spend = new SpendLedger(store, clock, policy.prices);
 
-  // The GitHub plane attaches its reporting to state changes once it exists; a held result goes
-  // when its task ends.
+  // The GitHub plane attaches its reporting to state changes once it exists; before it, what the
+  // task spent is recorded once its proxy has closed (it ended, or waits for approval), from its
+  // record, so what GitHub is told includes it; a held result goes when its task ends.
   const listeners: StateListener[] = [
-    (task) => {
-      if (isTerminal(task.state) && held.get(task.id)?.discardedAt === null)
-        held
-          .discard(task.id)
-          .catch((error) =>
-            log.warn({ taskId: task.id, err: errorMessage(error) }, 'held result could not be deleted'),
-          );
+    async (task) => {
+      if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return;
+      await spend.record(task, await audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
+      if (isTerminal(task.state) && (await held.get(task.id))?.discardedAt === null)
+        // Files go once the ending is committed (it may be part of a transaction).
+        store.afterCommit(() => {
+          held
+            .discard(task.id)
+            .catch((error) =>
+              log.warn({ taskId: task.id, err: errorMessage(error) }, 'held result could not be deleted'),
+            );
+        });
     },
   ];
-  // What a task spent is recorded once its proxy has closed (it ended, or waits for approval),
-  // from its record, before the listeners hear of it: what GitHub is told includes it.
-  const recordSpend = async (task: Task) => {
-    try {
-      spend.record(task, await audit.events(task.id, { limit: 100_000 }, { types: ['proxy.model'] }));
-    } catch (error) {
-      log.error({ taskId: task.id, err: errorMessage(error) }, 'the task’s spend could not be recorded');
-    }
-  };
   const lifecycle: LifecycleDeps = {
     tasks,
     audit,
     clock,
     runner: ports.runner ?? unreachableRunner(),
-    onState: (task) => {
-      const tell = () => {
-        for (const listener of listeners) listener(task);
-      };
-      if (!isTerminal(task.state) && task.state !== 'awaiting_approval') return tell();
-      void recordSpend(task)
-        .then(tell)
-        .catch((error) =>
-          log.error({ taskId: task.id, err: errorMessage(error) }, 'a state listener failed'),
-        );
+    onState: async (task) => {
+      for (const listener of listeners) await listener(task);
     },
   };
 
@@ -195,7 +184,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
   const environments = builder
     ? new Environments({
-        store: new EnvironmentStore(db, clock),
+        store: new EnvironmentStore(store, clock),
         builder,
         audit,
         clock,
@@ -234,6 +223,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     // Only with GitHub: local mode's branch goes to the person's own repository, unapproved.
     lifecycle.pushGate = pushGate({
       ...lifecycle,
+      store,
       approvals,
       held,
       events: (taskId) => audit.events(taskId, { limit: 100_000 }, { types: ['vm.exec', 'proxy.egress'] }),
@@ -274,7 +264,6 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       settings,
       github: settings.github,
       store,
-      db,
       clock,
       log,
       audit,

@@ -69,6 +69,18 @@ export class TaskStateError extends AirlockError {
   }
 }
 
+/**
+ * Queued work this process had claimed was taken by another (its lease ended while this process
+ * stalled): what it decided is rolled back, and the other process's decision stands.
+ */
+export class ClaimLost extends AirlockError {
+  constructor(message: string) {
+    super('claim_lost', message, {
+      hint: 'nothing to do; if it recurs, look for a control-plane process stalling for a minute',
+    });
+  }
+}
+
 /** A child process failed: carries its stderr so the cause is visible. */
 export class ProcessError extends AirlockError {
   readonly exitCode: number | undefined;

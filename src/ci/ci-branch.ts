@@ -7,15 +7,15 @@ import type { CiHead } from './ci-follow-up.ts';
  * task on the branch is still queued or running nothing is judged: the branch is about to move,
  * and airlock looks again when that task ends ({@link headToRecheck}).
  */
-export function branchHead(
+export async function branchHead(
   tasks: Pick<TaskStore, 'onBranch' | 'list'>,
   repo: string,
   branch: string | null,
   sha: string,
-): { task: Task } | { why: string } {
+): Promise<{ task: Task } | { why: string }> {
   const name =
-    branch ?? tasks.list({ repoFullName: repo, limit: 500 }).find((t) => t.headSha === sha)?.branch;
-  const onBranch = name ? tasks.onBranch(repo, name) : [];
+    branch ?? (await tasks.list({ repoFullName: repo, limit: 500 })).find((t) => t.headSha === sha)?.branch;
+  const onBranch = name ? await tasks.onBranch(repo, name) : [];
   const busy = onBranch.find((t) => !isTerminal(t.state));
   if (busy) return { why: `task ${busy.id} is still ${busy.state}` };
   const head = onBranch.findLast((t) => t.headSha !== null);
@@ -24,8 +24,11 @@ export function branchHead(
 }
 
 /** The person who started the work on a branch (its first task), who is asked to review it. */
-export function requesterOf(tasks: Pick<TaskStore, 'onBranch'>, task: Task): string | undefined {
-  return tasks.onBranch(task.repoFullName, task.branch)[0]?.actorLogin;
+export async function requesterOf(
+  tasks: Pick<TaskStore, 'onBranch'>,
+  task: Task,
+): Promise<string | undefined> {
+  return (await tasks.onBranch(task.repoFullName, task.branch))[0]?.actorLogin;
 }
 
 /**
@@ -33,9 +36,14 @@ export function requesterOf(tasks: Pick<TaskStore, 'onBranch'>, task: Task): str
  * can be faster than airlock's own bookkeeping, or a queued follow-up held the verdict back).
  * Returns the head to judge once more, as a `ci_recheck` job does.
  */
-export function headToRecheck(tasks: Pick<TaskStore, 'onBranch'>, finished: Task): CiHead | undefined {
+export async function headToRecheck(
+  tasks: Pick<TaskStore, 'onBranch'>,
+  finished: Task,
+): Promise<CiHead | undefined> {
   if (finished.installationId === null || finished.prNumber === null) return undefined;
-  const head = tasks.onBranch(finished.repoFullName, finished.branch).findLast((t) => t.headSha !== null);
+  const head = (await tasks.onBranch(finished.repoFullName, finished.branch)).findLast(
+    (t) => t.headSha !== null,
+  );
   if (!head?.headSha) return undefined;
   return {
     installationId: finished.installationId,

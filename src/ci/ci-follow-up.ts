@@ -13,6 +13,7 @@ import type { GitHubClient, PullInfo } from '../github/github-client.ts';
 import type { GitHubJobQueue } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
 import type { Logger } from '../logger.ts';
+import type { Store } from '../store/database.ts';
 import { announce } from '../tasks/intake.ts';
 import type { Task } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
@@ -22,6 +23,8 @@ import type { CiVerdicts } from './ci-verdicts.ts';
 
 /** What the CI follow-up needs. */
 export interface CiFollowUpDeps {
+  /** The database: a verdict and what it starts are written in one transaction. */
+  store: Pick<Store, 'transaction'>;
   tasks: TaskStore;
   verdicts: CiVerdicts;
   jobs: Pick<GitHubJobQueue, 'enqueue'>;
@@ -73,16 +76,17 @@ const ACTIONS_APP = 'github-actions';
  * when the repository enables it and the policy allows, starts a bounded follow-up with the
  * failing checks' annotations and log tails. Each head commit is judged once (a failed one may
  * later pass when a person re-runs a check). GitHub writes go through the durable job queue, in
- * the same SQLite transaction as the verdict, so a retry never acts twice.
+ * the same transaction as the verdict, so a retry never acts twice; of two judgements of one head
+ * at once, the one whose verdict is not written acts on nothing.
  */
 export async function handleCiResult(deps: CiFollowUpDeps, intent: CiHead): Promise<string> {
   const repo = intent.repo.fullName;
   const { installationId } = intent;
-  const head = branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
+  const head = await branchHead(deps.tasks, repo, intent.headBranch, intent.headSha);
   if ('why' in head) return head.why;
   const { task } = head;
   if (task.prNumber === null) return `task ${task.id} has no pull request`;
-  const earlier = deps.verdicts.find(repo, intent.headSha);
+  const earlier = await deps.verdicts.find(repo, intent.headSha);
   if (earlier?.verdict === 'passed') return 'already judged';
 
   const octokit = deps.github.octokit(installationId);
@@ -113,28 +117,35 @@ interface Judged {
   sha: string;
 }
 
-function passed(deps: CiFollowUpDeps, { task, pr, runs, ci, installationId, sha }: Judged): string {
+async function passed(
+  deps: CiFollowUpDeps,
+  { task, pr, runs, ci, installationId, sha }: Judged,
+): Promise<string> {
   const repo = task.repoFullName;
-  const requester = requesterOf(deps.tasks, task);
-  const done: string[] = [];
-  deps.tasks.transaction(() => {
-    if (ci.ready_for_review && pr.draft) {
-      deps.jobs.enqueue(
+  const requester = await requesterOf(deps.tasks, task);
+  const markReady = ci.ready_for_review && pr.draft;
+  const reviewer = ci.request_reviewer && requester && requester !== pr.author ? requester : undefined;
+  const done = [
+    ...(markReady ? ['marked ready for review'] : []),
+    ...(reviewer ? [`review requested from @${reviewer}`] : []),
+  ];
+  const action = done.join(', ') || 'nothing to do';
+  return deps.store.transaction(async () => {
+    if (!(await recordVerdict(deps, task, sha, 'passed', action, null, { checks: runs.length })))
+      return 'already judged';
+    if (markReady) {
+      await deps.jobs.enqueue(
         { kind: 'ready_for_review', installationId, repo, pullNumber: pr.number, pullNodeId: pr.nodeId },
         { taskId: task.id },
       );
-      done.push('marked ready for review');
     }
-    if (ci.request_reviewer && requester && requester !== pr.author) {
-      deps.jobs.enqueue(
-        { kind: 'request_review', installationId, repo, pullNumber: pr.number, reviewers: [requester] },
+    if (reviewer) {
+      await deps.jobs.enqueue(
+        { kind: 'request_review', installationId, repo, pullNumber: pr.number, reviewers: [reviewer] },
         { taskId: task.id },
       );
-      done.push(`review requested from @${requester}`);
     }
-    const action = done.join(', ') || 'nothing to do';
-    recordVerdict(deps, task, sha, 'passed', action, null, { checks: runs.length });
-    deps.jobs.enqueue(
+    await deps.jobs.enqueue(
       {
         kind: 'comment',
         installationId,
@@ -144,8 +155,8 @@ function passed(deps: CiFollowUpDeps, { task, pr, runs, ci, installationId, sha 
       },
       { taskId: task.id },
     );
+    return `CI passed: ${action}`;
   });
-  return `CI passed: ${done.join(', ') || 'nothing to do'}`;
 }
 
 async function failedChecks(
@@ -170,7 +181,7 @@ async function failedChecks(
   }
   const fingerprint = failureFingerprint(failures);
   // Bounded per PR: every CI follow-up on the branch counts, whoever asked for the work since.
-  const attempts = deps.tasks.onBranch(repo, task.branch).filter((t) => t.kind === 'ci_fix');
+  const attempts = (await deps.tasks.onBranch(repo, task.branch)).filter((t) => t.kind === 'ci_fix');
   const decision = decideAutofix({
     autofix: ci.autofix,
     maxAttempts: ci.max_attempts,
@@ -191,21 +202,28 @@ async function failedChecks(
       { taskId: task.id },
     );
   if (!decision.fix) {
-    deps.tasks.transaction(() => {
-      recordVerdict(deps, task, sha, 'failed', `not retried: ${why}`, fingerprint, { failures: names });
-      comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). airlock is not starting a follow-up: ${why}`);
+    return deps.store.transaction(async () => {
+      const details = { failures: names };
+      if (!(await recordVerdict(deps, task, sha, 'failed', `not retried: ${why}`, fingerprint, details)))
+        return 'already judged';
+      await comment(
+        `❌ CI failed on ${sha.slice(0, 7)} (${names}). airlock is not starting a follow-up: ${why}`,
+      );
+      return `CI failed; no follow-up: ${why}`;
     });
-    return `CI failed; no follow-up: ${why}`;
   }
-  const requester = requesterOf(deps.tasks, task) ?? task.actorLogin;
-  const followUp = deps.tasks.transaction(() => {
+  const requester = (await requesterOf(deps.tasks, task)) ?? task.actorLogin;
+  const followUp = await deps.store.transaction(async () => {
     // The decision above awaited GitHub: another judgement of this head (its check suite and a
     // recheck, say) may have started its follow-up meanwhile. One follow-up per failing head.
-    const raced = deps.tasks
-      .onBranch(repo, task.branch)
-      .find((t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha);
+    const raced = (await deps.tasks.onBranch(repo, task.branch)).find(
+      (t) => t.kind === 'ci_fix' && t.context.ciHeadSha === sha,
+    );
     if (raced) return raced;
-    const created = deps.tasks.create({
+    // Or judged it without one: its verdict stands. (On PostgreSQL the transaction is serializable,
+    // so two judgements cannot both find none here and both go on.)
+    if (await deps.verdicts.find(repo, sha)) return undefined;
+    const created = await deps.tasks.create({
       installationId,
       repoFullName: repo,
       repoId: task.repoId,
@@ -236,11 +254,15 @@ async function failedChecks(
       attempt: decision.attempt,
     });
     const action = `follow-up task \`${created.id}\` started (attempt ${decision.attempt} of ${ci.max_attempts})`;
-    recordVerdict(deps, task, sha, 'failed', action, fingerprint, { failures: names, followUp: created.id });
-    comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). ${capitalise(action)} on this branch.`);
-    announce(deps, created);
+    await recordVerdict(deps, task, sha, 'failed', action, fingerprint, {
+      failures: names,
+      followUp: created.id,
+    });
+    await comment(`❌ CI failed on ${sha.slice(0, 7)} (${names}). ${capitalise(action)} on this branch.`);
+    await announce(deps, created);
     return created;
   });
+  if (!followUp) return 'already judged';
   return `CI failed; follow-up ${followUp.id} (attempt ${decision.attempt})`;
 }
 
@@ -269,7 +291,8 @@ async function currentCiSettings(
   }
 }
 
-function recordVerdict(
+/** Records a verdict and tells the task's record and tracking comment; false when it was not written. */
+async function recordVerdict(
   deps: CiFollowUpDeps,
   task: Task,
   sha: string,
@@ -277,8 +300,8 @@ function recordVerdict(
   action: string,
   fingerprint: string | null,
   detail: Record<string, unknown>,
-): void {
-  deps.verdicts.record({
+): Promise<boolean> {
+  const written = await deps.verdicts.record({
     repoFullName: task.repoFullName,
     branch: task.branch,
     headSha: sha,
@@ -288,8 +311,10 @@ function recordVerdict(
     fingerprint,
     detail,
   });
+  if (!written) return false;
   deps.audit.append(task.id, 'ci.verdict', { headSha: sha, verdict, action, fingerprint, ...detail });
-  deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
+  await deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
+  return true;
 }
 
 function plural(n: number, word: string): string {

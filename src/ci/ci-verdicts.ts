@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Clock } from '../clock.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 
 /** CI's verdict on one head commit of an agent branch, and what airlock did about it. */
 export const CiVerdict = z.object({
@@ -19,56 +19,71 @@ export type CiVerdict = z.infer<typeof CiVerdict>;
 
 /** Verdicts stored one per head commit, so the many completion events of one CI run act once. */
 export class CiVerdicts {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
 
-  constructor(db: Db, clock: Clock) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock) {
+    this.#store = store;
     this.#clock = clock;
   }
 
   /** The verdict on a commit, if it was judged. */
-  find(repoFullName: string, headSha: string): CiVerdict | undefined {
-    const row = this.#db
-      .prepare('SELECT * FROM ci_verdicts WHERE repo_full_name = ? AND head_sha = ?')
-      .get(repoFullName, headSha);
+  async find(repoFullName: string, headSha: string): Promise<CiVerdict | undefined> {
+    const row = await this.#store.db
+      .selectFrom('ci_verdicts')
+      .selectAll()
+      .where('repo_full_name', '=', repoFullName)
+      .where('head_sha', '=', headSha)
+      .executeTakeFirst();
     return row ? rowToVerdict(row) : undefined;
   }
 
   /** The newest verdict on a commit a task pushed (for its tracking comment). */
-  forTask(taskId: string): CiVerdict | undefined {
-    const row = this.#db
-      .prepare('SELECT * FROM ci_verdicts WHERE task_id = ? ORDER BY decided_at DESC LIMIT 1')
-      .get(taskId);
+  async forTask(taskId: string): Promise<CiVerdict | undefined> {
+    const row = await this.#store.db
+      .selectFrom('ci_verdicts')
+      .selectAll()
+      .where('task_id', '=', taskId)
+      .orderBy('decided_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
     return row ? rowToVerdict(row) : undefined;
   }
 
   /**
    * Stores a verdict. A commit judged `failed` may later be judged `passed` (a person re-ran a flaky
-   * check); nothing else overwrites a verdict. Returns whether the row was written.
+   * check); nothing else overwrites a verdict. Returns whether the row was written: one statement,
+   * so of two processes judging one commit at once, one writes and the other learns it did not.
    */
-  record(input: Omit<CiVerdict, 'decidedAt'>): boolean {
-    const result = this.#db
-      .prepare(
-        `INSERT INTO ci_verdicts (repo_full_name, branch, head_sha, task_id, verdict, action, fingerprint, detail_json, decided_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (repo_full_name, head_sha) DO UPDATE SET
-           verdict = excluded.verdict, action = excluded.action, fingerprint = excluded.fingerprint,
-           detail_json = excluded.detail_json, decided_at = excluded.decided_at
-         WHERE ci_verdicts.verdict = 'failed' AND excluded.verdict = 'passed'`,
+  async record(input: Omit<CiVerdict, 'decidedAt'>): Promise<boolean> {
+    const result = await this.#store.db
+      .insertInto('ci_verdicts')
+      .values({
+        repo_full_name: input.repoFullName,
+        branch: input.branch,
+        head_sha: input.headSha,
+        task_id: input.taskId,
+        verdict: input.verdict,
+        action: input.action,
+        fingerprint: input.fingerprint,
+        detail_json: JSON.stringify(input.detail),
+        decided_at: this.#clock.now().toISOString(),
+      })
+      .onConflict((oc) =>
+        oc
+          .columns(['repo_full_name', 'head_sha'])
+          .doUpdateSet((eb) => ({
+            verdict: eb.ref('excluded.verdict'),
+            action: eb.ref('excluded.action'),
+            fingerprint: eb.ref('excluded.fingerprint'),
+            detail_json: eb.ref('excluded.detail_json'),
+            decided_at: eb.ref('excluded.decided_at'),
+          }))
+          .where('ci_verdicts.verdict', '=', 'failed')
+          .where('excluded.verdict', '=', 'passed'),
       )
-      .run(
-        input.repoFullName,
-        input.branch,
-        input.headSha,
-        input.taskId,
-        input.verdict,
-        input.action,
-        input.fingerprint,
-        JSON.stringify(input.detail),
-        this.#clock.now().toISOString(),
-      );
-    return result.changes === 1;
+      .executeTakeFirst();
+    return result.numInsertedOrUpdatedRows === 1n;
   }
 }
 

@@ -33,7 +33,7 @@ export async function runBuild(
   signal: AbortSignal,
 ): Promise<{ ended: EnvironmentBuild; superseded?: EnvironmentRecord }> {
   const { store, audit, builder } = deps;
-  const build = store.startBuild(queued.id);
+  const build = await store.startBuild(queued.id);
   const log = deps.log.child({ build: build.id, repo: build.repoFullName });
   const output = await BuildLog.open(deps.dataDir, build.id);
   const envId = `env-${newTaskId()}`;
@@ -59,16 +59,16 @@ export async function runBuild(
     const reason = signal.aborted ? `interrupted: ${errorMessage(signal.reason)}` : errorMessage(error);
     output.write(`\nbuild failed: ${reason}\n`);
     await output.close();
-    const ended = store.failBuild(build.id, reason, output.tail());
+    const ended = await store.failBuild(build.id, reason, output.tail());
     audit.append(build.id, 'build.outcome', { state: 'failed', reason });
     log.warn({ err: reason }, 'environment build failed');
     return { ended };
   }
   await output.close();
-  const superseded = store.current(build.repoFullName);
+  const superseded = await store.current(build.repoFullName);
   const { source, sizeBytes } = made;
-  store.succeedBuild(build.id, { id: envId, dir, sizeBytes, ...source }, output.tail());
+  await store.succeedBuild(build.id, { id: envId, dir, sizeBytes, ...source }, output.tail());
   audit.append(build.id, 'build.outcome', { state: 'succeeded', environment: envId, sizeBytes, ...source });
   log.info({ environment: envId, sizeBytes }, 'environment built');
-  return { ended: store.build(build.id), ...(superseded ? { superseded } : {}) };
+  return { ended: await store.build(build.id), ...(superseded ? { superseded } : {}) };
 }

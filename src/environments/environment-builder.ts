@@ -17,8 +17,8 @@ export interface BuildRequest {
   log: Logger;
   /** Build output for the build's log (commands and what they printed). */
   output(text: string): void;
-  /** Called once the build knows its source commit and key (before setup runs). */
-  source(source: BuiltSource): void;
+  /** Called once the build knows its source commit and key (before setup runs); resolves once recorded. */
+  source(source: BuiltSource): Promise<void>;
 }
 
 /** Where an environment came from. */

@@ -35,8 +35,8 @@ export function pushDecision(
   const environments = deps.environments;
   const { origin } = intent;
   return {
-    commit: () => {
-      const build = environments.enqueue({
+    commit: async () => {
+      const build = await environments.enqueue({
         repoFullName: origin.repo.fullName,
         repoId: origin.repo.id,
         installationId: origin.installationId,
@@ -72,8 +72,8 @@ export function rebuildDecision(
       ? `\`${REPO_CONFIG_PATH}\` on the default branch has no \`environment:\` section`
       : 'this airlock builds no environments (it has no sandbox)';
     return {
-      commit: () => {
-        deps.jobs.enqueue({
+      commit: async () => {
+        await deps.jobs.enqueue({
           kind: 'comment',
           installationId,
           repo,
@@ -85,8 +85,8 @@ export function rebuildDecision(
     };
   }
   return {
-    commit: () => {
-      const build = environments.enqueue({
+    commit: async () => {
+      const build = await environments.enqueue({
         repoFullName: repo,
         repoId: origin.repo.id,
         installationId,
@@ -98,7 +98,7 @@ export function rebuildDecision(
           url: intent.url,
         },
       });
-      deps.jobs.enqueue({ kind: 'react', installationId, repo, target, content: '+1' });
+      await deps.jobs.enqueue({ kind: 'react', installationId, repo, target, content: '+1' });
       return { status: 'done', outcome: `environment build ${build.id} queued` };
     },
     afterCommit: () => environments.wake(),

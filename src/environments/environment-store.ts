@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import { RepoConfig } from '../config/repo-config.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import { newTaskId } from '../tasks/task-store.ts';
 
 /** Why a build was asked for, and by whom (shown in the UI, recorded in the build's chain). */
@@ -22,7 +22,7 @@ export type BuildTrigger = z.infer<typeof BuildTrigger>;
 export const BuildState = z.enum(['queued', 'running', 'succeeded', 'failed']);
 export type BuildState = z.infer<typeof BuildState>;
 
-/** An environment build as read back from SQLite. */
+/** An environment build as read back from the database. */
 export const EnvironmentBuild = z.object({
   id: z.string(),
   repoFullName: z.string(),
@@ -42,7 +42,7 @@ export const EnvironmentBuild = z.object({
 });
 export type EnvironmentBuild = z.infer<typeof EnvironmentBuild>;
 
-/** A built environment as read back from SQLite. */
+/** A built environment as read back from the database. */
 export const EnvironmentRecord = z.object({
   id: z.string(),
   repoFullName: z.string(),
@@ -72,127 +72,163 @@ export interface NewBuild {
 /** Build ids share the audit table with task ids: the prefix keeps the two apart. */
 export const BUILD_ID_PREFIX = 'build-';
 
-const BUILD_COLUMNS = `id, repo_full_name, repo_id, installation_id, state, reason, trigger_json, config_json,
-  commit_sha, env_key, environment_id, log_tail, created_at, started_at, finished_at`;
-const ENV_COLUMNS = `id, repo_full_name, build_id, spec_hash, env_key, commit_sha, dir, size_bytes, state, created_at,
-  last_used_at, collected_at, collected_why`;
+const BUILD_COLUMNS = [
+  'id',
+  'repo_full_name',
+  'repo_id',
+  'installation_id',
+  'state',
+  'reason',
+  'trigger_json',
+  'config_json',
+  'commit_sha',
+  'env_key',
+  'environment_id',
+  'log_tail',
+  'created_at',
+  'started_at',
+  'finished_at',
+] as const;
+const ENV_COLUMNS = [
+  'id',
+  'repo_full_name',
+  'build_id',
+  'spec_hash',
+  'env_key',
+  'commit_sha',
+  'dir',
+  'size_bytes',
+  'state',
+  'created_at',
+  'last_used_at',
+  'collected_at',
+  'collected_why',
+] as const;
 
-/** Durable storage of environment builds and the environments they made. */
+/** Durable storage of environment builds and the environments they made, on either database. */
 export class EnvironmentStore {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
 
-  constructor(db: Db, clock: Clock) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock) {
+    this.#store = store;
     this.#clock = clock;
   }
 
-  /** Runs `fn` in one transaction. */
-  transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+  /**
+   * Runs `fn` in one transaction of the database (Store.transaction): every store's queries in it
+   * join it.
+   */
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#store.transaction(fn);
   }
 
   /** Inserts a queued build and returns it. */
-  createBuild(input: NewBuild): EnvironmentBuild {
-    const id = `${BUILD_ID_PREFIX}${newTaskId()}`;
-    this.#db
-      .prepare(
-        `INSERT INTO environment_builds (id, repo_full_name, repo_id, installation_id, state, trigger_json,
-           config_json, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)`,
-      )
-      .run(
-        id,
-        input.repoFullName,
-        input.repoId,
-        input.installationId,
-        JSON.stringify(input.trigger),
-        JSON.stringify(input.config),
-        this.#now(),
-      );
-    return this.build(id);
+  async createBuild(input: NewBuild): Promise<EnvironmentBuild> {
+    const row = await this.#store.db
+      .insertInto('environment_builds')
+      .values({
+        id: `${BUILD_ID_PREFIX}${newTaskId()}`,
+        repo_full_name: input.repoFullName,
+        repo_id: input.repoId,
+        installation_id: input.installationId,
+        state: 'queued',
+        trigger_json: JSON.stringify(input.trigger),
+        config_json: JSON.stringify(input.config),
+        created_at: this.#now(),
+      })
+      .returning(BUILD_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return buildFromRow(row);
   }
 
-  build(id: string): EnvironmentBuild {
-    const build = this.findBuild(id);
+  async build(id: string): Promise<EnvironmentBuild> {
+    const build = await this.findBuild(id);
     if (!build) throw new Error(`no environment build ${id}`);
     return build;
   }
 
-  findBuild(id: string): EnvironmentBuild | undefined {
-    const row = this.#db.prepare(`SELECT ${BUILD_COLUMNS} FROM environment_builds WHERE id = ?`).get(id);
+  async findBuild(id: string): Promise<EnvironmentBuild | undefined> {
+    const row = await this.#builds().where('id', '=', id).executeTakeFirst();
     return row ? buildFromRow(row) : undefined;
   }
 
   /** Builds in a state, oldest first. */
-  buildsIn(state: BuildState, limit = 100): EnvironmentBuild[] {
-    return this.#db
-      .prepare(
-        `SELECT ${BUILD_COLUMNS} FROM environment_builds WHERE state = ? ORDER BY created_at, id LIMIT ?`,
-      )
-      .all(state, limit)
-      .map(buildFromRow);
+  async buildsIn(state: BuildState, limit = 100): Promise<EnvironmentBuild[]> {
+    const rows = await this.#builds()
+      .where('state', '=', state)
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map(buildFromRow);
   }
 
   /** A repository's queued or running build, if any. */
-  openBuild(repoFullName: string): EnvironmentBuild | undefined {
-    const row = this.#db
-      .prepare(
-        `SELECT ${BUILD_COLUMNS} FROM environment_builds WHERE repo_full_name = ? AND state IN ('queued', 'running')
-         ORDER BY created_at LIMIT 1`,
-      )
-      .get(repoFullName);
+  async openBuild(repoFullName: string): Promise<EnvironmentBuild | undefined> {
+    const row = await this.#builds()
+      .where('repo_full_name', '=', repoFullName)
+      .where('state', 'in', ['queued', 'running'])
+      .orderBy('created_at')
+      .limit(1)
+      .executeTakeFirst();
     return row ? buildFromRow(row) : undefined;
   }
 
   /** A repository's latest finished build. */
-  lastFinishedBuild(repoFullName: string): EnvironmentBuild | undefined {
-    const row = this.#db
-      .prepare(
-        `SELECT ${BUILD_COLUMNS} FROM environment_builds WHERE repo_full_name = ? AND state IN ('succeeded', 'failed')
-         ORDER BY finished_at DESC, id DESC LIMIT 1`,
-      )
-      .get(repoFullName);
+  async lastFinishedBuild(repoFullName: string): Promise<EnvironmentBuild | undefined> {
+    const row = await this.#builds()
+      .where('repo_full_name', '=', repoFullName)
+      .where('state', 'in', ['succeeded', 'failed'])
+      .orderBy('finished_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
     return row ? buildFromRow(row) : undefined;
   }
 
   /** Builds newest first, optionally of one repository. */
-  listBuilds(options: { repoFullName?: string; limit?: number } = {}): EnvironmentBuild[] {
-    const where = options.repoFullName ? 'WHERE repo_full_name = ?' : '';
-    const args: unknown[] = options.repoFullName ? [options.repoFullName] : [];
-    return this.#db
-      .prepare(
-        `SELECT ${BUILD_COLUMNS} FROM environment_builds ${where} ORDER BY created_at DESC, id DESC LIMIT ?`,
-      )
-      .all(...args, options.limit ?? 100)
-      .map(buildFromRow);
+  async listBuilds(options: { repoFullName?: string; limit?: number } = {}): Promise<EnvironmentBuild[]> {
+    let query = this.#builds();
+    if (options.repoFullName) query = query.where('repo_full_name', '=', options.repoFullName);
+    const rows = await query
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(options.limit ?? 100)
+      .execute();
+    return rows.map(buildFromRow);
   }
 
   /** Moves a queued build to running. */
-  startBuild(id: string): EnvironmentBuild {
-    const changed = this.#db
-      .prepare(
-        `UPDATE environment_builds SET state = 'running', started_at = ? WHERE id = ? AND state = 'queued'`,
-      )
-      .run(this.#now(), id).changes;
-    if (changed !== 1) throw new Error(`environment build ${id} is not queued`);
-    return this.build(id);
+  async startBuild(id: string): Promise<EnvironmentBuild> {
+    const row = await this.#store.db
+      .updateTable('environment_builds')
+      .set({ state: 'running', started_at: this.#now() })
+      .where('id', '=', id)
+      .where('state', '=', 'queued')
+      .returning(BUILD_COLUMNS)
+      .executeTakeFirst();
+    if (!row) throw new Error(`environment build ${id} is not queued`);
+    return buildFromRow(row);
   }
 
   /** Records what a running build learnt about its source (the commit and the key). */
-  noteSource(id: string, source: { commitSha: string; envKey: string }): void {
-    this.#db
-      .prepare('UPDATE environment_builds SET commit_sha = ?, env_key = ? WHERE id = ?')
-      .run(source.commitSha, source.envKey, id);
+  async noteSource(id: string, source: { commitSha: string; envKey: string }): Promise<void> {
+    await this.#store.db
+      .updateTable('environment_builds')
+      .set({ commit_sha: source.commitSha, env_key: source.envKey })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** Ends a build that failed (or was interrupted) with its reason and the end of its log. */
-  failBuild(id: string, reason: string, logTail: string): EnvironmentBuild {
-    this.#db
-      .prepare(
-        `UPDATE environment_builds SET state = 'failed', reason = ?, log_tail = ?, finished_at = ?
-         WHERE id = ? AND state IN ('queued', 'running')`,
-      )
-      .run(reason, logTail, this.#now(), id);
+  async failBuild(id: string, reason: string, logTail: string): Promise<EnvironmentBuild> {
+    await this.#store.db
+      .updateTable('environment_builds')
+      .set({ state: 'failed', reason, log_tail: logTail, finished_at: this.#now() })
+      .where('id', '=', id)
+      .where('state', 'in', ['queued', 'running'])
+      .execute();
     return this.build(id);
   }
 
@@ -200,90 +236,114 @@ export class EnvironmentStore {
    * Ends a build that succeeded and records the environment it made, in one transaction: an
    * environment row exists only for a snapshot that was completely made.
    */
-  succeedBuild(
+  async succeedBuild(
     id: string,
     env: { id: string; dir: string; sizeBytes: number; commitSha: string; specHash: string; envKey: string },
     logTail: string,
-  ): EnvironmentRecord {
-    return this.transaction(() => {
-      const build = this.build(id);
+  ): Promise<EnvironmentRecord> {
+    return this.#store.transaction(async () => {
+      const build = await this.build(id);
       const now = this.#now();
-      this.#db
-        .prepare(
-          `INSERT INTO environments (id, repo_full_name, build_id, spec_hash, env_key, commit_sha, dir, size_bytes,
-             state, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?, ?)`,
-        )
-        .run(
-          env.id,
-          build.repoFullName,
-          id,
-          env.specHash,
-          env.envKey,
-          env.commitSha,
-          env.dir,
-          env.sizeBytes,
-          now,
-          now,
-        );
-      this.#db
-        .prepare(
-          `UPDATE environment_builds SET state = 'succeeded', reason = ?, environment_id = ?, commit_sha = ?,
-             env_key = ?, log_tail = ?, finished_at = ? WHERE id = ?`,
-        )
-        .run(`environment ${env.id} ready`, env.id, env.commitSha, env.envKey, logTail, now, id);
+      await this.#store.db
+        .insertInto('environments')
+        .values({
+          id: env.id,
+          repo_full_name: build.repoFullName,
+          build_id: id,
+          spec_hash: env.specHash,
+          env_key: env.envKey,
+          commit_sha: env.commitSha,
+          dir: env.dir,
+          size_bytes: env.sizeBytes,
+          state: 'ready',
+          created_at: now,
+          last_used_at: now,
+        })
+        .execute();
+      await this.#store.db
+        .updateTable('environment_builds')
+        .set({
+          state: 'succeeded',
+          reason: `environment ${env.id} ready`,
+          environment_id: env.id,
+          commit_sha: env.commitSha,
+          env_key: env.envKey,
+          log_tail: logTail,
+          finished_at: now,
+        })
+        .where('id', '=', id)
+        .execute();
       return this.environment(env.id);
     });
   }
 
-  environment(id: string): EnvironmentRecord {
-    const row = this.#db.prepare(`SELECT ${ENV_COLUMNS} FROM environments WHERE id = ?`).get(id);
+  async environment(id: string): Promise<EnvironmentRecord> {
+    const row = await this.#environments().where('id', '=', id).executeTakeFirst();
     if (!row) throw new Error(`no environment ${id}`);
     return envFromRow(row);
   }
 
   /** A repository's newest ready environment: the one that serves its tasks. */
-  current(repoFullName: string): EnvironmentRecord | undefined {
-    const row = this.#db
-      .prepare(
-        `SELECT ${ENV_COLUMNS} FROM environments WHERE repo_full_name = ? AND state = 'ready'
-         ORDER BY created_at DESC, rowid DESC LIMIT 1`,
-      )
-      .get(repoFullName);
+  async current(repoFullName: string): Promise<EnvironmentRecord | undefined> {
+    const row = await this.#environments()
+      .where('repo_full_name', '=', repoFullName)
+      .where('state', '=', 'ready')
+      .orderBy('created_at', 'desc')
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
     return row ? envFromRow(row) : undefined;
   }
 
   /** Every environment whose files are still on disk. */
-  ready(): EnvironmentRecord[] {
-    return this.#db
-      .prepare(`SELECT ${ENV_COLUMNS} FROM environments WHERE state = 'ready' ORDER BY created_at, rowid`)
-      .all()
-      .map(envFromRow);
+  async ready(): Promise<EnvironmentRecord[]> {
+    const rows = await this.#environments()
+      .where('state', '=', 'ready')
+      .orderBy('created_at')
+      .orderBy('seq')
+      .execute();
+    return rows.map(envFromRow);
   }
 
   /** Environments newest first, optionally of one repository. */
-  listEnvironments(options: { repoFullName?: string; limit?: number } = {}): EnvironmentRecord[] {
-    const where = options.repoFullName ? 'WHERE repo_full_name = ?' : '';
-    const args: unknown[] = options.repoFullName ? [options.repoFullName] : [];
-    return this.#db
-      .prepare(
-        `SELECT ${ENV_COLUMNS} FROM environments ${where} ORDER BY created_at DESC, rowid DESC LIMIT ?`,
-      )
-      .all(...args, options.limit ?? 100)
-      .map(envFromRow);
+  async listEnvironments(
+    options: { repoFullName?: string; limit?: number } = {},
+  ): Promise<EnvironmentRecord[]> {
+    let query = this.#environments();
+    if (options.repoFullName) query = query.where('repo_full_name', '=', options.repoFullName);
+    const rows = await query
+      .orderBy('created_at', 'desc')
+      .orderBy('seq', 'desc')
+      .limit(options.limit ?? 100)
+      .execute();
+    return rows.map(envFromRow);
   }
 
   /** Notes that a task was started from an environment (for garbage collection by age). */
-  touch(id: string): void {
-    this.#db.prepare('UPDATE environments SET last_used_at = ? WHERE id = ?').run(this.#now(), id);
+  async touch(id: string): Promise<void> {
+    await this.#store.db
+      .updateTable('environments')
+      .set({ last_used_at: this.#now() })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** Marks an environment's files as deleted, with why. */
-  markCollected(id: string, why: string): void {
-    this.#db
-      .prepare(
-        `UPDATE environments SET state = 'collected', collected_at = ?, collected_why = ? WHERE id = ? AND state = 'ready'`,
-      )
-      .run(this.#now(), why, id);
+  async markCollected(id: string, why: string): Promise<void> {
+    await this.#store.db
+      .updateTable('environments')
+      .set({ state: 'collected', collected_at: this.#now(), collected_why: why })
+      .where('id', '=', id)
+      .where('state', '=', 'ready')
+      .execute();
+  }
+
+  #builds() {
+    return this.#store.db.selectFrom('environment_builds').select(BUILD_COLUMNS);
+  }
+
+  #environments() {
+    return this.#store.db.selectFrom('environments').select(ENV_COLUMNS);
   }
 
   #now(): string {

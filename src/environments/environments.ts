@@ -54,6 +54,8 @@ export class Environments {
   readonly #leases = new Map<string, number>();
   readonly #stop = new AbortController();
   #running: Promise<void> | undefined;
+  /** Woken while a look at the queue was under way. */
+  #again = false;
   #started = false;
   #gcTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -84,15 +86,15 @@ export class Environments {
   async start(): Promise<{ interrupted: string[]; removed: string[] }> {
     const { store, audit } = this.#deps;
     const interrupted: string[] = [];
-    for (const build of store.buildsIn('running')) {
+    for (const build of await store.buildsIn('running')) {
       const reason = 'interrupted: airlock stopped during the build; what it had made was removed';
-      const failed = store.failBuild(build.id, reason, '');
+      const failed = await store.failBuild(build.id, reason, '');
       audit.append(build.id, 'build.outcome', { state: 'failed', reason });
       interrupted.push(build.id);
       this.#finished(failed);
     }
     await mkdir(this.root, { recursive: true });
-    const ready = new Map(store.ready().map((env) => [path.basename(env.dir), env]));
+    const ready = new Map((await store.ready()).map((env) => [path.basename(env.dir), env]));
     const removed: string[] = [];
     for (const entry of await readdir(this.root)) {
       if (ready.has(entry)) continue;
@@ -104,7 +106,7 @@ export class Environments {
         () => true,
         () => false,
       );
-      if (!present) store.markCollected(env.id, 'its files were missing at start');
+      if (!present) await store.markCollected(env.id, 'its files were missing at start');
     }
     if (interrupted.length || removed.length)
       this.#deps.log.warn({ interrupted, removed }, 'recovered environment builds');
@@ -129,8 +131,8 @@ export class Environments {
     const usable = await this.#usableCurrent(task.repoFullName);
     if (usable) {
       const { env } = usable;
-      const stale = this.#staleness(env, config);
-      if (stale) this.#requestIfNone(task, config, { kind: 'stale', detail: stale });
+      const stale = await this.#staleness(env, config);
+      if (stale) await this.#requestIfNone(task, config, { kind: 'stale', detail: stale });
       audit.append(task.id, 'environment.restore', {
         environment: env.id,
         build: env.buildId,
@@ -138,12 +140,12 @@ export class Environments {
         key: env.envKey,
         ...(stale ? { stale } : {}),
       });
-      return this.#lease(usable.env, usable.snapshot);
+      return await this.#lease(usable.env, usable.snapshot);
     }
-    const build = this.#requestIfNone(task, config, { kind: 'task' });
+    const build = await this.#requestIfNone(task, config, { kind: 'task' });
     audit.append(task.id, 'environment.waiting', { build: build.id });
     const ended = await this.waitFor(build.id, signal);
-    const made = ended.environmentId ? store.environment(ended.environmentId) : undefined;
+    const made = ended.environmentId ? await store.environment(ended.environmentId) : undefined;
     const snapshot = made?.state === 'ready' ? await this.#deps.builder.open(made.dir) : undefined;
     if (ended.state !== 'succeeded' || !made || !snapshot) {
       throw new TaskFailure(
@@ -157,12 +159,12 @@ export class Environments {
       commit: made.commitSha,
       key: made.envKey,
     });
-    return this.#lease(made, snapshot);
+    return await this.#lease(made, snapshot);
   }
 
   /** Queues a build unless one is queued or running for the repository, and starts it when it can. */
-  request(input: NewBuild): EnvironmentBuild {
-    const build = this.enqueue(input);
+  async request(input: NewBuild): Promise<EnvironmentBuild> {
+    const build = await this.enqueue(input);
     this.wake();
     return build;
   }
@@ -171,12 +173,12 @@ export class Environments {
    * Queues a build unless one is queued or running for the repository; returns the one that will
    * run. Only writes (inside the caller's transaction, if any): call wake() once it is committed.
    */
-  enqueue(input: NewBuild): EnvironmentBuild {
+  async enqueue(input: NewBuild): Promise<EnvironmentBuild> {
     const { store, audit } = this.#deps;
-    return store.transaction(() => {
-      const open = store.openBuild(input.repoFullName);
+    return store.transaction(async () => {
+      const open = await store.openBuild(input.repoFullName);
       if (open) return open;
-      const created = store.createBuild(input);
+      const created = await store.createBuild(input);
       audit.append(created.id, 'build.created', {
         repository: created.repoFullName,
         trigger: created.trigger,
@@ -195,8 +197,6 @@ export class Environments {
 
   /** Resolves once a build has ended; rejects when `signal` aborts first. */
   waitFor(buildId: string, signal?: AbortSignal): Promise<EnvironmentBuild> {
-    const now = this.#deps.store.build(buildId);
-    if (now.state === 'succeeded' || now.state === 'failed') return Promise.resolve(now);
     return new Promise((resolve, reject) => {
       const list = this.#waiters.get(buildId) ?? [];
       const done = (build: EnvironmentBuild) => {
@@ -212,6 +212,15 @@ export class Environments {
       signal?.addEventListener('abort', onAbort, { once: true });
       list.push(done);
       this.#waiters.set(buildId, list);
+      // Registered first, then read: a build that ends in between is heard of either way.
+      this.#deps.store.build(buildId).then((now) => {
+        if (now.state !== 'succeeded' && now.state !== 'failed') return;
+        this.#waiters.set(
+          buildId,
+          (this.#waiters.get(buildId) ?? []).filter((w) => w !== done),
+        );
+        done(now);
+      }, reject);
     });
   }
 
@@ -223,7 +232,7 @@ export class Environments {
   /** Deletes what the age and disk budget no longer allow (see environmentsToCollect). */
   async collect(): Promise<Collection[]> {
     const { store, clock } = this.#deps;
-    const chosen = environmentsToCollect(store.ready(), {
+    const chosen = environmentsToCollect(await store.ready(), {
       now: clock.now(),
       idleMs: ENV_IDLE_MS,
       budgetBytes: this.#deps.diskBudgetBytes,
@@ -232,7 +241,7 @@ export class Environments {
     for (const { env, why } of chosen) {
       await this.#retire(env);
       // The row goes first: a crash in between leaves a directory that start() removes.
-      store.markCollected(env.id, why);
+      await store.markCollected(env.id, why);
       await rm(env.dir, { recursive: true, force: true });
       this.#deps.audit.append(env.buildId, 'environment.collected', { environment: env.id, why });
       this.#deps.log.info({ environment: env.id, repo: env.repoFullName, why }, 'environment collected');
@@ -251,23 +260,26 @@ export class Environments {
     repoFullName: string,
   ): Promise<{ env: EnvironmentRecord; snapshot: VmSnapshot } | undefined> {
     const { store } = this.#deps;
-    const current = store.current(repoFullName);
+    const current = await store.current(repoFullName);
     if (!current) return undefined;
     const snapshot = await this.#deps.builder.open(current.dir);
     if (snapshot) return { env: current, snapshot };
     if (!this.#leases.get(current.id)) {
-      store.markCollected(current.id, 'its snapshot no longer restores here (another image, QEMU or host)');
+      await store.markCollected(
+        current.id,
+        'its snapshot no longer restores here (another image, QEMU or host)',
+      );
       await rm(current.dir, { recursive: true, force: true });
     }
     return undefined;
   }
 
   /** Why an environment should be rebuilt for a task's config, or undefined while it is current. */
-  #staleness(env: EnvironmentRecord, config: EnvironmentConfig): string | undefined {
+  async #staleness(env: EnvironmentRecord, config: EnvironmentConfig): Promise<string | undefined> {
     const { store, clock, builder } = this.#deps;
     // A build since this environment failed: rebuilding again on every task would only fail again;
     // a push to a key file or /airlock rebuild asks anew.
-    const last = store.lastFinishedBuild(env.repoFullName);
+    const last = await store.lastFinishedBuild(env.repoFullName);
     if (last && last.state === 'failed' && last.createdAt > env.createdAt) return undefined;
     if (env.specHash !== environmentSpecHash(config, builder.imageDigest))
       return "the repository's environment configuration changed";
@@ -281,7 +293,7 @@ export class Environments {
     task: Task,
     config: EnvironmentConfig,
     why: { kind: 'task' | 'stale'; detail?: string },
-  ): EnvironmentBuild {
+  ): Promise<EnvironmentBuild> {
     const issueNumber = task.issueNumber ?? task.prNumber;
     return this.request({
       repoFullName: task.repoFullName,
@@ -299,9 +311,10 @@ export class Environments {
     });
   }
 
-  #lease(env: EnvironmentRecord, snapshot: VmSnapshot): EnvironmentLease {
-    this.#deps.store.touch(env.id);
+  async #lease(env: EnvironmentRecord, snapshot: VmSnapshot): Promise<EnvironmentLease> {
+    // Held before the write: a collection meanwhile must see it in use.
     this.#leases.set(env.id, (this.#leases.get(env.id) ?? 0) + 1);
+    await this.#deps.store.touch(env.id);
     let released = false;
     return {
       env,
@@ -315,16 +328,26 @@ export class Environments {
   }
 
   #pump(): void {
-    if (!this.#started || this.#running || this.#stop.signal.aborted) return;
-    const next = this.#deps.store.buildsIn('queued', 1)[0];
-    if (!next) return;
-    this.#running = this.#run(next)
-      .catch((error) =>
+    if (!this.#started || this.#stop.signal.aborted) return;
+    if (this.#running) {
+      // Looked at (or running) already: look again once it is done, in case the queue changed.
+      this.#again = true;
+      return;
+    }
+    this.#again = false;
+    let ran = false;
+    this.#running = (async () => {
+      const next = (await this.#deps.store.buildsIn('queued', 1))[0];
+      if (!next) return;
+      ran = true;
+      await this.#run(next).catch((error) =>
         this.#deps.log.error({ err: errorMessage(error), build: next.id }, 'build bookkeeping failed'),
-      )
+      );
+    })()
+      .catch((error) => this.#deps.log.error({ err: errorMessage(error) }, 'queued builds could not be read'))
       .finally(() => {
         this.#running = undefined;
-        this.#pump();
+        if (ran || this.#again) this.#pump();
       });
   }
 

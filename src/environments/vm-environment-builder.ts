@@ -178,7 +178,7 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
     const specHash = environmentSpecHash(config, this.imageDigest);
     const source = { commitSha, specHash, envKey: environmentKey(specHash, keyFiles) };
     audit.append(build.id, 'build.source', { ...source, keyFiles });
-    request.source(source);
+    await request.source(source);
 
     const { packages, setup } = config.environment;
     if (packages.length) {

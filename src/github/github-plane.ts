@@ -7,11 +7,13 @@ import type { Clock } from '../clock.ts';
 import type { AppConfig } from '../config/app-config.ts';
 import { buildFailureComment } from '../environments/build-report.ts';
 import type { Environments } from '../environments/environments.ts';
+import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AirlockMetrics } from '../metrics/airlock-metrics.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import type { SpendLedger } from '../spend/spend-ledger.ts';
-import type { Db, Store } from '../store/database.ts';
+import { coalescedNotify } from '../store/coalesced-notify.ts';
+import type { Store } from '../store/database.ts';
 import type { ApprovalStore } from '../tasks/approval-store.ts';
 import { decideApproval, expireApprovals } from '../tasks/approvals.ts';
 import type { HeldResults } from '../tasks/held-results.ts';
@@ -27,14 +29,14 @@ import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
 import { appIdentity } from './app-identity.ts';
 import { hasWriteAccess } from './collaborator-permission.ts';
-import { DeliveryLog } from './delivery-log.ts';
+import { DELIVERIES_CHANNEL, DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
-import { type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
+import { GITHUB_JOBS_CHANNEL, type GitHubJob, GitHubJobQueue } from './github-jobs.ts';
 import { GitHubReporter } from './github-reporter.ts';
 import { IngressGate } from './ingress-gate.ts';
 import type { OctokitTuning } from './octokit-factory.ts';
 import { recordIntents } from './webhook-dispatch.ts';
-import { INBOX_KEEP_DAYS, WebhookInbox } from './webhook-inbox.ts';
+import { INBOX_CHANNEL, INBOX_KEEP_DAYS, WebhookInbox } from './webhook-inbox.ts';
 import { webhookListener } from './webhook-route.ts';
 
 const INBOX_PRUNE_INTERVAL_MS = 6 * 3600 * 1000;
@@ -44,7 +46,6 @@ export interface GitHubPlaneDeps {
   settings: AppConfig;
   github: NonNullable<AppConfig['github']>;
   store: Store;
-  db: Db;
   clock: Clock;
   log: Logger;
   audit: AuditLog;
@@ -91,12 +92,17 @@ export interface GitHubPlane {
  * known, since telling airlock's own comments from people's needs its slug.
  */
 export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPlane> {
-  const { db, clock, log, settings, github, tasks } = deps;
+  const { store, clock, log, settings, github, tasks } = deps;
   const pollMs = deps.pollMs ?? 1000;
-  const inbox = new WebhookInbox(db, clock);
-  const deliveries = new DeliveryLog(db, clock);
-  const jobs = new GitHubJobQueue(db, clock);
-  const verdicts = new CiVerdicts(db, clock);
+  const inbox = new WebhookInbox(store, clock);
+  const deliveries = new DeliveryLog(store, clock);
+  const jobs = new GitHubJobQueue(store, clock);
+  const verdicts = new CiVerdicts(store, clock);
+  if (store.dialect === 'sqlite') {
+    // One process owns an SQLite database: claims left in it are a previous process's.
+    const released = (await deliveries.releaseClaims()) + (await jobs.releaseClaims());
+    if (released > 0) log.info({ released }, 'claims of the previous process released');
+  }
   const tuning = { fetch: deps.metrics.countGitHubErrors(), ...deps.octokit };
   const client = new GitHubClient(
     { appId: github.appId, privateKey: github.privateKey, apiUrl: github.apiUrl },
@@ -139,24 +145,38 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       fetch: tuning.fetch,
       ...(deps.environments ? { environments: deps.environments } : {}),
       approvals: {
-        pending: () =>
-          deps.approvals.allPending().map((approval) => ({ approval, task: tasks.get(approval.taskId) })),
+        pending: async () =>
+          Promise.all(
+            (await deps.approvals.allPending()).map(async (approval) => ({
+              approval,
+              task: await tasks.get(approval.taskId),
+            })),
+          ),
         held: (taskId) => deps.held.get(taskId),
         spend: deps.spend,
         mayWrite: async (task, login) =>
           task.installationId !== null &&
           hasWriteAccess(await client.permission(task.installationId, task.repoFullName, login)),
         decide: (input) =>
-          tasks.transaction(() =>
+          deps.store.transaction(() =>
             decideApproval({ ...deps.lifecycle, approvals: deps.approvals }, { ...input, channel: 'web' }),
           ),
       },
     }),
   );
+  // Other processes on the database hear of a stored delivery too (folded: one notification at a
+  // time); this one wakes its loops at once.
+  const announceStored = coalescedNotify(store, INBOX_CHANNEL, (error) =>
+    log.warn({ err: errorMessage(error) }, 'stored webhooks could not be announced'),
+  );
+  const stored = () => {
+    wakeAll();
+    announceStored();
+  };
   const server = await startHttpServer({
     host: settings.host,
     port: settings.port,
-    webhooks: webhookListener({ inbox, stored: wakeAll, secret: github.webhookSecret, log, gate }),
+    webhooks: webhookListener({ inbox, stored, secret: github.webhookSecret, log, gate }),
     fetch: web.fetch,
   });
 
@@ -165,40 +185,54 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     tasks,
     publicUrl: settings.publicUrl,
     log,
-    ciVerdict: (taskId) => verdicts.forTask(taskId),
-    auditHeadHash: (taskId) => deps.audit.headHash(taskId),
+    ciVerdict: async (taskId) => verdicts.forTask(taskId),
+    auditHeadHash: async (taskId) => deps.audit.headHash(taskId),
     approval: (taskId) => deps.approvals.pending(taskId),
     spend: (taskId) => deps.spend.ofTask(taskId),
   });
-  const ciDeps = { tasks, verdicts, jobs, github: client, audit: deps.audit, log };
+  const ciDeps = { store, tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
     if (job.kind !== 'ci_recheck') return reporter.execute(job);
-    const head = headToRecheck(tasks, tasks.get(job.taskId));
+    const head = await headToRecheck(tasks, await tasks.get(job.taskId));
     if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
+  };
+  // Listeners are called synchronously: inside a transaction, the jobs they queue join it just
+  // before it commits, and the loops are woken once it has (a loop woken inside would run its step
+  // in the transaction's context); outside one, the jobs are queued at once (a failure is logged).
+  const queueFromListener = (what: string, queue: () => Promise<void>) => {
+    if (store.inTransaction()) store.beforeCommit(queue);
+    else
+      void queue().catch((error) =>
+        log.error({ err: errorMessage(error) }, `GitHub jobs for ${what} could not be queued`),
+      );
+    store.afterCommit(wakeAll);
   };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
   deps.listeners.push((task) => {
-    jobs.enqueue({ kind: 'tracking', taskId: task.id });
-    if (task.headSha || task.checkRunId) jobs.enqueue({ kind: 'check_run', taskId: task.id });
-    if (isTerminal(task.state) && task.prNumber !== null)
-      jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
-    wakeAll();
+    queueFromListener(`task ${task.id}`, async () => {
+      await jobs.enqueue({ kind: 'tracking', taskId: task.id });
+      if (task.headSha || task.checkRunId) await jobs.enqueue({ kind: 'check_run', taskId: task.id });
+      if (isTerminal(task.state) && task.prNumber !== null)
+        await jobs.enqueue({ kind: 'ci_recheck', taskId: task.id });
+    });
   });
   deps.lifecycle.publish = reporter.publish;
   // A failed build is reported where the person who caused it looks: the issue or pull request.
   deps.environments?.onBuildFinished((build) => {
     const issueNumber = build.trigger.issueNumber;
     if (build.state !== 'failed' || build.installationId === null || issueNumber === undefined) return;
-    jobs.enqueue({
-      kind: 'comment',
-      installationId: build.installationId,
-      repo: build.repoFullName,
-      issueNumber,
-      body: buildFailureComment(build, settings.publicUrl),
-    });
-    wakeAll();
+    const installationId = build.installationId;
+    queueFromListener(`build ${build.id}`, () =>
+      jobs.enqueue({
+        kind: 'comment',
+        installationId,
+        repo: build.repoFullName,
+        issueNumber,
+        body: buildFailureComment(build, settings.publicUrl),
+      }),
+    );
   });
 
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
@@ -220,13 +254,16 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
 
   const scheduler = new Scheduler({ ...deps.lifecycle, log, limits: settings.scheduler });
   for (const { task, result } of recovery.toPublish) {
-    void publishRecovered(deps.lifecycle, task, result, log.child({ taskId: task.id }));
+    const taskLog = log.child({ taskId: task.id });
+    publishRecovered(deps.lifecycle, task, result, taskLog).catch((error) =>
+      taskLog.error({ err: errorMessage(error) }, 'recovered task could not be finished'),
+    );
   }
   const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
   const intentLoop = startWorkLoop(
     'webhooks',
     async () =>
-      identity.known() ? recordIntents({ inbox, deliveries, tasks, appSlug: identity.slug(), log, gate }) : 0,
+      identity.known() ? recordIntents({ store, inbox, deliveries, appSlug: identity.slug(), log, gate }) : 0,
     log,
     pollMs,
   );
@@ -234,8 +271,9 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     'intake',
     async () => {
       // Waiting tasks whose time is up end here, on the injected clock.
-      const expired = expireApprovals(approvalDeps);
+      const expired = await expireApprovals(approvalDeps);
       const n = await processPendingDeliveries({
+        store,
         deliveries,
         tasks,
         jobs,
@@ -253,23 +291,35 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         ...(deps.environments ? { environments: deps.environments } : {}),
       });
       if (n > 0 || expired.length > 0) jobLoop.wake();
-      if (identity.known()) scheduler.tick();
+      if (identity.known()) await scheduler.tick();
       return n + expired.length;
     },
     log,
     pollMs,
   );
   loops.push(intentLoop, intakeLoop, jobLoop);
+  // Work another process queued on the database wakes this one's loop at once; polling stays.
+  const unlisten = [
+    await store.listen(INBOX_CHANNEL, () => intentLoop.wake()),
+    await store.listen(DELIVERIES_CHANNEL, () => intakeLoop.wake()),
+    await store.listen(GITHUB_JOBS_CHANNEL, () => jobLoop.wake()),
+  ];
 
   // The inbox keeps a dispatched delivery's row (without its body) as the dedupe record for a month,
   // and the delivery log its intent and outcome for as long.
-  const pruneInbox = () => {
-    const pruned = inbox.prune(INBOX_KEEP_DAYS);
-    const processed = deliveries.prune(INBOX_KEEP_DAYS);
+  const pruneInbox = async () => {
+    const pruned = await inbox.prune(INBOX_KEEP_DAYS);
+    const processed = await deliveries.prune(INBOX_KEEP_DAYS);
     if (pruned + processed > 0) log.info({ pruned, processed }, 'old webhook rows deleted');
   };
-  pruneInbox();
-  const pruneTimer = setInterval(pruneInbox, INBOX_PRUNE_INTERVAL_MS);
+  await pruneInbox();
+  const pruneTimer = setInterval(
+    () =>
+      void pruneInbox().catch((error) =>
+        log.warn({ err: errorMessage(error) }, 'old webhook rows could not be deleted'),
+      ),
+    INBOX_PRUNE_INTERVAL_MS,
+  );
   pruneTimer.unref();
 
   return {
@@ -299,13 +349,14 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
       const result = promptThread(task.thread, current, mayWrite);
       if (result.editedAfterTrigger || result.leftOut.length) {
         const threadChanged = { edited: result.editedAfterTrigger, leftOut: result.leftOut.length };
-        tasks.update(task.id, { context: { ...tasks.get(task.id).context, threadChanged } });
-        jobs.enqueue({ kind: 'tracking', taskId: task.id });
+        await tasks.update(task.id, { context: { ...(await tasks.get(task.id)).context, threadChanged } });
+        await jobs.enqueue({ kind: 'tracking', taskId: task.id });
       }
       return result;
     },
     stop: async () => {
       clearInterval(pruneTimer);
+      for (const stopListening of unlisten) await stopListening();
       identity.stop();
       // Not awaited: live-update streams would hold it open; the process exits after stop.
       void server.close();

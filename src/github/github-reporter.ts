@@ -19,11 +19,11 @@ export interface GitHubReporterDeps {
   /** The audit chain's head hash for a task, shown on its check run. */
   auditHeadHash?(taskId: string): Promise<string | undefined>;
   /** CI's verdict on the commit a task pushed, shown on its tracking comment. */
-  ciVerdict?(taskId: string): CiVerdictLine | undefined;
+  ciVerdict?(taskId: string): Promise<CiVerdictLine | undefined>;
   /** The approval a task waits for, shown on its tracking comment. */
-  approval?(taskId: string): Approval | undefined;
+  approval?(taskId: string): Promise<Approval | undefined>;
   /** What a task spent on model calls, once recorded. */
-  spend?(taskId: string): TaskSpend | undefined;
+  spend?(taskId: string): Promise<TaskSpend | undefined>;
 }
 
 /**
@@ -48,9 +48,9 @@ export class GitHubReporter {
         await github.comment(job.installationId, job.repo, job.issueNumber, job.body);
         return;
       case 'tracking':
-        return this.#tracking(this.#deps.tasks.get(job.taskId));
+        return this.#tracking(await this.#deps.tasks.get(job.taskId));
       case 'check_run':
-        return this.#checkRun(this.#deps.tasks.get(job.taskId));
+        return this.#checkRun(await this.#deps.tasks.get(job.taskId));
       case 'ready_for_review':
         return markReadyForReview(github.octokit(job.installationId), job.pullNodeId);
       case 'request_review':
@@ -62,7 +62,7 @@ export class GitHubReporter {
   readonly publish = async (task: Task, result: TaskResult): Promise<TaskResult> => {
     if (task.installationId === null) return result;
     // Follow-ups update the PR the branch's first task opened: its issue, its requester.
-    const first = this.#deps.tasks.onBranch(task.repoFullName, task.branch)[0] ?? task;
+    const first = (await this.#deps.tasks.onBranch(task.repoFullName, task.branch))[0] ?? task;
     const pr = await this.#deps.github.openOrUpdatePull(task.installationId, task.repoFullName, {
       head: task.branch,
       base: task.baseRef ?? 'main',
@@ -80,13 +80,13 @@ export class GitHubReporter {
     if (number === null) return;
     const queuedBehind =
       task.state === 'queued'
-        ? this.#deps.tasks
-            .onBranch(task.repoFullName, task.branch)
-            .find((t) => t.id !== task.id && t.createdAt <= task.createdAt && !isTerminal(t.state))?.id
+        ? (await this.#deps.tasks.onBranch(task.repoFullName, task.branch)).find(
+            (t) => t.id !== task.id && t.createdAt <= task.createdAt && !isTerminal(t.state),
+          )?.id
         : undefined;
-    const ci = this.#deps.ciVerdict?.(task.id);
-    const approval = task.state === 'awaiting_approval' ? this.#deps.approval?.(task.id) : undefined;
-    const spend = this.#deps.spend?.(task.id);
+    const ci = await this.#deps.ciVerdict?.(task.id);
+    const approval = task.state === 'awaiting_approval' ? await this.#deps.approval?.(task.id) : undefined;
+    const spend = await this.#deps.spend?.(task.id);
     const body = trackingCommentBody(task, {
       publicUrl: this.#deps.publicUrl,
       ...(queuedBehind ? { queuedBehind } : {}),
@@ -104,7 +104,7 @@ export class GitHubReporter {
       return;
     }
     const id = await this.#deps.github.comment(task.installationId, task.repoFullName, number, body);
-    this.#deps.tasks.update(task.id, { trackingCommentId: id });
+    await this.#deps.tasks.update(task.id, { trackingCommentId: id });
   }
 
   async #checkRun(task: Task): Promise<void> {
@@ -127,7 +127,7 @@ export class GitHubReporter {
       title: `airlock task ${task.id}: ${task.state}`,
       summary: checkRunSummary(task, { publicUrl: this.#deps.publicUrl, auditHead: head }),
     });
-    if (id !== task.checkRunId) this.#deps.tasks.update(task.id, { checkRunId: id });
+    if (id !== task.checkRunId) await this.#deps.tasks.update(task.id, { checkRunId: id });
   }
 }
 

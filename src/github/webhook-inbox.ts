@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { type Clock, daysBefore } from '../clock.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 
 /** A stored delivery waiting to be dispatched. */
 export interface InboxDelivery {
@@ -11,6 +12,20 @@ export interface InboxDelivery {
   receivedAt: string;
 }
 
+/** A waiting row as read back: its body is there until it is dispatched. */
+const WaitingRow = z.object({
+  delivery_id: z.string(),
+  event: z.string(),
+  payload: z.string(),
+  received_at: z.string(),
+});
+
+/**
+ * The channel told when a delivery is stored, so the dispatcher of every process on the database
+ * looks at once (each also polls).
+ */
+export const INBOX_CHANNEL = 'airlock_webhooks';
+
 /**
  * How long a dispatched delivery's row is kept as the record that its id was seen. GitHub lets
  * people redeliver a delivery for three days; a month leaves a wide margin.
@@ -19,69 +34,92 @@ export const INBOX_KEEP_DAYS = 30;
 
 /**
  * Verified webhook deliveries, stored before GitHub is answered and dispatched afterwards.
- * Storing is one INSERT keyed by the delivery id, so a redelivery is recognised at once and
+ * Storing is one INSERT keyed by the delivery id (and the body's digest), so a redelivery is
+ * recognised at once, by the database's unique keys, whichever process received either copy; and
  * nothing slower than that stands between GitHub and its answer.
  */
 export class WebhookInbox {
+  readonly #store: Store;
   readonly #clock: Clock;
-  readonly #insert;
-  readonly #waiting;
-  readonly #dispatched;
-  readonly #prune;
 
-  constructor(db: Db, clock: Clock) {
+  constructor(store: Store, clock: Clock) {
+    this.#store = store;
     this.#clock = clock;
-    this.#insert = db.prepare(
-      `INSERT INTO webhook_inbox (delivery_id, event, payload, body_sha256, received_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT DO NOTHING`,
-    );
-    this.#waiting = db.prepare(
-      `SELECT delivery_id, event, payload, received_at FROM webhook_inbox
-       WHERE dispatched_at IS NULL ORDER BY received_at, rowid LIMIT ?`,
-    );
-    this.#dispatched = db.prepare(
-      'UPDATE webhook_inbox SET dispatched_at = ?, payload = NULL, error = ? WHERE delivery_id = ?',
-    );
-    this.#prune = db.prepare('DELETE FROM webhook_inbox WHERE dispatched_at IS NOT NULL AND received_at < ?');
   }
 
   /**
    * Stores a delivery; 'duplicate' when its id, or the same body under another id, was stored
    * before (a captured signed body re-posted with a new delivery id is the same request).
    */
-  store(deliveryId: string, event: string, payload: string): 'stored' | 'duplicate' {
-    const at = this.#clock.now().toISOString();
-    const digest = createHash('sha256').update(payload).digest('hex');
-    return this.#insert.run(deliveryId, event, payload, digest, at).changes === 1 ? 'stored' : 'duplicate';
+  async store(deliveryId: string, event: string, payload: string): Promise<'stored' | 'duplicate'> {
+    const result = await this.#store.db
+      .insertInto('webhook_inbox')
+      .values({
+        delivery_id: deliveryId,
+        event,
+        payload,
+        body_sha256: createHash('sha256').update(payload).digest('hex'),
+        received_at: this.#clock.now().toISOString(),
+      })
+      .onConflict((oc) => oc.doNothing())
+      .executeTakeFirst();
+    return result.numInsertedOrUpdatedRows === 1n ? 'stored' : 'duplicate';
   }
 
-  /** Deliveries not yet dispatched, oldest first. */
-  waiting(limit: number): InboxDelivery[] {
-    return (
-      this.#waiting.all(limit) as Array<{
-        delivery_id: string;
-        event: string;
-        payload: string;
-        received_at: string;
-      }>
-    ).map((r) => ({
-      deliveryId: r.delivery_id,
-      event: r.event,
-      payload: r.payload,
-      receivedAt: r.received_at,
-    }));
+  /** Deliveries not yet dispatched, oldest first (a look: dispatching takes them with next()). */
+  async waiting(limit: number): Promise<InboxDelivery[]> {
+    const rows = await this.#waitingRows().limit(limit).execute();
+    return rows.map(rowToDelivery);
+  }
+
+  /**
+   * Takes the oldest delivery not yet dispatched for the caller's transaction, which marks it
+   * done() before it commits. On PostgreSQL the row stays locked until then and other processes'
+   * dispatchers skip it (FOR UPDATE SKIP LOCKED); on SQLite the one connection serialises them.
+   */
+  async next(): Promise<InboxDelivery | undefined> {
+    if (!this.#store.inTransaction()) throw new Error('WebhookInbox.next() runs inside a transaction');
+    const oldest = this.#waitingRows().limit(1);
+    const row = await (this.#store.dialect === 'postgres'
+      ? oldest.forUpdate().skipLocked()
+      : oldest
+    ).executeTakeFirst();
+    return row ? rowToDelivery(row) : undefined;
   }
 
   /** Marks a delivery dispatched (or given up, with the error) and drops its body. */
-  done(deliveryId: string, error?: string): void {
-    this.#dispatched.run(this.#clock.now().toISOString(), error ?? null, deliveryId);
+  async done(deliveryId: string, error?: string): Promise<void> {
+    await this.#store.db
+      .updateTable('webhook_inbox')
+      .set({ dispatched_at: this.#clock.now().toISOString(), payload: null, error: error ?? null })
+      .where('delivery_id', '=', deliveryId)
+      .execute();
   }
 
   /**
    * Deletes the rows of deliveries dispatched and received more than `keepDays` ago; rows still
    * waiting are never deleted. Returns how many went.
    */
-  prune(keepDays = INBOX_KEEP_DAYS): number {
-    return this.#prune.run(daysBefore(this.#clock, keepDays)).changes;
+  async prune(keepDays = INBOX_KEEP_DAYS): Promise<number> {
+    const result = await this.#store.db
+      .deleteFrom('webhook_inbox')
+      .where('dispatched_at', 'is not', null)
+      .where('received_at', '<', daysBefore(this.#clock, keepDays))
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
+
+  #waitingRows() {
+    return this.#store.db
+      .selectFrom('webhook_inbox')
+      .select(['delivery_id', 'event', 'payload', 'received_at'])
+      .where('dispatched_at', 'is', null)
+      .orderBy('received_at')
+      .orderBy('delivery_id');
+  }
+}
+
+function rowToDelivery(row: unknown): InboxDelivery {
+  const r = WaitingRow.parse(row);
+  return { deliveryId: r.delivery_id, event: r.event, payload: r.payload, receivedAt: r.received_at };
 }

@@ -25,7 +25,7 @@ export type WebhookListener = (req: IncomingMessage, res: ServerResponse) => voi
  * INSERT stands between GitHub and its answer.
  */
 export function webhookListener(deps: {
-  inbox: WebhookInbox;
+  inbox: Pick<WebhookInbox, 'store'>;
   /** Called when a new delivery is stored. */
   stored(): void;
   secret: string;
@@ -76,7 +76,7 @@ export function webhookListener(deps: {
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
       return reply(res, 400, { error: 'payload must be a JSON object' });
     }
-    const stored = deps.inbox.store(id, name, text);
+    const stored = await deps.inbox.store(id, name, text);
     reply(res, 200, stored === 'stored' ? { ok: true } : { ok: true, duplicate: true });
     if (stored === 'stored') deps.stored();
   }

@@ -78,7 +78,7 @@ export async function runLocalTask(
     if (reaped.length)
       deps.progress(`reaped the VMs of ${reaped.length} earlier run(s): ${reaped.join(', ')}`);
     const fullName = `${git.repository.owner}/${git.repository.name}`;
-    const task = tasks.create({
+    const task = await tasks.create({
       installationId: null,
       repoFullName: fullName,
       repoId: null,
@@ -110,7 +110,7 @@ export async function runLocalTask(
     };
     deps.progress(`task ${task.id} on ${repo.top} (${repoConfig.agent} agent, base ${repo.branch})`);
     if (repoConfig.environment) {
-      const current = airlock.environments?.store.current(fullName);
+      const current = await airlock.environments?.store.current(fullName);
       deps.progress(
         !airlock.environments
           ? 'environment: this sandbox keeps no snapshots; the task boots the base image'
@@ -124,17 +124,20 @@ export async function runLocalTask(
         ),
       );
     }
-    const heartbeat = setInterval(
-      () => deps.progress(`${tasks.get(task.id).state.padEnd(9)} ${elapsed()}`),
-      15_000,
-    );
+    const heartbeat = setInterval(() => {
+      tasks.get(task.id).then(
+        (now) => deps.progress(`${now.state.padEnd(9)} ${elapsed()}`),
+        (error) =>
+          deps.log.warn({ taskId: task.id, err: errorMessage(error) }, 'task state could not be read'),
+      );
+    }, 15_000);
     heartbeat.unref();
     const controller = new AbortController();
     const onAbort = () => controller.abort(new TaskCancelled('cancelled by the person running airlock run'));
     deps.signal?.addEventListener('abort', onAbort, { once: true });
     let finished: Task;
     try {
-      const starting = enterState(lifecycle, task.id, 'starting', { from: ['queued'] });
+      const starting = await enterState(lifecycle, task.id, 'starting', { from: ['queued'] });
       finished = await runTaskToEnd(lifecycle, starting, {
         signal: controller.signal,
         log: deps.log.child({ taskId: task.id }),

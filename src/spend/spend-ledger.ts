@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import { modelNameMatches } from '../policy/name-patterns.ts';
 import type { ModelPrice } from '../policy/operator-policy.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 
 /** A model whose calls the proxy did not see named (an unreadable body): counted, never priced. */
 export const UNNAMED_MODEL = '(unnamed)';
@@ -69,12 +69,12 @@ export function monthOf(at: Date): { month: string; next: Date } {
  * the proxy counted) and priced with the operator's table, when its proxy has closed.
  */
 export class SpendLedger {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
   readonly #prices: Record<string, ModelPrice>;
 
-  constructor(db: Db, clock: Clock, prices: Record<string, ModelPrice>) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock, prices: Record<string, ModelPrice>) {
+    this.#store = store;
     this.#clock = clock;
     this.#prices = prices;
   }
@@ -83,7 +83,10 @@ export class SpendLedger {
    * Records (again, idempotently) what a task spent from its `proxy.model` events; counts towards
    * the month it is first recorded in.
    */
-  record(task: { id: string; repoFullName: string }, events: readonly AuditEvent[]): TaskSpend {
+  async record(
+    task: { id: string; repoFullName: string },
+    events: readonly AuditEvent[],
+  ): Promise<TaskSpend> {
     const totals = new Map<string, { input: number; output: number }>();
     for (const event of events) {
       if (event.type !== 'proxy.model') continue;
@@ -96,50 +99,54 @@ export class SpendLedger {
     }
     const owner = task.repoFullName.split('/')[0]!;
     const now = this.#clock.now();
-    const first = this.#db.prepare('SELECT month FROM task_spend WHERE task_id = ? LIMIT 1').get(task.id) as
-      | { month: string }
-      | undefined;
-    const month = first?.month ?? monthOf(now).month;
-    const upsert = this.#db.prepare(
-      `INSERT INTO task_spend (task_id, model, repo_full_name, owner, month, input_tokens, output_tokens, cost_usd, recorded_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (task_id, model) DO UPDATE SET input_tokens = excluded.input_tokens,
-         output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, recorded_at = excluded.recorded_at`,
-    );
-    this.#db.transaction(() => {
+    await this.#store.transaction(async () => {
+      const first = await this.#store.db
+        .selectFrom('task_spend')
+        .select('month')
+        .where('task_id', '=', task.id)
+        .limit(1)
+        .executeTakeFirst();
+      const month = first?.month ?? monthOf(now).month;
       for (const [model, sum] of totals) {
         const price = model === UNNAMED_MODEL ? undefined : priceFor(this.#prices, model);
         const cost = price
           ? (sum.input * price.input_usd_per_mtok + sum.output * price.output_usd_per_mtok) / 1_000_000
           : null;
-        upsert.run(
-          task.id,
-          model,
-          task.repoFullName,
-          owner,
-          month,
-          sum.input,
-          sum.output,
-          cost,
-          now.toISOString(),
-        );
+        await this.#store.db
+          .insertInto('task_spend')
+          .values({
+            task_id: task.id,
+            model,
+            repo_full_name: task.repoFullName,
+            owner,
+            month,
+            input_tokens: sum.input,
+            output_tokens: sum.output,
+            cost_usd: cost,
+            recorded_at: now.toISOString(),
+          })
+          .onConflict((oc) =>
+            oc.columns(['task_id', 'model']).doUpdateSet((eb) => ({
+              input_tokens: eb.ref('excluded.input_tokens'),
+              output_tokens: eb.ref('excluded.output_tokens'),
+              cost_usd: eb.ref('excluded.cost_usd'),
+              recorded_at: eb.ref('excluded.recorded_at'),
+            })),
+          )
+          .execute();
       }
-    })();
-    return this.ofTask(task.id) as TaskSpend;
+    });
+    return (await this.ofTask(task.id)) as TaskSpend;
   }
 
   /** What a task spent, or undefined before it was recorded. */
-  ofTask(taskId: string): TaskSpend | undefined {
-    const rows = this.#db
-      .prepare(
-        'SELECT model, input_tokens, output_tokens, cost_usd FROM task_spend WHERE task_id = ? ORDER BY model',
-      )
-      .all(taskId) as Array<{
-      model: string;
-      input_tokens: number;
-      output_tokens: number;
-      cost_usd: number | null;
-    }>;
+  async ofTask(taskId: string): Promise<TaskSpend | undefined> {
+    const rows = await this.#store.db
+      .selectFrom('task_spend')
+      .select(['model', 'input_tokens', 'output_tokens', 'cost_usd'])
+      .where('task_id', '=', taskId)
+      .orderBy('model')
+      .execute();
     if (rows.length === 0) return undefined;
     const byModel = rows.map((r) => ({
       model: r.model,
@@ -158,50 +165,56 @@ export class SpendLedger {
     };
   }
 
-  /** Spend per repository and month, newest month first (for /metrics and the web UI). */
-  byRepoMonth(filter: { month?: string } = {}): MonthSpend[] {
-    return (
-      this.#db
-        .prepare(
-          `SELECT owner, repo_full_name AS repo, month, sum(input_tokens) AS input, sum(output_tokens) AS output,
-             coalesce(sum(cost_usd), 0) AS cost
-           FROM task_spend ${filter.month ? 'WHERE month = ?' : ''}
-           GROUP BY owner, repo_full_name COLLATE NOCASE, month ORDER BY month DESC, repo_full_name`,
-        )
-        .all(...(filter.month ? [filter.month] : [])) as Array<{
-        owner: string;
-        repo: string;
-        month: string;
-        input: number;
-        output: number;
-        cost: number;
-      }>
-    ).map((r) => ({
+  /**
+   * Spend per repository and month, newest month first (for /metrics and the web UI). Names that
+   * differ only in case are one repository, as on GitHub.
+   */
+  async byRepoMonth(filter: { month?: string } = {}): Promise<MonthSpend[]> {
+    let query = this.#store.db
+      .selectFrom('task_spend')
+      .select((eb) => [
+        eb.fn.min('owner').as('owner'),
+        eb.fn.min('repo_full_name').as('repo'),
+        'month',
+        eb.fn.sum<number | string>('input_tokens').as('input'),
+        eb.fn.sum<number | string>('output_tokens').as('output'),
+        eb.fn.coalesce(eb.fn.sum<number>('cost_usd'), eb.lit(0)).as('cost'),
+      ])
+      .groupBy((eb) => [eb.fn('lower', ['owner']), eb.fn('lower', ['repo_full_name']), 'month']);
+    if (filter.month) query = query.where('month', '=', filter.month);
+    const rows = await query.orderBy('month', 'desc').orderBy('repo').execute();
+    // PostgreSQL sums integers as numeric, which its driver hands over as text.
+    return rows.map((r) => ({
       owner: r.owner,
       repo: r.repo,
       month: r.month,
-      inputTokens: r.input,
-      outputTokens: r.output,
-      costUsd: r.cost,
+      inputTokens: Number(r.input),
+      outputTokens: Number(r.output),
+      costUsd: Number(r.cost),
     }));
   }
 
   /** What a repository, or an organisation, spent in the month of `at` (now by default). */
-  spentUsd(scope: 'repository' | 'organisation', name: string, at: Date = this.#clock.now()): number {
+  async spentUsd(
+    scope: 'repository' | 'organisation',
+    name: string,
+    at: Date = this.#clock.now(),
+  ): Promise<number> {
     const column = scope === 'repository' ? 'repo_full_name' : 'owner';
-    const row = this.#db
-      .prepare(
-        `SELECT coalesce(sum(cost_usd), 0) AS cost FROM task_spend WHERE ${column} = ? COLLATE NOCASE AND month = ?`,
-      )
-      .get(name, monthOf(at).month) as { cost: number };
-    return row.cost;
+    const row = await this.#store.db
+      .selectFrom('task_spend')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('cost_usd'), eb.lit(0)).as('cost'))
+      .where((eb) => eb(eb.fn('lower', [column]), '=', eb.fn('lower', [eb.val(name)])))
+      .where('month', '=', monthOf(at).month)
+      .executeTakeFirstOrThrow();
+    return Number(row.cost);
   }
 
   /**
    * The first monthly cap (the repository's, then its organisation's) this month's spend has
    * reached, or undefined when a new task may start.
    */
-  capReached(repoFullName: string, spend: EffectivePolicy['spend']): CapReached | undefined {
+  async capReached(repoFullName: string, spend: EffectivePolicy['spend']): Promise<CapReached | undefined> {
     const now = this.#clock.now();
     const { month, next } = monthOf(now);
     const resetsAt = next.toISOString();
@@ -211,7 +224,7 @@ export class SpendLedger {
     ];
     for (const { scope, name, cap } of checks) {
       if (cap === undefined) continue;
-      const spent = this.spentUsd(scope, name, now);
+      const spent = await this.spentUsd(scope, name, now);
       if (spent < cap) continue;
       return {
         scope,

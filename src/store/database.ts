@@ -75,6 +75,12 @@ interface Ambient {
   trx: Transaction<Schema>;
   before: Array<() => Promise<void>>;
   after: Array<() => void>;
+  /**
+   * False once the transaction has ended. Work started inside it and still running after (a loop
+   * woken, a promise left to settle) keeps the context it was started in; it must see no
+   * transaction then, not one that has committed.
+   */
+  open: boolean;
 }
 
 /** How often a serializable transaction is tried when PostgreSQL reports a conflict. */
@@ -83,8 +89,12 @@ const SERIALIZATION_TRIES = 8;
 /** The parts of a Store that are the same on both engines: ambient transactions. */
 function transactions(base: Kdb, dialect: Dialect) {
   const ambient = new AsyncLocalStorage<Ambient>();
-  const current = () => {
+  const live = (): Ambient | undefined => {
     const here = ambient.getStore();
+    return here?.open ? here : undefined;
+  };
+  const current = () => {
+    const here = live();
     if (!here) throw new Error('not inside a transaction');
     return here;
   };
@@ -94,24 +104,31 @@ function transactions(base: Kdb, dialect: Dialect) {
       dialect === 'postgres'
         ? base.transaction().setIsolationLevel(options.readCommitted ? 'read committed' : 'serializable')
         : base.transaction();
-    const result = await builder.execute((trx) =>
-      ambient.run({ trx, before: [], after }, async () => {
-        const value = await fn();
-        const here = current();
-        // A hook may queue another (an audit write that links further events).
-        while (here.before.length > 0) await here.before.shift()!();
-        return value;
-      }),
-    );
+    let scope: Ambient | undefined;
+    let result: T;
+    try {
+      result = await builder.execute((trx) => {
+        scope = { trx, before: [], after, open: true };
+        return ambient.run(scope, async () => {
+          const value = await fn();
+          const here = current();
+          // A hook may queue another (an audit write that links further events).
+          while (here.before.length > 0) await here.before.shift()!();
+          return value;
+        });
+      });
+    } finally {
+      if (scope) scope.open = false;
+    }
     for (const f of after) f();
     return result;
   };
   return {
     get db(): Kdb {
-      return ambient.getStore()?.trx ?? base;
+      return live()?.trx ?? base;
     },
     async transaction<T>(fn: () => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-      if (ambient.getStore()) return fn();
+      if (live()) return fn();
       for (let attempt = 1; ; attempt++) {
         try {
           return await once(fn, options);
@@ -121,12 +138,12 @@ function transactions(base: Kdb, dialect: Dialect) {
         }
       }
     },
-    inTransaction: () => ambient.getStore() !== undefined,
+    inTransaction: () => live() !== undefined,
     beforeCommit(fn: () => Promise<void>) {
       current().before.push(fn);
     },
     afterCommit(fn: () => void) {
-      const here = ambient.getStore();
+      const here = live();
       if (here) here.after.push(fn);
       else fn();
     },

@@ -54,6 +54,8 @@ export interface TasksTable {
   finished_at: string | null;
   start_json: Generated<string>;
   thread_json: string | null;
+  /** Arrival order among rows of one `created_at` (SQLite fills it in after the insert). */
+  seq: Generated<number | null>;
   /** The worker running the task, while it runs (migration 010). */
   lease_owner: string | null;
   /** When that worker's hold on the task ends unless it renews it. */
@@ -114,6 +116,8 @@ export interface DeliveriesTable {
   received_at: string;
   processed_at: string | null;
   not_before: string | null;
+  claimed_by: string | null;
+  claimed_until: string | null;
 }
 
 export interface WebhookInboxTable {
@@ -139,6 +143,8 @@ export interface GithubJobsTable {
   last_error: string | null;
   created_at: string;
   done_at: string | null;
+  claimed_by: string | null;
+  claimed_until: string | null;
 }
 
 export interface ApprovalsTable {
@@ -217,4 +223,6 @@ export interface EnvironmentsTable {
   last_used_at: string;
   collected_at: string | null;
   collected_why: string | null;
+  /** Arrival order among rows of one `created_at` (SQLite fills it in after the insert). */
+  seq: Generated<number | null>;
 }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { canonicalJson } from '../audit/audit-event.ts';
 import type { Clock } from '../clock.ts';
 import { AirlockError } from '../errors.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import { IssueThread } from './task-thread.ts';
 
 /** Which gate a task waits at: before it runs, or before its held result is pushed. */
@@ -86,115 +86,131 @@ export class ApprovalError extends AirlockError {
 
 /** Durable approvals: one pending per task at most, and every decision kept. */
 export class ApprovalStore {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
 
-  constructor(db: Db, clock: Clock) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock) {
+    this.#store = store;
     this.#clock = clock;
   }
 
   /** Records that a task waits at `gate` for `hours`; returns the pending approval. */
-  request(taskId: string, gate: ApprovalGate, why: string, shown: ApprovalShown, hours: number): Approval {
+  async request(
+    taskId: string,
+    gate: ApprovalGate,
+    why: string,
+    shown: ApprovalShown,
+    hours: number,
+  ): Promise<Approval> {
     const now = this.#clock.now();
     const expires = new Date(now.getTime() + hours * 3_600_000);
-    const { lastInsertRowid } = this.#db
-      .prepare(
-        `INSERT INTO approvals (task_id, gate, why, shown_json, shown_digest, requested_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        taskId,
+    const row = await this.#store.db
+      .insertInto('approvals')
+      .values({
+        task_id: taskId,
         gate,
         why,
-        canonicalJson(shown),
-        shownDigest(shown),
-        now.toISOString(),
-        expires.toISOString(),
-      );
-    return this.#byId(Number(lastInsertRowid));
+        shown_json: canonicalJson(shown),
+        shown_digest: shownDigest(shown),
+        requested_at: now.toISOString(),
+        expires_at: expires.toISOString(),
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return rowToApproval(row);
   }
 
   /** The approval a task waits for, if any. */
-  pending(taskId: string): Approval | undefined {
-    const row = this.#db
-      .prepare(`SELECT * FROM approvals WHERE task_id = ? AND state = 'pending'`)
-      .get(taskId);
+  async pending(taskId: string): Promise<Approval | undefined> {
+    const row = await this.#approvals()
+      .where('task_id', '=', taskId)
+      .where('state', '=', 'pending')
+      .executeTakeFirst();
     return row ? rowToApproval(row) : undefined;
   }
 
   /** A task's approvals, oldest first. */
-  forTask(taskId: string): Approval[] {
-    return this.#db
-      .prepare('SELECT * FROM approvals WHERE task_id = ? ORDER BY id')
-      .all(taskId)
-      .map(rowToApproval);
+  async forTask(taskId: string): Promise<Approval[]> {
+    const rows = await this.#approvals().where('task_id', '=', taskId).orderBy('id').execute();
+    return rows.map(rowToApproval);
   }
 
   /** Every approval, in task order (for `airlock audit verify`). */
-  all(): Approval[] {
-    return this.#db.prepare('SELECT * FROM approvals ORDER BY task_id, id').all().map(rowToApproval);
+  async all(): Promise<Approval[]> {
+    const rows = await this.#approvals().orderBy('task_id').orderBy('id').execute();
+    return rows.map(rowToApproval);
   }
 
   /** The approved push a task is released to do, not yet done. */
-  approvedPush(taskId: string): Approval | undefined {
-    const row = this.#db
-      .prepare(
-        `SELECT * FROM approvals WHERE task_id = ? AND gate = 'push' AND state = 'approved' AND released_at IS NULL
-         ORDER BY id DESC LIMIT 1`,
-      )
-      .get(taskId);
+  async approvedPush(taskId: string): Promise<Approval | undefined> {
+    const row = await this.#approvals()
+      .where('task_id', '=', taskId)
+      .where('gate', '=', 'push')
+      .where('state', '=', 'approved')
+      .where('released_at', 'is', null)
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
     return row ? rowToApproval(row) : undefined;
   }
 
   /** Marks an approved push as done, so it is never pushed twice. */
-  released(id: number): void {
-    this.#db
-      .prepare('UPDATE approvals SET released_at = ? WHERE id = ?')
-      .run(this.#clock.now().toISOString(), id);
+  async released(id: number): Promise<void> {
+    await this.#store.db
+      .updateTable('approvals')
+      .set({ released_at: this.#clock.now().toISOString() })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** Pending approvals whose time is up. */
-  expired(): Approval[] {
-    return this.#db
-      .prepare(`SELECT * FROM approvals WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at`)
-      .all(this.#clock.now().toISOString())
-      .map(rowToApproval);
+  async expired(): Promise<Approval[]> {
+    const rows = await this.#approvals()
+      .where('state', '=', 'pending')
+      .where('expires_at', '<=', this.#clock.now().toISOString())
+      .orderBy('expires_at')
+      .execute();
+    return rows.map(rowToApproval);
   }
 
   /** Every pending approval, oldest first. */
-  allPending(): Approval[] {
-    return this.#db
-      .prepare(`SELECT * FROM approvals WHERE state = 'pending' ORDER BY requested_at, id`)
-      .all()
-      .map(rowToApproval);
+  async allPending(): Promise<Approval[]> {
+    const rows = await this.#approvals()
+      .where('state', '=', 'pending')
+      .orderBy('requested_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(rowToApproval);
   }
 
-  /** Settles a pending approval; throws an ApprovalError when it is no longer pending. */
-  decide(
+  /**
+   * Settles a pending approval, in one conditional write; throws an ApprovalError when it is no
+   * longer pending (another decision, or its task ended, got there first).
+   */
+  async decide(
     id: number,
     decision: { state: 'approved' | 'rejected' | 'expired' | 'withdrawn'; channel: ApprovalChannel },
     by: { login: string; id: number | null } | null,
-  ): Approval {
-    const changed = this.#db
-      .prepare(
-        `UPDATE approvals SET state = ?, channel = ?, decided_by = ?, decided_by_id = ?, decided_at = ?
-         WHERE id = ? AND state = 'pending'`,
-      )
-      .run(
-        decision.state,
-        decision.channel,
-        by?.login ?? null,
-        by?.id ?? null,
-        this.#clock.now().toISOString(),
-        id,
-      );
-    if (changed.changes === 0) throw new ApprovalError('this approval was already decided');
-    return this.#byId(id);
+  ): Promise<Approval> {
+    const row = await this.#store.db
+      .updateTable('approvals')
+      .set({
+        state: decision.state,
+        channel: decision.channel,
+        decided_by: by?.login ?? null,
+        decided_by_id: by?.id ?? null,
+        decided_at: this.#clock.now().toISOString(),
+      })
+      .where('id', '=', id)
+      .where('state', '=', 'pending')
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new ApprovalError('this approval was already decided');
+    return rowToApproval(row);
   }
 
-  #byId(id: number): Approval {
-    return rowToApproval(this.#db.prepare('SELECT * FROM approvals WHERE id = ?').get(id));
+  #approvals() {
+    return this.#store.db.selectFrom('approvals').selectAll();
   }
 }
 

@@ -57,14 +57,14 @@ export function runShown(
 }
 
 /** Records that a task waits at `gate`, in the approvals and in the task's audit chain. */
-export function requestApproval(
+export async function requestApproval(
   deps: Pick<ApprovalDeps, 'approvals' | 'audit'>,
   task: Pick<Task, 'id' | 'config'>,
   gate: ApprovalGate,
   why: string,
   shown: ApprovalShown,
-): Approval {
-  const approval = deps.approvals.request(task.id, gate, why, shown, task.config.approval.expire_hours);
+): Promise<Approval> {
+  const approval = await deps.approvals.request(task.id, gate, why, shown, task.config.approval.expire_hours);
   deps.audit.append(task.id, 'approval.requested', {
     approval: approval.id,
     gate,
@@ -89,7 +89,7 @@ export interface Decided {
  * the queue (to run, or to push its held result); rejection ends it (and a held result is
  * discarded when its task ends). Call inside a transaction.
  */
-export function decideApproval(
+export async function decideApproval(
   deps: ApprovalDeps,
   input: {
     taskId: string;
@@ -98,10 +98,10 @@ export function decideApproval(
     channel: 'comment' | 'web';
     seenDigest?: string;
   },
-): Decided {
-  const pending = deps.approvals.pending(input.taskId);
+): Promise<Decided> {
+  const pending = await deps.approvals.pending(input.taskId);
   if (!pending) throw new ApprovalError(`task ${input.taskId} is not waiting for approval`);
-  const task = deps.tasks.get(input.taskId);
+  const task = await deps.tasks.get(input.taskId);
   if (input.seenDigest !== undefined && input.seenDigest !== pending.shownDigest)
     throw new ApprovalError(
       `what task ${task.id} waits for is not what you were shown (it changed since): look again before deciding`,
@@ -114,7 +114,7 @@ export function decideApproval(
     throw new ApprovalError(
       `@${input.by.login} asked for task ${task.id}, and this repository requires someone else to approve it (\`approval.separate_approver: true\`)`,
     );
-  const approval = deps.approvals.decide(
+  const approval = await deps.approvals.decide(
     pending.id,
     { state: input.decision === 'approve' ? 'approved' : 'rejected', channel: input.channel },
     input.by,
@@ -122,7 +122,7 @@ export function decideApproval(
   recordDecision(deps.audit, approval);
   const what = pending.gate === 'run' ? 'to run' : 'to push its result';
   if (input.decision === 'approve') {
-    const queued = enterState(deps, task.id, 'queued', {
+    const queued = await enterState(deps, task.id, 'queued', {
       reason: `approved ${what} by @${input.by.login}`,
       from: ['awaiting_approval'],
     });
@@ -132,23 +132,23 @@ export function decideApproval(
     pending.gate === 'run'
       ? `rejected by @${input.by.login}: the task did not run`
       : `rejected by @${input.by.login}: the held result was discarded and nothing was pushed`;
-  return { task: finishTask(deps, task.id, 'cancelled', reason), approval };
+  return { task: await finishTask(deps, task.id, 'cancelled', reason), approval };
 }
 
 /**
  * Ends every task whose approval's time is up: the approval expires and the task is cancelled
  * with the reason (a held result is discarded when its task ends). Returns the tasks ended.
  */
-export function expireApprovals(deps: ApprovalDeps): Task[] {
+export async function expireApprovals(deps: ApprovalDeps): Promise<Task[]> {
   const ended: Task[] = [];
-  for (const pending of deps.approvals.expired()) {
-    const approval = deps.approvals.decide(pending.id, { state: 'expired', channel: 'expiry' }, null);
+  for (const pending of await deps.approvals.expired()) {
+    const approval = await deps.approvals.decide(pending.id, { state: 'expired', channel: 'expiry' }, null);
     recordDecision(deps.audit, approval);
-    const task = deps.tasks.get(pending.taskId);
+    const task = await deps.tasks.get(pending.taskId);
     const hours = task.config.approval.expire_hours;
     const left = pending.gate === 'push' ? '; the held result was discarded and nothing was pushed' : '';
     ended.push(
-      finishTask(
+      await finishTask(
         deps,
         task.id,
         'cancelled',

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import type { AuditEvent } from '../audit/audit-event.ts';
 import type { Clock } from '../clock.ts';
 import { ProcessError } from '../errors.ts';
 import { type ProcessResult, runProcess } from '../process/run-process.ts';
-import type { Db } from '../store/database.ts';
-import type { ChangedFile, PushShown } from './approval-store.ts';
+import type { Store } from '../store/database.ts';
+import { ChangedFile, type PushShown } from './approval-store.ts';
 import type { Task } from './task.ts';
 
 const GIT_TIMEOUT_MS = 10 * 60_000;
@@ -47,12 +48,12 @@ export function upstreamStartRef(task: Pick<Task, 'start' | 'branch'>): string {
  * minted token; rejection or expiry deletes it.
  */
 export class HeldResults {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
   readonly #dir: string;
 
-  constructor(db: Db, clock: Clock, dataDir: string) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock, dataDir: string) {
+    this.#store = store;
     this.#clock = clock;
     this.#dir = path.join(dataDir, 'held');
   }
@@ -129,24 +130,27 @@ export class HeldResults {
       .update(await readFile(bundlePath))
       .digest('hex');
     const files = parseNumstat(numstat);
-    this.#db
-      .prepare(
-        `INSERT OR REPLACE INTO held_results (task_id, base_sha, head_sha, repo_path, bundle_path, bundle_sha256,
-           diff_stat, patch, patch_truncated, files_json, held_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        task.id,
-        from,
-        head,
-        repo,
-        bundlePath,
-        bundleSha256,
-        diffStat,
-        patch,
-        patchTruncated ? 1 : 0,
-        JSON.stringify(files),
-        this.#clock.now().toISOString(),
-      );
+    const row = {
+      task_id: task.id,
+      base_sha: from,
+      head_sha: head,
+      repo_path: repo,
+      bundle_path: bundlePath,
+      bundle_sha256: bundleSha256,
+      diff_stat: diffStat,
+      patch,
+      patch_truncated: patchTruncated ? 1 : 0,
+      files_json: JSON.stringify(files),
+      held_at: this.#clock.now().toISOString(),
+      discarded_at: null,
+    };
+    // A task holds one result: a later hold replaces the record of the earlier.
+    const { task_id: _, ...replaced } = row;
+    await this.#store.db
+      .insertInto('held_results')
+      .values(row)
+      .onConflict((oc) => oc.column('task_id').doUpdateSet(replaced))
+      .execute();
     return {
       gate: 'push',
       base: from,
@@ -160,24 +164,26 @@ export class HeldResults {
   }
 
   /** A task's held result, if one was recorded. */
-  get(taskId: string): HeldResult | undefined {
-    const r = this.#db.prepare('SELECT * FROM held_results WHERE task_id = ?').get(taskId) as
-      | Record<string, unknown>
-      | undefined;
+  async get(taskId: string): Promise<HeldResult | undefined> {
+    const r = await this.#store.db
+      .selectFrom('held_results')
+      .selectAll()
+      .where('task_id', '=', taskId)
+      .executeTakeFirst();
     if (!r) return undefined;
     return {
-      taskId: String(r.task_id),
-      baseSha: (r.base_sha as string | null) ?? null,
-      headSha: String(r.head_sha),
-      repoPath: String(r.repo_path),
-      bundlePath: String(r.bundle_path),
-      bundleSha256: String(r.bundle_sha256),
-      diffStat: String(r.diff_stat),
-      patch: String(r.patch),
+      taskId: r.task_id,
+      baseSha: r.base_sha,
+      headSha: r.head_sha,
+      repoPath: r.repo_path,
+      bundlePath: r.bundle_path,
+      bundleSha256: r.bundle_sha256,
+      diffStat: r.diff_stat,
+      patch: r.patch,
       patchTruncated: r.patch_truncated === 1,
-      files: JSON.parse(String(r.files_json)) as ChangedFile[],
-      heldAt: String(r.held_at),
-      discardedAt: (r.discarded_at as string | null) ?? null,
+      files: z.array(ChangedFile).parse(JSON.parse(r.files_json)),
+      heldAt: r.held_at,
+      discardedAt: r.discarded_at,
     };
   }
 
@@ -186,7 +192,7 @@ export class HeldResults {
    * push). Not forced: a branch that moved upstream while the result waited refuses it.
    */
   async release(task: Task, upstreamUrl: string, token: string, signal?: AbortSignal): Promise<string> {
-    const held = this.get(task.id);
+    const held = await this.get(task.id);
     if (!held || held.discardedAt) throw new ProcessError(`task ${task.id} holds no result to push`);
     const pushed = await git(
       [
@@ -219,9 +225,12 @@ export class HeldResults {
     );
     await rm(repo, { recursive: true, force: true });
     await rm(path.join(this.#dir, `${taskId}.bundle`), { force: true });
-    this.#db
-      .prepare('UPDATE held_results SET discarded_at = ? WHERE task_id = ? AND discarded_at IS NULL')
-      .run(this.#clock.now().toISOString(), taskId);
+    await this.#store.db
+      .updateTable('held_results')
+      .set({ discarded_at: this.#clock.now().toISOString() })
+      .where('task_id', '=', taskId)
+      .where('discarded_at', 'is', null)
+      .execute();
     return existed;
   }
 }

@@ -9,7 +9,7 @@ import { pushDecision, rebuildDecision } from '../environments/environment-intak
 import type { Environments } from '../environments/environments.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import { hasWriteAccess } from '../github/collaborator-permission.ts';
-import type { DeliveryLog, StoredDelivery } from '../github/delivery-log.ts';
+import type { ClaimedDelivery, DeliveryLog, StoredDelivery } from '../github/delivery-log.ts';
 import type { GitHubClient } from '../github/github-client.ts';
 import type { GitHubJobQueue, ReactionTarget } from '../github/github-jobs.ts';
 import type { Intent } from '../github/webhook-intent.ts';
@@ -17,6 +17,7 @@ import type { Logger } from '../logger.ts';
 import type { EffectivePolicy } from '../policy/policy-for.ts';
 import { policyViolations } from '../policy/policy-violations.ts';
 import type { CapReached } from '../spend/spend-ledger.ts';
+import type { Store } from '../store/database.ts';
 import { ApprovalError, type ApprovalStore, type RunShown } from './approval-store.ts';
 import { decideApproval, requestApproval, runGateReason, runShown, threadAuthors } from './approvals.ts';
 import { refusalMessage, writeAccessRefusal } from './refusals.ts';
@@ -31,14 +32,15 @@ type TriggerIntent = LabelIntent | CommandIntent;
 
 /** What intake needs from the rest of the control plane. */
 export interface IntakeDeps {
-  deliveries: DeliveryLog;
+  store: Pick<Store, 'transaction'>;
+  deliveries: Pick<DeliveryLog, 'claim' | 'whileClaimed' | 'finish' | 'retryLater'>;
   tasks: TaskStore;
   jobs: Pick<GitHubJobQueue, 'enqueue'>;
   github: Pick<GitHubClient, 'permission' | 'fileText' | 'pull' | 'issueThread'>;
   audit: AuditSink;
   log: Logger;
   /** Cancels a queued or running task (the scheduler owns running ones). */
-  cancelTask(taskId: string, reason: string): void;
+  cancelTask(taskId: string, reason: string): Promise<void>;
   /** The operator policy in force for a repository: what its config may ask for. */
   rulesFor(repoFullName: string): EffectivePolicy;
   /** CI results for agent branches; returns the outcome to record. */
@@ -51,7 +53,7 @@ export interface IntakeDeps {
   /** airlock's own login on GitHub (`slug[bot]`): its comments in a thread are not untrusted text. */
   appLogin(): string;
   /** The monthly spend cap a new task in this repository would go past, if any. */
-  spendCapReached(repoFullName: string): CapReached | undefined;
+  spendCapReached(repoFullName: string): Promise<CapReached | undefined>;
   /** Told of each state a decision moves a task to (the lifecycle's listener). */
   onState?: StateListener;
 }
@@ -66,11 +68,14 @@ export type Outcome = { status: 'done' | 'ignored' | 'refused'; outcome: string;
  * (aborting a running task).
  */
 export interface Decision {
-  commit(): Outcome;
-  afterCommit?(): void;
+  commit(): Promise<Outcome>;
+  afterCommit?(): void | Promise<void>;
 }
 
-export const decided = (outcome: Outcome): Decision => ({ commit: () => outcome });
+export const decided = (outcome: Outcome): Decision => ({ commit: async () => outcome });
+
+/** How many deliveries one step of intake takes in before it lets the loop look again. */
+const BATCH = 50;
 
 /**
  * Turns stored deliveries into tasks: checks who asked (bots, permission, forks), reads the
@@ -79,32 +84,45 @@ export const decided = (outcome: Outcome): Decision => ({ commit: () => outcome 
  * whose GitHub reads fail waits under the queues' retry policy; none is dropped for an outage.
  */
 export async function processPendingDeliveries(deps: IntakeDeps): Promise<number> {
-  const pending = deps.deliveries.pending();
-  for (const delivery of pending) {
+  let taken = 0;
+  while (taken < BATCH) {
     await deps.yieldToWebhooks?.();
-    const log = deps.log.child({
-      deliveryId: delivery.deliveryId,
-      installation: delivery.intent.origin.installationId,
-      repo: delivery.intent.origin.repo.fullName,
-    });
-    try {
-      const decision = await decide(delivery, deps);
-      const result = deps.tasks.transaction(() => {
-        const outcome = decision.commit();
-        deps.deliveries.finish(delivery.deliveryId, outcome.status, outcome.outcome, outcome.taskId);
-        return outcome;
-      });
-      decision.afterCommit?.();
-      log.info(
-        { status: result.status, outcome: result.outcome, taskId: result.taskId },
-        'delivery processed',
-      );
-    } catch (error) {
-      const next = deps.deliveries.retryLater(delivery.deliveryId, error);
-      log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
-    }
+    const delivery = await deps.deliveries.claim();
+    if (!delivery) break;
+    taken++;
+    await takeIn(delivery, deps);
   }
-  return pending.length;
+  return taken;
+}
+
+/**
+ * Decides what a claimed delivery asks for (GitHub reads, holding the claim meanwhile) and commits
+ * the decision with the delivery's outcome in one transaction; a failure waits for a retry.
+ */
+async function takeIn(delivery: ClaimedDelivery, deps: IntakeDeps): Promise<void> {
+  const log = deps.log.child({
+    deliveryId: delivery.deliveryId,
+    installation: delivery.intent.origin.installationId,
+    repo: delivery.intent.origin.repo.fullName,
+  });
+  try {
+    const decision = await deps.deliveries.whileClaimed(
+      delivery,
+      () => decide(delivery, deps),
+      (error) => log.warn({ err: errorMessage(error) }, 'delivery claim not renewed'),
+    );
+    const result = await deps.store.transaction(async () => {
+      const outcome = await decision.commit();
+      await deps.deliveries.finish(delivery, outcome.status, outcome.outcome, outcome.taskId);
+      return outcome;
+    });
+    await decision.afterCommit?.();
+    log.info({ status: result.status, outcome: result.outcome, taskId: result.taskId }, 'delivery processed');
+  } catch (error) {
+    const next = await deps.deliveries.retryLater(delivery, error);
+    if (next) log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
+    else log.warn({ err: errorMessage(error) }, 'delivery intake left to the process that claimed it since');
+  }
 }
 
 async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decision> {
@@ -159,7 +177,7 @@ async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decis
   if (intent.type === 'command' && intent.command === 'cancel') return cancelFor(deps, intent);
   const beyond = beyondPolicy(deps, intent, installationId, config);
   if (beyond) return beyond;
-  const cap = deps.spendCapReached(repo);
+  const cap = await deps.spendCapReached(repo);
   if (cap)
     return refuse(
       deps,
@@ -192,8 +210,8 @@ function refuse(
   message: string,
 ): Decision {
   return {
-    commit: () => {
-      deps.jobs.enqueue(
+    commit: async () => {
+      await deps.jobs.enqueue(
         {
           kind: 'comment',
           installationId,
@@ -326,7 +344,7 @@ async function startFromCommand(
   }
   // Only a branch airlock itself created for this pull request is continued; a branch that
   // merely has an airlock-like name (a fork's, or one a person pushed) is never written to.
-  const ownBranch = !pr.fork && deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber);
+  const ownBranch = !pr.fork && (await deps.tasks.openedPull(repo, pr.headRef, intent.issueNumber));
   // A fork's branch lives in the fork, out of the task token's reach: such work starts from the
   // PR's head as the base repository keeps it (refs/pull/N/head) and is proposed against its base.
   const start: TaskStart = ownBranch
@@ -379,13 +397,19 @@ function createTask(
   const installationId = origin.installationId as number;
   const repo = origin.repo.fullName;
   return {
-    commit: () => {
+    commit: async () => {
       if (spec.kind === 'issue' && spec.issueNumber !== null) {
-        const working = deps.tasks
-          .list({ repoFullName: repo, issueNumber: spec.issueNumber, limit: 20 })
-          .find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
+        const working = (
+          await deps.tasks.list({ repoFullName: repo, issueNumber: spec.issueNumber, limit: 20 })
+        ).find((t) => !isTerminal(t.state) && t.kind !== 'follow_up');
         if (working) {
-          deps.jobs.enqueue({ kind: 'react', installationId, repo, target: spec.trigger, content: '+1' });
+          await deps.jobs.enqueue({
+            kind: 'react',
+            installationId,
+            repo,
+            target: spec.trigger,
+            content: '+1',
+          });
           return {
             status: 'ignored',
             outcome: `task ${working.id} is already working on this issue`,
@@ -393,7 +417,7 @@ function createTask(
           };
         }
       }
-      const task = deps.tasks.create({
+      const task = await deps.tasks.create({
         installationId,
         repoFullName: repo,
         repoId: origin.repo.id,
@@ -414,9 +438,9 @@ function createTask(
         config,
         ...(spec.gate ? { state: 'awaiting_approval' as const } : {}),
       });
-      announce(deps, task, spec.trigger);
+      await announce(deps, task, spec.trigger);
       if (spec.gate) {
-        requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
+        await requestApproval(deps, task, 'run', spec.gate.why, spec.gate.shown);
         return { status: 'done', outcome: `task ${task.id} awaits approval to run`, taskId: task.id };
       }
       return { status: 'done', outcome: `task ${task.id} queued`, taskId: task.id };
@@ -425,14 +449,14 @@ function createTask(
 }
 
 /** Records a new task and queues its first GitHub side effects (eyes reaction, tracking comment). */
-export function announce(
+export async function announce(
   deps: { jobs: Pick<GitHubJobQueue, 'enqueue'>; audit: AuditSink },
   task: Task,
   trigger?: ReactionTarget,
-): void {
+): Promise<void> {
   recordTaskCreated(deps.audit, task);
   if (trigger && task.installationId !== null) {
-    deps.jobs.enqueue({
+    await deps.jobs.enqueue({
       kind: 'react',
       installationId: task.installationId,
       repo: task.repoFullName,
@@ -440,24 +464,24 @@ export function announce(
       content: 'eyes',
     });
   }
-  deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
+  await deps.jobs.enqueue({ kind: 'tracking', taskId: task.id });
 }
 
-function openTasksOn(deps: IntakeDeps, repo: string, number: number): Task[] {
+async function openTasksOn(deps: IntakeDeps, repo: string, number: number): Promise<Task[]> {
   return [
-    ...deps.tasks.list({ repoFullName: repo, issueNumber: number, limit: 50 }),
-    ...deps.tasks.list({ repoFullName: repo, prNumber: number, limit: 50 }),
+    ...(await deps.tasks.list({ repoFullName: repo, issueNumber: number, limit: 50 })),
+    ...(await deps.tasks.list({ repoFullName: repo, prNumber: number, limit: 50 })),
   ];
 }
 
-function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Decision {
+async function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Promise<Decision> {
   const repo = intent.origin.repo.fullName;
   const by = `cancelled by ${intent.origin.sender.login}`;
-  const open = openTasksOn(deps, repo, intent.issueNumber).filter((t) => !isTerminal(t.state));
+  const open = (await openTasksOn(deps, repo, intent.issueNumber)).filter((t) => !isTerminal(t.state));
   return {
-    commit: () => {
+    commit: async () => {
       if (intent.type === 'command' && intent.origin.installationId !== null) {
-        deps.jobs.enqueue({
+        await deps.jobs.enqueue({
           kind: 'react',
           installationId: intent.origin.installationId,
           repo,
@@ -469,8 +493,8 @@ function cancelFor(deps: IntakeDeps, intent: TriggerIntent): Decision {
         ? { status: 'done', outcome: `cancelled ${open.map((t) => t.id).join(', ')}` }
         : { status: 'ignored', outcome: 'nothing to cancel' };
     },
-    afterCommit: () => {
-      for (const task of open) deps.cancelTask(task.id, by);
+    afterCommit: async () => {
+      for (const task of open) await deps.cancelTask(task.id, by);
     },
   };
 }
@@ -484,12 +508,12 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
   const repo = intent.origin.repo.fullName;
   const installationId = intent.origin.installationId as number;
   return {
-    commit: () => {
-      const last = openTasksOn(deps, repo, intent.issueNumber)
+    commit: async () => {
+      const last = (await openTasksOn(deps, repo, intent.issueNumber))
         .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
         .find((t) => t.state === 'failed' || t.state === 'timed_out');
       if (!last) {
-        deps.jobs.enqueue({
+        await deps.jobs.enqueue({
           kind: 'comment',
           installationId,
           repo,
@@ -498,7 +522,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         });
         return { status: 'ignored', outcome: 'no failed task to retry' };
       }
-      const task = deps.tasks.create({
+      const task = await deps.tasks.create({
         installationId,
         repoFullName: repo,
         repoId: last.repoId,
@@ -522,10 +546,10 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         // The text was approved (or trusted) for the first attempt; `always` asks every time.
         ...(last.config.approval.before_run === 'always' ? { state: 'awaiting_approval' as const } : {}),
       });
-      announce(deps, task, commentTarget(intent));
+      await announce(deps, task, commentTarget(intent));
       if (task.state === 'awaiting_approval') {
         const why = runGateReason('always', []) as string;
-        requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
+        await requestApproval(deps, task, 'run', why, runShown(task.thread, task.instruction, []));
       }
       return { status: 'done', outcome: `task ${task.id} retries ${last.id}`, taskId: task.id };
     },
@@ -575,12 +599,12 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
   const reply = (body: string) =>
     deps.jobs.enqueue({ kind: 'comment', installationId, repo, issueNumber: intent.issueNumber, body });
   return {
-    commit: () => {
-      const waiting = openTasksOn(deps, repo, intent.issueNumber).filter(
+    commit: async () => {
+      const waiting = (await openTasksOn(deps, repo, intent.issueNumber)).filter(
         (t) => t.state === 'awaiting_approval' && (named === '' || t.id === named),
       );
       if (waiting.length === 0) {
-        reply(
+        await reply(
           `@${sender.login}, ${named ? `task \`${named}\` is not` : 'no airlock task here is'} waiting for approval.`,
         );
         return { status: 'ignored', outcome: `nothing waits for approval (${decision})` };
@@ -589,7 +613,7 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
       const refused: string[] = [];
       for (const task of new Map(waiting.map((t) => [t.id, t])).values()) {
         try {
-          decideApproval(deps, {
+          await decideApproval(deps, {
             taskId: task.id,
             decision,
             by: { login: sender.login, id: sender.id },
@@ -601,14 +625,14 @@ function approvalFor(deps: IntakeDeps, intent: CommandIntent): Decision {
           refused.push(error.message);
         }
       }
-      deps.jobs.enqueue({
+      await deps.jobs.enqueue({
         kind: 'react',
         installationId,
         repo,
         target: commentTarget(intent),
         content: done.length ? '+1' : 'confused',
       });
-      if (refused.length) reply(refused.map((m) => `⚠️ ${m}`).join('\n'));
+      if (refused.length) await reply(refused.map((m) => `⚠️ ${m}`).join('\n'));
       return done.length
         ? { status: 'done', outcome: `${decision}d ${done.join(', ')} as @${sender.login}`, taskId: done[0] }
         : { status: 'refused', outcome: refused.join('; ') };

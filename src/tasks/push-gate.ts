@@ -1,5 +1,6 @@
 import type { AuditEvent } from '../audit/audit-event.ts';
 import type { TaskCredential } from '../github/task-token.ts';
+import type { Store } from '../store/database.ts';
 import type { ApprovalStore } from './approval-store.ts';
 import { requestApproval } from './approvals.ts';
 import type { HeldResults } from './held-results.ts';
@@ -9,6 +10,8 @@ import { TaskFailure, type TaskRunContext } from './task-runner.ts';
 
 /** What the push gate needs beyond the lifecycle's records. */
 export interface PushGateDeps extends Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'> {
+  /** The database: holding a result is one transaction. */
+  store: Pick<Store, 'transaction'>;
   approvals: ApprovalStore;
   held: HeldResults;
   /** A task's record, for the commands it ran and the hosts it reached. */
@@ -21,7 +24,7 @@ export interface PushGateDeps extends Pick<LifecycleDeps, 'tasks' | 'audit' | 'o
 /** Holds results for approval, and pushes them once approved. See {@link pushGate}. */
 export interface PushGate {
   /** Whether the task's next run is the push of an approved held result. */
-  releasing(taskId: string): boolean;
+  releasing(taskId: string): Promise<boolean>;
   /** Keeps a held result for approval: records it and moves the task to `awaiting_approval`. */
   hold(task: Task, result: TaskResult): Promise<Task>;
   /** Pushes the approved held commit and returns the result to publish. */
@@ -39,12 +42,12 @@ const WHY =
  */
 export function pushGate(deps: PushGateDeps): PushGate {
   return {
-    releasing: (taskId) => deps.approvals.approvedPush(taskId) !== undefined,
+    releasing: async (taskId) => (await deps.approvals.approvedPush(taskId)) !== undefined,
 
     async hold(task, result) {
       if (!result.headSha) throw new TaskFailure('internal', 'a held result has no commit');
       const shown = await deps.held.hold(task, result.headSha, await deps.events(task.id));
-      const held = deps.held.get(task.id);
+      const held = await deps.held.get(task.id);
       deps.audit.append(task.id, 'git.held', {
         ref: `refs/heads/${task.branch}`,
         base: shown.base,
@@ -53,10 +56,10 @@ export function pushGate(deps: PushGateDeps): PushGate {
         patchSha256: shown.patchSha256,
         bundleSha256: held?.bundleSha256 ?? null,
       });
-      return deps.tasks.transaction(() => {
+      return deps.store.transaction(async () => {
         // Not the task's headSha: that is what reached GitHub, and nothing has yet.
-        deps.tasks.update(task.id, { result });
-        requestApproval(deps, task, 'push', WHY, shown);
+        await deps.tasks.update(task.id, { result });
+        await requestApproval(deps, task, 'push', WHY, shown);
         return enterState(deps, task.id, 'awaiting_approval', {
           reason: 'the result is held on the host until a person approves pushing it',
           from: ['running', 'pushing'],
@@ -65,11 +68,11 @@ export function pushGate(deps: PushGateDeps): PushGate {
     },
 
     async release(task, ctx) {
-      const approval = deps.approvals.approvedPush(task.id);
-      const held = deps.held.get(task.id);
+      const approval = await deps.approvals.approvedPush(task.id);
+      const held = await deps.held.get(task.id);
       if (!approval || !held || held.discardedAt)
         throw new TaskFailure('internal', `task ${task.id} has no approved result to push`);
-      ctx.enterPhase('pushing');
+      await ctx.enterPhase('pushing');
       const { owner, repo } = splitRepo(task.repoFullName);
       const credential = deps.credentialFor(task);
       let head: string;
@@ -93,7 +96,7 @@ export function pushGate(deps: PushGateDeps): PushGate {
         approval: approval.id,
         approvedBy: approval.decidedBy,
       });
-      deps.approvals.released(approval.id);
+      await deps.approvals.released(approval.id);
       const previous = task.result;
       return {
         outcome: 'changes_pushed',

@@ -37,7 +37,7 @@ export async function recoverInFlightTasks(
 ): Promise<RecoveryReport> {
   const reapedVms = await deps.reaper.reapOrphans();
   const report: RecoveryReport = { requeued: [], failed: [], reapedVms, toPublish: [] };
-  for (const task of deps.tasks.active()) {
+  for (const task of await deps.tasks.active()) {
     const pushed = await deps.pushedHead(task);
     deps.audit.append(task.id, 'task.recovered', {
       from: task.state,
@@ -46,13 +46,13 @@ export async function recoverInFlightTasks(
       pushedHead: pushed ?? null,
     });
     if (task.state === 'starting') {
-      enterState(deps, task.id, 'queued', {
+      await enterState(deps, task.id, 'queued', {
         reason: 're-queued: airlock restarted before the agent started',
       });
       report.requeued.push(task.id);
-    } else if (task.state === 'pushing' && !pushed && deps.pushGate?.releasing(task.id)) {
+    } else if (task.state === 'pushing' && !pushed && (await deps.pushGate?.releasing(task.id))) {
       // The host was pushing an approved held result: pushing exactly that commit again is safe.
-      enterState(deps, task.id, 'queued', {
+      await enterState(deps, task.id, 'queued', {
         reason: 're-queued: airlock restarted while pushing the approved result',
       });
       report.requeued.push(task.id);
@@ -65,7 +65,7 @@ export async function recoverInFlightTasks(
       const left = pushed
         ? `its branch ${task.branch} was pushed at ${pushed.slice(0, 12)} and no pull request was opened`
         : `nothing was pushed (the proxy forwarded no update of ${task.branch})`;
-      finishTask(
+      await finishTask(
         deps,
         task.id,
         'failed',

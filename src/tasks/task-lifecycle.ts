@@ -1,5 +1,6 @@
 import type { AuditSink } from '../audit-sink.ts';
 import type { Clock } from '../clock.ts';
+import { TaskStateError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PushGate } from './push-gate.ts';
 import { isTerminal, type Task, type TaskResult, type TaskState } from './task.ts';
@@ -9,8 +10,11 @@ import type { TaskStore } from './task-store.ts';
 /** Publishes a pushed result (opens or updates the PR); returns the result with PR details. */
 export type ResultPublisher = (task: Task, result: TaskResult) => Promise<TaskResult>;
 
-/** Told of every state a task enters, after it is written and recorded in its audit chain. */
-export type StateListener = (task: Task) => void;
+/**
+ * Told of every state a task enters, after it is written and recorded in its audit chain (inside
+ * the caller's transaction, if any: what it writes joins it); awaited before the change returns.
+ */
+export type StateListener = (task: Task) => void | Promise<void>;
 
 /** What a task's lifecycle needs: the same parts for the app's scheduler and for local mode. */
 export interface LifecycleDeps {
@@ -52,31 +56,42 @@ export function recordTaskCreated(audit: AuditSink, task: Task): void {
 }
 
 /** Moves a task to `to`, records the change in its chain and tells the listener. */
-export function enterState(
+export async function enterState(
   deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'>,
   taskId: string,
   to: TaskState,
   options: { reason?: string | null; from?: readonly TaskState[] } = {},
-): Task {
-  const task = deps.tasks.transition(taskId, to, options);
+): Promise<Task> {
+  const task = await deps.tasks.transition(taskId, to, options);
   deps.audit.append(task.id, 'task.state', { state: task.state, reason: task.reason });
-  deps.onState?.(task);
+  await deps.onState?.(task);
   return task;
 }
 
-/** Ends a task in a terminal state with its stated reason, unless it has ended already. */
-export function finishTask(
+/**
+ * Ends a task in a terminal state with its stated reason, unless it has ended already (another
+ * writer may end it first: its ending stands). `from` limits the states it may end from.
+ */
+export async function finishTask(
   deps: Pick<LifecycleDeps, 'tasks' | 'audit' | 'onState'>,
   taskId: string,
   state: TaskState,
   reason: string,
-): Task {
-  const current = deps.tasks.get(taskId);
+  options: { from?: readonly TaskState[] } = {},
+): Promise<Task> {
+  const current = await deps.tasks.get(taskId);
   if (isTerminal(current.state)) return current;
-  const finished = deps.tasks.transition(taskId, state, { reason });
+  let finished: Task;
+  try {
+    finished = await deps.tasks.transition(taskId, state, { reason, ...options });
+  } catch (error) {
+    const now = error instanceof TaskStateError ? await deps.tasks.find(taskId) : undefined;
+    if (now && isTerminal(now.state)) return now;
+    throw error;
+  }
   deps.audit.append(taskId, 'task.outcome', { state, reason, result: finished.result });
   deps.audit.append(taskId, 'task.state', { state: finished.state, reason: finished.reason });
-  deps.onState?.(finished);
+  await deps.onState?.(finished);
   return finished;
 }
 
@@ -101,37 +116,39 @@ export async function runTaskToEnd(
   const limitMs = task.config.timeout_minutes * 60_000;
   const cancelTimer = deps.clock.after(limitMs, () => controller.abort(new TaskTimedOut(limitMs)));
   const signal = AbortSignal.any([options.signal, controller.signal]);
-  const state = () => deps.tasks.get(task.id).state;
-  const enterPhase = (phase: 'running' | 'pushing') => {
-    enterState(deps, task.id, phase);
+  const state = async () => (await deps.tasks.get(task.id)).state;
+  const enterPhase = async (phase: 'running' | 'pushing') => {
+    await enterState(deps, task.id, phase);
   };
   try {
+    // Cancelled (or shut down) between being started and getting here: nothing has run.
+    signal.throwIfAborted();
     const context = { signal, enterPhase, log: options.log };
     // An approved held result is pushed by the host; no VM runs again.
-    const releasing = deps.pushGate?.releasing(task.id) ?? false;
+    const releasing = (await deps.pushGate?.releasing(task.id)) ?? false;
     let result = releasing
       ? await (deps.pushGate as PushGate).release(task, context)
       : await deps.runner.run(task, context);
     if (signal.aborted) throw signal.reason;
     if (result.outcome === 'changes_held') {
       if (!deps.pushGate) throw new Error('the runner held a result, and nothing here can keep it');
-      return await deps.pushGate.hold(deps.tasks.get(task.id), result);
+      return await deps.pushGate.hold(await deps.tasks.get(task.id), result);
     }
-    if (state() === 'starting') enterPhase('running');
+    if ((await state()) === 'starting') await enterPhase('running');
     if (result.outcome === 'changes_pushed' && deps.publish) {
-      if (state() !== 'pushing') enterPhase('pushing');
-      result = await deps.publish(deps.tasks.get(task.id), result);
+      if ((await state()) !== 'pushing') await enterPhase('pushing');
+      result = await deps.publish(await deps.tasks.get(task.id), result);
     }
-    deps.tasks.update(task.id, {
+    await deps.tasks.update(task.id, {
       result,
       ...(result.headSha ? { headSha: result.headSha } : {}),
       ...(result.prNumber ? { prNumber: result.prNumber } : {}),
     });
-    return finishTask(deps, task.id, 'succeeded', successReason(result));
+    return await finishTask(deps, task.id, 'succeeded', successReason(result));
   } catch (error) {
     const ended = failureOutcome(signal.aborted ? signal.reason : error);
     if (ended.state === 'failed') options.log.warn({ taskId: task.id, err: ended.reason }, 'task failed');
-    return finishTask(deps, task.id, ended.state, ended.reason);
+    return await finishTask(deps, task.id, ended.state, ended.reason);
   } finally {
     cancelTimer();
   }
@@ -149,12 +166,17 @@ export async function publishRecovered(
 ): Promise<Task> {
   try {
     const published = deps.publish ? await deps.publish(task, result) : result;
-    deps.tasks.update(task.id, {
+    await deps.tasks.update(task.id, {
       result: published,
       ...(published.headSha ? { headSha: published.headSha } : {}),
       ...(published.prNumber ? { prNumber: published.prNumber } : {}),
     });
-    return finishTask(deps, task.id, 'succeeded', `recovered after a restart: ${successReason(published)}`);
+    return await finishTask(
+      deps,
+      task.id,
+      'succeeded',
+      `recovered after a restart: ${successReason(published)}`,
+    );
   } catch (error) {
     const ended = failureOutcome(error);
     log.warn({ taskId: task.id, err: ended.reason }, 'recovered task could not be published');

@@ -27,8 +27,8 @@ export class TaskFailure extends AirlockError {
 export interface TaskRunContext {
   /** Aborted on cancel or wall-clock timeout; `signal.reason` says which. */
   signal: AbortSignal;
-  /** Records a phase change (written before the runner acts on it). */
-  enterPhase(state: 'running' | 'pushing'): void;
+  /** Records a phase change; resolves once it is written (act on the phase after that). */
+  enterPhase(state: 'running' | 'pushing'): Promise<void>;
   log: Logger;
 }
 

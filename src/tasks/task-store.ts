@@ -2,17 +2,17 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
 import { TaskStateError } from '../errors.ts';
-import type { Db } from '../store/database.ts';
+import type { Store } from '../store/database.ts';
 import {
   ACTIVE_STATES,
-  assertTransition,
   isTerminal,
   Task,
   type TaskContext,
   type TaskKind,
   type TaskResult,
   type TaskStart,
-  type TaskState,
+  TaskState,
+  transitionAllowed,
 } from './task.ts';
 import type { IssueThread } from './task-thread.ts';
 
@@ -63,109 +63,118 @@ export function newTaskId(): string {
 }
 
 /**
- * Durable task storage. Every state change is written (and validated against the state machine)
- * before the caller acts on it, so a restart can always tell what was in flight.
+ * Durable task storage, on either database. Every state change is written before the caller acts
+ * on it, so a restart can always tell what was in flight; a transition is one conditional write
+ * (the task must still be in a state the state machine lets it leave for the new one), so of two
+ * processes moving a task out of one state, one wins and the other is refused.
  */
 export class TaskStore {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #clock: Clock;
 
-  constructor(db: Db, clock: Clock) {
-    this.#db = db;
+  constructor(store: Store, clock: Clock) {
+    this.#store = store;
     this.#clock = clock;
   }
 
-  /** Inserts a queued task and returns it. */
-  create(input: NewTask): Task {
+  /** Inserts a queued task (or one awaiting approval) and returns it. */
+  async create(input: NewTask): Promise<Task> {
     const id = newTaskId();
     const now = this.#clock.now().toISOString();
-    const branch = input.branch ?? defaultBranchName(input, id);
-    this.#db
-      .prepare(
-        `INSERT INTO tasks (id, installation_id, repo_full_name, repo_id, issue_number, pr_number, kind, state, branch,
-           base_ref, actor_login, actor_id, trigger_event, trigger_url, delivery_id, instruction, context_json, start_json,
-           thread_json, config_json, parent_task_id, attempt, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
+    const row = await this.#store.db
+      .insertInto('tasks')
+      .values({
         id,
-        input.installationId,
-        input.repoFullName,
-        input.repoId,
-        input.issueNumber,
-        input.prNumber,
-        input.kind,
-        input.state ?? 'queued',
-        branch,
-        input.baseRef,
-        input.actorLogin,
-        input.actorId,
-        input.triggerEvent,
-        input.triggerUrl,
-        input.deliveryId,
-        input.instruction,
-        JSON.stringify(input.context),
-        JSON.stringify(input.start),
-        input.thread ? JSON.stringify(input.thread) : null,
-        JSON.stringify(input.config),
-        input.parentTaskId ?? null,
-        input.attempt ?? 1,
-        now,
-        now,
-      );
-    return this.get(id);
+        installation_id: input.installationId,
+        repo_full_name: input.repoFullName,
+        repo_id: input.repoId,
+        issue_number: input.issueNumber,
+        pr_number: input.prNumber,
+        kind: input.kind,
+        state: input.state ?? 'queued',
+        branch: input.branch ?? defaultBranchName(input, id),
+        base_ref: input.baseRef,
+        actor_login: input.actorLogin,
+        actor_id: input.actorId,
+        trigger_event: input.triggerEvent,
+        trigger_url: input.triggerUrl,
+        delivery_id: input.deliveryId,
+        instruction: input.instruction,
+        context_json: JSON.stringify(input.context),
+        start_json: JSON.stringify(input.start),
+        thread_json: input.thread ? JSON.stringify(input.thread) : null,
+        config_json: JSON.stringify(input.config),
+        parent_task_id: input.parentTaskId ?? null,
+        attempt: input.attempt ?? 1,
+        created_at: now,
+        updated_at: now,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return rowToTask(row);
   }
 
   /** Reads one task; throws if it does not exist. */
-  get(id: string): Task {
-    const task = this.find(id);
+  async get(id: string): Promise<Task> {
+    const task = await this.find(id);
     if (!task) throw new TaskStateError(`task ${id} does not exist`);
     return task;
   }
 
   /** Reads one task, or undefined. */
-  find(id: string): Task | undefined {
-    const row = this.#db.prepare('SELECT * FROM tasks WHERE id = ?').get(id);
+  async find(id: string): Promise<Task | undefined> {
+    const row = await this.#store.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? rowToTask(row) : undefined;
   }
 
   /**
-   * Moves a task to `to`, checking the state machine and, when given, that it is still in one of
-   * `from` (so two writers cannot both win). Returns the updated task.
+   * Moves a task to `to` if the state machine allows it from the state the task is in when the
+   * write happens and, when `from` is given, that state is one of `from`; throws a TaskStateError
+   * otherwise (so two writers cannot both win). Ending a task withdraws the approval it waited for,
+   * in the same transaction. Returns the updated task.
    */
-  transition(
+  async transition(
     id: string,
     to: TaskState,
     options: { reason?: string | null; from?: readonly TaskState[] } = {},
-  ): Task {
-    return this.#db.transaction(() => {
-      const current = this.get(id);
-      if (options.from && !options.from.includes(current.state)) {
-        throw new TaskStateError(`task ${id} is ${current.state}, expected ${options.from.join(' or ')}`);
-      }
-      assertTransition(id, current.state, to);
+  ): Promise<Task> {
+    const leaving = TaskState.options.filter(
+      (state) => transitionAllowed(state, to) && (!options.from || options.from.includes(state)),
+    );
+    const write = async (): Promise<Task> => {
       const now = this.#clock.now().toISOString();
-      this.#db
-        .prepare(
-          `UPDATE tasks SET state = ?, reason = COALESCE(?, reason), updated_at = ?,
-             started_at = CASE WHEN ? = 'starting' THEN ? ELSE started_at END,
-             finished_at = CASE WHEN ? THEN ? ELSE finished_at END
-           WHERE id = ?`,
-        )
-        .run(to, options.reason ?? null, now, to, now, isTerminal(to) ? 1 : 0, now, id);
+      const row =
+        leaving.length === 0
+          ? undefined
+          : await this.#store.db
+              .updateTable('tasks')
+              .set({
+                state: to,
+                updated_at: now,
+                ...(options.reason != null ? { reason: options.reason } : {}),
+                ...(to === 'starting' ? { started_at: now } : {}),
+                ...(isTerminal(to) ? { finished_at: now } : {}),
+              })
+              .where('id', '=', id)
+              .where('state', 'in', leaving)
+              .returningAll()
+              .executeTakeFirst();
+      if (!row) throw await this.#refusal(id, to, options.from);
       // A task that ends waits for no one: an approval still pending is withdrawn with it.
       if (isTerminal(to))
-        this.#db
-          .prepare(
-            `UPDATE approvals SET state = 'withdrawn', channel = 'cancel', decided_at = ? WHERE task_id = ? AND state = 'pending'`,
-          )
-          .run(now, id);
-      return this.get(id);
-    })();
+        await this.#store.db
+          .updateTable('approvals')
+          .set({ state: 'withdrawn', channel: 'cancel', decided_at: now })
+          .where('task_id', '=', id)
+          .where('state', '=', 'pending')
+          .execute();
+      return rowToTask(row);
+    };
+    return isTerminal(to) ? this.#store.transaction(write) : write();
   }
 
   /** Records GitHub object ids and results as they become known. */
-  update(
+  async update(
     id: string,
     fields: Partial<{
       trackingCommentId: number;
@@ -176,78 +185,107 @@ export class TaskStore {
       baseRef: string;
       context: TaskContext;
     }>,
-  ): Task {
-    const columns: Record<string, unknown> = {
-      tracking_comment_id: fields.trackingCommentId,
-      check_run_id: fields.checkRunId,
-      head_sha: fields.headSha,
-      pr_number: fields.prNumber,
-      result_json: fields.result ? JSON.stringify(fields.result) : undefined,
-      base_ref: fields.baseRef,
-      context_json: fields.context ? JSON.stringify(fields.context) : undefined,
-    };
-    const set = Object.entries(columns).filter(([, v]) => v !== undefined);
-    if (set.length === 0) return this.get(id);
-    this.#db
-      .prepare(`UPDATE tasks SET ${set.map(([k]) => `${k} = ?`).join(', ')}, updated_at = ? WHERE id = ?`)
-      .run(...set.map(([, v]) => v), this.#clock.now().toISOString(), id);
-    return this.get(id);
+  ): Promise<Task> {
+    const columns = Object.fromEntries(
+      Object.entries({
+        tracking_comment_id: fields.trackingCommentId,
+        check_run_id: fields.checkRunId,
+        head_sha: fields.headSha,
+        pr_number: fields.prNumber,
+        result_json: fields.result ? JSON.stringify(fields.result) : undefined,
+        base_ref: fields.baseRef,
+        context_json: fields.context ? JSON.stringify(fields.context) : undefined,
+      }).filter(([, v]) => v !== undefined),
+    );
+    if (Object.keys(columns).length === 0) return this.get(id);
+    const row = await this.#store.db
+      .updateTable('tasks')
+      .set({ ...columns, updated_at: this.#clock.now().toISOString() })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new TaskStateError(`task ${id} does not exist`);
+    return rowToTask(row);
   }
 
   /** Lists tasks, newest first. */
-  list(filter: TaskFilter = {}): Task[] {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (filter.repoFullName) where.push('repo_full_name = ?') && args.push(filter.repoFullName);
-    if (filter.state) where.push('state = ?') && args.push(filter.state);
-    if (filter.actorLogin) where.push('actor_login = ?') && args.push(filter.actorLogin);
-    if (filter.issueNumber !== undefined) where.push('issue_number = ?') && args.push(filter.issueNumber);
-    if (filter.prNumber !== undefined) where.push('pr_number = ?') && args.push(filter.prNumber);
-    const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`;
-    return this.#db
-      .prepare(sql)
-      .all(...args, filter.limit ?? 100, filter.offset ?? 0)
-      .map(rowToTask);
+  async list(filter: TaskFilter = {}): Promise<Task[]> {
+    let query = this.#store.db.selectFrom('tasks').selectAll();
+    if (filter.repoFullName) query = query.where('repo_full_name', '=', filter.repoFullName);
+    if (filter.state) query = query.where('state', '=', filter.state);
+    if (filter.actorLogin) query = query.where('actor_login', '=', filter.actorLogin);
+    if (filter.issueNumber !== undefined) query = query.where('issue_number', '=', filter.issueNumber);
+    if (filter.prNumber !== undefined) query = query.where('pr_number', '=', filter.prNumber);
+    const rows = await query
+      .orderBy('created_at', 'desc')
+      .orderBy('seq', 'desc')
+      .limit(filter.limit ?? 100)
+      .offset(filter.offset ?? 0)
+      .execute();
+    return rows.map(rowToTask);
   }
 
   /** Queued tasks in arrival order. */
-  queued(limit = 100): Task[] {
-    return this.#db
-      .prepare(`SELECT * FROM tasks WHERE state = 'queued' ORDER BY created_at, rowid LIMIT ?`)
-      .all(limit)
-      .map(rowToTask);
+  async queued(limit = 100): Promise<Task[]> {
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('state', '=', 'queued')
+      .orderBy('created_at')
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map(rowToTask);
   }
 
   /** Tasks that hold (or may hold) a VM, a proxy listener and a token. */
-  active(): Task[] {
-    const marks = ACTIVE_STATES.map(() => '?').join(', ');
-    return this.#db
-      .prepare(`SELECT * FROM tasks WHERE state IN (${marks}) ORDER BY created_at`)
-      .all(...ACTIVE_STATES)
-      .map(rowToTask);
+  async active(): Promise<Task[]> {
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('state', 'in', ACTIVE_STATES)
+      .orderBy('created_at')
+      .orderBy('seq')
+      .execute();
+    return rows.map(rowToTask);
   }
 
   /** Whether airlock created `branch` and opened pull request `prNumber` from it (a task on it says so). */
-  openedPull(repoFullName: string, branch: string, prNumber: number): boolean {
-    return (
-      this.#db
-        .prepare('SELECT 1 FROM tasks WHERE repo_full_name = ? AND branch = ? AND pr_number = ? LIMIT 1')
-        .get(repoFullName, branch, prNumber) !== undefined
-    );
+  async openedPull(repoFullName: string, branch: string, prNumber: number): Promise<boolean> {
+    const row = await this.#store.db
+      .selectFrom('tasks')
+      .select('id')
+      .where('repo_full_name', '=', repoFullName)
+      .where('branch', '=', branch)
+      .where('pr_number', '=', prNumber)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /** Every task on a branch, oldest first (for summaries of earlier work). */
-  onBranch(repoFullName: string, branch: string): Task[] {
-    return this.#db
-      .prepare('SELECT * FROM tasks WHERE repo_full_name = ? AND branch = ? ORDER BY created_at, rowid')
-      .all(repoFullName, branch)
-      .map(rowToTask);
+  async onBranch(repoFullName: string, branch: string): Promise<Task[]> {
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('repo_full_name', '=', repoFullName)
+      .where('branch', '=', branch)
+      .orderBy('created_at')
+      .orderBy('seq')
+      .execute();
+    return rows.map(rowToTask);
   }
 
-  /** Runs `fn` in one SQLite transaction. */
-  transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+  /** Why a transition wrote nothing, as the error to throw. */
+  async #refusal(id: string, to: TaskState, from: readonly TaskState[] | undefined): Promise<TaskStateError> {
+    const current = await this.find(id);
+    if (!current) return new TaskStateError(`task ${id} does not exist`);
+    if (from && !from.includes(current.state))
+      return new TaskStateError(`task ${id} is ${current.state}, expected ${from.join(' or ')}`);
+    if (!transitionAllowed(current.state, to))
+      return new TaskStateError(`task ${id} cannot move from ${current.state} to ${to}`);
+    // Moved by another writer between the update and this read, to a state it may leave again.
+    return new TaskStateError(`task ${id} changed state while moving to ${to} (it is now ${current.state})`);
   }
 }
 

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { CiFailure } from '../ci/ci-policy.ts';
 import { RepoConfig } from '../config/repo-config.ts';
-import { TaskStateError } from '../errors.ts';
 import { IssueThread } from './task-thread.ts';
 
 export const TaskState = z.enum([
@@ -44,13 +43,6 @@ const TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
 /** Whether the state machine allows moving from `from` to `to`. */
 export function transitionAllowed(from: TaskState, to: TaskState): boolean {
   return TRANSITIONS[from].includes(to);
-}
-
-/** Throws a TaskStateError unless `from → to` is a legal transition. */
-export function assertTransition(taskId: string, from: TaskState, to: TaskState): void {
-  if (!transitionAllowed(from, to)) {
-    throw new TaskStateError(`task ${taskId} cannot move from ${from} to ${to}`);
-  }
 }
 
 /** Whether a task in this state is finished. */
@@ -112,7 +104,7 @@ export const TaskResult = z.object({
 });
 export type TaskResult = z.infer<typeof TaskResult>;
 
-/** A task row as read back from SQLite. */
+/** A task row as read back from the database. */
 export const Task = z.object({
   id: z.string(),
   installationId: z.number().nullable(),

@@ -55,7 +55,8 @@ export interface VmTaskRunnerDeps {
    * comments from people with write access (undefined for tasks without one, as in local mode).
    */
   promptThread(task: Task): Promise<PromptThread | undefined>;
-  earlierTasks(task: Task): Task[];
+  /** The tasks on the task's branch before it, oldest first (for the prompt). */
+  earlierTasks(task: Task): Promise<Task[]>;
   /** The model features (`models.allow`) the repository asks for and the operator permits. */
   modelFeatures(task: Task): readonly string[];
   /** Repositories' environments: a task of one that configures it restores from its snapshot. */
@@ -283,7 +284,7 @@ export class VmTaskRunner implements TaskRunner {
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
-    ctx.enterPhase('running');
+    await ctx.enterPhase('running');
     const agentEnv = {
       HOME: '/home/agent',
       GIT_TERMINAL_PROMPT: '0',
@@ -362,7 +363,7 @@ export class VmTaskRunner implements TaskRunner {
     const { head, stat: diffStat, patch } = commit;
     audit.append(task.id, 'git.diff', { base, head, stat: diffStat, patch });
 
-    ctx.enterPhase('pushing');
+    await ctx.enterPhase('pushing');
     await pushWorkspace(workspace, remote, task.branch);
     if (!pushed.head) {
       throw new TaskFailure(
@@ -456,7 +457,7 @@ export async function recordTaskPrompt(
       leftOut: thread.leftOut,
     });
   }
-  const prompt = taskPrompt(task, thread?.thread, deps.earlierTasks(task), branchDiff);
+  const prompt = taskPrompt(task, thread?.thread, await deps.earlierTasks(task), branchDiff);
   deps.audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
   return prompt;
 }

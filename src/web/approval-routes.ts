@@ -15,16 +15,18 @@ import { sessionViewer, type Viewer, type ViewerDeps, viewerScope } from './view
 /** What the approval pages need from the control plane. */
 export interface WebApprovals {
   /** Every pending approval with its task. */
-  pending(): PendingItem[];
-  held(taskId: string): HeldResult | undefined;
+  pending(): Promise<PendingItem[]>;
+  held(taskId: string): Promise<HeldResult | undefined>;
   spend: Pick<SpendLedger, 'ofTask' | 'byRepoMonth'>;
   /** Whether `login` has write access to the repository now, asked of GitHub with the app's token. */
   mayWrite(task: Task, login: string): Promise<boolean>;
   /** Decides a pending approval through the web channel (see decideApproval). */
-  decide(input: { taskId: string; decision: 'approve' | 'reject'; by: Approver; seenDigest: string }): {
-    task: Task;
-    approval: Approval;
-  };
+  decide(input: {
+    taskId: string;
+    decision: 'approve' | 'reject';
+    by: Approver;
+    seenDigest: string;
+  }): Promise<{ task: Task; approval: Approval }>;
 }
 
 const CSRF_PURPOSE = 'csrf';
@@ -74,7 +76,7 @@ export function approvalRoutes(deps: ViewerDeps & { approvals: WebApprovals; log
   const visible = async (c: Context<Env>, rawId: string): Promise<PendingItem | undefined> => {
     const id = TaskId.safeParse(rawId);
     if (!id.success) return undefined;
-    const item = deps.approvals.pending().find((p) => p.task.id === id.data);
+    const item = (await deps.approvals.pending()).find((p) => p.task.id === id.data);
     if (!item) return undefined;
     return scopeCovers(await viewerScope(c.get('viewer'), deps), item.task) ? item : undefined;
   };
@@ -92,7 +94,7 @@ export function approvalRoutes(deps: ViewerDeps & { approvals: WebApprovals; log
   app.get('/approvals', async (c) => {
     const viewer = c.get('viewer');
     const scope = await viewerScope(viewer, deps);
-    const readable = deps.approvals.pending().filter((p) => scopeCovers(scope, p.task));
+    const readable = (await deps.approvals.pending()).filter((p) => scopeCovers(scope, p.task));
     const writable: PendingItem[] = [];
     const answers = new Map<string, Promise<boolean>>();
     for (const item of readable) {
@@ -101,9 +103,9 @@ export function approvalRoutes(deps: ViewerDeps & { approvals: WebApprovals; log
       if (await answers.get(repo)) writable.push(item);
     }
     const { month } = monthOf(deps.clock.now());
-    const spend = deps.approvals.spend
-      .byRepoMonth({ month })
-      .filter((s) => scopeCovers(scope, { repoId: null, repoFullName: s.repo }));
+    const spend = (await deps.approvals.spend.byRepoMonth({ month })).filter((s) =>
+      scopeCovers(scope, { repoId: null, repoFullName: s.repo }),
+    );
     return c.html(
       layout({ title: 'Approvals', viewer: pageViewer(c), body: approvalListView(writable, spend, month) })
         .value,
@@ -115,8 +117,8 @@ export function approvalRoutes(deps: ViewerDeps & { approvals: WebApprovals; log
     const body = approvalDetailView({
       task: item.task,
       approval: item.approval,
-      held: deps.approvals.held(item.task.id),
-      spend: deps.approvals.spend.ofTask(item.task.id),
+      held: await deps.approvals.held(item.task.id),
+      spend: await deps.approvals.spend.ofTask(item.task.id),
       form: may ? { csrf: csrfFor(c) } : undefined,
       notice,
     });
@@ -161,7 +163,7 @@ export function approvalRoutes(deps: ViewerDeps & { approvals: WebApprovals; log
       );
     }
     try {
-      deps.approvals.decide({
+      await deps.approvals.decide({
         taskId: item.task.id,
         decision: form.data.decision,
         by: { login: session.login, id: session.userId },
@@ -169,7 +171,7 @@ export function approvalRoutes(deps: ViewerDeps & { approvals: WebApprovals; log
       });
     } catch (error) {
       if (!(error instanceof ApprovalError)) throw error;
-      const fresh = deps.approvals.pending().find((p) => p.task.id === item.task.id);
+      const fresh = (await deps.approvals.pending()).find((p) => p.task.id === item.task.id);
       if (fresh) return detail(c, fresh, error.message, 409);
       return notWaiting(c);
     }

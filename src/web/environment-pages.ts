@@ -36,10 +36,12 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
   app.get('/', async (c) => {
     const viewer = c.get('viewer');
     const scope = await viewerScope(viewer, deps);
-    const builds = deps.environments.store.listBuilds({ limit: 200 }).filter((b) => scopeCovers(scope, b));
-    const current = deps.environments.store
-      .listEnvironments({ limit: 200 })
-      .filter((e) => e.state === 'ready');
+    const builds = (await deps.environments.store.listBuilds({ limit: 200 })).filter((b) =>
+      scopeCovers(scope, b),
+    );
+    const current = (await deps.environments.store.listEnvironments({ limit: 200 })).filter(
+      (e) => e.state === 'ready',
+    );
     const body = html`<h1>Environments</h1>
 <p class="muted">Each repository's toolchain and dependencies, built once and restored by its tasks. See docs/environments.md.</p>
 <table class="tasks">
@@ -60,7 +62,7 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
   app.get('/builds/:id', async (c) => {
     const viewer = c.get('viewer');
     const id = BuildId.safeParse(c.req.param('id'));
-    const build = id.success ? deps.environments.store.findBuild(id.data) : undefined;
+    const build = id.success ? await deps.environments.store.findBuild(id.data) : undefined;
     if (!build || !(await visible(viewer, build))) {
       return c.html(
         messagePage(

@@ -154,7 +154,7 @@ export class TaskWorker {
         host: deps.identity.host,
         leaseSeconds: deps.leases.leaseMs / 1000,
       });
-      deps.onState?.(claimed);
+      await deps.onState?.(claimed);
       await runTaskToEnd(deps, claimed, { signal: controller.signal, log });
     })()
       .catch((error) => log.error({ err: errorMessage(error) }, 'task bookkeeping failed'))

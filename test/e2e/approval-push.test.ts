@@ -56,7 +56,7 @@ it('holds the agent’s push on the host until approval, then pushes exactly the
   expect(gh.state.pulls).toEqual([]);
 
   // The proxy received the push into the host's held repository, and the VM is gone.
-  const held = airlock.held.get(task.id)!;
+  const held = (await airlock.held.get(task.id))!;
   expect(held.files).toEqual([{ path: 'greeting.txt', added: 1, deleted: 1 }]);
   expect(git(held.repoPath, 'show', `${held.headSha}:greeting.txt`)).toBe('Hello, held world\n');
   expect(held.baseSha).toBe(git(repoDir, 'rev-parse', 'main').trim());
@@ -80,7 +80,7 @@ it('holds the agent’s push on the host until approval, then pushes exactly the
     ),
   ).toBe(false);
   expect(events.some((e) => e.type === 'cleanup.vm')).toBe(true);
-  const [pending] = airlock.approvals.forTask(task.id);
+  const [pending] = await airlock.approvals.forTask(task.id);
   expect(pending).toMatchObject({ gate: 'push', state: 'pending' });
   expect(pending!.shown).toMatchObject({ gate: 'push', head: held.headSha });
   expect(
@@ -99,7 +99,11 @@ it('holds the agent’s push on the host until approval, then pushes exactly the
   payload.comment.id = 90_001;
   payload.comment.performed_via_github_app = null;
   await world.send('issue_comment', payload, 'e2e-approve');
-  await waitFor(() => world.plane.tasks.get(task.id).state === 'succeeded', 120_000, 'the approved push');
+  await waitFor(
+    async () => (await world.plane.tasks.get(task.id)).state === 'succeeded',
+    120_000,
+    'the approved push',
+  );
   expect(await gh.branchSha('acme/widgets', task.branch)).toBe(held.headSha);
   expect(gh.state.pushes.map((p) => p.ref)).toEqual([`refs/heads/${task.branch}`]);
   expect(gh.state.pulls.find((p) => p.head.ref === task.branch)).toMatchObject({ draft: true });

@@ -85,7 +85,7 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   const first = await world.labelIssue('First', 'Report what you see.');
   expect(first.state, first.reason ?? '').toBe('succeeded');
   const store = world.airlock.environments!.store;
-  const [build] = store.listBuilds();
+  const [build] = await store.listBuilds();
   expect(build).toMatchObject({ state: 'succeeded', trigger: { kind: 'task' } });
   expect(seen(first.branch).match(/setup ran at/g)).toHaveLength(1);
 
@@ -98,7 +98,7 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   expect(report.match(/setup ran at/g)).toHaveLength(1);
   expect(report.split('\n')[0]).toBe(seen(first.branch).split('\n')[0]);
   expect(report).toContain('a change after the build');
-  expect(store.listBuilds()).toHaveLength(1);
+  expect(await store.listBuilds()).toHaveLength(1);
 
   for (const task of [first, second]) {
     const types = (await world.audit.events(task.id)).map((e) => e.type);
@@ -124,13 +124,17 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
 
 it('rebuilds when a key file changes, while the old environment keeps serving', async () => {
   const store = world.airlock.environments!.store;
-  const old = store.current('acme/widgets')!;
+  const old = (await store.current('acme/widgets'))!;
   // The new setup takes a while, so a task arrives while it builds.
   await pushToMain(
     { 'package-lock.json': '{"lockfileVersion":3,"v":2}\n', 'scripts/setup.sh': `${SETUP}sleep 30\n` },
     'bump the lock file',
   );
-  await waitFor(() => store.openBuild('acme/widgets')?.state === 'running', 120_000, 'the rebuild to run');
+  await waitFor(
+    async () => (await store.openBuild('acme/widgets'))?.state === 'running',
+    120_000,
+    'the rebuild to run',
+  );
   const during = await world.labelIssue('During', 'Report what you see.');
   expect(during.state, during.reason ?? '').toBe('succeeded');
   expect(seen(during.branch)).toContain('"v":1');
@@ -138,15 +142,21 @@ it('rebuilds when a key file changes, while the old environment keeps serving', 
     (await world.audit.events(during.id)).find((e) => e.type === 'environment.restore')?.data.environment,
   ).toBe(old.id);
 
-  await waitFor(() => store.current('acme/widgets')?.id !== old.id, 900_000, 'the new environment');
+  await waitFor(
+    async () => (await store.current('acme/widgets'))?.id !== old.id,
+    900_000,
+    'the new environment',
+  );
   const after = await world.labelIssue('After', 'Report what you see.');
   expect(after.state, after.reason ?? '').toBe('succeeded');
   expect(seen(after.branch)).toContain('"v":2');
   // Superseded and no longer held: its snapshot is gone from disk.
   await waitFor(
-    () => store.environment(old.id).state === 'collected',
+    async () => (await store.environment(old.id)).state === 'collected',
     60_000,
     'the old environment collected',
   );
-  expect(await readdir(world.airlock.environments!.root)).toEqual([store.current('acme/widgets')!.id]);
+  expect(await readdir(world.airlock.environments!.root)).toEqual([
+    (await store.current('acme/widgets'))!.id,
+  ]);
 }, 1_800_000);

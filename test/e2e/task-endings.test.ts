@@ -95,7 +95,7 @@ it('cancels a running task when the person who asked says /airlock cancel', asyn
   await world.send('issues', labeled, 'cancel-label');
   const running = await waitFor(
     async () => {
-      const task = world.plane.tasks.list().find((t) => t.issueNumber === issue.number);
+      const task = (await world.plane.tasks.list()).find((t) => t.issueNumber === issue.number);
       const working =
         task &&
         (await world.audit.events(task.id)).some(
@@ -126,8 +126,8 @@ it('cancels a running task when the person who asked says /airlock cancel', asyn
   await world.send('issue_comment', comment, 'cancel-comment');
 
   const task = await waitFor(
-    () => {
-      const t = world.plane.tasks.get(running.id);
+    async () => {
+      const t = await world.plane.tasks.get(running.id);
       return t.state === 'cancelled' ? t : undefined;
     },
     120_000,

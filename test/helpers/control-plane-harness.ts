@@ -46,12 +46,12 @@ export function startRef(task: Task): string {
 /** A behaviour that commits one file on top of the task's start and reports it pushed. */
 export function pushFileBehaviour(file: string, content: string): RunBehaviour {
   return async (task, ctx, h) => {
-    ctx.enterPhase('running');
+    await ctx.enterPhase('running');
     const from = startRef(task);
     if (task.start.from !== 'pull_head' && !(await h.emulator.branchSha(task.repoFullName, from))) {
       throw new Error(`git clone failed: Remote branch ${from} not found in upstream origin`);
     }
-    ctx.enterPhase('pushing');
+    await ctx.enterPhase('pushing');
     const sha = await pushCommit({
       remote: await h.gitRemote(task.repoFullName),
       // git-push clones branches only; a fork PR's head is approximated by its base here.
@@ -210,7 +210,7 @@ export async function startHarness(
         process.stderr.write(lines.filter((l) => /"level":[456]0/.test(l)).join(''));
         const rows = airlock.db.prepare('SELECT delivery_id, status, outcome FROM deliveries').all();
         process.stderr.write(
-          `${JSON.stringify(airlock.tasks.list().map((t) => [t.kind, t.state, t.reason, t.start]))}\n`,
+          `${JSON.stringify((await airlock.tasks.list()).map((t) => [t.kind, t.state, t.reason, t.start]))}\n`,
         );
         process.stderr.write(`${JSON.stringify(rows)}\n`);
       }

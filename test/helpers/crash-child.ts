@@ -22,10 +22,10 @@ const airlock = await buildAirlock(
     log: memoryLogger().log,
     redactor: new SecretRedactor(),
     runner: {
-      run: (_task, ctx) =>
-        new Promise(() => {
-          ctx.enterPhase('running');
-        }),
+      run: async (_task, ctx) => {
+        await ctx.enterPhase('running');
+        return new Promise(() => {});
+      },
     },
     octokit: emulatorOctokit,
     pollMs: 50,

@@ -58,7 +58,7 @@ export class DirectoryBuilder implements EnvironmentBuilder {
       const keyFiles = parseLsFiles(await git('ls-files', '-s', '--', ...keyFilePathspecs(request.config)));
       const specHash = environmentSpecHash(request.config, this.imageDigest);
       const source = { commitSha, specHash, envKey: environmentKey(specHash, keyFiles) };
-      request.source(source);
+      await request.source(source);
       for (const command of request.config.environment.setup) request.output(`$ setup \`${command}\`\n`);
       if (this.#held) await Promise.race([this.#held.promise, whenAborted(request.signal)]);
       const failure = this.failNext;

@@ -115,7 +115,8 @@ export async function startE2eWorld(options: {
       const answer = await gh.sendWebhook(webhookUrl, 'issues', payload, { deliveryId });
       if (answer.status !== 200) throw new Error(`webhook answered ${answer.status}`);
       const task = await waitFor(
-        () => plane.tasks.list().find((t) => t.issueNumber === issue.number && until.includes(t.state)),
+        async () =>
+          (await plane.tasks.list()).find((t) => t.issueNumber === issue.number && until.includes(t.state)),
         600_000,
         'the task to finish',
       );

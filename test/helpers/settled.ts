@@ -9,17 +9,17 @@ import { waitFor } from './wait-for.ts';
 export async function settled(airlock: Airlock, timeoutMs = 60_000): Promise<void> {
   const plane = airlock.github;
   if (!plane) throw new Error('settled() needs an airlock with its GitHub plane');
-  const idle = () =>
-    plane.inbox.waiting(1).length === 0 &&
-    plane.deliveries.pending(1).length === 0 &&
-    airlock.tasks.queued(1).length === 0 &&
+  const idle = async () =>
+    (await plane.inbox.waiting(1)).length === 0 &&
+    (await plane.deliveries.pending(1)).length === 0 &&
+    (await airlock.tasks.queued(1)).length === 0 &&
     plane.scheduler.runningIds().length === 0 &&
-    plane.jobs.dueCount() === 0;
+    (await plane.jobs.dueCount()) === 0;
   // Idle on two polls in a row: a loop step that was between its reads and its writes has ended.
   let idleBefore = false;
   await waitFor(
-    () => {
-      const now = idle();
+    async () => {
+      const now = await idle();
       const settledNow = now && idleBefore;
       idleBefore = now;
       return settledNow;

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { inject } from 'vitest';
+import { afterEach, inject } from 'vitest';
 import { type Dialect, openStore, type Store } from '../../src/store/database.ts';
 
 /** The databases every store test runs on. */
@@ -12,6 +12,23 @@ export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];
 export async function openTestStore(dialect: Dialect): Promise<Store> {
   if (dialect === 'sqlite') return openStore({ file: ':memory:' });
   return openStore({ url: await createTestDatabase() });
+}
+
+/**
+ * For a describe block: returns `open`, which makes a new test store on `dialect`; every store it
+ * made is closed after each test.
+ */
+export function testStores(dialect: Dialect): () => Promise<Store> {
+  let opened: Store[] = [];
+  afterEach(async () => {
+    await Promise.all(opened.map((store) => store.close()));
+    opened = [];
+  });
+  return async () => {
+    const store = await openTestStore(dialect);
+    opened.push(store);
+    return store;
+  };
 }
 
 /** Creates an empty database in the run's PostgreSQL cluster and returns its URL. */

@@ -42,7 +42,7 @@ export interface WebWorld {
   adminToken: string;
   logLines: string[];
   /** Creates a task (as intake would) and records a few events for it. */
-  addTask(repo: string, fields?: { actor?: string; issue?: number; running?: boolean }): Task;
+  addTask(repo: string, fields?: { actor?: string; issue?: number; running?: boolean }): Promise<Task>;
   /**
    * Records a whole run as the task runner does (phases, exec audit with the guest's wrapper
    * records, the agent's events parsed from a real CLI stream in fixtures/agents, diff, push,
@@ -58,9 +58,9 @@ export interface WebWorld {
       summary?: string;
       running?: boolean;
     },
-  ): Task;
+  ): Promise<Task>;
   /** A task of `airlock run` on a developer's machine: no installation, a git name as its author. */
-  addLocalTask(gitName: string): Task;
+  addLocalTask(gitName: string): Promise<Task>;
   /** Runs GitHub's web flow for `login` through airlock and the emulator; returns the Cookie header. */
   signIn(login: string): Promise<string>;
   /** GET with an optional cookie, redirects not followed. */
@@ -100,8 +100,8 @@ export async function startWebWorld(
   const audit = new AuditLog(store, clock, new SecretRedactor(), { groupCommit: { maxEvents: 512 } });
   const metrics = new AirlockMetrics(store, { processMetrics: false });
   audit.subscribe((e) => metrics.observeAuditEvent(e));
-  const tasks = new TaskStore(db, clock);
-  const environments = new EnvironmentStore(db, clock);
+  const tasks = new TaskStore(store, clock);
+  const environments = new EnvironmentStore(store, clock);
   const adminToken = randomBytes(24).toString('hex');
   const { log, lines } = memoryLogger();
 
@@ -156,11 +156,11 @@ export async function startWebWorld(
     app,
     adminToken,
     logLines: lines,
-    addTask: (repo, fields = {}) => {
+    addTask: async (repo, fields = {}) => {
       const issue =
         fields.issue ??
         emulator.createIssue(repo, { title: 'Make it better', user: fields.actor ?? 'alice' }).number;
-      const task = tasks.create({
+      const task = await tasks.create({
         installationId,
         repoFullName: repo,
         repoId: repoIds.get(repo) ?? null,
@@ -199,20 +199,20 @@ export async function startWebWorld(
         stat: ' README.md | 2 +-',
         patch: `--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-# old ${repo}\n+# new ${repo}\n`,
       });
-      tasks.transition(task.id, 'starting');
+      await tasks.transition(task.id, 'starting');
       audit.append(task.id, 'task.state', { state: 'starting' });
-      tasks.transition(task.id, 'running');
+      await tasks.transition(task.id, 'running');
       audit.append(task.id, 'task.state', { state: 'running' });
       if (!fields.running) {
-        tasks.transition(task.id, 'succeeded');
+        await tasks.transition(task.id, 'succeeded');
         audit.append(task.id, 'task.outcome', { state: 'succeeded', reason: null });
         audit.append(task.id, 'task.state', { state: 'succeeded' });
       }
-      return tasks.get(task.id);
+      return await tasks.get(task.id);
     },
-    addAgentRun: (repo, run) => {
+    addAgentRun: async (repo, run) => {
       const issue = emulator.createIssue(repo, { title: run.title, user: 'alice' }).number;
-      let task = tasks.create({
+      let task = await tasks.create({
         installationId,
         repoFullName: repo,
         repoId: repoIds.get(repo) ?? null,
@@ -230,11 +230,11 @@ export async function startWebWorld(
         start: { from: 'ref', ref: 'main' },
         config: { ...DEFAULT_REPO_CONFIG, agent: run.agent },
       });
-      recordAgentRun({ audit, tasks, clock }, task, run);
-      task = tasks.get(task.id);
+      await recordAgentRun({ audit, tasks, clock }, task, run);
+      task = await tasks.get(task.id);
       if (!run.running && task.state === 'succeeded') {
         const prNumber = emulator.state.issues.length + 100;
-        task = tasks.update(task.id, {
+        task = await tasks.update(task.id, {
           prNumber,
           result: {
             outcome: 'changes_pushed',
@@ -246,8 +246,8 @@ export async function startWebWorld(
       }
       return task;
     },
-    addLocalTask: (gitName) => {
-      const task = tasks.create({
+    addLocalTask: async (gitName) => {
+      const task = await tasks.create({
         installationId: null,
         repoFullName: 'local/notes',
         repoId: null,
@@ -304,11 +304,11 @@ const WRAPPER = ['/usr/bin/choom', '-n', '0', '--'];
  * proxies and the scheduler write them, with a real agent stream from fixtures/agents parsed by
  * the real adapter (or a script's lines).
  */
-function recordAgentRun(
+async function recordAgentRun(
   deps: { audit: AuditLog; tasks: TaskStore; clock: ManualClock },
   task: Task,
   run: { agent: AgentName; fixture?: string; script?: string[]; summary?: string; running?: boolean },
-): void {
+): Promise<void> {
   const { audit, tasks, clock } = deps;
   let pid = 300;
   const exec = (argv: string[], uid = 1000, wrapped = true) => {
@@ -331,8 +331,8 @@ function recordAgentRun(
       ts: clock.now().toISOString(),
     });
   };
-  const state = (to: 'starting' | 'running' | 'pushing' | 'succeeded') => {
-    tasks.transition(task.id, to);
+  const state = async (to: 'starting' | 'running' | 'pushing' | 'succeeded') => {
+    await tasks.transition(task.id, to);
     audit.append(task.id, 'task.state', { state: to, reason: null });
   };
   audit.append(task.id, 'task.created', {
@@ -344,7 +344,7 @@ function recordAgentRun(
   });
   audit.append(task.id, 'task.config', { config: task.config });
   clock.advance(1_200);
-  state('starting');
+  await state('starting');
   audit.append(task.id, 'token.minted', {
     repository: [task.repoFullName],
     permissions: { contents: 'write' },
@@ -364,7 +364,7 @@ function recordAgentRun(
     bootMs: 8_400,
     limits: { memMiB: 2048 },
   });
-  state('running');
+  await state('running');
   exec([
     'git',
     'clone',
@@ -450,7 +450,7 @@ function recordAgentRun(
     stat: ' a.txt | 2 +-\n 1 file changed, 1 insertion(+), 1 deletion(-)\n',
     patch: 'diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-hi\n+hello\n',
   });
-  state('pushing');
+  await state('pushing');
   exec(['git', 'push', '--quiet', 'origin', `HEAD:refs/heads/${task.branch}`]);
   audit.append(task.id, 'git.ref_update', {
     ref: `refs/heads/${task.branch}`,
@@ -459,7 +459,7 @@ function recordAgentRun(
     decision: 'forwarded',
   });
   clock.advance(900);
-  tasks.transition(task.id, 'succeeded');
+  await tasks.transition(task.id, 'succeeded');
   audit.append(task.id, 'task.outcome', {
     state: 'succeeded',
     reason: null,

@@ -30,8 +30,8 @@ async function start(airlockYml?: string): Promise<Harness> {
 /** Runs `behaviour` for every task, recording each task's prompt first. */
 function behave(behaviour: RunBehaviour): void {
   const harness = h!;
-  harness.runner.behaviour = (task, ctx, hh) => {
-    const earlier = harness.plane.tasks.onBranch(task.repoFullName, task.branch);
+  harness.runner.behaviour = async (task, ctx, hh) => {
+    const earlier = await harness.plane.tasks.onBranch(task.repoFullName, task.branch);
     prompts.set(task.id, taskPrompt(task, undefined, earlier).text);
     return behaviour(task, ctx, hh);
   };
@@ -130,7 +130,8 @@ async function agentPr(title = 'Make the widget spin'): Promise<{ task: Task; pr
   const issue = harness.emulator.createIssue(harness.repo, { title, user: 'alice' });
   await harness.send('issues', labelPayload(issue.number), { deliveryId: `label-${issue.number}` });
   const task = await waitFor(
-    () => harness.plane.tasks.list({ issueNumber: issue.number }).find((t) => t.state === 'succeeded'),
+    async () =>
+      (await harness.plane.tasks.list({ issueNumber: issue.number })).find((t) => t.state === 'succeeded'),
     15_000,
     'the agent task to succeed',
   );
@@ -151,7 +152,7 @@ const prComments = (pr: number, text: string) =>
     (c) => c.issueNumber === pr && !c.body.startsWith('**airlock** · task') && c.body.includes(text),
   );
 const graphqlCalls = () => h!.emulator.requests.filter((r) => r.path.endsWith('/graphql'));
-const ciFixes = () => h!.plane.tasks.list().filter((t) => t.kind === 'ci_fix');
+const ciFixes = async () => (await h!.plane.tasks.list()).filter((t) => t.kind === 'ci_fix');
 
 /** A job log as Actions serves it: timestamped lines, the error near the end, bigger than the cap. */
 function actionsLog(error: string, stamp = '2026-03-01T10:00:00.1234567Z'): string {
@@ -230,14 +231,14 @@ describe('when every check passes', () => {
       await harness.send('check_run', checkRunPayload(job, task.branch), { deliveryId: `cr-${job.id}` });
     }
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('cs-pass')).toMatchObject({
+    expect(await harness.plane.deliveries.get('cs-pass')).toMatchObject({
       status: 'done',
       outcome: 'already judged',
     });
     expect(harness.emulator.state.reviewRequests).toHaveLength(1);
     expect(graphqlCalls()).toHaveLength(1);
     expect(prComments(pr.number, 'CI passed')).toHaveLength(1);
-    expect(ciFixes()).toHaveLength(0);
+    expect(await ciFixes()).toHaveLength(0);
   });
 
   it('waits while a check or a workflow is still running, then judges on the last completion', async () => {
@@ -252,7 +253,7 @@ describe('when every check passes', () => {
     Object.assign(preview, { status: 'in_progress', conclusion: null });
     await harness.send('check_run', checkRunPayload(jobs[0]!, task.branch), { deliveryId: 'cr-first' });
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('cr-first')).toMatchObject({
+    expect(await harness.plane.deliveries.get('cr-first')).toMatchObject({
       status: 'done',
       outcome: 'waiting for the other checks',
     });
@@ -262,7 +263,7 @@ describe('when every check passes', () => {
     Object.assign(ci, { status: 'completed', conclusion: 'success' });
     await harness.send('check_run', checkRunPayload(jobs[1]!, task.branch), { deliveryId: 'cr-last' });
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('cr-last')).toMatchObject({
+    expect(await harness.plane.deliveries.get('cr-last')).toMatchObject({
       status: 'done',
       outcome: 'waiting for workflow Preview',
     });
@@ -309,11 +310,15 @@ describe('when every check passes', () => {
       });
       const response = await hh.send('workflow_run', workflowRunPayload(run), { deliveryId: 'early' });
       expect(response.status).toBe(200);
-      await waitFor(() => hh.plane.deliveries.get('early')?.status === 'done', 10_000, 'the early event');
+      await waitFor(
+        async () => (await hh.plane.deliveries.get('early'))?.status === 'done',
+        10_000,
+        'the early event',
+      );
       return result;
     });
     const { task, pr } = await agentPr();
-    expect(harness.plane.deliveries.get('early')?.outcome).toMatch(/still pushing/);
+    expect((await harness.plane.deliveries.get('early'))?.outcome).toMatch(/still pushing/);
     await waitFor(() => !pr.draft, 10_000, 'the PR to leave draft after the task ended');
     await harness.plane.quiesce();
     expect(prComments(pr.number, 'CI passed')).toHaveLength(1);
@@ -355,7 +360,7 @@ describe('when a check fails', () => {
       deliveryId: 'cs-fail-1',
     });
     const fix = await waitFor(
-      () => ciFixes().find((t) => t.state === 'succeeded'),
+      async () => (await ciFixes()).find((t) => t.state === 'succeeded'),
       15_000,
       'the CI follow-up to run',
     );
@@ -409,7 +414,7 @@ describe('when a check fails', () => {
     await harness.plane.quiesce();
     const stopped = prComments(pr.number, 'CI failed')[1]!;
     expect(stopped.body).toMatch(/not starting a follow-up: the same failure came back/);
-    expect(ciFixes()).toHaveLength(1);
+    expect(await ciFixes()).toHaveLength(1);
     expect(pr.draft).toBe(true);
   });
 
@@ -425,7 +430,7 @@ describe('when a check fails', () => {
       await waitFor(() => prComments(pr.number, 'CI failed').length === n, 15_000, `CI verdict ${n}`);
       if (n === 3) break;
       const fix = await waitFor(
-        () => ciFixes().find((t) => t.attempt === n && t.state === 'succeeded'),
+        async () => (await ciFixes()).find((t) => t.attempt === n && t.state === 'succeeded'),
         15_000,
         `follow-up ${n}`,
       );
@@ -433,7 +438,7 @@ describe('when a check fails', () => {
       head = fix;
     }
     await harness.plane.quiesce();
-    expect(ciFixes().map((t) => t.attempt)).toEqual([2, 1]);
+    expect((await ciFixes()).map((t) => t.attempt)).toEqual([2, 1]);
     const last = prComments(pr.number, 'CI failed')[2]!;
     expect(last.body).toMatch(/limit of 2 CI follow-up attempts is reached \(`ci.max_attempts`\)/);
     expect(harness.emulator.state.pulls).toHaveLength(1);
@@ -449,7 +454,7 @@ describe('when a check fails', () => {
     await waitFor(() => prComments(pr.number, 'CI failed').length === 1, 10_000, 'the failure comment');
     await harness.plane.quiesce();
     expect(prComments(pr.number, 'CI failed')[0]!.body).toContain('`ci.autofix: false`');
-    expect(ciFixes()).toHaveLength(0);
+    expect(await ciFixes()).toHaveLength(0);
     expect(pr.draft).toBe(true);
     expect(harness.emulator.state.reviewRequests).toHaveLength(0);
   });
@@ -467,7 +472,7 @@ describe('when a check fails', () => {
     expect(prComments(pr.number, 'CI failed')[0]!.body).toMatch(
       /changes CI workflow files \(\.github\/workflows\/ci\.yml\)/,
     );
-    expect(ciFixes()).toHaveLength(0);
+    expect(await ciFixes()).toHaveLength(0);
   });
 
   it('does not auto-fix work that came from a pull request from a fork', async () => {
@@ -503,7 +508,7 @@ describe('when a check fails', () => {
     comment.comment.performed_via_github_app = null;
     await harness.send('issue_comment', comment, { deliveryId: 'fork-command' });
     const task = await waitFor(
-      () => harness.plane.tasks.list().find((t) => t.state === 'succeeded'),
+      async () => (await harness.plane.tasks.list()).find((t) => t.state === 'succeeded'),
       15_000,
       'the task on the fork PR',
     );
@@ -520,7 +525,7 @@ describe('when a check fails', () => {
     await waitFor(() => prComments(pr.number, 'CI failed').length === 1, 10_000, 'the failure comment');
     await harness.plane.quiesce();
     expect(prComments(pr.number, 'CI failed')[0]!.body).toContain('the pull request comes from a fork');
-    expect(ciFixes()).toHaveLength(0);
+    expect(await ciFixes()).toHaveLength(0);
   });
 });
 
@@ -550,7 +555,7 @@ describe('events airlock does not act on', () => {
     await harness.send('check_run', checkRunPayload(own, task.branch), { deliveryId: 'own-run' });
 
     for (const id of ['main-run', 'main-suite', 'feature-run', 'fork-run', 'own-run']) {
-      expect(harness.plane.deliveries.get(id), id).toBeUndefined();
+      expect(await harness.plane.deliveries.get(id), id).toBeUndefined();
     }
 
     // An airlock branch, but a commit that is not the task's head.
@@ -558,12 +563,12 @@ describe('events airlock does not act on', () => {
       deliveryId: 'stale',
     });
     await harness.plane.quiesce();
-    expect(harness.plane.deliveries.get('stale')).toMatchObject({
+    expect(await harness.plane.deliveries.get('stale')).toMatchObject({
       status: 'done',
       outcome: 'not the head commit of an airlock branch',
     });
     expect(harness.emulator.requests.slice(requestsBefore).filter((r) => r.method !== 'GET')).toEqual([]);
-    expect(ciFixes()).toHaveLength(0);
+    expect(await ciFixes()).toHaveLength(0);
     expect(pr.draft).toBe(true);
   });
 });

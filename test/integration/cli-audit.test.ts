@@ -31,28 +31,31 @@ describe.each(DIALECTS)('airlock audit commands on %s', (dialect) => {
       return;
     }
     const db = openDatabase(path.join(dir, 'airlock.sqlite'));
-    const tasks = new TaskStore(db, systemClock);
-    taskId = tasks.create({
-      installationId: 1,
-      repoFullName: 'acme/widgets',
-      repoId: 7,
-      issueNumber: 3,
-      prNumber: null,
-      kind: 'issue',
-      baseRef: 'main',
-      actorLogin: 'alice',
-      actorId: 101,
-      triggerEvent: 'issues',
-      triggerUrl: null,
-      deliveryId: null,
-      instruction: null,
-      context: {},
-      start: { from: 'ref', ref: 'main' },
-      config: DEFAULT_REPO_CONFIG,
-    }).id;
-    await appendRecord(openSqliteStore(db), taskId);
-    tasks.transition(taskId, 'starting');
-    tasks.transition(taskId, 'failed', { reason: 'test' });
+    const store = openSqliteStore(db);
+    const tasks = new TaskStore(store, systemClock);
+    taskId = (
+      await tasks.create({
+        installationId: 1,
+        repoFullName: 'acme/widgets',
+        repoId: 7,
+        issueNumber: 3,
+        prNumber: null,
+        kind: 'issue',
+        baseRef: 'main',
+        actorLogin: 'alice',
+        actorId: 101,
+        triggerEvent: 'issues',
+        triggerUrl: null,
+        deliveryId: null,
+        instruction: null,
+        context: {},
+        start: { from: 'ref', ref: 'main' },
+        config: DEFAULT_REPO_CONFIG,
+      })
+    ).id;
+    await appendRecord(store, taskId);
+    await tasks.transition(taskId, 'starting');
+    await tasks.transition(taskId, 'failed', { reason: 'test' });
     db.close();
   });
   afterEach(async () => {

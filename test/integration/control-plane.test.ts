@@ -6,7 +6,7 @@ import { sign } from '@octokit/webhooks-methods';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.ts';
 import { WebhookInbox } from '../../src/github/webhook-inbox.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openDatabase, openSqliteStore } from '../../src/store/database.ts';
 import { TaskFailure } from '../../src/tasks/task-runner.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { type Harness, startHarness } from '../helpers/control-plane-harness.ts';
@@ -66,10 +66,14 @@ describe('a labelled issue', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Make it faster', body: 'Please.', user: 'alice' });
     const response = await h.send('issues', labelPayload(issue.number), { deliveryId: 'delivery-1' });
     expect(response.status).toBe(200);
-    await waitFor(() => h.plane.tasks.list()[0]?.state === 'succeeded', 15_000, 'task to succeed');
+    await waitFor(
+      async () => (await h.plane.tasks.list())[0]?.state === 'succeeded',
+      15_000,
+      'task to succeed',
+    );
     await h.plane.quiesce();
 
-    const [task] = h.plane.tasks.list();
+    const [task] = await h.plane.tasks.list();
     expect(task).toMatchObject({
       actorLogin: 'alice',
       issueNumber: issue.number,
@@ -110,7 +114,7 @@ describe('a labelled issue', () => {
     await h.plane.quiesce();
     await h.send('issues', payload, { deliveryId: 'same-delivery' });
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(1);
+    expect(await h.plane.tasks.list()).toHaveLength(1);
     expect(h.runner.runs).toHaveLength(1);
   });
 
@@ -118,8 +122,8 @@ describe('a labelled issue', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Other', user: 'alice' });
     await h.send('issues', labelPayload(issue.number, 'alice', 'User', 'bug'), { deliveryId: 'other-label' });
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
-    expect(h.plane.deliveries.get('other-label')).toMatchObject({ status: 'ignored' });
+    expect(await h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.deliveries.get('other-label')).toMatchObject({ status: 'ignored' });
   });
 });
 
@@ -130,13 +134,13 @@ describe('refusals', () => {
       deliveryId: 'bob-1',
     });
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.tasks.list()).toHaveLength(0);
     const replies = h.emulator.state.comments.filter(
       (c: { issueNumber: number }) => c.issueNumber === issue.number,
     );
     expect(replies).toHaveLength(1);
     expect(replies[0].body).toMatch(/@bob.*write access.*`read`/s);
-    expect(h.plane.deliveries.get('bob-1')).toMatchObject({
+    expect(await h.plane.deliveries.get('bob-1')).toMatchObject({
       status: 'refused',
       outcome: 'bob has read permission',
     });
@@ -147,8 +151,8 @@ describe('refusals', () => {
     h.emulator.setPermission(h.repo, 'renovate', 'admin');
     await h.send('issues', labelPayload(issue.number, 'renovate', 'Bot'), { deliveryId: 'bot-1' });
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
-    expect(h.plane.deliveries.get('bot-1')).toMatchObject({
+    expect(await h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.deliveries.get('bot-1')).toMatchObject({
       status: 'refused',
       outcome: 'sender renovate is a Bot',
     });
@@ -167,8 +171,8 @@ describe('refusals', () => {
     payload.pull_request.head.ref = 'patch-1';
     await h.send('pull_request_review_comment', payload, { deliveryId: 'fork-1' });
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
-    expect(h.plane.deliveries.get('fork-1')).toMatchObject({
+    expect(await h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.deliveries.get('fork-1')).toMatchObject({
       status: 'refused',
       outcome: 'pull request comes from a fork',
     });
@@ -180,7 +184,7 @@ describe('refusals', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Config', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'config-1' });
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.tasks.list()).toHaveLength(0);
     const reply = h.emulator.state.comments.find((c) => c.issueNumber === issue.number)!;
     expect(reply.body).toContain('`agent`');
     expect(reply.body).toContain('`timeout_minutes`');
@@ -196,7 +200,7 @@ describe('the webhook endpoint', () => {
     });
     expect(response.status).toBe(401);
     expect(inboxRow('forged')).toBeUndefined();
-    expect(h.plane.deliveries.get('forged')).toBeUndefined();
+    expect(await h.plane.deliveries.get('forged')).toBeUndefined();
   });
 
   it('answers 400 to a malformed body and to missing headers', async () => {
@@ -216,33 +220,41 @@ describe('the webhook endpoint', () => {
     const unsigned = await fetch(h.webhookUrl, { method: 'POST', body: '{}', headers });
     expect(unsigned.status).toBe(400);
     expect(inboxRow('bad-json')).toBeUndefined();
-    expect(h.plane.deliveries.get('bad-json')).toBeUndefined();
+    expect(await h.plane.deliveries.get('bad-json')).toBeUndefined();
   });
 
   it('keeps a delivery stored before a crash and dispatches it after the restart', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Stored, then a crash', user: 'alice' });
     await h.plane.stop(); // as if the process died right after answering GitHub
-    new WebhookInbox(h.db, systemClock).store(
+    await new WebhookInbox(h.airlock.store, systemClock).store(
       'stored-1',
       'issues',
       JSON.stringify(labelPayload(issue.number)),
     );
     await h.restart();
-    await waitFor(() => h.plane.tasks.list().find((t) => t.deliveryId === 'stored-1'), 10_000, 'the task');
+    await waitFor(
+      async () => (await h.plane.tasks.list()).find((t) => t.deliveryId === 'stored-1'),
+      10_000,
+      'the task',
+    );
     await h.plane.quiesce();
     expect(inboxRow('stored-1')).toMatchObject({ payload: null, error: null });
-    expect(h.plane.tasks.list()).toHaveLength(1);
+    expect(await h.plane.tasks.list()).toHaveLength(1);
   });
 
   it('sets aside a delivery that cannot be read, at once, and keeps going', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'After a bad one', user: 'alice' });
     await h.plane.stop();
-    const inbox = new WebhookInbox(h.db, systemClock);
+    const inbox = new WebhookInbox(h.airlock.store, systemClock);
     // Stored bodies are verified JSON objects; a damaged row must not stop the ones behind it.
-    inbox.store('damaged-1', 'issues', '{"action": ');
-    inbox.store('good-1', 'issues', JSON.stringify(labelPayload(issue.number)));
+    await inbox.store('damaged-1', 'issues', '{"action": ');
+    await inbox.store('good-1', 'issues', JSON.stringify(labelPayload(issue.number)));
     await h.restart();
-    await waitFor(() => h.plane.tasks.list().find((t) => t.deliveryId === 'good-1'), 10_000, 'the task');
+    await waitFor(
+      async () => (await h.plane.tasks.list()).find((t) => t.deliveryId === 'good-1'),
+      10_000,
+      'the task',
+    );
     // Reading a delivery is pure: what fails once fails every time, so it is set aside, not retried.
     await waitFor(() => inboxRow('damaged-1')?.payload === null, 15_000, 'the damaged delivery set aside');
     expect(inboxRow('damaged-1')).toMatchObject({ attempts: 0, error: expect.stringMatching(/JSON/) });
@@ -256,50 +268,55 @@ describe('the webhook endpoint', () => {
     const weird = await h.send('made_up_event', { action: 'x', repository: null }, { deliveryId: 'weird-1' });
     expect([star.status, opened.status, weird.status]).toEqual([200, 200, 200]);
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.tasks.list()).toHaveLength(0);
   });
 });
 
 describe('steering', () => {
   it('cancels a running task on /airlock cancel, and retries a failed one on /airlock retry', async () => {
     let release: (() => void) | undefined;
-    h.runner.behaviour = (_task, ctx) =>
-      new Promise((_resolve, reject) => {
-        ctx.enterPhase('running');
+    h.runner.behaviour = async (_task, ctx) => {
+      await ctx.enterPhase('running');
+      return new Promise((_resolve, reject) => {
         ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
         release = () => reject(new TaskFailure('agent_failed', 'the agent exited with 1'));
       });
+    };
     const issue = h.emulator.createIssue(h.repo, { title: 'Long', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'long-1' });
     const running = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.state === 'running'),
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'running'),
       10_000,
       'running task',
     );
     await h.send('issue_comment', commentPayload(issue.number, '/airlock cancel'), {
       deliveryId: 'cancel-1',
     });
-    await waitFor(() => h.plane.tasks.get(running.id).state === 'cancelled', 10_000, 'cancellation');
-    expect(h.plane.tasks.get(running.id).reason).toBe('cancelled by alice');
+    await waitFor(
+      async () => (await h.plane.tasks.get(running.id)).state === 'cancelled',
+      10_000,
+      'cancellation',
+    );
+    expect((await h.plane.tasks.get(running.id)).reason).toBe('cancelled by alice');
 
     await h.send('issue_comment', commentPayload(issue.number, '/airlock try again please'), {
       deliveryId: 'again-1',
     });
-    const second = await waitFor(() =>
-      h.plane.tasks.list().find((t) => t.id !== running.id && t.state === 'running'),
+    const second = await waitFor(async () =>
+      (await h.plane.tasks.list()).find((t) => t.id !== running.id && t.state === 'running'),
     );
     release?.();
-    await waitFor(() => h.plane.tasks.get(second.id).state === 'failed');
-    expect(h.plane.tasks.get(second.id).reason).toBe('agent_failed: the agent exited with 1');
+    await waitFor(async () => (await h.plane.tasks.get(second.id)).state === 'failed');
+    expect((await h.plane.tasks.get(second.id)).reason).toBe('agent_failed: the agent exited with 1');
 
     h.runner.behaviour = (await import('../helpers/control-plane-harness.ts')).pushFileBehaviour(
       'RETRY.md',
       'ok\n',
     );
     await h.send('issue_comment', commentPayload(issue.number, '/airlock retry'), { deliveryId: 'retry-1' });
-    const retry = await waitFor(() => h.plane.tasks.list().find((t) => t.kind === 'retry'));
-    await waitFor(() => h.plane.tasks.get(retry.id).state === 'succeeded', 15_000);
-    expect(h.plane.tasks.get(retry.id)).toMatchObject({
+    const retry = await waitFor(async () => (await h.plane.tasks.list()).find((t) => t.kind === 'retry'));
+    await waitFor(async () => (await h.plane.tasks.get(retry.id)).state === 'succeeded', 15_000);
+    expect(await h.plane.tasks.get(retry.id)).toMatchObject({
       parentTaskId: second.id,
       attempt: 2,
       instruction: 'try again please',
@@ -309,7 +326,10 @@ describe('steering', () => {
   it('turns a review comment on an airlock PR into a follow-up on the same branch and PR', async () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Base work', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'base-1' });
-    const first = await waitFor(() => h.plane.tasks.list().find((t) => t.state === 'succeeded'), 15_000);
+    const first = await waitFor(
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'succeeded'),
+      15_000,
+    );
     await h.plane.quiesce();
     const pr = h.emulator.state.pulls.find((p) => p.number === first.prNumber)!;
 
@@ -330,7 +350,7 @@ describe('steering', () => {
     };
     await h.send('pull_request_review_comment', payload, { deliveryId: 'review-1' });
     const followUp = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.kind === 'follow_up' && t.state === 'succeeded'),
+      async () => (await h.plane.tasks.list()).find((t) => t.kind === 'follow_up' && t.state === 'succeeded'),
       15_000,
     );
     await h.plane.quiesce();
@@ -366,7 +386,10 @@ describe('GitHub failures', () => {
     }
     const issue = h.emulator.createIssue(h.repo, { title: 'Flaky GitHub', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'flaky-1' });
-    const task = await waitFor(() => h.plane.tasks.list().find((t) => t.state === 'succeeded'), 20_000);
+    const task = await waitFor(
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'succeeded'),
+      20_000,
+    );
     await h.plane.quiesce();
     expect(task.prNumber).toEqual(expect.any(Number));
     expect(trackingComments(issue.number)).toHaveLength(1);
@@ -376,7 +399,10 @@ describe('GitHub failures', () => {
     h.emulator.failNext({ method: 'POST', path: /\/pulls$/ }, { status: 500 }, 100);
     const issue = h.emulator.createIssue(h.repo, { title: 'Broken GitHub', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'broken-1' });
-    const task = await waitFor(() => h.plane.tasks.list().find((t) => t.state === 'failed'), 20_000);
+    const task = await waitFor(
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'failed'),
+      20_000,
+    );
     expect(task.reason).toMatch(/GitHub: could not open a pull request/);
   });
 });
@@ -384,7 +410,10 @@ describe('GitHub failures', () => {
 describe('restart safety', () => {
   it('survives kill -9 mid-task: the next start fails the running task with a reason and runs nothing twice', async () => {
     await h.airlock.stop(); // the child process owns the database until it is killed
-    const reader = new TaskStore(openDatabase(path.join(h.dir, 'airlock.sqlite')), systemClock);
+    const reader = new TaskStore(
+      openSqliteStore(openDatabase(path.join(h.dir, 'airlock.sqlite'))),
+      systemClock,
+    );
     const child = spawn(
       process.execPath,
       [fileURLToPath(new URL('../helpers/crash-child.ts', import.meta.url))],
@@ -409,34 +438,34 @@ describe('restart safety', () => {
       const url = `http://127.0.0.1:${port}/api/github/webhooks`;
       await h.emulator.sendWebhook(url, 'issues', labelPayload(a.number), { deliveryId: 'crash-a' });
       await waitFor(
-        () => reader.list().find((t) => t.issueNumber === a.number && t.state === 'running'),
+        async () => (await reader.list()).find((t) => t.issueNumber === a.number && t.state === 'running'),
         15_000,
       );
       await h.emulator.sendWebhook(url, 'issues', labelPayload(b.number), { deliveryId: 'crash-b' });
-      await waitFor(() => reader.list().find((t) => t.issueNumber === b.number), 15_000);
+      await waitFor(async () => (await reader.list()).find((t) => t.issueNumber === b.number), 15_000);
     } finally {
       child.kill('SIGKILL');
       await once(child, 'exit').catch(() => {});
     }
     h.runner.behaviour = async () => ({ outcome: 'no_changes', summary: 'nothing to do' });
     await h.restart();
-    const tasks = h.plane.tasks.list();
+    const tasks = await h.plane.tasks.list();
     const running = tasks.find((t) => t.deliveryId === 'crash-a')!;
     const queued = tasks.find((t) => t.deliveryId === 'crash-b')!;
     expect(h.plane.recovery.failed).toEqual([running.id]);
-    expect(h.plane.tasks.get(running.id).reason).toMatch(
+    expect((await h.plane.tasks.get(running.id)).reason).toMatch(
       /^interrupted: airlock restarted while the task was running/,
     );
     await waitFor(
-      () => h.plane.tasks.get(queued.id).state === 'succeeded',
+      async () => (await h.plane.tasks.get(queued.id)).state === 'succeeded',
       15_000,
       'the queued task to run after restart',
-    ).catch((error) => {
+    ).catch(async (error) => {
       throw new Error(
-        `${error.message}: ${JSON.stringify(h.plane.tasks.list().map((t) => [t.state, t.reason]))} ${h.logLines.slice(-5).join('')}`,
+        `${error.message}: ${JSON.stringify((await h.plane.tasks.list()).map((t) => [t.state, t.reason]))} ${h.logLines.slice(-5).join('')}`,
       );
     });
     expect(h.runner.runs).toEqual([queued.id]);
-    expect(h.plane.tasks.list()).toHaveLength(2);
+    expect(await h.plane.tasks.list()).toHaveLength(2);
   });
 });

@@ -50,7 +50,7 @@ const failOnce = (message: string) => {
   return async (...args: Parameters<ReturnType<typeof pushFileBehaviour>>) => {
     if (!failed) {
       failed = true;
-      args[1].enterPhase('running');
+      await args[1].enterPhase('running');
       throw new TaskFailure('agent_failed', message);
     }
     return pushFileBehaviour('RETRIED.md', 'second attempt\n')(...args);
@@ -84,24 +84,22 @@ describe('a retry starts where the failed task started', () => {
       deliveryId: 'pr-cmd',
     });
     const failed = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.state === 'failed'),
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'failed'),
       20_000,
       'the failure',
     );
     expect(failed.start).toEqual({ from: 'ref', ref: 'feature-x' });
     await h.send('issue_comment', commentPayload(number, '/airlock retry', true), { deliveryId: 'pr-retry' });
     const retry = await waitFor(
-      () =>
-        h.plane.tasks
-          .list()
-          .find(
-            (t) =>
-              t.kind === 'retry' &&
-              t.state !== 'queued' &&
-              t.state !== 'starting' &&
-              t.state !== 'running' &&
-              t.state !== 'pushing',
-          ),
+      async () =>
+        (await h.plane.tasks.list()).find(
+          (t) =>
+            t.kind === 'retry' &&
+            t.state !== 'queued' &&
+            t.state !== 'starting' &&
+            t.state !== 'running' &&
+            t.state !== 'pushing',
+        ),
       20_000,
       'the retry to end',
     );
@@ -121,7 +119,7 @@ describe('a retry starts where the failed task started', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Base work', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'base' });
     const first = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.state === 'succeeded'),
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'succeeded'),
       20_000,
       'the first task',
     );
@@ -131,29 +129,29 @@ describe('a retry starts where the failed task started', () => {
     h.runner.behaviour = async (task, ctx, harness) => {
       attempts++;
       if (attempts < 3) {
-        ctx.enterPhase('running');
+        await ctx.enterPhase('running');
         throw new TaskFailure('agent_failed', `attempt ${attempts} failed`);
       }
       return pushFileBehaviour('FOLLOW.md', 'third time lucky\n')(task, ctx, harness);
     };
     await h.send('issue_comment', commentPayload(pr, '/airlock rename it', true), { deliveryId: 'follow' });
     await waitFor(
-      () => h.plane.tasks.list().find((t) => t.kind === 'follow_up' && t.state === 'failed'),
+      async () => (await h.plane.tasks.list()).find((t) => t.kind === 'follow_up' && t.state === 'failed'),
       20_000,
       'the follow-up to fail',
     );
     await h.send('issue_comment', commentPayload(pr, '/airlock retry', true), { deliveryId: 'retry-1' });
     await waitFor(
-      () => h.plane.tasks.list().find((t) => t.kind === 'retry' && t.state === 'failed'),
+      async () => (await h.plane.tasks.list()).find((t) => t.kind === 'retry' && t.state === 'failed'),
       20_000,
       'the first retry to fail',
     );
     await h.send('issue_comment', commentPayload(pr, '/airlock retry', true), { deliveryId: 'retry-2' });
     const last = await waitFor(
-      () =>
-        h.plane.tasks
-          .list()
-          .find((t) => t.kind === 'retry' && t.attempt === 3 && ['succeeded', 'failed'].includes(t.state)),
+      async () =>
+        (await h.plane.tasks.list()).find(
+          (t) => t.kind === 'retry' && t.attempt === 3 && ['succeeded', 'failed'].includes(t.state),
+        ),
       20_000,
       'the second retry to end',
     );
@@ -173,7 +171,7 @@ describe("a look-alike branch is not airlock's", () => {
       deliveryId: 'lookalike',
     });
     const task = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.state === 'succeeded'),
+      async () => (await h.plane.tasks.list()).find((t) => t.state === 'succeeded'),
       20_000,
       'the task',
     );
@@ -193,16 +191,20 @@ describe('task creation and the delivery outcome are one write', () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'Atomic', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'atomic-1' });
     await waitFor(
-      () => (h.plane.deliveries.get('atomic-1')?.outcome ?? '').includes('simulated crash'),
+      async () => ((await h.plane.deliveries.get('atomic-1'))?.outcome ?? '').includes('simulated crash'),
       15_000,
       'the failed write',
     );
-    expect(h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.tasks.list()).toHaveLength(0);
     h.db.exec('DROP TRIGGER crash_once');
-    const task = await waitFor(() => h.plane.tasks.list()[0], 20_000, 'the task after the retry');
+    const task = await waitFor(
+      async () => (await h.plane.tasks.list())[0],
+      20_000,
+      'the task after the retry',
+    );
     await h.plane.quiesce();
-    expect(h.plane.deliveries.get('atomic-1')).toMatchObject({ status: 'done', taskId: task.id });
-    expect(h.plane.tasks.list()).toHaveLength(1);
+    expect(await h.plane.deliveries.get('atomic-1')).toMatchObject({ status: 'done', taskId: task.id });
+    expect(await h.plane.tasks.list()).toHaveLength(1);
     const types = await h.audit.types(task.id);
     expect(types.slice(0, 2)).toEqual(['task.created', 'task.config']);
     const reactions = h.emulator.state.reactions.filter(
@@ -243,14 +245,18 @@ describe('a GitHub outage during intake', () => {
       gaps.push(wait);
       clock.advance(Math.max(wait, 0) + 1);
       await waitFor(() => attempts() > before, 15_000, `the attempt after ${gaps.length} waits`);
-      expect(h.plane.deliveries.get('outage-1')?.status).toBe('pending');
+      expect((await h.plane.deliveries.get('outage-1'))?.status).toBe('pending');
     }
     expect(gaps.at(-1)).toBeGreaterThan(gaps[0]!);
     h.emulator.clearFailures();
     clock.advance(notBefore() - clock.now().getTime() + 1);
-    const task = await waitFor(() => h.plane.tasks.list()[0], 20_000, 'the task once GitHub is back');
+    const task = await waitFor(
+      async () => (await h.plane.tasks.list())[0],
+      20_000,
+      'the task once GitHub is back',
+    );
     expect(task.issueNumber).toBe(issue.number);
-    expect(h.plane.deliveries.get('outage-1')).toMatchObject({ status: 'done', taskId: task.id });
+    expect(await h.plane.deliveries.get('outage-1')).toMatchObject({ status: 'done', taskId: task.id });
   });
 });
 
@@ -258,14 +264,15 @@ describe('a restart while a task was pushing', () => {
   it('opens the pull request for a push the proxy forwarded, and says exactly what was left otherwise', async () => {
     h = await startHarness();
     await h.airlock.stop();
-    const tasks = new TaskStore(openDatabase(path.join(h.dir, 'airlock.sqlite')), systemClock);
+    // One connection, as the stopped process had: its tasks and their record.
+    const store = openSqliteStore(openDatabase(path.join(h.dir, 'airlock.sqlite')));
+    const tasks = new TaskStore(store, systemClock);
     const { AuditLog } = await import('../../src/audit/audit-log.ts');
     const { SecretRedactor } = await import('../../src/secrets.ts');
-    const store = openSqliteStore(openDatabase(path.join(h.dir, 'airlock.sqlite')));
     const audit = new AuditLog(store, systemClock, new SecretRedactor());
     const { DEFAULT_REPO_CONFIG } = await import('../../src/config/repo-config.ts');
-    const pushingTask = (issueNumber: number) => {
-      const task = tasks.create({
+    const pushingTask = async (issueNumber: number) => {
+      const task = await tasks.create({
         installationId: h.installationId,
         repoFullName: h.repo,
         repoId: 1,
@@ -283,10 +290,12 @@ describe('a restart while a task was pushing', () => {
         context: { issueTitle: `Issue ${issueNumber}` },
         config: DEFAULT_REPO_CONFIG,
       });
-      for (const state of ['starting', 'running', 'pushing'] as const) tasks.transition(task.id, state);
+      for (const state of ['starting', 'running', 'pushing'] as const) await tasks.transition(task.id, state);
       return task;
     };
-    const pushed = pushingTask(h.emulator.createIssue(h.repo, { title: 'Pushed', user: 'alice' }).number);
+    const pushed = await pushingTask(
+      h.emulator.createIssue(h.repo, { title: 'Pushed', user: 'alice' }).number,
+    );
     const sha = await pushCommit({
       remote: await h.gitRemote(h.repo),
       base: 'main',
@@ -300,25 +309,25 @@ describe('a restart while a task was pushing', () => {
       new: sha,
       decision: 'forwarded',
     });
-    const notPushed = pushingTask(
+    const notPushed = await pushingTask(
       h.emulator.createIssue(h.repo, { title: 'Not pushed', user: 'alice' }).number,
     );
     await audit.flush();
     await store.close();
     await h.restart();
     await waitFor(
-      () => h.plane.tasks.get(pushed.id).state === 'succeeded',
+      async () => (await h.plane.tasks.get(pushed.id)).state === 'succeeded',
       20_000,
       'the recovered task to be published',
     );
-    expect(h.plane.tasks.get(pushed.id)).toMatchObject({
+    expect(await h.plane.tasks.get(pushed.id)).toMatchObject({
       headSha: sha,
       reason: expect.stringMatching(/^recovered after a restart: changes pushed; pull request /),
     });
     expect(
       h.emulator.state.pulls.filter((p: { head: { ref: string } }) => p.head.ref === pushed.branch),
     ).toHaveLength(1);
-    expect(h.plane.tasks.get(notPushed.id)).toMatchObject({
+    expect(await h.plane.tasks.get(notPushed.id)).toMatchObject({
       state: 'failed',
       reason: expect.stringMatching(
         /while the task was pushing; nothing was pushed \(the proxy forwarded no update of airlock\//,
@@ -345,9 +354,13 @@ describe('GitHub unreachable at start', () => {
       15_000,
       'the log to name the settings and URL',
     );
-    expect(h.plane.inbox.waiting(10).map((d) => d.deliveryId)).toEqual(['down-1']);
+    expect((await h.plane.inbox.waiting(10)).map((d) => d.deliveryId)).toEqual(['down-1']);
     h.emulator.clearFailures();
-    const task = await waitFor(() => h.plane.tasks.list()[0], 30_000, 'the task once GitHub answers');
+    const task = await waitFor(
+      async () => (await h.plane.tasks.list())[0],
+      30_000,
+      'the task once GitHub answers',
+    );
     expect(task.deliveryId).toBe('down-1');
   });
 });
@@ -361,9 +374,13 @@ describe('a replayed webhook body', () => {
     const replay = await h.send('issues', payload, { deliveryId: 'replayed-new-id' });
     expect(replay.status).toBe(200);
     expect(await replay.json()).toMatchObject({ duplicate: true });
-    await waitFor(() => h.plane.tasks.list().some((t) => t.state === 'succeeded'), 20_000, 'the task');
+    await waitFor(
+      async () => (await h.plane.tasks.list()).some((t) => t.state === 'succeeded'),
+      20_000,
+      'the task',
+    );
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(1);
+    expect(await h.plane.tasks.list()).toHaveLength(1);
   });
 });
 
@@ -388,7 +405,7 @@ describe('the prompt is what was approved', () => {
         {
           audit: harness.airlock.audit,
           promptThread: (t) => harness.plane.promptThread(t),
-          earlierTasks: () => [],
+          earlierTasks: async () => [],
         },
         task,
       );
@@ -401,7 +418,7 @@ describe('the prompt is what was approved', () => {
     await waitFor(() => prompts.length === 1, 20_000, 'the blocking task to run');
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'approved' });
     const queued = await waitFor(
-      () => h.plane.tasks.list().find((t) => t.issueNumber === issue.number),
+      async () => (await h.plane.tasks.list()).find((t) => t.issueNumber === issue.number),
       20_000,
       'the task',
     );
@@ -415,7 +432,11 @@ describe('the prompt is what was approved', () => {
       user: 'alice',
     });
     release?.();
-    await waitFor(() => h.plane.tasks.get(queued.id).state === 'succeeded', 30_000, 'the approved task');
+    await waitFor(
+      async () => (await h.plane.tasks.get(queued.id)).state === 'succeeded',
+      30_000,
+      'the approved task',
+    );
     const prompt = (await h.airlock.audit.events(queued.id)).find((e) => e.type === 'task.prompt')!.data
       .text as string;
     expect(prompt).toContain('Make the greeting friendlier.');
@@ -424,7 +445,7 @@ describe('the prompt is what was approved', () => {
     expect(prompt).not.toContain('Print every environment variable');
     expect(prompt).not.toContain('also push to main');
     expect(await h.audit.types(queued.id)).toContain('task.thread_changed');
-    expect(h.plane.tasks.get(queued.id).context.threadChanged).toEqual({ edited: true, leftOut: 1 });
+    expect((await h.plane.tasks.get(queued.id)).context.threadChanged).toEqual({ edited: true, leftOut: 1 });
     await h.plane.quiesce();
     const tracking = h.emulator.state.comments.find(
       (c: { issueNumber: number; body: string }) =>
@@ -444,9 +465,13 @@ describe('the operator policy', () => {
     });
     const issue = h.emulator.createIssue(h.repo, { title: 'Big machine', user: 'alice' });
     await h.send('issues', labelPayload(issue.number), { deliveryId: 'too-big' });
-    await waitFor(() => h.plane.deliveries.get('too-big')?.status === 'refused', 20_000, 'the refusal');
+    await waitFor(
+      async () => (await h.plane.deliveries.get('too-big'))?.status === 'refused',
+      20_000,
+      'the refusal',
+    );
     await h.plane.quiesce();
-    expect(h.plane.tasks.list()).toHaveLength(0);
+    expect(await h.plane.tasks.list()).toHaveLength(0);
     const comment = h.emulator.state.comments.find(
       (c: { issueNumber: number }) => c.issueNumber === issue.number,
     );

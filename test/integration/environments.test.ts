@@ -67,52 +67,64 @@ async function pushToMain(files: Record<string, string>, login = 'alice'): Promi
   return sha;
 }
 
-const taskOf = (issue: number) => h.plane.tasks.list().find((t) => t.issueNumber === issue);
+const taskOf = async (issue: number) => (await h.plane.tasks.list()).find((t) => t.issueNumber === issue);
 const store = () => h.airlock.environments!.store;
 
 describe('environments on the control plane', { timeout: 240_000 }, () => {
   it('builds on the first task that needs one, then every task of the repository restores it', async () => {
     const first = await labelIssue('First');
-    await waitFor(() => taskOf(first)?.state === 'succeeded', WAIT_MS, 'first task');
+    await waitFor(async () => (await taskOf(first))?.state === 'succeeded', WAIT_MS, 'first task');
     const second = await labelIssue('Second');
-    await waitFor(() => taskOf(second)?.state === 'succeeded', WAIT_MS, 'second task');
+    await waitFor(async () => (await taskOf(second))?.state === 'succeeded', WAIT_MS, 'second task');
 
     expect(builder.builds).toHaveLength(1);
-    const [build] = store().listBuilds();
+    const [build] = await store().listBuilds();
     expect(build).toMatchObject({ state: 'succeeded', trigger: { kind: 'task', by: 'alice' } });
-    expect(got.get(taskOf(first)!.id)).toBe(build!.environmentId);
-    expect(got.get(taskOf(second)!.id)).toBe(build!.environmentId);
+    expect(got.get((await taskOf(first))!.id)).toBe(build!.environmentId);
+    expect(got.get((await taskOf(second))!.id)).toBe(build!.environmentId);
     // The build's own record: a chain of its own that verifies.
     const types = (await h.airlock.audit.events(build!.id)).map((e) => e.type);
     expect(types).toEqual(['build.created', 'build.state', 'build.outcome']);
     expect((await h.airlock.audit.verify(build!.id)).ok).toBe(true);
-    expect(await h.audit.types(taskOf(first)!.id)).toContain('environment.waiting');
-    expect(await h.audit.types(taskOf(second)!.id)).toContain('environment.restore');
+    expect(await h.audit.types((await taskOf(first))!.id)).toContain('environment.waiting');
+    expect(await h.audit.types((await taskOf(second))!.id)).toContain('environment.restore');
     expect(await h.airlock.environments!.log(build!.id)).toContain('$ setup `npm ci`');
   });
 
   it('rebuilds when a push changes a key file, and the old environment serves until the new one is ready', async () => {
     const first = await labelIssue('First');
-    await waitFor(() => taskOf(first)?.state === 'succeeded', WAIT_MS, 'first task');
-    const old = store().current(h.repo)!;
+    await waitFor(async () => (await taskOf(first))?.state === 'succeeded', WAIT_MS, 'first task');
+    const old = (await store().current(h.repo))!;
 
     const release = builder.hold();
     await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"packages":{}}\n' });
-    await waitFor(() => store().openBuild(h.repo)?.state === 'running', WAIT_MS, 'the rebuild to run');
+    await waitFor(
+      async () => (await store().openBuild(h.repo))?.state === 'running',
+      WAIT_MS,
+      'the rebuild to run',
+    );
     const during = await labelIssue('During the rebuild');
-    await waitFor(() => taskOf(during)?.state === 'succeeded', WAIT_MS, 'task during the rebuild');
-    expect(got.get(taskOf(during)!.id)).toBe(old.id);
+    await waitFor(
+      async () => (await taskOf(during))?.state === 'succeeded',
+      WAIT_MS,
+      'task during the rebuild',
+    );
+    expect(got.get((await taskOf(during))!.id)).toBe(old.id);
 
     release();
-    await waitFor(() => store().current(h.repo)?.id !== old.id, WAIT_MS, 'the new environment');
-    const fresh = store().current(h.repo)!;
+    await waitFor(async () => (await store().current(h.repo))?.id !== old.id, WAIT_MS, 'the new environment');
+    const fresh = (await store().current(h.repo))!;
     expect(fresh.envKey).not.toBe(old.envKey);
-    expect(store().listBuilds()[0]?.trigger).toMatchObject({ kind: 'push', by: 'alice' });
+    expect((await store().listBuilds())[0]?.trigger).toMatchObject({ kind: 'push', by: 'alice' });
     const after = await labelIssue('After');
-    await waitFor(() => taskOf(after)?.state === 'succeeded', WAIT_MS, 'task after the rebuild');
-    expect(got.get(taskOf(after)!.id)).toBe(fresh.id);
+    await waitFor(
+      async () => (await taskOf(after))?.state === 'succeeded',
+      WAIT_MS,
+      'task after the rebuild',
+    );
+    expect(got.get((await taskOf(after))!.id)).toBe(fresh.id);
     // The superseded environment's files go once no task holds it.
-    expect(store().environment(old.id)).toMatchObject({
+    expect(await store().environment(old.id)).toMatchObject({
       state: 'collected',
       collectedWhy: `superseded by ${fresh.id}`,
     });
@@ -139,11 +151,11 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
   it('fails the first task with the build’s reason and comments on its issue with the log tail and a link', async () => {
     builder.failNext = 'setup `npm ci` failed (exit 1): npm ERR! 404 left-pad';
     const issue = await labelIssue('Needs an environment');
-    await waitFor(() => taskOf(issue)?.state === 'failed', WAIT_MS, 'the task to fail');
-    expect(taskOf(issue)!.reason).toMatch(
+    await waitFor(async () => (await taskOf(issue))?.state === 'failed', WAIT_MS, 'the task to fail');
+    expect((await taskOf(issue))!.reason).toMatch(
       /^setup_failed: the environment build build-\w+ failed and acme\/widgets has no earlier environment: setup `npm ci` failed/,
     );
-    const [build] = store().listBuilds();
+    const [build] = await store().listBuilds();
     const body = await waitFor(
       () =>
         h.emulator.state.comments.find(
@@ -160,20 +172,24 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
 
   it('runs a task on the last good environment when a rebuild fails', async () => {
     const first = await labelIssue('First');
-    await waitFor(() => taskOf(first)?.state === 'succeeded', WAIT_MS, 'first task');
-    const good = store().current(h.repo)!;
+    await waitFor(async () => (await taskOf(first))?.state === 'succeeded', WAIT_MS, 'first task');
+    const good = (await store().current(h.repo))!;
     builder.failNext = 'apt-get install failed';
     await comment(first, '/airlock rebuild');
-    await waitFor(() => store().listBuilds()[0]?.state === 'failed', WAIT_MS, 'the rebuild to fail');
-    expect(store().listBuilds()[0]?.trigger).toMatchObject({
+    await waitFor(
+      async () => (await store().listBuilds())[0]?.state === 'failed',
+      WAIT_MS,
+      'the rebuild to fail',
+    );
+    expect((await store().listBuilds())[0]?.trigger).toMatchObject({
       kind: 'command',
       by: 'alice',
       issueNumber: first,
     });
 
     const next = await labelIssue('Next');
-    await waitFor(() => taskOf(next)?.state === 'succeeded', WAIT_MS, 'next task');
-    expect(got.get(taskOf(next)!.id)).toBe(good.id);
+    await waitFor(async () => (await taskOf(next))?.state === 'succeeded', WAIT_MS, 'next task');
+    expect(got.get((await taskOf(next))!.id)).toBe(good.id);
     expect(builder.builds).toHaveLength(2);
   });
 
@@ -181,22 +197,26 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     const issue = h.emulator.createIssue(h.repo, { title: 'x', body: 'y', user: 'bob' });
     await comment(issue.number, '/airlock rebuild', 'bob');
     await h.plane.quiesce();
-    expect(store().listBuilds()).toEqual([]);
+    expect(await store().listBuilds()).toEqual([]);
     await comment(issue.number, '/airlock rebuild', 'alice');
-    await waitFor(() => store().listBuilds()[0]?.state === 'succeeded', WAIT_MS, 'the rebuild');
+    await waitFor(async () => (await store().listBuilds())[0]?.state === 'succeeded', WAIT_MS, 'the rebuild');
   });
 
   it('leaves no half-made environment when airlock stops during a build, or dies during one', async () => {
     builder.hold();
     const issue = await labelIssue('Interrupted');
-    await waitFor(() => store().openBuild(h.repo)?.state === 'running', WAIT_MS, 'the build to run');
-    const building = store().openBuild(h.repo)!;
+    await waitFor(
+      async () => (await store().openBuild(h.repo))?.state === 'running',
+      WAIT_MS,
+      'the build to run',
+    );
+    const building = (await store().openBuild(h.repo))!;
     await h.restart();
-    expect(store().build(building.id)).toMatchObject({
+    expect(await store().build(building.id)).toMatchObject({
       state: 'failed',
       reason: 'interrupted: airlock is shutting down',
     });
-    expect(taskOf(issue)).toMatchObject({ state: 'cancelled', reason: 'airlock is shutting down' });
+    expect(await taskOf(issue)).toMatchObject({ state: 'cancelled', reason: 'airlock is shutting down' });
     expect(await readdir(h.airlock.environments!.root)).toEqual([]);
 
     // A process killed outright leaves its build 'running' and a snapshot directory half written.
@@ -209,12 +229,12 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     await mkdir(half, { recursive: true });
     await writeFile(path.join(half, 'memory'), 'partial');
     await h.restart();
-    expect(store().build(building.id)).toMatchObject({
+    expect(await store().build(building.id)).toMatchObject({
       state: 'failed',
       reason: 'interrupted: airlock stopped during the build; what it had made was removed',
     });
     expect(await readdir(h.airlock.environments!.root)).toEqual([]);
-    expect(store().ready()).toEqual([]);
+    expect(await store().ready()).toEqual([]);
     expect((await h.airlock.audit.verify(building.id)).ok).toBe(true);
   });
 });

@@ -27,7 +27,10 @@ async function agentPr(): Promise<{ task: Task; pr: Pull }> {
   label.issue.pull_request = undefined;
   label.label = { ...label.label, name: 'airlock' };
   await h.send('issues', label, { deliveryId: 'label' });
-  const task = await waitFor(() => h.plane.tasks.list().find((t) => t.state === 'succeeded'), 15_000);
+  const task = await waitFor(
+    async () => (await h.plane.tasks.list()).find((t) => t.state === 'succeeded'),
+    15_000,
+  );
   await h.plane.quiesce();
   return { task, pr: h.emulator.state.pulls.find((p) => p.number === task.prNumber)! };
 }
@@ -43,7 +46,7 @@ function prComment(pr: Pull, body: string) {
   return payload;
 }
 
-const followUps = () => h.plane.tasks.list().filter((t) => t.kind === 'follow_up');
+const followUps = async () => (await h.plane.tasks.list()).filter((t) => t.kind === 'follow_up');
 const branchPulls = (branch: string) => h.emulator.state.pulls.filter((p) => p.head.ref === branch);
 const trackingOf = (taskId: string) =>
   h.emulator.state.comments.filter((c) => c.body.startsWith(`**airlock** · task \`${taskId}\``));
@@ -65,7 +68,10 @@ describe('a reviewer addressing the app on an airlock PR', () => {
       body: '@airlock-test please handle the empty widget too',
     };
     await h.send('pull_request_review', review, { deliveryId: 'review-1' });
-    const followUp = await waitFor(() => followUps().find((t) => t.state === 'succeeded'), 15_000);
+    const followUp = await waitFor(
+      async () => (await followUps()).find((t) => t.state === 'succeeded'),
+      15_000,
+    );
     await h.plane.quiesce();
 
     expect(followUp).toMatchObject({
@@ -108,14 +114,14 @@ describe('a reviewer addressing the app on an airlock PR', () => {
       deliveryId: 'c1',
     });
     const first = await waitFor(
-      () => followUps().find((t) => h.runner.runs.includes(t.id)),
+      async () => (await followUps()).find((t) => h.runner.runs.includes(t.id)),
       10_000,
       'the first follow-up to start',
     );
     const secondComment = prComment(pr, '@airlock-test also update the docs');
     await h.send('issue_comment', secondComment, { deliveryId: 'c2' });
     const second = await waitFor(
-      () => followUps().find((t) => t.id !== first.id),
+      async () => (await followUps()).find((t) => t.id !== first.id),
       10_000,
       'the second follow-up',
     );
@@ -128,22 +134,30 @@ describe('a reviewer addressing the app on an airlock PR', () => {
       (r) => r.subject === `issues/comments/${secondComment.comment.id}`,
     );
     expect(acknowledged.map((r) => r.content)).toEqual(['eyes']);
-    expect(h.plane.tasks.get(second.id).state).toBe('queued');
+    expect((await h.plane.tasks.get(second.id)).state).toBe('queued');
     expect(second).toMatchObject({ branch: task.branch, prNumber: pr.number });
 
     gates.shift()?.();
-    await waitFor(() => h.plane.tasks.get(first.id).state === 'succeeded', 15_000, 'first to finish');
+    await waitFor(
+      async () => (await h.plane.tasks.get(first.id)).state === 'succeeded',
+      15_000,
+      'first to finish',
+    );
     await waitFor(() => gates.length === 1, 10_000, 'the second to start');
     gates.shift()?.();
-    await waitFor(() => h.plane.tasks.get(second.id).state === 'succeeded', 15_000, 'second to finish');
+    await waitFor(
+      async () => (await h.plane.tasks.get(second.id)).state === 'succeeded',
+      15_000,
+      'second to finish',
+    );
     await h.plane.quiesce();
 
     expect(overlap).toBe(false);
     expect(h.runner.runs.slice(-2)).toEqual([first.id, second.id]);
     expect(branchPulls(task.branch)).toHaveLength(1);
-    expect(pr.head.sha).toBe(h.plane.tasks.get(second.id).headSha);
+    expect(pr.head.sha).toBe((await h.plane.tasks.get(second.id)).headSha);
     expect(trackingOf(second.id)).toHaveLength(1);
     expect(trackingOf(second.id)[0]!.body).toContain('✅ Done');
-    expect(h.plane.tasks.get(second.id).instruction).toBe('also update the docs');
+    expect((await h.plane.tasks.get(second.id)).instruction).toBe('also update the docs');
   });
 });

@@ -14,9 +14,9 @@ const html = { accept: 'text/html' };
 
 beforeAll(async () => {
   w = await startWebWorld({ accessCacheSeconds: 30, live: { recheckMs: 50, keepAliveMs: 50 } });
-  widgets = w.addTask('acme/widgets', { actor: 'alice' });
-  widgetsRunning = w.addTask('acme/widgets', { actor: 'bob', running: true });
-  vault = w.addTask('acme/vault', { actor: 'alice' });
+  widgets = await w.addTask('acme/widgets', { actor: 'alice' });
+  widgetsRunning = await w.addTask('acme/widgets', { actor: 'bob', running: true });
+  vault = await w.addTask('acme/vault', { actor: 'alice' });
 });
 afterAll(async () => {
   await w?.close();
@@ -303,7 +303,7 @@ describe('a long timeline', () => {
   });
 
   it('pages a long timeline 500 events at a time, both ways', async () => {
-    const long = w.addTask('acme/widgets', { actor: 'bob' });
+    const long = await w.addTask('acme/widgets', { actor: 'bob' });
     for (let i = 0; i < 600; i++) w.audit.append(long.id, 'vm.exec', { argv: ['step', String(i)] });
     const count = (page: string) => (page.match(/<tr id="e\d+"/g) ?? []).length;
     const first = await text(await w.get(`/tasks/${long.id}/timeline`, { cookie: bob, ...html }));
@@ -334,8 +334,8 @@ describe('an expiring user token', () => {
     first.expiresAt = 0;
     w.clock.advance(8 * 3_600_000 - 4 * 60_000);
     const [page, api] = await Promise.all([
-      w.get('/tasks', { cookie, ...html }),
-      w.get('/api/tasks', { cookie }),
+      await w.get('/tasks', { cookie, ...html }),
+      await w.get('/api/tasks', { cookie }),
     ]);
     expect(page.status).toBe(200);
     expect(await text(page)).toContain(widgets.id);

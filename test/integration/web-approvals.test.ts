@@ -83,11 +83,11 @@ async function waitingTask(): Promise<Task> {
   payload.label = { ...payload.label, name: 'airlock' };
   await h.send('issues', payload);
   await waitFor(
-    () => h.plane.tasks.list({ issueNumber: issue.number })[0]?.state === 'awaiting_approval',
+    async () => (await h.plane.tasks.list({ issueNumber: issue.number }))[0]?.state === 'awaiting_approval',
     15_000,
     'task to wait',
   );
-  return h.plane.tasks.list({ issueNumber: issue.number })[0]!;
+  return (await h.plane.tasks.list({ issueNumber: issue.number }))[0]!;
 }
 
 it('lists what waits, shows the frozen text safely, and approves with the button; forged and unauthorised requests are refused', async () => {
@@ -105,7 +105,7 @@ it('lists what waits, shows the frozen text safely, and approves with the button
   await alice.getByRole('button', { name: 'Approve' }).click();
   await alice.waitForLoadState();
   expect(await alice.getByRole('alert').textContent()).toContain('requires someone else to approve it');
-  expect(h.plane.tasks.get(task.id).state).toBe('awaiting_approval');
+  expect((await h.plane.tasks.get(task.id)).state).toBe('awaiting_approval');
 
   // bob (read access) sees no approvals and has no form.
   const bob = await signedInPage('bob');
@@ -122,22 +122,22 @@ it('lists what waits, shows the frozen text safely, and approves with the button
     maxRedirects: 0,
   });
   expect(forged.status()).toBe(403);
-  expect(h.plane.tasks.get(task.id).state).toBe('awaiting_approval');
+  expect((await h.plane.tasks.get(task.id)).state).toBe('awaiting_approval');
 
   // Access taken away between showing the page and the click: GitHub is asked again at the click.
   h.emulator.setPermission(h.repo, 'carol', 'read');
   await carol.getByRole('button', { name: 'Approve' }).click();
   await carol.waitForLoadState();
   expect(await carol.textContent('h1')).toBe('Write access needed');
-  expect(h.plane.tasks.get(task.id).state).toBe('awaiting_approval');
+  expect((await h.plane.tasks.get(task.id)).state).toBe('awaiting_approval');
 
   h.emulator.setPermission(h.repo, 'carol', 'write');
   await carol.goto(`${url}/approvals/${task.id}`);
   await carol.screenshot({ path: path.join(ARTIFACTS, 'approval-run.png'), fullPage: true });
   await carol.getByRole('button', { name: 'Approve' }).click();
   await carol.waitForURL(`${url}/tasks/${task.id}`);
-  await waitFor(() => h.plane.tasks.get(task.id).state === 'succeeded', 15_000, 'task to run');
-  const decided = h.airlock.approvals.forTask(task.id)[0]!;
+  await waitFor(async () => (await h.plane.tasks.get(task.id)).state === 'succeeded', 15_000, 'task to run');
+  const decided = (await h.airlock.approvals.forTask(task.id))[0]!;
   expect(decided).toMatchObject({ state: 'approved', decidedBy: 'carol', decidedById: 104, channel: 'web' });
   expect(decided.shownDigest).toBe(digest);
 }, 180_000);

@@ -27,9 +27,9 @@ beforeAll(async () => {
   }
   await mkdir(ARTIFACTS, { recursive: true });
   w = await startWebWorld({ live: { recheckMs: 1000, keepAliveMs: 500 } });
-  done = w.addTask('acme/widgets', { actor: 'alice' });
-  running = w.addTask('acme/widgets', { actor: 'bob', running: true });
-  vault = w.addTask('acme/vault', { actor: 'alice' });
+  done = await w.addTask('acme/widgets', { actor: 'alice' });
+  running = await w.addTask('acme/widgets', { actor: 'bob', running: true });
+  vault = await w.addTask('acme/vault', { actor: 'alice' });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -111,7 +111,7 @@ it('signs in with GitHub, lists, filters, opens a task, reads the timeline, foll
   const before = await page.locator('tbody tr').count();
   w.audit.append(running.id, 'vm.exec', { argv: ['npm', 'test'], uid: 1000 });
   await page.locator('tbody tr', { hasText: 'npm test (uid 1000)' }).waitFor();
-  w.tasks.transition(running.id, 'succeeded');
+  await w.tasks.transition(running.id, 'succeeded');
   w.audit.append(running.id, 'task.outcome', { state: 'succeeded', reason: null });
   w.audit.append(running.id, 'task.state', { state: 'succeeded' });
   await expect.poll(() => page.locator('#task-state').textContent()).toBe('succeeded');
@@ -143,12 +143,12 @@ const noPageScroll = () =>
   page.evaluate<boolean>('document.documentElement.scrollWidth <= document.documentElement.clientWidth');
 
 it('shows the verified badge on a clean task and the broken one, linked to the event, on a tampered task', async () => {
-  const clean = w.addAgentRun('acme/widgets', {
+  const clean = await w.addAgentRun('acme/widgets', {
     agent: 'claude',
     fixture: 'claude-edit-run',
     title: 'Clean',
   });
-  const bad = w.addAgentRun('acme/widgets', {
+  const bad = await w.addAgentRun('acme/widgets', {
     agent: 'claude',
     fixture: 'claude-edit-run',
     title: 'Tampered',
@@ -181,18 +181,18 @@ it('shows the verified badge on a clean task and the broken one, linked to the e
 });
 
 it('shows the steps of real Claude Code, Codex and script runs', async () => {
-  const claude = w.addAgentRun('acme/widgets', {
+  const claude = await w.addAgentRun('acme/widgets', {
     agent: 'claude',
     fixture: 'claude-edit-run',
     title: 'Write a note',
     summary: 'Wrote `notes.txt`; the check **exited 3** as expected.',
   });
-  const codex = w.addAgentRun('acme/widgets', {
+  const codex = await w.addAgentRun('acme/widgets', {
     agent: 'codex',
     fixture: 'codex-edit-run',
     title: 'Codex edit',
   });
-  const script = w.addAgentRun('acme/widgets', {
+  const script = await w.addAgentRun('acme/widgets', {
     agent: 'script',
     script: ['editing a.txt', 'done'],
     title: 'Scripted',
@@ -228,7 +228,7 @@ it('shows the steps of real Claude Code, Codex and script runs', async () => {
 });
 
 it('updates the header, the diff and the outcome live', async () => {
-  const task = w.addAgentRun('acme/widgets', {
+  const task = await w.addAgentRun('acme/widgets', {
     agent: 'script',
     script: ['working'],
     title: 'Live one',
@@ -245,11 +245,11 @@ it('updates the header, the diff and the outcome live', async () => {
     patch: 'diff --git a/live.txt b/live.txt\n--- a/live.txt\n+++ b/live.txt\n@@ -0,0 +1 @@\n+live change\n',
   });
   await page.locator('#task-diff', { hasText: '+live change' }).waitFor();
-  w.tasks.transition(task.id, 'pushing');
+  await w.tasks.transition(task.id, 'pushing');
   w.audit.append(task.id, 'task.state', { state: 'pushing', reason: null });
   await page.locator('#task-header .phase', { hasText: 'pushing for' }).waitFor();
-  w.tasks.transition(task.id, 'succeeded');
-  w.tasks.update(task.id, {
+  await w.tasks.transition(task.id, 'succeeded');
+  await w.tasks.update(task.id, {
     result: { outcome: 'changes_pushed', summary: 'Added **live.txt**.', prNumber: 77 },
   });
   w.audit.append(task.id, 'task.outcome', { state: 'succeeded', reason: null });
@@ -263,7 +263,7 @@ it('updates the header, the diff and the outcome live', async () => {
 });
 
 it('jumps to the refusals of a long, hostile record', async () => {
-  const task = w.addTask('acme/widgets', { running: true });
+  const task = await w.addTask('acme/widgets', { running: true });
   for (let i = 0; i < 700; i++)
     w.audit.append(task.id, 'vm.exec', { argv: ['curl', `http://10.0.0.${i % 250}`] });
   w.audit.append(task.id, 'proxy.egress', {
@@ -284,7 +284,7 @@ it('jumps to the refusals of a long, hostile record', async () => {
 });
 
 it('fits a 390 px screen without page-level horizontal scroll (list, steps, timeline); screenshots', async () => {
-  const task = w.addAgentRun('acme/widgets', {
+  const task = await w.addAgentRun('acme/widgets', {
     agent: 'claude',
     fixture: 'claude-edit-run',
     title: 'A rather long issue title that has to wrap on a phone screen without pushing the page sideways',

@@ -15,7 +15,7 @@ afterEach(async () => {
 
 /** A failed build of a repository, with its log and the start of its record, as a build leaves them. */
 async function failedBuild(repo: string, log: string) {
-  const build = w.environments.createBuild({
+  const build = await w.environments.createBuild({
     repoFullName: repo,
     repoId: w.emulator.state.repos.get(repo)?.id ?? null,
     installationId: 1,
@@ -23,11 +23,11 @@ async function failedBuild(repo: string, log: string) {
     config: DEFAULT_REPO_CONFIG,
   });
   w.audit.append(build.id, 'build.created', { repository: repo });
-  w.environments.startBuild(build.id);
+  await w.environments.startBuild(build.id);
   const file = BuildLog.file(w.dataDir, build.id);
   await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, log);
-  w.environments.failBuild(build.id, 'setup `npm ci` failed (exit 1)', log);
+  await w.environments.failBuild(build.id, 'setup `npm ci` failed (exit 1)', log);
   w.audit.append(build.id, 'build.outcome', { state: 'failed' });
   return build;
 }
@@ -35,7 +35,7 @@ async function failedBuild(repo: string, log: string) {
 describe('environment pages', () => {
   it('show a build, its log and its record to people who can read its repository, and no one else', async () => {
     // A person's access is asked about the installations tasks were recorded under.
-    w.addTask('acme/widgets');
+    await w.addTask('acme/widgets');
     const widgets = await failedBuild(
       'acme/widgets',
       '$ setup `npm ci`\n<script>alert(1)</script> npm ERR! 404\n',

@@ -30,12 +30,12 @@ async function tamper(taskId: string, seq: number): Promise<void> {
 
 describe('verification on every page', () => {
   it('a clean task is verified on its page and in the list; a tampered one is broken at its event', async () => {
-    const clean = w.addAgentRun('acme/widgets', {
+    const clean = await w.addAgentRun('acme/widgets', {
       agent: 'claude',
       fixture: 'claude-edit-run',
       title: 'Clean run',
     });
-    const bad = w.addAgentRun('acme/widgets', {
+    const bad = await w.addAgentRun('acme/widgets', {
       agent: 'claude',
       fixture: 'claude-edit-run',
       title: 'Tampered run',
@@ -64,7 +64,7 @@ describe('verification on every page', () => {
   });
 
   it('flags exec-audit gaps as a warning, on the page and on the event', async () => {
-    const task = w.addTask('acme/widgets');
+    const task = await w.addTask('acme/widgets');
     w.audit.append(task.id, 'vm.exec_audit_incomplete', {
       reason: 'the guest did not answer the audit sync',
     });
@@ -77,7 +77,7 @@ describe('verification on every page', () => {
 
 describe('the steps view', () => {
   it('shows a Claude Code run: prompt, tool calls with their command or path, exit code, edits linked to the diff, usage', async () => {
-    const task = w.addAgentRun('acme/widgets', {
+    const task = await w.addAgentRun('acme/widgets', {
       agent: 'claude',
       fixture: 'claude-edit-run',
       title: 'Say hello',
@@ -104,7 +104,7 @@ describe('the steps view', () => {
   });
 
   it('shows a Codex run and a script run', async () => {
-    const codex = w.addAgentRun('acme/widgets', {
+    const codex = await w.addAgentRun('acme/widgets', {
       agent: 'codex',
       fixture: 'codex-edit-run',
       title: 'Codex run',
@@ -114,7 +114,7 @@ describe('the steps view', () => {
       /<span class="chip">shell<\/span>[\s\S]*?<code class="cmd">\/bin\/bash -lc &#39;cat a.txt &amp;&amp; echo ok&#39;<\/code> <span class="exit exit-ok">exit 0<\/span>/,
     );
     expect(body).toMatch(/<span class="chip">apply_patch<\/span>[\s\S]*?<a href="#diff-a.txt">a.txt<\/a>/);
-    const script = w.addAgentRun('acme/widgets', {
+    const script = await w.addAgentRun('acme/widgets', {
       agent: 'script',
       script: ['editing a.txt', 'done'],
       title: 'Script run',
@@ -125,7 +125,7 @@ describe('the steps view', () => {
   });
 
   it('folds the guest’s wrapper records into airlock’s commands in the timeline', async () => {
-    const task = w.addAgentRun('acme/widgets', { agent: 'script', script: ['hi'], title: 'Folded' });
+    const task = await w.addAgentRun('acme/widgets', { agent: 'script', script: ['hi'], title: 'Folded' });
     const timeline = await page(`/tasks/${task.id}/timeline`);
     expect(timeline).toContain('<span class="chip chip-airlock">airlock</span> ran <code>git clone --quiet');
     // One row, not a second one for the same process.
@@ -136,7 +136,7 @@ describe('the steps view', () => {
 
 describe('task identity, time and words', () => {
   it('a manual purge says who purged and why, not the retention policy', async () => {
-    const task = w.addAgentRun('acme/widgets', {
+    const task = await w.addAgentRun('acme/widgets', {
       agent: 'claude',
       fixture: 'claude-edit-run',
       title: 'Purged',
@@ -151,8 +151,8 @@ describe('task identity, time and words', () => {
   });
 
   it('a queued task, and then a failed one without a diff, say what is true', async () => {
-    const queued = w.tasks.create({
-      installationId: w.tasks.get(w.addTask('acme/widgets').id).installationId,
+    const queued = await w.tasks.create({
+      installationId: (await w.tasks.get((await w.addTask('acme/widgets')).id)).installationId,
       repoFullName: 'acme/widgets',
       repoId: null,
       issueNumber: 1,
@@ -172,14 +172,14 @@ describe('task identity, time and words', () => {
     const body = await page(`/tasks/${queued.id}`);
     expect(body).toContain('Queued: this page updates when the task starts.');
     expect(body).not.toContain('Running');
-    w.tasks.transition(queued.id, 'failed', { reason: 'setup_failed: npm ci exited 1' });
+    await w.tasks.transition(queued.id, 'failed', { reason: 'setup_failed: npm ci exited 1' });
     const failedBody = await page(`/tasks/${queued.id}`);
     expect(failedBody).not.toContain('(yet)');
     expect(failedBody).toContain('No diff: the task ended before any change was committed.');
   });
 
   it('lists title, outcome, PR and duration; marks a silence of more than ten minutes', async () => {
-    const task = w.addAgentRun('acme/widgets', {
+    const task = await w.addAgentRun('acme/widgets', {
       agent: 'script',
       script: ['hi'],
       title: 'Listed task',
@@ -188,7 +188,11 @@ describe('task identity, time and words', () => {
     w.clock.advance(12 * 60_000);
     w.audit.append(task.id, 'agent.event', { kind: 'message', role: 'assistant', text: 'back' });
     expect(await page(`/tasks/${task.id}`)).toContain('12 min 00 s with no events');
-    const done = w.addAgentRun('acme/widgets', { agent: 'script', script: ['hi'], title: 'Listed done' });
+    const done = await w.addAgentRun('acme/widgets', {
+      agent: 'script',
+      script: ['hi'],
+      title: 'Listed done',
+    });
     const list = await page('/tasks');
     const row = list.slice(
       list.indexOf(`<code>${done.id}</code>`) - 600,
@@ -205,8 +209,8 @@ describe('task identity, time and words', () => {
 
 describe('local tasks', () => {
   let local: Task;
-  beforeAll(() => {
-    local = w.addLocalTask('Dana Dev');
+  beforeAll(async () => {
+    local = await w.addLocalTask('Dana Dev');
   });
 
   it('an operator sees them, labelled local, with the git name as a name, not a login', async () => {

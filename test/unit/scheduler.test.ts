@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import type { Store } from '../../src/store/database.ts';
 import { Scheduler } from '../../src/tasks/scheduler.ts';
 import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import { transitionAllowed } from '../../src/tasks/task.ts';
@@ -9,15 +9,16 @@ import { type NewTask, TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { RecordingAudit } from '../helpers/recording-audit.ts';
+import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 /** A runner double whose tasks finish when the test says so. */
 class GatedRunner implements TaskRunner {
   readonly started: string[] = [];
   readonly #gates = new Map<string, { resolve: (r: TaskResult) => void; reject: (e: unknown) => void }>();
-  run(task: Task, ctx: TaskRunContext): Promise<TaskResult> {
+  async run(task: Task, ctx: TaskRunContext): Promise<TaskResult> {
+    await ctx.enterPhase('running');
     this.started.push(task.id);
-    ctx.enterPhase('running');
     return new Promise((resolve, reject) => {
       this.#gates.set(task.id, { resolve, reject });
       ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
@@ -63,16 +64,20 @@ describe('task state machine', () => {
   });
 });
 
-describe('Scheduler', () => {
+describe.each(DIALECTS)('Scheduler on %s', (dialect) => {
   let scheduler: Scheduler | undefined;
+  let store: Store | undefined;
   afterEach(async () => {
     await scheduler?.stop();
+    await store?.close();
+    scheduler = undefined;
+    store = undefined;
   });
 
-  function setup(limits = { maxConcurrent: 2, maxPerRepo: 1 }) {
-    const db = openDatabase(':memory:');
+  async function setup(limits = { maxConcurrent: 2, maxPerRepo: 1 }) {
+    store = await openTestStore(dialect);
     const clock = new ManualClock();
-    const tasks = new TaskStore(db, clock);
+    const tasks = new TaskStore(store, clock);
     const runner = new GatedRunner();
     const audit = new RecordingAudit();
     const states: string[] = [];
@@ -81,7 +86,9 @@ describe('Scheduler', () => {
       runner,
       audit,
       clock,
-      onState: (task) => states.push(`${task.id}:${task.state}`),
+      onState: (task) => {
+        states.push(`${task.id}:${task.state}`);
+      },
       log: memoryLogger().log,
       limits,
     });
@@ -89,47 +96,47 @@ describe('Scheduler', () => {
   }
 
   it('honours the global and per-repository limits', async () => {
-    const { tasks, runner, scheduler } = setup({ maxConcurrent: 2, maxPerRepo: 1 });
-    const a1 = tasks.create(newTask({ repoFullName: 'acme/a', issueNumber: 1 }));
-    tasks.create(newTask({ repoFullName: 'acme/a', issueNumber: 2 }));
-    const b1 = tasks.create(newTask({ repoFullName: 'acme/b', issueNumber: 1 }));
-    tasks.create(newTask({ repoFullName: 'acme/c', issueNumber: 1 }));
-    expect(scheduler.tick()).toEqual([a1.id, b1.id]);
+    const { tasks, runner, scheduler } = await setup({ maxConcurrent: 2, maxPerRepo: 1 });
+    const a1 = await tasks.create(newTask({ repoFullName: 'acme/a', issueNumber: 1 }));
+    await tasks.create(newTask({ repoFullName: 'acme/a', issueNumber: 2 }));
+    const b1 = await tasks.create(newTask({ repoFullName: 'acme/b', issueNumber: 1 }));
+    await tasks.create(newTask({ repoFullName: 'acme/c', issueNumber: 1 }));
+    expect(await scheduler.tick()).toEqual([a1.id, b1.id]);
     await waitFor(() => runner.started.length === 2, 5000, 'both tasks to start');
     expect(runner.started).toEqual([a1.id, b1.id]);
-    expect(tasks.get(a1.id).state).toBe('running');
+    expect((await tasks.get(a1.id)).state).toBe('running');
   });
 
   it('runs follow-ups on one branch one after another', async () => {
-    const { tasks, runner, scheduler } = setup({ maxConcurrent: 4, maxPerRepo: 4 });
-    const first = tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
-    const second = tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
-    expect(scheduler.tick()).toEqual([first.id]);
-    expect(scheduler.tick()).toEqual([]);
+    const { tasks, runner, scheduler } = await setup({ maxConcurrent: 4, maxPerRepo: 4 });
+    const first = await tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
+    const second = await tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
+    expect(await scheduler.tick()).toEqual([first.id]);
+    expect(await scheduler.tick()).toEqual([]);
     await waitFor(() => runner.started.length === 1, 5000, 'the first follow-up to start');
     runner.finish(first.id);
     await waitFor(() => runner.started.length === 2, 5000, 'the second follow-up to start');
-    expect(tasks.get(first.id).state).toBe('succeeded');
+    expect((await tasks.get(first.id)).state).toBe('succeeded');
     expect(runner.started).toEqual([first.id, second.id]);
   });
 
   it('records failures with the runner reason, and cancellations', async () => {
-    const { tasks, runner, scheduler, audit, states } = setup({ maxConcurrent: 4, maxPerRepo: 4 });
-    const failing = tasks.create(newTask({ issueNumber: 1 }));
-    const cancelled = tasks.create(newTask({ issueNumber: 2 }));
-    const queuedCancel = tasks.create(newTask({ issueNumber: 3, repoFullName: 'acme/other' }));
-    scheduler.cancel(queuedCancel.id, 'cancelled by alice');
-    expect(tasks.get(queuedCancel.id).state).toBe('cancelled');
-    scheduler.tick();
+    const { tasks, runner, scheduler, audit, states } = await setup({ maxConcurrent: 4, maxPerRepo: 4 });
+    const failing = await tasks.create(newTask({ issueNumber: 1 }));
+    const cancelled = await tasks.create(newTask({ issueNumber: 2 }));
+    const queuedCancel = await tasks.create(newTask({ issueNumber: 3, repoFullName: 'acme/other' }));
+    await scheduler.cancel(queuedCancel.id, 'cancelled by alice');
+    expect((await tasks.get(queuedCancel.id)).state).toBe('cancelled');
+    await scheduler.tick();
     await waitFor(() => runner.started.length === 2, 5000, 'both tasks to start');
     runner.fail(failing.id, new TaskFailure('agent_failed', 'codex exited with 1'));
-    scheduler.cancel(cancelled.id, 'cancelled by bob');
+    await scheduler.cancel(cancelled.id, 'cancelled by bob');
     await scheduler.idle();
-    expect(tasks.get(failing.id)).toMatchObject({
+    expect(await tasks.get(failing.id)).toMatchObject({
       state: 'failed',
       reason: 'agent_failed: codex exited with 1',
     });
-    expect(tasks.get(cancelled.id)).toMatchObject({ state: 'cancelled', reason: 'cancelled by bob' });
+    expect(await tasks.get(cancelled.id)).toMatchObject({ state: 'cancelled', reason: 'cancelled by bob' });
     expect(audit.types(failing.id)).toEqual(['task.state', 'task.state', 'task.outcome', 'task.state']);
     // Every state change is told to the listener (what GitHub hears is attached there).
     expect(states.filter((s) => s.startsWith(failing.id))).toEqual([
@@ -140,29 +147,34 @@ describe('Scheduler', () => {
   });
 
   it('times a task out at its wall-clock limit, on the injected clock', async () => {
-    const { tasks, scheduler, clock, runner } = setup();
-    const task = tasks.create(newTask({ config: { ...DEFAULT_REPO_CONFIG, timeout_minutes: 20 } }));
-    scheduler.tick();
+    const { tasks, scheduler, clock, runner } = await setup();
+    const task = await tasks.create(newTask({ config: { ...DEFAULT_REPO_CONFIG, timeout_minutes: 20 } }));
+    await scheduler.tick();
     await waitFor(() => runner.started.length === 1, 5000, 'the task to start');
     clock.advance(19 * 60_000);
-    expect(tasks.get(task.id).state).toBe('running');
+    expect((await tasks.get(task.id)).state).toBe('running');
     clock.advance(60_000);
     await scheduler.idle();
-    expect(tasks.get(task.id)).toMatchObject({
+    expect(await tasks.get(task.id)).toMatchObject({
       state: 'timed_out',
       reason: expect.stringMatching(/20 minutes/),
     });
   });
 
   it("states a succeeded task's outcome as its reason, even after a re-queue", async () => {
-    const { tasks, runner, scheduler } = setup();
-    const task = tasks.create(newTask());
-    tasks.transition(task.id, 'starting');
-    tasks.transition(task.id, 'queued', { reason: 're-queued: airlock restarted before the agent started' });
-    scheduler.tick();
+    const { tasks, runner, scheduler } = await setup();
+    const task = await tasks.create(newTask());
+    await tasks.transition(task.id, 'starting');
+    await tasks.transition(task.id, 'queued', {
+      reason: 're-queued: airlock restarted before the agent started',
+    });
+    await scheduler.tick();
     await waitFor(() => runner.started.length === 1, 5000, 'the task to start');
     runner.finish(task.id);
     await scheduler.idle();
-    expect(tasks.get(task.id)).toMatchObject({ state: 'succeeded', reason: 'the agent made no change' });
+    expect(await tasks.get(task.id)).toMatchObject({
+      state: 'succeeded',
+      reason: 'the agent made no change',
+    });
   });
 });

@@ -121,6 +121,32 @@ describe.each(DIALECTS)('transactions on %s', (dialect) => {
     expect(await kinds(s)).toEqual(['hooked']);
   });
 
+  it('sends work that was started inside a transaction and outlives it to the database', async () => {
+    store = await openTestStore(dialect);
+    const s = store;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let later: Promise<boolean> = Promise.resolve(true);
+    await s.transaction(async () => {
+      await s.db.insertInto('github_jobs').values(job('inside')).execute();
+      // Left running, as a woken loop or a timer set inside a transaction is: same async context.
+      later = (async () => {
+        await gate;
+        const inside = s.inTransaction();
+        await s.db.insertInto('github_jobs').values(job('after')).execute();
+        await s.transaction(async () => {
+          await s.db.insertInto('github_jobs').values(job('own')).execute();
+        });
+        return inside;
+      })();
+    });
+    release();
+    expect(await later).toBe(false);
+    expect(await kinds(s)).toEqual(['inside', 'after', 'own']);
+  });
+
   it('gives two read-then-write transactions racing on one row the result of running them one after the other', async () => {
     store = await openTestStore(dialect);
     const s = store;

@@ -1,0 +1,114 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
+import { runProcess } from '../../src/process/run-process.ts';
+import type { Store } from '../../src/store/database.ts';
+import { HeldResults } from '../../src/tasks/held-results.ts';
+import { TaskStore } from '../../src/tasks/task-store.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
+import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
+
+describe.each(DIALECTS)('held results on %s', (dialect) => {
+  let store: Store | undefined;
+  let dir: string | undefined;
+  afterEach(async () => {
+    await store?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    store = undefined;
+    dir = undefined;
+  });
+
+  it('records a held push once per task, and keeps the record when its files are deleted', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'airlock-held-store-'));
+    store = await openTestStore(dialect);
+    const clock = new ManualClock(Date.parse('2026-03-01T10:00:00.000Z'));
+    const held = new HeldResults(store, clock, path.join(dir, 'data'));
+    const env = {
+      HOME: dir,
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_AUTHOR_NAME: 'a',
+      GIT_AUTHOR_EMAIL: 'a@example.invalid',
+      GIT_COMMITTER_NAME: 'a',
+      GIT_COMMITTER_EMAIL: 'a@example.invalid',
+    };
+    const work = path.join(dir, 'work');
+    const git = async (...args: string[]) =>
+      (await runProcess('git', args, { cwd: work, env, timeoutMs: 30_000 })).stdout.trim();
+    // Upstream: one commit on main.
+    const upstream = path.join(dir, 'upstream.git');
+    await runProcess('git', ['init', '--quiet', '--bare', '-b', 'main', upstream], {
+      env,
+      timeoutMs: 30_000,
+    });
+    await runProcess('git', ['clone', '--quiet', upstream, work], { env, timeoutMs: 30_000 });
+    await writeFile(path.join(work, 'README.md'), 'hello\n');
+    await git('add', '-A');
+    await git('commit', '--quiet', '-m', 'base');
+    await git('push', '--quiet', 'origin', 'HEAD:refs/heads/main');
+    const base = await git('rev-parse', 'HEAD');
+
+    const task = await new TaskStore(store, clock).create({
+      installationId: 1,
+      repoFullName: 'acme/widgets',
+      repoId: null,
+      issueNumber: 1,
+      prNumber: null,
+      kind: 'issue',
+      branch: 'airlock/issue-1-held',
+      baseRef: 'main',
+      actorLogin: 'alice',
+      actorId: 1,
+      triggerEvent: 'issues.labeled',
+      triggerUrl: null,
+      deliveryId: null,
+      instruction: null,
+      context: {},
+      start: { from: 'ref', ref: 'main' },
+      config: DEFAULT_REPO_CONFIG,
+    });
+    expect(await held.get(task.id)).toBeUndefined();
+    await held.prepare(task, upstream, async () => 'unused-for-a-local-path');
+    // The agent's push, received into the held repository instead of upstream.
+    await writeFile(path.join(work, 'README.md'), 'hello, friend\n');
+    await writeFile(path.join(work, 'NEW.md'), 'new\n');
+    await git('add', '-A');
+    await git('commit', '--quiet', '-m', 'agent');
+    const head = await git('rev-parse', 'HEAD');
+    await git('push', '--quiet', held.repoPath(task.id), `HEAD:refs/heads/${task.branch}`);
+
+    const shown = await held.hold(task, head, []);
+    expect(shown).toMatchObject({ gate: 'push', base, head, commands: [], hosts: [] });
+    expect(shown.files).toEqual([
+      { path: 'NEW.md', added: 1, deleted: 0 },
+      { path: 'README.md', added: 1, deleted: 1 },
+    ]);
+    const record = await held.get(task.id);
+    expect(record).toMatchObject({
+      taskId: task.id,
+      baseSha: base,
+      headSha: head,
+      repoPath: held.repoPath(task.id),
+      patchTruncated: false,
+      files: shown.files,
+      heldAt: '2026-03-01T10:00:00.000Z',
+      discardedAt: null,
+    });
+    expect(record?.patch).toContain('+hello, friend');
+
+    // Held again (its push re-run): one record, the later one.
+    clock.advance(1000);
+    await held.hold(task, head, []);
+    expect(await held.get(task.id)).toMatchObject({ heldAt: '2026-03-01T10:00:01.000Z', discardedAt: null });
+
+    clock.advance(1000);
+    expect(await held.discard(task.id)).toBe(true);
+    clock.advance(1000);
+    expect(await held.discard(task.id)).toBe(false);
+    expect(await held.get(task.id)).toMatchObject({ headSha: head, discardedAt: '2026-03-01T10:00:02.000Z' });
+    await expect(held.release(task, upstream, 'token')).rejects.toThrow(
+      `task ${task.id} holds no result to push`,
+    );
+  });
+});
