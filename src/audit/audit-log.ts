@@ -316,7 +316,7 @@ export class AuditLog implements AuditSink {
    * of appends. Those stay queued until this transaction is known to have committed; if it rolls
    * back, the group commit finds them missing from the chain and writes them. On PostgreSQL the
    * group commit may also take them after they were chosen here and lock their chain first: this
-   * transaction then finds them where it wrote them (the chain is read once the lock is held).
+   * transaction then finds them where that commit wrote them (read once the lock is held).
    */
   async #writeInTransaction(entry: TransactionEvents): Promise<void> {
     const own = entry.events;
