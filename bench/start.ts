@@ -1,9 +1,17 @@
-// npm run bench -- start [--runs 5] [--fleet 8]
-// How long a VM takes from "start it" to its first command answered, three ways, in one run: a
-// cold boot of the image; a restore from a snapshot (the base snapshot of the shape, made first
-// and timed as build_s); a take from the warm pool (AIRLOCK_WARM_POOL's restored, paused VMs).
-// Then the private host memory of each of --fleet VMs restored from one snapshot against as many
-// cold-booted ones, all running at once. Writes bench/results/start.json.
+// npm run bench -- start [--runs 5] [--task-runs 5] [--fleet 8]
+// How long a task waits to start, three ways, in one run on this machine:
+// - per task (bench/start-tasks.ts): from a task dequeued (`task.state starting`) to its agent
+//   running (the agent's first output), for a cold boot with a clone, an environment restore with
+//   the fetch of the delta, and a warm-pool take with that fetch; each phase from the audit record.
+//   These are the issue's `cold_p50_ms`, `restore_p50_ms`, `warm_p50_ms` and ratios; `build_s` is
+//   the environment build (clone, setup, freeze).
+// - per VM (`vm_*`): from asking the sandbox for a VM to the first command answered in it, for a
+//   cold boot, a restore from a snapshot, and a warm-pool take, the take split into the take itself
+//   and the first command after it, with the pool's refill running meanwhile (as in production) and
+//   held back (`vm_warm_quiet_*`).
+// - the private host memory of each of --fleet VMs restored from one snapshot against as many
+//   cold-booted ones, all running at once.
+// Writes bench/results/start.json.
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,26 +24,38 @@ import type { Vm, VmSnapshot } from '../src/sandbox/sandbox.ts';
 import { memoryLogger } from '../test/helpers/memory-logger.ts';
 import { testVmImage } from '../test/helpers/vm-image.ts';
 import { benchAccelerator } from './bench-accel.ts';
+import { measureTaskStarts, startFigures } from './start-tasks.ts';
 import { median, quantile, round, writeResults } from './stats.ts';
 
 const { values } = parseArgs({
-  options: { runs: { type: 'string', default: '5' }, fleet: { type: 'string', default: '8' } },
+  options: {
+    runs: { type: 'string', default: '5' },
+    'task-runs': { type: 'string', default: '5' },
+    fleet: { type: 'string', default: '8' },
+  },
 });
 const runs = Number(values.runs);
+const taskRuns = Number(values['task-runs']);
 const fleet = Number(values.fleet);
 const image = testVmImage();
 const { log } = memoryLogger();
 const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-start-'));
 const accel = await benchAccelerator(image, dir, log);
-const sandbox = new MicroVmSandbox({
-  image,
-  accel,
-  dataDir: path.join(dir, 'data'),
-  log,
-  tscKhz: hostTscKhz(),
-  snapshotDir: path.join(dir, 'snapshots'),
-  warmPool: 1,
-});
+const sandboxIn = (name: string, pool: { warmPool?: number; maxVms?: number } = {}) =>
+  new MicroVmSandbox({
+    image,
+    accel,
+    dataDir: path.join(dir, name),
+    log,
+    tscKhz: hostTscKhz(),
+    snapshotDir: path.join(dir, 'snapshots'),
+    ...pool,
+  });
+// Cold boots and restores, with no pool to refill behind them.
+const sandbox = sandboxIn('data');
+// Warm takes: a pool of one, and at most two VMs, so that while a "keeper" VM runs a take leaves no
+// room for a refill (the quiet take); without the keeper the pool refills at once, as in production.
+const pooled = sandboxIn('pooled', { warmPool: 1, maxVms: 2 });
 const shape = { cpus: 1, memoryMib: 512, diskMib: 1024 };
 const spec = (taskId: string, from?: VmSnapshot | 'cold') => ({
   taskId,
@@ -67,37 +87,57 @@ async function waitWarm(snapshot: VmSnapshot): Promise<void> {
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error('the warm pool did not fill within 5 minutes')), 300_000);
   });
-  await Promise.race([sandbox.whenWarm(snapshot), expired]).finally(() => clearTimeout(timer));
+  await Promise.race([pooled.whenWarm(snapshot), expired]).finally(() => clearTimeout(timer));
 }
+
+const p50 = (values: number[]) => round(median(values));
+const p95 = (values: number[]) => round(quantile(values, 0.95));
 
 try {
   const t = performance.now();
   const first = await sandbox.create(spec('base'));
-  const buildMs = performance.now() - t;
+  const baseMs = performance.now() - t;
   await first.destroy();
   const [base] = readdirSync(path.join(dir, 'snapshots'));
   const snapshot = base ? await sandbox.openSnapshot(path.join(dir, 'snapshots', base)) : undefined;
   if (!snapshot) throw new Error('no base snapshot was made');
-  await sandbox.drainWarmPool(snapshot);
 
   const cold: number[] = [];
   const restore: number[] = [];
   const restoreStep: number[] = [];
-  const warm: number[] = [];
+  const warm = { total: [] as number[], take: [] as number[] };
+  const quiet = { total: [] as number[], take: [] as number[] };
   for (let i = 0; i < runs; i++) {
-    // Alternated, so load changes on a shared machine touch every path alike.
+    // Alternated, so load changes on a shared machine touch every path alike; nothing else runs
+    // during a measurement (a refill in flight is waited for: whenWarm).
     const c = await startToFirstExec(() => sandbox.create(spec(`cold${i}`, 'cold')));
     cold.push(c.total);
     await c.vm.destroy();
-    await sandbox.drainWarmPool(snapshot);
     const r = await startToFirstExec(() => sandbox.create(spec(`restore${i}`, snapshot)));
     restore.push(r.total);
     restoreStep.push(r.step);
+    await r.vm.destroy();
+
+    // The keeper's restore fills the pool; while it runs, a take leaves no room for a refill.
+    const keeper = await pooled.create(spec(`keeper${i}`, snapshot));
     await waitWarm(snapshot);
-    const w = await startToFirstExec(() => sandbox.create(spec(`warm${i}`, snapshot)));
-    warm.push(w.total);
-    await Promise.all([r.vm.destroy(), w.vm.destroy()]);
-    await sandbox.drainWarmPool(snapshot);
+    const q = await startToFirstExec(() => pooled.create(spec(`quiet${i}`, snapshot)));
+    quiet.total.push(q.total);
+    quiet.take.push(q.step);
+    await Promise.all([q.vm.destroy(), keeper.destroy()]);
+    // Filled again by a restore of its own; then a take starts a refill at once, beside its first
+    // command, as in production.
+    await (await pooled.create(spec(`filler${i}`, snapshot))).destroy();
+    await waitWarm(snapshot);
+    const w = await startToFirstExec(() => pooled.create(spec(`warm${i}`, snapshot)));
+    warm.total.push(w.total);
+    warm.take.push(w.step);
+    await waitWarm(snapshot);
+    await w.vm.destroy();
+    await pooled.drainWarmPool(snapshot);
+    process.stderr.write(
+      `vm ${i + 1}/${runs}: cold ${Math.round(c.total)} restore ${Math.round(r.total)} warm ${Math.round(w.total)} quiet ${Math.round(q.total)} ms\n`,
+    );
   }
 
   const memory = async (from: VmSnapshot | 'cold') => {
@@ -111,31 +151,50 @@ try {
     return figures;
   };
   const privateRestored = await memory(snapshot);
-  await sandbox.drainWarmPool(snapshot);
   const privateCold = await memory('cold');
+
+  const tasks = await measureTaskStarts(taskRuns, accel);
+  const figure = (path: 'cold' | 'restore' | 'warm') => startFigures(tasks.starts[path]);
+  const total = (path: 'cold' | 'restore' | 'warm') => median(tasks.starts[path].map((s) => s.total));
 
   writeResults('start', {
     accel,
     runs,
+    task_runs: taskRuns,
     fleet,
-    cold_p50_ms: round(median(cold)),
-    cold_p95_ms: round(quantile(cold, 0.95)),
-    restore_p50_ms: round(median(restore)),
-    restore_p95_ms: round(quantile(restore, 0.95)),
-    warm_p50_ms: round(median(warm)),
-    warm_p95_ms: round(quantile(warm, 0.95)),
-    restore_ratio: round(median(restore) / median(cold), 3),
-    warm_ratio: round(median(warm) / median(cold), 3),
-    restore_step_p50_ms: round(median(restoreStep)),
-    private_mib_restored: round(median(privateRestored)),
-    private_mib_cold: round(median(privateCold)),
-    build_s: round(buildMs / 1000),
+    cold_p50_ms: figure('cold').total_p50_ms,
+    cold_p95_ms: figure('cold').total_p95_ms,
+    restore_p50_ms: figure('restore').total_p50_ms,
+    restore_p95_ms: figure('restore').total_p95_ms,
+    warm_p50_ms: figure('warm').total_p50_ms,
+    warm_p95_ms: figure('warm').total_p95_ms,
+    restore_ratio: round(total('restore') / total('cold'), 3),
+    warm_ratio: round(total('warm') / total('cold'), 3),
+    restore_step_p50_ms: p50(restoreStep),
+    private_mib_restored: p50(privateRestored),
+    private_mib_cold: p50(privateCold),
+    build_s: round(tasks.buildMs / 1000),
+    task_phases: { cold: figure('cold'), restore: figure('restore'), warm: figure('warm') },
+    vm_cold_p50_ms: p50(cold),
+    vm_cold_p95_ms: p95(cold),
+    vm_restore_p50_ms: p50(restore),
+    vm_restore_p95_ms: p95(restore),
+    vm_warm_p50_ms: p50(warm.total),
+    vm_warm_p95_ms: p95(warm.total),
+    vm_warm_take_p50_ms: p50(warm.take),
+    vm_warm_quiet_p50_ms: p50(quiet.total),
+    vm_warm_quiet_p95_ms: p95(quiet.total),
+    vm_warm_quiet_take_p50_ms: p50(quiet.take),
+    vm_restore_ratio: round(median(restore) / median(cold), 3),
+    vm_warm_ratio: round(median(warm.total) / median(cold), 3),
+    vm_warm_quiet_ratio: round(median(quiet.total) / median(cold), 3),
+    vm_base_snapshot_s: round(baseMs / 1000),
     targets: {
       restore_ratio: '<= 0.2',
       warm_ratio: '<= 0.05',
       private_mib_restored: '< 0.5 x private_mib_cold',
     },
-    note: 'each path is timed from asking the sandbox for a VM to the first command answered in it as the agent user; the workspace (clone for a cold start, fetch for an environment restore) is not included here: see the task bench. restore_step is spawn to the guest made unique. build_s is the first VM of the shape: a cold boot frozen into the base snapshot, then restored. private_mib is Private_Clean + Private_Dirty of each VMM (pages no other process shares), after one command ran.',
+    note: "cold/restore/warm_* and the ratios are per task: task.state starting to the agent's first output (audit timestamps), cold = base image booted cold and cloned, restore = the environment restored and the delta fetched, warm = a warm VM of the environment taken and the delta fetched; task_phases splits them into vm (token, proxy, VM), workspace (clone or fetch, checkout, prompt) and agent (exec sent to first output). build_s is that environment's build. vm_* are per VM: asking the sandbox for one to the first command answered as the agent user; the take is create() alone; vm_warm has the pool refilling beside the first command (production), vm_warm_quiet has no refill then. restore_step is spawn to the guest made unique. private_mib is Private_Clean + Private_Dirty of each VMM after one command ran.",
   });
 } finally {
   await rm(dir, { recursive: true, force: true });

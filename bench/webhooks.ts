@@ -1,4 +1,6 @@
-// npm run bench -- webhooks [--deliveries N] [--concurrency N]
+// npm run bench -- webhooks [--deliveries N] [--concurrency N] [--otlp]
+// (--otlp: the app exports its traces to a loopback OTLP/HTTP receiver, as with
+// OTEL_EXPORTER_OTLP_ENDPOINT set; the figures go to bench/results/webhooks-otlp.json.)
 // (BENCH_DUMP=file writes every ack's start and latency there; BENCH_APP_NODE_ARGS passes Node
 // flags such as --cpu-prof to the app.)
 // Sends signed deliveries (triggers and noise, 5% redelivered) at the running control plane over
@@ -18,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { sign } from '@octokit/webhooks-methods';
 import Database from 'better-sqlite3';
 import { startGitHubEmulator } from '../test/emulator/index.ts';
+import { type OtlpReceiver, startOtlpReceiver } from '../test/helpers/otlp-receiver.ts';
 import { examplePayload } from '../test/helpers/webhook-examples.ts';
 import { quantile, round, writeResults } from './stats.ts';
 
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     role: { type: 'string' },
     spec: { type: 'string' },
+    otlp: { type: 'boolean', default: false },
   },
 });
 
@@ -35,6 +39,8 @@ const WARMUP_PAUSE_MS = 1000;
 
 interface AppSpec {
   dbPath: string;
+  /** OTEL_EXPORTER_OTLP_ENDPOINT for the app, when traces are exported. */
+  otlpEndpoint?: string;
   github: { appId: number; privateKey: string; webhookSecret: string; apiUrl: string; appSlug: string };
 }
 interface Delivery {
@@ -84,6 +90,7 @@ async function runApp(spec: AppSpec): Promise<void> {
       WEBHOOK_SECRET: spec.github.webhookSecret,
       GITHUB_API_URL: spec.github.apiUrl,
       AIRLOCK_MAX_CONCURRENT_TASKS: '4',
+      ...(spec.otlpEndpoint ? { OTEL_EXPORTER_OTLP_ENDPOINT: spec.otlpEndpoint } : {}),
     }),
     {
       log,
@@ -166,6 +173,8 @@ async function orchestrate(): Promise<void> {
   const concurrency = Number(values.concurrency);
   const dir = await mkdtemp(path.join(tmpdir(), 'airlock-bench-webhooks-'));
   const emulator = await startGitHubEmulator({ appSlug: 'airlock-bench' });
+  // What an OpenTelemetry Collector is to the app: it receives (and decodes) every export.
+  const receiver: OtlpReceiver | undefined = values.otlp ? await startOtlpReceiver() : undefined;
   const children: ChildProcess[] = [];
   try {
     const repo = 'acme/widgets';
@@ -233,6 +242,7 @@ async function orchestrate(): Promise<void> {
     const dbPath = path.join(dir, 'airlock.sqlite');
     const appSpec: AppSpec = {
       dbPath,
+      ...(receiver ? { otlpEndpoint: receiver.endpoint } : {}),
       github: {
         appId: emulator.app.id,
         privateKey: emulator.app.privateKey,
@@ -274,8 +284,14 @@ async function orchestrate(): Promise<void> {
       .all() as Array<{ n: number }>;
     const stillPending = pending();
     db.close();
+    // The app stops (sending the spans it still holds) before the receiver is counted.
+    await stopped(app);
 
-    writeResults('webhooks', {
+    writeResults(receiver ? 'webhooks-otlp' : 'webhooks', {
+      otlp_export: receiver !== undefined,
+      ...(receiver
+        ? { otlp_spans_received: receiver.spans.length, otlp_exports_received: receiver.requests.length }
+        : {}),
       deliveries: all.length,
       redeliveries: all.length - unique.length,
       concurrency,
@@ -294,16 +310,25 @@ async function orchestrate(): Promise<void> {
         'app, sender and GitHub emulator in separate processes; the emulator at nice 10. ' +
         'Before the timed deliveries, the sender posts warm-up ping deliveries (what GitHub sends first ' +
         'to a new hook) and pauses 1 s, so the figures are the running app, not its first-second JIT; ' +
-        'the warm-up is reported apart.',
+        'the warm-up is reported apart.' +
+        (receiver
+          ? ' With --otlp the app exports every span over OTLP/HTTP (protobuf) to a receiver in the orchestrator process (nice 10), which decodes them.'
+          : ' Traces are not exported (no OTLP endpoint): spans get ids only.'),
     });
   } finally {
-    for (const c of children) c.kill('SIGTERM');
-    await Promise.all(
-      children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))),
-    );
+    await Promise.all(children.map(stopped));
     await emulator.close();
+    await receiver?.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Asks a child to stop (SIGTERM) and waits until it has exited. */
+function stopped(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.kill('SIGTERM');
+  return exited;
 }
 
 function child(args: string[]): ChildProcess {

@@ -40,6 +40,7 @@ import { localTaskRuns, type TaskRuns } from './tasks/task-runs.ts';
 import { TaskStore } from './tasks/task-store.ts';
 import type { PromptThread } from './tasks/task-thread.ts';
 import { VmTaskRunner } from './tasks/vm-task-runner.ts';
+import { startTracing, type Tracing } from './tracing/tracing.ts';
 import { type AppInfo, ControlPlaneClient, remoteCredential } from './workers/control-channel.ts';
 import { controlPlaneServices, type InternalApi, startInternalApi } from './workers/internal-api.ts';
 import { leasedTaskRuns } from './workers/leased-task-runs.ts';
@@ -114,6 +115,8 @@ export interface Airlock {
   runs: TaskRuns | undefined;
   /** The internal API for workers, on a control plane with PostgreSQL and AIRLOCK_WORKER_SECRET. */
   internal: InternalApi | undefined;
+  /** This process's tracing (exported over OTLP when an endpoint is set). */
+  tracing: Tracing;
   stop(): Promise<void>;
 }
 
@@ -126,6 +129,11 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const { log } = ports;
   const clock = ports.clock ?? systemClock;
   const { role } = settings;
+  // Local mode is the one-process role built without GitHub.
+  const tracing = startTracing(settings.tracing, {
+    role: role === 'all' && !settings.github ? 'local' : role,
+    log,
+  });
   // One host: SQLite under the data directory. Several: the PostgreSQL every process shares.
   const store = settings.databaseUrl
     ? await openStore({ url: settings.databaseUrl })
@@ -189,6 +197,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     audit,
     clock,
     runner: ports.runner ?? unreachableRunner(),
+    tracer: tracing.tracer,
     onState: async (task) => {
       for (const listener of listeners) await listener(task);
     },
@@ -284,6 +293,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       sandbox: sandbox.sandbox,
       audit,
       log,
+      tracer: tracing.tracer,
       dataDir: settings.dataDir,
       ...(tokenDeps ? { token: tokenDeps } : {}),
       ...(ports.repositories ? { credentialFor: ports.repositories.credentialFor } : {}),
@@ -432,6 +442,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     github,
     runs,
     internal,
+    tracing,
     stop: () => {
       stopped ??= (async () => {
         await stopRetention();
@@ -439,9 +450,12 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         if (github) await github.stop();
         else await runs?.stop();
         await environments?.stop();
+        // Warm VMs are nobody's task's: they go with this airlock, not only with its process.
+        await sandbox?.sandbox.close();
         await audit.flush();
         await checkpointer.stop();
         await store.close();
+        await tracing.shutdown();
       })();
       return stopped;
     },

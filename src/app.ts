@@ -31,6 +31,8 @@ export async function startAirlock(environment: Record<string, string | undefine
     config.web.sessionSecret,
     config.cluster.workerSecret,
     databasePassword(config.databaseUrl),
+    // OTLP headers carry a trace backend's API key.
+    ...Object.values(config.tracing.headers),
   ]) {
     if (secret && secret.length >= 8) redactor.add(secret);
   }

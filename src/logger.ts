@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import { prettyLogLine } from './pretty-log-line.ts';
 import type { SecretRedactor } from './secrets.ts';
@@ -33,6 +34,7 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(
     {
       level: options.level ?? 'info',
+      mixin: traceIds,
       redact: {
         paths: [
           'token',
@@ -51,4 +53,15 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     { write },
   );
+}
+
+/**
+ * The ids of the span active where a line is logged (`trace_id`, `span_id`), so a line can be found
+ * from its trace and a trace from its lines; nothing when no span is active.
+ */
+function traceIds(): { trace_id?: string; span_id?: string } {
+  const span = trace.getActiveSpan();
+  if (!span) return {};
+  const ids = span.spanContext();
+  return trace.isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : {};
 }

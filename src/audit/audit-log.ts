@@ -49,10 +49,12 @@ interface QueuedEvent extends PreparedEvent {
   /** `writing`: in the group commit's transaction; `done`: committed, or given up with it. */
   state: 'queued' | 'writing' | 'done';
   /**
-   * Where a caller's transaction wrote it, ahead of its own events of the same task (see
-   * #writeInTransaction). Whether that transaction committed is read back from the chain.
+   * Where the last transaction of this process to write it put it: a caller's (`by`), ahead of its
+   * own events of the same task (see #writeInTransaction), or the group commit's. Set before that
+   * transaction commits, while it holds the chain's lock; whether it committed is read back from
+   * the chain by the next writer to hold the lock.
    */
-  writtenAt?: { link: ChainLink; by: TransactionEvents };
+  writtenAt?: { link: ChainLink; by?: TransactionEvents };
 }
 
 /** The events appended in one open transaction, written just before it commits. */
@@ -285,6 +287,10 @@ export class AuditLog implements AuditSink {
             batch.filter((e) => e.state === 'writing'),
             { from: () => this.#store.db, storedAt: (e) => e.writtenAt?.link, ...this.#remembered() },
           );
+          // On PostgreSQL a caller's transaction may have chosen these events to write ahead of its
+          // own before this commit took them, and be waiting for the chains' locks: it reads where
+          // they are here, and finds them stored once this commits.
+          for (const { event, link } of result.written) event.writtenAt = { link };
           this.#store.afterCommit(() => this.#committed(result));
         },
         { readCommitted: true },
@@ -308,7 +314,9 @@ export class AuditLog implements AuditSink {
    * Writes a transaction's events just before it commits, and ahead of them the events of the same
    * tasks appended earlier and still waiting for a group commit, so that a chain keeps the order
    * of appends. Those stay queued until this transaction is known to have committed; if it rolls
-   * back, the group commit finds them missing from the chain and writes them.
+   * back, the group commit finds them missing from the chain and writes them. On PostgreSQL the
+   * group commit may also take them after they were chosen here and lock their chain first: this
+   * transaction then finds them where that commit wrote them (read once the lock is held).
    */
   async #writeInTransaction(entry: TransactionEvents): Promise<void> {
     const own = entry.events;

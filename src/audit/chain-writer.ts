@@ -39,8 +39,9 @@ export interface ChainReads<E> {
    */
   from(taskId: string): Kdb;
   /**
-   * For an event an earlier transaction of this process wrote without knowing yet whether that
-   * committed, where it put it: the event is left out if the chain holds it there.
+   * For an event another transaction of this process wrote without knowing yet whether that
+   * committed, where it put it: the event is left out if the chain holds it there. Asked once the
+   * chain's lock (SQLite: the database's) is held, so the last writer before has recorded it by then.
    */
   storedAt?(event: E): ChainLink | undefined;
   /**
@@ -79,10 +80,7 @@ export async function writeChains<E extends ChainEvent>(
     }
     return result;
   }
-  // One statement: the locks are taken in the array's order, so two writers never wait on each
-  // other crosswise (PostgreSQL would detect it, and the transaction would be run again).
-  await sql`SELECT count(pg_advisory_xact_lock(hashtext('airlock.audit'), hashtext(t)))
-            FROM unnest(${taskIds}::text[]) WITH ORDINALITY AS u (t, i)`.execute(store.db);
+  await lockChains(store, taskIds);
   const heads = await postgresHeads(taskIds, reads.from);
   const rows: Array<{ event: E; link: ChainLink }> = [];
   for (const taskId of taskIds) {
@@ -96,6 +94,17 @@ export async function writeChains<E extends ChainEvent>(
   }
   result.written = rows;
   return result;
+}
+
+/**
+ * PostgreSQL: takes the tasks' chain locks (transaction-scoped advisory locks) in the current
+ * transaction, waiting for any other transaction holding one to end. Give the ids sorted.
+ */
+export async function lockChains(store: Store, taskIds: readonly string[]): Promise<void> {
+  // One statement: the locks are taken in the array's order, so two writers never wait on each
+  // other crosswise (PostgreSQL would detect it, and the transaction would be run again).
+  await sql`SELECT count(pg_advisory_xact_lock(hashtext('airlock.audit'), hashtext(t)))
+            FROM unnest(${taskIds}::text[]) WITH ORDINALITY AS u (t, i)`.execute(store.db);
 }
 
 /** Events linked one after the other, from a chain's head (none: the chain starts with them). */

@@ -17,6 +17,7 @@ import type { Store } from '../store/database.ts';
 import { announce } from '../tasks/intake.ts';
 import type { Task } from '../tasks/task.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
+import { withTraceParent } from '../tracing/trace-parent.ts';
 import { branchHead, requesterOf } from './ci-branch.ts';
 import { type CiFailure, decideAutofix, failureFingerprint, logTail, workflowFiles } from './ci-policy.ts';
 import type { CiVerdicts } from './ci-verdicts.ts';
@@ -240,14 +241,14 @@ async function failedChecks(
       deliveryId: intent.trigger.deliveryId,
       instruction: `CI failed on ${sha.slice(0, 7)}: ${names}. Fix the failures.`,
       // Only what describes the work: an earlier review comment's hunk is not this task's subject.
-      context: {
+      context: withTraceParent({
         ...(task.context.issueTitle ? { issueTitle: task.context.issueTitle } : {}),
         ...(task.context.headRef ? { headRef: task.context.headRef } : {}),
         fork: Boolean(task.context.fork),
         ciFailures: failures,
         ciFingerprint: fingerprint,
         ciHeadSha: sha,
-      },
+      }),
       thread: task.thread,
       config: task.config,
       parentTaskId: task.id,

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import { TRACING_ENV_NAMES, TracingSettings, tracingEnvironment } from '../tracing/tracing-settings.ts';
 
 const positiveInt = z.coerce.number().int().positive();
 
@@ -196,6 +197,8 @@ export const AppConfig = z.object({
       .default(90)
       .transform((v) => (v === 'forever' ? null : v)),
   }),
+  /** OTEL_*: traces, exported over OTLP when an endpoint is set (see docs/observability.md). */
+  tracing: TracingSettings,
 });
 export type AppConfig = z.infer<typeof AppConfig>;
 
@@ -273,6 +276,7 @@ export function loadAppConfig(env: Record<string, string | undefined>): AppConfi
       metricsPublic: env.AIRLOCK_METRICS_PUBLIC,
     },
     retention: { promptDays: env.AIRLOCK_PROMPT_RETENTION_DAYS || undefined },
+    tracing: tracingEnvironment(env),
   };
   const parsed = AppConfig.safeParse(raw);
   if (!parsed.success) {
@@ -388,4 +392,5 @@ const ENV_NAMES: Record<string, string> = {
   'cluster.internalPort': 'AIRLOCK_INTERNAL_PORT',
   'cluster.controlUrl': 'AIRLOCK_CONTROL_URL',
   'cluster.workerName': 'AIRLOCK_WORKER_NAME',
+  ...TRACING_ENV_NAMES,
 };

@@ -38,7 +38,10 @@ export function buildFailureComment(build: EnvironmentBuild, publicUrl: string):
       : []),
     `Full log and audit record: ${publicUrl.replace(/\/$/, '')}${buildPagePath(build.id)}`,
     '',
-    'Fix `environment:` in `.github/airlock.yml` or the files its setup uses, then comment `/airlock rebuild`.',
+    // Set by airlock itself (runBuild, Environments.start), never by the repository's commands.
+    build.reason?.startsWith('interrupted: ')
+      ? 'airlock was stopped during the build: comment `/airlock rebuild` on any issue to build it again.'
+      : 'Fix `environment:` in `.github/airlock.yml` or the files its setup uses, then comment `/airlock rebuild`.',
   ].join('\n');
 }
 

@@ -44,6 +44,7 @@ export function pushDecision(
         trigger: {
           kind: 'push',
           by: origin.sender.login,
+          commitSha: intent.after,
           ...(intent.url ? { url: intent.url } : {}),
           detail: intent.complete
             ? `key files changed at ${intent.after.slice(0, 12)}`

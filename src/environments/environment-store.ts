@@ -15,6 +15,8 @@ export const BuildTrigger = z
     url: z.string().optional(),
     /** For `stale`: what made the environment stale (its age, a changed config, another image). */
     detail: z.string().optional(),
+    /** For `push`: the pushed head of the default branch, where a failure is reported. */
+    commitSha: z.string().optional(),
   })
   .strict();
 export type BuildTrigger = z.infer<typeof BuildTrigger>;

@@ -170,14 +170,21 @@ export class Environments {
   }
 
   /**
-   * Queues a build unless one is queued or running for the repository; returns the one that will
-   * run. Only writes (inside the caller's transaction, if any): call wake() once it is committed.
+   * Queues a build unless one that covers the request is queued or running for the repository;
+   * returns the one that will run. A queued build covers every request (it has not cloned yet); a
+   * running one covers tasks and staleness, but not a push or `/airlock rebuild`, whose change it
+   * may have cloned too early to build: those queue one more behind it. Only writes (inside the
+   * caller's transaction, if any): call wake() once it is committed.
    */
   async enqueue(input: NewBuild): Promise<EnvironmentBuild> {
     const { store, audit } = this.#deps;
     return store.transaction(async () => {
       const open = await store.openBuild(input.repoFullName);
-      if (open) return open;
+      if (open?.state === 'queued') return open;
+      const queued =
+        open && (await store.buildsIn('queued', 10_000)).find((b) => b.repoFullName === input.repoFullName);
+      if (queued) return queued;
+      if (open && input.trigger.kind !== 'push' && input.trigger.kind !== 'command') return open;
       const created = await store.createBuild(input);
       audit.append(created.id, 'build.created', {
         repository: created.repoFullName,

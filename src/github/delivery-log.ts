@@ -18,6 +18,8 @@ export const StoredDelivery = z.object({
   attempts: z.number(),
   /** When airlock stored the delivery: the moment of the request, for freezing what was asked. */
   receivedAt: z.string(),
+  /** The W3C traceparent intake continues the delivery's trace from (null for none). */
+  traceParent: z.string().nullable(),
 });
 export type StoredDelivery = z.infer<typeof StoredDelivery>;
 
@@ -62,9 +64,10 @@ export class DeliveryLog {
 
   /**
    * Stores an intent; returns 'duplicate' when this delivery id was seen before. `receivedAt` is
-   * when the delivery reached airlock (the inbox's time), defaulting to now.
+   * when the delivery reached airlock (the inbox's time), defaulting to now; `traceParent` the
+   * span intake's span is to be a child of.
    */
-  async record(intent: Intent, receivedAt?: string): Promise<'recorded' | 'duplicate'> {
+  async record(intent: Intent, receivedAt?: string, traceParent?: string): Promise<'recorded' | 'duplicate'> {
     const o = intent.origin;
     const result = await this.#store.db
       .insertInto('deliveries')
@@ -77,6 +80,7 @@ export class DeliveryLog {
         intent_json: JSON.stringify(intent),
         status: 'pending',
         received_at: receivedAt ?? this.#clock.now().toISOString(),
+        trace_parent: traceParent ?? null,
       })
       .onConflict((oc) => oc.column('delivery_id').doNothing())
       .executeTakeFirst();
@@ -93,7 +97,7 @@ export class DeliveryLog {
     const now = this.#clock.now().toISOString();
     const rows = await this.#store.db
       .selectFrom('deliveries')
-      .select(['delivery_id', 'intent_json', 'status', 'attempts', 'received_at'])
+      .select(['delivery_id', 'intent_json', 'status', 'attempts', 'received_at', 'trace_parent'])
       .where('status', '=', sql.lit('pending'))
       .where((eb) => eb.or([eb('not_before', 'is', null), eb('not_before', '<=', now)]))
       .orderBy('received_at')
@@ -125,7 +129,14 @@ export class DeliveryLog {
         // of migration 013 (pending ones in order, claimed ones by repository).
         const row = await this.#store.db
           .selectFrom('deliveries as d')
-          .select(['d.delivery_id', 'd.intent_json', 'd.status', 'd.attempts', 'd.received_at'])
+          .select([
+            'd.delivery_id',
+            'd.intent_json',
+            'd.status',
+            'd.attempts',
+            'd.received_at',
+            'd.trace_parent',
+          ])
           .where('d.status', '=', sql.lit('pending'))
           .where((eb) => eb.or([eb('d.not_before', 'is', null), eb('d.not_before', '<=', now)]))
           .where((eb) => eb.or([eb('d.claimed_until', 'is', null), eb('d.claimed_until', '<=', now)]))
@@ -284,6 +295,7 @@ function rowToStored(row: {
   status: string;
   attempts: number;
   received_at: string;
+  trace_parent: string | null;
 }): StoredDelivery {
   return StoredDelivery.parse({
     deliveryId: row.delivery_id,
@@ -291,5 +303,6 @@ function rowToStored(row: {
     status: row.status,
     attempts: row.attempts,
     receivedAt: row.received_at,
+    traceParent: row.trace_parent,
   });
 }

@@ -205,6 +205,15 @@ export class GitHubClient {
     return data.id;
   }
 
+  /** Comments on a commit and returns the comment's id. */
+  async commitComment(installationId: number, fullName: string, sha: string, body: string): Promise<number> {
+    const { owner, repo } = splitRepo(fullName);
+    const { data } = await call(`comment on commit ${sha.slice(0, 12)} of ${fullName}`, () =>
+      this.octokit(installationId).rest.repos.createCommitComment({ owner, repo, commit_sha: sha, body }),
+    );
+    return data.id;
+  }
+
   /** Replaces a comment's body. */
   async editComment(
     installationId: number,

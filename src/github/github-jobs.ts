@@ -31,6 +31,14 @@ export const GitHubJob = z.discriminatedUnion('kind', [
     issueNumber: z.number(),
     body: z.string(),
   }),
+  /** A comment on a commit (a failed environment build of a push, on the pushed head). */
+  z.object({
+    kind: z.literal('commit_comment'),
+    installationId: z.number(),
+    repo: z.string(),
+    commitSha: z.string(),
+    body: z.string(),
+  }),
   /** Create or edit the task's tracking comment from the task's state at the time the job runs. */
   z.object({ kind: z.literal('tracking'), taskId: z.string() }),
   /** Create or update the task's `airlock` check run from its state at the time the job runs. */

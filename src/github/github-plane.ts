@@ -25,6 +25,8 @@ import type { TaskRuns } from '../tasks/task-runs.ts';
 import type { TaskStore } from '../tasks/task-store.ts';
 import { type PromptThread, promptThread } from '../tasks/task-thread.ts';
 import { startWorkLoop, type WorkLoop } from '../tasks/work-loop.ts';
+import { inSpan } from '../tracing/in-span.ts';
+import { contextOf, spanContextOf } from '../tracing/trace-parent.ts';
 import { type AirlockServer, startHttpServer } from '../web/http-server.ts';
 import { webApp } from '../web/web-app.ts';
 import { appIdentity } from './app-identity.ts';
@@ -95,6 +97,7 @@ export interface GitHubPlane {
  */
 export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPlane> {
   const { store, clock, log, settings, github, tasks } = deps;
+  const { tracer } = deps.lifecycle;
   const pollMs = deps.pollMs ?? 1000;
   const inbox = new WebhookInbox(store, clock);
   const deliveries = new DeliveryLog(store, clock);
@@ -178,7 +181,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const server = await startHttpServer({
     host: settings.host,
     port: settings.port,
-    webhooks: webhookListener({ inbox, stored, secret: github.webhookSecret, log, gate }),
+    webhooks: webhookListener({ inbox, stored, secret: github.webhookSecret, log, gate, tracer }),
     fetch: web.fetch,
   });
 
@@ -195,9 +198,24 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const ciDeps = { store, tasks, verdicts, jobs, github: client, audit: deps.audit, log };
   const execute = async (job: GitHubJob): Promise<void> => {
     await gate.yield();
-    if (job.kind !== 'ci_recheck') return reporter.execute(job);
-    const head = await headToRecheck(tasks, await tasks.get(job.taskId));
-    if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
+    // A task's reporting jobs are spans of its trace; the others (replies to refused deliveries)
+    // start their own. A CI recheck starts its own too, linked to the task's: a CI fix it starts
+    // is a task with a trace of its own.
+    const taskId = 'taskId' in job ? job.taskId : undefined;
+    const taskTrace = taskId ? (await tasks.find(taskId))?.context.traceParent : undefined;
+    const recheck = job.kind === 'ci_recheck';
+    const linked = recheck ? spanContextOf(taskTrace) : undefined;
+    const attributes = { 'airlock.github.job': job.kind, ...(taskId ? { 'airlock.task.id': taskId } : {}) };
+    const options = {
+      parent: contextOf(recheck ? undefined : taskTrace),
+      attributes,
+      ...(linked ? { links: [{ context: linked }] } : {}),
+    };
+    await inSpan(tracer, 'github.job', options, async () => {
+      if (job.kind !== 'ci_recheck') return reporter.execute(job);
+      const head = await headToRecheck(tasks, await tasks.get(job.taskId));
+      if (head) await handleCiResult({ ...ciDeps, appSlug: identity.slug() }, head);
+    });
   };
   // Listeners are called synchronously: inside a transaction, the jobs they queue join it just
   // before it commits, and the loops are woken once it has (a loop woken inside would run its step
@@ -218,20 +236,21 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
     });
   });
   deps.lifecycle.publish = reporter.publish;
-  // A failed build is reported where the person who caused it looks: the issue or pull request.
+  // A failed build is reported where the person who caused it looks: the issue or pull request
+  // that asked for it, or the commit whose push triggered it.
   deps.environments?.onBuildFinished((build) => {
-    const issueNumber = build.trigger.issueNumber;
-    if (build.state !== 'failed' || build.installationId === null || issueNumber === undefined) return;
-    const installationId = build.installationId;
-    queueFromListener(`build ${build.id}`, () =>
-      jobs.enqueue({
-        kind: 'comment',
-        installationId,
-        repo: build.repoFullName,
-        issueNumber,
-        body: buildFailureComment(build, settings.publicUrl),
-      }),
-    );
+    const { issueNumber, commitSha } = build.trigger;
+    if (build.state !== 'failed' || build.installationId === null) return;
+    const where = { installationId: build.installationId, repo: build.repoFullName };
+    const body = buildFailureComment(build, settings.publicUrl);
+    if (issueNumber !== undefined)
+      queueFromListener(`build ${build.id}`, () =>
+        jobs.enqueue({ kind: 'comment', ...where, issueNumber, body }),
+      );
+    else if (build.trigger.kind === 'push' && commitSha)
+      queueFromListener(`build ${build.id}`, () =>
+        jobs.enqueue({ kind: 'commit_comment', ...where, commitSha, body }),
+      );
   });
 
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
@@ -241,7 +260,9 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const intentLoop = startWorkLoop(
     'webhooks',
     async () =>
-      identity.known() ? recordIntents({ store, inbox, deliveries, appSlug: identity.slug(), log, gate }) : 0,
+      identity.known()
+        ? recordIntents({ store, inbox, deliveries, appSlug: identity.slug(), log, gate, tracer })
+        : 0,
     log,
     pollMs,
   );
@@ -265,6 +286,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         spendCapReached: (repo) => deps.spend.capReached(repo, deps.rulesFor(repo).spend),
         ...(deps.lifecycle.onState ? { onState: deps.lifecycle.onState } : {}),
         yieldToWebhooks: () => gate.yield(),
+        tracer,
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
         ...(deps.environments ? { environments: deps.environments } : {}),
       });

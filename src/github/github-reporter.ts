@@ -47,6 +47,9 @@ export class GitHubReporter {
       case 'comment':
         await github.comment(job.installationId, job.repo, job.issueNumber, job.body);
         return;
+      case 'commit_comment':
+        await github.commitComment(job.installationId, job.repo, job.commitSha, job.body);
+        return;
       case 'tracking':
         return this.#tracking(await this.#deps.tasks.get(job.taskId));
       case 'check_run':

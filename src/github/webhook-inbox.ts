@@ -10,6 +10,8 @@ export interface InboxDelivery {
   /** The body as GitHub sent it (verified, valid JSON). */
   payload: string;
   receivedAt: string;
+  /** The W3C traceparent of the listener's span for it (null without one). */
+  traceParent: string | null;
 }
 
 /** A waiting row as read back: its body is there until it is dispatched. */
@@ -18,6 +20,7 @@ const WaitingRow = z.object({
   event: z.string(),
   payload: z.string(),
   received_at: z.string(),
+  trace_parent: z.string().nullable(),
 });
 
 /**
@@ -50,8 +53,14 @@ export class WebhookInbox {
   /**
    * Stores a delivery; 'duplicate' when its id, or the same body under another id, was stored
    * before (a captured signed body re-posted with a new delivery id is the same request).
+   * `traceParent` is the delivery's trace, continued by the stages after this one.
    */
-  async store(deliveryId: string, event: string, payload: string): Promise<'stored' | 'duplicate'> {
+  async store(
+    deliveryId: string,
+    event: string,
+    payload: string,
+    traceParent?: string,
+  ): Promise<'stored' | 'duplicate'> {
     const result = await this.#store.db
       .insertInto('webhook_inbox')
       .values({
@@ -60,6 +69,7 @@ export class WebhookInbox {
         payload,
         body_sha256: createHash('sha256').update(payload).digest('hex'),
         received_at: this.#clock.now().toISOString(),
+        trace_parent: traceParent ?? null,
       })
       .onConflict((oc) => oc.doNothing())
       .executeTakeFirst();
@@ -112,7 +122,7 @@ export class WebhookInbox {
   #waitingRows() {
     return this.#store.db
       .selectFrom('webhook_inbox')
-      .select(['delivery_id', 'event', 'payload', 'received_at'])
+      .select(['delivery_id', 'event', 'payload', 'received_at', 'trace_parent'])
       .where('dispatched_at', 'is', null)
       .orderBy('received_at')
       .orderBy('delivery_id');
@@ -121,5 +131,11 @@ export class WebhookInbox {
 
 function rowToDelivery(row: unknown): InboxDelivery {
   const r = WaitingRow.parse(row);
-  return { deliveryId: r.delivery_id, event: r.event, payload: r.payload, receivedAt: r.received_at };
+  return {
+    deliveryId: r.delivery_id,
+    event: r.event,
+    payload: r.payload,
+    receivedAt: r.received_at,
+    traceParent: r.trace_parent,
+  };
 }

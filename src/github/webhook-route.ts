@@ -1,6 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
+import {
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+} from '@opentelemetry/semantic-conventions';
 import type { Logger } from '../logger.ts';
+import { traceParentOf } from '../tracing/trace-parent.ts';
 import type { IngressGate } from './ingress-gate.ts';
 import type { WebhookInbox } from './webhook-inbox.ts';
 
@@ -18,7 +24,8 @@ export type WebhookListener = (req: IncomingMessage, res: ServerResponse) => voi
  * checks the body is a JSON object (400 when not), stores it in the inbox keyed by its delivery id
  * and answers 200; a redelivery is answered 200 and stored nothing. Probot's dispatcher gets the
  * event afterwards (see dispatchWebhooks), so unknown events and actions are accepted here and
- * ignored there.
+ * ignored there. Each delivery starts a trace (`webhook.receive`, stored with the delivery), which
+ * the stages after this one continue, up to the end of the task it may become.
  *
  * This is the one hot path of the control plane, so it is a plain Node listener: no Request and
  * Response objects are built for it, the signature is checked synchronously, and nothing but one
@@ -32,15 +39,29 @@ export function webhookListener(deps: {
   log: Logger;
   /** Told about each webhook so background work yields to acknowledgements. */
   gate?: IngressGate;
+  tracer: Tracer;
 }): WebhookListener {
   return (req, res) => {
     const answered = deps.gate?.arrive();
-    res.once('close', () => answered?.());
-    handle(req, res).catch((error: unknown) => {
-      deps.log.error({ err: error }, 'webhook handling failed');
-      if (!res.headersSent) reply(res, 500, { error: 'the delivery could not be stored; redeliver it' });
-      else res.destroy();
+    // A root span whatever the request's headers say: a delivery's trace starts here.
+    const span = deps.tracer.startSpan(
+      'webhook.receive',
+      { kind: SpanKind.SERVER, attributes: { [ATTR_HTTP_REQUEST_METHOD]: req.method ?? '' } },
+      ROOT_CONTEXT,
+    );
+    res.once('close', () => {
+      answered?.();
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, res.statusCode);
+      if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
     });
+    context.with(trace.setSpan(ROOT_CONTEXT, span), () =>
+      handle(req, res).catch((error: unknown) => {
+        deps.log.error({ err: error }, 'webhook handling failed');
+        if (!res.headersSent) reply(res, 500, { error: 'the delivery could not be stored; redeliver it' });
+        else res.destroy();
+      }),
+    );
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -76,7 +97,10 @@ export function webhookListener(deps: {
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
       return reply(res, 400, { error: 'payload must be a JSON object' });
     }
-    const stored = await deps.inbox.store(id, name, text);
+    const span = trace.getActiveSpan();
+    span?.setAttributes({ 'airlock.delivery.id': id, 'airlock.github.event': name });
+    const stored = await deps.inbox.store(id, name, text, traceParentOf(span));
+    span?.setAttribute('airlock.webhook.stored', stored);
     reply(res, 200, stored === 'stored' ? { ok: true } : { ok: true, duplicate: true });
     if (stored === 'stored') deps.stored();
   }

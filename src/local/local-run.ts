@@ -13,6 +13,7 @@ import type { SecretRedactor } from '../secrets.ts';
 import type { Task } from '../tasks/task.ts';
 import { enterState, recordTaskCreated, runTaskToEnd } from '../tasks/task-lifecycle.ts';
 import { TaskCancelled } from '../tasks/task-runner.ts';
+import { withSpan, withTraceParent } from '../tracing/trace-parent.ts';
 import { startLocalGitServer } from './local-git-server.ts';
 
 /** What `airlock run` was asked to do. */
@@ -78,27 +79,33 @@ export async function runLocalTask(
     if (reaped.length)
       deps.progress(`reaped the VMs of ${reaped.length} earlier run(s): ${reaped.join(', ')}`);
     const fullName = `${git.repository.owner}/${git.repository.name}`;
-    const task = await tasks.create({
-      installationId: null,
-      repoFullName: fullName,
-      repoId: null,
-      issueNumber: null,
-      prNumber: null,
-      kind: 'local',
-      baseRef: repo.branch,
-      start: { from: 'ref', ref: repo.branch },
-      actorLogin: repo.user.login,
-      actorId: null,
-      triggerEvent: 'local',
-      triggerUrl: null,
-      deliveryId: null,
-      instruction: request.prompt,
-      context: {
-        issueTitle: firstLine(request.prompt),
-        local: { coAuthor: repo.user.trailer, path: repo.top },
-      },
-      config: repoConfig,
-    });
+    // Local mode has no delivery: the request's trace starts with this span.
+    const asked = airlock.tracing.tracer.startSpan('local.request', { root: true });
+    const task = await withSpan(asked, () =>
+      tasks.create({
+        installationId: null,
+        repoFullName: fullName,
+        repoId: null,
+        issueNumber: null,
+        prNumber: null,
+        kind: 'local',
+        baseRef: repo.branch,
+        start: { from: 'ref', ref: repo.branch },
+        actorLogin: repo.user.login,
+        actorId: null,
+        triggerEvent: 'local',
+        triggerUrl: null,
+        deliveryId: null,
+        instruction: request.prompt,
+        context: withTraceParent({
+          issueTitle: firstLine(request.prompt),
+          local: { coAuthor: repo.user.trailer, path: repo.top },
+        }),
+        config: repoConfig,
+      }),
+    );
+    asked.setAttribute('airlock.task.id', task.id);
+    asked.end();
     recordTaskCreated(audit, task);
 
     const started = performance.now();

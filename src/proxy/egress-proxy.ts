@@ -154,14 +154,17 @@ export function createEgressProxy(options: EgressProxyOptions) {
       });
     },
 
-    /** Serves `CONNECT host:port` on the client's raw socket. */
-    connect(req: IncomingMessage, client: Socket, head: Buffer): void {
+    /**
+     * Serves `CONNECT host:port` on the client's raw socket; resolves, once decided, with the status
+     * the CONNECT was answered with and whether the tunnel was let through.
+     */
+    connect(req: IncomingMessage, client: Socket, head: Buffer): Promise<TunnelDecision> {
       // host:port, where host may be a bracketed IPv6 literal (refused as an address, with that reason).
       const target = /^(\[[0-9a-f:.]+\]|[^:[\]]+):(\d+)$/i.exec(req.url ?? '');
       const host = (target?.[1] ?? req.url ?? '').toLowerCase();
       const port = Number(target?.[2] ?? 0);
       client.on('error', () => client.destroy());
-      const refuse = (addresses: string[], reason: string, answered: boolean) => {
+      const refuse = (addresses: string[], reason: string, answered: boolean): TunnelDecision => {
         audit('CONNECT', host, port, { addresses, reason, allowed: false });
         options.log.info({ taskId: options.taskId, host, port, reason }, 'egress refused');
         if (answered) client.destroy();
@@ -169,8 +172,9 @@ export function createEgressProxy(options: EgressProxyOptions) {
           client.end(
             `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nairlock: egress refused: ${reason}\n`,
           );
+        return { status: answered ? 200 : 403, allowed: false };
       };
-      (async () => {
+      return (async (): Promise<TunnelDecision> => {
         if (!target) return refuse([], 'CONNECT needs host:port', false);
         const decision = await authorize(host, port);
         if (!decision.ok) return refuse(decision.addresses, decision.reason, false);
@@ -202,7 +206,7 @@ export function createEgressProxy(options: EgressProxyOptions) {
             address: decision.address,
             addresses: decision.addresses,
           });
-          return;
+          return { status: 200, allowed: true };
         }
         const bytes = { up: hello.length, down: 0 };
         const upstream = tcpConnect({ host: decision.address, port });
@@ -237,6 +241,7 @@ export function createEgressProxy(options: EgressProxyOptions) {
         upstream.on('error', (error) => finish(`upstream error: ${errorMessage(error)}`));
         upstream.on('close', () => finish());
         client.on('close', () => finish());
+        return { status: 200, allowed: true };
       })().catch((error: unknown) => refuse([], `internal error: ${errorMessage(error)}`, true));
     },
 
@@ -247,6 +252,12 @@ export function createEgressProxy(options: EgressProxyOptions) {
       upstreams.clear();
     },
   };
+}
+
+/** How a CONNECT was answered (200 or 403), and whether its tunnel was let through. */
+export interface TunnelDecision {
+  status: number;
+  allowed: boolean;
 }
 
 /** Reads from a CONNECT client until a whole ClientHello has arrived, then pauses it. */

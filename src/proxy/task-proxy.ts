@@ -15,6 +15,7 @@ import { type LookupAll, lookupAll } from './egress-policy.ts';
 import { createEgressProxy } from './egress-proxy.ts';
 import { createGitProxy, DEFAULT_MAX_PACK_BYTES } from './git-proxy.ts';
 import { createModelProxy, type ModelUpstreams, type TokenUsage } from './model-proxy.ts';
+import { hostOf, type ProxyRequestTarget, type ProxyTrace, proxyRequestSpans } from './proxy-spans.ts';
 import { createSecretInterceptor } from './secret-interceptor.ts';
 import { createUpstreamAgents } from './upstream-request.ts';
 
@@ -84,6 +85,8 @@ export interface TaskProxyOptions {
   addressAllowed?: AddressAllowed;
   audit: AuditSink;
   log: Logger;
+  /** Where each request's `proxy.request` span goes (see proxyRequestSpans); none when unset. */
+  trace?: ProxyTrace;
 }
 
 /** A running task proxy. */
@@ -208,6 +211,24 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
     res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8' }).end(`${message}\n`);
   };
 
+  const spans = options.trace ? proxyRequestSpans(options.trace) : undefined;
+  const gitHost = hostOf(options.gitUrl(options.repository.owner, options.repository.name));
+  // The route a request takes and the upstream host it is for, as route() will decide them.
+  const targetOf = (target: string): ProxyRequestTarget => {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return { kind: 'egress', host: hostOf(target) };
+    if (!inNormalForm(target)) return { kind: 'refused' };
+    if (target.startsWith('/git/')) return { kind: 'git', host: gitHost };
+    if (debian && target.startsWith(DEBIAN_ROUTE)) {
+      const archive = options.debianArchives?.[Number(target.slice(DEBIAN_ROUTE.length).split('/')[0])];
+      return { kind: 'debian', host: hostOf(archive?.uri) };
+    }
+    if (models.handles(target)) {
+      const provider = target.split('/')[1] as keyof ModelUpstreams;
+      return { kind: 'model', host: hostOf(options.models[provider]?.url) };
+    }
+    return { kind: 'refused' };
+  };
+
   const sockets = new Set<Socket>();
   const server = createServer(
     {
@@ -216,6 +237,7 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
       keepAliveTimeout: options.clientKeepAliveMs ?? CLIENT_KEEP_ALIVE_MS,
     },
     (req, res) => {
+      spans?.request(req, res, targetOf(req.url ?? '/'));
       route(req, res).catch((error: unknown) => {
         log.error({ taskId, err: errorMessage(error), path: req.url }, 'task proxy request failed');
         if (!res.headersSent)
@@ -231,7 +253,8 @@ export async function startTaskProxy(options: TaskProxyOptions): Promise<TaskPro
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    egress.connect(req, socket, head);
+    const decided = egress.connect(req, socket, head);
+    spans?.tunnel(req, socket, { kind: 'egress', host: hostOf(`https://${req.url}`) }, decided);
   });
 
   let address: string;

@@ -73,7 +73,10 @@ export class MicroVmSandbox implements Sandbox {
   readonly #bases = new Map<string, Promise<VmSnapshot | undefined>>();
   readonly #pool = new WarmPool();
   readonly #filling = new Map<string, number>();
+  /** Warm VMs being restored and warmed up, to be waited for on close. */
+  readonly #fills = new Set<Promise<void>>();
   #host: Promise<SnapshotHost> | undefined;
+  #closed = false;
 
   constructor(options: MicroVmOptions) {
     this.#options = options;
@@ -134,6 +137,11 @@ export class MicroVmSandbox implements Sandbox {
 
   async drainWarmPool(snapshot: VmSnapshot): Promise<void> {
     await this.#pool.drain(snapshot.key);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([this.#pool.drainAll(), ...this.#fills]);
   }
 
   /**
@@ -419,7 +427,7 @@ export class MicroVmSandbox implements Sandbox {
    */
   #refill(snapshot: VmSnapshot): void {
     const size = this.#options.warmPool ?? 0;
-    if (size <= 0) return;
+    if (size <= 0 || this.#closed) return;
     const wanted = size - this.#pool.count(snapshot.key) - (this.#filling.get(snapshot.key) ?? 0);
     for (let i = 0; i < wanted; i++) {
       if (
@@ -428,18 +436,26 @@ export class MicroVmSandbox implements Sandbox {
       )
         return;
       this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 0) + 1);
-      this.#spawn(
+      const fill = this.#spawn(
         { taskId: 'warm-pool', ...snapshot.shape, outputLimitBytes: 0 },
         { kind: 'restore', snapshot },
       )
         .then((vm) => this.#warmUp(vm))
         .then(
-          (vm) =>
-            this.#pool.put(snapshot.key, vm, (gone) => this.#discard(gone, new Error('warm pool drained'))),
+          async (vm) => {
+            const discard = (gone: SpawnedVm) => this.#discard(gone, new Error('warm pool drained'));
+            // Closed while it warmed up: nobody will take it.
+            if (this.#closed) await discard(vm);
+            else this.#pool.put(snapshot.key, vm, discard);
+          },
           (error) =>
             this.#options.log.warn({ snapshot: snapshot.dir, err: error }, 'could not fill the warm pool'),
         )
-        .finally(() => this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 1) - 1));
+        .finally(() => {
+          this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 1) - 1);
+          this.#fills.delete(fill);
+        });
+      this.#fills.add(fill);
     }
   }
 

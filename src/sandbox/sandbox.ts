@@ -139,6 +139,11 @@ export interface Sandbox {
   /** Discards the warm VMs kept for a snapshot no longer used (its environment was rebuilt). */
   drainWarmPool(snapshot: VmSnapshot): Promise<void>;
   /**
+   * Discards every warm VM and keeps no more (airlock stopping): VMs nobody holds must not outlive
+   * the airlock that made them, even when its process goes on. Tasks' own VMs are their runners'.
+   */
+  close(): Promise<void>;
+  /**
    * Destroys every VM and overlay in the data directory whose owner process is gone (crashed,
    * killed); returns the task ids they belonged to. VMs of a live owner are left alone.
    */

@@ -80,6 +80,11 @@ export class WarmPool {
     if (fullest && vm) await this.#remove(fullest, vm);
   }
 
+  /** Discards every waiting VM, of every snapshot. */
+  async drainAll(): Promise<void> {
+    await Promise.all([...this.#waiting.keys()].map((key) => this.drain(key)));
+  }
+
   /** Discards every VM waiting for `key`. */
   async drain(key: string): Promise<void> {
     clearTimeout(this.#idle.get(key));

@@ -118,6 +118,8 @@ export interface DeliveriesTable {
   not_before: string | null;
   claimed_by: string | null;
   claimed_until: string | null;
+  /** The W3C traceparent of the delivery's trace (migration 012). */
+  trace_parent: string | null;
 }
 
 export interface WebhookInboxTable {
@@ -129,6 +131,7 @@ export interface WebhookInboxTable {
   attempts: Generated<number>;
   error: string | null;
   body_sha256: string | null;
+  trace_parent: string | null;
 }
 
 export interface GithubJobsTable {

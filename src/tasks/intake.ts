@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import type { AuditSink } from '../audit-sink.ts';
 import {
   configuredLabel,
@@ -18,6 +19,8 @@ import type { EffectivePolicy } from '../policy/policy-for.ts';
 import { policyViolations } from '../policy/policy-violations.ts';
 import type { CapReached } from '../spend/spend-ledger.ts';
 import type { Store } from '../store/database.ts';
+import { failSpan, inSpan } from '../tracing/in-span.ts';
+import { contextOf, withTraceParent } from '../tracing/trace-parent.ts';
 import { ApprovalError, type ApprovalStore, type RunShown } from './approval-store.ts';
 import { decideApproval, requestApproval, runGateReason, runShown, threadAuthors } from './approvals.ts';
 import { refusalMessage, writeAccessRefusal } from './refusals.ts';
@@ -56,6 +59,8 @@ export interface IntakeDeps {
   spendCapReached(repoFullName: string): Promise<CapReached | undefined>;
   /** Told of each state a decision moves a task to (the lifecycle's listener). */
   onState?: StateListener;
+  /** Starts each delivery's `delivery.intake` span, in the delivery's trace. */
+  tracer: Tracer;
 }
 
 /** Outcome of processing one delivery. */
@@ -105,24 +110,48 @@ async function takeIn(delivery: ClaimedDelivery, deps: IntakeDeps): Promise<void
     installation: delivery.intent.origin.installationId,
     repo: delivery.intent.origin.repo.fullName,
   });
-  try {
-    const decision = await deps.deliveries.whileClaimed(
-      delivery,
-      () => decide(delivery, deps),
-      (error) => log.warn({ err: errorMessage(error) }, 'delivery claim not renewed'),
-    );
-    const result = await deps.store.transaction(async () => {
-      const outcome = await decision.commit();
-      await deps.deliveries.finish(delivery, outcome.status, outcome.outcome, outcome.taskId);
-      return outcome;
-    });
-    await decision.afterCommit?.();
-    log.info({ status: result.status, outcome: result.outcome, taskId: result.taskId }, 'delivery processed');
-  } catch (error) {
-    const next = await deps.deliveries.retryLater(delivery, error);
-    if (next) log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
-    else log.warn({ err: errorMessage(error) }, 'delivery intake left to the process that claimed it since');
-  }
+  const attributes = {
+    'airlock.delivery.id': delivery.deliveryId,
+    'airlock.delivery.attempt': delivery.attempts + 1,
+    'airlock.webhook.intent': delivery.intent.type,
+    'airlock.repo': delivery.intent.origin.repo.fullName,
+  };
+  // In the delivery's trace; a task created here carries this span's traceparent.
+  await inSpan(
+    deps.tracer,
+    'delivery.intake',
+    { parent: contextOf(delivery.traceParent), attributes },
+    async (span) => {
+      try {
+        const decision = await deps.deliveries.whileClaimed(
+          delivery,
+          () => decide(delivery, deps),
+          (error) => log.warn({ err: errorMessage(error) }, 'delivery claim not renewed'),
+        );
+        const result = await deps.store.transaction(async () => {
+          const outcome = await decision.commit();
+          await deps.deliveries.finish(delivery, outcome.status, outcome.outcome, outcome.taskId);
+          return outcome;
+        });
+        await decision.afterCommit?.();
+        span.setAttributes({
+          'airlock.delivery.status': result.status,
+          ...(result.taskId ? { 'airlock.task.id': result.taskId } : {}),
+        });
+        log.info(
+          { status: result.status, outcome: result.outcome, taskId: result.taskId },
+          'delivery processed',
+        );
+      } catch (error) {
+        const next = await deps.deliveries.retryLater(delivery, error);
+        const status = !next ? 'claim_lost' : 'giveUp' in next ? 'failed' : 'retrying';
+        failSpan(span, error, { 'airlock.delivery.status': status });
+        if (next) log.warn({ err: errorMessage(error), ...next }, 'delivery intake failed');
+        else
+          log.warn({ err: errorMessage(error) }, 'delivery intake left to the process that claimed it since');
+      }
+    },
+  );
 }
 
 async function decide(delivery: StoredDelivery, deps: IntakeDeps): Promise<Decision> {
@@ -433,7 +462,7 @@ function createTask(
         triggerUrl: intent.url,
         deliveryId: origin.deliveryId,
         instruction: spec.instruction,
-        context: spec.context,
+        context: withTraceParent(spec.context),
         thread: spec.thread,
         config,
         ...(spec.gate ? { state: 'awaiting_approval' as const } : {}),
@@ -538,7 +567,7 @@ function retryFor(deps: IntakeDeps, intent: CommandIntent): Decision {
         triggerUrl: intent.url,
         deliveryId: intent.origin.deliveryId,
         instruction: last.instruction,
-        context: last.context,
+        context: withTraceParent(last.context),
         thread: last.thread,
         config: last.config,
         parentTaskId: last.id,

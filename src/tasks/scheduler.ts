@@ -1,7 +1,13 @@
 import { errorMessage, TaskStateError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Task } from './task.ts';
-import { enterState, finishTask, type LifecycleDeps, runTaskToEnd } from './task-lifecycle.ts';
+import {
+  enterState,
+  finishTask,
+  type LifecycleDeps,
+  recordTimeInQueue,
+  runTaskToEnd,
+} from './task-lifecycle.ts';
 import { TaskCancelled } from './task-runner.ts';
 
 /** What the scheduler needs: a task's lifecycle parts, a log and the concurrency limits. */
@@ -113,6 +119,7 @@ export class Scheduler {
       if (error instanceof TaskStateError) return false;
       throw error;
     }
+    recordTimeInQueue(this.#deps.tracer, task, this.#deps.clock.now());
     const log = this.#deps.log.child({
       taskId: task.id,
       installation: task.installationId,

@@ -1,7 +1,11 @@
+import { type Link, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
 import type { AuditSink } from '../audit-sink.ts';
 import type { Clock } from '../clock.ts';
 import { TaskStateError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { inSpan } from '../tracing/in-span.ts';
+import { contextOf, spanContextOf, traceIdOf } from '../tracing/trace-parent.ts';
 import type { PushGate } from './push-gate.ts';
 import { isTerminal, type Task, type TaskResult, type TaskState } from './task.ts';
 import { failureOutcome, TaskAbandoned, type TaskRunner, TaskTimedOut } from './task-runner.ts';
@@ -27,6 +31,8 @@ export interface LifecycleDeps {
   onState?: StateListener;
   /** Holds results for approval before push, and pushes approved ones (absent in local mode). */
   pushGate?: PushGate;
+  /** Starts the run's spans, in the trace the task was created in (its context's traceparent). */
+  tracer: Tracer;
 }
 
 /** Records a new task's first audit events: who asked, through which delivery, and its config. */
@@ -43,6 +49,8 @@ export function recordTaskCreated(audit: AuditSink, task: Task): void {
     pullRequest: task.prNumber,
     instruction: task.instruction,
     parentTask: task.parentTaskId,
+    // The trace the task's spans are in, to find them from the record (null: none was active).
+    traceId: traceIdOf(task.context.traceParent) ?? null,
   });
   audit.append(task.id, 'task.config', { config: task.config });
   if (task.thread) {
@@ -112,6 +120,35 @@ export async function runTaskToEnd(
   task: Task,
   options: { signal: AbortSignal; log: Logger },
 ): Promise<Task> {
+  const attributes = {
+    'airlock.task.id': task.id,
+    'airlock.task.kind': task.kind,
+    'airlock.task.attempt': task.attempt,
+    'airlock.repo': task.repoFullName,
+  };
+  // In the trace the task was created in, whichever process created it; the runner's spans
+  // (VM, proxy requests, agent, push) are its children.
+  return inSpan(
+    deps.tracer,
+    'task.run',
+    { parent: contextOf(task.context.traceParent), links: await taskRunLinks(deps, task), attributes },
+    async (span) => {
+      const ended = await runToEnd(deps, task, options);
+      span.setAttribute('airlock.task.state', ended.state);
+      // A failure is named by its kind (`agent_failed: …` → agent_failed), never its words. A
+      // cancelled task, or one whose result waits for approval, did not fail.
+      if (ended.state === 'failed' || ended.state === 'timed_out') {
+        const kind =
+          ended.state === 'failed' ? (/^(\w+):/.exec(ended.reason ?? '')?.[1] ?? 'failed') : 'timed_out';
+        span.setAttribute(ATTR_ERROR_TYPE, kind);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: kind });
+      }
+      return ended;
+    },
+  );
+}
+
+async function runToEnd(deps: LifecycleDeps, task: Task, options: { signal: AbortSignal; log: Logger }) {
   const controller = new AbortController();
   const limitMs = task.config.timeout_minutes * 60_000;
   const cancelTimer = deps.clock.after(limitMs, () => controller.abort(new TaskTimedOut(limitMs)));
@@ -127,7 +164,9 @@ export async function runTaskToEnd(
     // An approved held result is pushed by the host; no VM runs again.
     const releasing = (await deps.pushGate?.releasing(task.id)) ?? false;
     let result = releasing
-      ? await (deps.pushGate as PushGate).release(task, context)
+      ? await inSpan(deps.tracer, 'git.push', { attributes: { 'airlock.push.by': 'host' } }, () =>
+          (deps.pushGate as PushGate).release(task, context),
+        )
       : await deps.runner.run(task, context);
     if (signal.aborted) throw signal.reason;
     if (result.outcome === 'changes_held') {
@@ -137,7 +176,13 @@ export async function runTaskToEnd(
     if ((await state()) === 'starting') await enterPhase('running');
     if (result.outcome === 'changes_pushed' && deps.publish) {
       if ((await state()) !== 'pushing') await enterPhase('pushing');
-      result = await deps.publish(await deps.tasks.get(task.id), result);
+      const publish = deps.publish;
+      const pushed = result;
+      result = await inSpan(deps.tracer, 'github.publish', {}, async (span) => {
+        const published = await publish(await deps.tasks.get(task.id), pushed);
+        if (published.prNumber) span.setAttribute('airlock.github.pull_request', published.prNumber);
+        return published;
+      });
     }
     await deps.tasks.update(task.id, {
       result,
@@ -159,6 +204,43 @@ export async function runTaskToEnd(
   } finally {
     cancelTimer();
   }
+}
+
+/**
+ * A retry, CI fix or follow-up runs in a trace of its own (its own delivery's), linked to the trace
+ * of the task it continues: its parent, or the task that created the branch it works on.
+ */
+async function taskRunLinks(deps: Pick<LifecycleDeps, 'tasks'>, task: Task): Promise<Link[]> {
+  const earlier = task.parentTaskId
+    ? await deps.tasks.find(task.parentTaskId)
+    : task.start.from === 'own_branch'
+      ? (await deps.tasks.onBranch(task.repoFullName, task.branch))
+          .filter((t) => t.id !== task.id && t.createdAt <= task.createdAt)
+          .sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0]
+      : undefined;
+  const linked = spanContextOf(earlier?.context.traceParent);
+  return linked ? [{ context: linked, attributes: { 'airlock.task.id': earlier!.id } }] : [];
+}
+
+/**
+ * Records how long a task waited between being created and being claimed to run (`task.queued`,
+ * on the injected clock; it includes any wait for approval), in the task's trace.
+ */
+export function recordTimeInQueue(tracer: Tracer, task: Task, claimedAt: Date): void {
+  const queuedAt = new Date(task.createdAt);
+  tracer
+    .startSpan(
+      'task.queued',
+      {
+        startTime: queuedAt,
+        attributes: {
+          'airlock.task.id': task.id,
+          'airlock.task.wait_ms': Math.max(0, claimedAt.getTime() - queuedAt.getTime()),
+        },
+      },
+      contextOf(task.context.traceParent),
+    )
+    .end(claimedAt);
 }
 
 /**

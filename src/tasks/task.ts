@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { CiFailure } from '../ci/ci-policy.ts';
 import { RepoConfig } from '../config/repo-config.ts';
+import { TraceParent } from '../tracing/trace-parent.ts';
 import { IssueThread } from './task-thread.ts';
 
 export const TaskState = z.enum([
@@ -75,6 +76,11 @@ export const TaskContext = z
     threadChanged: z.object({ edited: z.boolean(), leftOut: z.number().int() }).strict().optional(),
     /** Local mode: the person running `airlock run` (a commit trailer) and the repository's path. */
     local: z.object({ coAuthor: z.string(), path: z.string() }).strict().optional(),
+    /**
+     * The W3C traceparent of the span that created the task (intake's, in its delivery's trace):
+     * whichever process runs the task continues that trace from it.
+     */
+    traceParent: TraceParent.optional(),
   })
   .strict();
 export type TaskContext = z.infer<typeof TaskContext>;

@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import { context, type Tracer, trace } from '@opentelemetry/api';
 import { agentAdapter } from '../agents/agent-registry.ts';
 import { type AgentRunResult, runAgent } from '../agents/run-agent.ts';
 import type { AuditSink } from '../audit-sink.ts';
@@ -16,6 +17,7 @@ import { startTaskProxy, type TaskProxy } from '../proxy/task-proxy.ts';
 import { GUEST_CA_ENV, installEgressCa } from '../sandbox/guest-ca.ts';
 import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm, VmSpec } from '../sandbox/sandbox.ts';
+import { inSpan } from '../tracing/in-span.ts';
 import type { HeldResults } from './held-results.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
@@ -37,6 +39,8 @@ export interface VmTaskRunnerDeps {
   sandbox: Sandbox;
   audit: AuditSink;
   log: Logger;
+  /** Spans of the run's steps and its proxy's requests, children of the span active in run(). */
+  tracer: Tracer;
   dataDir: string;
   /** GitHub App credentials for minting task tokens (absent in local mode). */
   token?: Omit<TaskTokenDeps, 'fetch'>;
@@ -169,6 +173,7 @@ export class VmTaskRunner implements TaskRunner {
           ),
         audit: proxyAudit,
         log: ctx.log,
+        trace: { tracer: this.#deps.tracer, parent: context.active() },
       });
       const { limits } = config;
       // A restore has the snapshot's shape: the limits the environment was built with.
@@ -184,7 +189,16 @@ export class VmTaskRunner implements TaskRunner {
         outputLimitBytes: limits.output_kib * 1024,
         ...(environment ? { from: environment.snapshot } : {}),
       };
-      vm = await this.#deps.sandbox.create(spec, signal);
+      vm = await inSpan(this.#deps.tracer, 'vm.create', {}, async (span) => {
+        const created = await this.#deps.sandbox.create(spec, signal);
+        span.setAttributes({
+          'airlock.vm.id': created.id,
+          'airlock.vm.start': created.start,
+          'airlock.vm.accelerator': created.accel,
+          'airlock.vm.boot_ms': Math.round(created.bootMs),
+        });
+        return created;
+      });
       audit.append(task.id, 'vm.created', {
         id: vm.id,
         image: this.#deps.sandbox.imageDigest,
@@ -221,16 +235,28 @@ export class VmTaskRunner implements TaskRunner {
       throw error;
     } finally {
       if (vm) {
-        // Exec records reach the host through the guest's kernel log; wait for the last ones
-        // before the VM goes, so the record holds every process it ran.
-        await vm
-          .syncAudit(AUDIT_SYNC_TIMEOUT_MS)
-          .catch((e) => audit.append(task.id, 'vm.exec_audit_incomplete', { reason: errorMessage(e) }));
-        const checked = await vm.destroy().catch((e) => {
-          ctx.log.error({ err: errorMessage(e) }, 'VM teardown failed');
-          return { processGone: false, overlayDeleted: false };
-        });
-        audit.append(task.id, 'cleanup.vm', { vm: vm.id, ...checked });
+        const gone = vm;
+        await inSpan(
+          this.#deps.tracer,
+          'vm.destroy',
+          { attributes: { 'airlock.vm.id': gone.id } },
+          async (span) => {
+            // Exec records reach the host through the guest's kernel log; wait for the last ones
+            // before the VM goes, so the record holds every process it ran.
+            await gone
+              .syncAudit(AUDIT_SYNC_TIMEOUT_MS)
+              .catch((e) => audit.append(task.id, 'vm.exec_audit_incomplete', { reason: errorMessage(e) }));
+            const checked = await gone.destroy().catch((e) => {
+              ctx.log.error({ err: errorMessage(e) }, 'VM teardown failed');
+              return { processGone: false, overlayDeleted: false };
+            });
+            span.setAttributes({
+              'airlock.vm.process_gone': checked.processGone,
+              'airlock.vm.overlay_deleted': checked.overlayDeleted,
+            });
+            audit.append(task.id, 'cleanup.vm', { vm: gone.id, ...checked });
+          },
+        );
       }
       if (proxy) {
         const closed = await proxy.close();
@@ -322,19 +348,30 @@ export class VmTaskRunner implements TaskRunner {
     };
 
     const remote = `${PROXY}/git/${owner}/${repo}.git`;
-    for (const step of workspaceSteps(task, remote, REPO_DIR, restored)) {
-      await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
-    }
-    const base = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
     const workspace = { vm, repoDir: REPO_DIR, uid: AGENT_UID, signal };
-    const cloned = await gitConfigEntries(workspace);
-    if ('error' in cloned)
-      throw new TaskFailure('internal', `could not read the clone's git config: ${cloned.error}`);
-
-    for (const command of config.setup) {
-      audit.append(task.id, 'task.setup', { command });
-      await sh(`setup command \`${command}\``, { argv: ['bash', '-lc', command] }, 'setup_failed');
-    }
+    const prepared = {
+      'airlock.workspace.restored': restored,
+      'airlock.workspace.setup_commands': config.setup.length,
+    };
+    const { base, cloned } = await inSpan(
+      this.#deps.tracer,
+      'workspace.prepare',
+      { attributes: prepared },
+      async () => {
+        for (const step of workspaceSteps(task, remote, REPO_DIR, restored)) {
+          await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
+        }
+        const head = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
+        const entries = await gitConfigEntries(workspace);
+        if ('error' in entries)
+          throw new TaskFailure('internal', `could not read the clone's git config: ${entries.error}`);
+        for (const command of config.setup) {
+          audit.append(task.id, 'task.setup', { command });
+          await sh(`setup command \`${command}\``, { argv: ['bash', '-lc', command] }, 'setup_failed');
+        }
+        return { base: head, cloned: entries };
+      },
+    );
 
     const branchDiff =
       task.start.from === 'own_branch'
@@ -346,7 +383,12 @@ export class VmTaskRunner implements TaskRunner {
         : undefined;
     const prompt = await recordTaskPrompt(this.#deps, task, branchDiff);
     await vm.writeFile(PROMPT_FILE, prompt.text, { mode: 0o644, uid: AGENT_UID });
-    const summary = await this.#runAgent(task, config, vm, agentEnv, prompt.text, signal);
+    const summary = await inSpan(
+      this.#deps.tracer,
+      'agent.run',
+      { attributes: { 'airlock.agent': config.agent } },
+      () => this.#runAgent(task, config, vm, agentEnv, prompt.text, signal),
+    );
 
     // The agent has exited and its processes are gone: from here on, git runs nothing it left.
     const reset = await resetGitMetadata(workspace, cloned.entries);
@@ -371,7 +413,9 @@ export class VmTaskRunner implements TaskRunner {
     audit.append(task.id, 'git.diff', { base, head, stat: diffStat, patch });
 
     await ctx.enterPhase('pushing');
-    await pushWorkspace(workspace, remote, task.branch);
+    await inSpan(this.#deps.tracer, 'git.push', { attributes: { 'airlock.push.by': 'guest' } }, () =>
+      pushWorkspace(workspace, remote, task.branch),
+    );
     if (!pushed.head) {
       throw new TaskFailure(
         'push_refused',
@@ -429,6 +473,10 @@ export class VmTaskRunner implements TaskRunner {
         throw new TaskFailure('setup_failed', error.message, { cause: error });
       throw error;
     }
+    trace.getActiveSpan()?.setAttributes({
+      'airlock.agent.exit_code': result.exitCode ?? -1,
+      'airlock.agent.events': result.events,
+    });
     audit.append(task.id, 'agent.exit', {
       code: result.exitCode,
       signal: result.signal,

@@ -1,6 +1,7 @@
 import type { ChainVerdict } from '../audit/chain-verdicts.ts';
 import type { Task } from '../tasks/task.ts';
 import { isTerminal } from '../tasks/task.ts';
+import { traceIdOf } from '../tracing/trace-parent.ts';
 import { html, type SafeHtml } from './html.ts';
 import { untrustedMarkdown } from './safe-markdown.ts';
 import { between, duration, instant } from './time-format.ts';
@@ -66,6 +67,8 @@ export function taskHeader(options: {
 }): SafeHtml {
   const { task, verdict, now } = options;
   const running = !isTerminal(task.state);
+  // The trace the task's spans are in (docs/observability.md), to look it up in a trace viewer.
+  const traceId = traceIdOf(task.context.traceParent);
   return html`<p class="crumbs"><a href="/tasks">Tasks</a> · ${task.repoFullName} · ${task.kind === 'local' ? html`<span class="badge">local</span>` : taskFor(task)} · <code>${task.id}</code></p>
 <h1>${taskTitle(task)}</h1>
 <div class="badges"><span id="task-state" class="state state-${task.state}">${task.state}</span> ${verdictBadge(task.id, verdict, { long: true })}
@@ -77,6 +80,7 @@ ${running && options.phase ? html`<span class="phase">${options.phase.state} for
   ${task.finishedAt ? html`<dt>Finished</dt><dd>${instant(task.finishedAt)}</dd>` : ''}
   <dt>${task.state === 'queued' ? 'Waiting for' : running ? 'Running for' : 'Took'}</dt><dd>${taskDuration(task, now)}</dd>
   <dt>Chain head</dt><dd><code class="hash">${verdict.headHash ?? 'no events'}</code> (${verdict.events} events)</dd>
+  ${traceId ? html`<dt>Trace</dt><dd><code class="hash small" id="task-trace">${traceId}</code></dd>` : ''}
 </dl>
 <div class="actions">
   ${githubLinks(task, options.webUrl)}

@@ -2,7 +2,7 @@ import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Store } from '../store/database.ts';
 import type { Task } from '../tasks/task.ts';
-import { type LifecycleDeps, runTaskToEnd } from '../tasks/task-lifecycle.ts';
+import { type LifecycleDeps, recordTimeInQueue, runTaskToEnd } from '../tasks/task-lifecycle.ts';
 import { TaskAbandoned, TaskCancelled } from '../tasks/task-runner.ts';
 import type { TaskLeases, WorkerIdentity } from './task-leases.ts';
 
@@ -146,6 +146,7 @@ export class TaskWorker {
       deliveryId: claimed.deliveryId,
       worker: this.id,
     });
+    recordTimeInQueue(deps.tracer, claimed, deps.clock.now());
     const done = (async () => {
       // The claim wrote `starting`; its record and listeners hear of it as of any state change.
       deps.audit.append(claimed.id, 'task.state', { state: claimed.state, reason: claimed.reason });

@@ -1,12 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { NODE_FLAGS } from '../../src/process/node-flags.ts';
 import { type GitHubEmulator, startGitHubEmulator } from '../emulator/index.ts';
+import { type AirlockProcess, freePort, startAirlockProcess } from '../helpers/airlock-process.ts';
 import { testVmImage } from '../helpers/vm-image.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 import { examplePayload } from '../helpers/webhook-examples.ts';
@@ -14,21 +11,11 @@ import { examplePayload } from '../helpers/webhook-examples.ts';
 // The product as `npm start` runs it (src/main.ts, settings from the environment, its own
 // process), pointed at the GitHub emulator: health, metrics, a labelled issue through a microVM to
 // a draft PR that links the audit record, the record over the admin API, and a clean stop.
-const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const ADMIN = 'admin-token-for-the-start-test';
 let gh: GitHubEmulator;
 let dir: string;
-let app: ChildProcess;
+let app: AirlockProcess;
 let base: string;
-let output = '';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   const image = testVmImage();
@@ -46,10 +33,8 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'airlock-start-'));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  app = spawn(process.execPath, [...NODE_FLAGS, MAIN], {
-    cwd: dir, // no .env here
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
+  app = await startAirlockProcess(
+    {
       HOST: '127.0.0.1',
       PORT: String(port),
       APP_ID: String(gh.app.id),
@@ -64,19 +49,12 @@ beforeAll(async () => {
       AIRLOCK_ADMIN_TOKEN: ADMIN,
       LOG_LEVEL: 'info',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  app.stdout!.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  app.stderr!.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  await waitFor(() => output.includes('airlock is running'), 120_000, `airlock to start:\n${output}`);
+    { cwd: dir }, // no .env here
+  );
 }, 180_000);
 
 afterAll(async () => {
-  if (app && app.exitCode === null) app.kill('SIGKILL');
+  if (app && app.child.exitCode === null) app.child.kill('SIGKILL');
   await gh?.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -127,7 +105,6 @@ it('runs as npm start runs it: serves health and metrics, turns a labelled issue
   // The pages need a sign-in; without one they do not show the record.
   expect((await fetch(`${base}/tasks/${task.id}`, { redirect: 'manual' })).status).not.toBe(200);
 
-  app.kill('SIGTERM');
-  const code = await new Promise<number | null>((resolve) => app.once('exit', resolve));
-  expect(code).toBe(0);
+  app.child.kill('SIGTERM');
+  expect(await app.exited).toBe(0);
 }, 900_000);

@@ -40,11 +40,9 @@ afterAll(async () => {
 
 it('holds the agent’s push on the host until approval, then pushes exactly the approved commit', async () => {
   const { gh, audit, airlock } = world;
-  const task = await world.labelIssue('Held greeting', 'Change the greeting.', [
-    'awaiting_approval',
-    'failed',
-    'succeeded',
-  ]);
+  const task = await world.labelIssue('Held greeting', 'Change the greeting.', {
+    until: ['awaiting_approval', 'failed', 'succeeded'],
+  });
   expect(task.state).toBe('awaiting_approval');
   const repoDir = gh.state.repos.get('acme/widgets')!.dir;
   const git = (dir: string, ...args: string[]) =>

@@ -1,11 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { installationRemote } from '../helpers/control-plane-harness.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
-import { pushCommit } from '../helpers/git-push.ts';
 import { waitFor } from '../helpers/wait-for.ts';
-import { examplePayload } from '../helpers/webhook-examples.ts';
 
 // Environments on real microVMs: a Node repository whose npm-ci-like setup runs once, at build,
 // into the workspace every task then restores; a key-file change rebuilds while the old
@@ -63,24 +60,6 @@ const seen = (branch: string) =>
     },
   );
 
-async function pushToMain(files: Record<string, string>, message: string): Promise<void> {
-  const sha = await pushCommit({
-    remote: await installationRemote(world.gh, world.installationId, 'acme/widgets'),
-    base: 'main',
-    branch: 'main',
-    files,
-    message,
-  });
-  const payload = examplePayload('push', null, {
-    repo: { id: 1, fullName: 'acme/widgets' },
-    sender: { login: 'alice', id: 101 },
-    installationId: world.installationId,
-  });
-  Object.assign(payload, { ref: 'refs/heads/main', after: sha, forced: false, deleted: false });
-  payload.commits = [{ ...payload.commits?.[0], added: [], removed: [], modified: Object.keys(files) }];
-  await world.send('push', payload, `push-${sha}`);
-}
-
 it('runs setup once, at build; each task restores the workspace, fetches the delta and starts from it', async () => {
   const first = await world.labelIssue('First', 'Report what you see.');
   expect(first.state, first.reason ?? '').toBe('succeeded');
@@ -89,7 +68,7 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   expect(build).toMatchObject({ state: 'succeeded', trigger: { kind: 'task' } });
   expect(seen(first.branch).match(/setup ran at/g)).toHaveLength(1);
 
-  await pushToMain({ 'README.md': 'changed after the build\n' }, 'a change after the build');
+  await world.pushToMain({ 'README.md': 'changed after the build\n' }, 'a change after the build');
   await world.plane.quiesce();
   const second = await world.labelIssue('Second', 'Report what you see.');
   expect(second.state, second.reason ?? '').toBe('succeeded');
@@ -126,7 +105,7 @@ it('rebuilds when a key file changes, while the old environment keeps serving', 
   const store = world.airlock.environments!.store;
   const old = (await store.current('acme/widgets'))!;
   // The new setup takes a while, so a task arrives while it builds.
-  await pushToMain(
+  await world.pushToMain(
     { 'package-lock.json': '{"lockfileVersion":3,"v":2}\n', 'scripts/setup.sh': `${SETUP}sleep 30\n` },
     'bump the lock file',
   );

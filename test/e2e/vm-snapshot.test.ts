@@ -9,6 +9,7 @@ import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
 import type { Vm, VmSnapshot, VmSpec } from '../../src/sandbox/sandbox.ts';
 import type { VmImage } from '../../src/sandbox/vm-image.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
+import { processesNaming } from '../helpers/processes.ts';
 import { testVmImage } from '../helpers/vm-image.ts';
 
 // Real microVMs restored from snapshots (TCG here). The base snapshot is made in this file's own
@@ -202,6 +203,14 @@ describe('VMs restored from a snapshot', () => {
     expect(b.stdout.split('\n')[1]).toBe('prepared');
     await pooled.drainWarmPool(snapshot);
     expect(pooled.warmCount(snapshot)).toBe(0);
+
+    // Closed (airlock stopping), it discards its warm VMs, one still warming up included (a
+    // restore starts a refill), and keeps no more: none outlives it.
+    const third = await track(pooled.create(spec('pool-third', { from: snapshot })));
+    await pooled.close();
+    expect(pooled.warmCount(snapshot)).toBe(0);
+    await Promise.all([first.destroy(), warm.destroy(), third.destroy()]);
+    expect(processesNaming(path.join(dir, 'pool-data'))).toEqual([]);
   }, 400_000);
 
   it('refuses a snapshot of another shape, and a VM that was not created freezable', async () => {

@@ -67,6 +67,16 @@ export interface Comment {
   updatedAt: string;
 }
 
+/** A comment on a commit. */
+export interface CommitComment {
+  id: number;
+  repo: string;
+  commitSha: string;
+  body: string;
+  user: string;
+  createdAt: string;
+}
+
 /** A pull request review comment (a comment on a line of the diff). */
 export interface ReviewComment {
   id: number;
@@ -173,6 +183,7 @@ export class EmulatorState {
   readonly tokens: Token[] = [];
   readonly issues: Issue[] = [];
   readonly comments: Comment[] = [];
+  readonly commitComments: CommitComment[] = [];
   readonly reviewComments: ReviewComment[] = [];
   readonly reactions: Reaction[] = [];
   readonly pulls: Pull[] = [];

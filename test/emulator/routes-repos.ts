@@ -1,9 +1,9 @@
 import { HttpError } from './emulator-auth.ts';
-import type { Repo } from './emulator-state.ts';
+import type { CommitComment, Repo } from './emulator-state.ts';
 import { gitBytes, gitText, resolveRev } from './git-cli.ts';
 import type { Schema } from './github-shapes.ts';
 import { repoJson, userJson } from './json-shapes.ts';
-import { REPO, type Route, type RouteContext, repoFor } from './route-kit.ts';
+import { appLogin, REPO, type Route, type RouteContext, repoFor } from './route-kit.ts';
 
 /** Repositories: metadata, contents (read from the real git repository), branches, commits, compare. */
 export const repoRoutes: Route[] = [
@@ -112,6 +112,40 @@ export const repoRoutes: Route[] = [
 
 /** Routes matched after the check-run routes, so `commits/{ref}/check-runs` wins. */
 export const commitRoutes: Route[] = [
+  [
+    'POST',
+    new RegExp(`^/repos/${REPO}/commits/([0-9a-f]{40})/comments$`),
+    async (c) => {
+      const { repo } = repoFor(c, 'contents', 'write');
+      const sha = await resolveRev(repo.dir, c.params[2]!);
+      if (!sha) throw new HttpError(422, `No commit found for SHA: ${c.params[2]}`);
+      if (typeof c.body.body !== 'string')
+        throw new HttpError(422, 'Invalid request.\n\n"body" wasn\'t supplied.');
+      const comment: CommitComment = {
+        id: c.state.nextId(),
+        repo: repo.fullName,
+        commitSha: sha,
+        body: c.body.body,
+        user: appLogin(c),
+        createdAt: new Date(c.state.now()).toISOString(),
+      };
+      c.state.commitComments.push(comment);
+      return {
+        status: 201,
+        body: {
+          id: comment.id,
+          node_id: `CC_${comment.id}`,
+          body: comment.body,
+          commit_id: sha,
+          user: userJson(c.state.user(comment.user)),
+          html_url: `${c.url}/${repo.fullName}/commit/${sha}#commitcomment-${comment.id}`,
+          url: `${c.apiUrl}/repos/${repo.fullName}/comments/${comment.id}`,
+          created_at: comment.createdAt,
+          updated_at: comment.createdAt,
+        } satisfies Schema<'commit-comment'>,
+      };
+    },
+  ],
   [
     'GET',
     new RegExp(`^/repos/${REPO}/commits/(.+)$`),

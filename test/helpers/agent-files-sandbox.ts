@@ -29,6 +29,7 @@ export function overrideVms(
     freeze: (vm, dir) => real.freeze(vm, dir),
     openSnapshot: (dir) => real.openSnapshot(dir),
     drainWarmPool: (snapshot) => real.drainWarmPool(snapshot),
+    close: () => real.close(),
     async create(spec, signal) {
       const vm = await real.create(spec, signal);
       if (!(vm instanceof MicroVm)) throw new Error('expected a microVM');

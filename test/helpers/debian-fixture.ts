@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { createReadStream, existsSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DebianSource } from '../../src/proxy/debian-sources.ts';
 
 /** The local Debian repository .ci/debian-fixture.sh built (tests never build it themselves). */
 export function debianFixtureDir(): string {
@@ -19,6 +21,10 @@ export function debianFixtureDir(): string {
 /** A loopback HTTP server for the fixture repository (what an operator's archive would serve). */
 export interface DebianFixtureServer {
   url: string;
+  /** The archive as an operator's sources would name it: unsigned, so `trusted=yes`. */
+  archive: DebianSource;
+  /** Writes an apt sources file naming it (for AIRLOCK_DEBIAN_SOURCES); returns its path. */
+  writeSources(file: string): Promise<string>;
   /** Paths requested, in order. */
   requests: string[];
   close(): Promise<void>;
@@ -50,8 +56,14 @@ export async function serveDebianFixture(): Promise<DebianFixtureServer> {
     else createReadStream(file).pipe(res);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    url,
+    archive: { uri: url, suites: ['bookworm'], components: ['main'], trusted: true },
+    async writeSources(file) {
+      await writeFile(file, `deb [trusted=yes] ${url} bookworm main\n`);
+      return file;
+    },
     requests,
     async close() {
       server.closeAllConnections();

@@ -10,7 +10,16 @@ export function emulatorSettings(
   dataDir: string,
   extra: Record<string, string | undefined> = {},
 ): AppConfig {
-  return loadAppConfig({
+  return loadAppConfig(emulatorEnv(gh, dataDir, extra));
+}
+
+/** The environment variables behind emulatorSettings, for an airlock process of its own. */
+export function emulatorEnv(
+  gh: GitHubEmulator,
+  dataDir: string,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string> {
+  const env: Record<string, string | undefined> = {
     HOST: '127.0.0.1',
     PORT: '0',
     AIRLOCK_PUBLIC_URL: 'http://airlock.test',
@@ -22,7 +31,8 @@ export function emulatorSettings(
     GITHUB_WEB_URL: gh.webUrl,
     AIRLOCK_ACCEL: 'tcg',
     ...extra,
-  });
+  };
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
 /**

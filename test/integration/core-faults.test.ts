@@ -264,13 +264,11 @@ describe('a restart while a task was pushing', () => {
   it('opens the pull request for a push the proxy forwarded, and says exactly what was left otherwise', async () => {
     h = await startHarness();
     await h.airlock.stop();
-    const tasks = new TaskStore(
-      openSqliteStore(openDatabase(path.join(h.dir, 'airlock.sqlite'))),
-      systemClock,
-    );
+    // One connection, as the stopped process had: its tasks and their record.
+    const store = openSqliteStore(openDatabase(path.join(h.dir, 'airlock.sqlite')));
+    const tasks = new TaskStore(store, systemClock);
     const { AuditLog } = await import('../../src/audit/audit-log.ts');
     const { SecretRedactor } = await import('../../src/secrets.ts');
-    const store = openSqliteStore(openDatabase(path.join(h.dir, 'airlock.sqlite')));
     const audit = new AuditLog(store, systemClock, new SecretRedactor());
     const { DEFAULT_REPO_CONFIG } = await import('../../src/config/repo-config.ts');
     const pushingTask = async (issueNumber: number) => {

@@ -129,6 +129,41 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
       collectedWhy: `superseded by ${fresh.id}`,
     });
     expect(await readdir(h.airlock.environments!.root)).toEqual([path.basename(fresh.dir)]);
+    // A build that succeeds says nothing on GitHub.
+    await h.plane.quiesce();
+    expect(h.emulator.state.commitComments).toEqual([]);
+  });
+
+  it('builds again after a running build when a push changes a key file meanwhile', async () => {
+    const first = await labelIssue('First');
+    await waitFor(async () => (await taskOf(first))?.state === 'succeeded', WAIT_MS, 'first task');
+    const release = builder.hold();
+    await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"v":2}\n' });
+    const running = await waitFor(
+      async () => {
+        const open = await store().openBuild(h.repo);
+        return open?.state === 'running' ? open : undefined;
+      },
+      WAIT_MS,
+      'the rebuild to run',
+    );
+    // Pushed after the running build cloned: it cannot build this change, so one more is queued,
+    // and a third push while that one waits joins it.
+    const second = await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"v":3}\n' });
+    await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"v":4}\n' });
+    await h.plane.quiesce();
+    const builds = await store().listBuilds();
+    expect(builds.map((b) => b.state)).toEqual(['queued', 'running', 'succeeded']);
+    expect(builds[0]!.trigger).toMatchObject({ kind: 'push', commitSha: second });
+    release();
+    await waitFor(async () => !(await store().openBuild(h.repo)), WAIT_MS, 'both builds');
+    const [latest] = await store().listBuilds();
+    expect(latest).toMatchObject({ state: 'succeeded' });
+    expect((await store().build(running.id)).state).toBe('succeeded');
+    const current = await store().current(h.repo);
+    expect(current?.id).toBe(latest!.environmentId);
+    // Built from the last push.
+    expect(current?.commitSha).toBe(await h.emulator.branchSha(h.repo, 'main'));
   });
 
   it('builds nothing for a push that changes no key file, or whose config goes beyond the operator policy', async () => {
@@ -168,6 +203,32 @@ describe('environments on the control plane', { timeout: 240_000 }, () => {
     expect(body).toContain('npm ERR! 404 left-pad');
     expect(body).toContain(`/environments/builds/${build!.id}`);
     expect(await readdir(h.airlock.environments!.root)).toEqual([]);
+  });
+
+  it('reports a failed build from a push on the pushed commit, with the log tail and a link', async () => {
+    const first = await labelIssue('First');
+    await waitFor(async () => (await taskOf(first))?.state === 'succeeded', WAIT_MS, 'first task');
+    builder.failNext = 'setup `npm ci` failed (exit 1): npm ERR! 404 left-pad';
+    const sha = await pushToMain({ 'package-lock.json': '{"lockfileVersion":3,"packages":{}}\n' });
+    await waitFor(
+      async () => (await store().listBuilds())[0]?.state === 'failed',
+      WAIT_MS,
+      'the rebuild to fail',
+    );
+    const [build] = await store().listBuilds();
+    expect(build!.trigger).toMatchObject({ kind: 'push', by: 'alice', commitSha: sha });
+    const comment = await waitFor(
+      () => h.emulator.state.commitComments.find((c) => c.commitSha === sha),
+      15_000,
+      'the commit comment',
+    );
+    expect(comment.body).toContain('could not build the environment of acme/widgets');
+    expect(comment.body).toContain('after a push by @alice');
+    expect(comment.body).toContain('npm ERR! 404 left-pad');
+    expect(comment.body).toContain(`/environments/builds/${build!.id}`);
+    expect(comment.body).toContain('Tasks keep running on the last good environment');
+    // Only there: the issue of the task that built the last good environment hears nothing of it.
+    expect(h.emulator.state.comments.filter((c) => c.body.includes('could not build'))).toEqual([]);
   });
 
   it('runs a task on the last good environment when a rebuild fails', async () => {

@@ -2,12 +2,13 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type AuditEvent, AuditLog } from '../../src/audit/audit-log.ts';
+import { lockChains } from '../../src/audit/chain-writer.ts';
 import { verifyAuditChains } from '../../src/audit/verify-chain.ts';
 import { systemClock } from '../../src/clock.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
-import type { Store } from '../../src/store/database.ts';
+import { openStore, type Store } from '../../src/store/database.ts';
 import { storedEvents } from '../helpers/audit-tamper.ts';
-import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
+import { createTestDatabase, DIALECTS, openTestStore } from '../helpers/test-store.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 describe.each(DIALECTS)('group commit on %s', (dialect) => {
@@ -156,5 +157,91 @@ describe.each(DIALECTS)('group commit on %s', (dialect) => {
     ]);
     expect(heard).toEqual(['1 step.1', '2 step.2', '3 step.3']);
     expect(await verifyAuditChains(store)).toMatchObject({ ok: true, events: 3 });
+  });
+});
+
+// On PostgreSQL the group commit runs beside callers' transactions, and either may take a waiting
+// event: here in the order that once wrote it twice.
+describe('group commit beside a caller’s transaction on postgres', () => {
+  const stores: Store[] = [];
+  const releases: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const release of releases.splice(0)) await release();
+    for (const s of stores.splice(0)) await s.close();
+  });
+
+  /**
+   * Holds a task's chain lock in a transaction of `other` (as another process writing that chain
+   * would) until the returned release is called; also returns how many transactions wait for it.
+   */
+  async function holdChain(other: Store, taskId: string) {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held!: (key: { classid: number; objid: number }) => void;
+    const lock = new Promise<{ classid: number; objid: number }>((resolve) => {
+      held = resolve;
+    });
+    const ended = other.transaction(
+      async () => {
+        await lockChains(other, [taskId]);
+        const { rows } = await sql<{ classid: number; objid: number }>`SELECT classid, objid FROM pg_locks
+          WHERE locktype = 'advisory' AND pid = pg_backend_pid()`.execute(other.db);
+        held(rows[0]!);
+        await released;
+      },
+      { readCommitted: true },
+    );
+    const key = await lock;
+    const end = async () => {
+      release();
+      await ended;
+    };
+    releases.push(end);
+    const waiting = async () => {
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND NOT granted AND classid = ${key.classid} AND objid = ${key.objid}`.execute(
+        other.db,
+      );
+      return rows[0]!.n;
+    };
+    return { end, waiting };
+  }
+
+  it('writes a waiting event once when the group commit takes it after a caller’s transaction did, and locks its chain first', async () => {
+    const url = await createTestDatabase();
+    const store = await openStore({ url });
+    stores.push(store);
+    const other = await openStore({ url });
+    stores.push(other);
+    const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
+    const heard: string[] = [];
+    audit.subscribe((e) => heard.push(`${e.taskId} ${e.seq} ${e.type}`));
+    const [b, a, t] = [await holdChain(other, 'b'), await holdChain(other, 'a'), await holdChain(other, 't')];
+
+    // A group commit writing task b waits for b's chain: what is appended next waits for the next one.
+    audit.append('b', 'step', {});
+    await waitFor(async () => (await b.waiting()) === 1, 10_000, 'the group commit to wait for chain b');
+    audit.append('t', 'step.1', {});
+    // A caller's transaction writes to a and t: it takes step.1 ahead of its own step.2, then waits
+    // for a's chain (the locks are taken in task order).
+    const caller = store.transaction(async () => {
+      audit.append('a', 'step', {});
+      audit.append('t', 'step.2', {});
+    });
+    await waitFor(async () => (await a.waiting()) === 1, 10_000, 'the caller to wait for chain a');
+    // The group commit ends; the next one takes step.1 too, and waits for t's chain.
+    await b.end();
+    await waitFor(async () => (await t.waiting()) === 1, 10_000, 'the next group commit to wait for chain t');
+    // It gets t's chain first and commits step.1; then the caller gets a's and t's.
+    await t.end();
+    await waitFor(() => heard.includes('t 1 step.1'), 10_000, 'the group commit of step.1');
+    await a.end();
+    await caller;
+
+    expect((await audit.events('t')).map((e) => `${e.seq} ${e.type}`)).toEqual(['1 step.1', '2 step.2']);
+    expect(heard).toEqual(['b 1 step', 't 1 step.1', 'a 1 step', 't 2 step.2']);
+    expect(await verifyAuditChains(store)).toMatchObject({ ok: true, events: 4 });
   });
 });

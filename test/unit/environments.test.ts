@@ -241,5 +241,31 @@ describe('a failed build on GitHub', () => {
     // The log's own fence cannot close the block it is quoted in.
     expect(body).toContain('````\nline 1\n```\n@everyone');
     expect(body).toContain('npm ERR! code E404\n````');
+    expect(body).toContain('Fix `environment:`');
+  });
+
+  it('says a build stopped by airlock needs only a rebuild, and names the push that asked for it', () => {
+    const build = EnvironmentBuild.parse({
+      id: 'build-def',
+      repoFullName: 'acme/widgets',
+      repoId: 1,
+      installationId: 9,
+      state: 'failed',
+      reason: 'interrupted: airlock is shutting down',
+      trigger: { kind: 'push', by: 'alice', commitSha: 'a'.repeat(40) },
+      config: {},
+      commitSha: null,
+      envKey: null,
+      environmentId: null,
+      logTail: '',
+      createdAt: '2026-01-01T00:00:00Z',
+      startedAt: null,
+      finishedAt: null,
+    });
+    const body = buildFailureComment(build, 'https://airlock.example.com');
+    expect(body).toContain('after a push by @alice');
+    expect(body).toContain('Tasks keep running on the last good environment');
+    expect(body).toContain('airlock was stopped during the build');
+    expect(body).not.toContain('Fix `environment:`');
   });
 });

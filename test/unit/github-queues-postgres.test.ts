@@ -9,6 +9,7 @@ import { openStore, type Store } from '../../src/store/database.ts';
 import { labelIntent } from '../helpers/label-intent.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { createTestDatabase } from '../helpers/test-store.ts';
+import { idOnlyTracer } from '../helpers/test-tracer.ts';
 import { examplePayload } from '../helpers/webhook-examples.ts';
 
 // Several control-plane processes on one PostgreSQL database: each process is a Store of its own
@@ -69,6 +70,7 @@ describe('the GitHub queues shared by several processes on PostgreSQL', () => {
           deliveries: new DeliveryLog(store, systemClock),
           appSlug: 'airlock',
           log,
+          tracer: idOnlyTracer(),
         };
         let n = 0;
         for (let step = await recordIntents(deps); step > 0; step = await recordIntents(deps)) n += step;

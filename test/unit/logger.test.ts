@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { loadAppConfig } from '../../src/config/app-config.ts';
 import { createLogger, type LogFormat } from '../../src/logger.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
+import { withSpan } from '../../src/tracing/trace-parent.ts';
+import { idOnlyTracer } from '../helpers/test-tracer.ts';
 
 function capture(options: { format?: LogFormat; isTTY?: boolean; redactor?: SecretRedactor }) {
   const lines: string[] = [];
@@ -80,5 +82,25 @@ describe('log format', () => {
     expect(loadAppConfig({ LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
     expect(loadAppConfig({}).logFormat).toBeUndefined();
     expect(() => loadAppConfig({ LOG_FORMAT: 'yaml' })).toThrow(/LOG_FORMAT must be pretty or json/);
+  });
+
+  it("carries the active span's trace and span ids, in JSON and in pretty lines, and none without one", () => {
+    const tracer = idOnlyTracer();
+    for (const format of ['json', 'pretty'] as const) {
+      const { log, lines } = capture({ format });
+      log.info('before');
+      const span = tracer.startSpan('work');
+      const { traceId, spanId } = span.spanContext();
+      withSpan(span, () => log.child({ taskId: 't1' }).info('inside'));
+      span.end();
+      log.info('after');
+      expect(lines[0]).not.toContain('trace_id');
+      expect(lines[2]).not.toContain('trace_id');
+      if (format === 'json') {
+        expect(JSON.parse(lines[1]!)).toMatchObject({ msg: 'inside', trace_id: traceId, span_id: spanId });
+      } else {
+        expect(lines[1]).toContain(`trace_id=${traceId} span_id=${spanId}`);
+      }
+    }
   });
 });
