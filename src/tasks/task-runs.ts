@@ -61,7 +61,8 @@ export function localTaskRuns(deps: {
   limits: { maxConcurrent: number; maxPerRepo: number };
 }): TaskRuns {
   const { lifecycle, log } = deps;
-  const scheduler = new Scheduler({ ...lifecycle, log, limits: deps.limits });
+  // Built at start: the lifecycle is complete by then (the plane adds its publisher).
+  let scheduler: Scheduler | undefined;
   return {
     async start() {
       const report = await recoverInFlightTasks({
@@ -72,12 +73,16 @@ export function localTaskRuns(deps: {
       });
       logRecovery(log, report);
       publishAllRecovered(lifecycle, report, log);
+      scheduler = new Scheduler({ ...lifecycle, log, limits: deps.limits });
       return report;
     },
-    tick: () => scheduler.tick(),
-    cancel: (taskId, by) => scheduler.cancel(taskId, by),
-    runningIds: () => scheduler.runningIds(),
-    stop: () => scheduler.stop(),
+    tick: async () => scheduler?.tick(),
+    cancel: async (taskId, by) => {
+      if (!scheduler) throw new Error('tasks cannot be cancelled before airlock has started');
+      await scheduler.cancel(taskId, by);
+    },
+    runningIds: () => scheduler?.runningIds() ?? [],
+    stop: async () => scheduler?.stop(),
   };
 }
 

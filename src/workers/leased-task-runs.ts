@@ -34,22 +34,17 @@ export function leasedTaskRuns(deps: {
   sweepMs?: number;
 }): TaskRuns {
   const { store, lifecycle, leases, log, ownerId } = deps;
-  const recoveryDeps = { ...lifecycle, log, pushedHead: (task: Task) => forwardedHead(deps.audit, task) };
-  const worker = deps.worker
-    ? new TaskWorker({
-        ...lifecycle,
-        store,
-        leases,
-        identity: deps.worker.identity,
-        log,
-        limits: { maxPerRepo: deps.worker.maxPerRepo },
-        ...(deps.worker.pollMs ? { pollMs: deps.worker.pollMs } : {}),
-      })
-    : undefined;
+  const recoveryDeps = () => ({
+    ...lifecycle,
+    log,
+    pushedHead: (task: Task) => forwardedHead(deps.audit, task),
+  });
+  // Built at start: the lifecycle is complete by then (the plane adds its publisher).
+  let worker: TaskWorker | undefined;
 
   /** Recovers tasks this process has taken the leases of, then lets go of them. */
   const recover = async (tasks: Task[], how: { reapedVms: readonly string[]; stopped: string }) => {
-    const report = await recoverTasks(recoveryDeps, tasks, how);
+    const report = await recoverTasks(recoveryDeps(), tasks, how);
     const publishing = new Set(report.toPublish.map((p) => p.task.id));
     for (const task of tasks)
       if (!publishing.has(task.id)) await leases.release(task.id, ownerId).catch(() => undefined);
@@ -77,13 +72,22 @@ export function leasedTaskRuns(deps: {
   return {
     async start(): Promise<RecoveryReport> {
       let report: RecoveryReport = { requeued: [], failed: [], reapedVms: [], toPublish: [] };
-      if (deps.worker && worker) {
+      if (deps.worker) {
         await refuseTakenName(leases, deps.worker.identity);
         // This host's VMs from before are orphans: no process runs them now.
         const reapedVms = await deps.worker.reaper.reapOrphans();
         const mine = await leases.takeFromGone(ownerId, [deps.worker.identity.id]);
         report = await recover(mine, { reapedVms, stopped: `worker ${deps.worker.identity.id} restarted` });
         logRecovery(log, report);
+        worker = new TaskWorker({
+          ...lifecycle,
+          store,
+          leases,
+          identity: deps.worker.identity,
+          log,
+          limits: { maxPerRepo: deps.worker.maxPerRepo },
+          ...(deps.worker.pollMs ? { pollMs: deps.worker.pollMs } : {}),
+        });
         await worker.start();
       }
       await sweeper.sweep();
