@@ -21,7 +21,8 @@ describe('airlock on several processes sharing PostgreSQL', () => {
     );
 
   it('runs tasks on every worker with tokens the control plane mints, and opens their pull requests', async () => {
-    const c = (cluster = await startCluster({ workers: ['w1', 'w2'] }));
+    cluster = await startCluster({ workers: ['w1', 'w2'] });
+    const c = cluster;
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -63,7 +64,8 @@ describe('airlock on several processes sharing PostgreSQL', () => {
   });
 
   it('cancels a task running on a worker when a person asks the control plane', async () => {
-    const c = (cluster = await startCluster({ workers: ['w1'] }));
+    cluster = await startCluster({ workers: ['w1'] });
+    const c = cluster;
     c.workers[0]!.runner.hold = () => true;
     const issue = await c.labelIssue('Long work');
     const task = await taskFor(c, issue);
@@ -81,7 +83,8 @@ describe('airlock on several processes sharing PostgreSQL', () => {
   });
 
   it('recovers the tasks of a worker cut off from the database, once its lease ends', async () => {
-    const c = (cluster = await startCluster({ workers: ['w1'] }));
+    cluster = await startCluster({ workers: ['w1'] });
+    const c = cluster;
     const w1 = c.workers[0]!;
     w1.runner.hold = () => true;
     const issue = await c.labelIssue('Work on a host about to be lost');
