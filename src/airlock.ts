@@ -150,6 +150,8 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         what === 'commit' ? 'audit events could not be stored' : 'an audit listener failed',
       ),
   });
+  // A task's live page, on any process, hears of the events every process commits.
+  const stopSharing = await audit.shareAcrossProcesses();
   const metrics = new AirlockMetrics(store);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
   const stopRetention = startRetention({ store, audit, clock, log }, { days: settings.retention.promptDays });
@@ -453,6 +455,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
         // Warm VMs are nobody's task's: they go with this airlock, not only with its process.
         await sandbox?.sandbox.close();
         await audit.flush();
+        await stopSharing();
         await checkpointer.stop();
         await store.close();
         await tracing.shutdown();

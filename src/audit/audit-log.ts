@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { AuditSink } from '../audit-sink.ts';
 import type { Clock } from '../clock.ts';
@@ -79,6 +79,9 @@ const isQueued = (e: PreparedEvent): e is QueuedEvent => 'state' in e;
  * number and hashes) in the transaction that writes it, under its task's lock: writers in several
  * processes share one chain. Listeners hear of an event once it is committed.
  */
+/** Where processes sharing a PostgreSQL database tell each other of committed audit events. */
+export const AUDIT_CHANNEL = 'airlock_audit';
+
 export class AuditLog implements AuditSink {
   readonly #store: Store;
   readonly #clock: Clock;
@@ -86,6 +89,11 @@ export class AuditLog implements AuditSink {
   readonly #options: AuditLogOptions;
   readonly #queries: AuditQueries;
   readonly #listeners = new Set<(event: AuditEvent) => void>();
+  /** Listeners that also hear of events other processes commit (see shareAcrossProcesses). */
+  readonly #everywhere = new Set<(event: AuditEvent) => void>();
+  /** This log's tag in cross-process notifications, so it ignores its own. */
+  readonly #tag = randomUUID();
+  #sharing = false;
   /** Events appended outside a transaction, in append order, until they are committed. */
   #queue: QueuedEvent[] = [];
   readonly #transactions = new WeakMap<Kdb, TransactionEvents>();
@@ -223,9 +231,90 @@ export class AuditLog implements AuditSink {
   }
 
   /** Subscribes to new events (live updates), heard once committed; returns the unsubscribe function. */
-  subscribe(listener: (event: AuditEvent) => void): () => void {
+  subscribe(listener: (event: AuditEvent) => void, options: { everywhere?: boolean } = {}): () => void {
     this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    if (options.everywhere) this.#everywhere.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+      this.#everywhere.delete(listener);
+    };
+  }
+
+  /**
+   * With several processes on one PostgreSQL database (a worker writes a task's VM and proxy events,
+   * a control plane serves its page), tells the others of every commit (one notification: each
+   * task and the range of places it wrote) and, for listeners subscribed `everywhere` (a task's
+   * live page), reads and delivers the events the others commit. Returns the way to stop.
+   */
+  async shareAcrossProcesses(): Promise<() => Promise<void>> {
+    if (this.#store.dialect !== 'postgres') return async () => {};
+    this.#sharing = true;
+    let reading = Promise.resolve();
+    const unlisten = await this.#store.listen(AUDIT_CHANNEL, (payload) => {
+      const [tag, ...ranges] = payload.split(' ');
+      if (tag === this.#tag || this.#everywhere.size === 0) return;
+      // In order of arrival, so each task's events reach a page in chain order.
+      reading = reading.then(() => this.#deliverRemote(ranges));
+    });
+    return async () => {
+      this.#sharing = false;
+      await unlisten();
+      await reading;
+    };
+  }
+
+  async #deliverRemote(ranges: string[]): Promise<void> {
+    for (const range of ranges) {
+      const match = /^(.+):(\d+):(\d+)$/.exec(range);
+      if (!match) continue;
+      const [, taskId, from, to] = match as unknown as [string, string, string, string];
+      try {
+        const events = await this.#queries.events(
+          taskId,
+          { afterSeq: Number(from) - 1, beforeSeq: Number(to) + 1, limit: Number(to) - Number(from) + 1 },
+          {},
+        );
+        for (const event of events)
+          for (const listener of this.#everywhere) {
+            try {
+              listener(event);
+            } catch (error) {
+              this.#options.onError?.(error, 'listener');
+            }
+          }
+      } catch (error) {
+        this.#options.onError?.(error, 'listener');
+      }
+    }
+  }
+
+  /** Tells the other processes on the database which places of which chains a commit wrote. */
+  #announce(stored: Array<{ event: PreparedEvent; link: ChainLink }>): void {
+    if (!this.#sharing || stored.length === 0) return;
+    const spans = new Map<string, { from: number; to: number }>();
+    for (const { event, link } of stored) {
+      const span = spans.get(event.taskId);
+      if (!span) spans.set(event.taskId, { from: link.seq, to: link.seq });
+      else {
+        span.from = Math.min(span.from, link.seq);
+        span.to = Math.max(span.to, link.seq);
+      }
+    }
+    // NOTIFY carries at most 8000 bytes: long lists go in several.
+    let payload = this.#tag;
+    const send = (text: string) =>
+      void this.#store
+        .notify(AUDIT_CHANNEL, text)
+        .catch((error) => this.#options.onError?.(error, 'listener'));
+    for (const [taskId, { from, to }] of spans) {
+      const range = ` ${taskId}:${from}:${to}`;
+      if (payload.length + range.length > 7000) {
+        send(payload);
+        payload = this.#tag;
+      }
+      payload += range;
+    }
+    send(payload);
   }
 
   #throwEarlierFailure(): void {
@@ -364,6 +453,7 @@ export class AuditLog implements AuditSink {
     for (const { event } of stored) if (isQueued(event)) event.state = 'done';
     this.#sweep();
     for (const { event, link } of stored) this.#notify(event, link);
+    this.#announce(stored);
   }
 
   #sweep(): void {

@@ -35,11 +35,15 @@ export function liveTaskStream(c: Context, o: LiveStreamOptions): Response {
   return streamSSE(c, async (stream) => {
     const queue: AuditEvent[] = [];
     let wake: (() => void) | undefined;
-    const unsubscribe = o.audit.subscribe((event) => {
-      if (event.taskId !== o.taskId) return;
-      queue.push(event);
-      wake?.();
-    });
+    // Everywhere: with several processes, the task's worker writes most of its events.
+    const unsubscribe = o.audit.subscribe(
+      (event) => {
+        if (event.taskId !== o.taskId) return;
+        queue.push(event);
+        wake?.();
+      },
+      { everywhere: true },
+    );
     stream.onAbort(() => wake?.());
     let lastSent = o.afterSeq;
     let ended = false;
@@ -90,7 +94,16 @@ export function liveTaskStream(c: Context, o: LiveStreamOptions): Response {
           });
           wake = undefined;
         }
-        while (queue.length && !stream.aborted) await send(queue.shift()!);
+        while (queue.length && !stream.aborted) {
+          const next = queue.shift()!;
+          // Events reach this process from several writers (its own, and other processes'
+          // through the database): one past a gap means the gap's events are committed (a chain is
+          // written under its task's lock, in order), so they are read and sent first.
+          if (next.seq > lastSent + 1)
+            for (const missed of await o.audit.events(o.taskId, { afterSeq: lastSent, beforeSeq: next.seq }))
+              await send(missed);
+          await send(next);
+        }
         if (stream.aborted) break;
         await sendPanels(ended);
         if (ended) break;
