@@ -45,8 +45,8 @@ export async function startAirlock(environment: Record<string, string | undefine
   const airlock = await buildAirlock(config, { log, redactor, environment: env });
   if (config.role === 'worker')
     log.info(
-      { worker: config.cluster.workerName, controlUrl: config.cluster.controlUrl },
-      'airlock worker is running',
+      { role: 'worker', worker: config.cluster.workerName, controlUrl: config.cluster.controlUrl },
+      'airlock is running',
     );
   else
     log.info(

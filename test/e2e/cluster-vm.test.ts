@@ -155,6 +155,8 @@ it('recovers the task of a worker killed mid-task, and the worker reaps its VM w
     'the control plane to recover the task',
   );
   expect(failed.reason).toMatch(/^interrupted: its worker stopped renewing the task’s lease/);
+  // Its VM runs on (QEMU has a session of its own) until the worker comes back.
+  expect(processesNaming(id).length).toBeGreaterThan(0);
   // Back under its name: what its previous run left on this host goes.
   worker = await startAirlockProcess(workerEnv, { cwd: dir, timeoutMs: 300_000 });
   await waitFor(() => processesNaming(id).length === 0, 60_000, 'the orphaned VM reaped');

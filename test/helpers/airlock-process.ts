@@ -60,7 +60,7 @@ export async function startAirlockProcess(
     'airlock to start',
   ).catch((error) => {
     child.kill('SIGKILL');
-    throw error;
+    throw new Error(`${(error as Error).message}; it printed:\n${output.slice(-4000)}`, { cause: error });
   });
   return { child, output: () => output, exited };
 }
