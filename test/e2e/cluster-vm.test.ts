@@ -62,7 +62,7 @@ beforeAll(async () => {
   const common = {
     DATABASE_URL: databaseUrl,
     AIRLOCK_WORKER_SECRET: WORKER_SECRET,
-    AIRLOCK_LEASE_SECONDS: '5',
+    AIRLOCK_LEASE_SECONDS: '10',
     AIRLOCK_MAX_TASKS_PER_REPO: '4',
     LOG_LEVEL: 'info',
   };
