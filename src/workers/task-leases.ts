@@ -178,14 +178,29 @@ export class TaskLeases {
     });
   }
 
-  /** Lets go of a task that has ended (or gone back to the queue). */
+  /**
+   * Lets go of a task at the end of its run. One that has ended (or gone back to the queue) is
+   * simply let go. One the run left active (its ending could not be written: the database failed
+   * it, say) is not: its lease is ended now, so the next sweep recovers it by the restart rules
+   * instead of leaving it `starting` or `running` with no one to finish it.
+   */
   async release(taskId: string, workerId: string): Promise<void> {
-    await this.#store.db
-      .updateTable('tasks')
-      .set({ lease_owner: null, lease_expires_at: null })
-      .where('id', '=', taskId)
-      .where('lease_owner', '=', workerId)
-      .execute();
+    await this.#store.transaction(async () => {
+      await this.#store.db
+        .updateTable('tasks')
+        .set({ lease_owner: null, lease_expires_at: null })
+        .where('id', '=', taskId)
+        .where('lease_owner', '=', workerId)
+        .where('state', 'not in', ACTIVE_STATES)
+        .execute();
+      await this.#store.db
+        .updateTable('tasks')
+        .set({ lease_expires_at: new Date(this.#clock.now().getTime() - 1).toISOString() })
+        .where('id', '=', taskId)
+        .where('lease_owner', '=', workerId)
+        .where('state', 'in', ACTIVE_STATES)
+        .execute();
+    });
   }
 
   /**

@@ -175,6 +175,9 @@ export class TaskWorker {
     const beat = async () => {
       if (this.#stopped) return;
       try {
+        // Only tasks claimed before the renewal began can be judged by it: one claimed while it
+        // ran may be missing from what it renewed, and is not lost.
+        const before = new Set(this.#running.keys());
         const held = await leases.renew(this.id);
         this.#lastRenewal = clock.now().getTime();
         if (this.#databaseDown) {
@@ -183,7 +186,7 @@ export class TaskWorker {
           void this.tick();
         }
         for (const [taskId, running] of this.#running) {
-          if (!held.has(taskId) && !running.controller.signal.aborted) {
+          if (before.has(taskId) && !held.has(taskId) && !running.controller.signal.aborted) {
             log.error({ taskId, worker: this.id }, 'lease lost: stopping the task without writing to it');
             running.controller.abort(new LeaseLost(taskId));
           }

@@ -104,6 +104,8 @@ describe('airlock on several processes sharing PostgreSQL', () => {
     expect(ended.reason).toContain('/airlock retry');
     const recovered = (await c.controls[0]!.audit.events(task.id)).filter((e) => e.type === 'task.recovered');
     expect(recovered).toHaveLength(1);
+    // The worker said why it took no more work.
+    expect(c.logLines.some((l) => l.includes('cannot reach the database: taking no new work'))).toBe(true);
     // GitHub hears of it through the control plane: the tracking comment says how to retry.
     await waitFor(
       () =>

@@ -156,11 +156,22 @@ describe.each(DIALECTS)('task leases on %s', (dialect) => {
     const { store, clock, leases } = await open();
     await addTask(store, clock, { id: 't1' });
     await leases.claim('w1', { free: 1, maxPerRepo: 5 });
+    await store.db.updateTable('tasks').set({ state: 'succeeded' }).where('id', '=', 't1').execute();
     await leases.release('t1', 'w2');
     let row = await store.db.selectFrom('tasks').select('lease_owner').executeTakeFirstOrThrow();
     expect(row.lease_owner).toBe('w1');
     await leases.release('t1', 'w1');
     row = await store.db.selectFrom('tasks').select('lease_owner').executeTakeFirstOrThrow();
     expect(row.lease_owner).toBeNull();
+  });
+
+  it('hands a task its run left active to the next sweep instead of letting it go', async () => {
+    const { store, clock, leases } = await open();
+    await addTask(store, clock, { id: 't1' });
+    await leases.claim('w1', { free: 1, maxPerRepo: 5 });
+    // The run ended without writing the task's ending (the database failed it, say).
+    await leases.release('t1', 'w1');
+    const taken = await leases.takeExpired('sweeper');
+    expect(taken.map((t) => [t.id, t.state])).toEqual([['t1', 'starting']]);
   });
 });
