@@ -118,10 +118,8 @@ interface AckRound {
   database: Database;
   ack_p50_ms: number;
   ack_p99_ms: number;
+  deliveries_per_s: number;
   non_200: number;
-  tasks_expected: number;
-  tasks_created: number;
-  duplicates: number;
 }
 
 /** Webhook acks on SQLite and on PostgreSQL, in pairs: bench/webhooks.ts in a process of its own. */
@@ -158,15 +156,15 @@ async function webhookRound(databaseUrl: string | undefined): Promise<AckRound> 
     const args = [
       fileURLToPath(new URL('./webhooks.ts', import.meta.url)),
       ...['--deliveries', String(shape.deliveries), '--concurrency', String(shape.concurrency)],
-      ...['--output', output],
+      ...['--output', output, '--acks-only'],
       ...(databaseUrl ? ['--database-url', databaseUrl] : []),
     ];
     await promisify(execFile)(process.execPath, args, { maxBuffer: 64 * 1024 * 1024 });
     const figures = JSON.parse(await readFile(output, 'utf8')) as AckRound;
-    if (figures.non_200 > 0 || figures.duplicates > 0 || figures.tasks_created !== figures.tasks_expected)
-      throw new Error(`webhook deliveries went wrong on ${figures.database}: ${JSON.stringify(figures)}`);
-    const { database, ack_p50_ms, ack_p99_ms, non_200, tasks_expected, tasks_created, duplicates } = figures;
-    return { database, ack_p50_ms, ack_p99_ms, non_200, tasks_expected, tasks_created, duplicates };
+    if (figures.non_200 > 0)
+      throw new Error(`${figures.non_200} webhook deliveries were refused on ${figures.database}`);
+    const { database, ack_p50_ms, ack_p99_ms, deliveries_per_s, non_200 } = figures;
+    return { database, ack_p50_ms, ack_p99_ms, deliveries_per_s, non_200 };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,9 +1,12 @@
-// npm run bench -- webhooks [--deliveries N] [--concurrency N] [--otlp] [--database-url URL] [--output FILE]
+// npm run bench -- webhooks [--deliveries N] [--concurrency N] [--otlp] [--database-url URL]
+//   [--output FILE] [--acks-only]
 // (--otlp: the app exports its traces to a loopback OTLP/HTTP receiver, as with
 // OTEL_EXPORTER_OTLP_ENDPOINT set; the figures go to bench/results/webhooks-otlp.json.)
 // (--database-url: the app is a control plane (AIRLOCK_ROLE=control) on that PostgreSQL database,
 // which must be empty, instead of airlock on its own SQLite; --output: the figures go to FILE,
-// not bench/results/, as bench/scale.ts asks for them.)
+// not bench/results/, as bench/scale.ts asks for them; --acks-only: the app stops once the last
+// delivery is acknowledged, without the wait for intake to work through them and the count of
+// the tasks they made.)
 // (BENCH_DUMP=file writes every ack's start and latency there; BENCH_APP_NODE_ARGS passes Node
 // flags such as --cpu-prof to the app.)
 // Sends signed deliveries (triggers and noise, 5% redelivered) at the running control plane over
@@ -22,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sign } from '@octokit/webhooks-methods';
 import type { ExpressionBuilder } from 'kysely';
-import { openStore } from '../src/store/database.ts';
+import { openStore, type StoreLocation } from '../src/store/database.ts';
 import type { Schema } from '../src/store/schema.ts';
 import { startGitHubEmulator } from '../test/emulator/index.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../test/helpers/otlp-receiver.ts';
@@ -37,6 +40,7 @@ const { values } = parseArgs({
     spec: { type: 'string' },
     otlp: { type: 'boolean', default: false },
     'database-url': { type: 'string' },
+    'acks-only': { type: 'boolean', default: false },
     output: { type: 'string' },
   },
 });
@@ -74,6 +78,8 @@ interface SenderReport {
   warmupAcks: number[];
 }
 
+if (values.otlp && values['acks-only'])
+  throw new Error('--acks-only kills the app before it sends the spans it holds: use it without --otlp');
 if (values.role === 'app') await runApp(JSON.parse(await readFile(values.spec!, 'utf8')) as AppSpec);
 else if (values.role === 'sender')
   await runSender(JSON.parse(await readFile(values.spec!, 'utf8')) as SenderSpec);
@@ -286,9 +292,66 @@ async function orchestrate(): Promise<void> {
 
     if (process.env.BENCH_DUMP) await writeFile(process.env.BENCH_DUMP, JSON.stringify(report));
     // The app's database, as the app opened it (it has migrated it by the time it answers).
-    const store = await openStore(
-      databaseUrl ? { url: databaseUrl } : { file: path.join(dir, 'airlock.sqlite') },
-    );
+    const intake = values['acks-only']
+      ? undefined
+      : await countTasks(databaseUrl ? { url: databaseUrl } : { file: path.join(dir, 'airlock.sqlite') });
+    // The app stops (sending the spans it still holds) before the receiver is counted. With
+    // --acks-only it is killed: a stop waits for its GitHub jobs, sent at the pace GitHub asks for
+    // (a second between writes), minutes after a burst, and nothing of it is kept.
+    await stopped(app, values['acks-only'] ? 'SIGKILL' : 'SIGTERM');
+
+    const figures = {
+      database: databaseUrl ? 'postgres' : 'sqlite',
+      otlp_export: receiver !== undefined,
+      ...(receiver
+        ? { otlp_spans_received: receiver.spans.length, otlp_exports_received: receiver.requests.length }
+        : {}),
+      deliveries: all.length,
+      redeliveries: all.length - unique.length,
+      concurrency,
+      non_200: report.failures,
+      ack_p50_ms: round(quantile(report.acks, 0.5)),
+      ack_p99_ms: round(quantile(report.acks, 0.99)),
+      deliveries_per_s: round(all.length / report.seconds, 1),
+      warmup_deliveries: warmup.length,
+      warmup_ack_p99_ms: round(quantile(report.warmupAcks, 0.99)),
+      ...(intake ? { tasks_expected: signed.filter((d) => d.trigger).length, ...intake } : {}),
+      targets: {
+        ack_p99_ms: '< 25',
+        ...(intake ? { tasks_created: '== tasks_expected', duplicates: '== 0' } : {}),
+      },
+      note:
+        'app, sender and GitHub emulator in separate processes; the emulator at nice 10. ' +
+        'Before the timed deliveries, the sender posts warm-up ping deliveries (what GitHub sends first ' +
+        'to a new hook) and pauses 1 s, so the figures are the running app, not its first-second JIT; ' +
+        'the warm-up is reported apart.' +
+        (receiver
+          ? ' With --otlp the app exports every span over OTLP/HTTP (protobuf) to a receiver in the orchestrator process (nice 10), which decodes them.'
+          : ' Traces are not exported (no OTLP endpoint): spans get ids only.') +
+        (databaseUrl
+          ? ' The app is a control plane (AIRLOCK_ROLE=control) on PostgreSQL: it queues tasks for workers and runs none.'
+          : ' The app is airlock in one process on SQLite; it starts up to 4 tasks, which wait until it stops.') +
+        (intake
+          ? ''
+          : ' With --acks-only the app stopped once the last delivery was acknowledged: tasks not counted.'),
+    };
+    if (values.output) await writeFile(values.output, `${JSON.stringify(figures)}\n`);
+    else writeResults(receiver ? 'webhooks-otlp' : 'webhooks', figures);
+  } finally {
+    await Promise.all(children.map((proc) => stopped(proc)));
+    await emulator.close();
+    await receiver?.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Once intake has worked through every stored delivery (or 3 minutes have passed): the tasks made,
+ * deliveries that made more than one, and deliveries still pending.
+ */
+async function countTasks(where: StoreLocation) {
+  const store = await openStore(where);
+  try {
     // Pending: stored but not yet dispatched to Probot, or dispatched but not yet through intake.
     const pending = async () => {
       const count = (eb: ExpressionBuilder<Schema, keyof Schema>) =>
@@ -312,58 +375,21 @@ async function orchestrate(): Promise<void> {
       .select((eb) => ['delivery_id', eb.fn.countAll<number | string>().as('n')])
       .groupBy('delivery_id')
       .execute();
-    const stillPending = await pending();
-    await store.close();
-    // The app stops (sending the spans it still holds) before the receiver is counted.
-    await stopped(app);
-
-    const figures = {
-      database: databaseUrl ? 'postgres' : 'sqlite',
-      otlp_export: receiver !== undefined,
-      ...(receiver
-        ? { otlp_spans_received: receiver.spans.length, otlp_exports_received: receiver.requests.length }
-        : {}),
-      deliveries: all.length,
-      redeliveries: all.length - unique.length,
-      concurrency,
-      non_200: report.failures,
-      ack_p50_ms: round(quantile(report.acks, 0.5)),
-      ack_p99_ms: round(quantile(report.acks, 0.99)),
-      deliveries_per_s: round(all.length / report.seconds, 1),
-      warmup_deliveries: warmup.length,
-      warmup_ack_p99_ms: round(quantile(report.warmupAcks, 0.99)),
-      tasks_expected: signed.filter((d) => d.trigger).length,
+    return {
       tasks_created: rows.length,
       duplicates: rows.filter((r) => Number(r.n) > 1).length,
-      deliveries_left_pending: stillPending,
-      targets: { ack_p99_ms: '< 25', tasks_created: '== tasks_expected', duplicates: '== 0' },
-      note:
-        'app, sender and GitHub emulator in separate processes; the emulator at nice 10. ' +
-        'Before the timed deliveries, the sender posts warm-up ping deliveries (what GitHub sends first ' +
-        'to a new hook) and pauses 1 s, so the figures are the running app, not its first-second JIT; ' +
-        'the warm-up is reported apart.' +
-        (receiver
-          ? ' With --otlp the app exports every span over OTLP/HTTP (protobuf) to a receiver in the orchestrator process (nice 10), which decodes them.'
-          : ' Traces are not exported (no OTLP endpoint): spans get ids only.') +
-        (databaseUrl
-          ? ' The app is a control plane (AIRLOCK_ROLE=control) on PostgreSQL: it queues tasks for workers and runs none.'
-          : ' The app is airlock in one process on SQLite; it starts up to 4 tasks, which wait until it stops.'),
+      deliveries_left_pending: await pending(),
     };
-    if (values.output) await writeFile(values.output, `${JSON.stringify(figures)}\n`);
-    else writeResults(receiver ? 'webhooks-otlp' : 'webhooks', figures);
   } finally {
-    await Promise.all(children.map(stopped));
-    await emulator.close();
-    await receiver?.close();
-    await rm(dir, { recursive: true, force: true });
+    await store.close();
   }
 }
 
-/** Asks a child to stop (SIGTERM) and waits until it has exited. */
-function stopped(proc: ChildProcess): Promise<void> {
+/** Asks a child to stop (SIGTERM, unless told) and waits until it has exited. */
+function stopped(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  proc.kill('SIGTERM');
+  proc.kill(signal);
   return exited;
 }
 
