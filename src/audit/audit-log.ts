@@ -385,8 +385,10 @@ export class AuditLog implements AuditSink {
         { readCommitted: true },
       );
     } catch (error) {
-      // Given up: what this commit held is not stored, and the next append says so.
-      for (const e of batch ?? []) if (e.state === 'writing') e.state = 'done';
+      // Given up: what this commit held is not stored, and the next append says so. A commit that
+      // could not begin (the database is gone) gives up what waited for it, rather than being
+      // tried again at once, and again, for as long as the database stays away.
+      for (const e of batch ?? this.#take()) if (e.state === 'writing') e.state = 'done';
       this.#sweep();
       this.#failure = error;
       this.#options.onError?.(error, 'commit');

@@ -109,6 +109,38 @@ describe.each(DIALECTS)('group commit on %s', (dialect) => {
     expect((await verifyAuditChains(store)).ok).toBe(true);
   });
 
+  it('gives up once, not again and again, when the database is gone before a commit can begin', async () => {
+    // A worker cut off from its database: a commit fails before it holds a connection, a turn of
+    // the event loop later (as a refused connection does), so this test sees each attempt go by.
+    const gone = await openTestStore(dialect);
+    await gone.close();
+    const cutOff = new Proxy(gone, {
+      get: (target, key) =>
+        key === 'transaction'
+          ? async (...args: Parameters<Store['transaction']>) => {
+              await nextTurn();
+              return target.transaction(...args);
+            }
+          : Reflect.get(target, key),
+    });
+    const errors: unknown[] = [];
+    const audit = new AuditLog(cutOff, systemClock, new SecretRedactor(), {
+      groupCommit: { maxEvents: 100 },
+      onError: (e) => errors.push(e),
+    });
+    audit.append('t', 'step', {});
+    audit.append('t', 'step', {});
+    const spinning = waitFor(() => errors.length > 100, 10_000, 'the failed commit to be tried again');
+    await Promise.race([
+      audit.flush(),
+      spinning.then(() => {
+        throw new Error(`the group commit was tried ${errors.length} times for two events`);
+      }),
+    ]);
+    expect(errors).toHaveLength(1);
+    expect(() => audit.append('t', 'step', {})).toThrow(/an earlier audit write failed/);
+  });
+
   it('never commits waiting events inside a caller’s transaction, so its rollback loses none of them', async () => {
     const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupCommit: { maxEvents: 100 } });
     audit.append('t', 'step.1', {});
