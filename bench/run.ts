@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const [name, ...args] = process.argv.slice(2);
-const names = ['webhooks', 'vm', 'proxy', 'task', 'audit', 'exec-audit', 'start'];
+const names = ['webhooks', 'vm', 'proxy', 'task', 'audit', 'exec-audit', 'start', 'scale'];
 if (!name || !names.includes(name)) {
   process.stderr.write(`usage: npm run bench -- <${names.join('|')}> [args]\n`);
   process.exit(2);

@@ -1,6 +1,9 @@
-// npm run bench -- webhooks [--deliveries N] [--concurrency N] [--otlp]
+// npm run bench -- webhooks [--deliveries N] [--concurrency N] [--otlp] [--database-url URL] [--output FILE]
 // (--otlp: the app exports its traces to a loopback OTLP/HTTP receiver, as with
 // OTEL_EXPORTER_OTLP_ENDPOINT set; the figures go to bench/results/webhooks-otlp.json.)
+// (--database-url: the app is a control plane (AIRLOCK_ROLE=control) on that PostgreSQL database,
+// which must be empty, instead of airlock on its own SQLite; --output: the figures go to FILE,
+// not bench/results/, as bench/scale.ts asks for them.)
 // (BENCH_DUMP=file writes every ack's start and latency there; BENCH_APP_NODE_ARGS passes Node
 // flags such as --cpu-prof to the app.)
 // Sends signed deliveries (triggers and noise, 5% redelivered) at the running control plane over
@@ -18,7 +21,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sign } from '@octokit/webhooks-methods';
-import Database from 'better-sqlite3';
+import type { ExpressionBuilder } from 'kysely';
+import { openStore } from '../src/store/database.ts';
+import type { Schema } from '../src/store/schema.ts';
 import { startGitHubEmulator } from '../test/emulator/index.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../test/helpers/otlp-receiver.ts';
 import { examplePayload } from '../test/helpers/webhook-examples.ts';
@@ -31,6 +36,8 @@ const { values } = parseArgs({
     role: { type: 'string' },
     spec: { type: 'string' },
     otlp: { type: 'boolean', default: false },
+    'database-url': { type: 'string' },
+    output: { type: 'string' },
   },
 });
 
@@ -38,7 +45,9 @@ const WARMUP_DELIVERIES = 200;
 const WARMUP_PAUSE_MS = 1000;
 
 interface AppSpec {
-  dbPath: string;
+  dataDir: string;
+  /** The PostgreSQL database of a control plane; without it, airlock on SQLite under dataDir. */
+  databaseUrl?: string;
   /** OTEL_EXPORTER_OTLP_ENDPOINT for the app, when traces are exported. */
   otlpEndpoint?: string;
   github: { appId: number; privateKey: string; webhookSecret: string; apiUrl: string; appSlug: string };
@@ -72,7 +81,7 @@ else await orchestrate();
 
 /** The app: airlock built as production builds it; tasks it starts wait until it stops. */
 async function runApp(spec: AppSpec): Promise<void> {
-  const path = await import('node:path');
+  const { randomBytes } = await import('node:crypto');
   const { buildAirlock } = await import('../src/airlock.ts');
   const { loadAppConfig } = await import('../src/config/app-config.ts');
   const { createLogger } = await import('../src/logger.ts');
@@ -84,12 +93,21 @@ async function runApp(spec: AppSpec): Promise<void> {
       HOST: '127.0.0.1',
       PORT: '0',
       AIRLOCK_PUBLIC_URL: 'http://airlock.test',
-      AIRLOCK_DATA_DIR: path.dirname(spec.dbPath),
+      AIRLOCK_DATA_DIR: spec.dataDir,
       APP_ID: String(spec.github.appId),
       PRIVATE_KEY: spec.github.privateKey,
       WEBHOOK_SECRET: spec.github.webhookSecret,
       GITHUB_API_URL: spec.github.apiUrl,
       AIRLOCK_MAX_CONCURRENT_TASKS: '4',
+      // A control plane as deployed on several hosts: it takes webhooks and queues tasks for workers.
+      ...(spec.databaseUrl
+        ? {
+            AIRLOCK_ROLE: 'control',
+            DATABASE_URL: spec.databaseUrl,
+            AIRLOCK_WORKER_SECRET: randomBytes(32).toString('hex'),
+            AIRLOCK_INTERNAL_PORT: '0',
+          }
+        : {}),
       ...(spec.otlpEndpoint ? { OTEL_EXPORTER_OTLP_ENDPOINT: spec.otlpEndpoint } : {}),
     }),
     {
@@ -239,9 +257,10 @@ async function orchestrate(): Promise<void> {
     // A fixed shuffle, so redeliveries arrive interleaved with first deliveries, the same every run.
     const order = all.map((d, i) => ({ d, key: hash(`${d.id}:${i}`) })).sort((a, b) => a.key - b.key);
 
-    const dbPath = path.join(dir, 'airlock.sqlite');
+    const databaseUrl = values['database-url'];
     const appSpec: AppSpec = {
-      dbPath,
+      dataDir: dir,
+      ...(databaseUrl ? { databaseUrl } : {}),
       ...(receiver ? { otlpEndpoint: receiver.endpoint } : {}),
       github: {
         appId: emulator.app.id,
@@ -266,28 +285,40 @@ async function orchestrate(): Promise<void> {
     const report = JSON.parse(await firstLine(sender)) as SenderReport;
 
     if (process.env.BENCH_DUMP) await writeFile(process.env.BENCH_DUMP, JSON.stringify(report));
-    const db = new Database(dbPath, { readonly: true });
+    // The app's database, as the app opened it (it has migrated it by the time it answers).
+    const store = await openStore(
+      databaseUrl ? { url: databaseUrl } : { file: path.join(dir, 'airlock.sqlite') },
+    );
     // Pending: stored but not yet dispatched to Probot, or dispatched but not yet through intake.
-    const pending = () =>
-      (
-        db
-          .prepare(
-            `SELECT (SELECT count(*) FROM webhook_inbox WHERE dispatched_at IS NULL) +
-                    (SELECT count(*) FROM deliveries WHERE status = 'pending') AS n`,
-          )
-          .get() as { n: number }
-      ).n;
+    const pending = async () => {
+      const count = (eb: ExpressionBuilder<Schema, keyof Schema>) =>
+        eb.fn.countAll<number | string>().as('n');
+      const inbox = await store.db
+        .selectFrom('webhook_inbox')
+        .select(count)
+        .where('dispatched_at', 'is', null)
+        .executeTakeFirstOrThrow();
+      const intake = await store.db
+        .selectFrom('deliveries')
+        .select(count)
+        .where('status', '=', 'pending')
+        .executeTakeFirstOrThrow();
+      return Number(inbox.n) + Number(intake.n);
+    };
     const deadline = Date.now() + 180_000;
-    while (pending() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    const rows = db
-      .prepare('SELECT delivery_id, count(*) AS n FROM tasks GROUP BY delivery_id')
-      .all() as Array<{ n: number }>;
-    const stillPending = pending();
-    db.close();
+    while ((await pending()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const rows = await store.db
+      .selectFrom('tasks')
+      .select((eb) => ['delivery_id', eb.fn.countAll<number | string>().as('n')])
+      .groupBy('delivery_id')
+      .execute();
+    const stillPending = await pending();
+    await store.close();
     // The app stops (sending the spans it still holds) before the receiver is counted.
     await stopped(app);
 
-    writeResults(receiver ? 'webhooks-otlp' : 'webhooks', {
+    const figures = {
+      database: databaseUrl ? 'postgres' : 'sqlite',
       otlp_export: receiver !== undefined,
       ...(receiver
         ? { otlp_spans_received: receiver.spans.length, otlp_exports_received: receiver.requests.length }
@@ -303,7 +334,7 @@ async function orchestrate(): Promise<void> {
       warmup_ack_p99_ms: round(quantile(report.warmupAcks, 0.99)),
       tasks_expected: signed.filter((d) => d.trigger).length,
       tasks_created: rows.length,
-      duplicates: rows.filter((r) => r.n > 1).length,
+      duplicates: rows.filter((r) => Number(r.n) > 1).length,
       deliveries_left_pending: stillPending,
       targets: { ack_p99_ms: '< 25', tasks_created: '== tasks_expected', duplicates: '== 0' },
       note:
@@ -313,8 +344,13 @@ async function orchestrate(): Promise<void> {
         'the warm-up is reported apart.' +
         (receiver
           ? ' With --otlp the app exports every span over OTLP/HTTP (protobuf) to a receiver in the orchestrator process (nice 10), which decodes them.'
-          : ' Traces are not exported (no OTLP endpoint): spans get ids only.'),
-    });
+          : ' Traces are not exported (no OTLP endpoint): spans get ids only.') +
+        (databaseUrl
+          ? ' The app is a control plane (AIRLOCK_ROLE=control) on PostgreSQL: it queues tasks for workers and runs none.'
+          : ' The app is airlock in one process on SQLite; it starts up to 4 tasks, which wait until it stops.'),
+    };
+    if (values.output) await writeFile(values.output, `${JSON.stringify(figures)}\n`);
+    else writeResults(receiver ? 'webhooks-otlp' : 'webhooks', figures);
   } finally {
     await Promise.all(children.map(stopped));
     await emulator.close();

@@ -109,14 +109,21 @@ export interface Cluster {
 }
 
 export async function startCluster(
-  options: { controls?: number; workers?: string[] } = {},
+  options: {
+    controls?: number;
+    workers?: string[];
+    /** An empty PostgreSQL database; by default a new one in the test run's cluster. */
+    databaseUrl?: string;
+    /** How often every process's loops poll, in ms: 50 by default; null for the product's own. */
+    pollMs?: number | null;
+  } = {},
 ): Promise<Cluster> {
   const gh = await startGitHubEmulator({ appSlug: 'airlock-test' });
   await gh.createRepo('acme', 'widgets', { files: { 'README.md': '# widgets\n' } });
   gh.addUser('alice', { id: 101 });
   gh.setPermission('acme/widgets', 'alice', 'write');
   const installationId = gh.installApp('acme');
-  const databaseUrl = await createTestDatabase();
+  const databaseUrl = options.databaseUrl ?? (await createTestDatabase());
   const dirs: string[] = [];
   const dir = async () => {
     const made = await mkdtemp(path.join(tmpdir(), 'airlock-cluster-'));
@@ -125,6 +132,7 @@ export async function startCluster(
   };
   const redactor = new SecretRedactor();
   const { log, lines } = memoryLogger(redactor);
+  const polling = options.pollMs === null ? {} : { pollMs: options.pollMs ?? 50 };
   const controls: Airlock[] = [];
   for (let i = 0; i < (options.controls ?? 1); i++) {
     const settings = emulatorSettings(gh, await dir(), {
@@ -135,7 +143,7 @@ export async function startCluster(
       AIRLOCK_LEASE_SECONDS: '3',
       AIRLOCK_MAX_TASKS_PER_REPO: '4',
     });
-    controls.push(await buildAirlock(settings, { log, redactor, octokit: emulatorOctokit, pollMs: 50 }));
+    controls.push(await buildAirlock(settings, { log, redactor, octokit: emulatorOctokit, ...polling }));
   }
   const controlUrl = `http://127.0.0.1:${controls[0]!.internal!.port}`;
   const workers: Cluster['workers'] = [];
@@ -148,7 +156,7 @@ export async function startCluster(
       dataDir: await dir(),
       env: { AIRLOCK_MAX_TASKS_PER_REPO: '4' },
     });
-    const airlock = await buildAirlock(settings, { log, redactor, runner, pollMs: 50 });
+    const airlock = await buildAirlock(settings, { log, redactor, runner, ...polling });
     const worker = { name, airlock, runner };
     workers.push(worker);
     return worker;
