@@ -101,7 +101,8 @@ beforeAll(async () => {
       AIRLOCK_DATA_DIR: path.join(dir, name),
       AIRLOCK_CACHE_DIR: path.dirname(path.dirname(image.dir)),
       AIRLOCK_ACCEL: 'tcg',
-      AIRLOCK_MAX_CONCURRENT_TASKS: '2',
+      // One VM at a time per worker: CI runs another VM test file beside this one on two cores.
+      AIRLOCK_MAX_CONCURRENT_TASKS: '1',
     };
     workers.set(name, { env, process: await startAirlockProcess(env, { cwd: dir, timeoutMs: 300_000 }) });
   }
