@@ -325,7 +325,10 @@ export function createGitProxy(
     body: Readable | AsyncIterable<Buffer>,
     limiter?: Transform,
   ): Promise<unknown> {
-    const upstream = upstreamRequest(options.agents, target, req.method ?? 'GET', headers as never);
+    // A pack streamed from the guest cannot be sent twice: it goes on a connection of its own.
+    const upstream = upstreamRequest(options.agents, target, req.method ?? 'GET', headers as never, {
+      fresh: req.method === 'POST',
+    });
     const answered = new Promise<void>((resolve, reject) => {
       upstream.on('response', (upRes) => {
         const status = upRes.statusCode ?? 502;

@@ -15,16 +15,22 @@ export function createUpstreamAgents(): UpstreamAgents {
   };
 }
 
-/** Starts a request to an upstream URL (http or https) with exactly the headers given. */
+/**
+ * Starts a request to an upstream URL (http or https) with exactly the headers given. `fresh`
+ * takes a connection of its own instead of an idle kept-alive one: for a request whose body
+ * streams from the guest and cannot be sent again, since an idle connection the server closes
+ * just as it is reused fails the request ("socket hang up"), and a git push would be lost.
+ */
 export function upstreamRequest(
   agents: UpstreamAgents,
   url: URL,
   method: string,
   headers: OutgoingHttpHeaders,
+  options: { fresh?: boolean } = {},
 ): ClientRequest {
   const secure = url.protocol === 'https:';
   if (!secure && url.protocol !== 'http:') throw new Error(`unsupported upstream protocol ${url.protocol}`);
-  const options = {
+  const request = {
     method,
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port: url.port || (secure ? 443 : 80),
@@ -32,8 +38,8 @@ export function upstreamRequest(
     headers,
   };
   return secure
-    ? https.request({ ...options, agent: agents.https, servername: url.hostname })
-    : http.request({ ...options, agent: agents.http });
+    ? https.request({ ...request, agent: options.fresh ? false : agents.https, servername: url.hostname })
+    : http.request({ ...request, agent: options.fresh ? false : agents.http });
 }
 
 /** Copies the named headers that are present; names are lower-case. */
