@@ -12,7 +12,6 @@ import { parseArgs } from 'node:util';
 import { AuditLog } from '../src/audit/audit-log.ts';
 import { verifyAuditChains } from '../src/audit/verify-chain.ts';
 import { systemClock } from '../src/clock.ts';
-import { DEFAULT_REPO_CONFIG } from '../src/config/repo-config.ts';
 import { createLogger } from '../src/logger.ts';
 import { AirlockMetrics } from '../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../src/secrets.ts';
@@ -21,6 +20,7 @@ import { TaskStore } from '../src/tasks/task-store.ts';
 import { webApp } from '../src/web/web-app.ts';
 import { startGitHubEmulator } from '../test/emulator/index.ts';
 import { emulatorOAuth } from '../test/emulator/routes-oauth.ts';
+import { newTaskInput } from '../test/helpers/task-fixture.ts';
 import { median, quantile, round, writeResults } from './stats.ts';
 
 const { values } = parseArgs({
@@ -57,24 +57,16 @@ const tasks = new TaskStore(store, systemClock);
 
 const newTask = async () =>
   (
-    await tasks.create({
-      installationId,
-      repoFullName: repo.fullName,
-      repoId: repo.id,
-      issueNumber: 1,
-      prNumber: null,
-      kind: 'issue',
-      baseRef: 'main',
-      actorLogin: 'alice',
-      actorId: 101,
-      triggerEvent: 'issues',
-      triggerUrl: `${emulator.webUrl}/acme/widgets/issues/1`,
-      deliveryId: null,
-      instruction: null,
-      context: {},
-      start: { from: 'ref', ref: 'main' },
-      config: DEFAULT_REPO_CONFIG,
-    })
+    await tasks.create(
+      newTaskInput({
+        installationId,
+        repoFullName: repo.fullName,
+        repoId: repo.id,
+        actorId: 101,
+        triggerEvent: 'issues',
+        triggerUrl: `${emulator.webUrl}/acme/widgets/issues/1`,
+      }),
+    )
   ).id;
 const ids = await store.transaction(async () => {
   const made: string[] = [];

@@ -16,12 +16,12 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { AuditLog } from '../src/audit/audit-log.ts';
 import { systemClock } from '../src/clock.ts';
-import { DEFAULT_REPO_CONFIG } from '../src/config/repo-config.ts';
 import { DEFAULT_EXEC_AUDIT_RATE, type ExecAuditRate } from '../src/sandbox/exec-audit-limiter.ts';
 import { GuestChannel } from '../src/sandbox/guest-channel.ts';
 import { SecretRedactor } from '../src/secrets.ts';
 import { openDatabase, openSqliteStore } from '../src/store/database.ts';
 import { TaskStore } from '../src/tasks/task-store.ts';
+import { newTaskInput } from '../test/helpers/task-fixture.ts';
 import { quantile, round, writeResults } from './stats.ts';
 
 const { values } = parseArgs({
@@ -37,24 +37,14 @@ const audit = new AuditLog(store, systemClock, new SecretRedactor(), { groupComm
 const tasks = new TaskStore(store, systemClock);
 const newTask = async () =>
   (
-    await tasks.create({
-      installationId: 1,
-      repoFullName: 'acme/widgets',
-      repoId: 1,
-      issueNumber: 1,
-      prNumber: null,
-      kind: 'issue',
-      baseRef: 'main',
-      actorLogin: 'alice',
-      actorId: 101,
-      triggerEvent: 'issues',
-      triggerUrl: 'http://127.0.0.1/acme/widgets/issues/1',
-      deliveryId: null,
-      instruction: null,
-      context: {},
-      start: { from: 'ref', ref: 'main' },
-      config: DEFAULT_REPO_CONFIG,
-    })
+    await tasks.create(
+      newTaskInput({
+        repoId: 1,
+        actorId: 101,
+        triggerEvent: 'issues',
+        triggerUrl: 'http://127.0.0.1/acme/widgets/issues/1',
+      }),
+    )
   ).id;
 const webhookTask = await newTask();
 

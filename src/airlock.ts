@@ -11,7 +11,7 @@ import { EnvironmentStore } from './environments/environment-store.ts';
 import { Environments } from './environments/environments.ts';
 import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
-import { GitHubJobQueue, jobsForState } from './github/github-jobs.ts';
+import { GitHubJobQueue, queueStateJobs } from './github/github-jobs.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { type TaskCredential, taskCredential } from './github/task-token.ts';
@@ -354,16 +354,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     lifecycle.publish = (task, result) => control.client.publish(task.id, result);
     // What GitHub hears of a task's state, queued for the control plane's job loop.
     const jobs = new GitHubJobQueue(store, clock);
-    listeners.push((task) => {
-      const queue = async () => {
-        for (const job of jobsForState(task)) await jobs.enqueue(job);
-      };
-      if (store.inTransaction()) store.beforeCommit(queue);
-      else
-        void queue().catch((error) =>
-          log.error({ taskId: task.id, err: errorMessage(error) }, 'GitHub jobs could not be queued'),
-        );
-    });
+    listeners.push((task) => queueStateJobs(store, jobs, log, task));
   }
   // A task (re)queued anywhere wakes the workers (a new task is told by the plane's tick).
   if (leases)

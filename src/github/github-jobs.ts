@@ -82,6 +82,36 @@ export function jobsForState(task: Task): GitHubJob[] {
   ];
 }
 
+/**
+ * Queues GitHub jobs with the change that calls for them, from a listener (called synchronously):
+ * inside a transaction just before it commits, so they commit or roll back with it; outside one at
+ * once, a failure logged as `what`'s.
+ */
+export function queueWithChange(
+  store: Pick<Store, 'inTransaction' | 'beforeCommit'>,
+  log: Logger,
+  what: string,
+  queue: () => Promise<unknown>,
+): void {
+  if (store.inTransaction()) store.beforeCommit(async () => void (await queue()));
+  else
+    void queue().catch((error) =>
+      log.error({ err: errorMessage(error) }, `GitHub jobs for ${what} could not be queued`),
+    );
+}
+
+/** Queues the jobs a task's new state calls for (see jobsForState) with the change. */
+export function queueStateJobs(
+  store: Pick<Store, 'inTransaction' | 'beforeCommit'>,
+  jobs: Pick<GitHubJobQueue, 'enqueue'>,
+  log: Logger,
+  task: Task,
+): void {
+  queueWithChange(store, log, `task ${task.id}`, async () => {
+    for (const job of jobsForState(task)) await jobs.enqueue(job);
+  });
+}
+
 /** Runs one job against GitHub. */
 export type GitHubJobExecutor = (job: GitHubJob) => Promise<void>;
 

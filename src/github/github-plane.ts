@@ -33,7 +33,13 @@ import { appIdentity } from './app-identity.ts';
 import { hasWriteAccess } from './collaborator-permission.ts';
 import { DELIVERIES_CHANNEL, DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
-import { GITHUB_JOBS_CHANNEL, type GitHubJob, GitHubJobQueue, jobsForState } from './github-jobs.ts';
+import {
+  GITHUB_JOBS_CHANNEL,
+  type GitHubJob,
+  GitHubJobQueue,
+  queueStateJobs,
+  queueWithChange,
+} from './github-jobs.ts';
 import { GitHubReporter } from './github-reporter.ts';
 import { IngressGate } from './ingress-gate.ts';
 import type { OctokitTuning } from './octokit-factory.ts';
@@ -220,20 +226,15 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   // Listeners are called synchronously: inside a transaction, the jobs they queue join it just
   // before it commits, and the loops are woken once it has (a loop woken inside would run its step
   // in the transaction's context); outside one, the jobs are queued at once (a failure is logged).
-  const queueFromListener = (what: string, queue: () => Promise<void>) => {
-    if (store.inTransaction()) store.beforeCommit(queue);
-    else
-      void queue().catch((error) =>
-        log.error({ err: errorMessage(error) }, `GitHub jobs for ${what} could not be queued`),
-      );
+  const queueFromListener = (what: string, queue: () => Promise<unknown>) => {
+    queueWithChange(store, log, what, queue);
     store.afterCommit(wakeAll);
   };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
   deps.listeners.push((task) => {
-    queueFromListener(`task ${task.id}`, async () => {
-      for (const job of jobsForState(task)) await jobs.enqueue(job);
-    });
+    queueStateJobs(store, jobs, log, task);
+    store.afterCommit(wakeAll);
   });
   deps.lifecycle.publish = reporter.publish;
   // A failed build is reported where the person who caused it looks: the issue or pull request

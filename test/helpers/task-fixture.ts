@@ -1,4 +1,29 @@
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { Task } from '../../src/tasks/task.ts';
+import type { NewTask } from '../../src/tasks/task-store.ts';
+
+/** What intake would pass TaskStore.create for a labelled issue of acme/widgets, with `overrides`. */
+export function newTaskInput(overrides: Partial<NewTask> = {}): NewTask {
+  return {
+    installationId: 1,
+    repoFullName: 'acme/widgets',
+    repoId: 7,
+    issueNumber: 1,
+    prNumber: null,
+    kind: 'issue',
+    baseRef: 'main',
+    actorLogin: 'alice',
+    actorId: 1,
+    triggerEvent: 'issues.labeled',
+    triggerUrl: null,
+    deliveryId: null,
+    instruction: null,
+    context: {},
+    start: { from: 'ref', ref: 'main' },
+    config: DEFAULT_REPO_CONFIG,
+    ...overrides,
+  };
+}
 
 /** A task as the store returns it, for unit tests of what renders or prompts from one. */
 export function taskFixture(overrides: Partial<Task> = {}): Task {

@@ -6,10 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { systemClock } from '../../src/clock.ts';
-import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import { openDatabase, openSqliteStore, openStore, type Store } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { insertTask } from '../helpers/task-rows.ts';
 import { createTestDatabase, DIALECTS } from '../helpers/test-store.ts';
 
@@ -33,26 +33,7 @@ describe.each(DIALECTS)('airlock audit commands on %s', (dialect) => {
     const db = openDatabase(path.join(dir, 'airlock.sqlite'));
     const store = openSqliteStore(db);
     const tasks = new TaskStore(store, systemClock);
-    taskId = (
-      await tasks.create({
-        installationId: 1,
-        repoFullName: 'acme/widgets',
-        repoId: 7,
-        issueNumber: 3,
-        prNumber: null,
-        kind: 'issue',
-        baseRef: 'main',
-        actorLogin: 'alice',
-        actorId: 101,
-        triggerEvent: 'issues',
-        triggerUrl: null,
-        deliveryId: null,
-        instruction: null,
-        context: {},
-        start: { from: 'ref', ref: 'main' },
-        config: DEFAULT_REPO_CONFIG,
-      })
-    ).id;
+    taskId = (await tasks.create(newTaskInput({ issueNumber: 3, actorId: 101, triggerEvent: 'issues' }))).id;
     await appendRecord(store, taskId);
     await tasks.transition(taskId, 'starting');
     await tasks.transition(taskId, 'failed', { reason: 'test' });

@@ -2,7 +2,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { DeliveryLog } from '../../src/github/delivery-log.ts';
 import { recordIntents } from '../../src/github/webhook-dispatch.ts';
 import { WebhookInbox } from '../../src/github/webhook-inbox.ts';
@@ -17,6 +16,7 @@ import { ManualClock } from '../helpers/manual-clock.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { type OtlpReceiver, spansOfTrace, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { RecordingAudit } from '../helpers/recording-audit.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { createTestDatabase, DIALECTS } from '../helpers/test-store.ts';
 import { examplePayload } from '../helpers/webhook-examples.ts';
 
@@ -109,24 +109,9 @@ describe.each(DIALECTS)('a trace handed over through the database, on %s', (dial
     const { task: created, intakeSpan } = await controlPlane.tracer.startActiveSpan(
       'delivery.intake',
       async (span) => {
-        const task = await creator.create({
-          installationId: 1,
-          repoFullName: 'acme/widgets',
-          repoId: 7,
-          issueNumber: 1,
-          prNumber: null,
-          kind: 'issue',
-          baseRef: 'main',
-          actorLogin: 'alice',
-          actorId: 1,
-          triggerEvent: 'issues.labeled',
-          triggerUrl: null,
-          deliveryId: null,
-          instruction: null,
-          context: withTraceParent({ issueTitle: 'Handed over' }),
-          start: { from: 'ref', ref: 'main' },
-          config: DEFAULT_REPO_CONFIG,
-        });
+        const task = await creator.create(
+          newTaskInput({ context: withTraceParent({ issueTitle: 'Handed over' }) }),
+        );
         span.end();
         return { task, intakeSpan: span.spanContext() };
       },

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeConversation } from '../../src/audit/retention.ts';
-import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import type { Task } from '../../src/tasks/task.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { startWebWorld, type WebWorld } from '../helpers/web-world.ts';
 
 let w: WebWorld;
@@ -151,24 +151,14 @@ describe('task identity, time and words', () => {
   });
 
   it('a queued task, and then a failed one without a diff, say what is true', async () => {
-    const queued = await w.tasks.create({
-      installationId: (await w.tasks.get((await w.addTask('acme/widgets')).id)).installationId,
-      repoFullName: 'acme/widgets',
-      repoId: null,
-      issueNumber: 1,
-      prNumber: null,
-      kind: 'issue',
-      baseRef: 'main',
-      actorLogin: 'alice',
-      actorId: 101,
-      triggerEvent: 'issues',
-      triggerUrl: null,
-      deliveryId: null,
-      instruction: null,
-      context: {},
-      start: { from: 'ref', ref: 'main' },
-      config: DEFAULT_REPO_CONFIG,
-    });
+    const queued = await w.tasks.create(
+      newTaskInput({
+        installationId: (await w.tasks.get((await w.addTask('acme/widgets')).id)).installationId,
+        repoId: null,
+        actorId: 101,
+        triggerEvent: 'issues',
+      }),
+    );
     const body = await page(`/tasks/${queued.id}`);
     expect(body).toContain('Queued: this page updates when the task starts.');
     expect(body).not.toContain('Running');

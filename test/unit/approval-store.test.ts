@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import type { Store } from '../../src/store/database.ts';
 import { ApprovalError, ApprovalStore, type RunShown, shownDigest } from '../../src/tasks/approval-store.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
 
 const shown: RunShown = { gate: 'run', thread: null, instruction: 'do it', untrustedAuthors: ['bob'] };
@@ -29,27 +29,7 @@ describe.each(DIALECTS)('the approval store on %s', (dialect) => {
     const clock = new ManualClock(Date.parse('2026-03-01T10:00:00.000Z'));
     const tasks = new TaskStore(store, clock);
     const task = async () =>
-      (
-        await tasks.create({
-          installationId: 1,
-          repoFullName: 'acme/widgets',
-          repoId: null,
-          issueNumber: 1,
-          prNumber: null,
-          kind: 'issue',
-          baseRef: 'main',
-          actorLogin: 'alice',
-          actorId: 1,
-          triggerEvent: 'issues.labeled',
-          triggerUrl: null,
-          deliveryId: null,
-          instruction: null,
-          context: {},
-          start: { from: 'ref', ref: 'main' },
-          config: DEFAULT_REPO_CONFIG,
-          state: 'awaiting_approval',
-        })
-      ).id;
+      (await tasks.create(newTaskInput({ repoId: null, state: 'awaiting_approval' }))).id;
     return { clock, task, approvals: new ApprovalStore(store, clock) };
   };
 

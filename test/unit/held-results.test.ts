@@ -2,12 +2,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { runProcess } from '../../src/process/run-process.ts';
 import type { Store } from '../../src/store/database.ts';
 import { HeldResults } from '../../src/tasks/held-results.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
 
 describe.each(DIALECTS)('held results on %s', (dialect) => {
@@ -49,25 +49,9 @@ describe.each(DIALECTS)('held results on %s', (dialect) => {
     await git('push', '--quiet', 'origin', 'HEAD:refs/heads/main');
     const base = await git('rev-parse', 'HEAD');
 
-    const task = await new TaskStore(store, clock).create({
-      installationId: 1,
-      repoFullName: 'acme/widgets',
-      repoId: null,
-      issueNumber: 1,
-      prNumber: null,
-      kind: 'issue',
-      branch: 'airlock/issue-1-held',
-      baseRef: 'main',
-      actorLogin: 'alice',
-      actorId: 1,
-      triggerEvent: 'issues.labeled',
-      triggerUrl: null,
-      deliveryId: null,
-      instruction: null,
-      context: {},
-      start: { from: 'ref', ref: 'main' },
-      config: DEFAULT_REPO_CONFIG,
-    });
+    const task = await new TaskStore(store, clock).create(
+      newTaskInput({ repoId: null, branch: 'airlock/issue-1-held' }),
+    );
     expect(await held.get(task.id)).toBeUndefined();
     await held.prepare(task, upstream, async () => 'unused-for-a-local-path');
     // The agent's push, received into the held repository instead of upstream.

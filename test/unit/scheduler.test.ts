@@ -5,10 +5,11 @@ import { Scheduler } from '../../src/tasks/scheduler.ts';
 import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import { transitionAllowed } from '../../src/tasks/task.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from '../../src/tasks/task-runner.ts';
-import { type NewTask, TaskStore } from '../../src/tasks/task-store.ts';
+import { TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { RecordingAudit } from '../helpers/recording-audit.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
 import { idOnlyTracer } from '../helpers/test-tracer.ts';
 import { waitFor } from '../helpers/wait-for.ts';
@@ -31,28 +32,6 @@ class GatedRunner implements TaskRunner {
   fail(id: string, error: unknown) {
     this.#gates.get(id)?.reject(error);
   }
-}
-
-function newTask(overrides: Partial<NewTask> = {}): NewTask {
-  return {
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 7,
-    issueNumber: 1,
-    prNumber: null,
-    kind: 'issue',
-    baseRef: 'main',
-    actorLogin: 'alice',
-    actorId: 1,
-    triggerEvent: 'issues.labeled',
-    triggerUrl: null,
-    deliveryId: null,
-    instruction: null,
-    context: {},
-    start: { from: 'ref', ref: 'main' },
-    config: DEFAULT_REPO_CONFIG,
-    ...overrides,
-  };
 }
 
 describe('task state machine', () => {
@@ -99,10 +78,10 @@ describe.each(DIALECTS)('Scheduler on %s', (dialect) => {
 
   it('honours the global and per-repository limits', async () => {
     const { tasks, runner, scheduler } = await setup({ maxConcurrent: 2, maxPerRepo: 1 });
-    const a1 = await tasks.create(newTask({ repoFullName: 'acme/a', issueNumber: 1 }));
-    await tasks.create(newTask({ repoFullName: 'acme/a', issueNumber: 2 }));
-    const b1 = await tasks.create(newTask({ repoFullName: 'acme/b', issueNumber: 1 }));
-    await tasks.create(newTask({ repoFullName: 'acme/c', issueNumber: 1 }));
+    const a1 = await tasks.create(newTaskInput({ repoFullName: 'acme/a', issueNumber: 1 }));
+    await tasks.create(newTaskInput({ repoFullName: 'acme/a', issueNumber: 2 }));
+    const b1 = await tasks.create(newTaskInput({ repoFullName: 'acme/b', issueNumber: 1 }));
+    await tasks.create(newTaskInput({ repoFullName: 'acme/c', issueNumber: 1 }));
     expect(await scheduler.tick()).toEqual([a1.id, b1.id]);
     await waitFor(() => runner.started.length === 2, 5000, 'both tasks to start');
     // Both run at once: which reaches its runner first is up to the database (on PostgreSQL, which
@@ -113,8 +92,8 @@ describe.each(DIALECTS)('Scheduler on %s', (dialect) => {
 
   it('runs follow-ups on one branch one after another', async () => {
     const { tasks, runner, scheduler } = await setup({ maxConcurrent: 4, maxPerRepo: 4 });
-    const first = await tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
-    const second = await tasks.create(newTask({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
+    const first = await tasks.create(newTaskInput({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
+    const second = await tasks.create(newTaskInput({ branch: 'airlock/issue-1-x', kind: 'follow_up' }));
     expect(await scheduler.tick()).toEqual([first.id]);
     expect(await scheduler.tick()).toEqual([]);
     await waitFor(() => runner.started.length === 1, 5000, 'the first follow-up to start');
@@ -126,9 +105,9 @@ describe.each(DIALECTS)('Scheduler on %s', (dialect) => {
 
   it('records failures with the runner reason, and cancellations', async () => {
     const { tasks, runner, scheduler, audit, states } = await setup({ maxConcurrent: 4, maxPerRepo: 4 });
-    const failing = await tasks.create(newTask({ issueNumber: 1 }));
-    const cancelled = await tasks.create(newTask({ issueNumber: 2 }));
-    const queuedCancel = await tasks.create(newTask({ issueNumber: 3, repoFullName: 'acme/other' }));
+    const failing = await tasks.create(newTaskInput({ issueNumber: 1 }));
+    const cancelled = await tasks.create(newTaskInput({ issueNumber: 2 }));
+    const queuedCancel = await tasks.create(newTaskInput({ issueNumber: 3, repoFullName: 'acme/other' }));
     await scheduler.cancel(queuedCancel.id, 'cancelled by alice');
     expect((await tasks.get(queuedCancel.id)).state).toBe('cancelled');
     await scheduler.tick();
@@ -152,7 +131,9 @@ describe.each(DIALECTS)('Scheduler on %s', (dialect) => {
 
   it('times a task out at its wall-clock limit, on the injected clock', async () => {
     const { tasks, scheduler, clock, runner } = await setup();
-    const task = await tasks.create(newTask({ config: { ...DEFAULT_REPO_CONFIG, timeout_minutes: 20 } }));
+    const task = await tasks.create(
+      newTaskInput({ config: { ...DEFAULT_REPO_CONFIG, timeout_minutes: 20 } }),
+    );
     await scheduler.tick();
     await waitFor(() => runner.started.length === 1, 5000, 'the task to start');
     clock.advance(19 * 60_000);
@@ -167,7 +148,7 @@ describe.each(DIALECTS)('Scheduler on %s', (dialect) => {
 
   it("states a succeeded task's outcome as its reason, even after a re-queue", async () => {
     const { tasks, runner, scheduler } = await setup();
-    const task = await tasks.create(newTask());
+    const task = await tasks.create(newTaskInput());
     await tasks.transition(task.id, 'starting');
     await tasks.transition(task.id, 'queued', {
       reason: 're-queued: airlock restarted before the agent started',

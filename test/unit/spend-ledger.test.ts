@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/audit/audit-event.ts';
-import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
 import { SpendLedger, UNNAMED_MODEL } from '../../src/spend/spend-ledger.ts';
 import type { Store } from '../../src/store/database.ts';
 import { TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
 
 const PRICES = {
@@ -35,25 +35,7 @@ describe.each(DIALECTS)('the spend ledger on %s', (dialect) => {
     store = await openTestStore(dialect);
     const clock = new ManualClock(Date.parse('2026-03-15T12:00:00.000Z'));
     const tasks = new TaskStore(store, clock);
-    const task = async (repoFullName: string) =>
-      tasks.create({
-        installationId: 1,
-        repoFullName,
-        repoId: null,
-        issueNumber: 1,
-        prNumber: null,
-        kind: 'issue',
-        baseRef: 'main',
-        actorLogin: 'alice',
-        actorId: 1,
-        triggerEvent: 'issues.labeled',
-        triggerUrl: null,
-        deliveryId: null,
-        instruction: null,
-        context: {},
-        start: { from: 'ref', ref: 'main' },
-        config: DEFAULT_REPO_CONFIG,
-      });
+    const task = async (repoFullName: string) => tasks.create(newTaskInput({ repoFullName, repoId: null }));
     return { clock, task, ledger: new SpendLedger(store, clock, PRICES) };
   };
 

@@ -8,28 +8,16 @@ import { type Dialect, openStore, type Store } from '../../src/store/database.ts
 import { ApprovalStore } from '../../src/tasks/approval-store.ts';
 import { type NewTask, TaskStore } from '../../src/tasks/task-store.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
+import { newTaskInput } from '../helpers/task-fixture.ts';
 import { createTestDatabase, DIALECTS } from '../helpers/test-store.ts';
 
 function newTask(overrides: Partial<NewTask> = {}): NewTask {
-  return {
-    installationId: 1,
-    repoFullName: 'acme/widgets',
-    repoId: 7,
-    issueNumber: 1,
-    prNumber: null,
-    kind: 'issue',
-    baseRef: 'main',
-    actorLogin: 'alice',
+  return newTaskInput({
     actorId: 101,
-    triggerEvent: 'issues.labeled',
     triggerUrl: 'https://github.example/acme/widgets/issues/1',
-    deliveryId: null,
-    instruction: null,
     context: { issueTitle: 'Make it better' },
-    start: { from: 'ref', ref: 'main' },
-    config: DEFAULT_REPO_CONFIG,
     ...overrides,
-  };
+  });
 }
 
 /**
