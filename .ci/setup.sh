@@ -54,6 +54,7 @@ fi
 # --- VM image ----------------------------------------------------------------------------------
 if [ -f vm-images/build.sh ]; then
   bash vm-images/build.sh
+  [ -f vm-images/prune.sh ] && bash vm-images/prune.sh
 fi
 
 # --- test fixtures ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import type { Logger } from '../logger.ts';
 import { loadVmImage, type VmImage } from './vm-image.ts';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('../../vm-images/build.sh', import.meta.url));
+const PRUNE_SCRIPT = fileURLToPath(new URL('../../vm-images/prune.sh', import.meta.url));
 
 /**
  * Returns the VM image for this recipe, building it first when it is missing (about a minute;
@@ -48,5 +49,10 @@ export async function ensureVmImage(options: {
       },
     );
   }
-  return loadVmImage(dir);
+  const image = loadVmImage(dir);
+  // A new recipe's image is built beside the old ones: keep the one before it, remove the rest.
+  const pruned = await execa('bash', [PRUNE_SCRIPT], { env, extendEnv: false, reject: false });
+  if (pruned.exitCode !== 0)
+    options.log.warn({ stderr: String(pruned.stderr).trim() }, 'could not remove older VM images');
+  return image;
 }

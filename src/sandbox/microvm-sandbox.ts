@@ -183,19 +183,17 @@ export class MicroVmSandbox implements Sandbox {
    * The base snapshot of a shape, made on first use by a cold boot frozen once ready; undefined
    * (cold boots) when the sandbox keeps none or making it failed (tried again later).
    */
-  async #baseSnapshot(shape: VmShape): Promise<VmSnapshot | undefined> {
+  async #baseSnapshot(spec: VmShape): Promise<VmSnapshot | undefined> {
     const root = this.#options.snapshotDir;
     if (!root) return undefined;
     const host = await this.#snapshotHost();
+    // Keyed by the shape alone: a spec's other fields (its task id above all) would make a base
+    // snapshot per task, each a cold boot and hundreds of MiB on disk.
+    const shape: VmShape = { cpus: spec.cpus, memoryMib: spec.memoryMib, diskMib: spec.diskMib };
     const key = snapshotKey(host, shape);
     let made = this.#bases.get(key);
     if (!made) {
-      made = this.#makeBase(
-        root,
-        host,
-        { cpus: shape.cpus, memoryMib: shape.memoryMib, diskMib: shape.diskMib },
-        key,
-      );
+      made = this.#makeBase(root, host, shape, key);
       this.#bases.set(key, made);
       made.then((snapshot) => {
         if (!snapshot) setTimeout(() => this.#bases.delete(key), BASE_RETRY_MS).unref();
@@ -210,7 +208,7 @@ export class MicroVmSandbox implements Sandbox {
     shape: VmShape,
     key: string,
   ): Promise<VmSnapshot | undefined> {
-    const dir = path.join(root, `base-${key.slice(0, 16)}`);
+    const dir = path.join(root, baseDirName(key));
     const existing = await readSnapshot(dir, host);
     if (existing) return existing;
     await removeStaleBases(root, host);
@@ -521,15 +519,22 @@ async function coldReady(channel: GuestChannel): Promise<GuestReady> {
   return ready;
 }
 
-/** Deletes base snapshots made for another image, QEMU or host, and ones a crash left half-made. */
-async function removeStaleBases(root: string, host: SnapshotHost): Promise<void> {
+function baseDirName(key: string): string {
+  return `base-${key.slice(0, 16)}`;
+}
+
+/**
+ * Deletes base snapshots made for another image, QEMU or host, ones under a name their key does not
+ * give (made per task by airlock before 2026-12, never found again), and ones a crash left half-made.
+ */
+export async function removeStaleBases(root: string, host: SnapshotHost): Promise<void> {
   const names = await readdir(root).catch(() => [] as string[]);
   for (const name of names) {
     if (!name.startsWith('base-')) continue;
     const dir = path.join(root, name);
     const stale = name.includes('.partial-')
       ? Date.now() - (await statMtime(dir)) > 3600_000
-      : !(await readSnapshot(dir, host));
+      : (await readSnapshot(dir, host))?.key.slice(0, 16) !== name.slice('base-'.length);
     if (stale) await rm(dir, { recursive: true, force: true });
   }
 }

@@ -112,6 +112,9 @@ describe('VMs restored from a snapshot', () => {
       sockets.map((socket, i) => track(sandbox.create(spec(`clone${i}`, { proxySocket: socket })))),
     );
     if (!a || !b) throw new Error('two VMs expected');
+    expect(a.start).toBe('restored');
+    // Tasks of one shape share its one base snapshot, whatever their task ids.
+    expect(readdirSync(path.join(dir, 'snapshots'))).toHaveLength(1);
     const identity =
       'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; hostname; cat /etc/machine-id';
     const [outA, outB] = await Promise.all([run(a, identity), run(b, identity)]);
