@@ -155,7 +155,12 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   const metrics = new AirlockMetrics(store);
   audit.subscribe((event) => metrics.observeAuditEvent(event));
   const stopRetention = startRetention({ store, audit, clock, log }, { days: settings.retention.promptDays });
-  const tasks = new TaskStore(store, clock);
+  // On PostgreSQL a task queued by any process wakes every worker once its write has committed.
+  const tasks = new TaskStore(
+    store,
+    clock,
+    shared ? { onQueued: () => void store.notify(TASKS_CHANNEL).catch(() => undefined) } : {},
+  );
   const policy = loadOperatorPolicy(settings.policyFile, ports.environment ?? {});
   const rulesFor = (repoFullName: string) => policyFor(policy, repoFullName);
   const secrets = resolveDestinationSecrets(policy.secrets, ports.environment ?? {});
@@ -356,12 +361,6 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     const jobs = new GitHubJobQueue(store, clock);
     listeners.push((task) => queueStateJobs(store, jobs, log, task));
   }
-  // A task (re)queued anywhere wakes the workers (a new task is told by the plane's tick).
-  if (leases)
-    listeners.push((task) => {
-      if (task.state === 'queued')
-        store.afterCommit(() => void store.notify(TASKS_CHANNEL).catch(() => undefined));
-    });
 
   if (settings.github && role !== 'worker' && runs) {
     github = await startGitHubPlane({

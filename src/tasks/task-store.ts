@@ -71,10 +71,16 @@ export function newTaskId(): string {
 export class TaskStore {
   readonly #store: Store;
   readonly #clock: Clock;
+  readonly #onQueued: (() => void) | undefined;
 
-  constructor(store: Store, clock: Clock) {
+  /**
+   * `onQueued` is called once a write that queued a task (created it queued, or moved it back to
+   * the queue) has committed: workers on other hosts are told to claim at once.
+   */
+  constructor(store: Store, clock: Clock, options: { onQueued?: () => void } = {}) {
     this.#store = store;
     this.#clock = clock;
+    this.#onQueued = options.onQueued;
   }
 
   /** Inserts a queued task (or one awaiting approval) and returns it. */
@@ -111,7 +117,12 @@ export class TaskStore {
       })
       .returningAll()
       .executeTakeFirstOrThrow();
+    if (row.state === 'queued') this.#queued();
     return rowToTask(row);
+  }
+
+  #queued(): void {
+    if (this.#onQueued) this.#store.afterCommit(this.#onQueued);
   }
 
   /** Reads one task; throws if it does not exist. */
@@ -168,6 +179,7 @@ export class TaskStore {
           .where('task_id', '=', id)
           .where('state', '=', 'pending')
           .execute();
+      if (to === 'queued') this.#queued();
       return rowToTask(row);
     };
     return isTerminal(to) ? this.#store.transaction(write) : write();

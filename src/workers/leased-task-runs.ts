@@ -8,7 +8,7 @@ import { finishTask, type LifecycleDeps, publishRecovered } from '../tasks/task-
 import { forwardedHead, logRecovery, type TaskRuns } from '../tasks/task-runs.ts';
 import { startLeaseSweeper } from './lease-sweeper.ts';
 import type { TaskLeases, WorkerIdentity } from './task-leases.ts';
-import { CANCEL_CHANNEL, TASKS_CHANNEL, TaskWorker } from './task-worker.ts';
+import { CANCEL_CHANNEL, TaskWorker } from './task-worker.ts';
 
 /** What a lease ended unrenewed means for its task, in its reason and record. */
 const LEASE_ENDED =
@@ -55,7 +55,6 @@ export function leasedTaskRuns(deps: {
         .catch((error) => taskLog.error({ err: errorMessage(error) }, 'recovered task could not be finished'))
         .finally(() => leases.release(task.id, ownerId).catch(() => undefined));
     }
-    if (report.requeued.length) await store.notify(TASKS_CHANNEL).catch(() => undefined);
     return report;
   };
 
@@ -94,8 +93,8 @@ export function leasedTaskRuns(deps: {
       return report;
     },
     async tick() {
+      // Other hosts' workers heard of each queued task when its write committed (TaskStore's onQueued).
       if (worker) await worker.tick();
-      if ((await lifecycle.tasks.queued(1)).length > 0) await store.notify(TASKS_CHANNEL);
     },
     async cancel(taskId, by) {
       if (worker?.cancelHere(taskId, by)) return;

@@ -73,85 +73,90 @@ export class TaskLeases {
       .execute();
   }
 
-  /** Takes queued tasks for `workerId` within `limits`; returns them, now `starting` and leased. */
+  /**
+   * Takes queued tasks for `workerId` within `limits`; returns them, now `starting` and leased.
+   * Two statements in one transaction, whatever the number of tasks: the first takes the
+   * candidates (and on PostgreSQL their row locks and their repositories' claim locks), the second
+   * decides and writes, reading what committed up to the moment it began, so after the locks.
+   */
   async claim(workerId: string, limits: ClaimLimits): Promise<Task[]> {
     if (limits.free <= 0) return [];
     const postgres = this.#store.dialect === 'postgres';
     return this.#store.transaction(
       async () => {
-        const db = () => this.#store.db;
-        const candidates = await db()
-          .selectFrom('tasks')
-          .selectAll()
-          .where('state', '=', 'queued')
-          .orderBy('created_at')
-          .orderBy('seq')
-          .limit(CANDIDATES)
-          .$if(postgres, (q) => q.forUpdate().skipLocked())
-          .execute();
-        const claimed: Task[] = [];
-        const lockedRepos = new Set<string>();
+        const ids = postgres ? await this.#lockCandidates() : await this.#candidates();
+        if (ids.length === 0) return [];
+        const active = sql.join(ACTIVE_STATES.map((state) => sql.lit(state)));
         const now = this.#now();
-        const until = this.#until();
-        for (const row of candidates) {
-          if (claimed.length >= limits.free) break;
-          const repo = row.repo_full_name;
-          if (postgres && !lockedRepos.has(repo)) {
-            const { rows } = await sql<{ locked: boolean }>`
-              SELECT pg_try_advisory_xact_lock(hashtext('airlock.claim'), hashtext(${repo})) AS locked`.execute(
-              db(),
-            );
-            // Another worker is claiming in this repository at this moment: its tasks wait.
-            if (!rows[0]?.locked) continue;
-            lockedRepos.add(repo);
-          }
-          const running = await db()
-            .selectFrom('tasks')
-            .select((eb) => eb.fn.countAll<number>().as('n'))
-            .where('repo_full_name', '=', repo)
-            .where('state', 'in', ACTIVE_STATES)
-            .executeTakeFirstOrThrow();
-          if (Number(running.n) >= limits.maxPerRepo) continue;
-          const branchBusy = await db()
-            .selectFrom('tasks')
-            .select('id')
-            .where('repo_full_name', '=', repo)
-            .where('branch', '=', row.branch)
-            .where('id', '!=', row.id)
-            .where((eb) =>
-              eb.or([
-                eb('state', 'in', ACTIVE_STATES),
-                eb.and([
-                  eb('state', 'in', ['queued', 'awaiting_approval']),
-                  eb.or([
-                    eb('created_at', '<', row.created_at),
-                    eb.and([eb('created_at', '=', row.created_at), eb('seq', '<', row.seq ?? 0)]),
-                  ]),
-                ]),
-              ]),
+        // Of the candidates: those whose branch no active task holds and no task queued earlier
+        // waits for, in arrival order, within the room their repository has left; at most `free`.
+        const { rows } = await sql<{ created_at: string; seq: number | string | null }>`
+          WITH candidates AS (
+            SELECT id, repo_full_name, branch, created_at, seq FROM tasks
+            WHERE id IN (${sql.join(ids)}) AND state = 'queued'
+          ),
+          branch_free AS (
+            SELECT c.* FROM candidates c
+            WHERE NOT EXISTS (
+              SELECT 1 FROM tasks o
+              WHERE o.repo_full_name = c.repo_full_name AND o.branch = c.branch AND o.id <> c.id
+                AND (o.state IN (${active})
+                  OR (o.state IN ('queued', 'awaiting_approval')
+                    AND (o.created_at < c.created_at OR (o.created_at = c.created_at AND o.seq < c.seq))))
             )
-            .limit(1)
-            .executeTakeFirst();
-          if (branchBusy) continue;
-          const taken = await db()
-            .updateTable('tasks')
-            .set({
-              state: 'starting',
-              lease_owner: workerId,
-              lease_expires_at: until,
-              started_at: now,
-              updated_at: now,
-            })
-            .where('id', '=', row.id)
-            .where('state', '=', 'queued')
-            .returningAll()
-            .executeTakeFirst();
-          if (taken) claimed.push(rowToTask(taken));
-        }
-        return claimed;
+          ),
+          ranked AS (
+            SELECT f.id, f.created_at, f.seq,
+              row_number() OVER (PARTITION BY f.repo_full_name ORDER BY f.created_at, f.seq) AS nth,
+              (SELECT count(*) FROM tasks a
+                WHERE a.repo_full_name = f.repo_full_name AND a.state IN (${active})) AS running
+            FROM branch_free f
+          ),
+          chosen AS (
+            SELECT id FROM ranked WHERE running + nth <= ${limits.maxPerRepo}
+            ORDER BY created_at, seq LIMIT ${limits.free}
+          )
+          UPDATE tasks SET state = 'starting', lease_owner = ${workerId},
+            lease_expires_at = ${this.#until()}, started_at = ${now}, updated_at = ${now}
+          WHERE id IN (SELECT id FROM chosen) AND state = 'queued'
+          RETURNING *`.execute(this.#store.db);
+        return rows
+          .sort((a, b) => a.created_at.localeCompare(b.created_at) || Number(a.seq) - Number(b.seq))
+          .map(rowToTask);
       },
       { readCommitted: true },
     );
+  }
+
+  /** The oldest queued tasks (SQLite: one connection serialises claims, nothing to lock). */
+  async #candidates(): Promise<string[]> {
+    const rows = await this.#store.db
+      .selectFrom('tasks')
+      .select('id')
+      .where('state', '=', 'queued')
+      .orderBy('created_at')
+      .orderBy('seq')
+      .limit(CANDIDATES)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * PostgreSQL: locks the oldest queued tasks no other claim holds (`SKIP LOCKED`: competing
+   * workers pass over each other's rows instead of waiting) and tries each one's repository claim
+   * lock (transaction-scoped), so two workers cannot both count a repository's running tasks, see
+   * room, and exceed its limit. Returns the candidates whose repository lock this claim holds; the
+   * others wait for a later claim.
+   */
+  async #lockCandidates(): Promise<string[]> {
+    const { rows } = await sql<{ id: string; locked: boolean }>`
+      SELECT id, pg_try_advisory_xact_lock(hashtext('airlock.claim'), hashtext(repo_full_name)) AS locked
+      FROM (
+        SELECT id, repo_full_name, created_at, seq FROM tasks WHERE state = 'queued'
+        ORDER BY created_at, seq LIMIT ${CANDIDATES} FOR UPDATE SKIP LOCKED
+      ) candidates
+      ORDER BY created_at, seq`.execute(this.#store.db);
+    return rows.filter((r) => r.locked).map((r) => r.id);
   }
 
   /**

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Store } from '../../src/store/database.ts';
+import { openStore, type Store } from '../../src/store/database.ts';
 import { TaskLeases } from '../../src/workers/task-leases.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
-import { DIALECTS, openTestStore } from '../helpers/test-store.ts';
+import { createTestDatabase, DIALECTS, openTestStore } from '../helpers/test-store.ts';
 
 const LEASE_MS = 30_000;
 
@@ -173,5 +173,45 @@ describe.each(DIALECTS)('task leases on %s', (dialect) => {
     await leases.release('t1', 'w1');
     const taken = await leases.takeExpired('sweeper');
     expect(taken.map((t) => [t.id, t.state])).toEqual([['t1', 'starting']]);
+  });
+});
+
+describe('task leases on postgres, two workers', () => {
+  it("does not count a repository's room before another worker's claim in it has committed", async () => {
+    const url = await createTestDatabase();
+    const [a, b] = [await openStore({ url }), await openStore({ url })];
+    try {
+      const clock = new ManualClock(Date.parse('2026-12-01T10:00:00Z'));
+      // More than one claim looks at: worker 2's candidates are not the rows worker 1 holds.
+      for (let i = 0; i < 70; i++) await addTask(a, clock, { id: `t${String(i).padStart(2, '0')}` });
+      const [first, second] = [a, b].map((s) => new TaskLeases(s, clock, { leaseMs: LEASE_MS }));
+      let holding!: () => void;
+      const held = new Promise<void>((resolve) => {
+        holding = resolve;
+      });
+      let letGo!: () => void;
+      const released = new Promise<void>((resolve) => {
+        letGo = resolve;
+      });
+      // Worker 1's claim is written but not yet committed (its transaction is held open here).
+      const claiming = a.transaction(
+        async () => {
+          const got = await first!.claim('w1', { free: 2, maxPerRepo: 2 });
+          holding();
+          await released;
+          return got;
+        },
+        { readCommitted: true },
+      );
+      await held;
+      // Worker 2 must not see the repository as empty and take two more.
+      const meanwhile = await second!.claim('w2', { free: 2, maxPerRepo: 2 }).finally(letGo);
+      expect(meanwhile).toEqual([]);
+      expect((await claiming).map((t) => t.id)).toEqual(['t00', 't01']);
+      expect(await second!.claim('w2', { free: 2, maxPerRepo: 2 })).toEqual([]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });
