@@ -23,6 +23,20 @@ and an audit record in AIRLOCK_DATA_DIR. Exits 0 only when the task succeeded.
   --script   a shell script to run instead of an agent (with --agent script)`,
     load: () => import('./cli/run-command.ts'),
   },
+  worker: {
+    usage: 'airlock worker',
+    about: `run a worker: lease queued tasks from PostgreSQL and run them in microVMs on this host
+As npm start with AIRLOCK_ROLE=worker. Needs DATABASE_URL, AIRLOCK_CONTROL_URL and
+AIRLOCK_WORKER_SECRET, and never the GitHub App's key (docs/deploy.md). Stops on SIGTERM.`,
+    load: () => import('./cli/role-commands.ts').then((m) => ({ default: m.worker })),
+  },
+  control: {
+    usage: 'airlock control',
+    about: `run a control plane: webhooks, intake, GitHub jobs, web UI and the workers' internal API
+As npm start with AIRLOCK_ROLE=control; run any number behind a load balancer on one DATABASE_URL
+(docs/deploy.md). Stops on SIGTERM.`,
+    load: () => import('./cli/role-commands.ts').then((m) => ({ default: m.control })),
+  },
   'image build': {
     usage: 'airlock image build [--force]',
     about: `build (or reuse) the microVM image

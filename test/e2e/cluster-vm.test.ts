@@ -19,7 +19,7 @@ import { waitFor } from '../helpers/wait-for.ts';
 import { examplePayload } from '../helpers/webhook-examples.ts';
 
 // airlock as it is deployed on several hosts (issue 16), each role in its own process as
-// src/main.ts runs it, on one PostgreSQL database: two control planes holding the GitHub App key
+// `airlock control` and `airlock worker` run it, on one PostgreSQL database: two control planes holding the GitHub App key
 // (webhooks go to both), and two workers running real microVMs, each talking to its own control
 // plane's internal API. Twenty labelled issues become twenty pull requests; one worker is killed
 // with SIGKILL mid-task: its task is recovered once, its VM reaped when it comes back, and no
@@ -87,7 +87,7 @@ beforeAll(async () => {
           GITHUB_WEB_URL: gh.url,
           AIRLOCK_DATA_DIR: path.join(dir, name),
         },
-        { cwd: dir },
+        { cwd: dir, command: 'control' },
       ),
     );
   }
@@ -104,7 +104,10 @@ beforeAll(async () => {
       // One VM at a time per worker: CI runs another VM test file beside this one on two cores.
       AIRLOCK_MAX_CONCURRENT_TASKS: '1',
     };
-    workers.set(name, { env, process: await startAirlockProcess(env, { cwd: dir, timeoutMs: 300_000 }) });
+    workers.set(name, {
+      env,
+      process: await startAirlockProcess(env, { cwd: dir, timeoutMs: 300_000, command: 'worker' }),
+    });
   }
 }, 900_000);
 
@@ -174,6 +177,7 @@ it('runs twenty tasks on two workers behind two control planes, through a worker
   // Its VM may run on (QEMU has a session of its own; it may also have stopped on losing its
   // parent's pipes) until the worker comes back, which reaps whatever is left.
   const back = workers.get(victim)!;
+  // Restarted as npm start runs it (src/main.ts, AIRLOCK_ROLE=worker): the same worker.
   back.process = await startAirlockProcess(back.env, { cwd: dir, timeoutMs: 300_000 });
   await waitFor(() => processesNaming(slow.id).length === 0, 60_000, 'the orphaned VM reaped');
 

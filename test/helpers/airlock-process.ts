@@ -5,6 +5,7 @@ import { NODE_FLAGS } from '../../src/process/node-flags.ts';
 import { waitFor } from './wait-for.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 
 /** airlock as `npm start` runs it: src/main.ts in a process of its own, settings from its environment. */
 export interface AirlockProcess {
@@ -25,14 +26,16 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts src/main.ts with exactly `env` (and PATH), in `cwd`; resolves once it logs that it is
- * running, and fails with its output if it exits or has not started in `timeoutMs`.
+ * Starts src/main.ts (or, with `command`, `airlock <command>` from src/cli.ts) with exactly `env`
+ * (and PATH), in `cwd`; resolves once it logs that it is running, and fails with its output if it
+ * exits or has not started in `timeoutMs`.
  */
 export async function startAirlockProcess(
   env: Record<string, string>,
-  options: { cwd: string; timeoutMs?: number },
+  options: { cwd: string; timeoutMs?: number; command?: 'worker' | 'control' },
 ): Promise<AirlockProcess> {
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN], {
+  const entry = options.command ? [CLI, options.command] : [MAIN];
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...entry], {
     cwd: options.cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -29,6 +29,8 @@ const airlock = (...args: string[]) => airlockIn(dir, ...args);
 
 const COMMANDS = [
   ['run'],
+  ['worker'],
+  ['control'],
   ['image', 'build'],
   ['audit', 'verify'],
   ['audit', 'export'],
@@ -54,6 +56,24 @@ it('every command has its own --help, and a group lists its commands', () => {
   expect(audit.stdout).toContain('airlock audit verify');
   expect(audit.stdout).not.toContain('airlock run');
   expect(airlock('--help').stdout).toContain('airlock config schema');
+});
+
+it('airlock worker and airlock control name the settings their role lacks, and refuse another role', () => {
+  const worker = airlock('worker');
+  expect(worker.status).toBe(1);
+  expect(worker.stderr).toContain('AIRLOCK_ROLE=worker needs DATABASE_URL');
+  expect(worker.stderr).toContain('AIRLOCK_CONTROL_URL is required for a worker');
+  const control = airlock('control');
+  expect(control.status).toBe(1);
+  expect(control.stderr).toContain('AIRLOCK_ROLE=control needs DATABASE_URL');
+  const conflicting = spawnSync(process.execPath, [cli, 'worker'], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, AIRLOCK_DATA_DIR: dir, AIRLOCK_ROLE: 'control' },
+    encoding: 'utf8',
+  });
+  expect(conflicting.status).toBe(2);
+  expect(conflicting.stderr).toContain('AIRLOCK_ROLE is control in this environment');
+  expect(airlock('worker', 'extra').status).toBe(2);
 });
 
 it('an unknown command or option is an error that says what is unknown', () => {
