@@ -41,6 +41,24 @@ export async function createCloneDisks(options: {
   ]);
 }
 
+/**
+ * Rewrites a qcow2 overlay as an image of its own: what its backing file holds is copied in (only
+ * what is allocated: holes stay holes, so an empty scratch file system adds a few MiB). A snapshot's
+ * scratch disk is made so, because its backing file (the empty file system of its size, in the data
+ * directory of the process that made it) may be gone when another process restores it.
+ */
+export async function detachBacking(file: string): Promise<void> {
+  const standalone = `${file}.standalone`;
+  try {
+    await runProcess('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'qcow2', file, standalone], {
+      timeoutMs: 600_000,
+    });
+    await rename(standalone, file);
+  } finally {
+    await rm(standalone, { force: true });
+  }
+}
+
 function qcow2Over(backing: string, file: string, backingFormat: 'raw' | 'qcow2' = 'raw') {
   return runProcess('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file], {
     timeoutMs: 10_000,

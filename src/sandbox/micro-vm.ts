@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SandboxError } from '../errors.ts';
 import type { ProcessHandle } from '../process/spawn-process.ts';
+import { detachBacking } from './disks.ts';
 import type { GuestChannel } from './guest-channel.ts';
 import type { GuestProcess } from './guest-protocol.ts';
 import type { ProxyGate } from './proxy-gate.ts';
@@ -166,6 +167,7 @@ export class MicroVm implements Vm {
     await moveInto(memory, path.join(dir, SNAPSHOT_FILES.memory));
     await moveInto(this.files.overlay, path.join(dir, SNAPSHOT_FILES.root));
     await moveInto(this.files.scratch, path.join(dir, SNAPSHOT_FILES.scratch));
+    await detachBacking(path.join(dir, SNAPSHOT_FILES.scratch));
     await this.destroy();
   }
 

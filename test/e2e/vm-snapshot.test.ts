@@ -108,6 +108,9 @@ describe('VMs restored from a snapshot', () => {
   it('gives two VMs restored at once different randomness, TLS client randoms, identities and disks', async () => {
     const sockets = [path.join(dir, 'a.sock'), path.join(dir, 'b.sock')];
     const randoms = sockets.map((socket) => clientHelloRecorder(socket));
+    // The base snapshot stands on its own: another process, with another data directory (and so
+    // none of this one's empty scratch file systems), restores from it.
+    await rm(path.join(dir, 'data', 'scratch-templates'), { recursive: true, force: true });
     const [a, b] = await Promise.all(
       sockets.map((socket, i) => track(sandbox.create(spec(`clone${i}`, { proxySocket: socket })))),
     );
