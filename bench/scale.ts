@@ -35,7 +35,7 @@ const { values } = parseArgs({
     tasks: { type: 'string', default: '2000' },
     claimers: { type: 'string', default: '16' },
     repos: { type: 'string', default: '50' },
-    pickups: { type: 'string', default: '20' },
+    pickups: { type: 'string', default: '50' },
     'pickup-workers': { type: 'string', default: '4' },
     failovers: { type: 'string', default: '5' },
   },
@@ -70,19 +70,19 @@ try {
     ack_p50_ms: { sqlite: acks.sqlite.p50, postgres: acks.postgres.p50 },
     ack_p99_ms: { sqlite: acks.sqlite.p99, postgres: acks.postgres.p99 },
     ack_p99_ratio_pg_sqlite: acks.ratio,
-    claim_p50_ms: claims.p50,
-    claim_p95_ms: claims.p95,
+    claim_p50_ms: pickup.p50,
+    claim_p95_ms: pickup.p95,
     claims_per_s: claims.perSecond,
+    claim_call_p50_ms: claims.p50,
+    claim_call_p95_ms: claims.p95,
     double_claims: claims.doubleClaims,
-    queued_to_claimed_p50_ms: pickup.p50,
-    queued_to_claimed_p95_ms: pickup.p95,
     failover_s: failover.median,
     failover_p95_s: failover.p95,
     lease_timeout_s: failover.leaseSeconds,
     failover_over_lease: round(failover.median / failover.leaseSeconds),
     targets: {
       ack_p99_ratio_pg_sqlite: '<= 1.5',
-      queued_to_claimed_p50_ms: '< 20 (the issue’s claim_p50_ms: runnable to claimed, four workers)',
+      claim_p50_ms: '< 20 (a task queued by intake to a worker’s claim of it, four workers)',
       double_claims: '== 0',
       failover_s: `< lease_timeout_s + 2 = ${failover.leaseSeconds + 2}`,
     },
@@ -95,13 +95,15 @@ try {
       'are medians over rounds; failover_p95_s is the p95 (nearest rank) over rounds. acks: ' +
       'bench/webhooks.ts in pairs (SQLite: airlock in one process; PostgreSQL: a control plane, ' +
       'AIRLOCK_ROLE=control, queuing tasks for workers), the order alternating; ack_p99_ratio_pg_sqlite ' +
-      'is the median of the pairs’ ratios. claims: claim_p50_ms and claim_p95_ms are the latency of one ' +
+      'is the median of the pairs’ ratios. claim_p50_ms and claim_p95_ms: pickup, below. claims: ' +
+      'claims_per_s with 16 claimers competing; claim_call_p50_ms and claim_call_p95_ms are the latency of one ' +
       'TaskLeases.claim call that took at least one task; the claimers skip the VM and run nothing ' +
       '(claimed tasks stay starting); each has its own Store and connection pool, all in this one ' +
       `process; a claim that found nothing waits ${EMPTY_CLAIM_PAUSE_MS} ms and tries again until the ` +
       'queue is empty. pickup: workers in this process with the runner double in place of VMs and the ' +
-      'product’s polling intervals; one task at a time, from created_at (intake) to started_at (the ' +
-      'claim). failover: a control plane and a worker in this process; from the moment the worker’s ' +
+      'product’s polling intervals; one task at a time, from created_at (written by intake inside its ' +
+      'transaction, so before the task is visible: the rest of that transaction counts) to started_at ' +
+      '(written by the claim). failover: a control plane and a worker in this process; from the moment the worker’s ' +
       'store had closed (its last lease renewal landed before) to the task’s finished_at, written when ' +
       'the control plane’s lease sweep (every 1 s) recovered it.',
   });
