@@ -178,6 +178,11 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
 
   const approvals = new ApprovalStore(store, clock);
   const held = new HeldResults(store, clock, settings.dataDir);
+  // Held results this host kept whose push or ending happened elsewhere (or before a restart).
+  if (role !== 'control') {
+    const removed = await held.removeDiscarded();
+    if (removed.length) log.info({ tasks: removed }, 'removed held results that are no longer waiting');
+  }
   const spend = new SpendLedger(store, clock, policy.prices);
 
   // The GitHub plane attaches its reporting to state changes once it exists (a worker queues the

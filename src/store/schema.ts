@@ -174,6 +174,8 @@ export interface HeldResultsTable {
   repo_path: string;
   bundle_path: string;
   bundle_sha256: string;
+  /** The bundle's bytes, for a push run on another host than the one that held it; null once discarded. */
+  bundle: Buffer | null;
   diff_stat: string;
   patch: string;
   patch_truncated: Generated<number>;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { AuditEvent } from '../audit/audit-event.ts';
@@ -8,7 +9,7 @@ import { ProcessError } from '../errors.ts';
 import { type ProcessResult, runProcess } from '../process/run-process.ts';
 import type { Store } from '../store/database.ts';
 import { ChangedFile, type PushShown } from './approval-store.ts';
-import type { Task } from './task.ts';
+import { type Task, TERMINAL_STATES } from './task.ts';
 
 const GIT_TIMEOUT_MS = 10 * 60_000;
 /** The most of a held patch kept in the record (the bundle holds the whole result). */
@@ -126,9 +127,8 @@ export class HeldResults {
     const bundlePath = path.join(this.#dir, `${task.id}.bundle`);
     const range = from ? [`${from}..refs/heads/${task.branch}`] : [`refs/heads/${task.branch}`];
     await git([...at, 'bundle', 'create', '--quiet', bundlePath, ...range], {});
-    const bundleSha256 = createHash('sha256')
-      .update(await readFile(bundlePath))
-      .digest('hex');
+    const bundle = await readFile(bundlePath);
+    const bundleSha256 = createHash('sha256').update(bundle).digest('hex');
     const files = parseNumstat(numstat);
     const row = {
       task_id: task.id,
@@ -137,6 +137,7 @@ export class HeldResults {
       repo_path: repo,
       bundle_path: bundlePath,
       bundle_sha256: bundleSha256,
+      bundle,
       diff_stat: diffStat,
       patch,
       patch_truncated: patchTruncated ? 1 : 0,
@@ -167,7 +168,20 @@ export class HeldResults {
   async get(taskId: string): Promise<HeldResult | undefined> {
     const r = await this.#store.db
       .selectFrom('held_results')
-      .selectAll()
+      .select([
+        'task_id',
+        'base_sha',
+        'head_sha',
+        'repo_path',
+        'bundle_path',
+        'bundle_sha256',
+        'diff_stat',
+        'patch',
+        'patch_truncated',
+        'files_json',
+        'held_at',
+        'discarded_at',
+      ])
       .where('task_id', '=', taskId)
       .executeTakeFirst();
     if (!r) return undefined;
@@ -189,20 +203,19 @@ export class HeldResults {
 
   /**
    * Pushes exactly the held commit to the task's branch upstream, with `token` (minted for this
-   * push). Not forced: a branch that moved upstream while the result waited refuses it.
+   * push). Not forced: a branch that moved upstream while the result waited refuses it. Run on
+   * another host than the one that held it (with several workers, whichever claims the approved
+   * task), it first rebuilds the held repository here from the bundle kept in the database.
    */
   async release(task: Task, upstreamUrl: string, token: string, signal?: AbortSignal): Promise<string> {
     const held = await this.get(task.id);
     if (!held || held.discardedAt) throw new ProcessError(`task ${task.id} holds no result to push`);
+    // This host's held repository, if it held the result (the record names the holder's path).
+    const repo = existsSync(this.repoPath(task.id))
+      ? this.repoPath(task.id)
+      : await this.#fromBundle(task, held, upstreamUrl, token, signal);
     const pushed = await git(
-      [
-        '--git-dir',
-        held.repoPath,
-        'push',
-        '--quiet',
-        upstreamUrl,
-        `${held.headSha}:refs/heads/${task.branch}`,
-      ],
+      ['--git-dir', repo, 'push', '--quiet', upstreamUrl, `${held.headSha}:refs/heads/${task.branch}`],
       { auth: token, okExitCodes: [0, 1], ...(signal ? { signal } : {}) },
     );
     if (pushed.exitCode !== 0)
@@ -216,6 +229,81 @@ export class HeldResults {
     return held.headSha;
   }
 
+  /**
+   * The held repository rebuilt on this host: the task's starting point fetched from upstream (as
+   * when it was held), then the held commits from the bundle the database keeps, checked against
+   * the digest recorded when it was held.
+   */
+  async #fromBundle(
+    task: Task,
+    held: HeldResult,
+    upstreamUrl: string,
+    token: string,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const row = await this.#store.db
+      .selectFrom('held_results')
+      .select('bundle')
+      .where('task_id', '=', task.id)
+      .executeTakeFirst();
+    const bundle = row?.bundle ? Buffer.from(row.bundle) : undefined;
+    if (!bundle)
+      throw new ProcessError(`task ${task.id}'s held result is on another host, and its bundle is not kept`);
+    if (createHash('sha256').update(bundle).digest('hex') !== held.bundleSha256)
+      throw new ProcessError(
+        `task ${task.id}'s held bundle does not match the digest recorded when it was held`,
+      );
+    await this.prepare(task, upstreamUrl, async () => token);
+    const repo = this.repoPath(task.id);
+    const file = path.join(this.#dir, `${task.id}.bundle`);
+    await writeFile(file, bundle, { mode: 0o600 });
+    const branch = `refs/heads/${task.branch}`;
+    const fetched = await git(['--git-dir', repo, 'fetch', '--quiet', file, `+${branch}:${branch}`], {
+      okExitCodes: [0, 1, 128],
+      ...(signal ? { signal } : {}),
+    });
+    if (fetched.exitCode !== 0)
+      throw new ProcessError(
+        `the held commits of task ${task.id} could not be applied on this host (is the commit they start from still upstream?)`,
+        { exitCode: fetched.exitCode, stderr: fetched.stderr },
+      );
+    const at = (
+      await git(['--git-dir', repo, 'rev-parse', '--verify', `${branch}^{commit}`], {})
+    ).stdout.trim();
+    if (at !== held.headSha)
+      throw new ProcessError(
+        `the held bundle of task ${task.id} gives ${at}, not the approved ${held.headSha}`,
+      );
+    return repo;
+  }
+
+  /**
+   * Deletes this host's held repositories and bundles whose result was discarded, perhaps by
+   * another process (with several workers, the approved push or the task's ending may happen
+   * elsewhere). Run when airlock starts; returns the task ids whose files went.
+   */
+  async removeDiscarded(): Promise<string[]> {
+    const names = await readdir(this.#dir).catch(() => [] as string[]);
+    const ids = [...new Set(names.map((n) => n.replace(/\.(git|bundle)$/, '')))];
+    if (ids.length === 0) return [];
+    // Kept: a task still under way (prepared, or waiting for approval) whose result is not discarded.
+    const open = await this.#store.db
+      .selectFrom('tasks')
+      .leftJoin('held_results', 'held_results.task_id', 'tasks.id')
+      .select('tasks.id')
+      .where('tasks.id', 'in', ids)
+      .where('tasks.state', 'not in', TERMINAL_STATES)
+      .where('held_results.discarded_at', 'is', null)
+      .execute();
+    const live = new Set(open.map((r) => r.id));
+    const gone = ids.filter((id) => !live.has(id));
+    for (const id of gone) {
+      await rm(this.repoPath(id), { recursive: true, force: true });
+      await rm(path.join(this.#dir, `${id}.bundle`), { force: true });
+    }
+    return gone;
+  }
+
   /** Deletes a task's held repository and bundle; the record of what was held stays. */
   async discard(taskId: string): Promise<boolean> {
     const repo = this.repoPath(taskId);
@@ -227,7 +315,7 @@ export class HeldResults {
     await rm(path.join(this.#dir, `${taskId}.bundle`), { force: true });
     await this.#store.db
       .updateTable('held_results')
-      .set({ discarded_at: this.#clock.now().toISOString() })
+      .set({ discarded_at: this.#clock.now().toISOString(), bundle: null })
       .where('task_id', '=', taskId)
       .where('discarded_at', 'is', null)
       .execute();
