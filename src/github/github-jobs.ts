@@ -211,7 +211,7 @@ export class GitHubJobQueue {
    * that fails waits out its back-off while later jobs overtake it. Returns how many ran
    * (succeeded or not).
    */
-  async drain(execute: GitHubJobExecutor, log: Logger, limit = 100): Promise<number> {
+  async drain(execute: GitHubJobExecutor, log: Logger, limit = 100, signal?: AbortSignal): Promise<number> {
     // Jobs queued while this drain runs (by the jobs it runs, say) wait for the next one.
     const last = await this.#store.db
       .selectFrom('github_jobs')
@@ -223,7 +223,8 @@ export class GitHubJobQueue {
     for (let claimed = await this.#claim(last.id); claimed; claimed = await this.#claim(last.id)) {
       ran++;
       await this.#run(claimed, execute, log);
-      if (ran >= limit) break;
+      // A process that stops leaves the rest to another replica, or to itself when it starts again.
+      if (ran >= limit || signal?.aborted) break;
     }
     return ran;
   }

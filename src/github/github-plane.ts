@@ -257,7 +257,12 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
   const runs = deps.runs;
   const recovery = await runs.start();
-  const jobLoop = startWorkLoop('github-jobs', () => jobs.drain(execute, log), log, pollMs);
+  const jobLoop = startWorkLoop(
+    'github-jobs',
+    (signal) => jobs.drain(execute, log, 100, signal),
+    log,
+    pollMs,
+  );
   const intentLoop = startWorkLoop(
     'webhooks',
     async () =>

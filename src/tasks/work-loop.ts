@@ -9,16 +9,21 @@ export interface WorkLoop {
   stop(): Promise<void>;
 }
 
-/** Starts a {@link WorkLoop}. `step` returns how much it did; a busy loop runs again at once. */
+/**
+ * Starts a {@link WorkLoop}. `step` returns how much it did; a busy loop runs again at once. Its
+ * signal aborts when the loop is stopped: a step that works through a batch ends after the item in
+ * hand instead of finishing the batch.
+ */
 export function startWorkLoop(
   name: string,
-  step: () => Promise<number>,
+  step: (signal: AbortSignal) => Promise<number>,
   log: Logger,
   intervalMs = 1000,
 ): WorkLoop {
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = false;
+  const stopping = new AbortController();
   const waiters: Array<() => void> = [];
 
   const run = (): void => {
@@ -31,7 +36,7 @@ export function startWorkLoop(
     running = (async () => {
       let did = 0;
       try {
-        did = await step();
+        did = await step(stopping.signal);
       } catch (error) {
         log.error({ loop: name, err: errorMessage(error) }, 'work loop step failed');
       }
@@ -55,6 +60,7 @@ export function startWorkLoop(
       }),
     stop: async () => {
       stopped = true;
+      stopping.abort();
       clearInterval(timer);
       await running;
       for (const resolve of waiters.splice(0)) resolve();

@@ -28,6 +28,26 @@ describe.each(DIALECTS)('the GitHub job queue on %s', (dialect) => {
     expect(await jobs.pendingCount()).toBe(0);
   });
 
+  it('ends a drain after the job in hand once its process stops, leaving the rest pending', async () => {
+    const jobs = new GitHubJobQueue(await open(), new ManualClock());
+    for (const body of ['one', 'two', 'three'])
+      await jobs.enqueue({ kind: 'comment', installationId: 1, repo: 'a/b', issueNumber: 1, body });
+    const stopping = new AbortController();
+    const ran: string[] = [];
+    const did = await jobs.drain(
+      async (job) => {
+        ran.push(job.kind === 'comment' ? job.body : job.kind);
+        stopping.abort();
+      },
+      log,
+      100,
+      stopping.signal,
+    );
+    expect(did).toBe(1);
+    expect(ran).toEqual(['one']);
+    expect(await jobs.pendingCount()).toBe(2);
+  });
+
   it('retries a failing job with growing back-off on the clock, and gives up at once when GitHub refuses it', async () => {
     const clock = new ManualClock();
     const jobs = new GitHubJobQueue(await open(), clock);
