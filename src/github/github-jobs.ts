@@ -100,16 +100,19 @@ export function queueWithChange(
     );
 }
 
-/** Queues the jobs a task's new state calls for (see jobsForState) with the change. */
+/** Queues the jobs a task's new state calls for (see jobsForState). */
+export async function enqueueStateJobs(jobs: Pick<GitHubJobQueue, 'enqueue'>, task: Task): Promise<void> {
+  for (const job of jobsForState(task)) await jobs.enqueue(job);
+}
+
+/** Queues the jobs a task's new state calls for with the change (see queueWithChange). */
 export function queueStateJobs(
   store: Pick<Store, 'inTransaction' | 'beforeCommit'>,
   jobs: Pick<GitHubJobQueue, 'enqueue'>,
   log: Logger,
   task: Task,
 ): void {
-  queueWithChange(store, log, `task ${task.id}`, async () => {
-    for (const job of jobsForState(task)) await jobs.enqueue(job);
-  });
+  queueWithChange(store, log, `task ${task.id}`, () => enqueueStateJobs(jobs, task));
 }
 
 /** Runs one job against GitHub. */

@@ -34,10 +34,10 @@ import { hasWriteAccess } from './collaborator-permission.ts';
 import { DELIVERIES_CHANNEL, DeliveryLog } from './delivery-log.ts';
 import { GitHubClient } from './github-client.ts';
 import {
+  enqueueStateJobs,
   GITHUB_JOBS_CHANNEL,
   type GitHubJob,
   GitHubJobQueue,
-  queueStateJobs,
   queueWithChange,
 } from './github-jobs.ts';
 import { GitHubReporter } from './github-reporter.ts';
@@ -232,10 +232,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   };
   // What GitHub hears of a task follows its state: the tracking comment and check run are
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
-  deps.listeners.push((task) => {
-    queueStateJobs(store, jobs, log, task);
-    store.afterCommit(wakeAll);
-  });
+  deps.listeners.push((task) => queueFromListener(`task ${task.id}`, () => enqueueStateJobs(jobs, task)));
   deps.lifecycle.publish = reporter.publish;
   // A failed build is reported where the person who caused it looks: the issue or pull request
   // that asked for it, or the commit whose push triggered it.

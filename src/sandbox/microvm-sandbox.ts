@@ -25,6 +25,7 @@ import {
   SNAPSHOT_FILES,
   type SnapshotHost,
   sealSnapshot,
+  shapeOf,
   snapshotKey,
 } from './vm-snapshot.ts';
 import { type SpawnedVm, WarmPool } from './warm-pool.ts';
@@ -187,9 +188,7 @@ export class MicroVmSandbox implements Sandbox {
     const root = this.#options.snapshotDir;
     if (!root) return undefined;
     const host = await this.#snapshotHost();
-    // Keyed by the shape alone: a spec's other fields (its task id above all) would make a base
-    // snapshot per task, each a cold boot and hundreds of MiB on disk.
-    const shape: VmShape = { cpus: spec.cpus, memoryMib: spec.memoryMib, diskMib: spec.diskMib };
+    const shape = shapeOf(spec);
     const key = snapshotKey(host, shape);
     let made = this.#bases.get(key);
     if (!made) {

@@ -46,10 +46,18 @@ const SnapshotManifest = z.object({
   }),
 });
 
-/** sha256 over everything a restore must match; snapshots with another key are never loaded. */
+/** A VM's shape alone, from anything that has one (a VM request carries its task id too). */
+export function shapeOf(of: VmShape): VmShape {
+  return { cpus: of.cpus, memoryMib: of.memoryMib, diskMib: of.diskMib };
+}
+
+/**
+ * sha256 over everything a restore must match; snapshots with another key are never loaded. Of
+ * `shape` only its three numbers count: a whole VM request would give every task a key of its own.
+ */
 export function snapshotKey(host: SnapshotHost, shape: VmShape): string {
   return createHash('sha256')
-    .update(JSON.stringify([1, host.imageDigest, host.accel, host.qemu, host.tscKhz, shape]))
+    .update(JSON.stringify([1, host.imageDigest, host.accel, host.qemu, host.tscKhz, shapeOf(shape)]))
     .digest('hex');
 }
 
@@ -76,8 +84,9 @@ export async function sealSnapshot(
   partial: string,
   dir: string,
   host: SnapshotHost,
-  shape: VmShape,
+  of: VmShape,
 ): Promise<VmSnapshot> {
+  const shape = shapeOf(of);
   const snapshot: VmSnapshot = {
     dir,
     key: snapshotKey(host, shape),

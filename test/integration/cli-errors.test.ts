@@ -19,13 +19,14 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const airlockIn = (dataDir: string, ...args: string[]) =>
+const airlockWith = (env: Record<string, string>, ...args: string[]) =>
   spawnSync(process.execPath, [cli, ...args], {
     cwd: dir,
-    env: { PATH: process.env.PATH, AIRLOCK_DATA_DIR: dataDir },
+    env: { PATH: process.env.PATH, AIRLOCK_DATA_DIR: dir, ...env },
     encoding: 'utf8',
   });
-const airlock = (...args: string[]) => airlockIn(dir, ...args);
+const airlockIn = (dataDir: string, ...args: string[]) => airlockWith({ AIRLOCK_DATA_DIR: dataDir }, ...args);
+const airlock = (...args: string[]) => airlockWith({}, ...args);
 
 const COMMANDS = [
   ['run'],
@@ -66,11 +67,7 @@ it('airlock worker and airlock control name the settings their role lacks, and r
   const control = airlock('control');
   expect(control.status).toBe(1);
   expect(control.stderr).toContain('AIRLOCK_ROLE=control needs DATABASE_URL');
-  const conflicting = spawnSync(process.execPath, [cli, 'worker'], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, AIRLOCK_DATA_DIR: dir, AIRLOCK_ROLE: 'control' },
-    encoding: 'utf8',
-  });
+  const conflicting = airlockWith({ AIRLOCK_ROLE: 'control' }, 'worker');
   expect(conflicting.status).toBe(2);
   expect(conflicting.stderr).toContain('AIRLOCK_ROLE is control in this environment');
   expect(airlock('worker', 'extra').status).toBe(2);

@@ -26,29 +26,9 @@ describe.each(DIALECTS)('held results on %s', (dialect) => {
     store = await openTestStore(dialect);
     const clock = new ManualClock(Date.parse('2026-03-01T10:00:00.000Z'));
     const held = new HeldResults(store, clock, path.join(dir, 'data'));
-    const env = {
-      HOME: dir,
-      GIT_CONFIG_GLOBAL: '/dev/null',
-      GIT_AUTHOR_NAME: 'a',
-      GIT_AUTHOR_EMAIL: 'a@example.invalid',
-      GIT_COMMITTER_NAME: 'a',
-      GIT_COMMITTER_EMAIL: 'a@example.invalid',
-    };
-    const work = path.join(dir, 'work');
-    const git = async (...args: string[]) =>
-      (await runProcess('git', args, { cwd: work, env, timeoutMs: 30_000 })).stdout.trim();
     // Upstream: one commit on main.
-    const upstream = path.join(dir, 'upstream.git');
-    await runProcess('git', ['init', '--quiet', '--bare', '-b', 'main', upstream], {
-      env,
-      timeoutMs: 30_000,
-    });
-    await runProcess('git', ['clone', '--quiet', upstream, work], { env, timeoutMs: 30_000 });
-    await writeFile(path.join(work, 'README.md'), 'hello\n');
-    await git('add', '-A');
-    await git('commit', '--quiet', '-m', 'base');
-    await git('push', '--quiet', 'origin', 'HEAD:refs/heads/main');
-    const base = await git('rev-parse', 'HEAD');
+    const repo = await upstreamWithBase(dir);
+    const { upstream, base } = repo;
 
     const task = await new TaskStore(store, clock).create(
       newTaskInput({ repoId: null, branch: 'airlock/issue-1-held' }),
@@ -56,12 +36,8 @@ describe.each(DIALECTS)('held results on %s', (dialect) => {
     expect(await held.get(task.id)).toBeUndefined();
     await held.prepare(task, upstream, async () => 'unused-for-a-local-path');
     // The agent's push, received into the held repository instead of upstream.
-    await writeFile(path.join(work, 'README.md'), 'hello, friend\n');
-    await writeFile(path.join(work, 'NEW.md'), 'new\n');
-    await git('add', '-A');
-    await git('commit', '--quiet', '-m', 'agent');
-    const head = await git('rev-parse', 'HEAD');
-    await git('push', '--quiet', held.repoPath(task.id), `HEAD:refs/heads/${task.branch}`);
+    const head = await repo.commit({ 'README.md': 'hello, friend\n', 'NEW.md': 'new\n' }, 'agent');
+    await repo.git('push', '--quiet', held.repoPath(task.id), `HEAD:refs/heads/${task.branch}`);
 
     const shown = await held.hold(task, head, []);
     expect(shown).toMatchObject({ gate: 'push', base, head, commands: [], hosts: [] });
@@ -107,11 +83,11 @@ describe.each(DIALECTS)('held results on %s', (dialect) => {
     const tasks = new TaskStore(store, clock);
     const task = await tasks.create(newTaskInput({ repoId: null, branch: 'airlock/issue-1-elsewhere' }));
     await one!.prepare(task, repo.upstream, async () => 'unused-for-a-local-path');
-    const head = await repo.commit('NEW.md', 'agent');
+    const head = await repo.commit({ 'NEW.md': 'new\n' }, 'agent');
     await repo.git('push', '--quiet', one!.repoPath(task.id), `HEAD:refs/heads/${task.branch}`);
     await one!.hold(task, head, []);
     // Upstream gains other work meanwhile.
-    await repo.commit('LATER.md', 'someone else');
+    await repo.commit({ 'LATER.md': 'later\n' }, 'someone else');
     await repo.git('push', '--quiet', 'origin', 'HEAD:refs/heads/other');
 
     // Worker 2's machine has none of worker 1's disk.
@@ -140,7 +116,7 @@ describe.each(DIALECTS)('held results on %s', (dialect) => {
       newTaskInput({ repoId: null, branch: 'airlock/issue-1-t' }),
     );
     await one!.prepare(task, repo.upstream, async () => 'unused');
-    const head = await repo.commit('NEW.md', 'agent');
+    const head = await repo.commit({ 'NEW.md': 'new\n' }, 'agent');
     await repo.git('push', '--quiet', one!.repoPath(task.id), `HEAD:refs/heads/${task.branch}`);
     await one!.hold(task, head, []);
     await store.db
@@ -178,13 +154,13 @@ async function upstreamWithBase(dir: string) {
     ).stdout.trim();
   await git('init', '--quiet', '--bare', '-b', 'main', upstream);
   await git('clone', '--quiet', upstream, work);
-  const commit = async (file: string, message: string) => {
-    await writeFile(path.join(work, file), `${message}\n`);
+  const commit = async (files: Record<string, string>, message: string) => {
+    for (const [file, text] of Object.entries(files)) await writeFile(path.join(work, file), text);
     await git('add', '-A');
     await git('commit', '--quiet', '-m', message);
     return git('rev-parse', 'HEAD');
   };
-  await commit('README.md', 'base');
+  const base = await commit({ 'README.md': 'hello\n' }, 'base');
   await git('push', '--quiet', 'origin', 'HEAD:refs/heads/main');
-  return { upstream, git, commit };
+  return { upstream, base, git, commit };
 }
