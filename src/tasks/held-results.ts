@@ -6,12 +6,11 @@ import { z } from 'zod';
 import type { AuditEvent } from '../audit/audit-event.ts';
 import type { Clock } from '../clock.ts';
 import { ProcessError } from '../errors.ts';
-import { type ProcessResult, runProcess } from '../process/run-process.ts';
+import { hostGit as git } from '../git/host-git.ts';
 import type { Store } from '../store/database.ts';
 import { ChangedFile, type PushShown } from './approval-store.ts';
 import { type Task, TERMINAL_STATES } from './task.ts';
 
-const GIT_TIMEOUT_MS = 10 * 60_000;
 /** The most of a held patch kept in the record (the bundle holds the whole result). */
 const PATCH_MAX_BYTES = 2 * 1024 * 1024;
 /** Where the base a task started from is kept in its held repository. */
@@ -321,32 +320,6 @@ export class HeldResults {
       .execute();
     return existed;
   }
-}
-
-/** Runs git on the host: no system or global config, the token (if any) in an environment header. */
-async function git(
-  args: readonly string[],
-  options: { auth?: string; okExitCodes?: readonly number[]; signal?: AbortSignal },
-): Promise<ProcessResult> {
-  const env: Record<string, string> = {
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-    GIT_TERMINAL_PROMPT: '0',
-    HOME: '/nonexistent',
-  };
-  if (options.auth) {
-    // In the environment (readable only by this user), never on the command line.
-    env.GIT_CONFIG_COUNT = '1';
-    env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
-    env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${Buffer.from(`x-access-token:${options.auth}`).toString('base64')}`;
-  }
-  const result = await runProcess('git', args, {
-    env,
-    timeoutMs: GIT_TIMEOUT_MS,
-    okExitCodes: options.okExitCodes ?? [0],
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  return result;
 }
 
 function parseNumstat(text: string): ChangedFile[] {
