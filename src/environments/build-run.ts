@@ -68,7 +68,9 @@ export async function runBuild(
   const superseded = await store.current(build.repoFullName);
   const { source, sizeBytes } = made;
   await store.succeedBuild(build.id, { id: envId, dir, sizeBytes, ...source }, output.tail());
-  audit.append(build.id, 'build.outcome', { state: 'succeeded', environment: envId, sizeBytes, ...source });
+  // The workspace's refs are in the build's `build.source` already.
+  const { workspaceRefs: _refs, ...outcome } = source;
+  audit.append(build.id, 'build.outcome', { state: 'succeeded', environment: envId, sizeBytes, ...outcome });
   log.info({ environment: envId, sizeBytes }, 'environment built');
   return { ended: await store.build(build.id), ...(superseded ? { superseded } : {}) };
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../logger.ts';
 import type { VmSnapshot } from '../sandbox/sandbox.ts';
 import type { EnvironmentConfig } from './environment-key.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
+import type { WorkspaceRefs } from './workspace-refs.ts';
 
 /** What a builder is given for one build. */
 export interface BuildRequest {
@@ -28,6 +29,8 @@ export interface BuiltSource {
   specHash: string;
   /** environmentKey: the spec plus the key files' content at `commitSha`. */
   envKey: string;
+  /** The workspace's refs as cloned (absent when they could not be read): see WorkspaceRefs. */
+  workspaceRefs?: WorkspaceRefs;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { RepoConfig } from '../config/repo-config.ts';
 import type { Store } from '../store/database.ts';
 import { newTaskId } from '../tasks/task-store.ts';
+import { WorkspaceRefs } from './workspace-refs.ts';
 
 /** Why a build was asked for, and by whom (shown in the UI, recorded in the build's chain). */
 export const BuildTrigger = z
@@ -59,6 +60,8 @@ export const EnvironmentRecord = z.object({
   lastUsedAt: z.string(),
   collectedAt: z.string().nullable(),
   collectedWhy: z.string().nullable(),
+  /** The workspace's refs as cloned; null for environments built before they were recorded. */
+  workspaceRefs: WorkspaceRefs.nullable(),
 });
 export type EnvironmentRecord = z.infer<typeof EnvironmentRecord>;
 
@@ -105,6 +108,7 @@ const ENV_COLUMNS = [
   'last_used_at',
   'collected_at',
   'collected_why',
+  'workspace_refs',
 ] as const;
 
 /** Durable storage of environment builds and the environments they made, on either database. */
@@ -240,7 +244,15 @@ export class EnvironmentStore {
    */
   async succeedBuild(
     id: string,
-    env: { id: string; dir: string; sizeBytes: number; commitSha: string; specHash: string; envKey: string },
+    env: {
+      id: string;
+      dir: string;
+      sizeBytes: number;
+      commitSha: string;
+      specHash: string;
+      envKey: string;
+      workspaceRefs?: WorkspaceRefs;
+    },
     logTail: string,
   ): Promise<EnvironmentRecord> {
     return this.#store.transaction(async () => {
@@ -260,6 +272,7 @@ export class EnvironmentStore {
           state: 'ready',
           created_at: now,
           last_used_at: now,
+          workspace_refs: env.workspaceRefs ? JSON.stringify(env.workspaceRefs) : null,
         })
         .execute();
       await this.#store.db
@@ -390,5 +403,6 @@ function envFromRow(row: unknown): EnvironmentRecord {
     lastUsedAt: r.last_used_at,
     collectedAt: r.collected_at,
     collectedWhy: r.collected_why,
+    workspaceRefs: r.workspace_refs === null ? null : JSON.parse(String(r.workspace_refs)),
   });
 }

@@ -17,6 +17,7 @@ import {
   parseLsFiles,
 } from './environment-key.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
+import { FOR_EACH_REF_FORMAT, parseWorkspaceRefs } from './workspace-refs.ts';
 
 /** The workspace, where the task runner expects it after a restore. */
 export const WORKSPACE_DIR = '/work/repo';
@@ -169,14 +170,26 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
     };
 
     await sh('git clone', { argv: ['git', 'clone', '--quiet', remote, WORKSPACE_DIR], cwd: '/work' });
-    // Read before any of the repository's own code has run: the key is what git cloned.
-    const commitSha = (await sh('git rev-parse HEAD', { argv: ['git', 'rev-parse', 'HEAD'] })).trim();
+    // Read before any of the repository's own code has run: the key is what git cloned, and the
+    // refs are what every restored task's workspace is brought up to date from.
+    const [commitSha = '', head = ''] = (
+      await sh('git rev-parse HEAD', { argv: ['git', 'rev-parse', 'HEAD', '--symbolic-full-name', 'HEAD'] })
+    ).split('\n');
+    const refs = await sh('git for-each-ref', {
+      argv: ['git', 'for-each-ref', `--format=${FOR_EACH_REF_FORMAT}`],
+    });
+    const workspaceRefs = parseWorkspaceRefs(head, refs);
     const listed = await sh('git ls-files (key files)', {
       argv: ['git', 'ls-files', '-s', '--', ...keyFilePathspecs(config)],
     });
     const keyFiles = parseLsFiles(listed);
     const specHash = environmentSpecHash(config, this.imageDigest);
-    const source = { commitSha, specHash, envKey: environmentKey(specHash, keyFiles) };
+    const source = {
+      commitSha,
+      specHash,
+      envKey: environmentKey(specHash, keyFiles),
+      ...(workspaceRefs ? { workspaceRefs } : {}),
+    };
     audit.append(build.id, 'build.source', { ...source, keyFiles });
     await request.source(source);
 

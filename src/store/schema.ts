@@ -228,6 +228,8 @@ export interface EnvironmentsTable {
   last_used_at: string;
   collected_at: string | null;
   collected_why: string | null;
+  /** JSON WorkspaceRefs; null for environments built before they were recorded. */
+  workspace_refs: string | null;
   /** Arrival order among rows of one `created_at` (SQLite fills it in after the insert). */
   seq: Generated<number | null>;
 }

@@ -120,6 +120,7 @@ describe('garbage collection of environments', () => {
     lastUsedAt,
     collectedAt: null,
     collectedWhy: null,
+    workspaceRefs: null,
   });
   const now = new Date('2026-06-30T00:00:00Z');
   const limits = { now, idleMs: 30 * 86_400_000, budgetBytes: 10 * 2 ** 30, inUse: new Set<string>() };
