@@ -11,6 +11,7 @@ import { EnvironmentStore } from './environments/environment-store.ts';
 import { Environments } from './environments/environments.ts';
 import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
+import { GitMirrors } from './git/git-mirrors.ts';
 import { GitHubJobQueue, queueStateJobs } from './github/github-jobs.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
@@ -325,6 +326,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       ...(gh || control ? { held } : {}),
       readRepositories: (task) => rulesFor(task.repoFullName).read_repositories,
       destinationSecrets: (task) => rulesFor(task.repoFullName).secrets.map((name) => secrets.get(name)!),
+      // Restored tasks' workspaces are brought up to date from the host's mirrors.
+      ...(environments
+        ? { mirrors: new GitMirrors({ root: path.join(settings.dataDir, 'git-mirrors'), clock, log }) }
+        : {}),
     });
   }
 

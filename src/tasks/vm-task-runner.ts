@@ -7,6 +7,7 @@ import type { AuditSink } from '../audit-sink.ts';
 import type { RepoConfig } from '../config/repo-config.ts';
 import type { EnvironmentLease, Environments } from '../environments/environments.ts';
 import { AgentConfigError, errorMessage } from '../errors.ts';
+import type { GitMirrors } from '../git/git-mirrors.ts';
 import { type TaskCredential, type TaskTokenDeps, taskCredential } from '../github/task-token.ts';
 import type { Logger } from '../logger.ts';
 import { whenAborted } from '../process/when-aborted.ts';
@@ -19,6 +20,12 @@ import { GUEST_PROXY_ADDRESS } from '../sandbox/qemu-args.ts';
 import type { GuestExec, Sandbox, Vm, VmSpec } from '../sandbox/sandbox.ts';
 import { inSpan } from '../tracing/in-span.ts';
 import type { HeldResults } from './held-results.ts';
+import {
+  applyHostDelta,
+  type HostDelta,
+  type PreparedWorkspace,
+  prepareHostDelta,
+} from './restored-workspace.ts';
 import { splitRepo, type Task, type TaskResult } from './task.ts';
 import { taskPrompt } from './task-prompt.ts';
 import { TaskFailure, type TaskRunContext, type TaskRunner } from './task-runner.ts';
@@ -29,6 +36,7 @@ import {
   pushWorkspace,
   resetGitMetadata,
   runnerGit,
+  type Workspace,
 } from './workspace-git.ts';
 import { workspaceSteps } from './workspace-steps.ts';
 
@@ -76,6 +84,11 @@ export interface VmTaskRunnerDeps {
   destinationSecrets?(task: Task): readonly DestinationSecret[];
   /** Other repositories (owner/name) the task may fetch read-only (policy `read_repositories:`). */
   readRepositories?(task: Task): readonly string[];
+  /**
+   * The host's mirrors of task repositories: a restored task's workspace is brought up to date
+   * from them (without them, the guest fetches what changed itself).
+   */
+  mirrors?: GitMirrors;
 }
 
 const AGENT_UID = 1000;
@@ -127,6 +140,21 @@ export class VmTaskRunner implements TaskRunner {
       environment = await this.#deps.environments?.forTask(task, signal);
       const credential = this.#credential(task);
       await credential.token();
+      // The host brings its mirror up to date while the proxy starts and the VM is restored.
+      const delta =
+        environment && this.#deps.mirrors
+          ? prepareHostDelta(
+              { mirrors: this.#deps.mirrors, audit },
+              {
+                task,
+                env: environment.env,
+                url: this.#deps.gitUrl(owner, repo),
+                token: () => credential.token(),
+                remote: remoteOf(owner, repo),
+                signal,
+              },
+            )
+          : undefined;
       await held?.prepare(task, this.#deps.gitUrl(owner, repo), () => credential.token());
       const reads = this.#readRepositories(task);
       const secrets = this.#deps.destinationSecrets?.(task) ?? [];
@@ -226,7 +254,7 @@ export class VmTaskRunner implements TaskRunner {
       if (egressCa) await installEgressCa(vm, egressCa);
       const trust = egressCa ? GUEST_CA_ENV : {};
       return await Promise.race([
-        this.#work(task, config, vm, ctx, signal, pushed, trust, environment !== undefined),
+        this.#work(task, config, vm, ctx, signal, pushed, trust, environment ? { delta } : undefined),
         died,
         stopped,
       ]);
@@ -313,7 +341,8 @@ export class VmTaskRunner implements TaskRunner {
     signal: AbortSignal,
     pushed: { head?: string; held: boolean },
     trust: Readonly<Record<string, string>>,
-    restored: boolean,
+    /** Restored from an environment: with the delta the host prepares, if it keeps mirrors. */
+    restored: { delta: Promise<HostDelta | { fallback: string }> | undefined } | undefined,
   ): Promise<TaskResult> {
     const { audit } = this.#deps;
     const { owner, repo } = splitRepo(task.repoFullName);
@@ -347,29 +376,36 @@ export class VmTaskRunner implements TaskRunner {
       return output;
     };
 
-    const remote = `${PROXY}/git/${owner}/${repo}.git`;
+    const remote = remoteOf(owner, repo);
     const workspace = { vm, repoDir: REPO_DIR, uid: AGENT_UID, signal };
     const prepared = {
-      'airlock.workspace.restored': restored,
+      'airlock.workspace.restored': restored !== undefined,
       'airlock.workspace.setup_commands': config.setup.length,
     };
     const { base, cloned } = await inSpan(
       this.#deps.tracer,
       'workspace.prepare',
       { attributes: prepared },
-      async () => {
-        for (const step of workspaceSteps(task, remote, REPO_DIR, restored)) {
-          await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
+      async (span) => {
+        let ready = restored
+          ? await this.#fromHostDelta(task, workspace, restored.delta, agentEnv)
+          : undefined;
+        span.setAttribute('airlock.workspace.delta', ready ? 'host' : restored ? 'guest' : 'none');
+        if (!ready) {
+          for (const step of workspaceSteps(task, remote, REPO_DIR, restored !== undefined)) {
+            await sh(step.what, { argv: step.argv, ...(step.cwd ? { cwd: step.cwd } : {}) }, 'internal');
+          }
+          const head = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
+          const entries = await gitConfigEntries(workspace);
+          if ('error' in entries)
+            throw new TaskFailure('internal', `could not read the clone's git config: ${entries.error}`);
+          ready = { head, cloned: entries };
         }
-        const head = (await sh('git rev-parse', { argv: ['git', 'rev-parse', 'HEAD'] }, 'internal')).trim();
-        const entries = await gitConfigEntries(workspace);
-        if ('error' in entries)
-          throw new TaskFailure('internal', `could not read the clone's git config: ${entries.error}`);
         for (const command of config.setup) {
           audit.append(task.id, 'task.setup', { command });
           await sh(`setup command \`${command}\``, { argv: ['bash', '-lc', command] }, 'setup_failed');
         }
-        return { base: head, cloned: entries };
+        return { base: ready.head, cloned: ready.cloned };
       },
     );
 
@@ -432,6 +468,36 @@ export class VmTaskRunner implements TaskRunner {
       summary,
       diffStat: diffStat.trim(),
     };
+  }
+
+  /**
+   * Brings a restored workspace to its start point from the delta the host prepared; undefined
+   * (with the reason recorded) when the guest is to fetch instead.
+   */
+  async #fromHostDelta(
+    task: Task,
+    workspace: Workspace,
+    delta: Promise<HostDelta | { fallback: string }> | undefined,
+    env: Record<string, string>,
+  ): Promise<PreparedWorkspace | undefined> {
+    const { audit } = this.#deps;
+    const guestFetches = (reason: string) => {
+      audit.append(task.id, 'workspace.delta', { path: 'guest_fetch', reason });
+      return undefined;
+    };
+    const host = (await delta) ?? { fallback: 'this airlock keeps no git mirrors' };
+    if ('fallback' in host) return guestFetches(host.fallback);
+    const applied = await applyHostDelta(workspace, host, env);
+    if ('fallback' in applied) return guestFetches(applied.fallback);
+    const { plan, pack } = host;
+    audit.append(task.id, 'workspace.delta', {
+      path: 'host_mirror',
+      start: { ref: plan.checkoutFrom, sha: plan.startSha },
+      head: applied.head,
+      refs: plan.counts,
+      pack: pack ? { name: pack.name, objects: pack.objects, bytes: pack.pack.length } : null,
+    });
+    return applied;
   }
 
   async #runAgent(
@@ -515,6 +581,11 @@ export async function recordTaskPrompt(
   const prompt = taskPrompt(task, thread?.thread, await deps.earlierTasks(task), branchDiff);
   deps.audit.append(task.id, 'task.prompt', { text: prompt.text, truncated: prompt.truncated });
   return prompt;
+}
+
+/** The repository as the workspace names it: through the task's proxy. */
+function remoteOf(owner: string, repo: string): string {
+  return `${PROXY}/git/${owner}/${repo}.git`;
 }
 
 /** The person who asked, as a commit trailer: their GitHub noreply address, or local mode's identity. */

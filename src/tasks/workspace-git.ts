@@ -90,14 +90,32 @@ export function runnerGit(workspace: Pick<Workspace, 'repoDir' | 'uid'>, args: s
   };
 }
 
+/** The command that lists the workspace config's entries (what {@link parseConfigListing} reads). */
+export function configListing(workspace: Pick<Workspace, 'repoDir' | 'uid'>): GuestExec {
+  const git = runnerGit(workspace, ['config', '--file', `${workspace.repoDir}/.git/config`, '--list', '-z']);
+  // Outside any repository: a config that git cannot take as a repository's is still listed.
+  const { GIT_DIR: _dir, GIT_WORK_TREE: _tree, ...env } = git.env ?? {};
+  return { ...git, cwd: '/', env };
+}
+
+/** The entries of a config listing as `key=value` (`key` alone for a bare boolean), its first 64 KiB. */
+export function parseConfigListing(listing: string, cut = false): { entries: string[]; truncated: boolean } {
+  let out = listing;
+  let truncated = cut;
+  if (out.length > MAX_LISTING_CHARS) {
+    out = out.slice(0, MAX_LISTING_CHARS);
+    truncated = true;
+  }
+  const entries = out.split('\0');
+  entries.pop(); // the text after the last entry's terminator, or a cut entry
+  return { entries: entries.map((entry) => entry.replace('\n', '=')), truncated };
+}
+
 /** The workspace config's entries as `key=value` (`key` alone for a bare boolean). */
 export async function gitConfigEntries(
   workspace: Workspace,
 ): Promise<{ entries: string[]; truncated: boolean } | { error: string }> {
-  const git = runnerGit(workspace, ['config', '--file', `${workspace.repoDir}/.git/config`, '--list', '-z']);
-  // Outside any repository: a config that git cannot take as a repository's is still listed.
-  const { GIT_DIR: _dir, GIT_WORK_TREE: _tree, ...env } = git.env ?? {};
-  const listing = { ...git, cwd: '/', env };
+  const listing = configListing(workspace);
   let out = '';
   let err = '';
   let truncated = false;
@@ -112,13 +130,7 @@ export async function gitConfigEntries(
   );
   if (result.code !== 0)
     return { error: err.trim() || `git config exited with ${result.code ?? result.signal}` };
-  if (out.length > MAX_LISTING_CHARS) {
-    out = out.slice(0, MAX_LISTING_CHARS);
-    truncated = true;
-  }
-  const entries = out.split('\0');
-  entries.pop(); // the text after the last entry's terminator, or a cut entry
-  return { entries: entries.map((entry) => entry.replace('\n', '=')), truncated };
+  return parseConfigListing(out, truncated);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
@@ -51,6 +52,11 @@ afterAll(async () => {
   await world?.close();
 });
 
+const execSync = (w: E2eWorld, args: string[]) =>
+  execFileSync('git', ['--git-dir', w.gh.state.repos.get('acme/widgets')!.dir, ...args], {
+    encoding: 'utf8',
+  });
+
 const seen = (branch: string) =>
   execFileSync(
     'git',
@@ -60,7 +66,7 @@ const seen = (branch: string) =>
     },
   );
 
-it('runs setup once, at build; each task restores the workspace, fetches the delta and starts from it', async () => {
+it('runs setup once, at build; each task restores the workspace, gets the delta from the host mirror and starts from it', async () => {
   const first = await world.labelIssue('First', 'Report what you see.');
   expect(first.state, first.reason ?? '').toBe('succeeded');
   const store = world.airlock.environments!.store;
@@ -68,7 +74,10 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   expect(build).toMatchObject({ state: 'succeeded', trigger: { kind: 'task' } });
   expect(seen(first.branch).match(/setup ran at/g)).toHaveLength(1);
 
-  await world.pushToMain({ 'README.md': 'changed after the build\n' }, 'a change after the build');
+  const pushed = await world.pushToMain(
+    { 'README.md': 'changed after the build\n' },
+    'a change after the build',
+  );
   await world.plane.quiesce();
   const second = await world.labelIssue('Second', 'Report what you see.');
   expect(second.state, second.reason ?? '').toBe('succeeded');
@@ -78,6 +87,34 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   expect(report.split('\n')[0]).toBe(seen(first.branch).split('\n')[0]);
   expect(report).toContain('a change after the build');
   expect(await store.listBuilds()).toHaveLength(1);
+
+  // The host brought each workspace up to date from its mirror; the guest fetched nothing.
+  const delta = async (taskId: string) =>
+    (await world.audit.events(taskId)).find((e) => e.type === 'workspace.delta')?.data;
+  expect(await delta(first.id)).toMatchObject({ path: 'host_mirror', pack: null });
+  expect(await delta(second.id)).toMatchObject({
+    path: 'host_mirror',
+    start: { ref: 'origin/main', sha: pushed },
+    head: pushed,
+    // main moved; the first task's branch is new.
+    refs: { updated: 1, created: 1, pruned: 0, tags: 0 },
+    pack: { objects: expect.any(Number) },
+  });
+  const secondEvents = await world.audit.events(second.id, { limit: 100_000 });
+  expect(secondEvents.find((e) => e.type === 'workspace.mirror_fetch')?.data).toMatchObject({
+    created: false,
+    changed: expect.arrayContaining([expect.objectContaining({ ref: 'refs/heads/main', to: pushed })]),
+  });
+  // (Its proxy forwarded only the push at the end.)
+  expect(secondEvents.filter((e) => e.type === 'proxy.git' && e.data.service === 'git-upload-pack')).toEqual(
+    [],
+  );
+  expect(
+    secondEvents
+      .filter((e) => e.type === 'vm.exec')
+      .map((e) => e.data.argv as string[])
+      .filter((argv) => argv.some((arg) => ['fetch', 'index-pack', 'unpack-objects'].includes(arg))),
+  ).toEqual([]);
 
   for (const task of [first, second]) {
     const types = (await world.audit.events(task.id)).map((e) => e.type);
@@ -99,6 +136,30 @@ it('runs setup once, at build; each task restores the workspace, fetches the del
   ])
     expect(buildTypes, type).toContain(type);
   expect((await world.audit.verify(build!.id)).ok).toBe(true);
+}, 1_200_000);
+
+it('leaves a delta too large for the host to hand over to a fetch in the guest, and says so', async () => {
+  // Random bytes do not compress: the pack is over what the host writes through the VM's channel.
+  const noise = randomBytes(600 * 1024).toString('base64');
+  const pushed = await world.pushToMain({ 'assets/noise.txt': noise }, 'a large change');
+  await world.plane.quiesce();
+  const task = await world.labelIssue('Large', 'Report what you see.');
+  expect(task.state, task.reason ?? '').toBe('succeeded');
+  expect(seen(task.branch)).toContain('a large change');
+  const events = await world.audit.events(task.id, { limit: 100_000 });
+  expect(events.find((e) => e.type === 'workspace.delta')?.data).toEqual({
+    path: 'guest_fetch',
+    reason: expect.stringMatching(/^the delta is \d+ KiB, over the 256 KiB handed over by the host$/),
+  });
+  const execs = events.filter((e) => e.type === 'vm.exec').map((e) => (e.data.argv as string[]).join(' '));
+  expect(execs).toContainEqual(expect.stringMatching(/^git fetch --quiet --prune origin$/));
+  expect(
+    execs.some((argv) => argv.startsWith('git checkout --quiet --force -B') && argv.endsWith('origin/main')),
+  ).toBe(true);
+  expect(
+    execSync(world, ['rev-parse', `${task.branch}~1`]).trim(),
+    'the task started from the pushed commit',
+  ).toBe(pushed);
 }, 1_200_000);
 
 it('rebuilds when a key file changes, while the old environment keeps serving', async () => {

@@ -1,0 +1,194 @@
+import type { AuditSink } from '../audit-sink.ts';
+import type { EnvironmentRecord } from '../environments/environment-store.ts';
+import { errorMessage } from '../errors.ts';
+import type { DeltaPack, GitMirrors, MirrorFetch } from '../git/git-mirrors.ts';
+import type { GuestExec } from '../sandbox/sandbox.ts';
+import type { Task } from './task.ts';
+import {
+  type DeltaPlan,
+  deltaUnavailable,
+  newTags,
+  planWorkspaceDelta,
+  tagFollowingRoots,
+} from './workspace-delta.ts';
+import { configListing, parseConfigListing, type Workspace } from './workspace-git.ts';
+
+/**
+ * The largest pack handed to a guest through its control channel (slow under TCG); a larger
+ * delta is fetched by the guest itself, over its proxy.
+ */
+export const MAX_HOST_DELTA_BYTES = 256 * 1024;
+
+/** A restored workspace's delta, ready on the host. */
+export interface HostDelta {
+  plan: DeltaPlan;
+  /** Absent when the workspace has every object it needs. */
+  pack?: DeltaPack;
+  fetched: MirrorFetch;
+}
+
+/** What the runner reads from the workspace once it is at its start point. */
+export interface PreparedWorkspace {
+  head: string;
+  cloned: { entries: string[]; truncated: boolean };
+}
+
+/**
+ * Fetches the task's repository into the host's mirror with the task's credential and computes
+ * what the restored workspace lacks: the ref updates `git fetch --prune origin` would make and one
+ * pack of the objects they need. Never rejects: whatever stands in the way is the reason the guest
+ * fetches instead. The fetch is recorded (`workspace.mirror_fetch`).
+ */
+export async function prepareHostDelta(
+  deps: { mirrors: GitMirrors; audit: AuditSink },
+  input: {
+    task: Task;
+    env: EnvironmentRecord;
+    /** The repository upstream (what the task's proxy forwards to). */
+    url: string;
+    token: () => Promise<string>;
+    /** The remote as the workspace names it (the proxy's URL). */
+    remote: string;
+    signal: AbortSignal;
+  },
+): Promise<HostDelta | { fallback: string }> {
+  const { task, env } = input;
+  const unavailable = deltaUnavailable(task, env.workspaceRefs);
+  if (unavailable || !env.workspaceRefs) return { fallback: unavailable ?? 'no workspace refs' };
+  const workspace = env.workspaceRefs;
+  try {
+    return await deps.mirrors.use(task.repoFullName, async (mirror) => {
+      const fetched = await mirror.fetch(input.url, await input.token(), input.signal);
+      deps.audit.append(task.id, 'workspace.mirror_fetch', {
+        url: input.url,
+        created: fetched.created,
+        durationMs: Math.round(fetched.durationMs),
+        refs: fetched.refs.size,
+        changed: fetched.changed.slice(0, 100),
+        ...(fetched.changed.length > 100 ? { changedNotListed: fetched.changed.length - 100 } : {}),
+      });
+      const present = await mirror.present([...new Set(Object.values(workspace.refs))]);
+      const candidates = newTags(workspace, fetched.refs);
+      const followed = await mirror.tagsReachable(candidates, tagFollowingRoots(workspace, fetched.refs));
+      const planned = planWorkspaceDelta({
+        task,
+        workspace,
+        envCommit: env.commitSha,
+        mirror: fetched.refs,
+        present,
+        followed,
+        remote: input.remote,
+      });
+      if ('fallback' in planned) return planned;
+      const { plan } = planned;
+      if (!plan.wants.length) return { plan, fetched };
+      const pack = await mirror.pack(plan.wants, plan.haves, MAX_HOST_DELTA_BYTES);
+      if ('tooLarge' in pack)
+        return {
+          fallback: `the delta is ${Math.ceil(pack.tooLarge / 1024)} KiB, over the ${MAX_HOST_DELTA_BYTES / 1024} KiB handed over by the host`,
+        };
+      return { plan, pack, fetched };
+    });
+  } catch (error) {
+    return { fallback: `the host could not bring its mirror up to date: ${errorMessage(error)}` };
+  }
+}
+
+// One process tree in the guest instead of four execs: write the refs a fetch would have written
+// (a transaction that checks each ref is as the clone left it), check the start branch out as
+// today's step does (its hooks run as they would), print HEAD (read from the files when it can be,
+// which costs no process) and list the config as the runner's own git would.
+const APPLY_SCRIPT = `set -e
+branch=$1 from=$2
+shift 2
+git -c gc.auto=0 -c maintenance.auto=false update-ref -m "fetch: from the host's mirror" --stdin
+git -c gc.auto=0 -c maintenance.auto=false checkout --quiet --force -B "$branch" "$from" >&2
+head=
+read -r head < .git/HEAD || [ -n "$head" ]
+case $head in
+'ref: '*)
+  ref=\${head#ref: }
+  if [ -f ".git/$ref" ]; then
+    read -r head < ".git/$ref" || [ -n "$head" ]
+  else
+    head=$(git rev-parse HEAD)
+  fi ;;
+esac
+printf '%s\\n' "$head"
+while [ "$1" != -- ]; do export "$1"; shift; done
+shift
+cd /
+exec "$@"`;
+
+/** The one guest command that applies a plan (its pack already written). */
+export function applyDeltaExec(plan: DeltaPlan, workspace: Pick<Workspace, 'repoDir' | 'uid'>): GuestExec {
+  const listing = configListing(workspace);
+  const exports = Object.entries(listing.env ?? {}).map(([key, value]) => `${key}=${value}`);
+  return {
+    argv: [
+      'sh',
+      '-c',
+      APPLY_SCRIPT,
+      'airlock-workspace-delta',
+      plan.branch,
+      plan.checkoutFrom,
+      ...exports,
+      '--',
+      ...listing.argv,
+    ],
+    cwd: workspace.repoDir,
+    uid: workspace.uid,
+    stdin: plan.transaction.map((line) => `${line}\n`).join(''),
+  };
+}
+
+/**
+ * Applies a delta the host prepared: writes its pack, index and FETCH_HEAD into the workspace as
+ * the agent user, then runs {@link applyDeltaExec}. Its HEAD and config listing, or why it did not
+ * apply (the workspace is then as the clone left it, or with refs a guest fetch will move again).
+ */
+export async function applyHostDelta(
+  workspace: Workspace,
+  delta: HostDelta,
+  env: Record<string, string>,
+): Promise<PreparedWorkspace | { fallback: string }> {
+  const { vm, repoDir, uid, signal } = workspace;
+  const { plan, pack } = delta;
+  const git = `${repoDir}/.git`;
+  const writes = [vm.writeFile(`${git}/FETCH_HEAD`, plan.fetchHead, { mode: 0o644, uid })];
+  if (pack) {
+    // Read-only, as git keeps its packs; the index last, since it is what makes git see the pack.
+    writes.push(vm.writeFile(`${git}/objects/pack/${pack.name}.pack`, pack.pack, { mode: 0o444, uid }));
+    writes.push(vm.writeFile(`${git}/objects/pack/${pack.name}.idx`, pack.idx, { mode: 0o444, uid }));
+  }
+  try {
+    await Promise.all(writes);
+  } catch (error) {
+    return { fallback: `the delta could not be written into the workspace: ${errorMessage(error)}` };
+  }
+  const request = applyDeltaExec(plan, workspace);
+  let out = '';
+  let err = '';
+  let cut = false;
+  const result = await vm.exec(
+    { ...request, env: { ...env, ...request.env } },
+    (stream, data) => {
+      if (stream === 'stderr') err = (err + data).slice(-4096);
+      else if (out.length < MAX_OUTPUT_CHARS) out += data;
+      else cut = true;
+    },
+    signal,
+  );
+  if (result.code !== 0) {
+    const tail = err.trim().split('\n').slice(-8).join('\n');
+    return { fallback: `the delta did not apply (exit ${result.code ?? result.signal}): ${tail}` };
+  }
+  const newline = out.indexOf('\n');
+  const head = out.slice(0, newline);
+  if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(head))
+    return { fallback: `the workspace's HEAD read ${JSON.stringify(head.slice(0, 80))} after the delta` };
+  return { head, cloned: parseConfigListing(out.slice(newline + 1), cut) };
+}
+
+/** HEAD's line and the config listing's 64 KiB, with room to spare. */
+const MAX_OUTPUT_CHARS = 128 * 1024;
