@@ -94,13 +94,24 @@ export async function prepareHostDelta(
   }
 }
 
-// One process tree in the guest instead of four execs: write the refs a fetch would have written
-// (a transaction that checks each ref is as the clone left it), check the start branch out as
-// today's step does (its hooks run as they would), print HEAD (read from the files when it can be,
-// which costs no process) and list the config as the runner's own git would.
+// One process tree in the guest instead of four execs and as many file writes: write the files
+// given inline (a pack, its index, FETCH_HEAD: small ones travel as arguments, octal-escaped for
+// the shell's own printf, sparing the guest a round trip per file), write the refs a fetch would
+// have written (a transaction that checks each ref is as the clone left it), check the start
+// branch out as today's step does (its hooks run as they would), print HEAD (read from the files
+// when it can be, which costs no process) and list the config as the runner's own git would.
 const APPLY_SCRIPT = `set -e
 branch=$1 from=$2
 shift 2
+while [ "$1" != -- ]; do
+  case $1 in
+  '>'*) exec 3> "\${1#>}" ;;
+  *) printf "$1" >&3 ;;
+  esac
+  shift
+done
+shift
+exec 3>&-
 git -c gc.auto=0 -c maintenance.auto=false update-ref -m "fetch: from the host's mirror" --stdin
 git -c gc.auto=0 -c maintenance.auto=false checkout --quiet --force -B "$branch" "$from" >&2
 head=
@@ -120,10 +131,29 @@ shift
 cd /
 exec "$@"`;
 
-/** The one guest command that applies a plan (its pack already written). */
-export function applyDeltaExec(plan: DeltaPlan, workspace: Pick<Workspace, 'repoDir' | 'uid'>): GuestExec {
+/** Files at most this large in all are written by the command itself; larger ones first, apart. */
+export const INLINE_FILES_MAX_BYTES = 32 * 1024;
+/** One argument's share of an inline file (the kernel takes at most 128 KiB per argument). */
+const INLINE_CHUNK_CHARS = 96 * 1024;
+
+/** A file the command writes before it runs git. */
+export interface InlineFile {
+  path: string;
+  content: Buffer;
+}
+
+/**
+ * The one guest command that applies a plan: `files` (the pack, its index and FETCH_HEAD, unless
+ * they were written already) as arguments, the ref transaction on stdin.
+ */
+export function applyDeltaExec(
+  plan: DeltaPlan,
+  workspace: Pick<Workspace, 'repoDir' | 'uid'>,
+  files: readonly InlineFile[] = [],
+): GuestExec {
   const listing = configListing(workspace);
   const exports = Object.entries(listing.env ?? {}).map(([key, value]) => `${key}=${value}`);
+  const written = files.flatMap((file) => [`>${file.path}`, ...printfChunks(file.content)]);
   return {
     argv: [
       'sh',
@@ -132,6 +162,8 @@ export function applyDeltaExec(plan: DeltaPlan, workspace: Pick<Workspace, 'repo
       'airlock-workspace-delta',
       plan.branch,
       plan.checkoutFrom,
+      ...written,
+      '--',
       ...exports,
       '--',
       ...listing.argv,
@@ -143,9 +175,31 @@ export function applyDeltaExec(plan: DeltaPlan, workspace: Pick<Workspace, 'repo
 }
 
 /**
- * Applies a delta the host prepared: writes its pack, index and FETCH_HEAD into the workspace as
- * the agent user, then runs {@link applyDeltaExec}. Its HEAD and config listing, or why it did not
- * apply (the workspace is then as the clone left it, or with refs a guest fetch will move again).
+ * `content` as printf formats that print it byte for byte: letters and digits as themselves,
+ * every other byte as a three-digit octal escape (so no format is a directive, and no argument
+ * begins with the `>` that names a file).
+ */
+export function printfChunks(content: Buffer): string[] {
+  const chunks: string[] = [];
+  let chunk = '';
+  for (const byte of content) {
+    const alnum =
+      (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a);
+    chunk += alnum ? String.fromCharCode(byte) : `\\${byte.toString(8).padStart(3, '0')}`;
+    if (chunk.length >= INLINE_CHUNK_CHARS) {
+      chunks.push(chunk);
+      chunk = '';
+    }
+  }
+  if (chunk || !chunks.length) chunks.push(chunk);
+  return chunks;
+}
+
+/**
+ * Applies a delta the host prepared: its pack, index and FETCH_HEAD into the workspace as the
+ * agent user (inline in the one command when small, else written first), then the command
+ * ({@link applyDeltaExec}). Its HEAD and config listing, or why it did not apply (the workspace is
+ * then as the clone left it, or with refs a guest fetch will move again).
  */
 export async function applyHostDelta(
   workspace: Workspace,
@@ -155,18 +209,25 @@ export async function applyHostDelta(
   const { vm, repoDir, uid, signal } = workspace;
   const { plan, pack } = delta;
   const git = `${repoDir}/.git`;
-  const writes = [vm.writeFile(`${git}/FETCH_HEAD`, plan.fetchHead, { mode: 0o644, uid })];
-  if (pack) {
-    // Read-only, as git keeps its packs; the index last, since it is what makes git see the pack.
-    writes.push(vm.writeFile(`${git}/objects/pack/${pack.name}.pack`, pack.pack, { mode: 0o444, uid }));
-    writes.push(vm.writeFile(`${git}/objects/pack/${pack.name}.idx`, pack.idx, { mode: 0o444, uid }));
+  // The index last: it is what makes git see the pack.
+  const files: InlineFile[] = [
+    { path: `${git}/FETCH_HEAD`, content: Buffer.from(plan.fetchHead) },
+    ...(pack
+      ? [
+          { path: `${git}/objects/pack/${pack.name}.pack`, content: pack.pack },
+          { path: `${git}/objects/pack/${pack.name}.idx`, content: pack.idx },
+        ]
+      : []),
+  ];
+  const inline = files.reduce((sum, file) => sum + file.content.length, 0) <= INLINE_FILES_MAX_BYTES;
+  if (!inline) {
+    try {
+      for (const file of files) await vm.writeFile(file.path, file.content, { mode: 0o644, uid });
+    } catch (error) {
+      return { fallback: `the delta could not be written into the workspace: ${errorMessage(error)}` };
+    }
   }
-  try {
-    await Promise.all(writes);
-  } catch (error) {
-    return { fallback: `the delta could not be written into the workspace: ${errorMessage(error)}` };
-  }
-  const request = applyDeltaExec(plan, workspace);
+  const request = applyDeltaExec(plan, workspace, inline ? files : []);
   let out = '';
   let err = '';
   let cut = false;

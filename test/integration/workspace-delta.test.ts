@@ -16,6 +16,7 @@ import { runProcess } from '../../src/process/run-process.ts';
 import type { GuestExec } from '../../src/sandbox/sandbox.ts';
 import {
   applyHostDelta,
+  INLINE_FILES_MAX_BYTES,
   MAX_HOST_DELTA_BYTES,
   prepareHostDelta,
 } from '../../src/tasks/restored-workspace.ts';
@@ -267,6 +268,18 @@ describe('a restored workspace brought up to date by the host', () => {
     expect(second.events.find((e) => e.type === 'workspace.mirror_fetch')?.data).toMatchObject({
       created: false,
     });
+
+    // A pack too large to travel inside the command is written first, with the same result.
+    const third = await buildWorkspace('third');
+    const twin3 = await buildWorkspace('twin3');
+    await commit('main', { 'blob.bin': randomBytes(INLINE_FILES_MAX_BYTES * 2) });
+    const large = await hostPath(mirrors, task, third);
+    await guestPath(twin3.repo, task.branch, 'origin/main');
+    if (!('applied' in large) || !large.applied || 'fallback' in large.applied)
+      throw new Error(JSON.stringify(large));
+    expect(large.delta.pack!.pack.length).toBeGreaterThan(INLINE_FILES_MAX_BYTES);
+    expect(await seen(third.repo)).toEqual(await seen(twin3.repo));
+    await git(third.repo, 'fsck', '--connectivity-only', '--no-dangling');
   }, 120_000);
 
   it('keeps the mirror private, without the token, and speaks only HTTP(S) upstream', async () => {

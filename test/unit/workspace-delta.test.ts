@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseWorkspaceRefs, type WorkspaceRefs } from '../../src/environments/workspace-refs.ts';
 import type { MirrorRef } from '../../src/git/git-mirrors.ts';
-import { applyDeltaExec } from '../../src/tasks/restored-workspace.ts';
+import { applyDeltaExec, printfChunks } from '../../src/tasks/restored-workspace.ts';
 import {
   deltaUnavailable,
   newTags,
@@ -186,15 +186,36 @@ describe('the one command that applies a plan in the guest', () => {
     const planned = plan();
     if (!('plan' in planned)) throw new Error(planned.fallback);
     const workspace = { repoDir: '/work/repo', uid: 1000 };
-    const exec = applyDeltaExec(planned.plan, workspace);
+    const files = [{ path: '/work/repo/.git/FETCH_HEAD', content: Buffer.from('a\tb\n') }];
+    const exec = applyDeltaExec(planned.plan, workspace, files);
     const listing = configListing(workspace);
     expect(exec.argv.slice(0, 2)).toEqual(['sh', '-c']);
     expect(exec.argv[2]).not.toContain('airlock/issue-7');
-    expect(exec.argv.slice(3, 6)).toEqual(['airlock-workspace-delta', 'airlock/issue-7', 'origin/main']);
-    const marker = exec.argv.indexOf('--');
-    expect(exec.argv.slice(6, marker)).toEqual(Object.entries(listing.env!).map(([k, v]) => `${k}=${v}`));
-    expect(exec.argv.slice(marker + 1)).toEqual(listing.argv);
+    expect(exec.argv.slice(3, 8)).toEqual([
+      'airlock-workspace-delta',
+      'airlock/issue-7',
+      'origin/main',
+      '>/work/repo/.git/FETCH_HEAD',
+      'a\\011b\\012',
+    ]);
+    const [first, second] = [exec.argv.indexOf('--'), exec.argv.lastIndexOf('--')];
+    expect(first).toBe(8);
+    expect(exec.argv.slice(first + 1, second)).toEqual(
+      Object.entries(listing.env!).map(([k, v]) => `${k}=${v}`),
+    );
+    expect(exec.argv.slice(second + 1)).toEqual(listing.argv);
     expect(exec).toMatchObject({ cwd: '/work/repo', uid: 1000 });
     expect(exec.stdin).toBe(planned.plan.transaction.map((line) => `${line}\n`).join(''));
+  });
+
+  it('escapes a file for printf: letters and digits as they are, every other byte in octal, in chunks', () => {
+    expect(printfChunks(Buffer.from([0, 0x25, 0x3e, 0x5c, 0x41, 0x7a, 0x39, 0xff]))).toEqual([
+      '\\000\\045\\076\\134Az9\\377',
+    ]);
+    expect(printfChunks(Buffer.alloc(0))).toEqual(['']);
+    const chunks = printfChunks(Buffer.alloc(100 * 1024, 0x41));
+    expect(chunks.map((c) => c.length)).toEqual([96 * 1024, 4 * 1024]);
+    // No chunk can be taken for a file name.
+    expect(printfChunks(Buffer.from('>x')).every((c) => !c.startsWith('>'))).toBe(true);
   });
 });
