@@ -71,6 +71,8 @@ export class GitMirrors {
   readonly #log: Logger;
   readonly #idleMs: number;
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Each mirror's refs after its last fetch in this process (a fetch then lists them only once). */
+  readonly #known = new Map<string, Map<string, MirrorRef>>();
   #lastCollect = 0;
 
   constructor(deps: { root: string; clock: Clock; log: Logger; idleMs?: number }) {
@@ -95,7 +97,7 @@ export class GitMirrors {
   async use<T>(repoFullName: string, fn: (mirror: Mirror) => Promise<T>): Promise<T> {
     const dir = this.dirOf(repoFullName);
     const result = this.#exclusive(dir, async () => {
-      const mirror = new Mirror(dir);
+      const mirror = new Mirror(dir, this.#known);
       const value = await fn(mirror);
       await mirror.markUsed(this.#clock.now());
       return value;
@@ -119,6 +121,7 @@ export class GitMirrors {
         await this.#exclusive(dir, async () => {
           const used = await stat(path.join(dir, USED_STAMP)).catch(() => stat(dir));
           if (this.#clock.now().getTime() - used.mtimeMs > this.#idleMs) {
+            this.#known.delete(dir);
             await rm(dir, { recursive: true, force: true });
             removed.push(`${owner.name}/${entry.replace(/\.git$/, '')}`);
             return;
@@ -161,9 +164,11 @@ const PACKING = 'airlock-packing';
 /** One repository's mirror, used inside {@link GitMirrors.use}. */
 export class Mirror {
   readonly dir: string;
+  readonly #known: Map<string, Map<string, MirrorRef>>;
 
-  constructor(dir: string) {
+  constructor(dir: string, known: Map<string, Map<string, MirrorRef>>) {
     this.dir = dir;
+    this.#known = known;
   }
 
   /**
@@ -179,7 +184,11 @@ export class Mirror {
       // No template: no sample hooks, nothing but what git needs.
       await hostGit(['init', '--quiet', '--bare', '--template=', this.dir]);
     }
-    const before = created ? new Map<string, MirrorRef>() : await this.refs();
+    const before = created
+      ? new Map<string, MirrorRef>()
+      : (this.#known.get(this.dir) ?? (await this.refs()));
+    // Until this fetch has listed what it did, nothing is known (it may fail half-way).
+    this.#known.delete(this.dir);
     await hostGit(
       [
         '--git-dir',
@@ -198,6 +207,7 @@ export class Mirror {
       { auth: token, timeoutMs: FETCH_TIMEOUT_MS, ...(signal ? { signal } : {}) },
     );
     const refs = await this.refs();
+    this.#known.set(this.dir, refs);
     const changed: MirrorFetch['changed'] = [];
     for (const ref of new Set([...before.keys(), ...refs.keys()])) {
       const from = before.get(ref)?.sha ?? null;

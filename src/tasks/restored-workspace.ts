@@ -58,7 +58,15 @@ export async function prepareHostDelta(
   const workspace = env.workspaceRefs;
   try {
     return await deps.mirrors.use(task.repoFullName, async (mirror) => {
-      const fetched = await mirror.fetch(input.url, await input.token(), input.signal);
+      // What the workspace has is looked up in the mirror while it fetches; what was not there
+      // then (all of it, when the mirror is being made) is looked up again after the fetch.
+      const haves = [...new Set(Object.values(workspace.refs))];
+      const [fetched, before] = await Promise.all([
+        mirror.fetch(input.url, await input.token(), input.signal),
+        mirror.present(haves).catch(() => new Set<string>()),
+      ]);
+      const missing = haves.filter((sha) => !before.has(sha));
+      const present = missing.length ? new Set([...before, ...(await mirror.present(missing))]) : before;
       deps.audit.append(task.id, 'workspace.mirror_fetch', {
         url: input.url,
         created: fetched.created,
@@ -67,7 +75,6 @@ export async function prepareHostDelta(
         changed: fetched.changed.slice(0, 100),
         ...(fetched.changed.length > 100 ? { changedNotListed: fetched.changed.length - 100 } : {}),
       });
-      const present = await mirror.present([...new Set(Object.values(workspace.refs))]);
       const candidates = newTags(workspace, fetched.refs);
       const followed = await mirror.tagsReachable(candidates, tagFollowingRoots(workspace, fetched.refs));
       const planned = planWorkspaceDelta({
