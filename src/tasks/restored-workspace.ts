@@ -76,7 +76,10 @@ export async function prepareHostDelta(
         ...(fetched.changed.length > 100 ? { changedNotListed: fetched.changed.length - 100 } : {}),
       });
       const candidates = newTags(workspace, fetched.refs);
-      const followed = await mirror.tagsReachable(candidates, tagFollowingRoots(workspace, fetched.refs));
+      const followed = await mirror.tagsReachable(
+        candidates,
+        tagFollowingRoots(workspace, fetched.refs, present),
+      );
       const planned = planWorkspaceDelta({
         task,
         workspace,

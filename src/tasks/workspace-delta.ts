@@ -48,15 +48,19 @@ export function newTags(workspace: WorkspaceRefs, mirror: ReadonlyMap<string, Mi
   return [...mirror.keys()].filter((ref) => ref.startsWith(TAGS) && !(ref in workspace.refs));
 }
 
-/** The commits tags are followed from: the mirror's branches and the workspace's. */
+/**
+ * The commits tags are followed from: the mirror's branches, and the workspace's that the mirror
+ * has (`present`): what the workspace will have once brought up to date.
+ */
 export function tagFollowingRoots(
   workspace: WorkspaceRefs,
   mirror: ReadonlyMap<string, MirrorRef>,
+  present: ReadonlySet<string>,
 ): string[] {
   const roots = new Set<string>();
   for (const [ref, { sha }] of mirror) if (ref.startsWith(HEADS)) roots.add(sha);
   for (const [ref, sha] of Object.entries(workspace.refs))
-    if (ref.startsWith(HEADS) || ref.startsWith(ORIGIN)) roots.add(sha);
+    if ((ref.startsWith(HEADS) || ref.startsWith(ORIGIN)) && present.has(sha)) roots.add(sha);
   return [...roots];
 }
 

@@ -149,8 +149,12 @@ describe('planning a restored workspace from the host mirror', () => {
 
   it('follows new tags from the branches of both sides', () => {
     expect(newTags(workspace, mirror)).toEqual(['refs/tags/v1', 'refs/tags/elsewhere']);
-    expect(tagFollowingRoots(workspace, mirror).sort()).toEqual(
+    expect(tagFollowingRoots(workspace, mirror, present).sort()).toEqual(
       [sha('1'), sha('b'), sha('2'), sha('a'), sha('c')].sort(),
+    );
+    // Not from a commit the mirror lacks (git would refuse to walk from it).
+    expect(tagFollowingRoots(workspace, mirror, new Set([sha('a')])).sort()).toEqual(
+      [sha('1'), sha('b'), sha('2'), sha('a')].sort(),
     );
   });
 });
