@@ -57,4 +57,28 @@ describe('environment pages', () => {
     expect(await hidden.text()).not.toContain('secret vault output');
     expect((await w.get(`/environments/builds/${widgets.id}`)).status).toBe(401);
   });
+
+  it('names the worker a build ran on, and shows the log it is writing', async () => {
+    await w.addTask('acme/widgets');
+    const build = await w.environments.createBuild({
+      repoFullName: 'acme/widgets',
+      repoId: w.emulator.state.repos.get('acme/widgets')?.id ?? null,
+      installationId: 1,
+      trigger: { kind: 'push', by: 'alice' },
+      config: DEFAULT_REPO_CONFIG,
+      host: null,
+    });
+    await w.environments.forHost('worker-a').startBuild(build.id);
+    // Still running: what it printed so far is on the page.
+    const output = await w.environments.openLog(build.id);
+    output.write('$ setup `npm ci`\nadded 3 packages\n');
+    await output.close();
+
+    const bob = await w.signIn('bob');
+    const list = await (await w.get('/environments', { cookie: bob })).text();
+    expect(list).toContain('on worker-a');
+    const text = await (await w.get(`/environments/builds/${build.id}`, { cookie: bob })).text();
+    expect(text).toContain('<dt>Worker</dt><dd>worker-a</dd>');
+    expect(text).toContain('added 3 packages');
+  });
 });
