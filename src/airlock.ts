@@ -404,12 +404,17 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       approvals,
       spend,
       held,
-      environments: {
-        queue: buildQueue,
-        store: environmentStore.forHost(null),
-        log: (buildId: string) => environmentStore.readLog(buildId),
-        ...(environments ? { onBuildFinished: environments.onBuildFinished.bind(environments) } : {}),
-      },
+      // Builds are queued where something builds them: here, or (on PostgreSQL) on the workers.
+      ...(environments || shared
+        ? {
+            environments: {
+              queue: buildQueue,
+              store: environmentStore.forHost(null),
+              log: (buildId: string) => environmentStore.readLog(buildId),
+              ...(environments ? { onBuildFinished: environments.onBuildFinished.bind(environments) } : {}),
+            },
+          }
+        : {}),
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
