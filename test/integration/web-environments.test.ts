@@ -1,8 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
-import { BuildLog } from '../../src/environments/build-log.ts';
 import { startWebWorld, type WebWorld } from '../helpers/web-world.ts';
 
 let w: WebWorld;
@@ -24,9 +21,9 @@ async function failedBuild(repo: string, log: string) {
   });
   w.audit.append(build.id, 'build.created', { repository: repo });
   await w.environments.startBuild(build.id);
-  const file = BuildLog.file(w.dataDir, build.id);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, log);
+  const output = await w.environments.openLog(build.id);
+  output.write(log);
+  await output.close();
   await w.environments.failBuild(build.id, 'setup `npm ci` failed (exit 1)', log);
   w.audit.append(build.id, 'build.outcome', { state: 'failed' });
   return build;
