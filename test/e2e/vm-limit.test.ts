@@ -5,12 +5,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostTscKhz } from '../../src/sandbox/accel-probe.ts';
 import { MicroVmSandbox } from '../../src/sandbox/microvm-sandbox.ts';
-import type { Vm, VmSpec } from '../../src/sandbox/sandbox.ts';
+import type { Vm, VmSnapshot, VmSpec } from '../../src/sandbox/sandbox.ts';
 import type { VmImage } from '../../src/sandbox/vm-image.ts';
 import { type E2eWorld, startE2eWorld } from '../helpers/e2e-world.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { processesNaming } from '../helpers/processes.ts';
-import { testVmImage } from '../helpers/vm-image.ts';
+import { testSnapshotDir, testVmImage } from '../helpers/vm-image.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 // The host's VM limit on real microVMs (TCG here): a launch past it waits for a VM to end, and an
@@ -29,7 +29,10 @@ const spec = (taskId: string): VmSpec => ({
   from: 'cold',
 });
 
-const sandboxIn = (name: string, extra: { qemuBinary?: string } = {}) =>
+const sandboxIn = (
+  name: string,
+  extra: { qemuBinary?: string; snapshotDir?: string; warmPool?: number; maxVms?: number } = {},
+) =>
   new MicroVmSandbox({
     image,
     accel: 'tcg',
@@ -89,6 +92,30 @@ describe('the host VM limit', () => {
     expect(sandbox.vmPlaces).toEqual({ limit: 1, held: 0, waiting: 0 });
   }, 240_000);
 
+  it('evicts a warm VM to make room for a VM asked for on a full host', async () => {
+    const sandbox = sandboxIn('pooled', { snapshotDir: testSnapshotDir(image), warmPool: 1, maxVms: 2 });
+    const dataDir = path.join(dir, 'pooled');
+    // Restored from the base snapshot of its shape, which starts a refill of the pool beside it.
+    const restored = await sandbox.create({ ...spec('restored'), from: undefined });
+    vms.push(restored);
+    expect(restored.start).toBe('restored');
+    const snapshot = await baseSnapshotOf(sandbox, testSnapshotDir(image));
+    await sandbox.whenWarm(snapshot);
+    expect(sandbox.vmPlaces).toEqual({ limit: 2, held: 2, waiting: 0 });
+
+    const cold = await sandbox.create(spec('cold'));
+    vms.push(cold);
+    expect(cold.queuedMs).toBeGreaterThanOrEqual(0);
+    expect(sandbox.warmCount(snapshot)).toBe(0);
+    expect(processesNaming(dataDir)).toHaveLength(2);
+    expect(logs.lines.some((l) => l.includes('"taskId":"cold"') && l.includes('a warm VM makes room'))).toBe(
+      true,
+    );
+    await Promise.all([restored.destroy(), cold.destroy()]);
+    await sandbox.close();
+    expect(sandbox.vmPlaces).toEqual({ limit: 2, held: 0, waiting: 0 });
+  }, 300_000);
+
   it('frees the place of a VM that fails to boot', async () => {
     // A VMM that exits at once: the boot fails, and the next launch is not left waiting.
     const sandbox = sandboxIn('failing', { qemuBinary: '/bin/false' });
@@ -97,6 +124,22 @@ describe('the host VM limit', () => {
     expect(sandbox.vmPlaces).toEqual({ limit: 1, held: 0, waiting: 0 });
   }, 60_000);
 });
+
+/** The base snapshot `sandbox` restores VMs of this file's shape from. */
+async function baseSnapshotOf(sandbox: MicroVmSandbox, root: string): Promise<VmSnapshot> {
+  for (const name of readdirSync(root)) {
+    const snapshot = await sandbox.openSnapshot(path.join(root, name));
+    const { cpus, memoryMib, diskMib } = spec('any');
+    if (
+      snapshot &&
+      snapshot.shape.cpus === cpus &&
+      snapshot.shape.memoryMib === memoryMib &&
+      snapshot.shape.diskMib === diskMib
+    )
+      return snapshot;
+  }
+  throw new Error(`no base snapshot of this shape in ${root}`);
+}
 
 describe('an environment build under a VM limit of 1', () => {
   let world: E2eWorld;
