@@ -49,7 +49,7 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
 <tbody>${builds.map(
       (b) => html`<tr>
   <td data-label="Build"><a href="/environments/builds/${b.id}">${b.repoFullName}</a> <span class="sub"><code>${b.id}</code></span></td>
-  <td data-label="State"><span class="state state-${b.state}">${b.state}</span>${b.host ? html` <span class="sub">on ${b.host}</span>` : ''}</td>
+  <td data-label="State"><span class="state state-${b.state}">${b.state}</span>${b.host ? html` <span class="sub">${b.state === 'queued' ? 'for' : 'on'} ${b.host}</span>` : ''}</td>
   <td data-label="Trigger">${b.trigger.kind} by ${b.trigger.by}</td>
   <td data-label="Environment">${b.environmentId ? html`<code>${b.environmentId}</code>${current.some((e) => e.id === b.environmentId) ? ' (on disk)' : ' (collected)'}` : '–'}</td>
   <td data-label="Finished">${b.finishedAt ?? '–'}</td>
