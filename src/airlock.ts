@@ -5,6 +5,8 @@ import { startRetention } from './audit/retention.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
+import { BUILDS_CHANNEL, BuildQueue } from './environments/build-queue.ts';
+import { buildFailureJob } from './environments/build-report.ts';
 import type { EnvironmentBuilder } from './environments/environment-builder.ts';
 import { hasEnvironment } from './environments/environment-key.ts';
 import { EnvironmentStore } from './environments/environment-store.ts';
@@ -12,7 +14,7 @@ import { Environments } from './environments/environments.ts';
 import { VmEnvironmentBuilder } from './environments/vm-environment-builder.ts';
 import { errorMessage } from './errors.ts';
 import { GitMirrors } from './git/git-mirrors.ts';
-import { GitHubJobQueue, queueStateJobs } from './github/github-jobs.ts';
+import { GitHubJobQueue, queueStateJobs, queueWithChange } from './github/github-jobs.ts';
 import { type GitHubPlane, startGitHubPlane } from './github/github-plane.ts';
 import type { OctokitTuning } from './github/octokit-factory.ts';
 import { type TaskCredential, taskCredential } from './github/task-token.ts';
@@ -227,10 +229,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     ? { appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, redactor: ports.redactor }
     : undefined;
   const remote = control
-    ? (task: Task, kind: 'task' | 'read') =>
+    ? (subject: { id: string }, kind: 'task' | 'read' | 'build') =>
         remoteCredential({
           client: control.client,
-          taskId: task.id,
+          taskId: subject.id,
           kind,
           githubApiUrl: control.app.apiUrl,
           audit,
@@ -248,12 +250,24 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     );
   };
 
-  // Environment builds run on the host that keeps their snapshots; with several hosts they are
-  // not built yet (docs/deploy.md), and a task that needs one fails saying so.
-  const builder = shared ? undefined : (ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox));
+  // Environment builds run on the host that keeps their snapshots: with several hosts, each worker
+  // builds and keeps its own (docs/environments.md), and a push or `/airlock rebuild` asks each
+  // host that has one. A control plane only queues them.
+  const environmentStore = new EnvironmentStore(store, clock, {
+    host: shared && role !== 'control' ? settings.cluster.workerName : null,
+  });
+  const buildQueue = new BuildQueue({
+    store: environmentStore,
+    audit,
+    log,
+    ...(shared ? { notify: () => store.notify(BUILDS_CHANNEL) } : {}),
+  });
+  const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
   const environments = builder
     ? new Environments({
-        store: new EnvironmentStore(store, clock),
+        store: environmentStore,
+        queue: buildQueue,
+        ...(shared ? { listen: (onMessage: () => void) => store.listen(BUILDS_CHANNEL, onMessage) } : {}),
         builder,
         audit,
         clock,
@@ -275,6 +289,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       gitUrl,
       credentialFor: (build) => {
         if (ports.repositories) return ports.repositories.credentialFor(build);
+        if (remote) return remote(build, 'build');
         if (build.installationId === null || !tokenDeps)
           throw new Error('the build has no GitHub installation to mint a token for');
         const { owner, repo } = splitRepo(build.repoFullName);
@@ -316,7 +331,7 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
             readCredentialFor: (task: Task) => remote(task, 'read'),
           }
         : {}),
-      environments: environments ?? noEnvironments(shared),
+      environments: environments ?? noEnvironments(),
       gitUrl,
       models: ports.models ?? modelUpstreams(settings.models),
       app: { slug: () => control?.app.slug ?? github?.appSlug() ?? 'airlock' },
@@ -367,9 +382,14 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
 
   if (control) {
     lifecycle.publish = (task, result) => control.client.publish(task.id, result);
-    // What GitHub hears of a task's state, queued for the control plane's job loop.
+    // What GitHub hears of a task's state, and of an environment build that failed here, queued
+    // for the control plane's job loop.
     const jobs = new GitHubJobQueue(store, clock);
     listeners.push((task) => queueStateJobs(store, jobs, log, task));
+    environments?.onBuildFinished((build) => {
+      const job = buildFailureJob(build, settings.publicUrl);
+      if (job) queueWithChange(store, log, `build ${build.id}`, () => jobs.enqueue(job));
+    });
   }
 
   if (settings.github && role !== 'worker' && runs) {
@@ -389,7 +409,17 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
       approvals,
       spend,
       held,
-      ...(environments ? { environments } : {}),
+      // Builds are queued where something builds them: here, or (on PostgreSQL) on the workers.
+      ...(environments || shared
+        ? {
+            environments: {
+              queue: buildQueue,
+              store: environmentStore.forHost(null),
+              log: (buildId: string) => environmentStore.readLog(buildId),
+              ...(environments ? { onBuildFinished: environments.onBuildFinished.bind(environments) } : {}),
+            },
+          }
+        : {}),
       ...(sandbox ? { health: { accel: sandbox.accel.accel, image: sandbox.sandbox.imageDigest } } : {}),
       ...(ports.octokit ? { octokit: ports.octokit } : {}),
       ...(ports.pollMs ? { pollMs: ports.pollMs } : {}),
@@ -498,18 +528,16 @@ async function connectToControlPlane(
 }
 
 /**
- * Where environments are not built (several hosts share the database): a task whose repository
- * configures one fails with that reason rather than running without its toolchain.
+ * Where environments are not built (no builder was given): a task whose repository configures one
+ * fails with that reason rather than running without its toolchain.
  */
-function noEnvironments(shared: boolean): Pick<Environments, 'forTask'> {
+function noEnvironments(): Pick<Environments, 'forTask'> {
   return {
     forTask: async (task) => {
       if (!hasEnvironment(task.config)) return undefined;
       throw new TaskFailure(
         'setup_failed',
-        shared
-          ? 'this repository configures an `environment:`, and airlock running on several hosts does not build environments yet (see docs/deploy.md); remove the section or run airlock on one host'
-          : 'this repository configures an `environment:`, and this airlock has no environment builder',
+        'this repository configures an `environment:`, and this airlock has no environment builder',
       );
     },
   };

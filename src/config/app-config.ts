@@ -116,7 +116,10 @@ export const AppConfig = z.object({
     openaiUpstreamUrl: z.url().default('https://api.openai.com'),
   }),
   scheduler: z.object({
-    /** AIRLOCK_MAX_CONCURRENT_TASKS: VMs running at once on this host. */
+    /**
+     * AIRLOCK_MAX_CONCURRENT_TASKS: tasks running at once on this host, and its VM limit (tasks',
+     * builds' and warm VMs; a VM past it waits for one to end).
+     */
     maxConcurrent: positiveInt.default(2),
     /** AIRLOCK_MAX_TASKS_PER_REPO: VMs running at once for one repository. */
     maxPerRepo: positiveInt.default(1),

@@ -1,3 +1,4 @@
+import type { GitHubJob } from '../github/github-jobs.ts';
 import { untrustedCodeBlock, untrustedCodeSpan } from '../github/untrusted-markdown.ts';
 import type { EnvironmentBuild } from './environment-store.ts';
 
@@ -43,6 +44,22 @@ export function buildFailureComment(build: EnvironmentBuild, publicUrl: string):
       ? 'airlock was stopped during the build: comment `/airlock rebuild` on any issue to build it again.'
       : 'Fix `environment:` in `.github/airlock.yml` or the files its setup uses, then comment `/airlock rebuild`.',
   ].join('\n');
+}
+
+/**
+ * The GitHub job that reports a failed build where the person who caused it looks: the issue or
+ * pull request that asked for it, or the commit whose push triggered it. Undefined for a build that
+ * did not fail, or has nowhere on GitHub to say so.
+ */
+export function buildFailureJob(build: EnvironmentBuild, publicUrl: string): GitHubJob | undefined {
+  const { issueNumber, commitSha } = build.trigger;
+  if (build.state !== 'failed' || build.installationId === null) return undefined;
+  const where = { installationId: build.installationId, repo: build.repoFullName };
+  const body = buildFailureComment(build, publicUrl);
+  if (issueNumber !== undefined) return { kind: 'comment', ...where, issueNumber, body };
+  if (build.trigger.kind === 'push' && commitSha)
+    return { kind: 'commit_comment', ...where, commitSha, body };
+  return undefined;
 }
 
 function triggerWords(build: EnvironmentBuild): string {

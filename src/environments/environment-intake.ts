@@ -6,6 +6,7 @@ import { policyViolations } from '../policy/policy-violations.ts';
 import type { Decision, IntakeDeps } from '../tasks/intake.ts';
 import { decided } from '../tasks/intake.ts';
 import { hasEnvironment, touchesEnvironment } from './environment-key.ts';
+import type { EnvironmentBuild } from './environment-store.ts';
 
 type PushIntent = Extract<Intent, { type: 'push' }>;
 type CommandIntent = Extract<Intent, { type: 'command' }>;
@@ -36,7 +37,7 @@ export function pushDecision(
   const { origin } = intent;
   return {
     commit: async () => {
-      const build = await environments.enqueue({
+      const builds = await environments.enqueue({
         repoFullName: origin.repo.fullName,
         repoId: origin.repo.id,
         installationId: origin.installationId,
@@ -51,7 +52,7 @@ export function pushDecision(
             : 'a forced or long push',
         },
       });
-      return { status: 'done', outcome: `environment build ${build.id} queued` };
+      return { status: 'done', outcome: queuedWords(builds) };
     },
     afterCommit: () => environments.wake(),
   };
@@ -87,7 +88,7 @@ export function rebuildDecision(
   }
   return {
     commit: async () => {
-      const build = await environments.enqueue({
+      const builds = await environments.enqueue({
         repoFullName: repo,
         repoId: origin.repo.id,
         installationId,
@@ -100,8 +101,14 @@ export function rebuildDecision(
         },
       });
       await deps.jobs.enqueue({ kind: 'react', installationId, repo, target, content: '+1' });
-      return { status: 'done', outcome: `environment build ${build.id} queued` };
+      return { status: 'done', outcome: queuedWords(builds) };
     },
     afterCommit: () => environments.wake(),
   };
+}
+
+/** The outcome a delivery records for the builds it queued (one per host that rebuilds). */
+function queuedWords(builds: readonly EnvironmentBuild[]): string {
+  const hosts = builds.map((b) => (b.host ? `${b.id} on ${b.host}` : b.id));
+  return `environment build${builds.length === 1 ? '' : 's'} ${hosts.join(', ')} queued`;
 }

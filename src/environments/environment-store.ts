@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { RepoConfig } from '../config/repo-config.ts';
 import type { Store } from '../store/database.ts';
 import { newTaskId } from '../tasks/task-store.ts';
+import { BuildLog } from './build-log.ts';
 import { WorkspaceRefs } from './workspace-refs.ts';
 
 /** Why a build was asked for, and by whom (shown in the UI, recorded in the build's chain). */
@@ -42,6 +43,8 @@ export const EnvironmentBuild = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  /** The worker that runs or ran it (AIRLOCK_WORKER_NAME); null on one host, or while no worker took it. */
+  host: z.string().nullable(),
 });
 export type EnvironmentBuild = z.infer<typeof EnvironmentBuild>;
 
@@ -62,6 +65,8 @@ export const EnvironmentRecord = z.object({
   collectedWhy: z.string().nullable(),
   /** The workspace's refs as cloned; null for environments built before they were recorded. */
   workspaceRefs: WorkspaceRefs.nullable(),
+  /** The worker whose data directory holds it; null on one host. */
+  host: z.string().nullable(),
 });
 export type EnvironmentRecord = z.infer<typeof EnvironmentRecord>;
 
@@ -72,6 +77,11 @@ export interface NewBuild {
   installationId: number | null;
   trigger: BuildTrigger;
   config: RepoConfig;
+  /**
+   * The worker that must run it (its environment is stale there); null: any worker may. Defaults
+   * to this store's host.
+   */
+  host?: string | null;
 }
 
 /** Build ids share the audit table with task ids: the prefix keeps the two apart. */
@@ -93,6 +103,7 @@ const BUILD_COLUMNS = [
   'created_at',
   'started_at',
   'finished_at',
+  'host',
 ] as const;
 const ENV_COLUMNS = [
   'id',
@@ -109,16 +120,46 @@ const ENV_COLUMNS = [
   'collected_at',
   'collected_why',
   'workspace_refs',
+  'host',
 ] as const;
 
-/** Durable storage of environment builds and the environments they made, on either database. */
+/**
+ * Durable storage of environment builds and the environments they made, on either database.
+ *
+ * Environments are per host: a snapshot restores only on the host that froze it. A store is opened
+ * for one `host` (a worker's AIRLOCK_WORKER_NAME) and then sees, as its own, only that host's
+ * environments and builds, plus builds no worker has taken yet; opened for no host (airlock on one
+ * host, or a reader such as the web UI) it sees every row.
+ */
 export class EnvironmentStore {
   readonly #store: Store;
   readonly #clock: Clock;
+  readonly #host: string | null;
 
-  constructor(store: Store, clock: Clock) {
+  constructor(store: Store, clock: Clock, options: { host?: string | null } = {}) {
     this.#store = store;
     this.#clock = clock;
+    this.#host = options.host ?? null;
+  }
+
+  /** The host whose rows this store works on; null: every row (one host). */
+  get host(): string | null {
+    return this.#host;
+  }
+
+  /** The same database, seen as `host`'s. */
+  forHost(host: string | null): EnvironmentStore {
+    return host === this.#host ? this : new EnvironmentStore(this.#store, this.#clock, { host });
+  }
+
+  /** Opens a build's log for writing (see BuildLog). */
+  openLog(buildId: string): Promise<BuildLog> {
+    return BuildLog.open(this.#store, buildId);
+  }
+
+  /** A build's log, as far as it was written, wherever the build runs. */
+  readLog(buildId: string): Promise<string> {
+    return BuildLog.read(this.#store, buildId);
   }
 
   /**
@@ -142,6 +183,7 @@ export class EnvironmentStore {
         trigger_json: JSON.stringify(input.trigger),
         config_json: JSON.stringify(input.config),
         created_at: this.#now(),
+        host: input.host === undefined ? this.#host : input.host,
       })
       .returning(BUILD_COLUMNS)
       .executeTakeFirstOrThrow();
@@ -159,9 +201,12 @@ export class EnvironmentStore {
     return row ? buildFromRow(row) : undefined;
   }
 
-  /** Builds in a state, oldest first. */
+  /**
+   * This host's builds in a state, oldest first; queued ones include those no worker has taken
+   * (any host may run them).
+   */
   async buildsIn(state: BuildState, limit = 100): Promise<EnvironmentBuild[]> {
-    const rows = await this.#builds()
+    const rows = await this.#ownBuilds(state === 'queued')
       .where('state', '=', state)
       .orderBy('created_at')
       .orderBy('id')
@@ -170,9 +215,12 @@ export class EnvironmentStore {
     return rows.map(buildFromRow);
   }
 
-  /** A repository's queued or running build, if any. */
+  /**
+   * A repository's queued or running build on this host, if any (opened for no host: on any host,
+   * or not taken yet).
+   */
   async openBuild(repoFullName: string): Promise<EnvironmentBuild | undefined> {
-    const row = await this.#builds()
+    const row = await this.#ownBuilds(false)
       .where('repo_full_name', '=', repoFullName)
       .where('state', 'in', ['queued', 'running'])
       .orderBy('created_at')
@@ -181,9 +229,9 @@ export class EnvironmentStore {
     return row ? buildFromRow(row) : undefined;
   }
 
-  /** A repository's latest finished build. */
+  /** A repository's latest finished build on this host. */
   async lastFinishedBuild(repoFullName: string): Promise<EnvironmentBuild | undefined> {
-    const row = await this.#builds()
+    const row = await this.#ownBuilds(false)
       .where('repo_full_name', '=', repoFullName)
       .where('state', 'in', ['succeeded', 'failed'])
       .orderBy('finished_at', 'desc')
@@ -205,17 +253,63 @@ export class EnvironmentStore {
     return rows.map(buildFromRow);
   }
 
-  /** Moves a queued build to running. */
-  async startBuild(id: string): Promise<EnvironmentBuild> {
-    const row = await this.#store.db
+  /**
+   * Moves a queued build to running on this host; undefined when it is no longer queued (exactly
+   * one host takes a build any host may run).
+   */
+  async startBuild(id: string): Promise<EnvironmentBuild | undefined> {
+    const now = this.#now();
+    let query = this.#store.db
       .updateTable('environment_builds')
-      .set({ state: 'running', started_at: this.#now() })
+      .set({ state: 'running', started_at: now, heartbeat_at: now, host: this.#host })
       .where('id', '=', id)
-      .where('state', '=', 'queued')
-      .returning(BUILD_COLUMNS)
-      .executeTakeFirst();
-    if (!row) throw new Error(`environment build ${id} is not queued`);
-    return buildFromRow(row);
+      .where('state', '=', 'queued');
+    if (this.#host !== null)
+      query = query.where((eb) => eb.or([eb('host', '=', this.#host), eb('host', 'is', null)]));
+    const row = await query.returning(BUILD_COLUMNS).executeTakeFirst();
+    return row ? buildFromRow(row) : undefined;
+  }
+
+  /** Notes that this host is still running a build (see staleRunning). */
+  async heartbeat(id: string): Promise<void> {
+    await this.#store.db
+      .updateTable('environment_builds')
+      .set({ heartbeat_at: this.#now() })
+      .where('id', '=', id)
+      .where('state', '=', 'running')
+      .execute();
+  }
+
+  /** Running builds on any host whose host has not renewed them since `before` (ISO time). */
+  async staleRunning(before: string): Promise<EnvironmentBuild[]> {
+    const rows = await this.#builds()
+      .where('state', '=', 'running')
+      .where((eb) => eb.or([eb('heartbeat_at', '<', before), eb('heartbeat_at', 'is', null)]))
+      .orderBy('created_at')
+      .execute();
+    return rows.map(buildFromRow);
+  }
+
+  /**
+   * The hosts that hold a ready environment of the repository, or run or wait for one of its
+   * builds: where a push or `/airlock rebuild` must rebuild it. Null stands for "any host".
+   */
+  async hostsOf(repoFullName: string): Promise<Array<string | null>> {
+    const made = await this.#store.db
+      .selectFrom('environments')
+      .select('host')
+      .distinct()
+      .where('repo_full_name', '=', repoFullName)
+      .where('state', '=', 'ready')
+      .execute();
+    const building = await this.#store.db
+      .selectFrom('environment_builds')
+      .select('host')
+      .distinct()
+      .where('repo_full_name', '=', repoFullName)
+      .where('state', 'in', ['queued', 'running'])
+      .execute();
+    return [...new Set([...made, ...building].map((r) => r.host))];
   }
 
   /** Records what a running build learnt about its source (the commit and the key). */
@@ -227,15 +321,19 @@ export class EnvironmentStore {
       .execute();
   }
 
-  /** Ends a build that failed (or was interrupted) with its reason and the end of its log. */
-  async failBuild(id: string, reason: string, logTail: string): Promise<EnvironmentBuild> {
-    await this.#store.db
+  /**
+   * Ends a build that failed (or was interrupted) with its reason and the end of its log; returns
+   * it, or undefined when it had ended already (another process failed it first).
+   */
+  async failBuild(id: string, reason: string, logTail: string): Promise<EnvironmentBuild | undefined> {
+    const row = await this.#store.db
       .updateTable('environment_builds')
       .set({ state: 'failed', reason, log_tail: logTail, finished_at: this.#now() })
       .where('id', '=', id)
       .where('state', 'in', ['queued', 'running'])
-      .execute();
-    return this.build(id);
+      .returning(BUILD_COLUMNS)
+      .executeTakeFirst();
+    return row ? buildFromRow(row) : undefined;
   }
 
   /**
@@ -273,6 +371,7 @@ export class EnvironmentStore {
           created_at: now,
           last_used_at: now,
           workspace_refs: env.workspaceRefs ? JSON.stringify(env.workspaceRefs) : null,
+          host: this.#host,
         })
         .execute();
       await this.#store.db
@@ -298,9 +397,9 @@ export class EnvironmentStore {
     return envFromRow(row);
   }
 
-  /** A repository's newest ready environment: the one that serves its tasks. */
+  /** A repository's newest ready environment on this host: the one that serves its tasks here. */
   async current(repoFullName: string): Promise<EnvironmentRecord | undefined> {
-    const row = await this.#environments()
+    const row = await this.#ownEnvironments()
       .where('repo_full_name', '=', repoFullName)
       .where('state', '=', 'ready')
       .orderBy('created_at', 'desc')
@@ -310,9 +409,9 @@ export class EnvironmentStore {
     return row ? envFromRow(row) : undefined;
   }
 
-  /** Every environment whose files are still on disk. */
+  /** Every environment whose files are still on this host's disk. */
   async ready(): Promise<EnvironmentRecord[]> {
-    const rows = await this.#environments()
+    const rows = await this.#ownEnvironments()
       .where('state', '=', 'ready')
       .orderBy('created_at')
       .orderBy('seq')
@@ -357,8 +456,21 @@ export class EnvironmentStore {
     return this.#store.db.selectFrom('environment_builds').select(BUILD_COLUMNS);
   }
 
+  /** This host's builds; with `untaken`, also those no host has taken yet. */
+  #ownBuilds(untaken: boolean) {
+    const host = this.#host;
+    if (host === null) return this.#builds();
+    return this.#builds().where((eb) =>
+      untaken ? eb.or([eb('host', '=', host), eb('host', 'is', null)]) : eb('host', '=', host),
+    );
+  }
+
   #environments() {
     return this.#store.db.selectFrom('environments').select(ENV_COLUMNS);
+  }
+
+  #ownEnvironments() {
+    return this.#host === null ? this.#environments() : this.#environments().where('host', '=', this.#host);
   }
 
   #now(): string {
@@ -384,6 +496,7 @@ function buildFromRow(row: unknown): EnvironmentBuild {
     createdAt: r.created_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+    host: r.host,
   });
 }
 
@@ -404,5 +517,6 @@ function envFromRow(row: unknown): EnvironmentRecord {
     collectedAt: r.collected_at,
     collectedWhy: r.collected_why,
     workspaceRefs: r.workspace_refs === null ? null : JSON.parse(String(r.workspace_refs)),
+    host: r.host,
   });
 }

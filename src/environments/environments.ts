@@ -8,7 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { VmSnapshot } from '../sandbox/sandbox.ts';
 import type { Task } from '../tasks/task.ts';
 import { TaskFailure } from '../tasks/task-runner.ts';
-import { BuildLog } from './build-log.ts';
+import type { BuildQueue } from './build-queue.ts';
 import { runBuild } from './build-run.ts';
 import type { EnvironmentBuilder } from './environment-builder.ts';
 import { type Collection, environmentsToCollect } from './environment-gc.ts';
@@ -18,10 +18,24 @@ import type { EnvironmentBuild, EnvironmentRecord, EnvironmentStore, NewBuild } 
 /** A current environment unused this long is collected. */
 export const ENV_IDLE_MS = 30 * 86_400_000;
 const GC_INTERVAL_MS = 3600_000;
+/** A running build's row is renewed this often; one not renewed for BUILD_STALE_MS is failed. */
+const BUILD_HEARTBEAT_MS = 10_000;
+const BUILD_STALE_MS = 60_000;
 
 /** What the environments need from the rest of airlock. */
 export interface EnvironmentsDeps {
+  /** Opened for this host (a worker's name on PostgreSQL; none on one host). */
   store: EnvironmentStore;
+  /** Where builds are asked for; its wake() starts this host's next build. */
+  queue: BuildQueue;
+  /**
+   * Hears builds queued by other processes (PostgreSQL LISTEN on BUILDS_CHANNEL); absent on one
+   * host. With it, builds whose worker stopped renewing them are also swept.
+   */
+  listen?: (onMessage: () => void) => Promise<() => Promise<void>>;
+  /** Renewal of a running build and how long one may go unrenewed (tests shorten them). */
+  heartbeatMs?: number;
+  staleAfterMs?: number;
   builder: EnvironmentBuilder;
   audit: AuditSink;
   clock: Clock;
@@ -58,9 +72,12 @@ export class Environments {
   #again = false;
   #started = false;
   #gcTimer: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #unlisten: (() => Promise<void>) | undefined;
 
   constructor(deps: EnvironmentsDeps) {
     this.#deps = deps;
+    deps.queue.onWake(() => this.#pump());
   }
 
   /** The builds and environments as stored. */
@@ -89,6 +106,7 @@ export class Environments {
     for (const build of await store.buildsIn('running')) {
       const reason = 'interrupted: airlock stopped during the build; what it had made was removed';
       const failed = await store.failBuild(build.id, reason, '');
+      if (!failed) continue;
       audit.append(build.id, 'build.outcome', { state: 'failed', reason });
       interrupted.push(build.id);
       this.#finished(failed);
@@ -114,6 +132,12 @@ export class Environments {
     await this.collect();
     this.#gcTimer = setInterval(() => void this.collect().catch(() => {}), GC_INTERVAL_MS);
     this.#gcTimer.unref();
+    if (this.#deps.listen) {
+      this.#unlisten = await this.#deps.listen(() => this.#pump());
+      const staleMs = this.#deps.staleAfterMs ?? BUILD_STALE_MS;
+      this.#sweepTimer = setInterval(() => void this.sweep(), Math.max(1000, staleMs / 2));
+      this.#sweepTimer.unref();
+    }
     this.#pump();
     return { interrupted, removed };
   }
@@ -162,44 +186,48 @@ export class Environments {
     return await this.#lease(made, snapshot);
   }
 
-  /** Queues a build unless one is queued or running for the repository, and starts it when it can. */
+  /**
+   * Queues a build on this host unless one that covers the request is queued or running here
+   * (see BuildQueue.enqueue), and starts it when it can.
+   */
   async request(input: NewBuild): Promise<EnvironmentBuild> {
-    const build = await this.enqueue(input);
-    this.wake();
-    return build;
+    const { queue, store } = this.#deps;
+    const [build] = await queue.enqueue({ ...input, host: store.host });
+    queue.wake();
+    return build!;
+  }
+
+  /** Where builds are asked for (intake queues pushes' and `/airlock rebuild`'s here). */
+  get queue(): BuildQueue {
+    return this.#deps.queue;
   }
 
   /**
-   * Queues a build unless one that covers the request is queued or running for the repository;
-   * returns the one that will run. A queued build covers every request (it has not cloned yet); a
-   * running one covers tasks and staleness, but not a push or `/airlock rebuild`, whose change it
-   * may have cloned too early to build: those queue one more behind it. Only writes (inside the
-   * caller's transaction, if any): call wake() once it is committed.
+   * Fails the running builds, on any host, whose worker has stopped renewing them (killed, or its
+   * host lost): they would otherwise show as running for ever, and no push could rebuild there.
+   * Exactly one sweeping process fails each; it reports it as this host's own build failures are.
    */
-  async enqueue(input: NewBuild): Promise<EnvironmentBuild> {
-    const { store, audit } = this.#deps;
-    return store.transaction(async () => {
-      const open = await store.openBuild(input.repoFullName);
-      if (open?.state === 'queued') return open;
-      const queued =
-        open && (await store.buildsIn('queued', 10_000)).find((b) => b.repoFullName === input.repoFullName);
-      if (queued) return queued;
-      if (open && input.trigger.kind !== 'push' && input.trigger.kind !== 'command') return open;
-      const created = await store.createBuild(input);
-      audit.append(created.id, 'build.created', {
-        repository: created.repoFullName,
-        trigger: created.trigger,
-        environment: created.config.environment ?? null,
-        limits: created.config.limits,
-        egress: created.config.egress.allow,
-      });
-      return created;
-    });
-  }
-
-  /** Starts the next queued build if none is running. */
-  wake(): void {
-    this.#pump();
+  async sweep(): Promise<EnvironmentBuild[]> {
+    const { store, audit, clock, log } = this.#deps;
+    const staleMs = this.#deps.staleAfterMs ?? BUILD_STALE_MS;
+    const swept: EnvironmentBuild[] = [];
+    try {
+      const before = new Date(clock.now().getTime() - staleMs).toISOString();
+      for (const build of await store.staleRunning(before)) {
+        // This host's own builds are its to end (start() fails what a restart left).
+        if (build.host === store.host) continue;
+        const reason = `interrupted: its worker ${build.host ?? '(unnamed)'} stopped renewing the build for ${Math.round(staleMs / 1000)} s`;
+        const failed = await store.failBuild(build.id, reason, build.logTail ?? '');
+        if (!failed) continue;
+        audit.append(build.id, 'build.outcome', { state: 'failed', reason, sweptBy: store.host });
+        log.warn({ build: build.id, host: build.host }, 'environment build of a lost worker failed');
+        swept.push(failed);
+        this.#finished(failed);
+      }
+    } catch (error) {
+      log.warn({ err: errorMessage(error) }, 'sweeping lost environment builds failed');
+    }
+    return swept;
   }
 
   /** Resolves once a build has ended; rejects when `signal` aborts first. */
@@ -233,7 +261,7 @@ export class Environments {
 
   /** A build's log (what its commands printed), as far as it was written. */
   log(buildId: string): Promise<string> {
-    return BuildLog.read(this.#deps.dataDir, buildId);
+    return this.#deps.store.readLog(buildId);
   }
 
   /** Deletes what the age and disk budget no longer allow (see environmentsToCollect). */
@@ -259,6 +287,8 @@ export class Environments {
   /** Stops: the running build is aborted (and fails as interrupted); waits for it. */
   async stop(): Promise<void> {
     if (this.#gcTimer) clearInterval(this.#gcTimer);
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    await this.#unlisten?.();
     this.#stop.abort(new Error('airlock is shutting down'));
     await this.#running;
   }
@@ -359,11 +389,14 @@ export class Environments {
   }
 
   async #run(queued: EnvironmentBuild): Promise<void> {
-    const { ended, superseded } = await runBuild(
-      { ...this.#deps, root: this.root },
+    const ran = await runBuild(
+      { ...this.#deps, root: this.root, heartbeatMs: this.#deps.heartbeatMs ?? BUILD_HEARTBEAT_MS },
       queued,
       this.#stop.signal,
     );
+    // Another worker took it: look at the queue again.
+    if (!ran) return;
+    const { ended, superseded } = ran;
     // Its warm VMs go now; its files once no task holds it (collect, below).
     if (superseded) await this.#retire(superseded);
     this.#finished(ended);

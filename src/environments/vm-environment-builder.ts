@@ -110,6 +110,7 @@ export class VmEnvironmentBuilder implements EnvironmentBuilder {
         image: this.imageDigest,
         accelerator: vm.accel,
         bootMs: Math.round(vm.bootMs),
+        ...(vm.queuedMs !== undefined ? { queuedMs: Math.round(vm.queuedMs) } : {}),
         limits,
       });
       recordVm(vm, build.id, audit);

@@ -5,7 +5,9 @@ import { ciHeadOf, handleCiResult } from '../ci/ci-follow-up.ts';
 import { CiVerdicts } from '../ci/ci-verdicts.ts';
 import type { Clock } from '../clock.ts';
 import type { AppConfig } from '../config/app-config.ts';
-import { buildFailureComment } from '../environments/build-report.ts';
+import type { BuildQueue } from '../environments/build-queue.ts';
+import { buildFailureJob } from '../environments/build-report.ts';
+import type { EnvironmentStore } from '../environments/environment-store.ts';
 import type { Environments } from '../environments/environments.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -69,8 +71,16 @@ export interface GitHubPlaneDeps {
   approvals: ApprovalStore;
   spend: SpendLedger;
   held: HeldResults;
-  /** Environment builds: queued by pushes and `/airlock rebuild`; failures are reported on GitHub. */
-  environments?: Environments;
+  /**
+   * Environment builds: queued by pushes and `/airlock rebuild`, shown on the web pages; those that
+   * fail on this process (where it builds) reported on GitHub.
+   */
+  environments?: {
+    queue: Pick<BuildQueue, 'enqueue' | 'wake'>;
+    store: EnvironmentStore;
+    log(buildId: string): Promise<string>;
+    onBuildFinished?: Environments['onBuildFinished'];
+  };
   health?: { accel: string; image: string };
   octokit?: OctokitTuning;
   pollMs?: number;
@@ -234,23 +244,11 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
   // rendered from the task when the job runs; a task that ends may let CI be judged again.
   deps.listeners.push((task) => queueFromListener(`task ${task.id}`, () => enqueueStateJobs(jobs, task)));
   deps.lifecycle.publish = reporter.publish;
-  // A failed build is reported where the person who caused it looks: the issue or pull request
-  // that asked for it, or the commit whose push triggered it.
-  deps.environments?.onBuildFinished((build) => {
-    const { issueNumber, commitSha } = build.trigger;
-    if (build.state !== 'failed' || build.installationId === null) return;
-    const where = { installationId: build.installationId, repo: build.repoFullName };
-    const body = buildFailureComment(build, settings.publicUrl);
-    if (issueNumber !== undefined)
-      queueFromListener(`build ${build.id}`, () =>
-        jobs.enqueue({ kind: 'comment', ...where, issueNumber, body }),
-      );
-    else if (build.trigger.kind === 'push' && commitSha)
-      queueFromListener(`build ${build.id}`, () =>
-        jobs.enqueue({ kind: 'commit_comment', ...where, commitSha, body }),
-      );
+  // A build that failed here is reported on GitHub (a worker's builds: by that worker).
+  deps.environments?.onBuildFinished?.((build) => {
+    const job = buildFailureJob(build, settings.publicUrl);
+    if (job) queueFromListener(`build ${build.id}`, () => jobs.enqueue(job));
   });
-
   const approvalDeps = { ...deps.lifecycle, approvals: deps.approvals };
   const runs = deps.runs;
   const recovery = await runs.start();
@@ -291,7 +289,7 @@ export async function startGitHubPlane(deps: GitHubPlaneDeps): Promise<GitHubPla
         yieldToWebhooks: () => gate.yield(),
         tracer,
         onCiResult: (intent) => handleCiResult({ ...ciDeps, appSlug: identity.slug() }, ciHeadOf(intent)),
-        ...(deps.environments ? { environments: deps.environments } : {}),
+        ...(deps.environments ? { environments: deps.environments.queue } : {}),
       });
       if (n > 0 || expired.length > 0) jobLoop.wake();
       if (identity.known()) await runs.tick();

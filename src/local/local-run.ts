@@ -5,7 +5,6 @@ import path from 'node:path';
 import { type Airlock, buildAirlock, type OpenedSandbox } from '../airlock.ts';
 import type { AppConfig } from '../config/app-config.ts';
 import { parseRepoConfig, type RepoConfig } from '../config/repo-config.ts';
-import { BuildLog } from '../environments/build-log.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { runProcess } from '../process/run-process.ts';
@@ -125,11 +124,14 @@ export async function runLocalTask(
             ? `environment ${current.id} (built ${current.createdAt} at ${current.commitSha.slice(0, 12)})`
             : 'environment: none yet; building it first (later runs restore it)',
       );
-      airlock.environments?.onBuildFinished((build) =>
+      airlock.environments?.onBuildFinished((build) => {
         deps.progress(
-          `environment build ${build.id} ${build.state}${build.reason ? `: ${build.reason}` : ''} (log: ${BuildLog.file(deps.config.dataDir, build.id)})`,
-        ),
-      );
+          `environment build ${build.id} ${build.state}${build.reason ? `: ${build.reason}` : ''}`,
+        );
+        // The end of its log (the whole log is stored with the build).
+        if (build.state === 'failed' && build.logTail)
+          deps.progress(build.logTail.trimEnd().split('\n').slice(-20).join('\n'));
+      });
     }
     const heartbeat = setInterval(() => {
       tasks.get(task.id).then(

@@ -8,6 +8,7 @@ import type { GuestProcess } from './guest-protocol.ts';
 import type { ProxyGate } from './proxy-gate.ts';
 import { QmpSession, qmpExecute } from './qmp.ts';
 import type { Vm, VmShape, VmTeardown } from './sandbox.ts';
+import type { VmPlace } from './vm-places.ts';
 import { processMatches, type VmRegistry } from './vm-registry.ts';
 import { moveInto, SNAPSHOT_FILES, saveVmState } from './vm-snapshot.ts';
 
@@ -30,6 +31,7 @@ export class MicroVm implements Vm {
   readonly start: 'cold' | 'restored';
   readonly shape: VmShape;
   readonly bootMs: number;
+  readonly queuedMs: number | undefined;
   readonly exited: Promise<string>;
   readonly files: MicroVmFiles;
   readonly #channel: GuestChannel;
@@ -46,6 +48,8 @@ export class MicroVm implements Vm {
     start: 'cold' | 'restored';
     shape: VmShape;
     bootMs: number;
+    /** Its place under the host's VM limit: given back as soon as QEMU is gone. */
+    place: VmPlace;
     channel: GuestChannel;
     qemu: ProcessHandle;
     exited: Promise<string>;
@@ -60,12 +64,17 @@ export class MicroVm implements Vm {
     this.start = parts.start;
     this.shape = parts.shape;
     this.bootMs = parts.bootMs;
+    this.queuedMs = parts.place.queuedMs;
     this.#channel = parts.channel;
     this.#qemu = parts.qemu;
     this.#registry = parts.registry;
     this.#gate = parts.gate;
     this.exited = new Promise((resolve) => {
-      parts.exited.then((why) => resolve(this.#limitHit ? 'output limit exceeded' : why));
+      parts.exited.then((why) => {
+        // Stopped (destroyed, frozen, crashed): the next launch waiting may boot.
+        parts.place.release();
+        resolve(this.#limitHit ? 'output limit exceeded' : why);
+      });
       this.#channel.onOutputLimit = () => {
         this.#limitHit = true;
         this.#qemu.kill();

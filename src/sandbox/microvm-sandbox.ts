@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
-import { SandboxError } from '../errors.ts';
+import { errorMessage, SandboxError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { runProcess } from '../process/run-process.ts';
 import { spawnProcess } from '../process/spawn-process.ts';
@@ -17,6 +17,7 @@ import { qemuArgs } from './qemu-args.ts';
 import { QmpSession, qmpExecute } from './qmp.ts';
 import type { Sandbox, Vm, VmShape, VmSnapshot, VmSpec } from './sandbox.ts';
 import type { VmImage } from './vm-image.ts';
+import { type VmPlace, VmPlaces } from './vm-places.ts';
 import { currentOwner, killProcessGroup, ownerAlive, processMatches, VmRegistry } from './vm-registry.ts';
 import {
   copyMemory,
@@ -48,7 +49,11 @@ export interface MicroVmOptions {
   snapshotDir?: string;
   /** Restored, paused VMs kept ready per snapshot in use (AIRLOCK_WARM_POOL); none when unset. */
   warmPool?: number;
-  /** VMs this host runs at once, warm ones included: the pool fills only below it. */
+  /**
+   * VMs this sandbox runs at once (AIRLOCK_MAX_CONCURRENT_TASKS): tasks', environment builds', the
+   * one booted to make a base snapshot and warm ones. A launch past it evicts a warm VM or waits,
+   * in arrival order, for a VM to end; the warm pool fills only below it. No limit when unset.
+   */
   maxVms?: number;
 }
 
@@ -73,6 +78,7 @@ export class MicroVmSandbox implements Sandbox {
   readonly #registry: VmRegistry;
   readonly #bases = new Map<string, Promise<VmSnapshot | undefined>>();
   readonly #pool = new WarmPool();
+  readonly #places: VmPlaces;
   readonly #filling = new Map<string, number>();
   /** Warm VMs being restored and warmed up, to be waited for on close. */
   readonly #fills = new Set<Promise<void>>();
@@ -86,10 +92,18 @@ export class MicroVmSandbox implements Sandbox {
     this.agentPackages = parseAgentList(options.image.manifest.agents);
     this.debianRelease = options.image.manifest.debian?.suite ?? 'bookworm';
     this.#registry = new VmRegistry(options.dataDir);
+    this.#places = new VmPlaces(options.maxVms ?? Number.POSITIVE_INFINITY);
+  }
+
+  /** The host's VM limit, the places held now (warm VMs included) and the launches waiting for one. */
+  get vmPlaces(): { limit: number; held: number; waiting: number } {
+    return { limit: this.#places.limit, held: this.#places.held, waiting: this.#places.waiting };
   }
 
   async create(spec: VmSpec, signal?: AbortSignal): Promise<Vm> {
-    const from = spec.from ?? (await this.#baseSnapshot(spec));
+    // The base snapshot is shared by every VM of its shape: a caller that stops waiting for it
+    // leaves it being made for the others.
+    const from = spec.from ?? (await Promise.race([this.#baseSnapshot(spec), waitAborted(signal, spec)]));
     if (!from || from === 'cold') return this.#launch(spec, { kind: 'cold' }, signal);
     if (!sameShape(from.shape, spec))
       throw new SandboxError(
@@ -234,16 +248,11 @@ export class MicroVmSandbox implements Sandbox {
 
   /** Boots or restores a VM for `spec`; a restore takes a paused VM from the warm pool if one waits. */
   async #launch(spec: VmSpec, how: Launch, signal?: AbortSignal): Promise<MicroVm> {
-    const started = performance.now();
     const pooled = how.kind === 'restore' && !spec.freezable ? this.#pool.take(how.snapshot.key) : undefined;
-    // Warm VMs count against the host's VM limit: one of another snapshot makes room for a task's.
-    if (
-      !pooled &&
-      this.#pool.total() > 0 &&
-      this.#registry.list().length >= (this.#options.maxVms ?? Infinity)
-    )
-      await this.#pool.evictOne();
-    const vm = pooled ?? (await this.#spawn(spec, how, signal));
+    // A warm VM already holds its place; any other VM takes one first, waiting if the host is full.
+    const place = pooled?.place ?? (await this.#takePlace(spec, signal));
+    const started = performance.now();
+    const vm = pooled ?? (await this.#spawn(spec, how, place, signal));
     try {
       if (pooled) await this.#registry.update(vm.record, { taskId: spec.taskId });
       const channel = vm.channel ?? new GuestChannel(vm.socket, spec.outputLimitBytes, spec.execAuditRate);
@@ -268,6 +277,7 @@ export class MicroVmSandbox implements Sandbox {
           taskId: spec.taskId,
           start: how.kind === 'cold' ? 'cold' : pooled ? 'warm pool' : 'restored',
           bootMs: Math.round(bootMs),
+          ...(place.queuedMs !== undefined ? { queuedMs: Math.round(place.queuedMs) } : {}),
           ...(guest ? { guest } : { snapshot: how.kind === 'restore' ? how.snapshot.dir : undefined }),
         },
         'VM ready',
@@ -280,6 +290,7 @@ export class MicroVmSandbox implements Sandbox {
         start: how.kind === 'cold' ? 'cold' : 'restored',
         shape: { cpus: spec.cpus, memoryMib: spec.memoryMib, diskMib: spec.diskMib },
         bootMs,
+        place,
         channel,
         qemu: vm.qemu,
         exited: vm.exited,
@@ -293,10 +304,37 @@ export class MicroVmSandbox implements Sandbox {
   }
 
   /**
-   * Starts QEMU for a VM, its disks made and its control channel connected; a restore also has its
-   * frozen device state loaded, and waits paused (how the warm pool keeps it).
+   * A place under the host's VM limit for `spec`'s VM. When there is none, the launch queues and
+   * one warm VM goes (its place passes to the first launch waiting); with none to evict, the
+   * launch waits for a running VM to end.
    */
-  async #spawn(spec: VmSpec, how: Launch, signal?: AbortSignal): Promise<SpawnedVm> {
+  #takePlace(spec: VmSpec, signal?: AbortSignal): Promise<VmPlace> {
+    return this.#places.take({
+      signal,
+      what: `the VM of ${spec.taskId}`,
+      onQueued: () => {
+        const { limit, held, waiting } = this.#places;
+        const warm = this.#pool.total();
+        this.#options.log.info(
+          { taskId: spec.taskId, limit, running: held, waiting, warm },
+          warm > 0
+            ? 'host at its VM limit: a warm VM makes room'
+            : 'host at its VM limit: the VM waits for a running one to end',
+        );
+        if (warm > 0)
+          this.#pool
+            .evictOne()
+            .catch((error) => this.#options.log.warn({ err: error }, 'could not evict a warm VM'));
+      },
+    });
+  }
+
+  /**
+   * Starts QEMU for a VM, its disks made and its control channel connected; a restore also has its
+   * frozen device state loaded, and waits paused (how the warm pool keeps it). The VM's place is
+   * released if it fails.
+   */
+  async #spawn(spec: VmSpec, how: Launch, place: VmPlace, signal?: AbortSignal): Promise<SpawnedVm> {
     const vmId = `vm-${spec.taskId.toLowerCase().replace(/[^a-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
     const record = {
       vmId,
@@ -304,7 +342,7 @@ export class MicroVmSandbox implements Sandbox {
       startedAt: new Date().toISOString(),
       owner: currentOwner(),
     };
-    const dir = await this.#registry.open(record);
+    const dir = this.#registry.dir(vmId);
     const files: MicroVmFiles = {
       overlay: path.join(dir, 'root.qcow2'),
       scratch: path.join(dir, 'scratch.qcow2'),
@@ -313,12 +351,14 @@ export class MicroVmSandbox implements Sandbox {
       consoleLog: path.join(dir, 'console.log'),
       memory: spec.freezable ? path.join(dir, 'memory.ram') : undefined,
     };
-    const partial: Partial<SpawnedVm> & Pick<SpawnedVm, 'vmId' | 'record' | 'files'> = {
+    const partial: Partial<SpawnedVm> & Pick<SpawnedVm, 'vmId' | 'record' | 'files' | 'place'> = {
       vmId,
       record,
       files,
+      place,
     };
     try {
+      await this.#registry.open(record);
       // A restored VM always gets a gate, so that one kept in the warm pool can be given its
       // task's proxy when it is taken.
       partial.gate =
@@ -399,10 +439,15 @@ export class MicroVmSandbox implements Sandbox {
   }
 
   /** Stops and deletes a VM that never became ready; returns the error to throw, with the guest's console. */
-  async #discard(vm: Partial<SpawnedVm> & Pick<SpawnedVm, 'vmId' | 'files'>, error: unknown): Promise<Error> {
+  async #discard(
+    vm: Partial<SpawnedVm> & Pick<SpawnedVm, 'vmId' | 'files' | 'place'>,
+    error: unknown,
+  ): Promise<Error> {
     vm.socket?.destroy();
     vm.qemu?.kill();
     await vm.qemu?.exited;
+    // QEMU is gone: its place is free, whatever the clean-up below does.
+    vm.place.release();
     await vm.gate?.close();
     const consoleLog = await readFile(vm.files.consoleLog, 'utf8').catch(() => '');
     await this.#registry.remove(vm.vmId);
@@ -420,29 +465,29 @@ export class MicroVmSandbox implements Sandbox {
 
   /**
    * Tops up the warm pool of a snapshot in the background: paused VMs restored ahead of need,
-   * never more than the pool's size, and never past the host's VM limit (running VMs included).
+   * never more than the pool's size, and only into places free under the host's VM limit that no
+   * launch is waiting for.
    */
   #refill(snapshot: VmSnapshot): void {
     const size = this.#options.warmPool ?? 0;
     if (size <= 0 || this.#closed) return;
     const wanted = size - this.#pool.count(snapshot.key) - (this.#filling.get(snapshot.key) ?? 0);
     for (let i = 0; i < wanted; i++) {
-      if (
-        this.#registry.list().length + this.#fillingTotal() >=
-        (this.#options.maxVms ?? Number.POSITIVE_INFINITY)
-      )
-        return;
+      const place = this.#places.tryTake();
+      if (!place) return;
       this.#filling.set(snapshot.key, (this.#filling.get(snapshot.key) ?? 0) + 1);
       const fill = this.#spawn(
         { taskId: 'warm-pool', ...snapshot.shape, outputLimitBytes: 0 },
         { kind: 'restore', snapshot },
+        place,
       )
         .then((vm) => this.#warmUp(vm))
         .then(
           async (vm) => {
             const discard = (gone: SpawnedVm) => this.#discard(gone, new Error('warm pool drained'));
-            // Closed while it warmed up: nobody will take it.
-            if (this.#closed) await discard(vm);
+            // Closed while it warmed up, nobody will take it; a launch waiting for a place
+            // (another snapshot's, a build's) needs its place more than the pool does.
+            if (this.#closed || this.#places.waiting > 0) await discard(vm);
             else this.#pool.put(snapshot.key, vm, discard);
           },
           (error) =>
@@ -474,12 +519,6 @@ export class MicroVmSandbox implements Sandbox {
     } catch (error) {
       throw await this.#discard(vm, error);
     }
-  }
-
-  #fillingTotal(): number {
-    let total = 0;
-    for (const n of this.#filling.values()) total += n;
-    return total;
   }
 
   /** Makes the VM's disks (and its RAM file) for a cold boot or a restore; returns how RAM is mapped. */
@@ -607,6 +646,17 @@ async function connectControl(
     }
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Rejects once `signal` aborts, with a SandboxError saying what `spec`'s VM was waiting for. */
+function waitAborted(signal: AbortSignal | undefined, spec: VmSpec): Promise<never> {
+  return whenAborted(signal).catch((reason: unknown) => {
+    throw new SandboxError(
+      'vm_wait_aborted',
+      `the VM of ${spec.taskId} was not started: stopped (${errorMessage(reason)}) while it waited for the base snapshot of its shape`,
+      { cause: reason },
+    );
+  });
 }
 
 function timeout(ms: number, message: string): Promise<never> {

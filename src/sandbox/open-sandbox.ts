@@ -14,8 +14,9 @@ export async function openSandbox(options: {
   dataDir: string;
   accel: 'auto' | 'kvm' | 'tcg';
   snapshots: 'on' | 'off';
-  /** Warm VMs per snapshot in use (0: none), and the host's VM limit they count against. */
+  /** Warm VMs per snapshot in use (0: none). */
   warmPool?: number;
+  /** VMs at once on this host (AIRLOCK_MAX_CONCURRENT_TASKS): tasks', builds', warm ones; none when unset. */
   maxVms?: number;
   log: Logger;
 }): Promise<{ sandbox: MicroVmSandbox; accel: { accel: 'kvm' | 'tcg'; reason: string } }> {
@@ -29,12 +30,9 @@ export async function openSandbox(options: {
     dataDir: options.dataDir,
     log,
     tscKhz: hostTscKhz(),
+    ...(options.maxVms ? { maxVms: options.maxVms } : {}),
     ...(options.snapshots === 'on'
-      ? {
-          snapshotDir: path.join(options.cacheDir, 'snapshots'),
-          warmPool: options.warmPool ?? 0,
-          ...(options.maxVms ? { maxVms: options.maxVms } : {}),
-        }
+      ? { snapshotDir: path.join(options.cacheDir, 'snapshots'), warmPool: options.warmPool ?? 0 }
       : {}),
   });
   return { sandbox, accel };

@@ -87,6 +87,11 @@ export interface Vm {
   readonly start: 'cold' | 'restored';
   readonly bootMs: number;
   /**
+   * How long its launch waited for a place under the host's VM limit (the host ran its limit of
+   * VMs), in ms, before its boot began; undefined when a place was free at once.
+   */
+  readonly queuedMs: number | undefined;
+  /**
    * Runs a command in the guest, streaming its output; resolves when its main process exits (after
    * a short grace for its output to drain), whatever it left running in the background.
    */

@@ -3,6 +3,7 @@ import type { ProcessHandle } from '../process/spawn-process.ts';
 import type { GuestChannel } from './guest-channel.ts';
 import type { MicroVmFiles } from './micro-vm.ts';
 import type { ProxyGate } from './proxy-gate.ts';
+import type { VmPlace } from './vm-places.ts';
 import type { VmRecord } from './vm-registry.ts';
 
 /** A QEMU process started for a VM, control channel connected; a restore waits paused. */
@@ -14,6 +15,8 @@ export interface SpawnedVm {
   qemu: ProcessHandle;
   exited: Promise<string>;
   socket: Socket;
+  /** Its place under the host's VM limit, released when its QEMU is gone. */
+  place: VmPlace;
   /**
    * A warm VM's channel: it was run once before it was paused (made unique, one command as the
    * agent user), so that the code a task runs first is already translated under TCG.

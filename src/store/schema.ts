@@ -17,6 +17,7 @@ export interface Schema {
   held_results: HeldResultsTable;
   task_spend: TaskSpendTable;
   environment_builds: EnvironmentBuildsTable;
+  environment_build_logs: EnvironmentBuildLogsTable;
   environments: EnvironmentsTable;
   workers: WorkersTable;
   schema_migrations: { name: string; applied_at: string };
@@ -212,6 +213,15 @@ export interface EnvironmentBuildsTable {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /** The worker (AIRLOCK_WORKER_NAME) that runs or ran it; null on one host, or not taken yet. */
+  host: string | null;
+  heartbeat_at: string | null;
+}
+
+export interface EnvironmentBuildLogsTable {
+  build_id: string;
+  seq: number;
+  chunk: string;
 }
 
 export interface EnvironmentsTable {
@@ -230,6 +240,8 @@ export interface EnvironmentsTable {
   collected_why: string | null;
   /** JSON WorkspaceRefs; null for environments built before they were recorded. */
   workspace_refs: string | null;
+  /** The worker whose data directory holds it; null on one host. */
+  host: string | null;
   /** Arrival order among rows of one `created_at` (SQLite fills it in after the insert). */
   seq: Generated<number | null>;
 }

@@ -6,8 +6,8 @@ import {
   REPO_CONFIG_PATH,
   type RepoConfig,
 } from '../config/repo-config.ts';
+import type { BuildQueue } from '../environments/build-queue.ts';
 import { pushDecision, rebuildDecision } from '../environments/environment-intake.ts';
-import type { Environments } from '../environments/environments.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import { hasWriteAccess } from '../github/collaborator-permission.ts';
 import type { ClaimedDelivery, DeliveryLog, StoredDelivery } from '../github/delivery-log.ts';
@@ -51,7 +51,7 @@ export interface IntakeDeps {
   /** Waits while webhooks are being acknowledged (see IngressGate). */
   yieldToWebhooks?(): Promise<void>;
   /** Environment builds (pushes to key files and `/airlock rebuild` queue one); absent without a sandbox. */
-  environments?: Pick<Environments, 'enqueue' | 'wake'>;
+  environments?: Pick<BuildQueue, 'enqueue' | 'wake'>;
   approvals: ApprovalStore;
   /** airlock's own login on GitHub (`slug[bot]`): its comments in a thread are not untrusted text. */
   appLogin(): string;

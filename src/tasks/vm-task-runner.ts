@@ -224,6 +224,7 @@ export class VmTaskRunner implements TaskRunner {
           'airlock.vm.start': created.start,
           'airlock.vm.accelerator': created.accel,
           'airlock.vm.boot_ms': Math.round(created.bootMs),
+          ...(created.queuedMs !== undefined ? { 'airlock.vm.queued_ms': Math.round(created.queuedMs) } : {}),
         });
         return created;
       });
@@ -233,6 +234,7 @@ export class VmTaskRunner implements TaskRunner {
         accelerator: vm.accel,
         start: vm.start,
         bootMs: Math.round(vm.bootMs),
+        ...(vm.queuedMs !== undefined ? { queuedMs: Math.round(vm.queuedMs) } : {}),
         limits,
         ...(environment ? { environment: environment.env.id, shape } : {}),
       });

@@ -49,7 +49,7 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
 <tbody>${builds.map(
       (b) => html`<tr>
   <td data-label="Build"><a href="/environments/builds/${b.id}">${b.repoFullName}</a> <span class="sub"><code>${b.id}</code></span></td>
-  <td data-label="State"><span class="state state-${b.state}">${b.state}</span></td>
+  <td data-label="State"><span class="state state-${b.state}">${b.state}</span>${b.host ? html` <span class="sub">${b.state === 'queued' ? 'for' : 'on'} ${b.host}</span>` : ''}</td>
   <td data-label="Trigger">${b.trigger.kind} by ${b.trigger.by}</td>
   <td data-label="Environment">${b.environmentId ? html`<code>${b.environmentId}</code>${current.some((e) => e.id === b.environmentId) ? ' (on disk)' : ' (collected)'}` : '–'}</td>
   <td data-label="Finished">${b.finishedAt ?? '–'}</td>
@@ -84,6 +84,7 @@ export function environmentPages(deps: EnvironmentPageDeps): Hono<Env> {
 <p>${build.repoFullName} · <span class="state state-${build.state}">${build.state}</span>${build.reason ? html` · ${build.reason}` : ''}</p>
 <dl>
   <dt>Trigger</dt><dd>${build.trigger.kind} by ${build.trigger.by}${build.trigger.detail ? html` (${build.trigger.detail})` : ''}${build.trigger.taskId ? html` · task <a href="/tasks/${build.trigger.taskId}">${build.trigger.taskId}</a>` : ''}</dd>
+  ${build.host ? html`<dt>Worker</dt><dd>${build.host}</dd>` : ''}
   <dt>Commit</dt><dd><code>${build.commitSha ?? '–'}</code></dd>
   <dt>Key</dt><dd><code>${build.envKey ?? '–'}</code></dd>
   <dt>Environment</dt><dd><code>${build.environmentId ?? '–'}</code></dd>

@@ -127,7 +127,7 @@ export function eventSummary(event: AuditEvent): string {
     case 'token.revoked':
       return clip(`token for ${str(d.repository)} revoked`);
     case 'vm.created':
-      return `VM ${str(d.id)}, ${str(d.accelerator)}, booted in ${str(d.bootMs)} ms, image ${str(d.image).slice(0, 19)}`;
+      return `VM ${str(d.id)}, ${str(d.accelerator)}, ${d.queuedMs !== undefined ? `waited ${str(d.queuedMs)} ms for a place (host at its VM limit), ` : ''}booted in ${str(d.bootMs)} ms, image ${str(d.image).slice(0, 19)}`;
     case 'vm.exec':
       return clip(
         `${Array.isArray(d.argv) ? d.argv.join(' ') : str(d.argv)}${d.uid !== undefined && d.uid !== null ? ` (uid ${str(d.uid)})` : ''}`,

@@ -2,6 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { AuditSink } from '../audit-sink.ts';
+import type { Clock } from '../clock.ts';
+import { type EnvironmentBuild, EnvironmentStore } from '../environments/environment-store.ts';
 import { errorMessage, GitHubError } from '../errors.ts';
 import {
   revokeTaskToken,
@@ -34,6 +36,11 @@ export interface ControlPlaneServices {
   mintTaskToken(task: Task): Promise<TaskToken>;
   /** Mints the read-only token for the other repositories the policy lets the task read, if any. */
   mintReadToken(task: Task): Promise<TaskToken | undefined>;
+  /**
+   * Mints an environment build's token (its repository, as a task's: the build's proxy only
+   * fetches), audited in the build's chain.
+   */
+  mintBuildToken(build: EnvironmentBuild): Promise<TaskToken>;
   /** The task's prompt thread (frozen text plus writers' later comments). */
   promptThread(task: Task): Promise<PromptThread | undefined>;
   /** Opens (or updates) the task's pull request for a pushed result; returns it with PR details. */
@@ -52,7 +59,7 @@ const WORKER_HEADER = 'x-airlock-worker';
 export function controlChannelApi(deps: {
   store: Store;
   secret: string;
-  clock: { now(): Date };
+  clock: Clock;
   services: ControlPlaneServices;
   log: { warn(obj: object, msg: string): void };
 }): Hono {
@@ -110,7 +117,38 @@ export function controlChannelApi(deps: {
       }
     };
 
+  /** The build, if the asking worker runs it now; else the answer to send. */
+  const running = async (
+    buildId: string,
+    workerId: string,
+  ): Promise<EnvironmentBuild | { status: 403 | 404; error: string }> => {
+    const build = await new EnvironmentStore(deps.store, deps.clock).findBuild(buildId);
+    if (!build) return { status: 404, error: `environment build ${buildId} does not exist` };
+    if (build.state !== 'running' || build.host !== workerId)
+      return {
+        status: 403,
+        error: `worker ${workerId} does not run environment build ${buildId} (it is ${build.state}${build.host ? ` on ${build.host}` : ''})`,
+      };
+    return build;
+  };
+
   app.get('/v1/app', (c) => c.json(deps.services.app()));
+  app.post('/v1/builds/:id/token', async (c) => {
+    const workerId = c.req.header(WORKER_HEADER)!;
+    const build = await running(c.req.param('id'), workerId);
+    if ('status' in build) {
+      deps.log.warn(
+        { worker: workerId, path: c.req.path, why: build.error },
+        'internal API: request refused',
+      );
+      return c.json({ error: build.error }, build.status);
+    }
+    try {
+      return c.json(await deps.services.mintBuildToken(build));
+    } catch (error) {
+      return c.json({ error: errorMessage(error) }, error instanceof GitHubError ? 502 : 500);
+    }
+  });
   app.post(
     '/v1/tasks/:id/token',
     withTask((task) => deps.services.mintTaskToken(task)),
@@ -180,6 +218,10 @@ export class ControlPlaneClient {
     );
   }
 
+  async mintBuildToken(buildId: string): Promise<TaskToken> {
+    return MintedAnswer.parse(await this.#call('POST', `/v1/builds/${buildId}/token`, {}));
+  }
+
   async promptThread(taskId: string): Promise<PromptThread | undefined> {
     return ThreadAnswer.parse(await this.#call('GET', `/v1/tasks/${taskId}/thread`)) ?? undefined;
   }
@@ -231,9 +273,13 @@ export class ControlPlaneClient {
  */
 export function remoteCredential(deps: {
   client: ControlPlaneClient;
+  /** The task's id, or the environment build's (`build`). */
   taskId: string;
-  /** `read`: the read-only token for the other repositories the policy allows. */
-  kind: 'task' | 'read';
+  /**
+   * `read`: the read-only token for the other repositories the policy allows; `build`: an
+   * environment build's token for its repository.
+   */
+  kind: 'task' | 'read' | 'build';
   githubApiUrl: string;
   audit: AuditSink;
   redactor: SecretRedactor;
@@ -248,7 +294,9 @@ export function remoteCredential(deps: {
     const minted =
       deps.kind === 'task'
         ? await deps.client.mintTaskToken(deps.taskId)
-        : await deps.client.mintReadToken(deps.taskId);
+        : deps.kind === 'build'
+          ? await deps.client.mintBuildToken(deps.taskId)
+          : await deps.client.mintReadToken(deps.taskId);
     if (!minted) throw new GitHubError(`task ${deps.taskId} may read no other repository`);
     deps.redactor.add(minted.token);
     live.add(minted.token);

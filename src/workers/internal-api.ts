@@ -35,8 +35,11 @@ export function controlPlaneServices(deps: {
     if (task.installationId === null) throw new Error(`task ${task.id} has no GitHub installation`);
     return task.installationId;
   };
-  const minted = (task: Task, token: { repositories: string[]; permissions: object; expiresAt: string }) =>
-    deps.audit.append(task.id, 'token.minted', {
+  const minted = (
+    subject: { id: string },
+    token: { repositories: string[]; permissions: object; expiresAt: string },
+  ) =>
+    deps.audit.append(subject.id, 'token.minted', {
       repository: token.repositories,
       permissions: token.permissions,
       expires_at: token.expiresAt,
@@ -50,6 +53,17 @@ export function controlPlaneServices(deps: {
         repository: { owner, name: repo },
       });
       minted(task, token);
+      return token;
+    },
+    async mintBuildToken(build) {
+      if (build.installationId === null)
+        throw new Error(`environment build ${build.id} has no GitHub installation`);
+      const { owner, repo } = splitRepo(build.repoFullName);
+      const token = await mintTaskToken(deps.token, {
+        installationId: build.installationId,
+        repository: { owner, name: repo },
+      });
+      minted(build, token);
       return token;
     },
     async mintReadToken(task) {

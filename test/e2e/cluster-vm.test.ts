@@ -53,6 +53,16 @@ beforeAll(async () => {
     });
     gh.setPermission(`acme/${name}`, 'alice', 'write');
   }
+  // A repository with an environment: its agent fails unless the build's setup ran.
+  await gh.createRepo('acme', 'tools', {
+    files: {
+      'scripts/setup.sh': '#!/bin/bash\nset -e\nmkdir -p .deps && echo "built on $(hostname)" > .deps/made\n',
+      'scripts/agent.sh': '#!/bin/bash\nset -e\ncat .deps/made > setup-seen.txt\necho "saw the setup"\n',
+      '.gitignore': '.deps/\n',
+      '.github/airlock.yml': `${CONFIG}environment:\n  setup: [bash scripts/setup.sh]\n`,
+    },
+  });
+  gh.setPermission('acme/tools', 'alice', 'write');
   gh.addUser('alice', { id: 101 });
   installationId = gh.installApp('acme');
   dir = await mkdtemp(path.join(tmpdir(), 'airlock-cluster-vm-'));
@@ -130,7 +140,7 @@ afterAll(async () => {
 async function label(repo: string, title: string, via: number): Promise<number> {
   const issue = gh.createIssue(`acme/${repo}`, { title, body: title, user: 'alice' });
   const payload = examplePayload('issues', 'labeled', {
-    repo: { id: repo === 'widgets' ? 1 : 2, fullName: `acme/${repo}` },
+    repo: { id: gh.state.repos.get(`acme/${repo}`)!.id, fullName: `acme/${repo}` },
     sender: { login: 'alice', id: 101 },
     installationId,
   });
@@ -146,6 +156,44 @@ async function label(repo: string, title: string, via: number): Promise<number> 
 const leaseOwner = async (taskId: string) =>
   (await store.db.selectFrom('tasks').select('lease_owner').where('id', '=', taskId).executeTakeFirst())
     ?.lease_owner;
+
+it("builds a repository's environment on the worker that runs its task, and the task restores it there", async () => {
+  const issue = await label('tools', 'Use the environment', 1);
+  const task = await waitFor(
+    async () => {
+      const found = (await tasks.list({ repoFullName: 'acme/tools' })).find((t) => t.issueNumber === issue);
+      return found && isTerminal(found.state) ? found : undefined;
+    },
+    900_000,
+    'the environment task to end',
+  );
+  expect(`${task.state} ${task.reason}`).toMatch(/^succeeded/);
+  const events = async (subject: string) =>
+    (
+      await store.db
+        .selectFrom('audit_events')
+        .select(['type', 'data_json'])
+        .where('task_id', '=', subject)
+        .orderBy('seq')
+        .execute()
+    ).map((e) => ({ type: e.type, data: JSON.parse(e.data_json) as Record<string, unknown> }));
+  const claimed = (await events(task.id)).find((e) => e.type === 'task.claimed')!.data.worker;
+  const build = await store.db
+    .selectFrom('environment_builds')
+    .selectAll()
+    .where('repo_full_name', '=', 'acme/tools')
+    .executeTakeFirstOrThrow();
+  // Built where the task ran, with a token the control plane minted into the build's chain.
+  expect({ state: build.state, host: build.host }).toEqual({ state: 'succeeded', host: claimed });
+  const built = await events(build.id);
+  expect(built.find((e) => e.type === 'token.minted')?.data).toMatchObject({ for: 'worker' });
+  const restored = (await events(task.id)).find((e) => e.type === 'environment.restore');
+  expect(restored?.data).toMatchObject({ environment: build.environment_id, build: build.id });
+  // Its agent fails (set -e) unless the build's setup output is in the restored workspace; it
+  // copied it into the change it pushed.
+  expect(task.result?.outcome).toBe('changes_pushed');
+  expect(gh.state.pulls.filter((p) => p.head.ref === task.branch)).toHaveLength(1);
+}, 1_200_000);
 
 it('runs twenty tasks on two workers behind two control planes, through a worker killed mid-task', async () => {
   // A task that works for ten minutes, to kill its worker under.

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Airlock, buildAirlock } from '../../src/airlock.ts';
 import { loadAppConfig } from '../../src/config/app-config.ts';
+import type { EnvironmentBuilder } from '../../src/environments/environment-builder.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import type { Task, TaskResult } from '../../src/tasks/task.ts';
 import type { TaskRunContext, TaskRunner } from '../../src/tasks/task-runner.ts';
@@ -101,7 +102,17 @@ export interface Cluster {
   workers: Array<{ name: string; airlock: Airlock; runner: WorkerRunnerDouble }>;
   controlUrl: string;
   logLines: string[];
-  startWorker(name: string): Promise<{ name: string; airlock: Airlock; runner: WorkerRunnerDouble }>;
+  /**
+   * Starts a worker; `wrap` may put something around its runner double (say, an environment's
+   * restore), and `environmentBuilder` builds its environments.
+   */
+  startWorker(
+    name: string,
+    extra?: {
+      environmentBuilder?: EnvironmentBuilder;
+      wrap?: (runner: WorkerRunnerDouble, airlock: () => Airlock) => TaskRunner;
+    },
+  ): Promise<{ name: string; airlock: Airlock; runner: WorkerRunnerDouble }>;
   /** Labels a new issue of acme/widgets for the agent through a control plane's webhook endpoint. */
   labelIssue(title: string, control?: number): Promise<number>;
   comment(issueNumber: number, body: string): Promise<void>;
@@ -147,8 +158,16 @@ export async function startCluster(
   }
   const controlUrl = `http://127.0.0.1:${controls[0]!.internal!.port}`;
   const workers: Cluster['workers'] = [];
-  const startWorker = async (name: string) => {
+  const startWorker: Cluster['startWorker'] = async (name, extra = {}) => {
     const runner = new WorkerRunnerDouble({ controlUrl, workerId: name, gitWebUrl: gh.webUrl });
+    let built: Airlock | undefined;
+    const ports = {
+      log,
+      redactor,
+      runner: extra.wrap ? extra.wrap(runner, () => built!) : runner,
+      ...(extra.environmentBuilder ? { environmentBuilder: extra.environmentBuilder } : {}),
+      ...polling,
+    };
     const settings = workerSettings({
       databaseUrl,
       controlUrl,
@@ -156,7 +175,8 @@ export async function startCluster(
       dataDir: await dir(),
       env: { AIRLOCK_MAX_TASKS_PER_REPO: '4' },
     });
-    const airlock = await buildAirlock(settings, { log, redactor, runner, ...polling });
+    const airlock = await buildAirlock(settings, ports);
+    built = airlock;
     const worker = { name, airlock, runner };
     workers.push(worker);
     return worker;

@@ -28,9 +28,10 @@ export class DirectoryBuilder implements EnvironmentBuilder {
   failNext: string | undefined;
   #held: { promise: Promise<void>; release: () => void } | undefined;
 
-  readonly #remote: (repoFullName: string) => Promise<string>;
+  readonly #remote: (repoFullName: string, buildId: string) => Promise<string>;
 
-  constructor(remote: (repoFullName: string) => Promise<string>) {
+  /** `remote`: the repository's git URL with a credential, for the build (`buildId`) asking. */
+  constructor(remote: (repoFullName: string, buildId: string) => Promise<string>) {
     this.#remote = remote;
   }
 
@@ -53,7 +54,7 @@ export class DirectoryBuilder implements EnvironmentBuilder {
     try {
       const git = async (...args: string[]) =>
         (await runProcess('git', args, { cwd: work, env: { HOME: work }, timeoutMs: 30_000 })).stdout;
-      await git('clone', '--quiet', await this.#remote(request.build.repoFullName), '.');
+      await git('clone', '--quiet', await this.#remote(request.build.repoFullName, request.build.id), '.');
       const commitSha = (await git('rev-parse', 'HEAD')).trim();
       const keyFiles = parseLsFiles(await git('ls-files', '-s', '--', ...keyFilePathspecs(request.config)));
       const specHash = environmentSpecHash(request.config, this.imageDigest);

@@ -68,6 +68,8 @@ export async function startE2eWorld(options: {
   coldBoots?: boolean;
   /** Restored, paused VMs kept per snapshot (AIRLOCK_WARM_POOL); none unless told. */
   warmPool?: number;
+  /** VMs at once on the host, builds' included (production's is AIRLOCK_MAX_CONCURRENT_TASKS); none unless told. */
+  maxVms?: number;
   /** The accelerator (benches pass the probed one; tests run under TCG). */
   accel?: 'kvm' | 'tcg';
   /** Octokit's tuning (default: the emulator's, without GitHub's spacing of writes). */
@@ -105,6 +107,7 @@ export async function startE2eWorld(options: {
             tscKhz: hostTscKhz(),
             ...(options.coldBoots ? {} : { snapshotDir: testSnapshotDir(image) }),
             ...(options.warmPool ? { warmPool: options.warmPool } : {}),
+            ...(options.maxVms ? { maxVms: options.maxVms } : {}),
           });
           return {
             sandbox: options.wrapSandbox ? options.wrapSandbox(real) : real,

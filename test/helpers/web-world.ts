@@ -10,7 +10,6 @@ import type { AgentName } from '../../src/agents/agent-adapter.ts';
 import { agentAdapter } from '../../src/agents/agent-registry.ts';
 import { AuditLog } from '../../src/audit/audit-log.ts';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
-import { BuildLog } from '../../src/environments/build-log.ts';
 import { EnvironmentStore } from '../../src/environments/environment-store.ts';
 import { AirlockMetrics } from '../../src/metrics/airlock-metrics.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
@@ -130,7 +129,7 @@ export async function startWebWorld(
     fetch: metrics.countGitHubErrors(),
     ...(options.live ? { live: options.live } : {}),
     ...(options.operators ? { operators: options.operators } : {}),
-    environments: { store: environments, log: (buildId) => BuildLog.read(dir, buildId) },
+    environments: { store: environments, log: (buildId) => environments.readLog(buildId) },
   });
 
   const repoIds = new Map([...emulator.state.repos.values()].map((r) => [r.fullName, r.id]));

@@ -1,5 +1,7 @@
 import { serve } from '@hono/node-server';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
+import { EnvironmentStore } from '../../src/environments/environment-store.ts';
 import { mintTaskToken } from '../../src/github/task-token.ts';
 import { SecretRedactor } from '../../src/secrets.ts';
 import type { Store } from '../../src/store/database.ts';
@@ -86,6 +88,14 @@ describe.each(DIALECTS)('the control plane channel on %s', (dialect) => {
           );
         },
         mintReadToken: async () => undefined,
+        mintBuildToken: async (build) => {
+          minted.push(build.id);
+          const [owner, name] = build.repoFullName.split('/') as [string, string];
+          return mintTaskToken(
+            { appId: gh.app.id, privateKey: gh.app.privateKey, baseUrl: gh.apiUrl, redactor },
+            { installationId: build.installationId!, repository: { owner, name } },
+          );
+        },
         promptThread: async () => undefined,
         publish: async (_task, result) => ({ ...result, prNumber: 9, prUrl: 'https://example.test/pull/9' }),
         app: () => ({ slug: 'airlock-test', webUrl: gh.webUrl, apiUrl: gh.apiUrl }),
@@ -98,8 +108,36 @@ describe.each(DIALECTS)('the control plane channel on %s', (dialect) => {
     const address = server.address();
     const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
     const client = (workerId: string, secret = SECRET) => new ControlPlaneClient({ url, secret, workerId });
-    return { gh, store, clock, leases, client, minted, url };
+    return { gh, store, clock, leases, client, minted, url, installationId };
   }
+
+  it('mints an environment build token only for the worker running the build', async () => {
+    const { gh, store, clock, client, minted, installationId } = await world();
+    const builds = new EnvironmentStore(store, clock);
+    const input = {
+      repoFullName: 'acme/widgets',
+      repoId: 1,
+      installationId,
+      trigger: { kind: 'push' as const, by: 'alice' },
+      config: DEFAULT_REPO_CONFIG,
+    };
+    // Queued for any worker: nobody runs it yet.
+    const build = await builds.createBuild({ ...input, host: null });
+    await expect(client('w1').mintBuildToken(build.id)).rejects.toThrow(
+      /HTTP 403.*worker w1 does not run environment build .* \(it is queued\)/,
+    );
+    expect(await builds.forHost('w1').startBuild(build.id)).toMatchObject({ state: 'running', host: 'w1' });
+    const token = await client('w1').mintBuildToken(build.id);
+    expect(token.repositories).toEqual(['acme/widgets']);
+    expect(gh.state.tokens.some((t) => t.token === token.token)).toBe(true);
+    await expect(client('w2').mintBuildToken(build.id)).rejects.toThrow(
+      /HTTP 403.*worker w2 does not run environment build .* \(it is running on w1\)/,
+    );
+    await expect(client('w1').mintBuildToken('build-nope')).rejects.toThrow(/HTTP 404.*does not exist/);
+    await builds.failBuild(build.id, 'failed', '');
+    await expect(client('w1').mintBuildToken(build.id)).rejects.toThrow(/HTTP 403.*it is failed/);
+    expect(minted).toEqual([build.id]);
+  });
 
   it('mints a task token only for the worker holding the task lease, while it holds it', async () => {
     const { gh, leases, client, clock, minted } = await world();

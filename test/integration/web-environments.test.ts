@@ -1,8 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_REPO_CONFIG } from '../../src/config/repo-config.ts';
-import { BuildLog } from '../../src/environments/build-log.ts';
 import { startWebWorld, type WebWorld } from '../helpers/web-world.ts';
 
 let w: WebWorld;
@@ -24,9 +21,9 @@ async function failedBuild(repo: string, log: string) {
   });
   w.audit.append(build.id, 'build.created', { repository: repo });
   await w.environments.startBuild(build.id);
-  const file = BuildLog.file(w.dataDir, build.id);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, log);
+  const output = await w.environments.openLog(build.id);
+  output.write(log);
+  await output.close();
   await w.environments.failBuild(build.id, 'setup `npm ci` failed (exit 1)', log);
   w.audit.append(build.id, 'build.outcome', { state: 'failed' });
   return build;
@@ -59,5 +56,29 @@ describe('environment pages', () => {
     expect(hidden.status).toBe(404);
     expect(await hidden.text()).not.toContain('secret vault output');
     expect((await w.get(`/environments/builds/${widgets.id}`)).status).toBe(401);
+  });
+
+  it('names the worker a build ran on, and shows the log it is writing', async () => {
+    await w.addTask('acme/widgets');
+    const build = await w.environments.createBuild({
+      repoFullName: 'acme/widgets',
+      repoId: w.emulator.state.repos.get('acme/widgets')?.id ?? null,
+      installationId: 1,
+      trigger: { kind: 'push', by: 'alice' },
+      config: DEFAULT_REPO_CONFIG,
+      host: null,
+    });
+    await w.environments.forHost('worker-a').startBuild(build.id);
+    // Still running: what it printed so far is on the page.
+    const output = await w.environments.openLog(build.id);
+    output.write('$ setup `npm ci`\nadded 3 packages\n');
+    await output.close();
+
+    const bob = await w.signIn('bob');
+    const list = await (await w.get('/environments', { cookie: bob })).text();
+    expect(list).toContain('on worker-a');
+    const text = await (await w.get(`/environments/builds/${build.id}`, { cookie: bob })).text();
+    expect(text).toContain('<dt>Worker</dt><dd>worker-a</dd>');
+    expect(text).toContain('added 3 packages');
   });
 });

@@ -129,6 +129,7 @@ function environment(built: { refs: WorkspaceRefs; commit: string }): Environmen
     collectedAt: null,
     collectedWhy: null,
     workspaceRefs: built.refs,
+    host: null,
   };
 }
 

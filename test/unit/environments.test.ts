@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseRepoConfig } from '../../src/config/repo-config.ts';
-import { buildFailureComment } from '../../src/environments/build-report.ts';
+import { buildFailureComment, buildFailureJob } from '../../src/environments/build-report.ts';
 import { environmentsToCollect } from '../../src/environments/environment-gc.ts';
 import {
   type EnvironmentConfig,
@@ -121,6 +121,7 @@ describe('garbage collection of environments', () => {
     collectedAt: null,
     collectedWhy: null,
     workspaceRefs: null,
+    host: null,
   });
   const now = new Date('2026-06-30T00:00:00Z');
   const limits = { now, idleMs: 30 * 86_400_000, budgetBytes: 10 * 2 ** 30, inUse: new Set<string>() };
@@ -235,8 +236,21 @@ describe('a failed build on GitHub', () => {
       createdAt: '2026-01-01T00:00:00Z',
       startedAt: null,
       finishedAt: null,
+      host: 'worker-a',
     });
     const body = buildFailureComment(build, 'https://airlock.example.com/');
+    // Reported on the issue that asked for it, by whichever process ran it.
+    expect(buildFailureJob(build, 'https://airlock.example.com/')).toEqual({
+      kind: 'comment',
+      installationId: 9,
+      repo: 'acme/widgets',
+      issueNumber: 7,
+      body,
+    });
+    expect(buildFailureJob({ ...build, state: 'succeeded' }, 'https://airlock.example.com/')).toBeUndefined();
+    expect(
+      buildFailureJob({ ...build, installationId: null }, 'https://airlock.example.com/'),
+    ).toBeUndefined();
     expect(body).toContain('https://airlock.example.com/environments/builds/build-abc');
     expect(body).toContain('asked for by @alice');
     // The log's own fence cannot close the block it is quoted in.
@@ -262,8 +276,15 @@ describe('a failed build on GitHub', () => {
       createdAt: '2026-01-01T00:00:00Z',
       startedAt: null,
       finishedAt: null,
+      host: null,
     });
     const body = buildFailureComment(build, 'https://airlock.example.com');
+    // Reported on the pushed head.
+    expect(buildFailureJob(build, 'https://airlock.example.com')).toMatchObject({
+      kind: 'commit_comment',
+      commitSha: 'a'.repeat(40),
+      body,
+    });
     expect(body).toContain('after a push by @alice');
     expect(body).toContain('Tasks keep running on the last good environment');
     expect(body).toContain('airlock was stopped during the build');
