@@ -19,6 +19,35 @@ import { configListing, parseConfigListing, type Workspace } from './workspace-g
  */
 export const MAX_HOST_DELTA_BYTES = 256 * 1024;
 
+/**
+ * How long a restored VM waits for the host's delta before its guest fetches instead: about what
+ * that fetch costs under TCG. It waits longer only when the host is making a repository's mirror
+ * (a whole clone) or upstream is slow; the host's fetch then goes on, for the tasks after.
+ */
+export const DELTA_WAIT_MS = 3_000;
+
+/** The host's delta, or the reason the guest fetches instead if it is not ready within `ms`. */
+export async function deltaWithin(
+  delta: Promise<HostDelta | { fallback: string }>,
+  ms: number,
+): Promise<HostDelta | { fallback: string }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<{ fallback: string }>((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve({
+          fallback: `the host's delta was not ready ${ms / 1000} s after the VM (a mirror being made, or a slow upstream)`,
+        }),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([delta, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A restored workspace's delta, ready on the host. */
 export interface HostDelta {
   plan: DeltaPlan;

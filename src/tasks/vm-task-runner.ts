@@ -22,6 +22,8 @@ import { inSpan } from '../tracing/in-span.ts';
 import type { HeldResults } from './held-results.ts';
 import {
   applyHostDelta,
+  DELTA_WAIT_MS,
+  deltaWithin,
   type HostDelta,
   type PreparedWorkspace,
   prepareHostDelta,
@@ -487,7 +489,9 @@ export class VmTaskRunner implements TaskRunner {
       audit.append(task.id, 'workspace.delta', { path: 'guest_fetch', reason });
       return undefined;
     };
-    const host = (await delta) ?? { fallback: 'this airlock keeps no git mirrors' };
+    const host = delta
+      ? await deltaWithin(delta, DELTA_WAIT_MS)
+      : { fallback: 'this airlock keeps no git mirrors' };
     if ('fallback' in host) return guestFetches(host.fallback);
     const applied = await applyHostDelta(workspace, host, env);
     if ('fallback' in applied) return guestFetches(applied.fallback);

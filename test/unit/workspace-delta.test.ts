@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseWorkspaceRefs, type WorkspaceRefs } from '../../src/environments/workspace-refs.ts';
 import type { MirrorRef } from '../../src/git/git-mirrors.ts';
-import { applyDeltaExec, printfChunks } from '../../src/tasks/restored-workspace.ts';
+import { applyDeltaExec, deltaWithin, printfChunks } from '../../src/tasks/restored-workspace.ts';
 import {
   deltaUnavailable,
   newTags,
@@ -221,5 +221,17 @@ describe('the one command that applies a plan in the guest', () => {
     expect(chunks.map((c) => c.length)).toEqual([96 * 1024, 4 * 1024]);
     // No chunk can be taken for a file name.
     expect(printfChunks(Buffer.from('>x')).every((c) => !c.startsWith('>'))).toBe(true);
+  });
+});
+
+describe('waiting for the host', () => {
+  it("lets the guest fetch when the host's delta is late, and takes it when it is ready", async () => {
+    expect(await deltaWithin(new Promise(() => {}), 20)).toEqual({
+      fallback:
+        "the host's delta was not ready 0.02 s after the VM (a mirror being made, or a slow upstream)",
+    });
+    expect(await deltaWithin(Promise.resolve({ fallback: 'no mirrors' }), 60_000)).toEqual({
+      fallback: 'no mirrors',
+    });
   });
 });
