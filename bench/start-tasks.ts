@@ -2,8 +2,8 @@
 // (its `task.state starting`) to its agent running (the agent's first line of output, as the host
 // recorded it), three ways in one run, each in an airlock of its own built as production builds it
 // (test/helpers/e2e-world.ts): a cold boot with a clone (a repository without an environment, no
-// base snapshot); a restore of the repository's environment with the fetch of what changed since
-// it was built; a take from the warm pool of that environment.
+// base snapshot); a restore of the repository's environment, its workspace brought up to date with
+// what changed since it was built; a take from the warm pool of that environment.
 import type { MicroVmSandbox } from '../src/sandbox/microvm-sandbox.ts';
 import type { VmSpec } from '../src/sandbox/sandbox.ts';
 import { type E2eWorld, startE2eWorld } from '../test/helpers/e2e-world.ts';
@@ -19,6 +19,8 @@ export interface TaskStart {
   workspace: number;
   /** `agent.info` (the agent's exec sent) to its first output. */
   agent: number;
+  /** How a restored workspace was brought up to date (`workspace.delta`'s path); none when cold. */
+  delta?: string;
 }
 
 type Path = 'cold' | 'restore' | 'warm';
@@ -57,7 +59,14 @@ async function startOf(world: E2eWorld, taskId: string): Promise<TaskStart> {
   const vm = at('vm.created', (e) => e.type === 'vm.created');
   const agent = at('agent.info', (e) => e.type === 'agent.info');
   const running = at('agent output', (e) => e.type === 'agent.event' && e.data.text === 'agent running');
-  return { total: running - starting, vm: vm - starting, workspace: agent - vm, agent: running - agent };
+  const delta = events.find((e) => e.type === 'workspace.delta')?.data.path;
+  return {
+    total: running - starting,
+    vm: vm - starting,
+    workspace: agent - vm,
+    agent: running - agent,
+    ...(typeof delta === 'string' ? { delta } : {}),
+  };
 }
 
 /** Runs `runs` tasks of each path, alternated; returns each path's starts and the build time. */
@@ -145,6 +154,13 @@ export async function measureTaskStarts(
   } finally {
     for (const world of Object.values(worlds)) await world.close();
   }
+}
+
+/** How many of a path's starts brought their workspace up to date each way (`host_mirror`, `guest_fetch`). */
+export function deltaPaths(starts: TaskStart[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const { delta } of starts) if (delta) counts[delta] = (counts[delta] ?? 0) + 1;
+  return counts;
 }
 
 /** p50 and p95 of each phase of a path's starts. */

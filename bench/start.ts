@@ -2,7 +2,8 @@
 // How long a task waits to start, three ways, in one run on this machine:
 // - per task (bench/start-tasks.ts): from a task dequeued (`task.state starting`) to its agent
 //   running (the agent's first output), for a cold boot with a clone, an environment restore with
-//   the fetch of the delta, and a warm-pool take with that fetch; each phase from the audit record.
+//   its workspace brought up to date, and a warm-pool take with the same; each phase from the
+//   audit record, and how each workspace got its delta (`delta_paths`).
 //   These are the issue's `cold_p50_ms`, `restore_p50_ms`, `warm_p50_ms` and ratios; `build_s` is
 //   the environment build (clone, setup, freeze).
 // - per VM (`vm_*`): from asking the sandbox for a VM to the first command answered in it, for a
@@ -24,7 +25,7 @@ import type { Vm, VmSnapshot } from '../src/sandbox/sandbox.ts';
 import { memoryLogger } from '../test/helpers/memory-logger.ts';
 import { testVmImage } from '../test/helpers/vm-image.ts';
 import { benchAccelerator } from './bench-accel.ts';
-import { measureTaskStarts, startFigures } from './start-tasks.ts';
+import { deltaPaths, measureTaskStarts, startFigures } from './start-tasks.ts';
 import { median, quantile, round, writeResults } from './stats.ts';
 
 const { values } = parseArgs({
@@ -175,6 +176,7 @@ try {
     private_mib_cold: p50(privateCold),
     build_s: round(tasks.buildMs / 1000),
     task_phases: { cold: figure('cold'), restore: figure('restore'), warm: figure('warm') },
+    delta_paths: { restore: deltaPaths(tasks.starts.restore), warm: deltaPaths(tasks.starts.warm) },
     vm_cold_p50_ms: p50(cold),
     vm_cold_p95_ms: p95(cold),
     vm_restore_p50_ms: p50(restore),
@@ -194,7 +196,7 @@ try {
       warm_ratio: '<= 0.05',
       private_mib_restored: '< 0.5 x private_mib_cold',
     },
-    note: "cold/restore/warm_* and the ratios are per task: task.state starting to the agent's first output (audit timestamps), cold = base image booted cold and cloned, restore = the environment restored and the delta fetched, warm = a warm VM of the environment taken and the delta fetched; task_phases splits them into vm (token, proxy, VM), workspace (clone or fetch, checkout, prompt) and agent (exec sent to first output). build_s is that environment's build. vm_* are per VM: asking the sandbox for one to the first command answered as the agent user; the take is create() alone; vm_warm has the pool refilling beside the first command (production), vm_warm_quiet has no refill then. restore_step is spawn to the guest made unique. private_mib is Private_Clean + Private_Dirty of each VMM after one command ran.",
+    note: "cold/restore/warm_* and the ratios are per task: task.state starting to the agent's first output (audit timestamps), cold = base image booted cold and cloned, restore = the environment restored and its workspace brought up to date with the delta, warm = a warm VM of the environment taken and the same; delta_paths counts how (host_mirror: a pack from the host's mirror and one guest command; guest_fetch: git fetch in the guest); task_phases splits them into vm (token, proxy, VM), workspace (delta or clone, checkout, prompt) and agent (exec sent to first output). build_s is that environment's build. vm_* are per VM: asking the sandbox for one to the first command answered as the agent user; the take is create() alone; vm_warm has the pool refilling beside the first command (production), vm_warm_quiet has no refill then. restore_step is spawn to the guest made unique. private_mib is Private_Clean + Private_Dirty of each VMM after one command ran.",
   });
 } finally {
   await rm(dir, { recursive: true, force: true });
