@@ -66,15 +66,10 @@ export class BuildQueue {
   }
 
   async #enqueueOn(store: EnvironmentStore, input: NewBuild): Promise<EnvironmentBuild> {
-    const open = await store.openBuild(input.repoFullName);
-    if (open?.state === 'queued') return open;
-    const queued =
-      open &&
-      (await store.buildsIn('queued', 10_000)).find(
-        (b) => b.repoFullName === input.repoFullName && (store.host === null || b.host === store.host),
-      );
+    const queued = await store.openBuild(input.repoFullName, 'queued');
     if (queued) return queued;
-    if (open && input.trigger.kind !== 'push' && input.trigger.kind !== 'command') return open;
+    const running = await store.openBuild(input.repoFullName, 'running');
+    if (running && input.trigger.kind !== 'push' && input.trigger.kind !== 'command') return running;
     const created = await store.createBuild(input);
     this.#deps.audit.append(created.id, 'build.created', {
       repository: created.repoFullName,

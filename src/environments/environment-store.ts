@@ -216,13 +216,13 @@ export class EnvironmentStore {
   }
 
   /**
-   * A repository's queued or running build on this host, if any (opened for no host: on any host,
-   * or not taken yet).
+   * A repository's oldest queued or running build (or one in `state`) on this host, if any (opened
+   * for no host: on any host, or not taken yet).
    */
-  async openBuild(repoFullName: string): Promise<EnvironmentBuild | undefined> {
+  async openBuild(repoFullName: string, state?: 'queued' | 'running'): Promise<EnvironmentBuild | undefined> {
     const row = await this.#ownBuilds(false)
       .where('repo_full_name', '=', repoFullName)
-      .where('state', 'in', ['queued', 'running'])
+      .where('state', 'in', state ? [state] : ['queued', 'running'])
       .orderBy('created_at')
       .limit(1)
       .executeTakeFirst();

@@ -101,15 +101,11 @@ export class Environments {
    * environment (a half-made snapshot) is removed.
    */
   async start(): Promise<{ interrupted: string[]; removed: string[] }> {
-    const { store, audit } = this.#deps;
+    const { store } = this.#deps;
     const interrupted: string[] = [];
     for (const build of await store.buildsIn('running')) {
       const reason = 'interrupted: airlock stopped during the build; what it had made was removed';
-      const failed = await store.failBuild(build.id, reason, '');
-      if (!failed) continue;
-      audit.append(build.id, 'build.outcome', { state: 'failed', reason });
-      interrupted.push(build.id);
-      this.#finished(failed);
+      if (await this.#interrupt(build, reason, '')) interrupted.push(build.id);
     }
     await mkdir(this.root, { recursive: true });
     const ready = new Map((await store.ready()).map((env) => [path.basename(env.dir), env]));
@@ -208,7 +204,7 @@ export class Environments {
    * Exactly one sweeping process fails each; it reports it as this host's own build failures are.
    */
   async sweep(): Promise<EnvironmentBuild[]> {
-    const { store, audit, clock, log } = this.#deps;
+    const { store, clock, log } = this.#deps;
     const staleMs = this.#deps.staleAfterMs ?? BUILD_STALE_MS;
     const swept: EnvironmentBuild[] = [];
     try {
@@ -217,12 +213,10 @@ export class Environments {
         // This host's own builds are its to end (start() fails what a restart left).
         if (build.host === store.host) continue;
         const reason = `interrupted: its worker ${build.host ?? '(unnamed)'} stopped renewing the build for ${Math.round(staleMs / 1000)} s`;
-        const failed = await store.failBuild(build.id, reason, build.logTail ?? '');
+        const failed = await this.#interrupt(build, reason, build.logTail ?? '', { sweptBy: store.host });
         if (!failed) continue;
-        audit.append(build.id, 'build.outcome', { state: 'failed', reason, sweptBy: store.host });
         log.warn({ build: build.id, host: build.host }, 'environment build of a lost worker failed');
         swept.push(failed);
-        this.#finished(failed);
       }
     } catch (error) {
       log.warn({ err: errorMessage(error) }, 'sweeping lost environment builds failed');
@@ -410,6 +404,23 @@ export class Environments {
       .catch((error) =>
         this.#deps.log.warn({ err: errorMessage(error), environment: env.id }, 'could not drain warm VMs'),
       );
+  }
+
+  /**
+   * Fails a build this process did not see end, records it in its chain and tells the listeners;
+   * undefined when another process ended it first.
+   */
+  async #interrupt(
+    build: EnvironmentBuild,
+    reason: string,
+    logTail: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<EnvironmentBuild | undefined> {
+    const failed = await this.#deps.store.failBuild(build.id, reason, logTail);
+    if (!failed) return undefined;
+    this.#deps.audit.append(build.id, 'build.outcome', { state: 'failed', reason, ...extra });
+    this.#finished(failed);
+    return failed;
   }
 
   #finished(build: EnvironmentBuild): void {

@@ -79,11 +79,11 @@ export function controlChannelApi(deps: {
     await next();
   });
 
+  /** Why a request about a task or a build is not answered. */
+  type Refusal = { status: 403 | 404; error: string };
+
   /** The task, if the asking worker holds its lease now; else the answer to send. */
-  const leased = async (
-    taskId: string,
-    workerId: string,
-  ): Promise<Task | { status: 403 | 404; error: string }> => {
+  const leased = async (taskId: string, workerId: string): Promise<Task | Refusal> => {
     const row = await deps.store.db
       .selectFrom('tasks')
       .selectAll()
@@ -97,31 +97,8 @@ export function controlChannelApi(deps: {
     return rowToTask(row);
   };
 
-  const withTask =
-    (handler: (task: Task, body: unknown) => Promise<unknown>) => async (c: import('hono').Context) => {
-      const workerId = c.req.header(WORKER_HEADER)!;
-      const task = await leased(c.req.param('id') ?? '', workerId);
-      if ('status' in task) {
-        deps.log.warn(
-          { worker: workerId, path: c.req.path, why: task.error },
-          'internal API: request refused',
-        );
-        return c.json({ error: task.error }, task.status);
-      }
-      const body = c.req.method === 'POST' ? await c.req.json().catch(() => undefined) : undefined;
-      try {
-        return c.json((await handler(task, body)) ?? null);
-      } catch (error) {
-        const status = error instanceof GitHubError ? 502 : 500;
-        return c.json({ error: errorMessage(error) }, status);
-      }
-    };
-
   /** The build, if the asking worker runs it now; else the answer to send. */
-  const running = async (
-    buildId: string,
-    workerId: string,
-  ): Promise<EnvironmentBuild | { status: 403 | 404; error: string }> => {
+  const running = async (buildId: string, workerId: string): Promise<EnvironmentBuild | Refusal> => {
     const build = await new EnvironmentStore(deps.store, deps.clock).findBuild(buildId);
     if (!build) return { status: 404, error: `environment build ${buildId} does not exist` };
     if (build.state !== 'running' || build.host !== workerId)
@@ -132,23 +109,36 @@ export function controlChannelApi(deps: {
     return build;
   };
 
+  /** A route about the subject `:id` names, answered only while `find` gives it to the asking worker. */
+  const about =
+    <T extends object>(find: (id: string, workerId: string) => Promise<T | Refusal>) =>
+    (handler: (subject: T, body: unknown) => Promise<unknown>) =>
+    async (c: import('hono').Context) => {
+      const workerId = c.req.header(WORKER_HEADER)!;
+      const subject = await find(c.req.param('id') ?? '', workerId);
+      if ('status' in subject) {
+        deps.log.warn(
+          { worker: workerId, path: c.req.path, why: subject.error },
+          'internal API: request refused',
+        );
+        return c.json({ error: subject.error }, subject.status);
+      }
+      const body = c.req.method === 'POST' ? await c.req.json().catch(() => undefined) : undefined;
+      try {
+        return c.json((await handler(subject, body)) ?? null);
+      } catch (error) {
+        const status = error instanceof GitHubError ? 502 : 500;
+        return c.json({ error: errorMessage(error) }, status);
+      }
+    };
+  const withTask = about(leased);
+  const withBuild = about(running);
+
   app.get('/v1/app', (c) => c.json(deps.services.app()));
-  app.post('/v1/builds/:id/token', async (c) => {
-    const workerId = c.req.header(WORKER_HEADER)!;
-    const build = await running(c.req.param('id'), workerId);
-    if ('status' in build) {
-      deps.log.warn(
-        { worker: workerId, path: c.req.path, why: build.error },
-        'internal API: request refused',
-      );
-      return c.json({ error: build.error }, build.status);
-    }
-    try {
-      return c.json(await deps.services.mintBuildToken(build));
-    } catch (error) {
-      return c.json({ error: errorMessage(error) }, error instanceof GitHubError ? 502 : 500);
-    }
-  });
+  app.post(
+    '/v1/builds/:id/token',
+    withBuild((build) => deps.services.mintBuildToken(build)),
+  );
   app.post(
     '/v1/tasks/:id/token',
     withTask((task) => deps.services.mintTaskToken(task)),
