@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -46,9 +48,19 @@ const IDENTITY = {
 };
 
 async function git(cwd: string, ...args: string[]): Promise<string> {
-  const result = await runProcess('git', ['-c', `http.extraHeader=${header}`, ...args], {
+  // The header goes in the environment, as the host's own git gets it, so no command line of the
+  // test's git processes holds the token either (the argv test below watches every git process).
+  const result = await runProcess('git', args, {
     cwd,
-    env: { HOME: dir, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', ...IDENTITY },
+    env: {
+      HOME: dir,
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_COUNT: '1',
+      GIT_CONFIG_KEY_0: 'http.extraHeader',
+      GIT_CONFIG_VALUE_0: header,
+      ...IDENTITY,
+    },
     timeoutMs: 60_000,
   });
   return result.stdout;
@@ -132,6 +144,31 @@ function environment(built: { refs: WorkspaceRefs; commit: string }): Environmen
     host: null,
   };
 }
+
+/** One git process seen by {@link PROC_SAMPLER}: its command line and environment, NUL-separated. */
+interface SampledGit {
+  cmdline: string;
+  environ: string;
+}
+
+/** Prints every git process it sees in /proc (once per process), as JSON lines, until killed. */
+const PROC_SAMPLER = `
+const fs = require('node:fs');
+const printed = new Set();
+for (;;) {
+  for (const pid of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(pid) || printed.has(pid)) continue;
+    try {
+      if (!fs.readFileSync('/proc/' + pid + '/comm', 'utf8').startsWith('git')) continue;
+      const cmdline = fs.readFileSync('/proc/' + pid + '/cmdline', 'latin1');
+      const environ = fs.readFileSync('/proc/' + pid + '/environ', 'latin1');
+      if (!cmdline) continue;
+      printed.add(pid);
+      process.stdout.write(JSON.stringify({ cmdline, environ }) + '\\n');
+    } catch {}
+  }
+}
+`;
 
 /** The host's path on `repo`: the delta prepared from `mirrors`, applied with one command. */
 async function hostPath(
@@ -300,6 +337,41 @@ describe('a restored workspace brought up to date by the host', () => {
     expect(() => mirrors.dirOf('../etc')).toThrow(/not a repository name/);
     expect(() => mirrors.dirOf('a/..')).toThrow(/not a repository name/);
   }, 60_000);
+
+  it("never puts the token on a host git process's command line", async () => {
+    // A sampler watches every git process on the host while the mirror fetches: the token (raw or
+    // as its Basic header) must be in no command line, only in the fetching process's environment,
+    // which only this user can read. The test goes on until a fetching git process was seen with the
+    // header in its environment, so it cannot pass by having looked at the wrong moment.
+    const token = await server.credential.token();
+    const basic = Buffer.from(`x-access-token:${token}`).toString('base64');
+    const sampler = spawn(process.execPath, ['-e', PROC_SAMPLER], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    sampler.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+    });
+    const seen = () =>
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as SampledGit);
+    const mirrors = new GitMirrors({ root: path.join(dir, 'argv-mirrors'), clock: systemClock, log });
+    try {
+      for (let i = 0; i < 30 && !seen().some((p) => p.environ.includes(basic)); i++) {
+        await commit('main', { [`argv-${i}.txt`]: randomBytes(4096).toString('hex') });
+        await mirrors.use('local/widgets', (mirror) => mirror.fetch(url, token));
+      }
+    } finally {
+      sampler.kill();
+      await once(sampler, 'close');
+    }
+    const sampled = seen();
+    expect(sampled.some((p) => p.environ.includes(basic) && /fetch|remote-http/.test(p.cmdline))).toBe(true);
+    for (const p of sampled) {
+      expect(p.cmdline).not.toContain(token);
+      expect(p.cmdline).not.toContain(basic);
+    }
+  }, 120_000);
 
   it('deletes a mirror unused for 30 days, and packs the ones in use', async () => {
     const clock = new ManualClock(Date.parse('2026-03-01T10:00:00.000Z'));
