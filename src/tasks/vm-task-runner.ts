@@ -417,7 +417,13 @@ export class VmTaskRunner implements TaskRunner {
       task.start.from === 'own_branch'
         ? await sh(
             'git diff --stat',
-            runnerGit(workspace, ['diff', '--no-ext-diff', '--no-textconv', '--stat', 'origin/HEAD...HEAD']),
+            runnerGit(workspace, [
+              'diff',
+              '--no-ext-diff',
+              '--no-textconv',
+              '--stat',
+              'refs/remotes/origin/HEAD...HEAD',
+            ]),
             'internal',
           ).catch(() => undefined)
         : undefined;

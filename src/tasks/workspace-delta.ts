@@ -23,7 +23,7 @@ export interface DeltaPlan {
   haves: string[];
   /** The task's branch, made at the start point. */
   branch: string;
-  /** What is checked out: the start branch's remote-tracking name (`origin/main`), as today. */
+  /** What is checked out: the start branch's remote-tracking ref (`refs/remotes/origin/main`). */
   checkoutFrom: string;
   /** The commit that is. */
   startSha: string;
@@ -129,7 +129,9 @@ export function planWorkspaceDelta(input: {
       wants: [...wants],
       haves,
       branch: task.branch,
-      checkoutFrom: `origin/${branch}`,
+      // By its full name: a tag named `origin/<branch>` (anyone who can push a tag can make one,
+      // and a fetch follows it) would make the short name ambiguous.
+      checkoutFrom: `${ORIGIN}${branch}`,
       startSha: start.sha,
       fetchHead: fetchHead(workspace, heads, tags, mirror, input.remote),
       counts,

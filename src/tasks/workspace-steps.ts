@@ -34,7 +34,8 @@ export function workspaceSteps(task: Task, remote: string, dir: string, restored
     steps.push({ what: 'git fetch', argv: ['git', 'fetch', '--quiet', 'origin', ref] });
     steps.push(checkout('FETCH_HEAD'));
   } else if (restored) {
-    steps.push(checkout(`origin/${start.from === 'ref' ? start.ref : task.branch}`));
+    // The full name: a pushed tag named `origin/<branch>` makes the short one ambiguous.
+    steps.push(checkout(`refs/remotes/origin/${start.from === 'ref' ? start.ref : task.branch}`));
   } else if (start.from === 'ref') {
     steps.push({ what: 'git checkout', argv: ['git', 'checkout', '--quiet', '-B', task.branch] });
   }

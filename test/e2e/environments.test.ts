@@ -94,7 +94,7 @@ it('runs setup once, at build; each task restores the workspace, gets the delta 
   expect(await delta(first.id)).toMatchObject({ path: 'host_mirror', pack: null });
   expect(await delta(second.id)).toMatchObject({
     path: 'host_mirror',
-    start: { ref: 'origin/main', sha: pushed },
+    start: { ref: 'refs/remotes/origin/main', sha: pushed },
     head: pushed,
     // main moved; the first task's branch is new.
     refs: { updated: 1, created: 1, pruned: 0, tags: 0 },

@@ -23,6 +23,7 @@ import {
   prepareHostDelta,
 } from '../../src/tasks/restored-workspace.ts';
 import type { Task } from '../../src/tasks/task.ts';
+import { workspaceSteps } from '../../src/tasks/workspace-steps.ts';
 import { ManualClock } from '../helpers/manual-clock.ts';
 import { memoryLogger } from '../helpers/memory-logger.ts';
 import { taskFixture } from '../helpers/task-fixture.ts';
@@ -319,6 +320,39 @@ describe('a restored workspace brought up to date by the host', () => {
     expect(await seen(third.repo)).toEqual(await seen(twin3.repo));
     await git(third.repo, 'fsck', '--connectivity-only', '--no-dangling');
   }, 120_000);
+
+  it('starts from the start branch even when a pushed tag is named like its remote-tracking ref', async () => {
+    // Anyone who can push a tag can name it `origin/main`: a fetch follows it into the workspace,
+    // where `origin/main` alone is ambiguous (git refuses the checkout, or a revision read with it
+    // takes the tag). Both paths must check the remote-tracking branch out, by its full name.
+    const fast = await buildWorkspace('shadowed');
+    const twin = await buildWorkspace('shadowed-twin');
+    const main = await commit('main', { 'shadow.txt': 'main moved\n' });
+    const elsewhere = await commit('shadow-attack', { 'evil.txt': 'not main\n' }, 'main');
+    const work = await mkdtemp(path.join(dir, 'shadow-'));
+    await git(work, 'clone', '--quiet', upstream, '.');
+    await git(work, 'tag', 'origin/main', elsewhere);
+    await git(work, 'push', '--quiet', 'origin', 'refs/tags/origin/main');
+    try {
+      const task = taskFixture({
+        repoFullName: 'local/widgets',
+        branch: 'airlock/issue-11',
+        start: { from: 'ref', ref: 'main' },
+      });
+      const mirrors = new GitMirrors({ root: path.join(dir, 'shadow-mirrors'), clock: systemClock, log });
+      const host = await hostPath(mirrors, task, fast);
+      if (!('applied' in host) || !host.applied || 'fallback' in host.applied)
+        throw new Error(JSON.stringify(host.applied ?? host));
+      expect(host.applied.head).toBe(main);
+      expect(host.delta.plan.transaction).toContain(`create refs/tags/origin/main ${elsewhere}`);
+      // The guest's own steps over a restored workspace, as the runner runs them.
+      for (const step of workspaceSteps(task, url, twin.repo, true))
+        await git(twin.repo, ...step.argv.slice(1));
+      expect(await seen(fast.repo)).toEqual(await seen(twin.repo));
+    } finally {
+      await git(work, 'push', '--quiet', 'origin', ':refs/tags/origin/main', ':refs/heads/shadow-attack');
+    }
+  }, 60_000);
 
   it('keeps the mirror private, without the token, and speaks only HTTP(S) upstream', async () => {
     const root = path.join(dir, 'private-mirrors');

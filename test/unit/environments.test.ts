@@ -167,11 +167,11 @@ describe('workspace preparation', () => {
     const fromRef = taskFixture({ branch: 'airlock/issue-7', start: { from: 'ref', ref: 'main' } });
     expect(workspaceSteps(fromRef, remote, '/work/repo', true).map((s) => s.argv.join(' '))).toEqual([
       'git fetch --quiet --prune origin',
-      'git checkout --quiet --force -B airlock/issue-7 origin/main',
+      'git checkout --quiet --force -B airlock/issue-7 refs/remotes/origin/main',
     ]);
     const own = taskFixture({ branch: 'airlock/issue-7', start: { from: 'own_branch' } });
     expect(workspaceSteps(own, remote, '/work/repo', true).at(-1)?.argv.join(' ')).toBe(
-      'git checkout --quiet --force -B airlock/issue-7 origin/airlock/issue-7',
+      'git checkout --quiet --force -B airlock/issue-7 refs/remotes/origin/airlock/issue-7',
     );
     const fork = taskFixture({ branch: 'airlock/pr-3', start: { from: 'pull_head', pull: 3 } });
     expect(workspaceSteps(fork, remote, '/work/repo', true).map((s) => s.argv.join(' '))).toEqual([

@@ -64,7 +64,7 @@ describe('planning a restored workspace from the host mirror', () => {
     expect(planned.plan.haves.sort()).toEqual([sha('a'), sha('b'), sha('c'), sha('d')]);
     expect(planned.plan).toMatchObject({
       branch: 'airlock/issue-7',
-      checkoutFrom: 'origin/main',
+      checkoutFrom: 'refs/remotes/origin/main',
       startSha: sha('1'),
     });
   });
@@ -86,7 +86,9 @@ describe('planning a restored workspace from the host mirror', () => {
 
   it("starts an own-branch task from its branch's remote-tracking ref", () => {
     const planned = plan(taskFixture({ branch: 'airlock/issue-7', start: { from: 'own_branch' } }));
-    expect(planned).toMatchObject({ plan: { checkoutFrom: 'origin/airlock/issue-7', startSha: sha('2') } });
+    expect(planned).toMatchObject({
+      plan: { checkoutFrom: 'refs/remotes/origin/airlock/issue-7', startSha: sha('2') },
+    });
   });
 
   it('needs nothing when upstream has not moved', () => {
@@ -198,7 +200,7 @@ describe('the one command that applies a plan in the guest', () => {
     expect(exec.argv.slice(3, 8)).toEqual([
       'airlock-workspace-delta',
       'airlock/issue-7',
-      'origin/main',
+      'refs/remotes/origin/main',
       '>/work/repo/.git/FETCH_HEAD',
       'a\\011b\\012',
     ]);
