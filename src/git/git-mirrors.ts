@@ -158,6 +158,9 @@ export class GitMirrors {
   }
 }
 
+/** No object takes fewer bytes in a pack (its header, a delta's base offset, an empty zlib stream). */
+const MIN_PACKED_OBJECT_BYTES = 8;
+
 /** Where a pack is made before it is read (inside the mirror, removed afterwards). */
 const PACKING = 'airlock-packing';
 
@@ -270,13 +273,24 @@ export class Mirror {
 
   /**
    * A self-contained pack of every object reachable from `wants` and not from `haves` (each of
-   * which the mirror has), with its index; `tooLarge` instead when the pack is over `maxBytes`.
+   * which the mirror has), with its index; `tooLarge` instead when the pack is over
+   * `limits.maxBytes`, or (`inflated`, before any pack is made) when its objects hold more than
+   * `limits.maxObjectBytes` before compression or are too many to fit in `maxBytes`.
    */
   async pack(
     wants: readonly string[],
     haves: readonly string[],
-    maxBytes: number,
-  ): Promise<DeltaPack | { tooLarge: number }> {
+    limits: { maxBytes: number; maxObjectBytes: number },
+  ): Promise<DeltaPack | { tooLarge: number; inflated?: { objects: number; bytes: number } }> {
+    const revs = [...wants, ...haves.map((sha) => `^${sha}`)].join('\n').concat('\n');
+    // Listing the objects and their sizes costs no more than a pack's own counting; packing them
+    // costs with their size, whatever the mirror stores them as.
+    const inflated = await this.#inflatedSize(revs, limits);
+    if (
+      inflated.objects * MIN_PACKED_OBJECT_BYTES > limits.maxBytes ||
+      inflated.bytes > limits.maxObjectBytes
+    )
+      return { tooLarge: inflated.bytes, inflated };
     const dir = path.join(this.dir, PACKING, randomUUID());
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
@@ -291,14 +305,14 @@ export class Mirror {
           '--delta-base-offset',
           path.join(dir, 'pack'),
         ],
-        { input: [...wants, ...haves.map((sha) => `^${sha}`)].join('\n').concat('\n') },
+        { input: revs },
       );
       const checksum = made.stdout.trim();
       if (!/^[0-9a-f]{40,64}$/.test(checksum))
         throw new ProcessError(`git pack-objects printed ${JSON.stringify(checksum)}, not a pack checksum`);
       const file = path.join(dir, `pack-${checksum}`);
       const size = (await stat(`${file}.pack`)).size;
-      if (size > maxBytes) return { tooLarge: size };
+      if (size > limits.maxBytes) return { tooLarge: size };
       const pack = await readFile(`${file}.pack`);
       return {
         name: `pack-${checksum}`,
@@ -309,6 +323,29 @@ export class Mirror {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * How many objects `revs` (`git rev-list --stdin` lines) reach and their size before
+   * compression; the sizes are not read when the objects are too many already.
+   */
+  async #inflatedSize(
+    revs: string,
+    limits: { maxBytes: number },
+  ): Promise<{ objects: number; bytes: number }> {
+    const listed = await hostGit(
+      ['--git-dir', this.dir, ...SAFE, 'rev-list', '--objects', '--no-object-names', '--stdin'],
+      { input: revs },
+    );
+    const objects = listed.stdout.split('\n').filter(Boolean);
+    if (!objects.length || objects.length * MIN_PACKED_OBJECT_BYTES > limits.maxBytes)
+      return { objects: objects.length, bytes: 0 };
+    const sized = await hostGit(['--git-dir', this.dir, ...SAFE, 'cat-file', '--batch-check=%(objectsize)'], {
+      input: `${objects.join('\n')}\n`,
+    });
+    let bytes = 0;
+    for (const line of sized.stdout.split('\n')) if (line) bytes += Number(line);
+    return { objects: objects.length, bytes };
   }
 
   async markUsed(now: Date): Promise<void> {

@@ -20,6 +20,14 @@ import { configListing, parseConfigListing, type Workspace } from './workspace-g
 export const MAX_HOST_DELTA_BYTES = 256 * 1024;
 
 /**
+ * The most a delta's objects may hold before compression for the host to pack them. Packing costs
+ * in proportion to it (git inflates, delta-searches, compresses and writes each object), and a few
+ * bytes pushed can make it large: a new version of each large file, a small delta in the mirror
+ * but whole in the self-contained pack. A pack 64 times smaller than its objects is rare.
+ */
+export const MAX_HOST_DELTA_OBJECT_BYTES = 64 * MAX_HOST_DELTA_BYTES;
+
+/**
  * How long a restored VM waits for the host's delta before its guest fetches instead: about what
  * that fetch costs under TCG. It waits longer only when the host is making a repository's mirror
  * (a whole clone) or upstream is slow; the host's fetch then goes on, for the tasks after.
@@ -121,11 +129,24 @@ export async function prepareHostDelta(
       if ('fallback' in planned) return planned;
       const { plan } = planned;
       if (!plan.wants.length) return { plan, fetched };
-      const pack = await mirror.pack(plan.wants, plan.haves, MAX_HOST_DELTA_BYTES);
-      if ('tooLarge' in pack)
+      const pack = await mirror.pack(plan.wants, plan.haves, {
+        maxBytes: MAX_HOST_DELTA_BYTES,
+        maxObjectBytes: MAX_HOST_DELTA_OBJECT_BYTES,
+      });
+      if ('tooLarge' in pack) {
+        const kib = (bytes: number) => Math.ceil(bytes / 1024);
+        if (!pack.inflated)
+          return {
+            fallback: `the delta is ${kib(pack.tooLarge)} KiB, over the ${kib(MAX_HOST_DELTA_BYTES)} KiB handed over by the host`,
+          };
+        const { objects, bytes } = pack.inflated;
         return {
-          fallback: `the delta is ${Math.ceil(pack.tooLarge / 1024)} KiB, over the ${MAX_HOST_DELTA_BYTES / 1024} KiB handed over by the host`,
+          fallback:
+            bytes > MAX_HOST_DELTA_OBJECT_BYTES
+              ? `the delta's objects are ${kib(bytes)} KiB before compression, over the ${kib(MAX_HOST_DELTA_OBJECT_BYTES)} KiB the host packs`
+              : `the delta has ${objects} objects, too many for the ${kib(MAX_HOST_DELTA_BYTES)} KiB handed over by the host`,
         };
+      }
       return { plan, pack, fetched };
     });
   } catch (error) {

@@ -20,6 +20,7 @@ import {
   applyHostDelta,
   INLINE_FILES_MAX_BYTES,
   MAX_HOST_DELTA_BYTES,
+  MAX_HOST_DELTA_OBJECT_BYTES,
   prepareHostDelta,
 } from '../../src/tasks/restored-workspace.ts';
 import type { Task } from '../../src/tasks/task.ts';
@@ -451,6 +452,16 @@ describe('a restored workspace brought up to date by the host', () => {
     await commit('main', { 'blob.bin': randomBytes(MAX_HOST_DELTA_BYTES + 1024) });
     expect(await hostPath(mirrors, task({ from: 'ref', ref: 'main' }), big)).toMatchObject({
       fallback: expect.stringMatching(/^the delta is \d+ KiB, over the 256 KiB/),
+    });
+    // A delta whose objects are far over the limit before compression is refused for what it
+    // holds, before any pack is made (this one would pack small: a pack's work and disk go with
+    // its objects' inflated size, and a small push can make that large).
+    const inflated = await buildWorkspace('inflated');
+    await commit('main', { 'zeros.bin': Buffer.alloc(MAX_HOST_DELTA_OBJECT_BYTES + 1024) });
+    expect(await hostPath(mirrors, task({ from: 'ref', ref: 'main' }), inflated)).toMatchObject({
+      fallback: expect.stringMatching(
+        /^the delta's objects are \d+ KiB before compression, over the \d+ KiB/,
+      ),
     });
     // Upstream unreachable.
     await server.credential.revoke();
