@@ -208,7 +208,10 @@ export class Mirror {
         '+refs/tags/*:refs/tags/*',
       ],
       { auth: token, timeoutMs: FETCH_TIMEOUT_MS, ...(signal ? { signal } : {}) },
-    );
+    ).catch(async (error: unknown) => {
+      await this.#removeFetchLeftovers();
+      throw error;
+    });
     const refs = await this.refs();
     this.#known.set(this.dir, refs);
     const changed: MirrorFetch['changed'] = [];
@@ -218,6 +221,26 @@ export class Mirror {
       if (from !== to) changed.push({ ref, from, to });
     }
     return { refs, changed, created, durationMs: performance.now() - started };
+  }
+
+  /**
+   * What a fetch cut short (its timeout, the task's cancellation) leaves: the pack or loose objects
+   * it was receiving (`tmp_*`, up to the whole repository, never collected before two weeks) and
+   * the ref locks a killed git held (which would fail every later fetch). Nothing else writes to
+   * the mirror meanwhile: its uses take turns.
+   */
+  async #removeFetchLeftovers(): Promise<void> {
+    const objects = path.join(this.dir, 'objects');
+    const dirs = (await readdir(objects).catch(() => [])).filter((name) => /^(pack|[0-9a-f]{2})$/.test(name));
+    for (const sub of dirs) {
+      const names = await readdir(path.join(objects, sub)).catch(() => []);
+      for (const name of names.filter((n) => n.startsWith('tmp_')))
+        await rm(path.join(objects, sub, name), { force: true });
+    }
+    const refs = await readdir(path.join(this.dir, 'refs'), { recursive: true }).catch(() => []);
+    const locks = [...refs.map((name) => path.join('refs', name)), 'packed-refs.lock'];
+    for (const lock of locks.filter((name) => name.endsWith('.lock')))
+      await rm(path.join(this.dir, lock), { force: true });
   }
 
   /** The mirror's branches and tags. */

@@ -408,6 +408,51 @@ describe('a restored workspace brought up to date by the host', () => {
     }
   }, 120_000);
 
+  it('leaves no partial pack behind when a fetch into the mirror is cut short', async () => {
+    // A fetch cut short (its timeout, the task cancelled) left git's half-received pack in the
+    // mirror, and the next cut-short fetch another: disk taken with each, for as long as upstream
+    // is too large to fetch in time.
+    const bulky = path.join(dir, 'bulky.git');
+    await runProcess('git', ['init', '--quiet', '--bare', '--initial-branch=main', bulky], {
+      timeoutMs: 10_000,
+    });
+    const seed = await mkdtemp(path.join(dir, 'bulky-seed-'));
+    await git(seed, 'init', '--quiet', '--initial-branch=main');
+    // More objects than git unpacks loose: the fetch streams them into one pack.
+    for (let i = 0; i < 256; i++) await writeFile(path.join(seed, `bulk-${i}.bin`), randomBytes(256 * 1024));
+    await git(seed, 'add', '-A');
+    await git(seed, 'commit', '--quiet', '-m', 'bulk');
+    await git(seed, 'push', '--quiet', bulky, 'HEAD:refs/heads/main');
+    await rm(seed, { recursive: true, force: true });
+    const bulkyServer = await startLocalGitServer(bulky, 'bulky');
+    try {
+      const mirrors = new GitMirrors({ root: path.join(dir, 'cut-mirrors'), clock: systemClock, log });
+      const packDir = path.join(mirrors.dirOf('local/bulky'), 'objects', 'pack');
+      const cut = new AbortController();
+      const fetching = mirrors.use('local/bulky', async (mirror) =>
+        mirror.fetch(bulkyServer.gitUrl('local', 'bulky'), await bulkyServer.credential.token(), cut.signal),
+      );
+      const settled = fetching.then(
+        () => 'fetched',
+        () => 'cut',
+      );
+      // Cut as soon as the pack is arriving.
+      while (!cut.signal.aborted) {
+        const names = await readdir(packDir).catch(() => []);
+        if (names.some((name) => name.startsWith('tmp_pack_'))) cut.abort();
+        else if (
+          (await Promise.race([settled, new Promise((r) => setImmediate(r, 'waiting'))])) !== 'waiting'
+        )
+          throw new Error('the fetch ended before it could be cut');
+      }
+      expect(await settled).toBe('cut');
+      expect((await readdir(packDir)).filter((name) => name.startsWith('tmp_'))).toEqual([]);
+    } finally {
+      await bulkyServer.close();
+      await rm(bulky, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('deletes a mirror unused for 30 days, and packs the ones in use', async () => {
     const clock = new ManualClock(Date.parse('2026-03-01T10:00:00.000Z'));
     const root = path.join(dir, 'idle-mirrors');
