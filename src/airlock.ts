@@ -5,7 +5,7 @@ import { startRetention } from './audit/retention.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
-import { BUILDS_CHANNEL, BuildQueue } from './environments/build-queue.ts';
+import { BUILDS_CHANNEL, BuildQueue, WORKER_GONE_MS } from './environments/build-queue.ts';
 import { buildFailureJob } from './environments/build-report.ts';
 import type { EnvironmentBuilder } from './environments/environment-builder.ts';
 import { hasEnvironment } from './environments/environment-key.ts';
@@ -253,6 +253,10 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   // Environment builds run on the host that keeps their snapshots: with several hosts, each worker
   // builds and keeps its own (docs/environments.md), and a push or `/airlock rebuild` asks each
   // host that has one. A control plane only queues them.
+  // Workers lease the tasks they run and say they are there (several hosts only).
+  const leases = shared
+    ? new TaskLeases(store, clock, { leaseMs: settings.cluster.leaseSeconds * 1000 })
+    : undefined;
   const environmentStore = new EnvironmentStore(store, clock, {
     host: shared && role !== 'control' ? settings.cluster.workerName : null,
   });
@@ -261,6 +265,11 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     audit,
     log,
     ...(shared ? { notify: () => store.notify(BUILDS_CHANNEL) } : {}),
+    ...(leases
+      ? {
+          hostsAlive: () => leases.seenSince(new Date(clock.now().getTime() - WORKER_GONE_MS).toISOString()),
+        }
+      : {}),
   });
   const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
   const environments = builder
@@ -351,9 +360,6 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
   // Where tasks run: on one host, this process's scheduler; on PostgreSQL, workers that lease
   // them (this process is one unless it is a control plane only).
   const reaper = sandbox?.sandbox ?? { reapOrphans: async () => [] };
-  const leases = shared
-    ? new TaskLeases(store, clock, { leaseMs: settings.cluster.leaseSeconds * 1000 })
-    : undefined;
   const identity: WorkerIdentity = {
     id:
       role === 'control'

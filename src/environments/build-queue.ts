@@ -6,6 +6,12 @@ import type { EnvironmentBuild, EnvironmentStore, NewBuild } from './environment
 /** PostgreSQL channel a queued build is announced on: every worker looks for one it may run. */
 export const BUILDS_CHANNEL = 'airlock_builds';
 
+/**
+ * A worker not heard from for this long is gone: no build is queued for its host any more, and the
+ * builds it left queued are failed (a worker restarting under its name is back within it).
+ */
+export const WORKER_GONE_MS = 10 * 60_000;
+
 /** What the build queue needs. */
 export interface BuildQueueDeps {
   store: EnvironmentStore;
@@ -13,6 +19,11 @@ export interface BuildQueueDeps {
   log: Logger;
   /** Tells other processes (PostgreSQL NOTIFY on BUILDS_CHANNEL); none on one host. */
   notify?: () => Promise<void>;
+  /**
+   * The named hosts whose worker was heard from within WORKER_GONE_MS (several hosts); when unset,
+   * every host that has an environment is taken to be there (one host).
+   */
+  hostsAlive?: () => Promise<ReadonlySet<string>>;
 }
 
 /**
@@ -47,7 +58,7 @@ export class BuildQueue {
   async enqueue(input: NewBuild): Promise<EnvironmentBuild[]> {
     const { store } = this.#deps;
     return store.transaction(async () => {
-      const hosts = input.host !== undefined ? [input.host] : await store.hostsOf(input.repoFullName);
+      const hosts = input.host !== undefined ? [input.host] : await this.#hostsHolding(input.repoFullName);
       const builds: EnvironmentBuild[] = [];
       for (const host of hosts.length ? hosts : [null])
         builds.push(await this.#enqueueOn(store.forHost(host), { ...input, host }));
@@ -65,10 +76,38 @@ export class BuildQueue {
       );
   }
 
+  /** The named hosts still there (see BuildQueueDeps.hostsAlive); undefined on one host. */
+  async hostsAlive(): Promise<ReadonlySet<string> | undefined> {
+    return this.#deps.hostsAlive?.();
+  }
+
+  /**
+   * The hosts that hold or make an environment of the repository and are still there: a host whose
+   * worker is gone for good would never run its build, while a live one takes an untaken build.
+   */
+  async #hostsHolding(repoFullName: string): Promise<Array<string | null>> {
+    const hosts = await this.#deps.store.hostsOf(repoFullName);
+    const alive = await this.hostsAlive();
+    if (!alive) return hosts;
+    const gone = hosts.filter((host) => host !== null && !alive.has(host));
+    if (gone.length)
+      this.#deps.log.info(
+        { repository: repoFullName, gone },
+        'no build queued for hosts whose worker is gone',
+      );
+    return hosts.filter((host) => host === null || alive.has(host));
+  }
+
   async #enqueueOn(store: EnvironmentStore, input: NewBuild): Promise<EnvironmentBuild> {
-    const queued = await store.openBuild(input.repoFullName, 'queued');
+    // A build for any host is covered only by another for any host, not by one a named host owns
+    // (that host's worker may be gone).
+    const open = (state: 'queued' | 'running') =>
+      input.host === null
+        ? store.openUntakenBuild(input.repoFullName, state)
+        : store.openBuild(input.repoFullName, state);
+    const queued = await open('queued');
     if (queued) return queued;
-    const running = await store.openBuild(input.repoFullName, 'running');
+    const running = await open('running');
     if (running && input.trigger.kind !== 'push' && input.trigger.kind !== 'command') return running;
     const created = await store.createBuild(input);
     this.#deps.audit.append(created.id, 'build.created', {

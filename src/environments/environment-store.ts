@@ -229,6 +229,21 @@ export class EnvironmentStore {
     return row ? buildFromRow(row) : undefined;
   }
 
+  /** A repository's oldest queued or running build that no host has taken (one any worker may run). */
+  async openUntakenBuild(
+    repoFullName: string,
+    state: 'queued' | 'running',
+  ): Promise<EnvironmentBuild | undefined> {
+    const row = await this.#builds()
+      .where('host', 'is', null)
+      .where('repo_full_name', '=', repoFullName)
+      .where('state', '=', state)
+      .orderBy('created_at')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? buildFromRow(row) : undefined;
+  }
+
   /** A repository's latest finished build on this host. */
   async lastFinishedBuild(repoFullName: string): Promise<EnvironmentBuild | undefined> {
     const row = await this.#ownBuilds(false)
@@ -285,6 +300,16 @@ export class EnvironmentStore {
     const rows = await this.#builds()
       .where('state', '=', 'running')
       .where((eb) => eb.or([eb('heartbeat_at', '<', before), eb('heartbeat_at', 'is', null)]))
+      .orderBy('created_at')
+      .execute();
+    return rows.map(buildFromRow);
+  }
+
+  /** Queued builds, on any host, bound to a named host (not those any worker may take). */
+  async queuedOnNamedHosts(): Promise<EnvironmentBuild[]> {
+    const rows = await this.#builds()
+      .where('state', '=', 'queued')
+      .where('host', 'is not', null)
       .orderBy('created_at')
       .execute();
     return rows.map(buildFromRow);

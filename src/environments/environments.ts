@@ -8,7 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { VmSnapshot } from '../sandbox/sandbox.ts';
 import type { Task } from '../tasks/task.ts';
 import { TaskFailure } from '../tasks/task-runner.ts';
-import type { BuildQueue } from './build-queue.ts';
+import { type BuildQueue, WORKER_GONE_MS } from './build-queue.ts';
 import { runBuild } from './build-run.ts';
 import type { EnvironmentBuilder } from './environment-builder.ts';
 import { type Collection, environmentsToCollect } from './environment-gc.ts';
@@ -209,10 +209,23 @@ export class Environments {
     const swept: EnvironmentBuild[] = [];
     try {
       const before = new Date(clock.now().getTime() - staleMs).toISOString();
+      const lost: Array<{ build: EnvironmentBuild; reason: string }> = [];
       for (const build of await store.staleRunning(before)) {
         // This host's own builds are its to end (start() fails what a restart left).
         if (build.host === store.host) continue;
         const reason = `interrupted: its worker ${build.host ?? '(unnamed)'} stopped renewing the build for ${Math.round(staleMs / 1000)} s`;
+        lost.push({ build, reason });
+      }
+      // Queued for a host whose worker is gone: nobody else may run them, and it will not.
+      const alive = await this.#deps.queue.hostsAlive();
+      if (alive) {
+        for (const build of await store.queuedOnNamedHosts()) {
+          if (build.host === null || build.host === store.host || alive.has(build.host)) continue;
+          const reason = `interrupted: its worker ${build.host} has not been heard from for ${Math.round(WORKER_GONE_MS / 60_000)} minutes, so it was never started; the next task that needs the environment builds it on its own worker`;
+          lost.push({ build, reason });
+        }
+      }
+      for (const { build, reason } of lost) {
         const failed = await this.#interrupt(build, reason, build.logTail ?? '', { sweptBy: store.host });
         if (!failed) continue;
         log.warn({ build: build.id, host: build.host }, 'environment build of a lost worker failed');

@@ -247,6 +247,16 @@ export class TaskLeases {
     return taken.map(rowToTask);
   }
 
+  /** The workers heard from (a heartbeat, or their start) at or after `since` (ISO time). */
+  async seenSince(since: string): Promise<Set<string>> {
+    const rows = await this.#store.db
+      .selectFrom('workers')
+      .select('id')
+      .where('heartbeat_at', '>=', since)
+      .execute();
+    return new Set(rows.map((r) => r.id));
+  }
+
   /** Workers and their last heartbeat, newest first (for the operator's view). */
   async workers(): Promise<
     Array<WorkerIdentity & { startedAt: string; heartbeatAt: string; stoppedAt: string | null }>

@@ -61,6 +61,9 @@ async function configure(files: Record<string, string>): Promise<string> {
 /** Every host's builds and environments, as the control plane's pages read them. */
 const builds = () => new EnvironmentStore(cluster.controls[0]!.store, cluster.controls[0]!.clock);
 
+/** A worker's row as a worker on another host writes it. */
+const workerRow = (id: string) => ({ id, host: `${id}-host`, pid: 1, capacity: 1, stopped_at: null });
+
 const taskOf = async (issue: number) =>
   (await cluster.controls[0]!.tasks.list()).find((t) => t.issueNumber === issue);
 
@@ -126,6 +129,80 @@ describe('environments with several workers', { timeout: 120_000 }, () => {
     const forA = pushed.find((x) => x.host === 'worker-a')!;
     expect((await builds().build(forA.id)).state).toBe('queued');
     expect(b.builder.builds).toHaveLength(2);
+  });
+
+  it('queues no build for a worker gone for good, and fails the builds it left queued', async () => {
+    cluster = await startCluster({ workers: [] });
+    await configure({ '.github/airlock.yml': CONFIG, 'package-lock.json': '{"lockfileVersion":3}\n' });
+    const control = cluster.controls[0]!;
+    const b = await worker('worker-b');
+    // worker-gone made an environment of the repository, had a rebuild queued, and was last heard
+    // from 20 minutes ago (its host was retired, or renamed).
+    const lastHeard = new Date(control.clock.now().getTime() - 20 * 60_000).toISOString();
+    await control.store.db
+      .insertInto('workers')
+      .values({ ...workerRow('worker-gone'), started_at: lastHeard, heartbeat_at: lastHeard })
+      .execute();
+    const gone = builds().forHost('worker-gone');
+    const newBuild = (kind: 'task' | 'push') => ({
+      repoFullName: 'acme/widgets',
+      repoId: 1,
+      installationId: cluster.installationId,
+      trigger: { kind, by: 'alice' },
+      config: DEFAULT_REPO_CONFIG,
+      host: 'worker-gone',
+    });
+    const made = await gone.createBuild(newBuild('task'));
+    await gone.startBuild(made.id);
+    await gone.succeedBuild(
+      made.id,
+      { id: 'env-gone', dir: '/gone', sizeBytes: 1, commitSha: 'c'.repeat(40), specHash: 's', envKey: 'k' },
+      '',
+    );
+    const left = await gone.createBuild(newBuild('push'));
+
+    // A push to a key file: worker-gone would never run a build queued for it, so the rebuild is
+    // one any worker may take, and worker-b takes it.
+    const sha = await configure({ 'package-lock.json': '{"lockfileVersion":3,"v":2}\n' });
+    const payload = examplePayload('push', null, {
+      repo: { id: 1, fullName: 'acme/widgets' },
+      sender: { login: 'alice', id: 101, type: 'User' },
+      installationId: cluster.installationId,
+    });
+    Object.assign(payload, { ref: 'refs/heads/main', after: sha, forced: false, deleted: false });
+    payload.commits = [{ ...payload.commits?.[0], added: [], removed: [], modified: ['package-lock.json'] }];
+    const answer = await cluster.gh.sendWebhook(control.github!.server.webhookUrl, 'push', payload, {
+      deliveryId: 'push-gone-host',
+    });
+    expect(answer.ok).toBe(true);
+    await waitFor(
+      async () => (await b.airlock.environments!.store.current('acme/widgets'))?.commitSha === sha,
+      WAIT_MS,
+      "b's environment, built from the push",
+    );
+    const pushed = (await builds().listBuilds()).filter((x) => x.trigger.kind === 'push' && x.id !== left.id);
+    expect(pushed).toHaveLength(1);
+    expect(pushed[0]).toMatchObject({ host: 'worker-b', state: 'succeeded' });
+
+    // The build it left queued is failed (by whichever sweep comes first), saying why.
+    await b.airlock.environments!.sweep();
+    expect(await builds().build(left.id)).toMatchObject({
+      state: 'failed',
+      reason: expect.stringMatching(
+        /^interrupted: its worker worker-gone has not been heard from for 10 minutes/,
+      ),
+    });
+    // A build queued for a worker heard from a minute ago (restarting, say) is left queued.
+    const minuteAgo = new Date(control.clock.now().getTime() - 60_000).toISOString();
+    await control.store.db
+      .insertInto('workers')
+      .values({ ...workerRow('worker-c'), started_at: minuteAgo, heartbeat_at: minuteAgo })
+      .execute();
+    const waiting = await builds()
+      .forHost('worker-c')
+      .createBuild({ ...newBuild('push'), host: 'worker-c' });
+    await b.airlock.environments!.sweep();
+    expect(await builds().build(waiting.id)).toMatchObject({ state: 'queued' });
   });
 
   it('fails a build whose worker went away, and says so on the issue that needed it', async () => {
