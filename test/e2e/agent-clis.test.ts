@@ -114,62 +114,71 @@ for (const c of CASES) {
       await model?.close();
     });
 
-    it('edits, runs a command and finishes through the proxy; the change is pushed and the key stays out', async () => {
-      const task: Task = await world.labelIssue('Friendlier greeting', 'Make the greeting friendlier.');
-      expect(task.reason ?? '').toMatch(/^changes pushed/);
-      expect(task.state).toBe('succeeded');
-      expect(task.result).toMatchObject({ outcome: 'changes_pushed', summary: FINAL });
-
-      const git = (...args: string[]) =>
-        execFileSync('git', ['--git-dir', world.gh.state.repos.get('acme/widgets')!.dir, ...args], {
-          encoding: 'utf8',
+    it(
+      'edits, runs a command and finishes through the proxy; the change is pushed and the key stays out',
+      async () => {
+        // OpenCode alone takes about 200 s here, most of it its own start-up under TCG (80 s before
+        // its first request); beside other VM tests it has taken over 600 s. The wait outlasts the
+        // task's own 20-minute timeout, so a task that hangs fails with that reason.
+        const task: Task = await world.labelIssue('Friendlier greeting', 'Make the greeting friendlier.', {
+          timeoutMs: 23 * 60_000,
         });
-      expect(git('show', `${task.branch}:greeting.txt`)).toBe('Hello, friendly world\n');
-      expect(git('log', '-1', '--format=%an <%ae>', task.branch).trim()).toBe(
-        'airlock-e2e[bot] <airlock-e2e[bot]@users.noreply.github.com>',
-      );
-      expect(git('log', '-1', '--format=%B', task.branch)).toContain(
-        'Co-authored-by: alice <101+alice@users.noreply.github.com>',
-      );
+        expect(task.reason ?? '').toMatch(/^changes pushed/);
+        expect(task.state).toBe('succeeded');
+        expect(task.result).toMatchObject({ outcome: 'changes_pushed', summary: FINAL });
 
-      const record = await world.audit.events(task.id);
-      const events = record.filter((e) => e.type === 'agent.event').map((e) => e.data as AgentEvent);
-      expect(events[0]).toMatchObject({ kind: 'session' });
-      expect(events.filter((e) => e.kind === 'file_edit')).toEqual([
-        { kind: 'file_edit', path: 'greeting.txt', change: 'update' },
-      ]);
-      const command = events.find((e) => e.kind === 'command');
-      expect(command).toMatchObject({ kind: 'command', command: CHECK_COMMAND, exitCode: 0 });
-      expect(events.some((e) => e.kind === 'usage')).toBe(true);
-      expect(events.filter((e) => e.kind === 'message' && e.role === 'assistant').at(-1)).toMatchObject({
-        text: FINAL,
-      });
+        const git = (...args: string[]) =>
+          execFileSync('git', ['--git-dir', world.gh.state.repos.get('acme/widgets')!.dir, ...args], {
+            encoding: 'utf8',
+          });
+        expect(git('show', `${task.branch}:greeting.txt`)).toBe('Hello, friendly world\n');
+        expect(git('log', '-1', '--format=%an <%ae>', task.branch).trim()).toBe(
+          'airlock-e2e[bot] <airlock-e2e[bot]@users.noreply.github.com>',
+        );
+        expect(git('log', '-1', '--format=%B', task.branch)).toContain(
+          'Co-authored-by: alice <101+alice@users.noreply.github.com>',
+        );
 
-      // Every scripted step was served, in order, through the proxy.
-      const steps = model.requests.filter((r) => r.step >= 0).map((r) => r.step);
-      expect([...new Set(steps)]).toEqual(c.steps.map((_, i) => i));
-      // Nothing got out but model traffic. No egress allowlist is configured, so every egress
-      // attempt was refused (and audited); Claude Code is configured to make none, while
-      // OpenCode tries one package-registry fetch at start-up (its plugin package) and goes on.
-      const egress = record.filter((e) => e.type === 'proxy.egress');
-      expect(egress.filter((e) => e.data.decision !== 'refused')).toEqual([]);
-      if (c.agent === 'claude') expect(egress).toEqual([]);
-      expect(record.filter((e) => e.type === 'proxy.refused').map((e) => e.data.path)).toEqual([]);
+        const record = await world.audit.events(task.id);
+        const events = record.filter((e) => e.type === 'agent.event').map((e) => e.data as AgentEvent);
+        expect(events[0]).toMatchObject({ kind: 'session' });
+        expect(events.filter((e) => e.kind === 'file_edit')).toEqual([
+          { kind: 'file_edit', path: 'greeting.txt', change: 'update' },
+        ]);
+        const command = events.find((e) => e.kind === 'command');
+        expect(command).toMatchObject({ kind: 'command', command: CHECK_COMMAND, exitCode: 0 });
+        expect(events.some((e) => e.kind === 'usage')).toBe(true);
+        expect(events.filter((e) => e.kind === 'message' && e.role === 'assistant').at(-1)).toMatchObject({
+          text: FINAL,
+        });
 
-      // The key never entered the VM. Positive controls first: the command read the CLI's own
-      // environment, and the scan read the files the agent changed.
-      const envDump = command?.kind === 'command' ? (command.output ?? '') : '';
-      const scan = scans.at(-1)!;
-      expect(envDump).toContain(c.ownEnv);
-      expect(c.placeholderIn === 'env' ? envDump : scan).toContain('airlock-placeholder-key');
-      expect(envDump).not.toContain(MODEL_KEY);
-      expect(scan).toContain('Hello, friendly world');
-      expect(scan).not.toContain(MODEL_KEY);
-      for (const request of model.requests) {
-        expect(c.keyHeader(request.headers)).toBe(c.keyForm);
-        expect(request.body).not.toContain(MODEL_KEY);
-      }
-      expect(JSON.stringify(record)).not.toContain(MODEL_KEY);
-    }, 900_000);
+        // Every scripted step was served, in order, through the proxy.
+        const steps = model.requests.filter((r) => r.step >= 0).map((r) => r.step);
+        expect([...new Set(steps)]).toEqual(c.steps.map((_, i) => i));
+        // Nothing got out but model traffic. No egress allowlist is configured, so every egress
+        // attempt was refused (and audited); Claude Code is configured to make none, while
+        // OpenCode tries one package-registry fetch at start-up (its plugin package) and goes on.
+        const egress = record.filter((e) => e.type === 'proxy.egress');
+        expect(egress.filter((e) => e.data.decision !== 'refused')).toEqual([]);
+        if (c.agent === 'claude') expect(egress).toEqual([]);
+        expect(record.filter((e) => e.type === 'proxy.refused').map((e) => e.data.path)).toEqual([]);
+
+        // The key never entered the VM. Positive controls first: the command read the CLI's own
+        // environment, and the scan read the files the agent changed.
+        const envDump = command?.kind === 'command' ? (command.output ?? '') : '';
+        const scan = scans.at(-1)!;
+        expect(envDump).toContain(c.ownEnv);
+        expect(c.placeholderIn === 'env' ? envDump : scan).toContain('airlock-placeholder-key');
+        expect(envDump).not.toContain(MODEL_KEY);
+        expect(scan).toContain('Hello, friendly world');
+        expect(scan).not.toContain(MODEL_KEY);
+        for (const request of model.requests) {
+          expect(c.keyHeader(request.headers)).toBe(c.keyForm);
+          expect(request.body).not.toContain(MODEL_KEY);
+        }
+        expect(JSON.stringify(record)).not.toContain(MODEL_KEY);
+      },
+      25 * 60_000,
+    );
   });
 }

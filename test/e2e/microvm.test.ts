@@ -287,8 +287,10 @@ describe('teardown', () => {
           'busybox wget -q -O - http://10.0.2.15:7000/page',
       );
       expect(serve.stdout).toBe('secret-of-b\n');
+      // A path that is closed is refused at once; an open one can take seconds under TCG on a busy
+      // host, so the probe's own limit is generous.
       const probe = (target: string) =>
-        `if timeout 5 busybox wget -q -O - ${target} 2>/dev/null; then echo; echo REACHED; else echo BLOCKED; fi`;
+        `if timeout 30 busybox wget -q -O - ${target} 2>/dev/null; then echo; echo REACHED; else echo BLOCKED; fi`;
       // Each VM's user network is its own: B's address from A is A itself, and B's page is not there.
       expect((await run(vm, probe('http://10.0.2.15:7000/page'))).stdout).toBe('BLOCKED\n');
       // Each VM's proxy address leads to its own task's listener only.
