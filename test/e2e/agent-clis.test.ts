@@ -117,9 +117,9 @@ for (const c of CASES) {
     it(
       'edits, runs a command and finishes through the proxy; the change is pushed and the key stays out',
       async () => {
-        // OpenCode alone takes about 200 s here, most of it its own start-up under TCG (80 s before
-        // its first request); beside other VM tests it has taken over 600 s. The wait outlasts the
-        // task's own 20-minute timeout, so a task that hangs fails with that reason.
+        // Under TCG, OpenCode's own start-up is most of its run, and beside other VM tests it slows
+        // several times over. The wait outlasts the task's own timeout (timeout_minutes), so a
+        // task that hangs fails with that reason.
         const task: Task = await world.labelIssue('Friendlier greeting', 'Make the greeting friendlier.', {
           timeoutMs: 23 * 60_000,
         });
