@@ -58,6 +58,28 @@ async function configure(files: Record<string, string>): Promise<string> {
   return pushCommit({ remote, base: 'main', branch: 'main', files });
 }
 
+/** Pushes a change to package-lock.json on main and sends its push webhook; returns the commit. */
+async function pushKeyFile(deliveryId: string): Promise<string> {
+  const sha = await configure({ 'package-lock.json': `{"lockfileVersion":3,"v":"${deliveryId}"}\n` });
+  const payload = examplePayload('push', null, {
+    repo: { id: 1, fullName: 'acme/widgets' },
+    sender: { login: 'alice', id: 101, type: 'User' },
+    installationId: cluster.installationId,
+  });
+  Object.assign(payload, { ref: 'refs/heads/main', after: sha, forced: false, deleted: false });
+  payload.commits = [{ ...payload.commits?.[0], added: [], removed: [], modified: ['package-lock.json'] }];
+  const answer = await cluster.gh.sendWebhook(
+    cluster.controls[0]!.github!.server.webhookUrl,
+    'push',
+    payload,
+    {
+      deliveryId,
+    },
+  );
+  if (!answer.ok) throw new Error(`the push webhook was answered ${answer.status}`);
+  return sha;
+}
+
 /** Every host's builds and environments, as the control plane's pages read them. */
 const builds = () => new EnvironmentStore(cluster.controls[0]!.store, cluster.controls[0]!.clock);
 
@@ -99,18 +121,7 @@ describe('environments with several workers', { timeout: 120_000 }, () => {
     expect(b.builder.builds).toHaveLength(1);
 
     // A push to a key file: the control plane queues a rebuild for each host holding one.
-    const sha = await configure({ 'package-lock.json': '{"lockfileVersion":3,"v":2}\n' });
-    const payload = examplePayload('push', null, {
-      repo: { id: 1, fullName: 'acme/widgets' },
-      sender: { login: 'alice', id: 101, type: 'User' },
-      installationId: cluster.installationId,
-    });
-    Object.assign(payload, { ref: 'refs/heads/main', after: sha, forced: false, deleted: false });
-    payload.commits = [{ ...payload.commits?.[0], added: [], removed: [], modified: ['package-lock.json'] }];
-    const answer = await cluster.gh.sendWebhook(control.github!.server.webhookUrl, 'push', payload, {
-      deliveryId: 'push-key-file',
-    });
-    expect(answer.ok).toBe(true);
+    const sha = await pushKeyFile('push-key-file');
     const pushed = await waitFor(
       async () => {
         const queued = (await builds().listBuilds()).filter((x) => x.trigger.kind === 'push');
@@ -163,18 +174,7 @@ describe('environments with several workers', { timeout: 120_000 }, () => {
 
     // A push to a key file: worker-gone would never run a build queued for it, so the rebuild is
     // one any worker may take, and worker-b takes it.
-    const sha = await configure({ 'package-lock.json': '{"lockfileVersion":3,"v":2}\n' });
-    const payload = examplePayload('push', null, {
-      repo: { id: 1, fullName: 'acme/widgets' },
-      sender: { login: 'alice', id: 101, type: 'User' },
-      installationId: cluster.installationId,
-    });
-    Object.assign(payload, { ref: 'refs/heads/main', after: sha, forced: false, deleted: false });
-    payload.commits = [{ ...payload.commits?.[0], added: [], removed: [], modified: ['package-lock.json'] }];
-    const answer = await cluster.gh.sendWebhook(control.github!.server.webhookUrl, 'push', payload, {
-      deliveryId: 'push-gone-host',
-    });
-    expect(answer.ok).toBe(true);
+    const sha = await pushKeyFile('push-gone-host');
     await waitFor(
       async () => (await b.airlock.environments!.store.current('acme/widgets'))?.commitSha === sha,
       WAIT_MS,
