@@ -250,13 +250,13 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     );
   };
 
-  // Environment builds run on the host that keeps their snapshots: with several hosts, each worker
-  // builds and keeps its own (docs/environments.md), and a push or `/airlock rebuild` asks each
-  // host that has one. A control plane only queues them.
   // Workers lease the tasks they run and say they are there (several hosts only).
   const leases = shared
     ? new TaskLeases(store, clock, { leaseMs: settings.cluster.leaseSeconds * 1000 })
     : undefined;
+  // Environment builds run on the host that keeps their snapshots: with several hosts, each worker
+  // builds and keeps its own (docs/environments.md), and a push or `/airlock rebuild` asks each
+  // host still there that has one. A control plane only queues them.
   const environmentStore = new EnvironmentStore(store, clock, {
     host: shared && role !== 'control' ? settings.cluster.workerName : null,
   });
