@@ -453,6 +453,27 @@ describe('a restored workspace brought up to date by the host', () => {
     }
   }, 120_000);
 
+  it('refuses to pack a delta of more objects than its pack could hold, before packing anything', async () => {
+    const mirrors = new GitMirrors({ root: path.join(dir, 'count-mirrors'), clock: systemClock, log });
+    const token = await server.credential.token();
+    await commit('main', { 'count-a.txt': 'a\n', 'count-b.txt': 'b\n', 'count-c.txt': 'c\n' });
+    const result = await mirrors.use('local/widgets', async (mirror) => {
+      const { refs } = await mirror.fetch(url, token);
+      const main = refs.get('refs/heads/main')!.sha;
+      // No packed object takes fewer than 8 bytes: 64 bytes hold at most 8, and main reaches more.
+      const refused = await mirror.pack([main], [], { maxBytes: 64, maxObjectBytes: 1 << 30 });
+      const leftovers = await readdir(path.join(mirror.dir, 'airlock-packing')).catch(() => []);
+      // The same delta, given room: a pack of exactly the objects counted.
+      const made = await mirror.pack([main], [], { maxBytes: 1 << 30, maxObjectBytes: 1 << 30 });
+      return { refused, leftovers, made };
+    });
+    expect(result.refused).toMatchObject({ inflated: { objects: expect.any(Number), bytes: 0 } });
+    const counted = 'inflated' in result.refused ? result.refused.inflated!.objects : 0;
+    expect(counted).toBeGreaterThan(8);
+    expect(result.leftovers).toEqual([]);
+    expect(result.made).toMatchObject({ objects: counted });
+  }, 60_000);
+
   it('deletes a mirror unused for 30 days, and packs the ones in use', async () => {
     const clock = new ManualClock(Date.parse('2026-03-01T10:00:00.000Z'));
     const root = path.join(dir, 'idle-mirrors');
