@@ -5,7 +5,7 @@ import { startRetention } from './audit/retention.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { AppConfig } from './config/app-config.ts';
 import { modelUpstreams } from './config/model-upstreams.ts';
-import { BUILDS_CHANNEL, BuildQueue, WORKER_GONE_MS } from './environments/build-queue.ts';
+import { BUILDS_CHANNEL, BuildQueue } from './environments/build-queue.ts';
 import { buildFailureJob } from './environments/build-report.ts';
 import type { EnvironmentBuilder } from './environments/environment-builder.ts';
 import { hasEnvironment } from './environments/environment-key.ts';
@@ -264,12 +264,9 @@ export async function buildAirlock(settings: AppConfig, ports: AirlockPorts): Pr
     store: environmentStore,
     audit,
     log,
+    clock,
     ...(shared ? { notify: () => store.notify(BUILDS_CHANNEL) } : {}),
-    ...(leases
-      ? {
-          hostsAlive: () => leases.seenSince(new Date(clock.now().getTime() - WORKER_GONE_MS).toISOString()),
-        }
-      : {}),
+    ...(leases ? { workers: leases } : {}),
   });
   const builder = ports.environmentBuilder ?? vmBuilder(sandbox?.sandbox);
   const environments = builder

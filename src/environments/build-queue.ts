@@ -1,4 +1,5 @@
 import type { AuditSink } from '../audit-sink.ts';
+import type { Clock } from '../clock.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { EnvironmentBuild, EnvironmentStore, NewBuild } from './environment-store.ts';
@@ -19,11 +20,12 @@ export interface BuildQueueDeps {
   log: Logger;
   /** Tells other processes (PostgreSQL NOTIFY on BUILDS_CHANNEL); none on one host. */
   notify?: () => Promise<void>;
+  clock: Clock;
   /**
-   * The named hosts whose worker was heard from within WORKER_GONE_MS (several hosts); when unset,
+   * Which workers were heard from since a time (several hosts: the `workers` table); when unset,
    * every host that has an environment is taken to be there (one host).
    */
-  hostsAlive?: () => Promise<ReadonlySet<string>>;
+  workers?: { seenSince(since: string): Promise<ReadonlySet<string>> };
 }
 
 /**
@@ -76,9 +78,10 @@ export class BuildQueue {
       );
   }
 
-  /** The named hosts still there (see BuildQueueDeps.hostsAlive); undefined on one host. */
+  /** The named hosts whose worker was heard from within WORKER_GONE_MS; undefined on one host. */
   async hostsAlive(): Promise<ReadonlySet<string> | undefined> {
-    return this.#deps.hostsAlive?.();
+    const { workers, clock } = this.#deps;
+    return workers?.seenSince(new Date(clock.now().getTime() - WORKER_GONE_MS).toISOString());
   }
 
   /**

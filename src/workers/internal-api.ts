@@ -31,9 +31,11 @@ export function controlPlaneServices(deps: {
   publish(): ResultPublisher | undefined;
   app(): AppInfo;
 }): ControlPlaneServices {
-  const installation = (task: Task): number => {
-    if (task.installationId === null) throw new Error(`task ${task.id} has no GitHub installation`);
-    return task.installationId;
+  /** What a token is minted for: a task, or an environment build (`what` names which). */
+  type Subject = { id: string; repoFullName: string; installationId: number | null };
+  const installation = (subject: Subject, what = 'task'): number => {
+    if (subject.installationId === null) throw new Error(`${what} ${subject.id} has no GitHub installation`);
+    return subject.installationId;
   };
   const minted = (
     subject: { id: string },
@@ -45,27 +47,19 @@ export function controlPlaneServices(deps: {
       expires_at: token.expiresAt,
       for: 'worker',
     });
+  /** A token for the subject's own repository, recorded in its chain. */
+  const ownRepositoryToken = async (subject: Subject, what: string) => {
+    const { owner, repo } = splitRepo(subject.repoFullName);
+    const token = await mintTaskToken(deps.token, {
+      installationId: installation(subject, what),
+      repository: { owner, name: repo },
+    });
+    minted(subject, token);
+    return token;
+  };
   return {
-    async mintTaskToken(task) {
-      const { owner, repo } = splitRepo(task.repoFullName);
-      const token = await mintTaskToken(deps.token, {
-        installationId: installation(task),
-        repository: { owner, name: repo },
-      });
-      minted(task, token);
-      return token;
-    },
-    async mintBuildToken(build) {
-      if (build.installationId === null)
-        throw new Error(`environment build ${build.id} has no GitHub installation`);
-      const { owner, repo } = splitRepo(build.repoFullName);
-      const token = await mintTaskToken(deps.token, {
-        installationId: build.installationId,
-        repository: { owner, name: repo },
-      });
-      minted(build, token);
-      return token;
-    },
+    mintTaskToken: (task) => ownRepositoryToken(task, 'task'),
+    mintBuildToken: (build) => ownRepositoryToken(build, 'environment build'),
     async mintReadToken(task) {
       const names = deps
         .readRepositories(task)
